@@ -1,0 +1,125 @@
+import type { ConfirmChannel, Message, Options } from 'amqplib';
+
+/** Outcome of one confirmed publish. */
+export type PublishOutcome = 'confirmed' | 'returned';
+
+export class PublishError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'PublishError';
+  }
+}
+
+interface Pending {
+  resolve: (outcome: PublishOutcome) => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+  returned: boolean;
+}
+
+export interface ConfirmPublisherOptions {
+  /** Most messages published but not yet confirmed; `publish` waits for room beyond it. */
+  readonly windowMax: number;
+  /** A confirm that takes longer than this fails the publish (confirms can hang after a silent disconnect). */
+  readonly confirmTimeoutMs: number;
+}
+
+/**
+ * Confirmed, mandatory, persistent publishing on one confirm channel with a bounded window of
+ * unconfirmed messages. `publish` resolves when the broker confirms ('returned' when the message
+ * was unroutable and came back), rejects on nack, timeout or channel loss.
+ */
+export class ConfirmPublisher {
+  private readonly pending = new Map<string, Pending>();
+  private readonly roomWaiters: (() => void)[] = [];
+  private drainWaiter: (() => void) | null = null;
+  private closedError: Error | null = null;
+  private sequence = 0;
+
+  constructor(
+    private readonly channel: ConfirmChannel,
+    private readonly options: ConfirmPublisherOptions,
+  ) {
+    channel.on('return', (message: Message) => {
+      const key = message.properties.headers?.['x-txsim-publish-key'] as string | undefined;
+      const entry = key ? this.pending.get(key) : undefined;
+      if (entry) entry.returned = true;
+    });
+    channel.on('drain', () => {
+      const waiter = this.drainWaiter;
+      this.drainWaiter = null;
+      waiter?.();
+    });
+    const fail = (err?: Error) => this.failAll(err ?? new PublishError('channel closed'));
+    channel.on('close', () => fail());
+    channel.on('error', (err: Error) => fail(new PublishError(`channel error: ${err.message}`, { cause: err })));
+  }
+
+  /** Messages published and not yet confirmed. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  /** Publishes and waits for the broker's confirm. */
+  async publishConfirmed(exchange: string, routingKey: string, body: Buffer, options: Options.Publish = {}): Promise<PublishOutcome> {
+    return (await this.publish(exchange, routingKey, body, options)).confirmed;
+  }
+
+  /**
+   * Waits until the window has room (and the channel's buffer has drained), then publishes.
+   * Resolves as soon as the message is handed to the channel; `confirmed` settles with the broker's
+   * answer, so a producer can keep `windowMax` messages in flight.
+   */
+  async publish(exchange: string, routingKey: string, body: Buffer, options: Options.Publish = {}): Promise<{ confirmed: Promise<PublishOutcome> }> {
+    while (this.pending.size >= this.options.windowMax) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    if (this.closedError) throw this.closedError;
+    const key = String(++this.sequence);
+    const outcome = new Promise<PublishOutcome>((resolve, reject) => {
+      const timer = setTimeout(() => this.settle(key, new PublishError(`no confirm within ${this.options.confirmTimeoutMs} ms`)), this.options.confirmTimeoutMs);
+      this.pending.set(key, { resolve, reject, timer, returned: false });
+    });
+    // Marked handled here: callers attach their own handler later, and an early failure must not
+    // count as an unhandled rejection in between.
+    outcome.catch(() => {});
+    let writable: boolean;
+    try {
+      writable = this.channel.publish(
+        exchange,
+        routingKey,
+        body,
+        { persistent: true, mandatory: true, ...options, headers: { ...options.headers, 'x-txsim-publish-key': key } },
+        (err: unknown) => this.settle(key, err ? new PublishError('broker nacked the message', { cause: err }) : null),
+      );
+    } catch (err) {
+      this.settle(key, new PublishError(`publish failed: ${(err as Error).message}`, { cause: err }));
+      return { confirmed: outcome };
+    }
+    // publish() returning false still buffered the message: stop here until the socket drains,
+    // or memory grows without bound under load.
+    if (!writable && !this.closedError) await new Promise<void>((resolve) => (this.drainWaiter = resolve));
+    return { confirmed: outcome };
+  }
+
+  /** Resolves when everything published so far is settled (confirmed, returned or failed). */
+  async settled(): Promise<void> {
+    while (this.pending.size > 0) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  private settle(key: string, err: Error | null): void {
+    const entry = this.pending.get(key);
+    if (!entry) return;
+    this.pending.delete(key);
+    clearTimeout(entry.timer);
+    if (err) entry.reject(err);
+    else entry.resolve(entry.returned ? 'returned' : 'confirmed');
+    this.roomWaiters.shift()?.();
+  }
+
+  private failAll(err: Error): void {
+    this.closedError ??= err;
+    for (const key of [...this.pending.keys()]) this.settle(key, err);
+    for (const waiter of this.roomWaiters.splice(0)) waiter();
+    this.drainWaiter?.();
+    this.drainWaiter = null;
+  }
+}

@@ -1,0 +1,177 @@
+import type { ChannelModel } from 'amqplib';
+import { ConfirmPublisher, type PublishOutcome } from '../amqp/publisher.js';
+import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
+import { customerTargets } from '../db/accounts.js';
+import type { Knex } from '../db/knex.js';
+import { createGenerator, type GeneratorOptions } from '../domain/generator.js';
+import { runIdForSeed } from '../domain/ids.js';
+import { validateTransaction } from '../domain/message-schema.js';
+import type { TransactionType } from '../domain/transaction.js';
+import { UsageError } from '../errors.js';
+import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../metrics/histogram.js';
+
+export interface PublishRunOptions {
+  readonly count: number;
+  readonly seed: string;
+  /** Target rate in messages per second; 0 = as fast as the broker confirms. */
+  readonly ratePerS: number;
+  readonly mix: Record<TransactionType, number>;
+  /** Explicit account ids, or null for every customer account. */
+  readonly accountIds: number[] | null;
+  readonly amountMinMinor: number;
+  readonly amountMaxMinor: number;
+  readonly hotShare: number;
+  readonly hotSetSize: number;
+  readonly invalidShare: number;
+  /** Most unconfirmed messages at once. */
+  readonly windowMax: number;
+  readonly confirmTimeoutMs: number;
+}
+
+export interface RunProgress {
+  readonly published: number;
+  readonly confirmed: number;
+  readonly returned: number;
+  readonly failed: number;
+}
+
+export interface RunSummary extends RunProgress {
+  readonly runId: string;
+  readonly seed: string;
+  readonly requested: number;
+  readonly invalid: number;
+  readonly elapsedMs: number;
+  readonly ratePerS: number;
+  /** Publish → confirm latency, measured from each message's intended send time (no coordinated omission). */
+  readonly confirmLatencyMs: Percentiles;
+  readonly completed: boolean;
+  readonly firstError: string | null;
+}
+
+/**
+ * Publishes one run of generated transactions with confirms and records it, so `verify` can
+ * account for every id. Stops early (summary.completed = false) on abort or when the broker goes
+ * away; the summary then says exactly how many messages were never confirmed.
+ */
+export async function publishRun(
+  deps: { db: Knex; connection: ChannelModel; topology: Topology },
+  options: PublishRunOptions,
+  hooks: { signal?: AbortSignal; onProgress?: (p: RunProgress) => void } = {},
+): Promise<RunSummary> {
+  const { db, connection, topology } = deps;
+  const accounts = await customerTargets(db, options.accountIds);
+  if (accounts.length === 0) {
+    throw new UsageError(options.accountIds ? '--accounts: none of those accounts exist — run `txsim accounts seed`' : 'no customer accounts — run `txsim accounts seed --count 100` first');
+  }
+  const runId = runIdForSeed(options.seed);
+  const generatorOptions: GeneratorOptions = {
+    runId,
+    seed: options.seed,
+    accounts,
+    mix: options.mix,
+    amountMinMinor: options.amountMinMinor,
+    amountMaxMinor: options.amountMaxMinor,
+    hotShare: options.hotShare,
+    hotSetSize: options.hotSetSize,
+    invalidShare: options.invalidShare,
+  };
+  const generator = createGenerator(generatorOptions);
+  const startedAt = new Date();
+  const optionsJson = JSON.stringify({ ...options, accountIds: options.accountIds ? `${options.accountIds.length} ids` : 'all' });
+  // A re-run with the same seed continues the same run: keep the largest count asked for.
+  await db.raw(
+    `INSERT INTO runs (id, seed, count_requested, options_json, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)
+     ON DUPLICATE KEY UPDATE count_requested = GREATEST(count_requested, VALUES(count_requested)), options_json = VALUES(options_json), status = 'running', started_at = VALUES(started_at), finished_at = NULL`,
+    [runId, options.seed, options.count, optionsJson, startedAt],
+  );
+
+  const setup = await connection.createChannel();
+  await assertTopology(setup, topology);
+  await setup.close();
+  const channel = await connection.createConfirmChannel();
+  channel.on('error', () => {}); // surfaced through the publisher's failed confirms
+  const publisher = new ConfirmPublisher(channel, { windowMax: options.windowMax, confirmTimeoutMs: options.confirmTimeoutMs });
+
+  const histogram = createLatencyHistogram();
+  const returnedIds: string[] = [];
+  let published = 0;
+  let confirmed = 0;
+  let failed = 0;
+  let invalid = 0;
+  let firstError: string | null = null;
+  const progress = () => ({ published, confirmed, returned: returnedIds.length, failed });
+  const t0 = performance.now();
+  const progressTimer = hooks.onProgress ? setInterval(() => hooks.onProgress?.(progress()), 200) : null;
+  // Progress is saved every second, so verify can tell a killed run's unsent tail from lost messages.
+  const saveTimer = setInterval(() => {
+    db('runs').where('id', runId).update({ published: Math.max(published, 0), confirmed }).catch(() => {});
+  }, 1_000);
+
+  try {
+    for (let index = 0; index < options.count; index++) {
+      if (hooks.signal?.aborted || firstError !== null) break;
+      // Paced mode: message i is due at i / rate. Latency is counted from that intended time, so a
+      // stall shows up in the percentiles instead of silently slowing the schedule.
+      const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
+      const waitMs = intendedMs - performance.now();
+      if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      const generated = generator.at(index);
+      if (generated.kind === 'valid' && !validateTransaction(generated.message)) {
+        throw new Error(`generator produced an invalid message at index ${index}: ${JSON.stringify(validateTransaction.errors)}`);
+      }
+      if (generated.kind !== 'valid') invalid++;
+      let handle: { confirmed: Promise<PublishOutcome> };
+      try {
+        handle = await publisher.publish(topology.transactionsExchange, generated.routingKey, generated.body, {
+          messageId: generated.id,
+          contentType: generated.contentType,
+          timestamp: Math.floor(Date.now() / 1000),
+          headers: { [HEADERS.runId]: runId },
+        });
+      } catch (err) {
+        firstError ??= (err as Error).message;
+        break;
+      }
+      published++;
+      handle.confirmed.then(
+        (outcome) => {
+          if (outcome === 'returned') returnedIds.push(generated.id);
+          else confirmed++;
+          recordMs(histogram, performance.now() - intendedMs);
+        },
+        (err: Error) => {
+          failed++;
+          firstError ??= err.message;
+        },
+      );
+    }
+    await publisher.settled();
+  } finally {
+    if (progressTimer) clearInterval(progressTimer);
+    clearInterval(saveTimer);
+    await channel.close().catch(() => {});
+  }
+  // Let the last confirm callbacks run before counting.
+  await new Promise((resolve) => setImmediate(resolve));
+  const elapsedMs = performance.now() - t0;
+  const completed = published === options.count && failed === 0;
+  for (let i = 0; i < returnedIds.length; i += 500) {
+    await db('run_returns').insert(returnedIds.slice(i, i + 500).map((id) => ({ run_id: runId, transaction_id: id }))).onConflict().ignore();
+  }
+  await db('runs').where('id', runId).update({ published, confirmed, returned: returnedIds.length, nacked: failed, invalid, status: completed ? 'completed' : 'incomplete', finished_at: new Date() });
+  return {
+    runId,
+    seed: options.seed,
+    requested: options.count,
+    published,
+    confirmed,
+    returned: returnedIds.length,
+    failed,
+    invalid,
+    elapsedMs,
+    ratePerS: elapsedMs > 0 ? Math.round((confirmed * 1000) / elapsedMs) : 0,
+    confirmLatencyMs: percentilesOf(histogram),
+    completed,
+    firstError,
+  };
+}

@@ -1,0 +1,49 @@
+import type { Command } from 'commander';
+import { connectOnce } from '../amqp/connect.js';
+import { topologyOf } from '../amqp/topology.js';
+import { peekDeadIds } from '../app/verify.js';
+import { formatMinor } from '../domain/money.js';
+import { NotFoundError, UsageError } from '../errors.js';
+import { withDatabase } from './accounts.js';
+import { contextFor, type CommandContext } from './context.js';
+import { table, toJson } from './format.js';
+
+/** Outcome of one transaction, or where it still is (parked, or not seen yet). */
+export async function handleTxShow(ctx: CommandContext, id: string, options: { json: boolean }): Promise<void> {
+  if (!/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError(`<id>: "${id}" is not a UUID`);
+  const txId = id.toLowerCase();
+  const found = await withDatabase(ctx, async (db) => {
+    const row = await db('transactions').where('id', txId).first();
+    const entries = row ? await db('ledger_entries').where('transaction_id', txId).select('account_id', 'amount_minor') : [];
+    return row ? { row, entries } : null;
+  });
+  if (found) {
+    if (options.json) return ctx.out(toJson({ ...found.row, entries: found.entries }));
+    const r = found.row as Record<string, string | null>;
+    ctx.out(`${r.id}: ${r.status}${r.reason ? ` (${r.reason}: ${r.detail})` : ''}`);
+    ctx.out(`  ${r.type ?? '?'} of ${r.amount_minor ? formatMinor(BigInt(r.amount_minor), r.currency ?? undefined) : '?'} on account ${r.account_id ?? '?'}; balance after ${r.balance_after_minor ? formatMinor(BigInt(r.balance_after_minor)) : '-'}`);
+    ctx.out(`  worker ${r.worker_id}, attempt ${r.attempts}, created ${r.created_at ? new Date(r.created_at).toISOString() : '-'}, processed ${new Date(r.processed_at!).toISOString()}`);
+    if (found.entries.length > 0) ctx.out(table(['account', 'amount'], found.entries.map((e: Record<string, string>) => [e.account_id, formatMinor(BigInt(e.amount_minor!))])));
+    return;
+  }
+  const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim tx show');
+  try {
+    const parked = await peekDeadIds({ connection, topology: topologyOf(ctx.config) }, 100_000);
+    if (parked.has(txId)) {
+      if (options.json) return ctx.out(toJson({ id: txId, status: 'parked' }));
+      return ctx.out(`${txId}: parked in ${topologyOf(ctx.config).deadQueue} (see txsim inspect-errors --dead)`);
+    }
+  } finally {
+    await connection.close().catch(() => {});
+  }
+  throw new NotFoundError(`${txId}: no outcome yet and not parked — still queued, being retried, or never published`);
+}
+
+export function registerTx(program: Command): void {
+  const tx = program.command('tx').description('look up transactions');
+  tx.command('show <id>')
+    .description('outcome of one transaction, its ledger entries, or where it still is')
+    .option('--json', 'JSON output')
+    .addHelpText('after', '\nExample:\n  $ txsim tx show 3f0b6c1e-2a4d-5e8f-9a0b-1c2d3e4f5a6b')
+    .action(async (id: string, opts: { json?: boolean }, command: Command) => handleTxShow(contextFor(command), id, { json: Boolean(opts.json) }));
+}

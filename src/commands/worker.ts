@@ -1,0 +1,73 @@
+import { hostname } from 'node:os';
+import type { Command } from 'commander';
+import { topologyOf } from '../amqp/topology.js';
+import { Worker, type WorkerOptions } from '../app/worker.js';
+import { parseIntFlag } from '../config/parse.js';
+import { checkDatabase, createDatabase } from '../db/knex.js';
+import { flushLogger } from '../log.js';
+import { contextFor, type CommandContext } from './context.js';
+
+export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 'topology'> {
+  readonly lockWaitTimeoutS: number;
+}
+
+/**
+ * Runs one worker until `signal` aborts: first abort shuts down gracefully (stop consuming, finish
+ * in-flight within the deadline, close). Resolves when everything is closed.
+ */
+export async function handleWorker(ctx: CommandContext, options: WorkerCommandOptions, signal: AbortSignal): Promise<void> {
+  const { config } = ctx;
+  const log = ctx.log.child({ workerId: options.workerId });
+  const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4, lockWaitTimeoutS: options.lockWaitTimeoutS });
+  const worker = new Worker({ ...options, amqpUrl: config.amqpUrl, topology: topologyOf(config) }, db, log);
+  try {
+    await checkDatabase(db, config.databaseUrl, config.databaseName);
+    if (!signal.aborted) await worker.start();
+    if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    log.info('shutting down');
+  } finally {
+    await worker.close();
+    await db.destroy().catch(() => {});
+    await flushLogger(log);
+  }
+}
+
+export function registerWorker(program: Command): void {
+  program
+    .command('worker')
+    .description('run one worker replica: authorize and apply transactions to the ledger (run as many as you like)')
+    .option('--id <id>', 'worker id (default: <host>-<pid>)')
+    .option('--prefetch <n>', 'unacknowledged messages this worker may hold', '200')
+    .option('--batch-size <n>', 'most messages per DB transaction (1 = one commit per message)', '100')
+    .option('--batch-wait <ms>', 'how long a partial batch waits for more messages', '5')
+    .option('--max-attempts <n>', 'attempts at a message failing with system errors before it is parked', '5')
+    .option('--lock-wait-timeout <s>', 'innodb_lock_wait_timeout of the worker sessions', '10')
+    .option('--shutdown-deadline <ms>', 'how long shutdown waits for in-flight messages', '15000')
+    .addHelpText('after', '\nExample:\n  $ txsim worker --id w1\n  $ txsim worker --id slow --prefetch 1 --batch-size 1 --log-level debug')
+    .action(async (opts: Record<string, string | undefined>, command: Command) => {
+      const options: WorkerCommandOptions = {
+        workerId: opts.id ?? `${hostname()}-${process.pid}`,
+        prefetchCount: parseIntFlag('--prefetch', opts.prefetch, 200, 1, 65_535),
+        batchSizeMax: parseIntFlag('--batch-size', opts.batchSize, 100, 1, 5_000),
+        batchWaitMs: parseIntFlag('--batch-wait', opts.batchWait, 5, 0, 10_000),
+        attemptsMax: parseIntFlag('--max-attempts', opts.maxAttempts, 5, 1, 100),
+        lockWaitTimeoutS: parseIntFlag('--lock-wait-timeout', opts.lockWaitTimeout, 10, 1, 3_600),
+        shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', opts.shutdownDeadline, 15_000, 0, 600_000),
+      };
+      const ctx = contextFor(command);
+      const controller = new AbortController();
+      let signals = 0;
+      const onSignal = (name: string) => {
+        signals++;
+        if (signals === 1) {
+          ctx.log.info({ signal: name }, 'stopping (send again to force)');
+          controller.abort();
+        } else {
+          process.exit(130);
+        }
+      };
+      process.on('SIGINT', () => onSignal('SIGINT'));
+      process.on('SIGTERM', () => onSignal('SIGTERM'));
+      await handleWorker(ctx, options, controller.signal);
+    });
+}

@@ -1,0 +1,115 @@
+import { UsageError } from '../errors.js';
+import { redactUrl } from './redact.js';
+
+/**
+ * Connection settings shared by every command. Resolved once at start as defaults < env < flags,
+ * validated, then frozen; handlers receive this object and never read `process.env` themselves.
+ */
+export interface Config {
+  /** RabbitMQ AMQP URL (`AMQP_URL`, `--amqp-url`). */
+  readonly amqpUrl: string;
+  /** MySQL/MariaDB URL (`DATABASE_URL`, `--database-url`). Its path names the database. */
+  readonly databaseUrl: string;
+  /** Database name: the URL's path, or the namespace when the URL has none. */
+  readonly databaseName: string;
+  /** RabbitMQ management API base URL (`RABBITMQ_API_URL`, `--rabbitmq-api-url`). */
+  readonly rabbitmqApiUrl: string;
+  /** Prefix of every exchange and queue (`TXSIM_NAMESPACE`, `--namespace`); also the default database name. */
+  readonly namespace: string;
+  /** pino level (`LOG_LEVEL`, `--log-level`). */
+  readonly logLevel: LogLevel;
+  /** Delay of each retry step in ms, one delay queue each (`TXSIM_RETRY_DELAYS`, `--retry-delays`). */
+  readonly retryDelaysMs: readonly number[];
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const DEFAULTS = {
+  amqpUrl: 'amqp://guest:guest@127.0.0.1:5672',
+  // No path on purpose: the database is named after the namespace unless the URL names one.
+  databaseUrl: 'mysql://root@127.0.0.1:3306',
+  rabbitmqApiUrl: 'http://guest:guest@127.0.0.1:15672',
+  namespace: 'txsim',
+  logLevel: 'info' as LogLevel,
+  retryDelaysMs: [250, 1_000, 5_000, 15_000] as readonly number[],
+} as const;
+
+/** Flags common to every command, as commander hands them over (all optional strings). */
+export interface ConnectionFlags {
+  amqpUrl?: string;
+  databaseUrl?: string;
+  rabbitmqApiUrl?: string;
+  namespace?: string;
+  logLevel?: string;
+  retryDelays?: string;
+}
+
+const NAMESPACE_PATTERN = /^[a-z][a-z0-9_]{0,40}$/;
+
+/** Builds the frozen config from environment and flags. Throws `UsageError` naming the bad key. */
+export function loadConfig(env: NodeJS.ProcessEnv, flags: ConnectionFlags): Config {
+  const namespace = flags.namespace ?? env.TXSIM_NAMESPACE ?? DEFAULTS.namespace;
+  if (!NAMESPACE_PATTERN.test(namespace)) {
+    throw new UsageError(
+      `namespace: "${namespace}" is not valid (lowercase letter first, then a-z, 0-9 or _, at most 41 characters)`,
+    );
+  }
+  const amqpUrl = checkUrl('AMQP_URL', flags.amqpUrl ?? env.AMQP_URL ?? DEFAULTS.amqpUrl, ['amqp:', 'amqps:']);
+  const databaseUrl = checkUrl('DATABASE_URL', flags.databaseUrl ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl, [
+    'mysql:',
+    'mariadb:',
+  ]);
+  const rabbitmqApiUrl = checkUrl(
+    'RABBITMQ_API_URL',
+    flags.rabbitmqApiUrl ?? env.RABBITMQ_API_URL ?? DEFAULTS.rabbitmqApiUrl,
+    ['http:', 'https:'],
+  );
+  const logLevel = (flags.logLevel ?? env.LOG_LEVEL ?? DEFAULTS.logLevel) as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new UsageError(`log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const pathName = decodeURIComponent(new URL(databaseUrl).pathname.replace(/^\//, ''));
+  const databaseName = pathName || namespace;
+  if (!/^[A-Za-z0-9_]{1,64}$/.test(databaseName)) {
+    throw new UsageError(`DATABASE_URL: database name "${databaseName}" must be 1-64 letters, digits or _`);
+  }
+  const retryDelaysMs = parseRetryDelays(flags.retryDelays ?? env.TXSIM_RETRY_DELAYS);
+  return Object.freeze({ amqpUrl, databaseUrl, databaseName, rabbitmqApiUrl, namespace, logLevel, retryDelaysMs });
+}
+
+function parseRetryDelays(value: string | undefined): readonly number[] {
+  if (value === undefined || value.trim() === '') return DEFAULTS.retryDelaysMs;
+  const delays = value.split(',').map((part) => Number(part.trim()));
+  if (delays.length > 10 || delays.some((d) => !Number.isSafeInteger(d) || d < 10 || d > 3_600_000)) {
+    throw new UsageError(`retry-delays: "${value}" must be up to 10 comma-separated delays in ms, each 10..3600000`);
+  }
+  return Object.freeze(delays);
+}
+
+function checkUrl(key: string, value: string, protocols: readonly string[]): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new UsageError(`${key}: "${redactUrl(value)}" is not a URL`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new UsageError(`${key}: "${redactUrl(value)}" must start with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+  }
+  return value;
+}
+
+/** Endpoints without passwords, for headers and logs. */
+export function describeEndpoints(config: Config): { amqp: string; database: string; api: string } {
+  const db = new URL(config.databaseUrl);
+  db.pathname = `/${config.databaseName}`;
+  return { amqp: redactUrl(config.amqpUrl), database: redactUrl(db.toString()), api: redactUrl(config.rabbitmqApiUrl) };
+}
+
+/** The secrets in a config (URL passwords), for scrubbing error messages. */
+export function configSecrets(config: Config): string[] {
+  return [config.amqpUrl, config.databaseUrl, config.rabbitmqApiUrl]
+    .map((url) => decodeURIComponent(new URL(url).password))
+    .filter((password) => password.length >= 3);
+}

@@ -1,0 +1,67 @@
+import knexModule, { type Knex } from 'knex';
+import { redactUrl } from '../config/redact.js';
+import { ServiceUnavailableError } from '../errors.js';
+
+export type { Knex };
+// knex is CommonJS; its default export is the factory.
+const createKnex = knexModule as unknown as (config: Knex.Config) => Knex;
+
+export interface DatabaseOptions {
+  readonly databaseUrl: string;
+  readonly databaseName: string;
+  /** Connections in the pool: bounds concurrent transactions of this process. */
+  readonly poolMax?: number;
+  /** Session `innodb_lock_wait_timeout` in seconds (short values surface contention as retries). */
+  readonly lockWaitTimeoutS?: number;
+}
+
+/** mysql2 connection settings from a URL. BIGINTs arrive as strings: money never passes through a float. */
+export function connectionFromUrl(databaseUrl: string, databaseName: string | null) {
+  const url = new URL(databaseUrl);
+  return {
+    host: url.hostname || '127.0.0.1',
+    port: url.port ? Number(url.port) : 3306,
+    user: decodeURIComponent(url.username || 'root'),
+    password: decodeURIComponent(url.password),
+    ...(databaseName ? { database: databaseName } : {}),
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+    decimalNumbers: false,
+    dateStrings: false,
+    timezone: 'Z',
+    charset: 'utf8mb4',
+    connectTimeout: 5_000,
+  };
+}
+
+/** A knex instance for the txsim database. Call `checkDatabase` to fail fast when it is unreachable. */
+export function createDatabase(options: DatabaseOptions): Knex {
+  const lockWait = options.lockWaitTimeoutS;
+  return createKnex({
+    client: 'mysql2',
+    connection: connectionFromUrl(options.databaseUrl, options.databaseName),
+    pool: {
+      min: 0,
+      max: options.poolMax ?? 4,
+      afterCreate: (conn: { query: (sql: string, cb: (err: Error | null) => void) => void }, done: (err: Error | null, conn: unknown) => void) => {
+        // UTC session clock so DATETIME(3) values mean the same thing everywhere.
+        const settings = [`time_zone = '+00:00'`, ...(lockWait ? [`innodb_lock_wait_timeout = ${Math.max(1, Math.floor(lockWait))}`] : [])];
+        conn.query(`SET SESSION ${settings.join(', ')}`, (err) => done(err, conn));
+      },
+    },
+    acquireConnectionTimeout: 10_000,
+  });
+}
+
+/** Runs `SELECT 1`; throws the one-line ServiceUnavailableError when the server cannot be reached. */
+export async function checkDatabase(db: Knex, databaseUrl: string, databaseName: string): Promise<void> {
+  try {
+    await db.raw('SELECT 1');
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ER_BAD_DB_ERROR') {
+      throw new ServiceUnavailableError('database', `${redactUrl(databaseUrl)}/${databaseName}`, new Error(`database ${databaseName} does not exist — run \`txsim setup\` first`));
+    }
+    throw new ServiceUnavailableError('database', redactUrl(databaseUrl), err);
+  }
+}

@@ -1,0 +1,29 @@
+import { createHash } from 'node:crypto';
+
+/** Namespace UUID of txsim's name-based ids (RFC 4122 version 5). */
+export const TXSIM_UUID_NAMESPACE = '6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f';
+
+/** RFC 4122 version-5 UUID: the same namespace and name always give the same id. */
+export function uuidV5(namespace: string, name: string): string {
+  const ns = Buffer.from(namespace.replace(/-/g, ''), 'hex');
+  const hash = createHash('sha1').update(ns).update(name, 'utf8').digest();
+  hash[6] = ((hash[6] ?? 0) & 0x0f) | 0x50;
+  hash[8] = ((hash[8] ?? 0) & 0x3f) | 0x80;
+  const hex = hash.subarray(0, 16).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/** Run id of a gen run: derived from the seed, so a re-run with the same seed re-sends the same ids. */
+export function runIdForSeed(seed: string): string {
+  return uuidV5(TXSIM_UUID_NAMESPACE, `run:${seed}`);
+}
+
+/** Id of the index-th transaction of a run. `verify` regenerates these to account for every one. */
+export function transactionIdFor(runId: string, index: number): string {
+  return uuidV5(runId, `tx:${index}`);
+}
+
+/** Id of the opening-balance transaction of an account (one per account, so seeding is idempotent). */
+export function openingTransactionId(accountId: number): string {
+  return uuidV5(TXSIM_UUID_NAMESPACE, `opening:${accountId}`);
+}

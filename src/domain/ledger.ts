@@ -1,0 +1,68 @@
+import { toMinor } from './money.js';
+import type { RejectReason, TransactionMessage } from './transaction.js';
+
+/** System accounts, one of each per currency. They absorb the other side of every posting. */
+export const SYSTEM_ACCOUNT_CODES = ['opening_equity', 'cash_in', 'cash_out', 'card_settlement'] as const;
+export type SystemAccountCode = (typeof SYSTEM_ACCOUNT_CODES)[number];
+
+/**
+ * Id of a system account: negative, derived from the currency and the code, so every process agrees
+ * on it without a lookup and it can never collide with a (positive) customer id.
+ */
+export function systemAccountId(code: SystemAccountCode, currency: string): number {
+  if (!/^[A-Z]{3}$/.test(currency)) throw new RangeError(`bad currency ${currency}`);
+  let n = 0;
+  for (const ch of currency) n = n * 26 + (ch.charCodeAt(0) - 65);
+  return -(n * 10 + SYSTEM_ACCOUNT_CODES.indexOf(code) + 1);
+}
+
+/** The state of a customer account that authorization needs, read under a row lock. */
+export interface AccountState {
+  readonly id: number;
+  readonly currency: string;
+  readonly balanceMinor: bigint;
+}
+
+export type Authorization =
+  | { ok: true; balanceAfterMinor: bigint; postings: Posting[] }
+  | { ok: false; reason: Exclude<RejectReason, 'invalid_message' | 'duplicate_conflict'>; detail: string };
+
+/** One ledger entry: signed minor units on one account. A transaction's postings sum to zero. */
+export interface Posting {
+  readonly accountId: number;
+  readonly amountMinor: bigint;
+}
+
+/**
+ * Decides whether a transaction may be applied to an account, and what it posts. Pure: the caller
+ * holds the account's row lock, so the balance cannot change between this check and the write.
+ */
+export function authorize(message: TransactionMessage, account: AccountState | undefined): Authorization {
+  if (!account) return { ok: false, reason: 'unknown_account', detail: `account ${message.accountId} does not exist` };
+  if (account.currency !== message.currency) {
+    return { ok: false, reason: 'currency_mismatch', detail: `account ${account.id} holds ${account.currency}, message is in ${message.currency}` };
+  }
+  const amount = toMinor(message.amountMinor);
+  const signed = message.type === 'deposit' ? amount : -amount;
+  const after = account.balanceMinor + signed;
+  if (after < 0n) {
+    return { ok: false, reason: 'insufficient_funds', detail: `balance ${account.balanceMinor} < amount ${amount}` };
+  }
+  const counterCode: SystemAccountCode = message.type === 'deposit' ? 'cash_in' : message.type === 'withdrawal' ? 'cash_out' : 'card_settlement';
+  return {
+    ok: true,
+    balanceAfterMinor: after,
+    postings: [
+      { accountId: account.id, amountMinor: signed },
+      { accountId: systemAccountId(counterCode, account.currency), amountMinor: -signed },
+    ],
+  };
+}
+
+/** Postings of an opening balance: the customer is credited from the currency's opening equity. */
+export function openingPostings(accountId: number, currency: string, amountMinor: bigint): Posting[] {
+  return [
+    { accountId, amountMinor },
+    { accountId: systemAccountId('opening_equity', currency), amountMinor: -amountMinor },
+  ];
+}

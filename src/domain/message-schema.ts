@@ -1,0 +1,86 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Ajv, type ErrorObject } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import type { TransactionMessage } from './transaction.js';
+
+// ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
+
+/** The JSON Schema of message contract v1, the file in `schema/` (shared with other languages). */
+export const TRANSACTION_SCHEMA_V1: object = JSON.parse(
+  readFileSync(new URL('../../schema/transaction.v1.json', import.meta.url), 'utf8'),
+);
+
+// strictRequired is off because the if/then/else names `merchant`, which is declared at the top level.
+const ajv = new Ajv({ allErrors: false, strict: true, strictRequired: false });
+addFormats(ajv);
+/** The one compiled validator: gen validates what it publishes with it, the worker what it consumes. */
+export const validateTransaction = ajv.compile<TransactionMessage>(TRANSACTION_SCHEMA_V1);
+
+/** Bodies larger than this are rejected before parsing: no legitimate v1 message comes close. */
+export const MAX_BODY_BYTES = 16 * 1024;
+
+export type DecodeResult =
+  | { ok: true; message: TransactionMessage; bodyHash: string }
+  | { ok: false; detail: string; id: string | null; bodyHash: string };
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Turns raw delivery bytes into a validated message, or says precisely why not. The id of a bad
+ * message is taken from the body when it has a valid one, else from the AMQP `message_id`, so the
+ * rejection can still be recorded against it.
+ */
+export function decodeTransaction(content: Buffer, properties: { contentType?: string; messageId?: string }): DecodeResult {
+  const headerId = typeof properties.messageId === 'string' && UUID_PATTERN.test(properties.messageId) ? properties.messageId.toLowerCase() : null;
+  const rawHash = sha256(content);
+  const fail = (detail: string, id: string | null = headerId) => ({ ok: false as const, detail, id, bodyHash: rawHash });
+
+  if (content.length > MAX_BODY_BYTES) return fail(`body is ${content.length} bytes, more than ${MAX_BODY_BYTES}`);
+  const contentType = properties.contentType?.split(';')[0]?.trim().toLowerCase();
+  if (contentType !== 'application/json') return fail(`content_type is ${contentType ? `"${contentType}"` : 'missing'}, expected application/json`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(content.toString('utf8'));
+  } catch (err) {
+    return fail(`body is not valid JSON (${(err as Error).message.slice(0, 80)})`);
+  }
+  const bodyId = typeof parsed === 'object' && parsed !== null && typeof (parsed as { id?: unknown }).id === 'string' && UUID_PATTERN.test((parsed as { id: string }).id) ? (parsed as { id: string }).id.toLowerCase() : null;
+  if (!validateTransaction(parsed)) return fail(describeSchemaError(validateTransaction.errors?.[0]), bodyId ?? headerId);
+  if (headerId !== null && headerId !== parsed.id.toLowerCase()) return fail(`message_id ${headerId} differs from body id ${parsed.id}`, bodyId);
+  const message: TransactionMessage = { ...parsed, id: parsed.id.toLowerCase() };
+  return { ok: true, message, bodyHash: identityHash(message) };
+}
+
+/** Human-readable, precise reason from the first schema error, e.g. `amountMinor must be >= 1`. */
+function describeSchemaError(error: ErrorObject | undefined): string {
+  if (!error) return 'does not match contract v1';
+  const where = error.instancePath ? error.instancePath.slice(1).replace(/\//g, '.') : 'body';
+  switch (error.keyword) {
+    case 'required':
+      return `${where === 'body' ? '' : `${where}.`}${(error.params as { missingProperty: string }).missingProperty} is required`;
+    case 'additionalProperties':
+      return `unexpected field ${(error.params as { additionalProperty: string }).additionalProperty}`;
+    case 'not':
+      return 'merchant is only allowed on card_payment';
+    case 'enum':
+      return `${where} must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
+    default:
+      return `${where} ${error.message ?? 'is invalid'}`;
+  }
+}
+
+/**
+ * The identity of a transaction for duplicate detection: every business field, in a fixed order.
+ * `createdAt` is left out on purpose so that gen re-run with the same seed (after a crash) produces
+ * harmless duplicates rather than conflicts.
+ */
+export function identityHash(message: TransactionMessage): string {
+  const canonical = JSON.stringify([message.id, message.type, message.accountId, message.amountMinor, message.currency, message.merchant ?? null]);
+  return sha256(Buffer.from(canonical));
+}
+
+function sha256(data: Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}

@@ -1,0 +1,78 @@
+/**
+ * The one failure taxonomy of the CLI boundary. Every error that should end a command with a
+ * particular exit code is one of these classes; `cli.ts` maps them to exit codes with `instanceof`.
+ */
+
+/** Stable exit codes, documented in the README. Never renumber: scripts depend on them. */
+export const ExitCode = {
+  ok: 0,
+  unexpected: 1,
+  usage: 2,
+  serviceUnavailable: 3,
+  verificationFailed: 4,
+  notFound: 5,
+  publishIncomplete: 6,
+  interrupted: 130,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** An error that ends the command with a chosen exit code and a one-line message (no stack unless --verbose). */
+export class FatalError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad flags, bad config values: the message names the key and the offending value. */
+export class UsageError extends FatalError {
+  constructor(message: string) {
+    super(message, ExitCode.usage);
+  }
+}
+
+/** RabbitMQ, the database or the management API could not be reached. */
+export class ServiceUnavailableError extends FatalError {
+  constructor(
+    readonly service: 'rabbitmq' | 'database' | 'rabbitmq-management' | 'webhook',
+    readonly endpoint: string,
+    cause?: unknown,
+  ) {
+    super(`${service} unreachable at ${endpoint}: ${describeCause(cause)}`, ExitCode.serviceUnavailable, { cause });
+  }
+}
+
+/** `verify` found a violation of the bank invariant or an unaccounted id. */
+export class VerificationFailedError extends FatalError {
+  constructor(message: string) {
+    super(message, ExitCode.verificationFailed);
+  }
+}
+
+export class NotFoundError extends FatalError {
+  constructor(message: string) {
+    super(message, ExitCode.notFound);
+  }
+}
+
+/** gen stopped with messages that were never confirmed or were returned unroutable. */
+export class PublishIncompleteError extends FatalError {
+  constructor(message: string) {
+    super(message, ExitCode.publishIncomplete);
+  }
+}
+
+/** A short, single-line description of an underlying error, for one-line messages. */
+export function describeCause(cause: unknown): string {
+  if (cause instanceof AggregateError && cause.errors.length > 0) return describeCause(cause.errors[0]);
+  if (cause instanceof Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    const text = cause.message.split('\n')[0] ?? '';
+    return code && !text.includes(code) ? `${code} ${text}`.trim() : text || code || cause.name;
+  }
+  return String(cause ?? 'unknown error');
+}
