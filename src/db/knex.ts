@@ -15,6 +15,12 @@ export interface DatabaseOptions {
   readonly lockWaitTimeoutS?: number;
 }
 
+/**
+ * knex prints connection errors with stacks to the console; txsim reports them itself, in one line
+ * through the error boundary or the worker's logger, so knex's own printing is silenced.
+ */
+export const QUIET_KNEX_LOG = { warn: () => {}, error: () => {}, deprecate: () => {}, debug: () => {} };
+
 /** mysql2 connection settings from a URL. BIGINTs arrive as strings: money never passes through a float. */
 export function connectionFromUrl(databaseUrl: string, databaseName: string | null) {
   const url = new URL(databaseUrl);
@@ -50,6 +56,7 @@ export function createDatabase(options: DatabaseOptions): Knex {
       },
     },
     acquireConnectionTimeout: 10_000,
+    log: QUIET_KNEX_LOG,
   });
 }
 

@@ -1,0 +1,82 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Channel } from 'amqplib';
+
+const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `txsim <args>` to completion (the real built CLI, as a user would). */
+export function runTxsim(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`txsim ${args.join(' ')} timed out after ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A long-running `txsim worker` child process. */
+export interface WorkerProcess {
+  readonly id: string;
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  /** SIGTERM and wait for a clean exit; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL: no cleanup at all, like a crash. */
+  kill(): Promise<void>;
+}
+
+export function startWorker(id: string, env: NodeJS.ProcessEnv, extraArgs: readonly string[] = []): WorkerProcess {
+  const child = spawn(process.execPath, [CLI, 'worker', '--id', id, ...extraArgs], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return {
+    id,
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    async kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+  };
+}
+
+/** Polls `check` until it returns true or the timeout passes. */
+export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string, intervalMs = 200): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Reads every message of a queue without removing any (get unacked, then close the channel). */
+export async function peekQueue(channel: Channel, queue: string, limit = 10_000) {
+  const messages = [];
+  for (let i = 0; i < limit; i++) {
+    const msg = await channel.get(queue, { noAck: false });
+    if (msg === false) break;
+    messages.push(msg);
+  }
+  return messages;
+}
