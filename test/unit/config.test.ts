@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { configSecrets, describeEndpoints, loadConfig } from '../../src/config/config.js';
+import { parseIdListFlag, parseIntFlag, parseRangeFlag, parseWeightsFlag } from '../../src/config/parse.js';
+import { redactUrl } from '../../src/config/redact.js';
+import { UsageError } from '../../src/errors.js';
+
+describe('config', () => {
+  it('layers defaults < env < flags and names the database after the namespace', () => {
+    expect(loadConfig({}, {})).toMatchObject({ namespace: 'txsim', databaseName: 'txsim', amqpUrl: 'amqp://guest:guest@127.0.0.1:5672' });
+    expect(loadConfig({ TXSIM_NAMESPACE: 'envns' }, {}).databaseName).toBe('envns');
+    expect(loadConfig({ TXSIM_NAMESPACE: 'envns' }, { namespace: 'flagns' }).namespace).toBe('flagns');
+    expect(loadConfig({ DATABASE_URL: 'mysql://root@db:3306/books' }, { namespace: 'x1' }).databaseName).toBe('books');
+    expect(loadConfig({ TXSIM_RETRY_DELAYS: '100,200' }, {}).retryDelaysMs).toEqual([100, 200]);
+  });
+
+  it('rejects bad values naming the key, without echoing passwords', () => {
+    expect(() => loadConfig({ AMQP_URL: 'http://u:secretpw@h' }, {})).toThrow(UsageError);
+    try {
+      loadConfig({ AMQP_URL: 'http://u:secretpw@h' }, {});
+    } catch (err) {
+      expect((err as Error).message).toContain('AMQP_URL');
+      expect((err as Error).message).not.toContain('secretpw');
+    }
+    expect(() => loadConfig({}, { namespace: 'Bad-NS' })).toThrow(/namespace/);
+    expect(() => loadConfig({}, { logLevel: 'loud' })).toThrow(/log-level/);
+    expect(() => loadConfig({}, { retryDelays: '5,abc' })).toThrow(/retry-delays/);
+  });
+
+  it('redacts URL passwords for printing', () => {
+    const config = loadConfig({ AMQP_URL: 'amqp://app:s3cret@mq:5672', DATABASE_URL: 'mysql://app:dbpass@db/books' }, {});
+    expect(JSON.stringify(describeEndpoints(config))).not.toMatch(/s3cret|dbpass/);
+    expect(configSecrets(config)).toEqual(expect.arrayContaining(['s3cret', 'dbpass']));
+    expect(redactUrl('amqp://a:b c@h')).not.toContain('b c');
+  });
+});
+
+describe('flag parsers', () => {
+  it('parse good values and reject bad ones with the flag name', () => {
+    expect(parseIntFlag('--count', '42', 0, 1)).toBe(42);
+    expect(() => parseIntFlag('--count', '4x', 0)).toThrow(/--count: "4x" is not an integer/);
+    expect(parseRangeFlag('--amount', '100..250', [1, 2])).toEqual([100, 250]);
+    expect(() => parseRangeFlag('--amount', '250..100', [1, 2])).toThrow(/--amount/);
+    expect(parseIdListFlag('--accounts', '1-3,7')).toEqual([1, 2, 3, 7]);
+    expect(parseWeightsFlag('--mix', 'deposit=1', ['deposit', 'withdrawal'] as const, { deposit: 1, withdrawal: 1 })).toEqual({ deposit: 1, withdrawal: 0 });
+    expect(() => parseWeightsFlag('--mix', 'refund=1', ['deposit'] as const, { deposit: 1 })).toThrow(/refund/);
+  });
+});

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { createGenerator, POISON_KINDS, type GeneratorOptions } from '../../src/domain/generator.js';
+import { runIdForSeed, transactionIdFor } from '../../src/domain/ids.js';
+import { decodeTransaction } from '../../src/domain/message-schema.js';
+
+const options = (seed: string, over: Partial<GeneratorOptions> = {}): GeneratorOptions => ({
+  runId: runIdForSeed(seed),
+  seed,
+  accounts: Array.from({ length: 50 }, (_, i) => ({ id: i + 1, currency: 'EUR' })),
+  mix: { deposit: 40, withdrawal: 30, card_payment: 30 },
+  amountMinMinor: 100,
+  amountMaxMinor: 50_000,
+  hotShare: 0,
+  hotSetSize: 3,
+  invalidShare: 0,
+  ...over,
+});
+const bodies = (seed: string, n: number, over: Partial<GeneratorOptions> = {}) => {
+  const g = createGenerator(options(seed, over));
+  const at = new Date('2026-01-01T00:00:00Z');
+  return Array.from({ length: n }, (_, i) => g.at(i, at).body.toString());
+};
+
+describe('generator', () => {
+  it('is deterministic: the same seed gives the same stream, another seed another', () => {
+    expect(bodies('7', 500)).toEqual(bodies('7', 500));
+    expect(bodies('8', 500)).not.toEqual(bodies('7', 500));
+  });
+
+  it('derives ids from the run and the index (UUID v5), so they can be regenerated', () => {
+    const g = createGenerator(options('7'));
+    expect(g.at(42).id).toBe(transactionIdFor(runIdForSeed('7'), 42));
+    expect(g.at(42).id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(new Set(Array.from({ length: 2000 }, (_, i) => g.at(i).id)).size).toBe(2000);
+  });
+
+  it('produces only valid v1 messages when no poison is asked for, with amounts in range', () => {
+    const g = createGenerator(options('9'));
+    for (let i = 0; i < 2000; i++) {
+      const m = g.at(i);
+      const decoded = decodeTransaction(m.body, { contentType: m.contentType, messageId: m.id });
+      expect(decoded.ok, m.body.toString()).toBe(true);
+      if (decoded.ok) {
+        expect(decoded.message.amountMinor).toBeGreaterThanOrEqual(100);
+        expect(decoded.message.amountMinor).toBeLessThanOrEqual(50_000);
+        expect(m.routingKey).toBe(`tx.${decoded.message.type}`);
+      }
+    }
+  });
+
+  it('follows the mix and skews amounts toward small values', () => {
+    const g = createGenerator(options('10', { mix: { deposit: 1, withdrawal: 0, card_payment: 0 } }));
+    const amounts = Array.from({ length: 2000 }, (_, i) => g.at(i).message!.amountMinor);
+    expect(new Set(Array.from({ length: 200 }, (_, i) => g.at(i).message!.type))).toEqual(new Set(['deposit']));
+    const median = [...amounts].sort((a, b) => a - b)[1000]!;
+    expect(median).toBeLessThan((100 + 50_000) / 2 / 4);
+  });
+
+  it('puts the hot share of traffic on the hot set', () => {
+    const g = createGenerator(options('11', { hotShare: 0.8, hotSetSize: 2 }));
+    const hot = Array.from({ length: 5000 }, (_, i) => g.at(i).message!.accountId).filter((id) => id <= 2).length;
+    expect(hot / 5000).toBeGreaterThan(0.75);
+  });
+
+  it('mixes every poison kind in at the asked share', () => {
+    const g = createGenerator(options('12', { invalidShare: 0.2 }));
+    const kinds = Array.from({ length: 5000 }, (_, i) => g.at(i).kind);
+    const poison = kinds.filter((k) => k !== 'valid');
+    expect(poison.length / 5000).toBeGreaterThan(0.17);
+    expect(poison.length / 5000).toBeLessThan(0.23);
+    expect(new Set(poison)).toEqual(new Set(POISON_KINDS));
+  });
+});

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { createGenerator, type PoisonKind } from '../../src/domain/generator.js';
+import { runIdForSeed } from '../../src/domain/ids.js';
+import { decodeTransaction, identityHash, MAX_BODY_BYTES } from '../../src/domain/message-schema.js';
+
+const id = '3f0b6c1e-2a4d-4e8f-9a0b-1c2d3e4f5a6b';
+const valid = { id, type: 'deposit', accountId: 1, amountMinor: 500, currency: 'EUR', createdAt: '2026-11-22T10:00:00.000Z' };
+const decode = (body: unknown, props: { contentType?: string; messageId?: string } = { contentType: 'application/json', messageId: id }) =>
+  decodeTransaction(Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)), props);
+
+describe('message contract v1', () => {
+  it('accepts a valid deposit and a card payment with a merchant', () => {
+    expect(decode(valid).ok).toBe(true);
+    expect(decode({ ...valid, type: 'card_payment', merchant: 'Cafe' }).ok).toBe(true);
+  });
+
+  it.each([
+    ['malformed JSON', '{"id":', /not valid JSON/],
+    ['JSON that is not an object', '[1,2]', /must be object/],
+    ['a missing field', { ...valid, currency: undefined }, /currency is required/],
+    ['a string amount', { ...valid, amountMinor: '500' }, /amountMinor must be integer/],
+    ['a fractional amount', { ...valid, amountMinor: 5.5 }, /amountMinor must be integer/],
+    ['a zero amount', { ...valid, amountMinor: 0 }, /amountMinor must be >= 1/],
+    ['a negative amount', { ...valid, amountMinor: -5 }, /amountMinor must be >= 1/],
+    ['a huge amount', { ...valid, amountMinor: 1e13 }, /amountMinor must be <= 1000000000000/],
+    ['an unknown type', { ...valid, type: 'refund' }, /type must be one of deposit, withdrawal, card_payment/],
+    ['a card payment without merchant', { ...valid, type: 'card_payment' }, /merchant is required/],
+    ['a merchant on a deposit', { ...valid, merchant: 'x' }, /merchant is only allowed on card_payment/],
+    ['a lowercase currency', { ...valid, currency: 'eur' }, /currency must match pattern/],
+    ['an extra field', { ...valid, note: 'hi' }, /unexpected field note/],
+    ['a bad id', { ...valid, id: 'nope' }, /id must match format "uuid"/],
+    ['a bad date', { ...valid, createdAt: 'yesterday' }, /createdAt must match format "date-time"/],
+  ])('rejects %s with a precise reason', (_name, body, reason) => {
+    const result = decode(body);
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.detail).toMatch(reason);
+  });
+
+  it('rejects a non-JSON content type and an oversized body before parsing', () => {
+    const wrongType = decode(valid, { contentType: 'text/plain', messageId: id });
+    expect(wrongType).toMatchObject({ ok: false, id });
+    if (!wrongType.ok) expect(wrongType.detail).toMatch(/content_type is "text\/plain"/);
+    const big = decodeTransaction(Buffer.alloc(MAX_BODY_BYTES + 1, 0x20), { contentType: 'application/json', messageId: id });
+    expect(big).toMatchObject({ ok: false, id });
+  });
+
+  it('keeps the id of a bad message from the body or, failing that, from message_id', () => {
+    expect(decode({ ...valid, amountMinor: -1 }, { contentType: 'application/json' })).toMatchObject({ ok: false, id });
+    expect(decode('not json', { contentType: 'application/json', messageId: id })).toMatchObject({ ok: false, id });
+    expect(decode('not json', { contentType: 'application/json' })).toMatchObject({ ok: false, id: null });
+    expect(decode(valid, { contentType: 'application/json', messageId: '6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f' })).toMatchObject({ ok: false });
+  });
+
+  it('identity ignores createdAt but not business fields', () => {
+    const a = decode(valid);
+    const b = decode({ ...valid, createdAt: '2030-01-01T00:00:00Z' });
+    const c = decode({ ...valid, amountMinor: 501 });
+    if (!a.ok || !b.ok || !c.ok) throw new Error('unreachable');
+    expect(a.bodyHash).toBe(b.bodyHash);
+    expect(a.bodyHash).not.toBe(c.bodyHash);
+    expect(identityHash(a.message)).toBe(a.bodyHash);
+  });
+
+  it('classifies every poison kind gen produces as invalid, except the business rejects', () => {
+    const g = createGenerator({ runId: runIdForSeed('p'), seed: 'p', accounts: [{ id: 1, currency: 'EUR' }], mix: { deposit: 1, withdrawal: 1, card_payment: 1 }, amountMinMinor: 100, amountMaxMinor: 1000, hotShare: 0, hotSetSize: 1, invalidShare: 1 });
+    const seen = new Map<PoisonKind, boolean>();
+    for (let i = 0; i < 300; i++) {
+      const m = g.at(i);
+      const decoded = decodeTransaction(m.body, { contentType: m.contentType, messageId: m.id });
+      seen.set(m.kind as PoisonKind, decoded.ok);
+      // Every poison keeps a usable id so its rejection can be recorded.
+      expect(decoded.ok ? decoded.message.id : decoded.id).toBe(m.id);
+    }
+    expect(Object.fromEntries(seen)).toEqual({ bad_json: false, wrong_schema: false, negative_amount: false, unknown_account: true, currency_mismatch: true });
+  });
+});
