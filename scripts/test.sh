@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test (unit, then integration against real RabbitMQ and MariaDB/MySQL) on a fresh clone:
+# installs dependencies, builds, makes the services reachable, then runs vitest.
+# Extra arguments go to vitest, e.g. `npm test -- test/unit`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  echo "test: installing dependencies (npm ci)"
+  npm ci --no-audit --no-fund
+fi
+npm run --silent build
+bash scripts/services.sh
+npx vitest run "$@"

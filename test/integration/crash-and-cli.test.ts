@@ -1,0 +1,87 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import { dropDatabase } from '../../src/db/schema.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+
+describe('kill -9 of a worker mid-run', () => {
+  let ns: TestNamespace;
+  const workers: WorkerProcess[] = [];
+
+  beforeAll(async () => {
+    ns = await createTestNamespace('crash');
+    expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
+    await ns.seed(50);
+  });
+
+  afterAll(async () => {
+    await Promise.all(workers.map((w) => w.stop()));
+    await ns.cleanup();
+  });
+
+  it('loses nothing once another worker drains the queue', async () => {
+    // Slow the victim down (one commit per message) so it certainly holds deliveries when killed.
+    const victim = startWorker('victim', ns.env, ['--batch-size', '1', '--prefetch', '50']);
+    workers.push(victim);
+    const gen = await runTxsim(['gen', '1500', '--seed', 'crash', '--json'], ns.env);
+    expect(gen.code, gen.stderr).toBe(0);
+    const { runId } = JSON.parse(gen.stdout);
+    await waitFor(async () => Number((await ns.db('transactions').where('worker_id', 'victim').count({ n: '*' }))[0]!.n) > 100, 30_000, 'the victim to make progress');
+    await victim.kill();
+    const done = Number((await ns.db('transactions').where('run_id', runId).count({ n: '*' }))[0]!.n);
+    expect(done).toBeLessThan(1500);
+
+    workers.push(startWorker('rescuer', ns.env));
+    const verify = await runTxsim(['verify', '--run', runId, '--wait', '60', '--json'], ns.env);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    const report = JSON.parse(verify.stdout);
+    expect(report.run).toMatchObject({ expected: 1500, lost: 0, duplicated: 0 });
+    expect(report.run.applied + report.run.rejected).toBe(1500);
+    const rescued = Number((await ns.db('transactions').where({ run_id: runId, worker_id: 'rescuer' }).count({ n: '*' }))[0]!.n);
+    expect(rescued).toBeGreaterThan(0);
+  });
+});
+
+describe('bad input and unreachable services', () => {
+  // `setup` creates its database before it reaches for the broker; remove what it made.
+  afterAll(async () => {
+    const config = loadConfig(process.env, {});
+    await dropDatabase(config.databaseUrl, 'unreach');
+  });
+
+  it('a wrong flag gets a usage message and exit code 2', async () => {
+    const r = await runTxsim(['gen', '10', '--rate', 'fast'], process.env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/--rate: "fast" must be a number/);
+    const unknown = await runTxsim(['gen', '10', '--bogus'], process.env);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/unknown option '--bogus'/);
+  });
+
+  it('an unreachable broker is one line naming it and where, exit 3 within seconds, no password', async () => {
+    const started = Date.now();
+    const r = await runTxsim(['setup'], { ...process.env, TXSIM_NAMESPACE: 'unreach', AMQP_URL: 'amqp://guest:hunter22@127.0.0.1:5999' }, 30_000);
+    expect(r.code).toBe(3);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/rabbitmq unreachable at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5999/);
+    expect(r.stderr).not.toContain('hunter22');
+  });
+
+  it('an unreachable database is one line naming it, exit 3', async () => {
+    const r = await runTxsim(['verify'], { ...process.env, DATABASE_URL: 'mysql://root:pw123456@127.0.0.1:3999/x' }, 30_000);
+    expect(r.code).toBe(3);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/database unreachable at mysql:\/\/root:\*\*\*@127\.0\.0\.1:3999/);
+    expect(r.stderr).not.toContain('pw123456');
+  });
+
+  it('--help of every command has an example', async () => {
+    for (const cmd of [['setup'], ['accounts', 'seed'], ['gen'], ['worker'], ['verify'], ['tx', 'show']]) {
+      const r = await runTxsim([...cmd, '--help'], process.env);
+      expect(r.code, cmd.join(' ')).toBe(0);
+      expect(r.stdout, cmd.join(' ')).toMatch(/Example:\n\s+\$ txsim/);
+    }
+  });
+});
