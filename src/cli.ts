@@ -1,6 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { redactSecrets } from './config/redact.js';
 import { registerAccounts } from './commands/accounts.js';
+import { registerBench } from './commands/bench.js';
 import { registerGen } from './commands/gen.js';
 import { registerSetup } from './commands/setup.js';
 import { registerTx } from './commands/tx.js';
@@ -40,6 +41,7 @@ Example, end to end:
   registerWorker(program);
   registerTx(program);
   registerVerify(program);
+  registerBench(program);
   for (const command of program.commands) command.exitOverride();
   return program;
 }

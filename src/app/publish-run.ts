@@ -115,7 +115,9 @@ export async function publishRun(
       const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
       const waitMs = intendedMs - performance.now();
       if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
-      const generated = generator.at(index);
+      // In paced mode a message is "created" at its intended time, so end-to-end latency also
+      // counts any delay gen itself added.
+      const generated = generator.at(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
       if (generated.kind === 'valid' && !validateTransaction(generated.message)) {
         throw new Error(`generator produced an invalid message at index ${index}: ${JSON.stringify(validateTransaction.errors)}`);
       }

@@ -1,0 +1,284 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { ChannelModel } from 'amqplib';
+import { assertTopology, deleteTopology, type Topology } from '../amqp/topology.js';
+import type { Config } from '../config/config.js';
+import { seedAccounts } from '../db/accounts.js';
+import { createDatabase, type Knex } from '../db/knex.js';
+import { dropDatabase, ensureSchema } from '../db/schema.js';
+import type { Logger } from '../log.js';
+import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../metrics/histogram.js';
+import { publishRun, type PublishRunOptions, type RunProgress } from './publish-run.js';
+import { verifyBooks } from './verify.js';
+
+/** Options of one bench run. Units are in the names. */
+export interface BenchOptions {
+  readonly workers: number;
+  readonly batchSizeMax: number;
+  readonly prefetchCount: number;
+  readonly accounts: number;
+  readonly hotShare: number;
+  readonly ratePerS: number;
+  readonly count: number;
+  /** Stop publishing after this long even if `count` is not reached (0 = no limit). */
+  readonly durationS: number;
+  readonly invalidShare: number;
+  /** Most time to wait for the workers to drain after publishing. */
+  readonly drainTimeoutS: number;
+  /** Extra node flags for the worker processes (e.g. --cpu-prof). */
+  readonly workerNodeArgs: readonly string[];
+  readonly seed: string;
+}
+
+/** One line per second while the bench runs, like PerfTest's. */
+export interface SecondSample {
+  readonly t: number;
+  readonly sent: number;
+  readonly confirmed: number;
+  readonly applied: number;
+  readonly rejected: number;
+  readonly workerCpuPct: number;
+  readonly workerRssMb: number;
+}
+
+export interface BenchReport {
+  readonly options: BenchOptions;
+  readonly runId: string;
+  readonly published: number;
+  readonly confirmed: number;
+  readonly publishRatePerS: number;
+  readonly outcomes: number;
+  /** Outcomes per second from the first message created to the last committed. */
+  readonly endToEndRatePerS: number;
+  readonly elapsedS: number;
+  readonly confirmLatencyMs: Percentiles;
+  readonly endToEndLatencyMs: Percentiles;
+  readonly workerCpuPctAvg: number;
+  readonly workerRssMbMax: number;
+  readonly workerRssMbFirst: number;
+  readonly workerRssMbLast: number;
+  readonly verifyOk: boolean;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly seconds: SecondSample[];
+}
+
+const CLI = new URL('../cli.js', import.meta.url).pathname;
+
+/**
+ * Runs one benchmark: resets the bench namespace (exchanges, queues, database), seeds accounts,
+ * starts W worker processes, publishes, waits until drained, then measures throughput, latency
+ * (HdrHistogram) and worker CPU/RSS, and ends with `verify`.
+ */
+export async function runBench(
+  deps: { config: Config; connection: ChannelModel; topology: Topology; log: Logger },
+  options: BenchOptions,
+  onSecond: (sample: SecondSample) => void,
+): Promise<BenchReport> {
+  const { config, connection, topology, log } = deps;
+  await resetNamespace(config, connection, topology);
+  const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 2 });
+  const workers: ChildProcess[] = [];
+  try {
+    await seedAccounts(db, { count: options.accounts, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
+    for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
+
+    const cpu = new CpuSampler(workers);
+    const seconds: SecondSample[] = [];
+    let progress: RunProgress = { published: 0, confirmed: 0, returned: 0, failed: 0 };
+    let last = { sent: 0, confirmed: 0, applied: 0, rejected: 0 };
+    const t0 = Date.now();
+    const sample = async () => {
+      const counts = await outcomeCounts(db);
+      const usage = cpu.sample();
+      const s: SecondSample = {
+        t: Math.round((Date.now() - t0) / 1000),
+        sent: progress.published - last.sent,
+        confirmed: progress.confirmed - last.confirmed,
+        applied: counts.applied - last.applied,
+        rejected: counts.rejected - last.rejected,
+        workerCpuPct: usage.cpuPct,
+        workerRssMb: usage.rssMb,
+      };
+      last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
+      seconds.push(s);
+      onSecond(s);
+      return counts;
+    };
+    let sampling = Promise.resolve();
+    const timer = setInterval(() => {
+      sampling = sampling.then(() => sample().then(() => undefined)).catch((err) => log.warn({ err: (err as Error).message }, 'sample failed'));
+    }, 1_000);
+
+    const controller = new AbortController();
+    const stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
+    const runOptions: PublishRunOptions = {
+      count: options.count,
+      seed: options.seed,
+      ratePerS: options.ratePerS,
+      mix: { deposit: 40, withdrawal: 30, card_payment: 30 },
+      accountIds: null,
+      amountMinMinor: 100,
+      amountMaxMinor: 50_000,
+      hotShare: options.hotShare,
+      hotSetSize: 3,
+      invalidShare: options.invalidShare,
+      windowMax: 2_000,
+      confirmTimeoutMs: 60_000,
+    };
+    const summary = await publishRun({ db, connection, topology }, runOptions, { signal: controller.signal, onProgress: (p) => (progress = p) });
+    if (stopTimer) clearTimeout(stopTimer);
+    progress = summary;
+
+    // Drained when every confirmed message has an outcome (poison included: all gen poison has an id).
+    const drainDeadline = Date.now() + options.drainTimeoutS * 1000;
+    for (;;) {
+      const n = await runOutcomeCount(db, summary.runId);
+      if (n >= summary.confirmed || Date.now() > drainDeadline) break;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    clearInterval(timer);
+    await sampling;
+    await sample();
+
+    const latency = await endToEndLatency(db, summary.runId);
+    const verify = await verifyBooks({ db, connection, topology }, { runId: summary.runId });
+    const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
+    const busy = seconds.filter((s) => s.applied + s.rejected > 0);
+    return {
+      options,
+      runId: summary.runId,
+      published: summary.published,
+      confirmed: summary.confirmed,
+      publishRatePerS: summary.ratePerS,
+      outcomes: latency.count,
+      endToEndRatePerS: latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0,
+      elapsedS: (Date.now() - t0) / 1000,
+      confirmLatencyMs: summary.confirmLatencyMs,
+      endToEndLatencyMs: latency.percentiles,
+      workerCpuPctAvg: busy.length ? Math.round(busy.reduce((a, s) => a + s.workerCpuPct, 0) / busy.length) : 0,
+      workerRssMbMax: rss.length ? Math.max(...rss) : 0,
+      workerRssMbFirst: rss[0] ?? 0,
+      workerRssMbLast: rss[rss.length - 1] ?? 0,
+      verifyOk: verify.ok,
+      lost: verify.run?.lost ?? 0,
+      duplicated: verify.run?.duplicated ?? 0,
+      seconds,
+    };
+  } finally {
+    await Promise.all(workers.map(stopProcess));
+    await db.destroy();
+  }
+}
+
+/** Deletes and re-creates the bench namespace: a bench always starts from empty queues and books. */
+async function resetNamespace(config: Config, connection: ChannelModel, topology: Topology): Promise<void> {
+  const channel = await connection.createChannel();
+  channel.on('error', () => {});
+  try {
+    await deleteTopology(channel, topology);
+    await assertTopology(channel, topology);
+  } finally {
+    await channel.close().catch(() => {});
+  }
+  await dropDatabase(config.databaseUrl, config.databaseName);
+  await ensureSchema(config.databaseUrl, config.databaseName);
+}
+
+function startWorkerProcess(config: Config, options: BenchOptions, id: string): ChildProcess {
+  const child = spawn(
+    process.execPath,
+    [...options.workerNodeArgs, CLI, 'worker', '--id', id, '--batch-size', String(options.batchSizeMax), '--prefetch', String(options.prefetchCount), '--log-level', 'warn', '--no-relay'],
+    {
+      env: { ...process.env, TXSIM_NAMESPACE: config.namespace, AMQP_URL: config.amqpUrl, DATABASE_URL: config.databaseUrl, TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(',') },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  return child;
+}
+
+function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const force = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.once('exit', () => {
+      clearTimeout(force);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function outcomeCounts(db: Knex): Promise<{ applied: number; rejected: number }> {
+  // AUTO_INCREMENT high-water marks are O(1): ledger entries come in pairs per applied transaction,
+  // outbox events one per recorded outcome. COUNT(*) over a growing table would load the database.
+  const [[row]] = (await db.raw('SELECT (SELECT COALESCE(MAX(id), 0) FROM ledger_entries) AS entries, (SELECT COALESCE(MAX(id), 0) FROM outbox_events) AS events')) as [[{ entries: string; events: string }]];
+  const applied = Math.floor(Number(row.entries) / 2);
+  return { applied, rejected: Math.max(0, Number(row.events) - applied) };
+}
+
+async function runOutcomeCount(db: Knex, runId: string): Promise<number> {
+  const [[row]] = (await db.raw('SELECT COUNT(*) AS n FROM transactions WHERE run_id = ?', [runId])) as [[{ n: string }]];
+  return Number(row.n);
+}
+
+/** created → processed latency of every outcome of the run, from the database rows themselves. */
+async function endToEndLatency(db: Knex, runId: string): Promise<{ percentiles: Percentiles; count: number; spanMs: number }> {
+  const histogram = createLatencyHistogram();
+  const [rows] = (await db.raw(
+    `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, processed_at) AS us FROM transactions WHERE run_id = ? AND created_at IS NOT NULL`,
+    [runId],
+  )) as [{ us: string }[]];
+  for (const r of rows) recordMs(histogram, Number(r.us) / 1000);
+  const [[span]] = (await db.raw(
+    `SELECT TIMESTAMPDIFF(MICROSECOND, MIN(created_at), MAX(processed_at)) AS us, COUNT(*) AS n FROM transactions WHERE run_id = ?`,
+    [runId],
+  )) as [[{ us: string | null; n: string }]];
+  return { percentiles: percentilesOf(histogram), count: Number(span.n), spanMs: Number(span.us ?? 0) / 1000 };
+}
+
+/** CPU % (of one core) summed over the worker processes, and their total RSS, from /proc. */
+class CpuSampler {
+  private lastTicks = 0;
+  private lastAt = Date.now();
+  constructor(private readonly children: ChildProcess[]) {
+    this.lastTicks = this.ticks();
+  }
+
+  sample(): { cpuPct: number; rssMb: number } {
+    const now = Date.now();
+    const ticks = this.ticks();
+    const cpuPct = now > this.lastAt ? Math.round(((ticks - this.lastTicks) / 100 / ((now - this.lastAt) / 1000)) * 100) : 0;
+    this.lastTicks = ticks;
+    this.lastAt = now;
+    return { cpuPct, rssMb: Math.round(this.rssKb() / 1024) };
+  }
+
+  private ticks(): number {
+    let total = 0;
+    for (const child of this.children) {
+      try {
+        // Fields 14 and 15 of /proc/<pid>/stat: user and system time in clock ticks (100/s on Linux).
+        const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        total += Number(fields[11]) + Number(fields[12]);
+      } catch {
+        // process gone or not Linux: counted as zero
+      }
+    }
+    return total;
+  }
+
+  private rssKb(): number {
+    let total = 0;
+    for (const child of this.children) {
+      try {
+        const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        total += Number(match?.[1] ?? 0);
+      } catch {
+        // gone
+      }
+    }
+    return total;
+  }
+}

@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import type { Command } from 'commander';
+import { connectOnce } from '../amqp/connect.js';
+import { topologyOf } from '../amqp/topology.js';
+import { runBench, type BenchOptions, type BenchReport, type SecondSample } from '../app/bench.js';
+import type { Config } from '../config/config.js';
+import { parseFractionFlag, parseIntFlag, parseNumberFlag } from '../config/parse.js';
+import { checkDatabase, createDatabase } from '../db/knex.js';
+import { UsageError, VerificationFailedError } from '../errors.js';
+import { contextFor, type CommandContext } from './context.js';
+import { toJson } from './format.js';
+
+/**
+ * The bench namespace and database are wiped at the start of every run, so they are never the
+ * user's: `<namespace>_bench`, and the database is named after it whatever DATABASE_URL's path says.
+ */
+export function benchConfig(config: Config): Config {
+  const namespace = `${config.namespace}_bench`.slice(0, 41);
+  const url = new URL(config.databaseUrl);
+  url.pathname = '';
+  return Object.freeze({ ...config, namespace, databaseName: namespace, databaseUrl: url.toString() });
+}
+
+export async function handleBench(ctx: CommandContext, options: BenchOptions, format: 'table' | 'json' | 'csv'): Promise<BenchReport> {
+  const config = benchConfig(ctx.config);
+  const probe = createDatabase({ databaseUrl: config.databaseUrl, databaseName: 'mysql', poolMax: 1 });
+  try {
+    await checkDatabase(probe, config.databaseUrl, 'mysql');
+  } finally {
+    await probe.destroy();
+  }
+  const connection = await connectOnce(config.amqpUrl, ctx.log, 'txsim bench');
+  let report: BenchReport;
+  try {
+    if (format === 'csv') ctx.out('t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb');
+    else if (format === 'table') ctx.out(`bench ${config.namespace}: ${options.workers} workers, batch ${options.batchSizeMax}, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}`);
+    report = await runBench({ config, connection, topology: topologyOf(config), log: ctx.log }, options, (s) => printSecond(ctx, s, format));
+  } finally {
+    await connection.close().catch(() => {});
+  }
+  if (format === 'json') ctx.out(toJson(report));
+  else if (format === 'table') printReport(ctx, report);
+  if (!report.verifyOk || report.lost > 0 || report.duplicated > 0) {
+    throw new VerificationFailedError(`bench ${report.runId}: verify failed (${report.lost} lost, ${report.duplicated} duplicated)`);
+  }
+  return report;
+}
+
+function printSecond(ctx: CommandContext, s: SecondSample, format: 'table' | 'json' | 'csv'): void {
+  if (format === 'csv') ctx.out(`${s.t},${s.sent},${s.confirmed},${s.applied},${s.rejected},${s.workerCpuPct},${s.workerRssMb}`);
+  else if (format === 'table') ctx.out(`t=${String(s.t).padStart(3)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB`);
+}
+
+function printReport(ctx: CommandContext, r: BenchReport): void {
+  const p = (x: { p50: number; p90: number; p99: number; p999: number; max: number }) => `p50 ${x.p50}  p90 ${x.p90}  p99 ${x.p99}  p99.9 ${x.p999}  max ${x.max} ms`;
+  ctx.out('');
+  ctx.out(`run ${r.runId}: published ${r.published}, confirmed ${r.confirmed}, outcomes ${r.outcomes} in ${r.elapsedS.toFixed(1)} s`);
+  ctx.out(`publish rate        ${r.publishRatePerS} msg/s`);
+  ctx.out(`end-to-end rate     ${r.endToEndRatePerS} tx/s (first created → last committed)`);
+  ctx.out(`confirm latency     ${p(r.confirmLatencyMs)}`);
+  ctx.out(`created → committed ${p(r.endToEndLatencyMs)}`);
+  ctx.out(`workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB`);
+  ctx.out(`verify              ${r.verifyOk ? 'OK' : 'FAILED'} (lost ${r.lost}, duplicated ${r.duplicated})`);
+}
+
+export function registerBench(program: Command): void {
+  program
+    .command('bench')
+    .description('measure throughput and latency end to end: reset a bench namespace, start W workers, publish, drain, verify')
+    .option('--workers <n>', 'worker processes', '3')
+    .option('--batch-size <n>', 'messages per DB transaction (1 = one commit per message)', '100')
+    .option('--prefetch <n>', 'prefetch per worker', '300')
+    .option('--accounts <n>', 'customer accounts', '10000')
+    .option('--hot-accounts <share>', 'share of traffic on 3 hot accounts', '0')
+    .option('--rate <tx/s>', 'paced publishing; 0 = flat out', '0')
+    .option('--count <n>', 'transactions to publish', '100000')
+    .option('--duration <s>', 'stop publishing after this long (0 = until --count)', '0')
+    .option('--invalid <share>', 'share of poison messages', '0')
+    .option('--drain-timeout <s>', 'most time to wait for the workers to finish', '300')
+    .option('--seed <seed>', 'seed (default: random)')
+    .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
+    .option('--json', 'print the report as JSON')
+    .option('--csv', 'print per-second lines as CSV')
+    .addHelpText('after', '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30')
+    .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
+      const str = (k: string) => opts[k] as string | undefined;
+      if (opts.json && opts.csv) throw new UsageError('--json and --csv: choose one');
+      const ratePerS = parseNumberFlag('--rate', str('rate'), 0);
+      const durationS = parseIntFlag('--duration', str('duration'), 0, 0, 86_400);
+      const options: BenchOptions = {
+        workers: parseIntFlag('--workers', str('workers'), 3, 1, 32),
+        batchSizeMax: parseIntFlag('--batch-size', str('batchSize'), 100, 1, 5_000),
+        prefetchCount: parseIntFlag('--prefetch', str('prefetch'), 300, 1, 65_535),
+        accounts: parseIntFlag('--accounts', str('accounts'), 10_000, 1, 1_000_000),
+        hotShare: parseFractionFlag('--hot-accounts', str('hotAccounts'), 0),
+        ratePerS,
+        // With a duration and a rate, the count follows from them unless given.
+        count: parseIntFlag('--count', str('count') ?? (durationS > 0 && ratePerS > 0 ? String(Math.ceil(durationS * ratePerS)) : undefined), 100_000, 1, 100_000_000),
+        durationS,
+        invalidShare: parseFractionFlag('--invalid', str('invalid'), 0),
+        drainTimeoutS: parseIntFlag('--drain-timeout', str('drainTimeout'), 300, 1, 86_400),
+        workerNodeArgs: opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', '.txsim/profiles'] : [],
+        seed: str('seed') ?? `bench-${randomBytes(4).toString('hex')}`,
+      };
+      await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table');
+    });
+}
