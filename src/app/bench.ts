@@ -126,6 +126,7 @@ export async function runBench(
       invalidShare: options.invalidShare,
       windowMax: 2_000,
       confirmTimeoutMs: 60_000,
+      reconnectTimeoutMs: 60_000,
     };
     const summary = await publishRun({ db, connection, topology }, runOptions, { signal: controller.signal, onProgress: (p) => (progress = p) });
     if (stopTimer) clearTimeout(stopTimer);

@@ -1,9 +1,9 @@
-import type { ChannelModel } from 'amqplib';
-import { ConfirmPublisher, type PublishOutcome } from '../amqp/publisher.js';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
+import { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { customerTargets } from '../db/accounts.js';
 import type { Knex } from '../db/knex.js';
-import { createGenerator, type GeneratorOptions } from '../domain/generator.js';
+import { createGenerator, type GeneratedMessage, type GeneratorOptions } from '../domain/generator.js';
 import { runIdForSeed } from '../domain/ids.js';
 import { validateTransaction } from '../domain/message-schema.js';
 import type { TransactionType } from '../domain/transaction.js';
@@ -26,6 +26,31 @@ export interface PublishRunOptions {
   /** Most unconfirmed messages at once. */
   readonly windowMax: number;
   readonly confirmTimeoutMs: number;
+  /** After losing the broker, how long to keep trying to reconnect and re-send before giving up. */
+  readonly reconnectTimeoutMs: number;
+}
+
+/** Re-send rounds before gen gives up on messages the broker keeps refusing. */
+const RECOVERY_ROUNDS_MAX = 20;
+
+interface Session {
+  readonly connection: ChannelModel;
+  readonly channel: ConfirmChannel;
+  readonly publisher: ConfirmPublisher;
+  closed: boolean;
+}
+
+/** A confirm channel (topology asserted) and its publisher on a connection. */
+async function openSession(connection: ChannelModel, topology: Topology, options: PublishRunOptions): Promise<Session> {
+  const setup = await connection.createChannel();
+  await assertTopology(setup, topology);
+  await setup.close();
+  const channel = await connection.createConfirmChannel();
+  const session: Session = { connection, channel, publisher: new ConfirmPublisher(channel, { windowMax: options.windowMax, confirmTimeoutMs: options.confirmTimeoutMs }), closed: false };
+  channel.on('error', () => {}); // surfaced through the publisher's failed confirms
+  channel.on('close', () => (session.closed = true));
+  connection.on('error', () => {});
+  return session;
 }
 
 export interface RunProgress {
@@ -54,9 +79,9 @@ export interface RunSummary extends RunProgress {
  * away; the summary then says exactly how many messages were never confirmed.
  */
 export async function publishRun(
-  deps: { db: Knex; connection: ChannelModel; topology: Topology },
+  deps: { db: Knex; connection: ChannelModel; topology: Topology; reconnect?: () => Promise<ChannelModel> },
   options: PublishRunOptions,
-  hooks: { signal?: AbortSignal; onProgress?: (p: RunProgress) => void } = {},
+  hooks: { signal?: AbortSignal; onProgress?: (p: RunProgress) => void; onRecover?: (unconfirmed: number) => void } = {},
 ): Promise<RunSummary> {
   const { db, connection, topology } = deps;
   const accounts = await customerTargets(db, options.accountIds);
@@ -85,31 +110,87 @@ export async function publishRun(
     [runId, options.seed, options.count, optionsJson, startedAt],
   );
 
-  const setup = await connection.createChannel();
-  await assertTopology(setup, topology);
-  await setup.close();
-  const channel = await connection.createConfirmChannel();
-  channel.on('error', () => {}); // surfaced through the publisher's failed confirms
-  const publisher = new ConfirmPublisher(channel, { windowMax: options.windowMax, confirmTimeoutMs: options.confirmTimeoutMs });
-
   const histogram = createLatencyHistogram();
   const returnedIds: string[] = [];
+  // Every published message stays here until the broker confirms it: after a broker restart these
+  // are published again (ids dedupe at the workers), or counted exactly as unconfirmed.
+  const unconfirmed = new Map<number, { generated: GeneratedMessage; intendedMs: number }>();
   let published = 0;
   let confirmed = 0;
-  let failed = 0;
   let invalid = 0;
+  let broken = false;
+  let recoveries = 0;
   let firstError: string | null = null;
-  const progress = () => ({ published, confirmed, returned: returnedIds.length, failed });
+  const progress = () => ({ published, confirmed, returned: returnedIds.length, failed: broken ? unconfirmed.size : 0 });
   const t0 = performance.now();
   const progressTimer = hooks.onProgress ? setInterval(() => hooks.onProgress?.(progress()), 200) : null;
   // Progress is saved every second, so verify can tell a killed run's unsent tail from lost messages.
   const saveTimer = setInterval(() => {
-    db('runs').where('id', runId).update({ published: Math.max(published, 0), confirmed }).catch(() => {});
+    db('runs').where('id', runId).update({ published, confirmed }).catch(() => {});
   }, 1_000);
 
+  let session = await openSession(connection, topology, options);
+  const send = async (index: number, generated: GeneratedMessage, intendedMs: number): Promise<void> => {
+    unconfirmed.set(index, { generated, intendedMs });
+    const handle = await session.publisher.publish(topology.transactionsExchange, generated.routingKey, generated.body, {
+      messageId: generated.id,
+      contentType: generated.contentType,
+      timestamp: Math.floor(Date.now() / 1000),
+      headers: { [HEADERS.runId]: runId },
+    });
+    handle.confirmed.then(
+      (outcome) => {
+        if (!unconfirmed.delete(index)) return;
+        if (outcome === 'returned') returnedIds.push(generated.id);
+        else confirmed++;
+        recordMs(histogram, performance.now() - intendedMs);
+      },
+      (err: Error) => {
+        broken = true;
+        firstError ??= err.message;
+      },
+    );
+  };
+
+  /** After a failure: wait for every pending confirm, reconnect if the channel died, re-send what is unconfirmed. */
+  const recover = async (): Promise<boolean> => {
+    await session.publisher.settled().catch(() => {});
+    if (++recoveries > RECOVERY_ROUNDS_MAX) return false;
+    if (session.closed) {
+      if (!deps.reconnect) return false;
+      const deadline = Date.now() + options.reconnectTimeoutMs;
+      for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, 5_000)) {
+        if (hooks.signal?.aborted || Date.now() > deadline) return false;
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        try {
+          session = await openSession(await deps.reconnect(), topology, options);
+          break;
+        } catch (err) {
+          firstError = (err as Error).message;
+        }
+      }
+    }
+    broken = false;
+    hooks.onRecover?.(unconfirmed.size);
+    for (const [index, entry] of [...unconfirmed.entries()].sort((a, b) => a[0] - b[0])) {
+      try {
+        await send(index, entry.generated, entry.intendedMs);
+      } catch {
+        broken = true;
+        break;
+      }
+    }
+    return true;
+  };
+
+  let gaveUp = false;
   try {
     for (let index = 0; index < options.count; index++) {
-      if (hooks.signal?.aborted || firstError !== null) break;
+      if (hooks.signal?.aborted) break;
+      if (broken && !(await recover())) {
+        gaveUp = true;
+        break;
+      }
       // Paced mode: message i is due at i / rate. Latency is counted from that intended time, so a
       // stall shows up in the percentiles instead of silently slowing the schedule.
       const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
@@ -122,40 +203,31 @@ export async function publishRun(
         throw new Error(`generator produced an invalid message at index ${index}: ${JSON.stringify(validateTransaction.errors)}`);
       }
       if (generated.kind !== 'valid') invalid++;
-      let handle: { confirmed: Promise<PublishOutcome> };
-      try {
-        handle = await publisher.publish(topology.transactionsExchange, generated.routingKey, generated.body, {
-          messageId: generated.id,
-          contentType: generated.contentType,
-          timestamp: Math.floor(Date.now() / 1000),
-          headers: { [HEADERS.runId]: runId },
-        });
-      } catch (err) {
-        firstError ??= (err as Error).message;
-        break;
-      }
       published++;
-      handle.confirmed.then(
-        (outcome) => {
-          if (outcome === 'returned') returnedIds.push(generated.id);
-          else confirmed++;
-          recordMs(histogram, performance.now() - intendedMs);
-        },
-        (err: Error) => {
-          failed++;
-          firstError ??= err.message;
-        },
-      );
+      try {
+        await send(index, generated, intendedMs);
+      } catch (err) {
+        // Kept in `unconfirmed`: the next recovery sends it again.
+        broken = true;
+        firstError ??= (err as Error).message;
+      }
     }
-    await publisher.settled();
+    while (!gaveUp) {
+      await session.publisher.settled().catch(() => {});
+      await new Promise((resolve) => setImmediate(resolve));
+      if (unconfirmed.size === 0 || hooks.signal?.aborted) break;
+      if (!(await recover())) gaveUp = true;
+    }
   } finally {
     if (progressTimer) clearInterval(progressTimer);
     clearInterval(saveTimer);
-    await channel.close().catch(() => {});
+    await session.channel.close().catch(() => {});
+    if (session.connection !== connection) await session.connection.close().catch(() => {});
   }
   // Let the last confirm callbacks run before counting.
   await new Promise((resolve) => setImmediate(resolve));
   const elapsedMs = performance.now() - t0;
+  const failed = unconfirmed.size;
   const completed = published === options.count && failed === 0;
   for (let i = 0; i < returnedIds.length; i += 500) {
     await db('run_returns').insert(returnedIds.slice(i, i + 500).map((id) => ({ run_id: runId, transaction_id: id }))).onConflict().ignore();

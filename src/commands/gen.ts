@@ -19,7 +19,9 @@ export async function handleGen(ctx: CommandContext, options: PublishRunOptions,
     const connection = await connectOnce(config.amqpUrl, log, 'txsim gen');
     let summary: RunSummary;
     try {
-      summary = await publishRun({ db, connection, topology: topologyOf(config) }, options, {
+      const reconnect = () => connectOnce(config.amqpUrl, log, 'txsim gen');
+      summary = await publishRun({ db, connection, topology: topologyOf(config), reconnect }, options, {
+        onRecover: (unconfirmed: number) => log.warn({ unconfirmed }, 'broker back; re-sending unconfirmed messages (duplicates are ignored by id)'),
         ...(io.signal ? { signal: io.signal } : {}),
         ...(io.progress ? { onProgress: (p: RunProgress) => drawProgress(p, options.count) } : {}),
       });
@@ -68,6 +70,7 @@ export function registerGen(program: Command): void {
     .option('--invalid <share>', 'share (0..1) of poison messages: bad JSON, wrong schema, unknown account, currency mismatch, negative amount', '0')
     .option('--window <n>', 'most unconfirmed messages in flight', '1000')
     .option('--confirm-timeout <ms>', 'fail a publish whose confirm takes longer', '30000')
+    .option('--reconnect-timeout <s>', 'after losing the broker, keep reconnecting and re-sending unconfirmed messages this long', '60')
     .option('--json', 'print the summary as JSON')
     .option('--no-progress', 'no progress bar even on a TTY')
     .addHelpText('after', '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1')
@@ -87,6 +90,7 @@ export function registerGen(program: Command): void {
         invalidShare: parseFractionFlag('--invalid', str('invalid'), 0),
         windowMax: parseIntFlag('--window', str('window'), 1000, 1, 100_000),
         confirmTimeoutMs: parseIntFlag('--confirm-timeout', str('confirmTimeout'), 30_000, 100, 600_000),
+        reconnectTimeoutMs: parseIntFlag('--reconnect-timeout', str('reconnectTimeout'), 60, 0, 86_400) * 1000,
       };
       const controller = new AbortController();
       const stop = () => controller.abort();
