@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test (unit, then integration against real RabbitMQ and MariaDB/MySQL) on a fresh clone:
 # installs dependencies, builds, makes the services reachable, then runs vitest.
-# Extra arguments go to vitest, e.g. `npm test -- test/unit`.
+# Extra arguments go to vitest, e.g. `npm test -- test/unit`; without any, the unit and integration
+# tiers run (the fault suite, which stops and starts the services, is `npm run test:faults`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +12,7 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json
 fi
 npm run --silent build
 bash scripts/services.sh
+if (($# == 0)); then
+  set -- --project unit --project integration
+fi
 npx vitest run "$@"

@@ -24,6 +24,11 @@ export interface WorkerOptions {
   readonly attemptsMax: number;
   /** How long shutdown waits for in-flight messages before closing anyway. */
   readonly shutdownDeadlineMs: number;
+  /**
+   * Fault injection for the fault suite: SIGKILL this process right after the n-th commit, before
+   * any of that batch is acked — the worst moment to crash. Off (undefined) in normal use.
+   */
+  readonly crashAfterCommits?: number;
 }
 
 interface Delivery {
@@ -191,6 +196,10 @@ export class Worker {
       return;
     }
     this.metrics.batches++;
+    if (this.options.crashAfterCommits !== undefined && this.metrics.batches >= this.options.crashAfterCommits) {
+      this.log.warn({ batches: this.metrics.batches }, 'fault injection: crashing after commit, before ack');
+      process.kill(process.pid, 'SIGKILL');
+    }
     const committedAtMs = Date.now();
     // Rejects' errors-queue publishes are pipelined; each delivery is acked after its own confirm.
     await Promise.all(live.map((delivery, i) => this.finish(delivery, outcomes[i]!, committedAtMs)));

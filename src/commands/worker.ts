@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { topologyOf } from '../amqp/topology.js';
+import { OutboxRelay } from '../app/outbox-relay.js';
 import { Worker, type WorkerOptions } from '../app/worker.js';
 import { parseIntFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
@@ -9,6 +10,8 @@ import { contextFor, type CommandContext } from './context.js';
 
 export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 'topology'> {
   readonly lockWaitTimeoutS: number;
+  /** Run the outbox relay in this process (publishes committed accounting events; safe in every replica). Default true. */
+  readonly relay?: boolean;
 }
 
 /**
@@ -20,13 +23,20 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
   const log = ctx.log.child({ workerId: options.workerId });
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4, lockWaitTimeoutS: options.lockWaitTimeoutS });
   const worker = new Worker({ ...options, amqpUrl: config.amqpUrl, topology: topologyOf(config) }, db, log);
+  let relay: OutboxRelay | null = null;
   try {
     await checkDatabase(db, config.databaseUrl, config.databaseName);
     if (!signal.aborted) await worker.start();
+    if (!signal.aborted && options.relay !== false) {
+      relay = new OutboxRelay({ db, amqpUrl: config.amqpUrl, topology: topologyOf(config), log, relayId: options.workerId });
+      await relay.start();
+    }
     if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     log.info('shutting down');
   } finally {
     await worker.close();
+    // After the worker: events of its last commits are still relayed (or left for another replica).
+    await relay?.close();
     await db.destroy().catch(() => {});
     await flushLogger(log);
   }
@@ -43,6 +53,8 @@ export function registerWorker(program: Command): void {
     .option('--max-attempts <n>', 'attempts at a message failing with system errors before it is parked', '5')
     .option('--lock-wait-timeout <s>', 'innodb_lock_wait_timeout of the worker sessions', '10')
     .option('--shutdown-deadline <ms>', 'how long shutdown waits for in-flight messages', '15000')
+    .option('--no-relay', 'do not run the outbox relay here (accounting events then wait for a replica that does)')
+    .addOption(new Option('--fault-crash-after-commits <n>', 'fault injection: SIGKILL itself after the n-th commit, before acking').hideHelp())
     .addHelpText('after', '\nExample:\n  $ txsim worker --id w1\n  $ txsim worker --id slow --prefetch 1 --batch-size 1 --log-level debug')
     .action(async (opts: Record<string, string | undefined>, command: Command) => {
       const options: WorkerCommandOptions = {
@@ -53,6 +65,8 @@ export function registerWorker(program: Command): void {
         attemptsMax: parseIntFlag('--max-attempts', opts.maxAttempts, 5, 1, 100),
         lockWaitTimeoutS: parseIntFlag('--lock-wait-timeout', opts.lockWaitTimeout, 10, 1, 3_600),
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', opts.shutdownDeadline, 15_000, 0, 600_000),
+        relay: (opts as Record<string, unknown>).relay !== false,
+        ...(opts.faultCrashAfterCommits ? { crashAfterCommits: parseIntFlag('--fault-crash-after-commits', opts.faultCrashAfterCommits, 1, 1) } : {}),
       };
       const ctx = contextFor(command);
       const controller = new AbortController();

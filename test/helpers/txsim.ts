@@ -11,8 +11,13 @@ export interface RunResult {
 
 /** Runs `txsim <args>` to completion (the real built CLI, as a user would). */
 export function runTxsim(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnTxsim(args, env, timeoutMs).done;
+}
+
+/** Starts `txsim <args>` and hands back the child (to kill it mid-run) and its result. */
+export function spawnTxsim(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): { child: ChildProcess; done: Promise<RunResult> } {
+  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const done = new Promise<RunResult>((resolve, reject) => {
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -26,6 +31,7 @@ export function runTxsim(args: readonly string[], env: NodeJS.ProcessEnv, timeou
       resolve({ code, stdout, stderr });
     });
   });
+  return { child, done };
 }
 
 /** A long-running `txsim worker` child process. */

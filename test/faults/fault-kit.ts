@@ -1,0 +1,183 @@
+import { execFile } from 'node:child_process';
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { expect } from 'vitest';
+import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { runTxsim, startWorker, type WorkerProcess } from '../helpers/txsim.js';
+
+const exec = promisify(execFile);
+
+/**
+ * Service control for the fault suite. It drives the local RabbitMQ and MariaDB the way an operator
+ * would (rabbitmqctl, mariadb-admin, start-stop-daemon), so it needs root and those tools: CI has both.
+ */
+export const canControlServices = process.getuid?.() === 0 && (await which('rabbitmqctl')) && (await which('mariadb-admin'));
+
+async function which(cmd: string): Promise<boolean> {
+  try {
+    await exec('sh', ['-c', `command -v ${cmd}`]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function sh(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  const { stdout } = await exec(cmd, args, { timeout: timeoutMs });
+  return stdout;
+}
+
+export async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const { connect } = await import('node:net');
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => (socket.destroy(), resolve(true)));
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`port ${port} did not open within ${timeoutMs} ms`);
+}
+
+export const rabbit = {
+  async stopApp() {
+    await sh('rabbitmqctl', ['stop_app']);
+  },
+  async startApp() {
+    await sh('rabbitmqctl', ['start_app'], 120_000);
+    await sh('rabbitmqctl', ['await_startup'], 120_000);
+    await waitForPort(5672, 60_000);
+  },
+  /** Closes every AMQP connection whose client-provided name contains `marker`. Returns how many. */
+  async closeConnections(marker: string): Promise<number> {
+    const out = await sh('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q']);
+    const pids = out.split('\n').filter((line) => line.includes(marker)).map((line) => line.split('\t')[0]!.trim()).filter(Boolean);
+    for (const pid of pids) await sh('rabbitmqctl', ['close_connection', pid, 'fault suite']);
+    return pids.length;
+  },
+  async raiseDiskAlarm() {
+    // A free-disk limit far above what any disk has raises the alarm at once.
+    await sh('rabbitmqctl', ['set_disk_free_limit', '100000GB']);
+  },
+  async clearDiskAlarm() {
+    await sh('rabbitmqctl', ['set_disk_free_limit', '50MB']);
+  },
+  async blockedConnections(): Promise<number> {
+    const out = await sh('rabbitmqctl', ['list_connections', 'state', '-q']);
+    return out.split('\n').filter((s) => /blocked/.test(s)).length;
+  },
+};
+
+export const database = {
+  async stop() {
+    await sh('mariadb-admin', ['-uroot', 'shutdown']);
+  },
+  async start() {
+    await sh('start-stop-daemon', ['--start', '--oknodo', '--background', '--exec', '/usr/sbin/mariadbd']);
+    await waitForPort(3306, 60_000);
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        await sh('mariadb', ['-uroot', '-e', 'SELECT 1']);
+        return;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  },
+};
+
+/** Makes sure both services run again whatever a scenario did (called after each one). */
+export async function restoreServices(): Promise<void> {
+  await rabbit.clearDiskAlarm().catch(() => {});
+  try {
+    await sh('rabbitmqctl', ['await_startup'], 5_000);
+    await waitForPort(5672, 2_000);
+  } catch {
+    await rabbit.startApp();
+  }
+  try {
+    await sh('mariadb', ['-uroot', '-e', 'SELECT 1'], 5_000);
+  } catch {
+    await database.start();
+  }
+}
+
+/** A namespace with accounts and three running workers, ready for a scenario. */
+export interface Stage {
+  readonly ns: TestNamespace;
+  workers: WorkerProcess[];
+  /** (Re)starts a worker with the given id, replacing a dead one in `workers`. */
+  startWorker(id: string, args?: string[]): WorkerProcess;
+  teardown(): Promise<void>;
+}
+
+export async function stage(name: string, options: { accounts?: number; workerArgs?: string[]; workerIds?: string[] } = {}): Promise<Stage> {
+  const ns = await createTestNamespace(`f${name}`);
+  const setup = await runTxsim(['setup'], ns.env);
+  expect(setup.code, setup.stderr).toBe(0);
+  await ns.seed(options.accounts ?? 50, { openingBalanceMinor: 500_000n });
+  const s: Stage = {
+    ns,
+    workers: [],
+    startWorker(id, args = options.workerArgs ?? []) {
+      const w = startWorker(`${ns.name}-${id}`, ns.env, args);
+      s.workers = [...s.workers.filter((x) => x.id !== w.id), w];
+      return w;
+    },
+    async teardown() {
+      await Promise.all(s.workers.map((w) => w.stop()));
+      await ns.cleanup();
+    },
+  };
+  for (const id of options.workerIds ?? ['w1', 'w2', 'w3']) s.startWorker(id);
+  await new Promise((r) => setTimeout(r, 1_000));
+  return s;
+}
+
+/** What a scenario's own verify run reported: the numbers that go into the README's failure table. */
+export interface ScenarioResult {
+  readonly scenario: string;
+  readonly published: number;
+  readonly applied: number;
+  readonly rejected: number;
+  readonly parked: number;
+  readonly lost: number;
+  readonly duplicated: number;
+  readonly invariantViolations: number;
+  readonly note?: string;
+}
+
+/**
+ * Ends a scenario the same way every time: `txsim verify --run` (waiting for the queues to drain),
+ * asserting nothing lost, nothing applied twice, the invariant holding and the workers alive; the
+ * numbers are appended to .txsim/faults/results.jsonl.
+ */
+export async function verifyScenario(s: Stage, scenario: string, runId: string, note?: string): Promise<ScenarioResult> {
+  const verify = await runTxsim(['verify', '--run', runId, '--wait', '90', '--json'], s.ns.env, 180_000);
+  const report = JSON.parse(verify.stdout || '{}');
+  const result: ScenarioResult = {
+    scenario,
+    published: report.run?.published ?? 0,
+    applied: report.run?.applied ?? 0,
+    rejected: report.run?.rejected ?? 0,
+    parked: report.run?.parked ?? 0,
+    lost: report.run?.lost ?? -1,
+    duplicated: report.run?.duplicated ?? -1,
+    invariantViolations: (report.checks ?? []).reduce((n: number, c: { violations: number }) => n + c.violations, 0),
+    ...(note ? { note } : {}),
+  };
+  mkdirSync('.txsim/faults', { recursive: true });
+  appendFileSync('.txsim/faults/results.jsonl', `${JSON.stringify({ ...result, at: new Date().toISOString() })}\n`);
+  expect(verify.code, `${verify.stdout}\n${verify.stderr}`).toBe(0);
+  expect(result).toMatchObject({ lost: 0, duplicated: 0, invariantViolations: 0 });
+  expect(report.run.applied + report.run.rejected + report.run.parked + report.run.returned).toBe(report.run.expected);
+  for (const w of s.workers) expect(w.child.exitCode, `worker ${w.id} died:\n${w.output().slice(-2000)}`).toBeNull();
+  return result;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,210 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { runIdForSeed } from '../../src/domain/ids.js';
+import { publishRaw, txBody } from '../helpers/publish.js';
+import { peekQueue, runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
+import { canControlServices, database, rabbit, restoreServices, sleep, stage, verifyScenario, type Stage } from './fault-kit.js';
+
+// The fault suite: each scenario runs real txsim processes against the real services, breaks
+// something on purpose, and ends with `txsim verify --run`: nothing lost, nothing applied twice,
+// the invariant holding, the workers still alive. Seeds are fixed so a failure can be replayed.
+// Scenarios that stop RabbitMQ or MariaDB need root (CI has it); they restore the services after.
+
+let current: Stage | null = null;
+afterEach(async () => {
+  await restoreServices();
+  await current?.teardown();
+  current = null;
+});
+
+/** Published counts within a scenario are small and paced, so each one takes seconds, not minutes. */
+const gen = (s: Stage, count: number, seed: string, extra: string[] = []) =>
+  spawnTxsim(['gen', String(count), '--seed', seed, '--json', '--reconnect-timeout', '120', ...extra], s.ns.env, 300_000);
+
+describe('fault suite', () => {
+  it('1. kill -9 a worker repeatedly, including right after a commit and before its ack', async () => {
+    const s = (current = await stage('kill'));
+    // This replica SIGKILLs itself right after its 3rd commit, before acking that batch.
+    s.startWorker('w1', ['--fault-crash-after-commits', '3']);
+    const run = gen(s, 6000, 'fault-kill', ['--rate', '1500']);
+    await waitFor(() => s.workers.find((w) => w.id.endsWith('-w1'))!.child.exitCode !== null || s.workers.find((w) => w.id.endsWith('-w1'))!.child.signalCode !== null, 20_000, 'the self-crash');
+    for (const victim of ['w2', 'w3', 'w2']) {
+      await sleep(700);
+      const w = s.workers.find((x) => x.id.endsWith(`-${victim}`))!;
+      await w.kill();
+      s.startWorker(victim);
+    }
+    s.startWorker('w1');
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(s, 'kill -9 workers (4 kills, one right after commit before ack)', runIdForSeed('fault-kill'));
+  });
+
+  it('2. kill -9 gen mid-run, then run it again with the same seed', async () => {
+    const s = (current = await stage('gen'));
+    const first = gen(s, 5000, 'fault-gen', ['--rate', '2000']);
+    await sleep(1_200);
+    first.child.kill('SIGKILL');
+    await first.done;
+    const partial = Number((await s.ns.db('runs').where('id', runIdForSeed('fault-gen')).first('published')).published);
+    expect(partial).toBeLessThan(5000);
+    const second = await gen(s, 5000, 'fault-gen').done;
+    expect(second.code, second.stderr).toBe(0);
+    await verifyScenario(s, 'kill -9 gen, re-run same seed', runIdForSeed('fault-gen'), `first gen recorded ${partial} published before the kill`);
+  });
+
+  it.skipIf(!canControlServices)('3. RabbitMQ stop_app / start_app in the middle of a run', async () => {
+    const s = (current = await stage('rmq'));
+    const run = gen(s, 6000, 'fault-rmq', ['--rate', '1000']);
+    await sleep(2_000);
+    await rabbit.stopApp();
+    await sleep(4_000);
+    await rabbit.startApp();
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(s, 'RabbitMQ stop_app 4 s / start_app', runIdForSeed('fault-rmq'));
+  });
+
+  it.skipIf(!canControlServices)("4. rabbitmqctl close_connection on the workers' connections", async () => {
+    const s = (current = await stage('close'));
+    const run = gen(s, 6000, 'fault-close', ['--rate', '1500']);
+    await sleep(1_500);
+    expect(await rabbit.closeConnections(`txsim worker ${s.ns.name}`)).toBe(3);
+    await sleep(1_500);
+    // The broker may take a moment to list the new connections: close whatever is there again.
+    await rabbit.closeConnections(`txsim worker ${s.ns.name}`);
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(s, 'close_connection on every worker, twice', runIdForSeed('fault-close'));
+  });
+
+  it.skipIf(!canControlServices)('5. the database stopped and restarted in the middle of a run', async () => {
+    const s = (current = await stage('db'));
+    const run = gen(s, 6000, 'fault-db', ['--rate', '1000']);
+    await sleep(1_500);
+    await database.stop();
+    await sleep(3_000);
+    await database.start();
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(s, 'MariaDB shut down 3 s mid-run, restarted', runIdForSeed('fault-db'));
+    // No message spent its attempts on the outage: nothing was parked.
+    const channel = await s.ns.amqp.createChannel();
+    expect(await peekQueue(channel, s.ns.topology.deadQueue)).toHaveLength(0);
+    await channel.close();
+  });
+
+  it('6. forced deadlocks and lock-wait timeouts (two accounts locked in opposite orders from outside)', async () => {
+    const s = (current = await stage('lock', { accounts: 2, workerArgs: ['--lock-wait-timeout', '1'] }));
+    const run = gen(s, 3000, 'fault-lock', ['--rate', '800', '--accounts', '1-2']);
+    let deadlocks = 0;
+    let lockWaits = 0;
+    const until = Date.now() + 3_000;
+    while (Date.now() < until) {
+      const trx = await s.ns.db.transaction();
+      try {
+        // Workers lock in ascending id order; this locks 2 then 1, creating a cycle with them.
+        await trx.raw('SET SESSION innodb_lock_wait_timeout = 1');
+        await trx.raw('SELECT id FROM accounts WHERE id = 2 FOR UPDATE');
+        await sleep(30);
+        await trx.raw('SELECT id FROM accounts WHERE id = 1 FOR UPDATE');
+        await sleep(300);
+      } catch (err) {
+        const errno = (err as { errno?: number }).errno;
+        if (errno === 1213) deadlocks++;
+        else if (errno === 1205) lockWaits++;
+        else throw err;
+      } finally {
+        await trx.rollback().catch(() => {});
+      }
+    }
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(s, 'outside sessions locking accounts 2→1 for 3 s', runIdForSeed('fault-lock'), `outside side saw ${deadlocks} deadlocks, ${lockWaits} lock waits`);
+    // The workers' side: their transactions held or lost the same locks, and still nothing broke.
+    expect(deadlocks + lockWaits).toBeGreaterThanOrEqual(0);
+  });
+
+  it('7. the poison set, sent with a plain AMQP client', async () => {
+    const s = (current = await stage('poison', { workerIds: ['w1', 'w2'] }));
+    await s.ns.seed(1, { firstId: 900, currency: 'USD' });
+    const dup = txBody({ accountId: 3, amountMinor: 700 });
+    const conflict = txBody({ accountId: 4, amountMinor: 800 });
+    const poison: { name: string; body: Record<string, unknown> | string | Buffer; contentType?: string | null; messageId?: string; reason: string; detail: RegExp }[] = [
+      { name: 'malformed JSON', body: '{"id": "x", ', messageId: randomUUID(), reason: 'invalid_message', detail: /not valid JSON/ },
+      { name: 'JSON not an object', body: '"just a string"', messageId: randomUUID(), reason: 'invalid_message', detail: /must be object/ },
+      { name: 'missing field', body: { ...txBody(), accountId: undefined }, reason: 'invalid_message', detail: /accountId is required/ },
+      { name: 'wrong type', body: txBody({ accountId: 'one' }), reason: 'invalid_message', detail: /accountId must be integer/ },
+      { name: 'negative amount', body: txBody({ amountMinor: -100 }), reason: 'invalid_message', detail: /amountMinor must be >= 1/ },
+      { name: 'zero amount', body: txBody({ amountMinor: 0 }), reason: 'invalid_message', detail: /amountMinor must be >= 1/ },
+      { name: 'fractional amount', body: txBody({ amountMinor: 10.5 }), reason: 'invalid_message', detail: /amountMinor must be integer/ },
+      { name: 'string amount', body: txBody({ amountMinor: '100' }), reason: 'invalid_message', detail: /amountMinor must be integer/ },
+      { name: 'huge amount', body: txBody({ amountMinor: 1e15 }), reason: 'invalid_message', detail: /amountMinor must be <= / },
+      { name: 'unknown account', body: txBody({ accountId: 987_654 }), reason: 'unknown_account', detail: /does not exist/ },
+      { name: 'currency mismatch', body: txBody({ accountId: 900, currency: 'EUR' }), reason: 'currency_mismatch', detail: /holds USD/ },
+      { name: 'oversized body', body: { ...txBody(), merchant: 'x'.repeat(20_000) }, reason: 'invalid_message', detail: /bytes, more than/ },
+      { name: 'non-JSON content type', body: txBody(), contentType: 'text/plain', reason: 'invalid_message', detail: /content_type is "text\/plain"/ },
+      { name: 'duplicate, different body', body: { ...conflict, amountMinor: 801 }, reason: 'duplicate_conflict', detail: /different body/ },
+    ];
+    await publishRaw(s.ns.amqp, s.ns.topology, [{ body: dup }, { body: conflict }]);
+    await waitFor(async () => (await s.ns.db('transactions').whereIn('id', [dup.id as string, conflict.id as string])).length === 2, 20_000, 'the originals');
+    await publishRaw(s.ns.amqp, s.ns.topology, [
+      { body: dup },
+      ...poison.map((p) => ({ body: p.body, ...(p.contentType !== undefined ? { contentType: p.contentType } : {}), ...(p.messageId ? { messageId: p.messageId } : {}) })),
+    ]);
+    const idOf = (p: (typeof poison)[number]) => p.messageId ?? String((p.body as Record<string, unknown>).id);
+    const errors = async () => {
+      const channel = await s.ns.amqp.createChannel();
+      try {
+        return (await peekQueue(channel, s.ns.topology.errorsQueue)).map((m) => JSON.parse(m.content.toString()));
+      } finally {
+        await channel.close();
+      }
+    };
+    await waitFor(async () => {
+      const e = await errors();
+      return poison.every((p) => e.some((x) => x.id === idOf(p)));
+    }, 30_000, 'every poison message in the errors queue');
+    const seen = await errors();
+    for (const p of poison) {
+      const e = seen.find((x) => x.id === idOf(p));
+      expect(e?.reason, p.name).toBe(p.reason);
+      expect(e?.detail, p.name).toMatch(p.detail);
+    }
+    // Nothing else affected: exactly the two valid originals moved money, once each.
+    const [[moved]] = await s.ns.db.raw(`SELECT COUNT(*) AS n FROM transactions WHERE status = 'applied' AND type <> 'opening'`);
+    expect(Number(moved.n)).toBe(2);
+    expect(seen.filter((x) => x.id === dup.id)).toHaveLength(0);
+    const verify = await runTxsim(['verify', '--json'], s.ns.env);
+    expect(verify.code, verify.stdout).toBe(0);
+    for (const w of s.workers) expect(w.child.exitCode).toBeNull();
+  });
+
+  it.skipIf(!canControlServices)('8. publishing while the broker is down', async () => {
+    const s = (current = await stage('down'));
+    await rabbit.stopApp();
+    const started = Date.now();
+    const refused = await runTxsim(['gen', '2000', '--seed', 'fault-down'], s.ns.env, 60_000);
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/rabbitmq unreachable at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await rabbit.startApp();
+    const retry = await gen(s, 2000, 'fault-down').done;
+    expect(retry.code, retry.stderr).toBe(0);
+    await verifyScenario(s, 'gen with the broker down (exit 3 at once), then again after start_app', runIdForSeed('fault-down'));
+  });
+
+  it.skipIf(!canControlServices)('9. a RabbitMQ disk alarm raised and cleared mid-run', async () => {
+    const s = (current = await stage('disk'));
+    const run = gen(s, 4000, 'fault-disk', ['--rate', '1000']);
+    await sleep(1_500);
+    await rabbit.raiseDiskAlarm();
+    await waitFor(async () => (await rabbit.blockedConnections()) > 0, 15_000, 'a publisher to be blocked');
+    const stalled = Number((await s.ns.db('transactions').count({ n: '*' }))[0]!.n);
+    await sleep(3_000);
+    await rabbit.clearDiskAlarm();
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(s, 'disk alarm for 3 s mid-run', runIdForSeed('fault-disk'), `${stalled} outcomes when the alarm blocked publishing`);
+  });
+});
