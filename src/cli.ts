@@ -1,5 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { redactSecrets } from './config/redact.js';
+import { registerAccounting } from './commands/accounting.js';
 import { registerAccounts } from './commands/accounts.js';
 import { registerBench } from './commands/bench.js';
 import { registerGen } from './commands/gen.js';
@@ -41,6 +42,7 @@ Example, end to end:
   registerWorker(program);
   registerTx(program);
   registerVerify(program);
+  registerAccounting(program);
   registerBench(program);
   for (const command of program.commands) command.exitOverride();
   return program;

@@ -4,6 +4,7 @@ import type { Knex } from '../db/knex.js';
 import { transactionIdFor } from '../domain/ids.js';
 import { parseMinor } from '../domain/money.js';
 import { NotFoundError } from '../errors.js';
+import { reconcileAccounting, type AccountingReconciliation } from './reconcile.js';
 
 /** One invariant check: how many violations, and a few examples to start digging from. */
 export interface CheckResult {
@@ -44,6 +45,8 @@ export interface VerifyReport {
   readonly checks: CheckResult[];
   readonly totals: { customerAccounts: number; transactions: number; applied: number; rejected: number; entries: number; customerBalanceMinor: string };
   readonly run: RunAccount | null;
+  /** Statements of the accounting side against the ledger; null when its tables do not exist. */
+  readonly accounting: AccountingReconciliation | null;
 }
 
 const EXAMPLES = 5;
@@ -52,7 +55,8 @@ const EXAMPLES = 5;
  * Proves the books: each transaction's entries sum to zero, the whole ledger sums to zero, every
  * customer balance equals its entries and is not negative, every applied transaction has exactly
  * one pair of entries and no rejected one has any. With a run id, also accounts for every id the
- * run published: applied, rejected, parked, still queued — or lost / duplicated.
+ * run published: applied, rejected, parked, still queued — or lost / duplicated. Also reconciles
+ * the accounting statements with the ledger (see reconcile.ts).
  */
 export async function verifyBooks(
   deps: { db: Knex; connection: ChannelModel | null; topology: Topology },
@@ -129,8 +133,9 @@ export async function verifyBooks(
   };
 
   const run = options.runId ? await accountForRun(deps, options.runId, options.peekLimit ?? 50_000) : null;
-  const ok = checks.every((c) => c.violations === 0) && (run === null || (run.lost === 0 && run.duplicated === 0));
-  return { ok, checks, totals, run };
+  const accounting = await reconcileAccounting(deps);
+  const ok = checks.every((c) => c.violations === 0) && (run === null || (run.lost === 0 && run.duplicated === 0)) && (accounting === null || accounting.ok);
+  return { ok, checks, totals, run, accounting };
 }
 
 async function accountForRun(deps: { db: Knex; connection: ChannelModel | null; topology: Topology }, runId: string, peekLimit: number): Promise<RunAccount> {

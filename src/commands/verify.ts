@@ -2,6 +2,7 @@ import type { ChannelModel } from 'amqplib';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
+import type { AccountingReconciliation } from '../app/reconcile.js';
 import { verifyBooks, type VerifyReport } from '../app/verify.js';
 import { parseIntFlag } from '../config/parse.js';
 import { formatMinor } from '../domain/money.js';
@@ -35,7 +36,10 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
       for (;;) {
         const r = await verifyBooks(deps, { runId: options.runId?.toLowerCase() ?? null });
         const unsettled = r.run !== null && (r.run.pending > 0 || r.run.queued > 0 || r.run.lost > 0);
-        if (!unsettled || Date.now() >= deadline) return r;
+        // The accounting side is waited for only while a consumer is there to make progress: without
+        // one, its events just stay queued (pending, not a failure) and waiting would change nothing.
+        const accountingBusy = r.accounting !== null && !r.accounting.settled && (r.accounting.consumers ?? 0) > 0;
+        if (!(unsettled || accountingBusy) || Date.now() >= deadline) return r;
         await new Promise((resolve) => setTimeout(resolve, 1000));
       }
     } finally {
@@ -48,7 +52,9 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
     const failed = report.checks.filter((c) => c.violations > 0).map((c) => c.name);
     const run = report.run;
     const runPart = run && (run.lost > 0 || run.duplicated > 0) ? [`run: ${run.lost} lost, ${run.duplicated} duplicated`] : [];
-    throw new VerificationFailedError(`verification failed: ${[...failed, ...runPart].join('; ')}`);
+    const acc = report.accounting;
+    const accountingPart = acc && !acc.ok ? [`accounting: ${[...acc.checks.filter((c) => c.violations > 0).map((c) => c.name), ...(acc.lost > 0 ? [`${acc.lost} statement lines lost`] : [])].join(', ')}`] : [];
+    throw new VerificationFailedError(`verification failed: ${[...failed, ...runPart, ...accountingPart].join('; ')}`);
   }
   return report;
 }
@@ -82,8 +88,20 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
     if (run.lostExamples.length) ctx.out(`lost, e.g. ${run.lostExamples.join(', ')}`);
     if (run.duplicatedExamples.length) ctx.out(`duplicated, e.g. ${run.duplicatedExamples.join(', ')}`);
   }
+  if (r.accounting) printAccounting(ctx, r.accounting);
   ctx.out('');
   ctx.out(r.ok ? 'OK: the books balance and every id is accounted for' : 'FAILED: see the violations above');
+}
+
+function printAccounting(ctx: CommandContext, a: AccountingReconciliation): void {
+  ctx.out('');
+  const state = a.settled ? 'drained' : `not drained: ${a.outboxUnsent} unsent in the outbox, ${a.queued ?? '?'} queued, ${a.consumers ?? '?'} consumers`;
+  ctx.out(`Accounting statements (${state})`);
+  ctx.out(`${a.outcomes} recorded outcomes, ${a.statements} statement lines; ${a.missing} outcomes without a line (${a.pending} on their way, ${a.lost} LOST)`);
+  ctx.out(table(['check', 'result', 'example'], a.checks.map((c) => [c.description, c.violations === 0 ? 'ok' : `${c.violations} VIOLATIONS`, c.examples[0] ?? ''])));
+  if (a.lost > 0 && a.missingExamples.length) ctx.out(`without a statement line, e.g. ${a.missingExamples.join(', ')}`);
+  if (a.webhooks.pending + a.webhooks.delivered + a.webhooks.failed > 0) ctx.out(`webhooks: ${a.webhooks.delivered} delivered, ${a.webhooks.failed} failed, ${a.webhooks.pending} pending`);
+  if (a.invalidEvents > 0) ctx.out(`${a.invalidEvents} deliveries were not accounting events (see accounting_invalid_events)`);
 }
 
 export function registerVerify(program: Command): void {

@@ -1,0 +1,449 @@
+import type { Channel, ChannelModel, ConsumeMessage, RecoveringChannelModel } from 'amqplib';
+import { connectRecovering } from '../amqp/connect.js';
+import { assertTopology, type Topology } from '../amqp/topology.js';
+import { redactUrl } from '../config/redact.js';
+import type { Knex } from '../db/knex.js';
+import { withTransaction } from '../db/with-transaction.js';
+import { formatMinor, parseMinor } from '../domain/money.js';
+import type { Logger } from '../log.js';
+import { decodeAccountingEvent, encodeAccountingEvent, type AccountingEvent, type EventOutcome } from './accounting-event.js';
+import { deliverWebhook, type DeliveryResult, type WebhookRetryPolicy, type WebhookTransport } from './webhook.js';
+
+/**
+ * The user-facing accounting system (`txsim accounting`): consumes the accounting queue, keeps one
+ * statement line per event in its own tables (deduplicated by event id, ordered by the per-account
+ * sequence), optionally forwards each event to a webhook, and acknowledges a delivery only after
+ * all of that is recorded. A crash at any point therefore leads to redelivery, never to a gap.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Statement lines: how an event reads to a person.
+
+const TYPE_LABELS: Record<string, string> = { deposit: 'deposit', withdrawal: 'withdrawal', card_payment: 'card payment' };
+
+/** "insufficient_funds" → "insufficient funds". */
+function humanize(code: string): string {
+  return code.replace(/_/g, ' ');
+}
+
+/** Amount as the account holder sees it: money in is +, money out is −; a reject moved nothing, so no sign. */
+export function signedAmountText(event: Pick<AccountingEvent, 'type' | 'outcome' | 'amountMinor' | 'currency'>): string {
+  if (event.amountMinor === null) return '-';
+  const text = formatMinor(event.amountMinor, event.currency ?? undefined);
+  if (event.outcome === 'rejected') return text;
+  return event.type === 'deposit' ? `+${text}` : `-${text}`;
+}
+
+/** What happened, in words: "deposit", "card payment"; just "transaction" when the message was unreadable. */
+export function whatHappened(event: Pick<AccountingEvent, 'type'>): string {
+  return event.type === null ? 'transaction' : (TYPE_LABELS[event.type] ?? event.type);
+}
+
+/** The outcome column: the balance after an applied transaction, or "REJECTED: <reason>". */
+export function outcomeText(event: Pick<AccountingEvent, 'outcome' | 'reason' | 'balanceAfterMinor' | 'currency'>): string {
+  if (event.outcome === 'rejected') return `REJECTED: ${humanize(event.reason ?? 'no reason given')}`;
+  return event.balanceAfterMinor === null ? 'balance unknown' : `balance ${formatMinor(event.balanceAfterMinor, event.currency ?? undefined)}`;
+}
+
+/**
+ * One readable statement line: time, account (and its sequence number), what happened, the
+ * amount with its currency, and the balance after — or, for a reject, the reason.
+ *
+ *   2025-05-01 12:00:00.123  account 42 #17   card payment      -12.34 EUR  balance 987.66 EUR
+ *   2025-05-01 12:00:00.124  account 42 #18   withdrawal       900.00 EUR  REJECTED: insufficient funds
+ */
+export function formatStatementLine(event: AccountingEvent): string {
+  const time = event.occurredAt.replace('T', ' ').replace(/Z$/, '');
+  const who = event.accountId === null ? 'no account' : `account ${event.accountId} #${event.accountSeq}`;
+  const tail = event.accountId === null ? ` (transaction ${event.transactionId})` : '';
+  return `${time}  ${who.padEnd(18)}  ${whatHappened(event).padEnd(18)}  ${signedAmountText(event).padStart(16)}  ${outcomeText(event)}${tail}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage: the accounting tables (sql/002-accounting.sql).
+
+export type WebhookStatus = 'pending' | 'delivered' | 'failed';
+
+/** What storing an event did: a new line or a repeat, and where its webhook stands (null: no webhook). */
+export interface StoredStatement {
+  readonly inserted: boolean;
+  readonly webhookStatus: WebhookStatus | null;
+}
+
+/**
+ * Stores the statement line of an event, once: a repeat only counts another delivery. With a
+ * webhook URL, also makes sure a delivery record exists ('pending' until an outcome is recorded),
+ * in the same transaction, and returns its status so a repeat of an undelivered event is sent again.
+ */
+export async function recordStatement(db: Knex, event: AccountingEvent, webhookUrl: string | null, now: Date = new Date()): Promise<StoredStatement> {
+  return withTransaction(db, async (trx) => {
+    const [result] = (await trx.raw(
+      `INSERT INTO accounting_statements
+         (event_id, transaction_id, account_id, account_seq, type, outcome, reason, amount_minor, currency, balance_after_minor, occurred_at, received_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON DUPLICATE KEY UPDATE deliveries = deliveries + 1`,
+      [
+        event.eventId,
+        event.transactionId,
+        event.accountId,
+        event.accountSeq,
+        event.type,
+        event.outcome,
+        event.reason,
+        event.amountMinor?.toString() ?? null,
+        event.currency,
+        event.balanceAfterMinor?.toString() ?? null,
+        new Date(event.occurredAt),
+        now,
+      ],
+    )) as [{ affectedRows: number }];
+    // MySQL reports 1 affected row for an insert and 2 for the ON DUPLICATE KEY update.
+    const inserted = result.affectedRows === 1;
+    if (webhookUrl === null) return { inserted, webhookStatus: null };
+    await trx.raw(
+      `INSERT INTO webhook_deliveries (event_id, url, status, attempts, created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?)
+       ON DUPLICATE KEY UPDATE event_id = event_id`,
+      [event.eventId, webhookUrl, now, now],
+    );
+    const row = (await trx('webhook_deliveries').where('event_id', event.eventId).first('status')) as { status: WebhookStatus };
+    return { inserted, webhookStatus: row.status };
+  });
+}
+
+/** Records how delivering an event's webhook ended (delivered, or failed with the response / error). */
+export async function recordWebhookOutcome(db: Knex, eventId: string, result: Exclude<DeliveryResult, { status: 'aborted' }>, now: Date = new Date()): Promise<void> {
+  const failed = result.status === 'failed' ? result : null;
+  await db('webhook_deliveries')
+    .where('event_id', eventId)
+    .update({
+      status: result.status,
+      attempts: db.raw('attempts + ?', [result.attempts]),
+      response_status: result.responseStatus,
+      response_body: result.responseBody?.slice(0, 1_024) ?? null,
+      last_error: failed?.lastError.slice(0, 500) ?? null,
+      updated_at: now,
+      finished_at: now,
+    });
+}
+
+/** Keeps a delivery that is not an accounting event, so it is acknowledged without being lost. */
+export async function recordInvalidEvent(db: Knex, msg: { messageId: string | null; routingKey: string; detail: string; body: Buffer }, now: Date = new Date()): Promise<void> {
+  await db('accounting_invalid_events').insert({
+    message_id: msg.messageId?.slice(0, 255) ?? null,
+    routing_key: msg.routingKey.slice(0, 255),
+    detail: msg.detail.slice(0, 255),
+    body: msg.body.toString('utf8').slice(0, 4_096),
+    received_at: now,
+  });
+}
+
+type StatementRow = {
+  event_id: string;
+  transaction_id: string;
+  account_id: string | null;
+  account_seq: string | null;
+  type: string | null;
+  outcome: EventOutcome;
+  reason: string | null;
+  amount_minor: string | null;
+  currency: string | null;
+  balance_after_minor: string | null;
+  occurred_at: Date;
+  deliveries: string | number;
+};
+
+function eventOfRow(r: StatementRow): AccountingEvent & { deliveries: number } {
+  return {
+    eventId: r.event_id,
+    transactionId: r.transaction_id,
+    accountId: r.account_id === null ? null : Number(r.account_id),
+    accountSeq: r.account_seq === null ? null : Number(r.account_seq),
+    type: r.type,
+    outcome: r.outcome,
+    reason: r.reason,
+    amountMinor: r.amount_minor === null ? null : parseMinor(r.amount_minor),
+    currency: r.currency,
+    balanceAfterMinor: r.balance_after_minor === null ? null : parseMinor(r.balance_after_minor),
+    occurredAt: new Date(r.occurred_at).toISOString(),
+    deliveries: Number(r.deliveries),
+  };
+}
+
+/** An account's statement: its latest lines in sequence order, the balance before them, and any gaps. */
+export interface Statement {
+  readonly accountId: number;
+  /** Lines on the statement in all (the page may show fewer). */
+  readonly lineCount: number;
+  readonly lines: (AccountingEvent & { deliveries: number; balanceMinor: bigint | null })[];
+  /** Sequence numbers not received (yet) between the first and last line shown. */
+  readonly missingSeqs: number[];
+}
+
+/**
+ * Reads the last `limit` lines of an account's statement in sequence order. Each line carries the
+ * balance after it: its own for an applied transaction, the last known one for a reject (null when
+ * no applied line precedes it on the statement).
+ */
+export async function readStatement(db: Knex, accountId: number, limit: number): Promise<Statement> {
+  const columns = ['event_id', 'transaction_id', 'account_id', 'account_seq', 'type', 'outcome', 'reason', 'amount_minor', 'currency', 'balance_after_minor', 'occurred_at', 'deliveries'];
+  const rows = ((await db('accounting_statements').where('account_id', accountId).orderBy('account_seq', 'desc').limit(limit).select(columns)) as StatementRow[]).reverse();
+  const [[count]] = (await db.raw('SELECT COUNT(*) AS n FROM accounting_statements WHERE account_id = ?', [accountId])) as [[{ n: string }]];
+  const events = rows.map(eventOfRow);
+  let balance: bigint | null = null;
+  const first = events[0];
+  if (first && first.accountSeq !== null) {
+    const before = (await db('accounting_statements')
+      .where('account_id', accountId)
+      .andWhere('account_seq', '<', first.accountSeq)
+      .andWhere('outcome', 'applied')
+      .orderBy('account_seq', 'desc')
+      .first('balance_after_minor')) as { balance_after_minor: string | null } | undefined;
+    balance = before?.balance_after_minor ? parseMinor(before.balance_after_minor) : null;
+  }
+  const lines = events.map((e) => {
+    if (e.outcome === 'applied' && e.balanceAfterMinor !== null) balance = e.balanceAfterMinor;
+    return { ...e, balanceMinor: balance };
+  });
+  const missingSeqs: number[] = [];
+  for (let i = 1; i < events.length && missingSeqs.length < 100; i++) {
+    for (let seq = (events[i - 1]!.accountSeq ?? 0) + 1; seq < (events[i]!.accountSeq ?? 0) && missingSeqs.length < 100; seq++) missingSeqs.push(seq);
+  }
+  return { accountId, lineCount: Number(count.n), lines, missingSeqs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The consumer.
+
+/** Settings of `txsim accounting`. Units in the names. */
+export interface AccountingOptions {
+  readonly amqpUrl: string;
+  readonly topology: Topology;
+  /** Unacknowledged events held at once: the bound on concurrent DB transactions and webhook POSTs. */
+  readonly prefetchCount: number;
+  /** How long shutdown waits for events in progress before leaving them to redelivery. */
+  readonly shutdownDeadlineMs: number;
+  readonly webhook: { readonly url: string; readonly secret: string; readonly policy: WebhookRetryPolicy } | null;
+  readonly clientName: string;
+}
+
+export interface AccountingDeps {
+  readonly db: Knex;
+  readonly log: Logger;
+  /** Required when `options.webhook` is set. */
+  readonly transport: WebhookTransport | null;
+  /** Called once per new statement line, after it committed (never for a repeat). */
+  readonly onStatement: (event: AccountingEvent) => void;
+}
+
+export interface AccountingMetrics {
+  statements: number;
+  duplicates: number;
+  invalid: number;
+  webhooksDelivered: number;
+  webhooksFailed: number;
+}
+
+/** Largest prefetch `txsim accounting` accepts; `verify` uses it to bound what a consumer may hold unacknowledged. */
+export const ACCOUNTING_PREFETCH_MAX = 1_000;
+
+/** Cap of the backoff while the database is failing. */
+const DB_RETRY_MAX_MS = 5_000;
+
+/**
+ * Consumes `<ns>.accounting.statements`. Per delivery: decode → one DB transaction (statement line,
+ * deduplicated by event id; webhook record) → commit → webhook with retries → outcome recorded →
+ * ack. Database trouble is retried with capped backoff while the delivery stays unacknowledged (the
+ * prefetch bounds how many wait), never nack-requeued in a loop. Reconnects by itself; deliveries of
+ * a channel that is gone are never acked (RabbitMQ redelivers them and the event id deduplicates).
+ */
+export class AccountingConsumer {
+  readonly metrics: AccountingMetrics = { statements: 0, duplicates: 0, invalid: 0, webhooksDelivered: 0, webhooksFailed: 0 };
+  private connection: RecoveringChannelModel | null = null;
+  private channel: Channel | null = null;
+  private consumerTag: string | null = null;
+  private readonly inFlight = new Set<Promise<void>>();
+  /** Aborted at shutdown: no new webhook attempt and no further DB retry starts. */
+  private readonly stopRetrying = new AbortController();
+  /** Aborted when the shutdown deadline passes: attempts still on the wire are cut. */
+  private readonly hardStop = new AbortController();
+  private closing = false;
+  private closed: Promise<void> | null = null;
+  private readonly webhookUrlRedacted: string | null;
+
+  constructor(
+    private readonly options: AccountingOptions,
+    private readonly deps: AccountingDeps,
+  ) {
+    if (options.webhook && !deps.transport) throw new Error('a webhook needs a transport');
+    this.webhookUrlRedacted = options.webhook ? redactUrl(options.webhook.url) : null;
+  }
+
+  /** Connects (waiting for the broker with backoff) and starts consuming. */
+  async start(): Promise<void> {
+    const { log } = this.deps;
+    this.connection = await connectRecovering({
+      url: this.options.amqpUrl,
+      log,
+      clientName: this.options.clientName,
+      setup: async (model) => {
+        const channel = await model.createChannel();
+        await assertTopology(channel, this.options.topology);
+        await channel.close();
+      },
+      onConnect: (model) => {
+        this.openChannel(model).catch((err) => {
+          log.error({ err: (err as Error).message }, 'could not open the accounting channel; closing connection to retry');
+          model.close().catch(() => {});
+        });
+      },
+      onDisconnect: () => {
+        this.channel = null;
+        this.consumerTag = null;
+      },
+      initialMaxRetries: 20,
+    });
+  }
+
+  private async openChannel(model: ChannelModel): Promise<void> {
+    const channel = await model.createChannel();
+    channel.on('error', (err: Error) => this.deps.log.warn({ err: err.message }, 'accounting channel error'));
+    channel.on('close', () => {
+      if (this.channel === channel) this.channel = null;
+    });
+    await channel.prefetch(this.options.prefetchCount);
+    this.channel = channel;
+    if (!this.closing) await this.consume(channel);
+    this.deps.log.info({ queue: this.options.topology.accountingQueue, prefetch: this.options.prefetchCount, webhook: this.webhookUrlRedacted }, 'accounting consuming');
+  }
+
+  private async consume(channel: Channel): Promise<void> {
+    const reply = await channel.consume(this.options.topology.accountingQueue, (msg) => {
+      if (msg === null) {
+        // Cancelled by the broker (queue deleted or moved): subscribe again shortly.
+        this.deps.log.warn('accounting consumer cancelled by broker; resubscribing');
+        this.consumerTag = null;
+        setTimeout(() => {
+          if (this.channel === channel && !this.closing) this.consume(channel).catch(() => {});
+        }, 1_000).unref();
+        return;
+      }
+      // amqplib does not await this callback: track the work so shutdown can wait for it.
+      const task = this.handle(msg, channel)
+        .catch((err) => this.deps.log.error({ err: (err as Error).stack }, 'unexpected failure handling an accounting event; left unacknowledged'))
+        .finally(() => this.inFlight.delete(task));
+      this.inFlight.add(task);
+    });
+    this.consumerTag = reply.consumerTag;
+  }
+
+  private async handle(msg: ConsumeMessage, channel: Channel): Promise<void> {
+    const { db, log } = this.deps;
+    const decoded = decodeAccountingEvent(msg.content);
+    if (!decoded.ok) {
+      const messageId = typeof msg.properties.messageId === 'string' ? msg.properties.messageId : null;
+      const stored = await this.retryDb('record invalid event', () => recordInvalidEvent(db, { messageId, routingKey: msg.fields.routingKey, detail: decoded.detail, body: msg.content }));
+      if (!stored) return;
+      this.metrics.invalid++;
+      log.warn({ messageId, detail: decoded.detail }, 'not an accounting event; recorded in accounting_invalid_events');
+      return this.ack(msg, channel);
+    }
+    const event = decoded.event;
+    const stored = await this.retryDb('record statement', () => recordStatement(db, event, this.webhookUrlRedacted));
+    if (!stored) return;
+    if (stored.value.inserted) {
+      this.metrics.statements++;
+      this.deps.onStatement(event);
+    } else {
+      this.metrics.duplicates++;
+      log.debug({ eventId: event.eventId }, 'repeated event; statement already has it');
+    }
+    const webhook = this.options.webhook;
+    if (webhook && stored.value.webhookStatus === 'pending') {
+      const wlog = log.child({ eventId: event.eventId });
+      const result = await deliverWebhook(this.deps.transport!, { url: webhook.url, eventId: event.eventId, body: encodeAccountingEvent(event) }, webhook.secret, webhook.policy, this.stopRetrying.signal, {
+        attemptSignal: this.hardStop.signal,
+        onRetry: ({ attempt, delayMs, result: r }) =>
+          wlog.info({ attempt, retryInMs: delayMs, ...(r.kind === 'response' ? { status: r.status } : r.kind === 'error' ? { code: r.code } : {}) }, 'webhook not accepted; retrying'),
+      });
+      // Shutting down mid-delivery: no outcome to record; the event comes back after a restart.
+      if (result.status === 'aborted') return;
+      if (!(await this.retryDb('record webhook outcome', () => recordWebhookOutcome(db, event.eventId, result)))) return;
+      if (result.status === 'delivered') this.metrics.webhooksDelivered++;
+      else {
+        this.metrics.webhooksFailed++;
+        wlog.warn({ attempts: result.attempts, status: result.responseStatus, err: result.lastError, gaveUp: result.gaveUp }, 'webhook delivery failed; recorded');
+      }
+    }
+    this.ack(msg, channel);
+  }
+
+  /** Runs `work` until it succeeds, with capped backoff; null once shutdown starts (leave the delivery unacked). */
+  private async retryDb<T>(what: string, work: () => Promise<T>): Promise<{ value: T } | null> {
+    for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, DB_RETRY_MAX_MS)) {
+      try {
+        return { value: await work() };
+      } catch (err) {
+        if (this.stopRetrying.signal.aborted) return null;
+        this.deps.log.warn({ step: what, err: (err as Error).message, retryInMs: delayMs }, 'accounting database step failed; retrying');
+        await abortableSleep(delayMs, this.stopRetrying.signal);
+        if (this.stopRetrying.signal.aborted) return null;
+      }
+    }
+  }
+
+  private ack(msg: ConsumeMessage, channel: Channel): void {
+    // A delivery of a channel that is gone cannot be acked; RabbitMQ redelivers it instead.
+    if (channel !== this.channel) return;
+    try {
+      channel.ack(msg);
+    } catch (err) {
+      this.deps.log.warn({ err: (err as Error).message }, 'ack failed; event will be redelivered');
+    }
+  }
+
+  /**
+   * Graceful shutdown, safe to call twice: stop consuming → stop retrying → let events in progress
+   * finish (up to the deadline) → cut what is left → close the connection. The caller closes the
+   * database pool and the webhook transport.
+   */
+  close(): Promise<void> {
+    this.closed ??= this.doClose();
+    return this.closed;
+  }
+
+  private async doClose(): Promise<void> {
+    this.closing = true;
+    const steps: [string, () => Promise<unknown>][] = [
+      ['cancel consumer', async () => { if (this.channel && this.consumerTag) await this.channel.cancel(this.consumerTag); }],
+      ['stop retrying', async () => this.stopRetrying.abort()],
+      ['finish in-flight', () => Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, this.options.shutdownDeadlineMs).unref())])],
+      ['cut what is left', async () => {
+        this.hardStop.abort();
+        // Aborted attempts return at once; only a hung database call could still hold a task, so bound it too.
+        await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 2_000).unref())]);
+      }],
+      ['close connection', async () => { await this.connection?.close(); }],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        this.deps.log.warn({ step: name, err: (err as Error).message }, 'accounting shutdown step failed; continuing');
+      }
+    }
+    this.deps.log.info({ ...this.metrics }, 'accounting stopped');
+  }
+}
+
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

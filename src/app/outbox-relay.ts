@@ -1,0 +1,276 @@
+import type { ChannelModel, RecoveringChannelModel } from 'amqplib';
+import { connectRecovering } from '../amqp/connect.js';
+import { ConfirmPublisher, PublishError } from '../amqp/publisher.js';
+import { assertTopology, type Topology } from '../amqp/topology.js';
+import type { Knex } from '../db/knex.js';
+import type { Logger } from '../log.js';
+import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent, type OutboxRow } from './accounting-event.js';
+
+/**
+ * The outbox relay: moves committed outbox events to the accounting exchange. It runs inside every
+ * worker process, so many replicas relay at once; each claims a small batch of unsent rows with
+ * `SELECT … FOR UPDATE SKIP LOCKED` (replicas never wait on, or double-send, each other's rows),
+ * publishes them with confirms, and marks them sent in the same DB transaction that holds the claim.
+ *
+ * Guarantees:
+ * - Never publishes an event whose transaction rolled back: an outbox row exists only once the
+ *   worker's transaction committed, and a row still being inserted is locked, so it is skipped.
+ * - At least once: a relay that dies after publishing and before its commit leaves the rows unsent
+ *   (its transaction rolls back with the connection); the next claim publishes them again, and the
+ *   accounting side deduplicates by event id.
+ * - Bounded: at most `batchSizeMax` rows per claim, each publish confirmed within `confirmTimeoutMs`.
+ */
+
+/** Settings of a relay. Units in the names. */
+export interface OutboxRelayOptions {
+  /** Most events claimed and published in one DB transaction (the claim holds their row locks). */
+  readonly batchSizeMax: number;
+  /** Wait between polls when the last claim found less than a full batch. */
+  readonly idleIntervalMs: number;
+  /** Sent events are deleted once they are older than this. */
+  readonly retentionMs: number;
+  /** How often to prune sent events. */
+  readonly pruneIntervalMs: number;
+  /** Most rows deleted per prune statement (a prune pass runs a bounded number of them). */
+  readonly pruneBatchMax: number;
+  /** A broker confirm slower than this fails the batch; the rows stay unsent and are claimed again. */
+  readonly confirmTimeoutMs: number;
+  /** Cap of the backoff after a failed step (broker or database trouble). */
+  readonly errorBackoffMaxMs: number;
+}
+
+export const DEFAULT_RELAY_OPTIONS: OutboxRelayOptions = {
+  batchSizeMax: 100,
+  idleIntervalMs: 100,
+  retentionMs: 60 * 60_000,
+  pruneIntervalMs: 60_000,
+  pruneBatchMax: 1_000,
+  confirmTimeoutMs: 10_000,
+  errorBackoffMaxMs: 5_000,
+};
+
+/** Test seams: `afterPublish` runs between the broker's confirms and the mark-sent update. */
+export interface RelayHooks {
+  readonly afterPublish?: (events: readonly AccountingEvent[]) => Promise<void> | void;
+}
+
+/** A batch could not be published completely; the whole claim is rolled back and retried. */
+export class RelayPublishError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RelayPublishError';
+  }
+}
+
+// READ COMMITTED on purpose. Under REPEATABLE READ a locking scan takes next-key (gap) locks, and the
+// gap after the last unsent row is exactly where workers insert new outbox rows: every worker commit
+// would wait for the relay's broker round trip. READ COMMITTED locks only the rows it claims.
+const RELAY_TRANSACTION = { isolationLevel: 'read committed' } as const;
+
+/**
+ * One relay step: claim up to `batchSizeMax` unsent events (oldest first), publish each with a
+ * confirm, and mark them sent — all in one DB transaction, so a crash anywhere before the commit
+ * leaves them unsent. Returns how many events were relayed. Throws (after rolling back) when any
+ * publish is nacked, returned unroutable, or not confirmed in time.
+ */
+export async function relayOutboxBatch(db: Knex, publisher: ConfirmPublisher, exchange: string, batchSizeMax: number, hooks: RelayHooks = {}): Promise<number> {
+  return db.transaction(async (trx) => {
+    const [rows] = (await trx.raw(
+      `SELECT id, event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at
+         FROM outbox_events WHERE sent_at IS NULL ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`,
+      [batchSizeMax],
+    )) as [OutboxRow[]];
+    if (rows.length === 0) return 0;
+    const events = rows.map(eventFromOutboxRow);
+    await publishAll(publisher, exchange, events);
+    await hooks.afterPublish?.(events);
+    await trx('outbox_events').whereIn('id', rows.map((r) => r.id)).update({ sent_at: trx.raw('CURRENT_TIMESTAMP(3)') });
+    return events.length;
+  }, RELAY_TRANSACTION);
+}
+
+/** Publishes a batch pipelined (all in flight at once) and waits for every confirm. */
+async function publishAll(publisher: ConfirmPublisher, exchange: string, events: readonly AccountingEvent[]): Promise<void> {
+  const confirms: Promise<unknown>[] = [];
+  let failure: unknown = null;
+  try {
+    for (const event of events) {
+      const { confirmed } = await publisher.publish(exchange, accountingRoutingKey(event), encodeAccountingEvent(event), {
+        messageId: event.eventId,
+        contentType: 'application/json',
+        type: `transaction.${event.outcome}`,
+        timestamp: Math.floor(Date.parse(event.occurredAt) / 1000),
+      });
+      confirms.push(
+        confirmed.then((outcome) => {
+          // Unroutable means the accounting queue or binding is missing: the event reached no one.
+          if (outcome === 'returned') throw new RelayPublishError(`event ${event.eventId} returned unroutable by ${exchange}`);
+        }),
+      );
+    }
+  } catch (err) {
+    failure = err;
+  }
+  // Wait for every confirm even after a failure, so nothing of this batch is still in flight when
+  // the transaction ends.
+  const settled = await Promise.allSettled(confirms);
+  failure ??= settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')?.reason ?? null;
+  if (failure !== null) throw failure instanceof RelayPublishError ? failure : new RelayPublishError(`publish failed: ${(failure as Error).message}`, { cause: failure });
+}
+
+/**
+ * Deletes events sent before `sentBefore`, at most `batchMax` per statement and `statementsMax`
+ * statements per call. Unsent events are never touched. Returns how many were deleted.
+ */
+export async function pruneOutbox(db: Knex, sentBefore: Date, batchMax: number, statementsMax = 20): Promise<number> {
+  let deleted = 0;
+  for (let i = 0; i < statementsMax; i++) {
+    const n = await db.transaction(async (trx) => {
+      const [result] = (await trx.raw('DELETE FROM outbox_events WHERE sent_at IS NOT NULL AND sent_at < ? ORDER BY sent_at LIMIT ?', [sentBefore, batchMax])) as [{ affectedRows: number }];
+      return result.affectedRows;
+    }, RELAY_TRANSACTION);
+    deleted += n;
+    if (n < batchMax) break;
+  }
+  return deleted;
+}
+
+/** Counters of one relay, for logs and stats. */
+export interface RelayMetrics {
+  relayed: number;
+  batches: number;
+  failures: number;
+  pruned: number;
+}
+
+/**
+ * The relay loop of one process: its own recovering AMQP connection and confirm channel, a poll
+ * loop over `relayOutboxBatch` with capped backoff after failures, and a periodic prune. `close()`
+ * is idempotent: it lets the current step finish (bounded by the confirm timeout), then closes the
+ * connection. The caller owns (and closes) the database pool.
+ */
+export class OutboxRelay {
+  readonly metrics: RelayMetrics = { relayed: 0, batches: 0, failures: 0, pruned: 0 };
+  private connection: RecoveringChannelModel | null = null;
+  private publisher: ConfirmPublisher | null = null;
+  private loop: Promise<void> | null = null;
+  private closing = false;
+  private closed: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private nextPruneAtMs: number;
+
+  constructor(
+    private readonly deps: { db: Knex; amqpUrl: string; topology: Topology; log: Logger; relayId: string },
+    private readonly options: OutboxRelayOptions = DEFAULT_RELAY_OPTIONS,
+  ) {
+    // Replicas started together should not all prune at the same moment.
+    this.nextPruneAtMs = Date.now() + Math.round(options.pruneIntervalMs * (0.5 + Math.random() / 2));
+  }
+
+  /** Connects (waiting for the broker with backoff) and starts the poll loop. */
+  async start(): Promise<void> {
+    const { log, topology } = this.deps;
+    this.connection = await connectRecovering({
+      url: this.deps.amqpUrl,
+      log,
+      clientName: `txsim relay ${this.deps.relayId}`,
+      setup: async (model) => {
+        const channel = await model.createChannel();
+        await assertTopology(channel, topology);
+        await channel.close();
+      },
+      onConnect: (model) => {
+        this.openPublisher(model).catch((err) => {
+          log.error({ err: (err as Error).message }, 'relay could not open its channel; closing connection to retry');
+          model.close().catch(() => {});
+        });
+      },
+      onDisconnect: () => (this.publisher = null),
+      initialMaxRetries: 20,
+    });
+    this.loop = this.run();
+    log.info({ batchSizeMax: this.options.batchSizeMax, exchange: topology.accountingExchange }, 'outbox relay started');
+  }
+
+  private async openPublisher(model: ChannelModel): Promise<void> {
+    const channel = await model.createConfirmChannel();
+    channel.on('error', (err: Error) => this.deps.log.warn({ err: err.message }, 'relay channel error'));
+    const publisher = new ConfirmPublisher(channel, { windowMax: this.options.batchSizeMax, confirmTimeoutMs: this.options.confirmTimeoutMs });
+    channel.on('close', () => {
+      if (this.publisher === publisher) this.publisher = null;
+    });
+    this.publisher = publisher;
+    this.wake?.();
+  }
+
+  private async run(): Promise<void> {
+    const { db, log, topology } = this.deps;
+    let backoffMs = 0;
+    while (!this.closing) {
+      const publisher = this.publisher;
+      if (!publisher) {
+        await this.pause(this.options.idleIntervalMs);
+        continue;
+      }
+      try {
+        const relayed = await relayOutboxBatch(db, publisher, topology.accountingExchange, this.options.batchSizeMax);
+        backoffMs = 0;
+        if (relayed > 0) {
+          this.metrics.relayed += relayed;
+          this.metrics.batches++;
+          log.debug({ relayed }, 'outbox events relayed');
+        }
+        await this.pruneWhenDue();
+        if (relayed < this.options.batchSizeMax) await this.pause(this.options.idleIntervalMs);
+      } catch (err) {
+        this.metrics.failures++;
+        backoffMs = Math.min(this.options.errorBackoffMaxMs, Math.max(100, backoffMs * 2));
+        log.warn({ err: (err as Error).message, retryInMs: backoffMs, kind: err instanceof PublishError || err instanceof RelayPublishError ? 'broker' : 'database' }, 'outbox relay step failed; events stay unsent');
+        await this.pause(backoffMs);
+      }
+    }
+  }
+
+  private async pruneWhenDue(): Promise<void> {
+    if (Date.now() < this.nextPruneAtMs) return;
+    this.nextPruneAtMs = Date.now() + this.options.pruneIntervalMs;
+    const pruned = await pruneOutbox(this.deps.db, new Date(Date.now() - this.options.retentionMs), this.options.pruneBatchMax);
+    this.metrics.pruned += pruned;
+    if (pruned > 0) this.deps.log.info({ pruned }, 'pruned sent outbox events');
+  }
+
+  /** Waits `ms`, or less when closing or when a new channel opens. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    });
+  }
+
+  /** Stops polling, lets the current step finish, closes the connection. Safe to call twice. */
+  close(): Promise<void> {
+    this.closed ??= this.doClose();
+    return this.closed;
+  }
+
+  private async doClose(): Promise<void> {
+    this.closing = true;
+    this.wake?.();
+    const steps: [string, () => Promise<unknown>][] = [
+      ['finish current step', async () => { await this.loop; }],
+      ['close connection', async () => { await this.connection?.close(); }],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        this.deps.log.warn({ step: name, err: (err as Error).message }, 'relay shutdown step failed; continuing');
+      }
+    }
+    this.deps.log.info({ ...this.metrics }, 'outbox relay stopped');
+  }
+}
