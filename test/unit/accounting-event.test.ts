@@ -1,0 +1,78 @@
+import { describe, expect, it } from 'vitest';
+import { accountingRoutingKey, decodeAccountingEvent, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent } from '../../src/app/accounting-event.js';
+
+const applied: AccountingEvent = {
+  eventId: '0b7f3c6e-1d2a-5b4c-8e9f-0a1b2c3d4e5f',
+  transactionId: '9a8b7c6d-5e4f-5a3b-9c2d-1e0f9a8b7c6d',
+  accountId: 42,
+  accountSeq: 17,
+  type: 'card_payment',
+  outcome: 'applied',
+  reason: null,
+  amountMinor: 1_234n,
+  currency: 'EUR',
+  balanceAfterMinor: 98_766n,
+  occurredAt: '2025-05-01T12:00:00.123Z',
+};
+
+describe('accounting event wire format', () => {
+  it('round-trips, with money as strings on the wire', () => {
+    const body = encodeAccountingEvent(applied);
+    expect(JSON.parse(body.toString())).toMatchObject({ version: 1, amountMinor: '1234', balanceAfterMinor: '98766', accountSeq: 17 });
+    expect(decodeAccountingEvent(body)).toEqual({ ok: true, event: applied });
+  });
+
+  it('encodes the same event to the same bytes (signatures and dedup rely on it)', () => {
+    expect(encodeAccountingEvent({ ...applied }).equals(encodeAccountingEvent(applied))).toBe(true);
+  });
+
+  it('keeps money beyond 2^53 exact', () => {
+    const big = { ...applied, balanceAfterMinor: 9_007_199_254_740_993n };
+    const decoded = decodeAccountingEvent(encodeAccountingEvent(big));
+    expect(decoded.ok && decoded.event.balanceAfterMinor).toBe(9_007_199_254_740_993n);
+  });
+
+  it('routes by outcome and account', () => {
+    expect(accountingRoutingKey(applied)).toBe('applied.42');
+    expect(accountingRoutingKey({ outcome: 'rejected', accountId: null })).toBe('rejected.none');
+  });
+
+  it('reads an outbox row as mysql2 returns it (BIGINT as strings)', () => {
+    const event = eventFromOutboxRow({
+      id: '7',
+      event_id: applied.eventId,
+      transaction_id: applied.transactionId,
+      account_id: '42',
+      account_seq: '17',
+      type: 'card_payment',
+      amount_minor: '1234',
+      currency: 'EUR',
+      outcome: 'applied',
+      reason: null,
+      balance_after_minor: '98766',
+      created_at: new Date('2025-05-01T12:00:00.123Z'),
+    });
+    expect(event).toEqual(applied);
+  });
+
+  const wire = () => JSON.parse(encodeAccountingEvent(applied).toString()) as Record<string, unknown>;
+  it.each([
+    ['not JSON', Buffer.from('{')],
+    ['an array', Buffer.from('[]')],
+    ['another version', Buffer.from(JSON.stringify({ ...wire(), version: 2 }))],
+    ['a bad event id', Buffer.from(JSON.stringify({ ...wire(), eventId: 'x' }))],
+    ['money as a number', Buffer.from(JSON.stringify({ ...wire(), amountMinor: 1234 }))],
+    ['money beyond 64 bits', Buffer.from(JSON.stringify({ ...wire(), amountMinor: '9999999999999999999' }))],
+    ['a fractional amount', Buffer.from(JSON.stringify({ ...wire(), amountMinor: '12.5' }))],
+    ['an account without a sequence', Buffer.from(JSON.stringify({ ...wire(), accountSeq: null }))],
+    ['an unknown outcome', Buffer.from(JSON.stringify({ ...wire(), outcome: 'maybe' }))],
+    ['a reason too long to store', Buffer.from(JSON.stringify({ ...wire(), reason: 'r'.repeat(33) }))],
+    ['a lowercase currency', Buffer.from(JSON.stringify({ ...wire(), currency: 'eur' }))],
+    ['a bad time', Buffer.from(JSON.stringify({ ...wire(), occurredAt: 'yesterday' }))],
+    ['an oversized body', Buffer.alloc(9_000, 32)],
+  ])('refuses %s with a reason', (_, body) => {
+    const decoded = decodeAccountingEvent(body);
+    expect(decoded.ok).toBe(false);
+    expect(!decoded.ok && decoded.detail.length).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import type { AccountingEvent } from '../../src/app/accounting-event.js';
+import { formatStatementLine, outcomeText, signedAmountText, whatHappened } from '../../src/app/accounting.js';
+
+const base: AccountingEvent = {
+  eventId: '0b7f3c6e-1d2a-5b4c-8e9f-0a1b2c3d4e5f',
+  transactionId: '9a8b7c6d-5e4f-5a3b-9c2d-1e0f9a8b7c6d',
+  accountId: 42,
+  accountSeq: 17,
+  type: 'card_payment',
+  outcome: 'applied',
+  reason: null,
+  amountMinor: 1_234n,
+  currency: 'EUR',
+  balanceAfterMinor: 98_766n,
+  occurredAt: '2025-05-01T12:00:00.123Z',
+};
+
+describe('statement lines', () => {
+  it('an applied payment: time, account and number, what, signed amount with currency, balance after', () => {
+    const line = formatStatementLine(base);
+    expect(line).toMatch(/^2025-05-01 12:00:00\.123 {2}account 42 #17 +card payment +-12\.34 EUR {2}balance 987\.66 EUR$/);
+  });
+
+  it('money in is +, money out is −', () => {
+    expect(signedAmountText({ ...base, type: 'deposit' })).toBe('+12.34 EUR');
+    expect(signedAmountText({ ...base, type: 'withdrawal' })).toBe('-12.34 EUR');
+    expect(signedAmountText({ ...base, amountMinor: 123_456_789n })).toBe('-1,234,567.89 EUR');
+  });
+
+  it('a reject shows the unsigned amount and its reason instead of a balance', () => {
+    const reject = { ...base, type: 'withdrawal', outcome: 'rejected' as const, reason: 'insufficient_funds', balanceAfterMinor: null };
+    expect(signedAmountText(reject)).toBe('12.34 EUR');
+    expect(outcomeText(reject)).toBe('REJECTED: insufficient funds');
+    expect(formatStatementLine(reject)).toMatch(/withdrawal +12\.34 EUR {2}REJECTED: insufficient funds$/);
+  });
+
+  it('an unreadable message has no account: the line names the transaction instead', () => {
+    const invalid = { ...base, accountId: null, accountSeq: null, type: null, outcome: 'rejected' as const, reason: 'invalid_message', amountMinor: null, currency: null, balanceAfterMinor: null };
+    expect(whatHappened(invalid)).toBe('transaction');
+    expect(formatStatementLine(invalid)).toMatch(/no account .* - {2}REJECTED: invalid message \(transaction 9a8b7c6d-5e4f-5a3b-9c2d-1e0f9a8b7c6d\)$/);
+  });
+});
