@@ -49,9 +49,12 @@ export const DEFAULT_RELAY_OPTIONS: OutboxRelayOptions = {
   errorBackoffMaxMs: 5_000,
 };
 
-/** Test seams: `afterPublish` runs between the broker's confirms and the mark-sent update. */
+/**
+ * Test seams. `afterPublish` runs between the broker's confirms and the mark-sent update, inside the
+ * claiming transaction (`trx`): the moment where a crash re-publishes.
+ */
 export interface RelayHooks {
-  readonly afterPublish?: (events: readonly AccountingEvent[]) => Promise<void> | void;
+  readonly afterPublish?: (events: readonly AccountingEvent[], trx: Knex.Transaction) => Promise<void> | void;
 }
 
 /** A batch could not be published completely; the whole claim is rolled back and retried. */
@@ -83,7 +86,7 @@ export async function relayOutboxBatch(db: Knex, publisher: ConfirmPublisher, ex
     if (rows.length === 0) return 0;
     const events = rows.map(eventFromOutboxRow);
     await publishAll(publisher, exchange, events);
-    await hooks.afterPublish?.(events);
+    await hooks.afterPublish?.(events, trx);
     await trx('outbox_events').whereIn('id', rows.map((r) => r.id)).update({ sent_at: trx.raw('CURRENT_TIMESTAMP(3)') });
     return events.length;
   }, RELAY_TRANSACTION);
