@@ -4,9 +4,12 @@ import { registerAccounting } from './commands/accounting.js';
 import { registerAccounts } from './commands/accounts.js';
 import { registerBench } from './commands/bench.js';
 import { registerGen } from './commands/gen.js';
+import { registerInspectErrors } from './commands/inspect-errors.js';
+import { registerReplayDead } from './commands/replay-dead.js';
 import { registerSetup } from './commands/setup.js';
 import { registerTx } from './commands/tx.js';
 import { registerVerify } from './commands/verify.js';
+import { registerWatch } from './commands/watch.js';
 import { registerWorker } from './commands/worker.js';
 import { ExitCode, FatalError } from './errors.js';
 
@@ -42,6 +45,9 @@ Example, end to end:
   registerWorker(program);
   registerTx(program);
   registerVerify(program);
+  registerWatch(program);
+  registerInspectErrors(program);
+  registerReplayDead(program);
   registerAccounting(program);
   registerBench(program);
   for (const command of program.commands) command.exitOverride();

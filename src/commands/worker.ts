@@ -6,6 +6,7 @@ import { Worker, type WorkerOptions } from '../app/worker.js';
 import { parseIntFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { flushLogger } from '../log.js';
+import { StatsPublisher } from '../metrics/stats-publisher.js';
 import { contextFor, type CommandContext } from './context.js';
 
 export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 'topology'> {
@@ -24,9 +25,15 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4, lockWaitTimeoutS: options.lockWaitTimeoutS });
   const worker = new Worker({ ...options, amqpUrl: config.amqpUrl, topology: topologyOf(config) }, db, log);
   let relay: OutboxRelay | null = null;
+  let stats: StatsPublisher | null = null;
   try {
     await checkDatabase(db, config.databaseUrl, config.databaseName);
     if (!signal.aborted) await worker.start();
+    if (!signal.aborted) {
+      // One snapshot a second on <ns>.stats for `txsim watch`; never fails the worker.
+      stats = new StatsPublisher({ amqpUrl: config.amqpUrl, exchange: topologyOf(config).statsExchange, identity: { workerId: options.workerId, pid: process.pid, host: hostname(), prefetchCount: options.prefetchCount } }, worker.metrics, log);
+      await stats.start();
+    }
     if (!signal.aborted && options.relay !== false) {
       relay = new OutboxRelay({ db, amqpUrl: config.amqpUrl, topology: topologyOf(config), log, relayId: options.workerId });
       await relay.start();
@@ -35,6 +42,8 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
     log.info('shutting down');
   } finally {
     await worker.close();
+    // After the worker, so the last snapshot (marked stopping) carries the final counts.
+    await stats?.close();
     // After the worker: events of its last commits are still relayed (or left for another replica).
     await relay?.close();
     await db.destroy().catch(() => {});

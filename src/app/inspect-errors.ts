@@ -1,0 +1,230 @@
+import type { ChannelModel, GetMessage, MessageProperties } from 'amqplib';
+import { HEADERS, type Topology } from '../amqp/topology.js';
+import { routingKeyFor } from '../domain/transaction.js';
+import { NotFoundError } from '../errors.js';
+
+/**
+ * Reading the errors queue (business rejects) and the dead queue (parked after system errors)
+ * without consuming them. AMQP has no "peek": messages are fetched with `basic.get` and left
+ * unacknowledged; while held they cannot be fetched again, so a scan walks the queue once, and
+ * closing the channel hands every unacked message back to the queue. `ack` acknowledges exactly
+ * the messages returned to the caller before the channel closes, and nothing else.
+ */
+
+/** Most messages one inspection holds (unacked, in memory) while it scans. */
+export const SCAN_MAX = 10_000;
+
+export type InspectedQueue = 'errors' | 'dead';
+
+export interface InspectOptions {
+  readonly queue: InspectedQueue;
+  /** Most messages shown (and, with `ack`, removed). */
+  readonly limit: number;
+  /** Only messages with this reason (errors: reject reason; dead: error code or `delivery_limit`). */
+  readonly reason: string | null;
+  /** Remove the messages shown. */
+  readonly ack: boolean;
+  /** Most messages scanned for the summary; defaults to SCAN_MAX. */
+  readonly scanMax?: number;
+}
+
+/** One message as `inspect-errors` shows it. Fields the message does not carry are null. */
+export interface InspectedMessage {
+  readonly id: string | null;
+  readonly type: string | null;
+  readonly accountId: number | null;
+  readonly amountMinor: number | null;
+  readonly currency: string | null;
+  readonly reason: string;
+  readonly detail: string;
+  readonly workerId: string | null;
+  /** When it was rejected or parked (ISO 8601). */
+  readonly at: string | null;
+  readonly attempts: number | null;
+  /** Routing key of the original publish (`tx.deposit` …). */
+  readonly routingKey: string | null;
+  /** Delivered before (by an earlier inspection, or returned by a consumer). */
+  readonly redelivered: boolean;
+}
+
+export interface InspectReport {
+  readonly queue: string;
+  readonly kind: InspectedQueue;
+  /** Ready messages when the inspection started. */
+  readonly depth: number;
+  readonly scanned: number;
+  /** True when the scan stopped at its bound before the end of the queue: `byReason` is partial. */
+  readonly partial: boolean;
+  /** Count by reason over every message scanned (not only those shown). */
+  readonly byReason: Readonly<Record<string, number>>;
+  readonly messages: readonly InspectedMessage[];
+  /** Messages removed (with `ack`: exactly those in `messages`). */
+  readonly removed: number;
+}
+
+export async function inspectQueue(deps: { connection: ChannelModel; topology: Topology }, options: InspectOptions): Promise<InspectReport> {
+  const queue = options.queue === 'dead' ? deps.topology.deadQueue : deps.topology.errorsQueue;
+  const scanMax = options.scanMax ?? SCAN_MAX;
+  const channel = await deps.connection.createChannel();
+  channel.on('error', () => {
+    // A missing queue closes the channel with 404; checkQueue's rejection reports it.
+  });
+  const byReason: Record<string, number> = {};
+  const shown: { msg: GetMessage; parsed: InspectedMessage }[] = [];
+  let scanned = 0;
+  let partial = false;
+  try {
+    const depth = await checkQueue(channel, queue);
+    for (;;) {
+      if (scanned >= scanMax) {
+        partial = true;
+        break;
+      }
+      const msg = await channel.get(queue, { noAck: false });
+      if (msg === false) break;
+      scanned++;
+      const parsed = options.queue === 'dead' ? parseDeadMessage(msg) : parseErrorMessage(msg);
+      byReason[parsed.reason] = (byReason[parsed.reason] ?? 0) + 1;
+      if (shown.length < options.limit && (options.reason === null || parsed.reason === options.reason)) shown.push({ msg, parsed });
+    }
+    if (options.ack) for (const { msg } of shown) channel.ack(msg);
+    return { queue, kind: options.queue, depth, scanned, partial, byReason, messages: shown.map((s) => s.parsed), removed: options.ack ? shown.length : 0 };
+  } finally {
+    // Acks were written before the close, on the same channel, so the broker applies them first;
+    // everything else held goes back to the queue.
+    await channel.close().catch(() => {});
+  }
+}
+
+/** Ready count of a queue; NotFoundError when it does not exist (namespace never set up). */
+export async function checkQueue(channel: { checkQueue(queue: string): Promise<{ messageCount: number }> }, queue: string): Promise<number> {
+  try {
+    return (await channel.checkQueue(queue)).messageCount;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) throw new NotFoundError(`queue ${queue} does not exist (wrong --namespace, or run txsim setup)`);
+    throw err;
+  }
+}
+
+/** The business fields of an original transaction body, as far as it is readable JSON. */
+interface BodyFields {
+  id: string | null;
+  type: string | null;
+  accountId: number | null;
+  amountMinor: number | null;
+  currency: string | null;
+}
+
+export function bodyFields(body: string | Buffer): BodyFields {
+  const none: BodyFields = { id: null, type: null, accountId: null, amountMinor: null, currency: null };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString());
+  } catch {
+    return none;
+  }
+  if (typeof parsed !== 'object' || parsed === null) return none;
+  const o = parsed as Record<string, unknown>;
+  const string = (v: unknown) => (typeof v === 'string' ? v.slice(0, 100) : null);
+  const number = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+  return { id: string(o.id)?.toLowerCase() ?? null, type: string(o.type), accountId: number(o.accountId), amountMinor: number(o.amountMinor), currency: string(o.currency) };
+}
+
+function header(properties: MessageProperties, name: string): unknown {
+  return (properties.headers ?? {})[name];
+}
+
+function headerString(properties: MessageProperties, name: string): string | null {
+  const v = header(properties, name);
+  if (typeof v === 'string') return v;
+  if (Buffer.isBuffer(v)) return v.toString('utf8');
+  return null;
+}
+
+function headerNumber(properties: MessageProperties, name: string): number | null {
+  const n = Number(header(properties, name));
+  return header(properties, name) !== undefined && Number.isFinite(n) ? n : null;
+}
+
+/**
+ * An errors-queue message: the worker's JSON envelope {reason, detail, id, workerId, rejectedAt,
+ * attempt, routingKey, contentType, body} with the original body inside. Headers are the fallback
+ * when the envelope is unreadable (a message some other tool put there).
+ */
+export function parseErrorMessage(msg: Pick<GetMessage, 'content' | 'properties' | 'fields'>): InspectedMessage {
+  const p = msg.properties;
+  let envelope: Record<string, unknown> = {};
+  try {
+    const parsed: unknown = JSON.parse(msg.content.toString('utf8'));
+    if (typeof parsed === 'object' && parsed !== null) envelope = parsed as Record<string, unknown>;
+  } catch {
+    // not an envelope: headers only
+  }
+  const s = (v: unknown) => (typeof v === 'string' ? v : null);
+  const body = bodyFields(s(envelope.body) ?? '');
+  return {
+    id: s(envelope.id) ?? body.id ?? (typeof p.messageId === 'string' ? p.messageId : null),
+    type: body.type,
+    accountId: body.accountId,
+    amountMinor: body.amountMinor,
+    currency: body.currency,
+    reason: s(envelope.reason) ?? headerString(p, HEADERS.reason) ?? 'unknown',
+    detail: s(envelope.detail) ?? headerString(p, HEADERS.detail) ?? '',
+    workerId: s(envelope.workerId) ?? headerString(p, HEADERS.workerId),
+    at: s(envelope.rejectedAt),
+    attempts: typeof envelope.attempt === 'number' ? envelope.attempt : headerNumber(p, HEADERS.attempts),
+    routingKey: s(envelope.routingKey),
+    redelivered: msg.fields.redelivered,
+  };
+}
+
+/** RabbitMQ's dead-letter record, present when the broker (not a worker) moved the message. */
+function firstDeath(properties: MessageProperties): { reason?: string; time?: unknown; 'routing-keys'?: string[] } | null {
+  const deaths = header(properties, 'x-death');
+  return Array.isArray(deaths) && deaths.length > 0 ? (deaths[deaths.length - 1] as { reason?: string }) : null;
+}
+
+/**
+ * A dead-queue message: the original body with the worker's headers (attempts, last error, …).
+ * The reason is the error code before the first ':' of x-txsim-last-error (`ER_LOCK_DEADLOCK`);
+ * a message dead-lettered by RabbitMQ itself (the crash-loop guard) says `delivery_limit`.
+ */
+export function parseDeadMessage(msg: Pick<GetMessage, 'content' | 'properties' | 'fields'>): InspectedMessage {
+  const p = msg.properties;
+  const body = bodyFields(msg.content);
+  const lastError = headerString(p, HEADERS.lastError);
+  const death = firstDeath(p);
+  const reason = lastError ? (lastError.split(':')[0]?.trim() || 'error') : (death?.reason ?? 'unknown');
+  return {
+    id: body.id ?? (typeof p.messageId === 'string' ? p.messageId.toLowerCase() : null),
+    type: body.type,
+    accountId: body.accountId,
+    amountMinor: body.amountMinor,
+    currency: body.currency,
+    reason,
+    detail: lastError ?? (death ? `dead-lettered by RabbitMQ (${death.reason ?? 'unknown'})` : ''),
+    workerId: headerString(p, HEADERS.workerId),
+    at: headerString(p, HEADERS.failedAt) ?? timestampOf(death?.time),
+    attempts: headerNumber(p, HEADERS.attempts),
+    routingKey: originalRoutingKey(p, body.type),
+    redelivered: msg.fields.redelivered,
+  };
+}
+
+/** An AMQP timestamp as amqplib decodes it ({ '!': 'timestamp', value: seconds }) → ISO 8601. */
+function timestampOf(value: unknown): string | null {
+  const seconds = typeof value === 'object' && value !== null ? (value as { value?: unknown }).value : value;
+  return typeof seconds === 'number' && Number.isFinite(seconds) ? new Date(seconds * 1000).toISOString() : null;
+}
+
+/**
+ * Where a parked message was first published: the worker's header, else RabbitMQ's dead-letter
+ * record, else derived from the body's type. Null when none of them says.
+ */
+export function originalRoutingKey(properties: MessageProperties, type: string | null): string | null {
+  const fromHeader = headerString(properties, HEADERS.originalRoutingKey);
+  if (fromHeader) return fromHeader;
+  const keys = firstDeath(properties)?.['routing-keys'];
+  if (Array.isArray(keys) && typeof keys[0] === 'string') return keys[0];
+  return type ? routingKeyFor(type) : null;
+}

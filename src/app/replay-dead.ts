@@ -1,0 +1,129 @@
+import type { ChannelModel, GetMessage, MessagePropertyHeaders } from 'amqplib';
+import { ConfirmPublisher, type PublishOutcome } from '../amqp/publisher.js';
+import { HEADERS, type Topology } from '../amqp/topology.js';
+import { bodyFields, checkQueue, originalRoutingKey, SCAN_MAX } from './inspect-errors.js';
+
+/**
+ * Gives parked messages another try: each selected message of the dead queue is republished to
+ * the transactions exchange under its original routing key, with its attempt count reset, and is
+ * acked (removed from the dead queue) only after the broker confirmed the republish. A crash in
+ * between leaves the message in both places; the worker's idempotency (same id, same body) turns
+ * the second copy into a harmless duplicate. Nothing is ever removed without a confirmed copy.
+ */
+
+export interface ReplayOptions {
+  /** Only these transaction ids (lowercase UUIDs); null = any. */
+  readonly ids: readonly string[] | null;
+  /** Most messages replayed. */
+  readonly limit: number;
+  /** Most dead messages scanned looking for `ids`; defaults to SCAN_MAX. */
+  readonly scanMax?: number;
+  /** A republish not confirmed within this fails (the dead message stays). */
+  readonly confirmTimeoutMs?: number;
+}
+
+export interface ReplayReport {
+  readonly queue: string;
+  readonly exchange: string;
+  readonly scanned: number;
+  readonly replayed: readonly { readonly id: string | null; readonly routingKey: string }[];
+  /** Selected but left in the dead queue, and why. */
+  readonly failed: readonly { readonly id: string | null; readonly error: string }[];
+  /** Requested ids not found in the dead queue. */
+  readonly notFound: readonly string[];
+}
+
+/** Most republishes awaiting their confirm at once. */
+const REPLAY_WINDOW_MAX = 100;
+
+/** Headers that describe the failed attempts; a replay starts over without them. */
+const RESET_HEADERS = [HEADERS.attempts, HEADERS.lastError, HEADERS.workerId, HEADERS.failedAt, 'x-death', 'x-first-death-exchange', 'x-first-death-queue', 'x-first-death-reason', 'x-last-death-exchange', 'x-last-death-queue', 'x-last-death-reason', 'x-delivery-count'];
+
+/** The headers of a replayed message: the original ones (run id, routing key) minus the failure record. */
+export function replayHeaders(headers: MessagePropertyHeaders | undefined, replayedAt: Date): MessagePropertyHeaders {
+  const out: MessagePropertyHeaders = { ...headers };
+  for (const name of RESET_HEADERS) delete out[name];
+  out['x-txsim-replayed-at'] = replayedAt.toISOString();
+  return out;
+}
+
+export async function replayDead(deps: { connection: ChannelModel; topology: Topology }, options: ReplayOptions): Promise<ReplayReport> {
+  const { topology: t } = deps;
+  const scanMax = options.scanMax ?? SCAN_MAX;
+  const wanted = options.ids ? new Set(options.ids) : null;
+  const found = new Set<string>();
+  const getChannel = await deps.connection.createChannel();
+  getChannel.on('error', () => {
+    // A missing dead queue closes the channel with 404; checkQueue's rejection reports it.
+  });
+  const confirmChannel = await deps.connection.createConfirmChannel();
+  confirmChannel.on('error', () => {
+    // The publisher fails its pending publishes on 'error'/'close'; each shows up in `failed`.
+  });
+  const publisher = new ConfirmPublisher(confirmChannel, { windowMax: REPLAY_WINDOW_MAX, confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000 });
+  const replayed: { id: string | null; routingKey: string }[] = [];
+  const failed: { id: string | null; error: string }[] = [];
+  const settling: Promise<void>[] = [];
+  let scanned = 0;
+  let selected = 0;
+  try {
+    await checkQueue(getChannel, t.deadQueue);
+    while (scanned < scanMax && selected < options.limit && !(wanted && found.size === wanted.size)) {
+      const msg = await getChannel.get(t.deadQueue, { noAck: false });
+      if (msg === false) break;
+      scanned++;
+      const body = bodyFields(msg.content);
+      const id = body.id ?? (typeof msg.properties.messageId === 'string' ? msg.properties.messageId.toLowerCase() : null);
+      // Not selected: stays unacked until the channel closes, which puts it back.
+      if (wanted && (id === null || !wanted.has(id))) continue;
+      if (id !== null) found.add(id);
+      selected++;
+      const routingKey = originalRoutingKey(msg.properties, body.type);
+      if (routingKey === null) {
+        failed.push({ id, error: 'no original routing key (no header, no x-death, no type in the body)' });
+        continue;
+      }
+      let confirmed: Promise<PublishOutcome>;
+      try {
+        // Waits for room in the confirm window: at most REPLAY_WINDOW_MAX republishes unconfirmed.
+        ({ confirmed } = await republish(publisher, t.transactionsExchange, routingKey, msg));
+      } catch (err) {
+        failed.push({ id, error: (err as Error).message });
+        break;
+      }
+      settling.push(
+        confirmed.then(
+          (outcome) => {
+            if (outcome === 'returned') return void failed.push({ id, error: `unroutable: nothing bound to ${t.transactionsExchange} for ${routingKey}` });
+            try {
+              getChannel.ack(msg);
+              replayed.push({ id, routingKey });
+            } catch (err) {
+              // Republished but still parked: a later replay makes a duplicate the worker ignores.
+              failed.push({ id, error: `republished, but could not be removed from ${t.deadQueue}: ${(err as Error).message}` });
+            }
+          },
+          (err: unknown) => void failed.push({ id, error: (err as Error).message }),
+        ),
+      );
+    }
+    await Promise.all(settling);
+  } finally {
+    // Acks were written before this close on the same channel; unselected and failed messages go back.
+    await getChannel.close().catch(() => {});
+    await confirmChannel.close().catch(() => {});
+  }
+  return { queue: t.deadQueue, exchange: t.transactionsExchange, scanned, replayed, failed, notFound: wanted ? [...wanted].filter((id) => !found.has(id)) : [] };
+}
+
+/** Hands the copy to the broker; `confirmed` settles with the broker's answer. */
+function republish(publisher: ConfirmPublisher, exchange: string, routingKey: string, msg: GetMessage): Promise<{ confirmed: Promise<PublishOutcome> }> {
+  const p = msg.properties;
+  return publisher.publish(exchange, routingKey, msg.content, {
+    contentType: p.contentType,
+    contentEncoding: p.contentEncoding,
+    messageId: p.messageId,
+    timestamp: p.timestamp,
+    headers: replayHeaders(p.headers, new Date()),
+  });
+}

@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import { connectOnce } from '../amqp/connect.js';
+import { topologyOf } from '../amqp/topology.js';
+import { SCAN_MAX } from '../app/inspect-errors.js';
+import { replayDead, type ReplayOptions, type ReplayReport } from '../app/replay-dead.js';
+import { parseIntFlag } from '../config/parse.js';
+import { NotFoundError, PublishIncompleteError, UsageError } from '../errors.js';
+import { collect, contextFor, type CommandContext } from './context.js';
+import { table, toJson } from './format.js';
+
+/** Republishes parked messages; exit 6 when some could not be republished, 5 when an --id was not parked. */
+export async function handleReplayDead(ctx: CommandContext, options: ReplayOptions & { json: boolean }): Promise<ReplayReport> {
+  const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim replay-dead');
+  let report: ReplayReport;
+  try {
+    report = await replayDead({ connection, topology: topologyOf(ctx.config) }, options);
+  } finally {
+    await connection.close().catch(() => {});
+  }
+  if (options.json) ctx.out(toJson(report));
+  else {
+    ctx.out(`replayed ${report.replayed.length} messages from ${report.queue} to ${report.exchange} (scanned ${report.scanned})`);
+    if (report.replayed.length > 0) ctx.out(table(['id', 'routing key'], report.replayed.map((r) => [r.id ?? '?', r.routingKey])));
+    if (report.failed.length > 0) {
+      ctx.out('');
+      ctx.out('left in the dead queue:');
+      ctx.out(table(['id', 'error'], report.failed.map((f) => [f.id ?? '?', f.error])));
+    }
+    if (report.notFound.length > 0) ctx.out(`not in ${report.queue}: ${report.notFound.join(', ')}`);
+  }
+  if (report.failed.length > 0) throw new PublishIncompleteError(`${report.failed.length} parked messages could not be replayed; they are still in ${report.queue}`);
+  if (report.notFound.length > 0) throw new NotFoundError(`${report.notFound.length} of the requested ids are not parked in ${report.queue}`);
+  return report;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function registerReplayDead(program: Command): void {
+  program
+    .command('replay-dead')
+    .description('republish parked messages to the transactions exchange for another try (removed from the dead queue only once confirmed)')
+    .option('--id <id>', 'only this transaction id (repeatable)', collect)
+    .option('--limit <n>', 'most messages replayed', '100')
+    .option('--json', 'JSON output')
+    .addHelpText(
+      'after',
+      `
+Each message goes back under its original routing key with its attempt count reset. It is removed
+from the dead queue only after the broker confirmed the republish; one that cannot be republished
+stays parked (exit code 6).
+
+Example:
+  $ txsim inspect-errors --dead
+  $ txsim replay-dead --id 3f0b6c1e-2a4d-5e8f-9a0b-1c2d3e4f5a6b
+  $ txsim replay-dead --limit 1000`,
+    )
+    .action(async (opts: { id?: string[]; limit: string; json?: boolean }, command: Command) => {
+      const ids = opts.id?.map((id) => {
+        if (!UUID.test(id)) throw new UsageError(`--id: "${id}" is not a UUID`);
+        return id.toLowerCase();
+      });
+      await handleReplayDead(contextFor(command), {
+        ids: ids && ids.length > 0 ? [...new Set(ids)] : null,
+        limit: parseIntFlag('--limit', opts.limit, 100, 1, SCAN_MAX),
+        json: Boolean(opts.json),
+      });
+    });
+}

@@ -1,0 +1,258 @@
+import type { Channel, ChannelModel, RecoveringChannelModel } from 'amqplib';
+import hdrModule from 'hdr-histogram-js';
+import { connectRecovering } from '../amqp/connect.js';
+import type { Logger } from '../log.js';
+import type { LatencyHistogram } from './histogram.js';
+import { ratePerS, round1, type CounterSample } from './stats-aggregator.js';
+import { encodeSnapshot, SNAPSHOT_SCHEMA, type LatencySummary, type WorkerSnapshot } from './snapshot.js';
+import type { WorkerMetrics } from './worker-metrics.js';
+
+// hdr-histogram-js is CommonJS; under NodeNext its default export arrives wrapped.
+const hdr = hdrModule as unknown as typeof import('hdr-histogram-js');
+
+/** Workers publish one snapshot per second. */
+export const SNAPSHOT_INTERVAL_MS = 1_000;
+
+/** Latency percentiles in a snapshot cover this many recent snapshots (10 s at 1 Hz). */
+export const LATENCY_WINDOW_TICKS = 10;
+
+/**
+ * A snapshot waiting in a slow watcher's queue for longer than this is worthless (a newer one has
+ * been published since): RabbitMQ drops it instead of delivering it late.
+ */
+export const SNAPSHOT_TTL_MS = 5_000;
+
+/** Who is reporting: fixed for the life of the process. */
+export interface StatsIdentity {
+  readonly workerId: string;
+  readonly pid: number;
+  readonly host: string;
+  readonly prefetchCount: number;
+}
+
+/**
+ * Latency over the last N ticks of a cumulative histogram. HdrHistograms subtract exactly, so it
+ * keeps a copy of the cumulative histogram per tick (packed: a few KiB each) and reports
+ * `now − copy from N ticks ago` — no change to how the worker records.
+ */
+class WindowedHistogram {
+  private readonly copies: LatencyHistogram[] = [];
+
+  constructor(
+    private readonly source: LatencyHistogram,
+    private readonly windowTicks: number,
+  ) {}
+
+  /** Call once per tick. */
+  sample(): LatencySummary {
+    const window = newHistogram();
+    window.add(this.source);
+    if (this.copies.length >= this.windowTicks) window.subtract(this.copies[0]!);
+    const copy = this.copies.length >= this.windowTicks ? this.copies.shift()! : newHistogram('packed');
+    copy.reset();
+    copy.add(this.source);
+    this.copies.push(copy);
+    return summarize(window, true);
+  }
+}
+
+function newHistogram(bitBucketSize: 32 | 'packed' = 32): LatencyHistogram {
+  return hdr.build({ bitBucketSize, lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 3 });
+}
+
+/** Percentiles of a histogram; with `withHistogram`, the histogram itself so readers can merge exactly. */
+export function summarize(h: LatencyHistogram, withHistogram: boolean): LatencySummary {
+  const count = h.totalCount;
+  if (count === 0) return { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
+  // After subtract(), maxValue can be stale; the 100th percentile is computed from the counts.
+  const base = { count, p50: h.getValueAtPercentile(50), p90: h.getValueAtPercentile(90), p99: h.getValueAtPercentile(99), max: h.getValueAtPercentile(100) };
+  return withHistogram ? { ...base, histogram: hdr.encodeIntoCompressedBase64(h) } : base;
+}
+
+/**
+ * Turns a worker's live counters into snapshots, one per call to `build()` (once per tick). Keeps
+ * just enough history for the 1 s / 10 s rates and the 10 s latency window. Pure apart from what
+ * it reads from `metrics`, so tests drive it with a fake clock.
+ */
+export class SnapshotBuilder {
+  private seq = 0;
+  private readonly processed: CounterSample[] = [];
+  private readonly applied: CounterSample[] = [];
+  private readonly endToEnd: WindowedHistogram;
+  private readonly processing: WindowedHistogram;
+
+  constructor(
+    private readonly metrics: WorkerMetrics,
+    private readonly identity: StatsIdentity,
+  ) {
+    this.endToEnd = new WindowedHistogram(metrics.endToEndMs, LATENCY_WINDOW_TICKS);
+    this.processing = new WindowedHistogram(metrics.processingMs, LATENCY_WINDOW_TICKS);
+  }
+
+  build(nowMs: number, stopping = false): WorkerSnapshot {
+    const m = this.metrics;
+    pushBounded(this.processed, { atMs: nowMs, count: m.processed });
+    pushBounded(this.applied, { atMs: nowMs, count: m.applied });
+    return {
+      schema: SNAPSHOT_SCHEMA,
+      workerId: this.identity.workerId,
+      pid: this.identity.pid,
+      host: this.identity.host,
+      startedAtMs: m.startedAt,
+      sentAtMs: nowMs,
+      seq: ++this.seq,
+      stopping,
+      counts: { applied: m.applied, rejected: { ...m.rejected }, retried: m.retried, parked: m.parked, duplicates: m.duplicates, batches: m.batches },
+      processedPerS: { last1s: round1(ratePerS(this.processed, 1_000)), last10s: round1(ratePerS(this.processed, 10_000)) },
+      appliedPerS: { last1s: round1(ratePerS(this.applied, 1_000)), last10s: round1(ratePerS(this.applied, 10_000)) },
+      latencyMs: { windowS: LATENCY_WINDOW_TICKS, endToEnd: this.endToEnd.sample(), processing: this.processing.sample() },
+      latencyTotalMs: { endToEnd: summarize(m.endToEndMs, false), processing: summarize(m.processingMs, false) },
+      inFlight: m.inFlight,
+      prefetchCount: this.identity.prefetchCount,
+      blocked: m.blocked,
+      paused: m.paused,
+      lastError: m.lastError ? { message: m.lastError.message, atMs: m.lastError.at } : null,
+    };
+  }
+}
+
+/** Rate history: a little more than the 10 s window, so "closest to 10 s ago" exists despite timer drift. */
+const COUNTER_SAMPLES_MAX = 12;
+
+function pushBounded(samples: CounterSample[], sample: CounterSample): void {
+  samples.push(sample);
+  if (samples.length > COUNTER_SAMPLES_MAX) samples.shift();
+}
+
+export interface StatsPublisherOptions {
+  readonly amqpUrl: string;
+  /** The `<ns>.stats` fanout exchange (topology.statsExchange). */
+  readonly exchange: string;
+  readonly identity: StatsIdentity;
+  readonly intervalMs?: number;
+}
+
+/**
+ * Publishes a worker's snapshot to the stats exchange every second. Snapshots are transient and
+ * unconfirmed on purpose: a lost one is replaced a second later, and stats must never slow down or
+ * stop the worker. It has its own connection (named `txsim stats <id>` in the RabbitMQ console) so
+ * that a stats problem cannot close the worker's channels, and it skips ticks rather than buffer
+ * while the socket is congested or the broker is away.
+ */
+export class StatsPublisher {
+  private readonly builder: SnapshotBuilder;
+  private connection: RecoveringChannelModel | null = null;
+  private channel: Channel | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private congested = false;
+  private closed: Promise<void> | null = null;
+  /** Snapshots not sent (no channel, or socket congested). */
+  skipped = 0;
+  published = 0;
+
+  constructor(
+    private readonly options: StatsPublisherOptions,
+    metrics: WorkerMetrics,
+    private readonly log: Logger,
+  ) {
+    this.builder = new SnapshotBuilder(metrics, options.identity);
+  }
+
+  /**
+   * Connects and starts the 1 s ticker. Never throws: a worker without stats still does its job,
+   * so a failure to connect is a warning.
+   */
+  async start(): Promise<void> {
+    try {
+      this.connection = await connectRecovering({
+        url: this.options.amqpUrl,
+        log: this.log,
+        clientName: `txsim stats ${this.options.identity.workerId}`,
+        setup: async (model) => {
+          const channel = await model.createChannel();
+          // Same declaration as assertTopology: fanout, transient.
+          await channel.assertExchange(this.options.exchange, 'fanout', { durable: false });
+          await channel.close();
+        },
+        onConnect: (model) => {
+          this.openChannel(model).catch((err) => this.log.warn({ err: (err as Error).message }, 'stats channel failed to open'));
+        },
+        onDisconnect: () => {
+          this.channel = null;
+        },
+        initialMaxRetries: 3,
+      });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'stats publisher could not connect; running without stats');
+      return;
+    }
+    if (this.closed) {
+      // close() ran while we were connecting: it had nothing to close yet.
+      await this.connection.close().catch(() => {});
+      return;
+    }
+    this.timer = setInterval(() => this.publishOnce(false), this.options.intervalMs ?? SNAPSHOT_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  private async openChannel(model: ChannelModel): Promise<void> {
+    const channel = await model.createChannel();
+    channel.on('error', (err: Error) => this.log.warn({ err: err.message }, 'stats channel error'));
+    channel.on('close', () => {
+      if (this.channel === channel) this.channel = null;
+    });
+    channel.on('drain', () => (this.congested = false));
+    this.congested = false;
+    this.channel = channel;
+  }
+
+  /** Builds a snapshot every tick (the rate history needs it) and sends it when it can. */
+  private publishOnce(stopping: boolean): void {
+    const snapshot = this.builder.build(Date.now(), stopping);
+    const channel = this.channel;
+    if (!channel || this.congested) {
+      this.skipped++;
+      return;
+    }
+    try {
+      const writable = channel.publish(this.options.exchange, '', encodeSnapshot(snapshot), {
+        contentType: 'application/json',
+        type: SNAPSHOT_SCHEMA,
+        persistent: false,
+        expiration: String(SNAPSHOT_TTL_MS),
+        timestamp: Math.floor(snapshot.sentAtMs / 1000),
+        appId: 'txsim',
+      });
+      this.published++;
+      // publish() returning false still buffered this one; skip the next ones until 'drain'.
+      if (!writable) this.congested = true;
+    } catch (err) {
+      this.skipped++;
+      this.log.debug({ err: (err as Error).message }, 'stats snapshot not sent');
+    }
+  }
+
+  /** Stops the ticker, sends a last snapshot marked `stopping`, closes. Safe to call twice. */
+  close(): Promise<void> {
+    this.closed ??= this.doClose();
+    return this.closed;
+  }
+
+  private async doClose(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (!this.connection) return;
+    this.publishOnce(true);
+    try {
+      // Closing the channel flushes what was written before it: the goodbye snapshot goes out first.
+      await this.channel?.close();
+    } catch {
+      // already closed
+    }
+    try {
+      await this.connection.close();
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'stats connection close failed');
+    }
+  }
+}

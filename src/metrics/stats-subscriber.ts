@@ -1,0 +1,52 @@
+import type { Channel } from 'amqplib';
+import { decodeSnapshot, type WorkerSnapshot } from './snapshot.js';
+
+/**
+ * The reading end of the stats exchange. Each watcher gets its own exclusive, auto-deleted queue
+ * bound to the fanout exchange: it disappears with the watcher, never holds more than a few
+ * seconds of snapshots, and never competes with other watchers for messages.
+ */
+
+/** Bound on a watcher's queue: a stuck watcher drops the oldest snapshots instead of growing. */
+export const WATCH_QUEUE_LENGTH_MAX = 1_000;
+
+/** Snapshots older than this are useless to a watcher (a newer one is behind it). */
+export const WATCH_QUEUE_TTL_MS = 5_000;
+
+export interface StatsListener {
+  /** A valid snapshot, with the receiver's clock at arrival. */
+  readonly onSnapshot: (snapshot: WorkerSnapshot, receivedAtMs: number) => void;
+  /** A message on the exchange that is not a valid snapshot. */
+  readonly onInvalid?: (error: string) => void;
+  /** The broker cancelled the consumer (queue deleted): the caller should resubscribe. */
+  readonly onCancelled?: () => void;
+}
+
+/**
+ * Declares the exchange (same arguments as the topology: fanout, transient), a private queue, and
+ * consumes snapshots without acks (a lost snapshot is fine). Returns the queue name.
+ */
+export async function subscribeStats(channel: Channel, exchange: string, listener: StatsListener, now: () => number = Date.now): Promise<string> {
+  await channel.assertExchange(exchange, 'fanout', { durable: false });
+  const { queue } = await channel.assertQueue('', {
+    exclusive: true,
+    autoDelete: true,
+    durable: false,
+    arguments: { 'x-max-length': WATCH_QUEUE_LENGTH_MAX, 'x-message-ttl': WATCH_QUEUE_TTL_MS },
+  });
+  await channel.bindQueue(queue, exchange, '');
+  await channel.consume(
+    queue,
+    (msg) => {
+      if (msg === null) {
+        listener.onCancelled?.();
+        return;
+      }
+      const decoded = decodeSnapshot(msg.content);
+      if (decoded.ok) listener.onSnapshot(decoded.snapshot, now());
+      else listener.onInvalid?.(decoded.error);
+    },
+    { noAck: true },
+  );
+  return queue;
+}

@@ -1,0 +1,79 @@
+import { Box, Text } from 'ink';
+import type { QueueDepth, QueueReading } from '../http/management-api.js';
+import { cell, formatCount, formatRate } from './text.js';
+
+export interface QueuePanelProps {
+  readonly reading: QueueReading | null;
+  readonly error: string | null;
+  /** 'each' lists every retry step; 'merged' sums them into one row. */
+  readonly mode: 'each' | 'merged';
+}
+
+/** What the title says about where the numbers come from. */
+export function sourceLabel(reading: QueueReading | null): string {
+  if (!reading) return 'queues (reading…)';
+  return reading.source === 'management-api' ? 'queues via management API' : 'queues via AMQP (API down)';
+}
+
+const LABEL_WIDTH = 26;
+const COLUMNS = [
+  { title: 'ready', width: 8 },
+  { title: 'unacked', width: 8 },
+  { title: 'in/s', width: 7 },
+  { title: 'out/s', width: 7 },
+  { title: 'consumers', width: 9 },
+] as const;
+
+/** `process`, `errors`…; a retry step by its delay (`retry 250ms`), merged steps as `retry ×4`. */
+function labelOf(q: QueueDepth): string {
+  if (q.role !== 'retry') return q.role;
+  const dot = q.name.lastIndexOf('.');
+  return dot === -1 ? q.name : `retry ${q.name.slice(dot + 1)}`;
+}
+
+/** Sums the retry steps into one row (a compact layout has no room for four). */
+function mergeRetries(queues: readonly QueueDepth[]): QueueDepth[] {
+  const retries = queues.filter((q) => q.role === 'retry');
+  if (retries.length <= 1) return [...queues];
+  const add = (f: (q: QueueDepth) => number | null) => {
+    const values = retries.map(f);
+    return values.every((v) => v === null) ? null : values.reduce<number>((a, v) => a + (v ?? 0), 0);
+  };
+  const merged: QueueDepth = {
+    name: `retry ×${retries.length}`,
+    role: 'retry',
+    exists: retries.some((q) => q.exists),
+    ready: add((q) => q.ready),
+    unacked: add((q) => q.unacked),
+    consumers: add((q) => q.consumers),
+    inPerS: add((q) => q.inPerS),
+    outPerS: add((q) => q.outPerS),
+  };
+  const at = queues.indexOf(retries[0]!);
+  return [...queues.slice(0, at), merged, ...queues.slice(at).filter((q) => q.role !== 'retry')];
+}
+
+/**
+ * Queue depths and rates of the namespace's queues. Without the management API, unacked counts
+ * and rates are unknown and shown as '-', and the title says so.
+ */
+export function QueuePanel({ reading, error, mode }: QueuePanelProps) {
+  const queues = reading ? (mode === 'merged' ? mergeRetries(reading.queues) : reading.queues) : [];
+  const num = (n: number | null) => (n === null ? '-' : formatCount(n));
+  const rate = (n: number | null) => (n === null ? '-' : formatRate(n));
+  return (
+    <Box flexDirection="column">
+      <Text bold wrap="truncate">
+        {cell(sourceLabel(reading), LABEL_WIDTH)}
+        {COLUMNS.map((c) => ` ${cell(c.title, c.width, 'right')}`).join('')}
+      </Text>
+      {error && !reading ? <Text color="red" wrap="truncate">{`  ${error}`}</Text> : null}
+      {queues.map((q) => (
+        <Text key={q.name} wrap="truncate" dimColor={!q.exists}>
+          {cell(`  ${labelOf(q)}${q.exists ? '' : ' (missing)'}`, LABEL_WIDTH)}
+          {[num(q.ready), num(q.unacked), rate(q.inPerS), rate(q.outPerS), num(q.consumers)].map((v, i) => ` ${cell(v, COLUMNS[i]!.width, 'right')}`).join('')}
+        </Text>
+      ))}
+    </Box>
+  );
+}

@@ -1,0 +1,114 @@
+import { Box, Text, useApp, useInput, useStdin } from 'ink';
+import { useReducer } from 'react';
+import { sortRows } from '../metrics/stats-aggregator.js';
+import { Header } from './Header.js';
+import { QueuePanel } from './QueuePanel.js';
+import { RejectReasons } from './RejectReasons.js';
+import { Throughput } from './Throughput.js';
+import { WorkerDetails } from './WorkerDetails.js';
+import { WorkersTable } from './WorkersTable.js';
+import { useTerminalSize, type TerminalSize } from './use-terminal-size.js';
+import { useWatchData } from './use-watch-data.js';
+import { initialUiState, keyIntent, planLayout, uiReducer, type UiState, type WatchData, type WatchFeed } from './watch-state.js';
+
+export interface WatchAppProps {
+  readonly feed: WatchFeed;
+  readonly namespace: string;
+  /** Endpoints with passwords already redacted. */
+  readonly endpoints: { readonly amqp: string; readonly database: string };
+  /** When `watch` started, for the uptime in the header. */
+  readonly startedAtMs: number;
+  /** Fixed size instead of the terminal's (tests). */
+  readonly size?: TerminalSize;
+  /** Initial UI state (tests start paused, sorted or with a worker selected). */
+  readonly initialState?: UiState;
+}
+
+/**
+ * The `txsim watch` screen: header, workers table with totals, throughput sparklines (or the
+ * selected worker's details), queue depths, top reject reasons, and a key legend. All data comes
+ * from `feed`; this component only lays it out and handles keys.
+ */
+export function WatchApp({ feed, namespace, endpoints, startedAtMs, size: fixedSize, initialState }: WatchAppProps) {
+  const live = useWatchData(feed);
+  const [ui, dispatch] = useReducer(uiReducer, initialState ?? initialUiState);
+  const data: WatchData = ui.paused && ui.frozen ? ui.frozen : live;
+  const size = useTerminalSize(fixedSize);
+  const { exit } = useApp();
+  const { isRawModeSupported } = useStdin();
+
+  const rows = sortRows(data.stats.rows, ui.sortKey);
+  const ids = rows.map((r) => r.workerId);
+  const selected = rows.find((r) => r.workerId === ui.selectedId) ?? null;
+  const retryQueues = data.queues?.queues.filter((q) => q.role === 'retry').length ?? 0;
+  const layout = planLayout(size, { workers: rows.length, retryQueues }, selected !== null);
+
+  // Raw mode (needed for single keys) only exists on a TTY stdin; without it the screen still updates.
+  useInput(
+    (input, key) => {
+      // Keys typed faster than a frame arrive as one chunk ("ssp"): handle each character.
+      const intents = input.length > 1 && !key.ctrl && !key.meta ? [...input].map((ch) => keyIntent(ch, {})) : [keyIntent(input, key)];
+      for (const intent of intents) {
+        switch (intent) {
+          case 'quit':
+            return exit();
+          case 'pause':
+            dispatch({ type: 'toggle-pause', data: live });
+            break;
+          case 'sort':
+            dispatch({ type: 'cycle-sort' });
+            break;
+          case 'next':
+            dispatch({ type: 'select-next', ids });
+            break;
+          case 'prev':
+            dispatch({ type: 'select-prev', ids });
+            break;
+          case 'deselect':
+            dispatch({ type: 'deselect' });
+            break;
+          default:
+            break;
+        }
+      }
+    },
+    { isActive: isRawModeSupported === true },
+  );
+
+  const gap = layout.gaps ? <Text> </Text> : null;
+  const warnings = [
+    data.queues?.apiError ? `API: ${data.queues.apiError}` : '',
+    data.stats.invalidCount > 0 ? `${data.stats.invalidCount} invalid snapshots ignored` : '',
+    isRawModeSupported === true ? '' : 'keys off (stdin is not a terminal)',
+  ].filter(Boolean);
+  return (
+    <Box flexDirection="column" width={size.columns}>
+      <Header namespace={namespace} endpoints={endpoints} uptimeMs={data.stats.atMs - startedAtMs} broker={data.broker} paused={ui.paused} sortKey={ui.sortKey} />
+      {gap}
+      <WorkersTable rows={rows} totals={data.stats.totals} selectedId={selected?.workerId ?? null} wide={layout.wide} rowsMax={layout.workerRowsMax} />
+      {layout.details && selected ? (
+        <>
+          {gap}
+          <WorkerDetails row={selected} nowMs={data.stats.atMs} columns={size.columns} />
+        </>
+      ) : layout.sparklines !== 'none' ? (
+        <>
+          {gap}
+          <Throughput rows={rows} totalHistory={data.stats.totalHistory} totalRatePerS={data.stats.totals.ratePerS} mode={layout.sparklines} columns={size.columns} />
+        </>
+      ) : null}
+      {layout.queueRows !== 'none' ? (
+        <>
+          {gap}
+          <QueuePanel reading={data.queues} error={data.queueError} mode={layout.queueRows} />
+        </>
+      ) : null}
+      {gap}
+      <RejectReasons reasons={data.stats.rejectReasons} />
+      <Text wrap="truncate" dimColor>
+        {`q quit  p ${ui.paused ? 'resume' : 'pause'}  s sort (${ui.sortKey})  ↑↓ ${selected ? 'select' : 'details'}${selected ? '  esc close' : ''}`}
+        {warnings.length > 0 ? `  ${warnings.join('  ')}` : ''}
+      </Text>
+    </Box>
+  );
+}

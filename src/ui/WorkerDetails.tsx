@@ -1,0 +1,45 @@
+import { Box, Text } from 'ink';
+import type { WorkerRow } from '../metrics/stats-aggregator.js';
+import type { LatencySummary } from '../metrics/snapshot.js';
+import { STATUS_COLOR } from './WorkersTable.js';
+import { formatAgo, formatDuration, formatMs, formatRate, sparkline } from './text.js';
+
+export interface WorkerDetailsProps {
+  readonly row: WorkerRow;
+  readonly nowMs: number;
+  readonly columns: number;
+}
+
+function latencyLine(label: string, l: LatencySummary, windowS: number): string {
+  if (l.count === 0) return `${label}  no messages in the last ${windowS} s`;
+  return `${label}  p50 ${formatMs(l.p50)}  p90 ${formatMs(l.p90)}  p99 ${formatMs(l.p99)}  max ${formatMs(l.max)}  (n=${l.count}, last ${windowS} s)`;
+}
+
+/** Everything one worker reported, for the worker selected with the arrow keys (DETAILS_LINES lines). */
+export function WorkerDetails({ row: r, nowMs, columns }: WorkerDetailsProps) {
+  const reasons = Object.entries(r.rejectedByReason)
+    .filter(([, n]) => n > 0)
+    .map(([reason, n]) => `${reason} ${n}`)
+    .join(', ');
+  const flags = [r.blocked ? 'BLOCKED by broker' : '', r.paused ? 'PAUSED: database down' : ''].filter(Boolean).join(' ');
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate">
+        <Text bold>{`▸ ${r.workerId} `}</Text>
+        <Text color={STATUS_COLOR[r.status]}>{r.status}</Text>
+        {`  ${r.host} pid ${r.pid}  up ${formatDuration(nowMs - r.startedAtMs)}  seen ${formatAgo(r.lastSeenAgoMs)} ago  in-flight ${r.inFlight}/${r.prefetchCount}  `}
+        <Text color="magenta">{flags}</Text>
+      </Text>
+      <Text wrap="truncate">{`  applied ${r.applied}  rejected ${r.rejected}${reasons ? ` (${reasons})` : ''}  retried ${r.retried}  parked ${r.parked}  duplicates ${r.duplicates}`}</Text>
+      <Text wrap="truncate">
+        {`  tx/s ${formatRate(r.ratePerS)} (1 s)  ${formatRate(r.rate10sPerS)} (10 s)  `}
+        <Text color="cyan">{sparkline(r.history, Math.max(10, columns - 40))}</Text>
+      </Text>
+      <Text wrap="truncate">{`  ${latencyLine('created→committed ms  ', r.endToEndMs, r.latencyWindowS)}`}</Text>
+      <Text wrap="truncate">{`  ${latencyLine('delivered→committed ms', r.processingMs, r.latencyWindowS)}`}</Text>
+      <Text wrap="truncate" color={r.lastError ? 'red' : undefined} dimColor={!r.lastError}>
+        {r.lastError ? `  last error ${formatAgo(Math.max(0, nowMs - r.lastError.atMs))} ago: ${r.lastError.message}` : '  last error: none'}
+      </Text>
+    </Box>
+  );
+}

@@ -1,0 +1,131 @@
+import type { QueueReading } from '../http/management-api.js';
+import { nextSortKey, type SortKey, type StatsView } from '../metrics/stats-aggregator.js';
+
+/**
+ * UI state of `watch` as a reducer: pure functions from (state, action) to state, tested without
+ * rendering. The data itself (snapshots, queue depths) is not UI state: it arrives through a
+ * `WatchFeed`; the UI only decides how to show it (paused, sort key, selected worker).
+ */
+
+/** Everything one frame shows. Built outside src/ui (the command wires the broker to it). */
+export interface WatchData {
+  readonly stats: StatsView;
+  /** Latest queue reading; null until the first one arrives. */
+  readonly queues: QueueReading | null;
+  /** Why there is no queue reading at all (neither the API nor AMQP answered). */
+  readonly queueError: string | null;
+  readonly broker: { readonly state: 'connecting' | 'connected' | 'reconnecting'; readonly detail: string | null };
+}
+
+/** A source of frames: `watch` subscribes once and re-renders on every change. */
+export interface WatchFeed {
+  subscribe(listener: () => void): () => void;
+  getData(): WatchData;
+}
+
+export interface UiState {
+  readonly paused: boolean;
+  /** The data shown while paused (refreshes keep arriving, they are just not shown). */
+  readonly frozen: WatchData | null;
+  readonly sortKey: SortKey;
+  /** Selected worker, by id so that re-sorting keeps it selected; null = no details pane. */
+  readonly selectedId: string | null;
+}
+
+export type UiAction =
+  | { readonly type: 'toggle-pause'; readonly data: WatchData }
+  | { readonly type: 'cycle-sort' }
+  | { readonly type: 'select-next'; readonly ids: readonly string[] }
+  | { readonly type: 'select-prev'; readonly ids: readonly string[] }
+  | { readonly type: 'deselect' };
+
+export const initialUiState: UiState = { paused: false, frozen: null, sortKey: 'id', selectedId: null };
+
+export function uiReducer(state: UiState, action: UiAction): UiState {
+  switch (action.type) {
+    case 'toggle-pause':
+      return state.paused ? { ...state, paused: false, frozen: null } : { ...state, paused: true, frozen: action.data };
+    case 'cycle-sort':
+      return { ...state, sortKey: nextSortKey(state.sortKey) };
+    case 'select-next':
+    case 'select-prev': {
+      if (action.ids.length === 0) return { ...state, selectedId: null };
+      const at = state.selectedId === null ? -1 : action.ids.indexOf(state.selectedId);
+      // Nothing selected (or the selected worker was forgotten): start from the top or the bottom.
+      if (at === -1) return { ...state, selectedId: action.type === 'select-next' ? action.ids[0]! : action.ids[action.ids.length - 1]! };
+      const step = action.type === 'select-next' ? 1 : -1;
+      const next = Math.min(action.ids.length - 1, Math.max(0, at + step));
+      return { ...state, selectedId: action.ids[next]! };
+    }
+    case 'deselect':
+      return { ...state, selectedId: null };
+  }
+}
+
+/** Keys of the TUI; the input names follow Ink's `useInput` (`input` text plus key flags). */
+export type KeyIntent = 'quit' | 'pause' | 'sort' | 'next' | 'prev' | 'deselect' | null;
+
+export function keyIntent(input: string, key: { upArrow?: boolean; downArrow?: boolean; escape?: boolean; ctrl?: boolean }): KeyIntent {
+  if (input === 'q' || (key.ctrl && input === 'c')) return 'quit';
+  if (input === 'p' || input === ' ') return 'pause';
+  if (input === 's') return 'sort';
+  if (key.downArrow || input === 'j') return 'next';
+  if (key.upArrow || input === 'k') return 'prev';
+  if (key.escape) return 'deselect';
+  return null;
+}
+
+/** How much of each panel fits the terminal. */
+export interface Layout {
+  /** Wide terminals get extra table columns (10 s rate, duplicates, in-flight, processing p99). */
+  readonly wide: boolean;
+  /** Worker rows shown; the rest are summarised as "… N more". */
+  readonly workerRowsMax: number;
+  readonly sparklines: 'each' | 'total' | 'none';
+  /** 'each' lists every retry step; 'merged' sums them into one row. */
+  readonly queueRows: 'each' | 'merged' | 'none';
+  readonly details: boolean;
+  /** Blank lines between panels. */
+  readonly gaps: boolean;
+}
+
+/** Widths at or above this get the wide table. */
+export const WIDE_COLUMNS_MIN = 120;
+
+/** Height of the details pane in lines. */
+export const DETAILS_LINES = 6;
+
+/**
+ * Fits the panels into the terminal, giving up the least important things first: spacing, the
+ * per-step retry rows, per-worker sparklines, then worker rows. One line is kept free: Ink clears
+ * the whole screen (and flickers) when a frame is as tall as the terminal.
+ */
+export function planLayout(size: { columns: number; rows: number }, counts: { workers: number; retryQueues: number }, detailsOpen: boolean): Layout {
+  const budget = Math.max(8, size.rows - 1);
+  const wide = size.columns >= WIDE_COLUMNS_MIN;
+  const heightOf = (l: Layout): number => {
+    const shownWorkers = Math.min(counts.workers, l.workerRowsMax);
+    const more = counts.workers > shownWorkers ? 1 : 0;
+    const table = 1 + Math.max(1, shownWorkers) + more + 1;
+    const sparks = l.details ? 0 : l.sparklines === 'each' ? 1 + counts.workers : l.sparklines === 'total' ? 1 : 0;
+    const details = l.details ? DETAILS_LINES : 0;
+    const queues = l.queueRows === 'none' ? 0 : 1 + 4 + (l.queueRows === 'each' ? counts.retryQueues : 1);
+    const sections = [table, sparks + details, queues, 1].filter((h) => h > 0).length;
+    const gaps = l.gaps ? sections : 0;
+    // header 2 + table + sparklines/details + queues + reject reasons 1 + footer 1
+    return 2 + table + sparks + details + queues + 1 + 1 + gaps;
+  };
+  const candidates: Layout[] = [
+    { wide, workerRowsMax: counts.workers, sparklines: 'each', queueRows: 'each', details: detailsOpen, gaps: true },
+    { wide, workerRowsMax: counts.workers, sparklines: 'each', queueRows: 'merged', details: detailsOpen, gaps: true },
+    { wide, workerRowsMax: counts.workers, sparklines: 'each', queueRows: 'merged', details: detailsOpen, gaps: false },
+    { wide, workerRowsMax: counts.workers, sparklines: 'total', queueRows: 'merged', details: detailsOpen, gaps: false },
+    { wide, workerRowsMax: counts.workers, sparklines: 'none', queueRows: 'merged', details: detailsOpen, gaps: false },
+  ];
+  for (const c of candidates) if (heightOf(c) <= budget) return c;
+  // Still too tall: drop the details pane (when open), then the queue panel, then cut worker rows.
+  const last = candidates[candidates.length - 1]!;
+  let fallback: Layout = detailsOpen && heightOf({ ...last, details: false, sparklines: 'total' }) <= budget ? { ...last, details: false, sparklines: 'total' } : { ...last, queueRows: 'none' };
+  while (heightOf(fallback) > budget && fallback.workerRowsMax > 1) fallback = { ...fallback, workerRowsMax: fallback.workerRowsMax - 1 };
+  return fallback;
+}
