@@ -40,11 +40,28 @@ interface Session {
   closed: boolean;
 }
 
+/**
+ * Declares the topology, so a first gen on a fresh broker has somewhere to publish. A least-privilege
+ * gen user (write-only on the transactions exchange, see scripts/rabbitmq-users.sh) may not declare:
+ * then it only checks, passively, that the exchange exists.
+ */
+async function ensureExchange(connection: ChannelModel, topology: Topology): Promise<void> {
+  const setup = await connection.createChannel();
+  setup.on('error', () => {});
+  try {
+    await assertTopology(setup, topology);
+    await setup.close();
+  } catch (err) {
+    if ((err as { code?: number }).code !== 403) throw err;
+    const check = await connection.createChannel();
+    await check.checkExchange(topology.transactionsExchange);
+    await check.close();
+  }
+}
+
 /** A confirm channel (topology asserted) and its publisher on a connection. */
 async function openSession(connection: ChannelModel, topology: Topology, options: PublishRunOptions): Promise<Session> {
-  const setup = await connection.createChannel();
-  await assertTopology(setup, topology);
-  await setup.close();
+  await ensureExchange(connection, topology);
   const channel = await connection.createConfirmChannel();
   const session: Session = { connection, channel, publisher: new ConfirmPublisher(channel, { windowMax: options.windowMax, confirmTimeoutMs: options.confirmTimeoutMs }), closed: false };
   channel.on('error', () => {}); // surfaced through the publisher's failed confirms

@@ -42,11 +42,13 @@ describe('fault suite', () => {
 
   it('2. kill -9 gen mid-run, then run it again with the same seed', async () => {
     const s = (current = await stage('gen'));
-    const first = gen(s, 5000, 'fault-gen', ['--rate', '2000']);
-    await sleep(1_200);
+    const first = gen(s, 5000, 'fault-gen', ['--rate', '1000']);
+    // gen saves its progress every second; kill it once some has been saved, well before the end.
+    await waitFor(async () => Number((await s.ns.db('runs').where('id', runIdForSeed('fault-gen')).first('published'))?.published ?? 0) > 0, 10_000, 'gen to record progress');
     first.child.kill('SIGKILL');
     await first.done;
     const partial = Number((await s.ns.db('runs').where('id', runIdForSeed('fault-gen')).first('published')).published);
+    expect(partial).toBeGreaterThan(0);
     expect(partial).toBeLessThan(5000);
     const second = await gen(s, 5000, 'fault-gen').done;
     expect(second.code, second.stderr).toBe(0);
@@ -96,33 +98,59 @@ describe('fault suite', () => {
 
   it('6. forced deadlocks and lock-wait timeouts (two accounts locked in opposite orders from outside)', async () => {
     const s = (current = await stage('lock', { accounts: 2, workerArgs: ['--lock-wait-timeout', '1'] }));
-    const run = gen(s, 3000, 'fault-lock', ['--rate', '800', '--accounts', '1-2']);
-    let deadlocks = 0;
-    let lockWaits = 0;
-    const until = Date.now() + 3_000;
-    while (Date.now() < until) {
+    const counters = async () => {
+      const [rows] = await s.ns.db.raw(`SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_deadlocks', 'Innodb_row_lock_waits')`);
+      return Object.fromEntries((rows as { Variable_name: string; Value: string }[]).map((r) => [r.Variable_name, Number(r.Value)]));
+    };
+    const before = await counters();
+    const run = gen(s, 4000, 'fault-lock', ['--rate', '600', '--accounts', '1-2']);
+    await s.ns.db.raw('CREATE TABLE fault_scratch (n INT NOT NULL) ENGINE = InnoDB');
+    await waitFor(async () => Number((await s.ns.db('transactions').where('run_id', runIdForSeed('fault-lock')).count({ n: '*' }))[0]!.n) > 50, 20_000, 'traffic to flow');
+    let outsideDeadlocks = 0;
+    const hold = async (phase: 'deadlock' | 'timeout') => {
       const trx = await s.ns.db.transaction();
       try {
-        // Workers lock in ascending id order; this locks 2 then 1, creating a cycle with them.
-        await trx.raw('SET SESSION innodb_lock_wait_timeout = 1');
-        await trx.raw('SELECT id FROM accounts WHERE id = 2 FOR UPDATE');
-        await sleep(30);
-        await trx.raw('SELECT id FROM accounts WHERE id = 1 FOR UPDATE');
-        await sleep(300);
+        await trx.raw('SET SESSION innodb_lock_wait_timeout = 5');
+        if (phase === 'deadlock') {
+          // Workers lock in ascending id order. Holding 2 for a moment lets a worker batch take 1 and
+          // queue for 2; then asking for 1 closes the cycle: InnoDB detects a deadlock. The scratch
+          // rows make this session the heavier one, so InnoDB rolls back the worker, not us.
+          await trx.raw('INSERT INTO fault_scratch (n) SELECT seq FROM seq_1_to_300');
+          await trx.raw('SELECT id FROM accounts WHERE id = 2 FOR UPDATE');
+          await sleep(300);
+          await trx.raw('SELECT id FROM accounts WHERE id = 1 FOR UPDATE');
+          await sleep(100);
+        } else {
+          // Holding both longer than two of the workers' 1 s lock waits (the batch's, then the single
+          // message's fallback): their statements time out (1205) and the messages are retried.
+          await trx.raw('SELECT id FROM accounts WHERE id IN (1, 2) ORDER BY id FOR UPDATE');
+          await sleep(2_500);
+        }
       } catch (err) {
-        const errno = (err as { errno?: number }).errno;
-        if (errno === 1213) deadlocks++;
-        else if (errno === 1205) lockWaits++;
-        else throw err;
+        if ((err as { errno?: number }).errno !== 1213) throw err;
+        outsideDeadlocks++;
       } finally {
         await trx.rollback().catch(() => {});
       }
-    }
+    };
+    // Deadlocks first, while workers still apply whole batches (a batch that timed out falls back to
+    // one message per transaction, which locks one account and cannot deadlock).
+    for (let round = 0; round < 6; round++) await hold('deadlock');
+    await hold('timeout');
     const result = await run.done;
     expect(result.code, result.stderr).toBe(0);
-    await verifyScenario(s, 'outside sessions locking accounts 2→1 for 3 s', runIdForSeed('fault-lock'), `outside side saw ${deadlocks} deadlocks, ${lockWaits} lock waits`);
-    // The workers' side: their transactions held or lost the same locks, and still nothing broke.
-    expect(deadlocks + lockWaits).toBeGreaterThanOrEqual(0);
+    const after = await counters();
+    const deadlocks = after.Innodb_deadlocks! - before.Innodb_deadlocks!;
+    const lockWaits = after.Innodb_row_lock_waits! - before.Innodb_row_lock_waits!;
+    const observed = `InnoDB: ${deadlocks} deadlocks (${deadlocks - outsideDeadlocks} rolled back a worker's transaction), ${lockWaits} row lock waits`;
+    await verifyScenario(s, 'outside session: 6 rounds locking accounts 2→1 (deadlocks), then holding both 2.5 s (lock-wait timeouts)', runIdForSeed('fault-lock'), observed);
+    // The contention really happened: InnoDB counted deadlocks and lock waits, and messages whose
+    // lock wait timed out twice (batch, then alone) went through the delay queue (attempts > 1).
+    const retried = Number((await s.ns.db('transactions').where('attempts', '>', 1).count({ n: '*' }))[0]!.n);
+    // Deadlocks beyond the outside session's own were suffered, and survived, by the workers.
+    expect(deadlocks - outsideDeadlocks, observed).toBeGreaterThan(0);
+    expect(lockWaits, observed).toBeGreaterThan(0);
+    expect(retried, `${observed}; no message needed a second attempt`).toBeGreaterThan(0);
   });
 
   it('7. the poison set, sent with a plain AMQP client', async () => {
