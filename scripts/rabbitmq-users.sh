@@ -7,7 +7,8 @@
 #                 server-named queue only
 # Idempotent. Needs rabbitmqctl (run it on the broker host, as root or the rabbitmq user).
 # Passwords come from TXSIM_GEN_PASSWORD / TXSIM_WORKER_PASSWORD / TXSIM_WATCH_PASSWORD (required;
-# never printed). Usage: scripts/rabbitmq-users.sh [namespace] [vhost]
+# never printed); TXSIM_USER_PREFIX (default txsim) names the users <prefix>-gen and so on.
+# Usage: scripts/rabbitmq-users.sh [namespace] [vhost]
 set -euo pipefail
 NS="${1:-txsim}"
 VHOST="${2:-/}"
@@ -36,13 +37,14 @@ ensure_user() { # name password tags
 }
 
 ns_re="${NS//./\\.}"
-ensure_user txsim-gen "$TXSIM_GEN_PASSWORD" ""
-rabbitmqctl -q set_permissions -p "$VHOST" txsim-gen '^$' "^${ns_re}\\.transactions\$" '^$'
+P="${TXSIM_USER_PREFIX:-txsim}"
+ensure_user "$P-gen" "$TXSIM_GEN_PASSWORD" ""
+rabbitmqctl -q set_permissions -p "$VHOST" "$P-gen" '^$' "^${ns_re}\\.transactions\$" '^$'
 
-ensure_user txsim-worker "$TXSIM_WORKER_PASSWORD" ""
-rabbitmqctl -q set_permissions -p "$VHOST" txsim-worker "^${ns_re}\\..*" "^(amq\\.default|${ns_re}\\..*)\$" "^${ns_re}\\..*"
+ensure_user "$P-worker" "$TXSIM_WORKER_PASSWORD" ""
+rabbitmqctl -q set_permissions -p "$VHOST" "$P-worker" "^${ns_re}\\..*" "^(amq\\.default|${ns_re}\\..*)\$" "^${ns_re}\\..*"
 
-ensure_user txsim-watch "$TXSIM_WATCH_PASSWORD" "monitoring"
-rabbitmqctl -q set_permissions -p "$VHOST" txsim-watch '^amq\.gen-.*' '^amq\.gen-.*' "^(${ns_re}\\.stats|amq\\.gen-.*)\$"
+ensure_user "$P-watch" "$TXSIM_WATCH_PASSWORD" "monitoring"
+rabbitmqctl -q set_permissions -p "$VHOST" "$P-watch" '^amq\.gen-.*' '^amq\.gen-.*' "^(${ns_re}\\.stats|amq\\.gen-.*)\$"
 
-echo "rabbitmq-users: txsim-gen, txsim-worker, txsim-watch ready for namespace $NS on vhost $VHOST"
+echo "rabbitmq-users: $P-gen, $P-worker, $P-watch ready for namespace $NS on vhost $VHOST"
