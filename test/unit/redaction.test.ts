@@ -1,0 +1,26 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { redactSecrets } from '../../src/config/redact.js';
+import { describeCause, ServiceUnavailableError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
+
+describe('secrets never reach a log line or an error message', () => {
+  it('the logger censors URL and password fields', () => {
+    const lines: string[] = [];
+    const sink = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const log = createLogger('info', { destination: sink, pretty: false });
+    log.info({ url: 'amqp://app:s3cret-pw@mq:5672', amqpUrl: 'amqp://app:s3cret-pw@mq', databaseUrl: 'mysql://root:s3cret-pw@db/x', password: 's3cret-pw', nested: { url: 'http://a:s3cret-pw@b' } }, 'connecting');
+    expect(lines.join('')).toContain('connecting');
+    expect(lines.join('')).not.toContain('s3cret-pw');
+  });
+
+  it('service errors carry the endpoint without its password', () => {
+    const err = new ServiceUnavailableError('rabbitmq', 'amqp://guest:***@127.0.0.1:5999', Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5999'), { code: 'ECONNREFUSED' }));
+    expect(err.message).toBe('rabbitmq unreachable at amqp://guest:***@127.0.0.1:5999: connect ECONNREFUSED 127.0.0.1:5999');
+    expect(describeCause(new AggregateError([new Error('first')]))).toBe('first');
+  });
+
+  it('redactSecrets removes every occurrence', () => {
+    expect(redactSecrets('a pw1234 b pw1234', ['pw1234'])).toBe('a *** b ***');
+  });
+});
