@@ -24,6 +24,7 @@ export function Header({ namespace, endpoints, uptimeMs, broker, paused, sortKey
         {`  ns ${namespace}  up ${formatDuration(uptimeMs)}  sort ${sortKey}  broker `}
         <Text color={BROKER_COLOR[broker.state]}>{broker.state}</Text>
         {broker.detail ? ` (${broker.detail})` : ''}
+        {paused ? '  ' : ''}
         {paused ? <Text inverse>{' PAUSED '}</Text> : ''}
       </Text>
       <Text wrap="truncate" dimColor>{`amqp ${endpoints.amqp}  db ${endpoints.database}`}</Text>
