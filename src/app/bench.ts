@@ -87,7 +87,9 @@ export async function runBench(
     const cpu = new CpuSampler(workers);
     const seconds: SecondSample[] = [];
     let progress: RunProgress = { published: 0, confirmed: 0, returned: 0, failed: 0 };
-    let last = { sent: 0, confirmed: 0, applied: 0, rejected: 0 };
+    // Seeding posted opening balances: count only what happens from here on.
+    const baseline = await outcomeCounts(db);
+    let last = { sent: 0, confirmed: 0, ...baseline };
     const t0 = Date.now();
     const sample = async () => {
       const counts = await outcomeCounts(db);
