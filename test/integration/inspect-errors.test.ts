@@ -1,0 +1,141 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InspectReport } from '../../src/app/inspect-errors.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { publishRaw, txBody } from '../helpers/publish.js';
+import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+
+/**
+ * `txsim inspect-errors` against a real errors queue filled by a real worker: reading leaves the
+ * queue exactly as it was; --ack removes exactly the messages shown.
+ */
+
+let ns: TestNamespace;
+let worker: WorkerProcess;
+
+async function depth(queue: string): Promise<number> {
+  const channel = await ns.amqp.createChannel();
+  try {
+    return (await channel.checkQueue(queue)).messageCount;
+  } finally {
+    await channel.close();
+  }
+}
+
+/** Ids in the errors queue, read without removing them (closing the channel requeues). */
+async function idsInErrors(): Promise<string[]> {
+  const channel = await ns.amqp.createChannel();
+  try {
+    return (await peekQueue(channel, ns.topology.errorsQueue)).map((m) => JSON.parse(m.content.toString()).id as string);
+  } finally {
+    await channel.close();
+  }
+}
+
+/**
+ * The depth once requeued messages are back: returns to a quorum queue go through Raft, so the
+ * count is polled until it stops changing rather than read once.
+ */
+async function settledDepth(queue: string): Promise<number> {
+  let last = -1;
+  let stableSince = Date.now();
+  await waitFor(async () => {
+    const now = await depth(queue);
+    if (now !== last) {
+      last = now;
+      stableSince = Date.now();
+    }
+    return Date.now() - stableSince >= 600;
+  }, 10_000, `${queue} depth to settle`, 100);
+  return last;
+}
+
+async function inspect(args: string[]): Promise<InspectReport> {
+  const r = await runTxsim(['inspect-errors', '--json', ...args], ns.env);
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as InspectReport;
+}
+
+const poor = { withdrawals: [1, 2, 3].map(() => txBody({ accountId: 1, type: 'withdrawal', amountMinor: 50_000 })) };
+const unknown = [txBody({ accountId: 777_777 }), txBody({ accountId: 888_888, type: 'card_payment', merchant: 'Shop' })];
+const badJsonId = randomUUID();
+
+beforeAll(async () => {
+  ns = await createTestNamespace('insp');
+  expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
+  await ns.seed(3, { openingBalanceMinor: 10_000n });
+  worker = startWorker('w-insp', ns.env);
+  await publishRaw(ns.amqp, ns.topology, [...poor.withdrawals.map((body) => ({ body })), ...unknown.map((body) => ({ body })), { body: Buffer.from('{"id": '), messageId: badJsonId }]);
+  await waitFor(async () => (await depth(ns.topology.errorsQueue)) === 6, 30_000, 'six rejects in the errors queue');
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await ns?.cleanup();
+});
+
+describe('txsim inspect-errors', () => {
+  it('shows every reject with its fields and a count by reason, and removes nothing', async () => {
+    const report = await inspect([]);
+    expect(report).toMatchObject({ queue: ns.topology.errorsQueue, kind: 'errors', depth: 6, scanned: 6, partial: false, removed: 0 });
+    expect(report.byReason).toEqual({ insufficient_funds: 3, unknown_account: 2, invalid_message: 1 });
+    expect(report.messages).toHaveLength(6);
+    const first = report.messages.find((m) => m.id === poor.withdrawals[0]!.id)!;
+    expect(first).toMatchObject({ type: 'withdrawal', accountId: 1, amountMinor: 50_000, currency: 'EUR', reason: 'insufficient_funds', workerId: 'w-insp', attempts: 1, routingKey: 'tx.withdrawal' });
+    expect(first.detail).toMatch(/balance 10000 < amount 50000/);
+    expect(Date.parse(first.at!)).toBeGreaterThan(Date.now() - 120_000);
+    const bad = report.messages.find((m) => m.id === badJsonId)!;
+    expect(bad).toMatchObject({ reason: 'invalid_message', type: null, accountId: null });
+    // Nothing removed: the same six are still there, in the queue's count and by id.
+    expect(await settledDepth(ns.topology.errorsQueue)).toBe(6);
+    expect((await idsInErrors()).sort()).toEqual(report.messages.map((m) => m.id).sort());
+  });
+
+  it('prints a table and a summary as text, again without removing anything', async () => {
+    const r = await runTxsim(['inspect-errors'], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^id +type +account +amount +reason +worker +when +attempts$/m);
+    expect(r.stdout).toMatch(new RegExp(`^${poor.withdrawals[1]!.id} +withdrawal +1 +500\\.00 EUR +insufficient_funds +w-insp +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ +1$`, 'm'));
+    expect(r.stdout).toContain(`${ns.topology.errorsQueue}: 6 messages; scanned 6, showing 6`);
+    expect(r.stdout).toMatch(/^insufficient_funds +3$/m);
+    expect(r.stdout).toContain('nothing removed');
+    expect(await settledDepth(ns.topology.errorsQueue)).toBe(6);
+  });
+
+  it('--reason and --limit filter what is shown; the summary still counts the whole queue', async () => {
+    const report = await inspect(['--reason', 'unknown_account', '--limit', '1']);
+    expect(report.messages).toHaveLength(1);
+    expect(report.messages[0]!.reason).toBe('unknown_account');
+    expect(report.byReason).toEqual({ insufficient_funds: 3, unknown_account: 2, invalid_message: 1 });
+    expect(await settledDepth(ns.topology.errorsQueue)).toBe(6);
+  });
+
+  it('--ack removes exactly the messages shown, and nothing else', async () => {
+    const acked = await inspect(['--reason', 'insufficient_funds', '--limit', '2', '--ack']);
+    expect(acked.removed).toBe(2);
+    const removedIds = acked.messages.map((m) => m.id);
+    expect(removedIds).toHaveLength(2);
+    expect(await settledDepth(ns.topology.errorsQueue)).toBe(4);
+    const left = await idsInErrors();
+    for (const id of removedIds) expect(left).not.toContain(id);
+    const keptWithdrawal = poor.withdrawals.map((b) => b.id as string).find((id) => !removedIds.includes(id))!;
+    expect(left).toContain(keptWithdrawal);
+    expect((await inspect([])).byReason).toEqual({ insufficient_funds: 1, unknown_account: 2, invalid_message: 1 });
+  });
+
+  it('--ack without a filter empties what it showed: the queue', async () => {
+    const acked = await inspect(['--ack']);
+    expect(acked.removed).toBe(4);
+    expect(await settledDepth(ns.topology.errorsQueue)).toBe(0);
+  });
+
+  it('--dead reads the parking queue (empty here)', async () => {
+    expect(await inspect(['--dead'])).toMatchObject({ queue: ns.topology.deadQueue, kind: 'dead', depth: 0, scanned: 0, messages: [] });
+  });
+
+  it('a namespace that was never set up is "not found" (exit 5), not a crash', async () => {
+    const r = await runTxsim(['inspect-errors'], { ...ns.env, TXSIM_NAMESPACE: `${ns.name}_none` });
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain(`queue ${ns.name}_none.errors does not exist`);
+  });
+});

@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HEADERS } from '../../src/amqp/topology.js';
+import type { InspectReport } from '../../src/app/inspect-errors.js';
+import type { ReplayReport } from '../../src/app/replay-dead.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { publishRaw, txBody } from '../helpers/publish.js';
+import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+
+/**
+ * `txsim replay-dead` against messages a real worker parked (their account row was locked from
+ * outside until every attempt timed out): replayed messages leave the dead queue, come back
+ * through the transactions exchange with a fresh attempt count, and get applied.
+ */
+
+let ns: TestNamespace;
+let worker: WorkerProcess;
+const parked = [1, 2, 3].map((i) => txBody({ accountId: 2, amountMinor: 100 * i }));
+
+async function depth(queue: string): Promise<number> {
+  const channel = await ns.amqp.createChannel();
+  try {
+    return (await channel.checkQueue(queue)).messageCount;
+  } finally {
+    await channel.close();
+  }
+}
+
+async function outcome(id: string) {
+  return ns.db('transactions').where('id', id).first('status', 'attempts', 'worker_id');
+}
+
+async function balance(accountId: number): Promise<bigint> {
+  return BigInt((await ns.db('accounts').where('id', accountId).first('balance_minor')).balance_minor);
+}
+
+beforeAll(async () => {
+  ns = await createTestNamespace('replay');
+  expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
+  await ns.seed(2, { openingBalanceMinor: 10_000n });
+  worker = startWorker('w-replay', ns.env, ['--batch-size', '1', '--max-attempts', '2', '--lock-wait-timeout', '1']);
+  const holder = await ns.db.transaction();
+  try {
+    await holder.raw('SELECT id FROM accounts WHERE id = 2 FOR UPDATE');
+    await publishRaw(ns.amqp, ns.topology, parked.map((body) => ({ body })));
+    await waitFor(async () => (await depth(ns.topology.deadQueue)) === 3, 60_000, 'three parked messages');
+  } finally {
+    await holder.rollback();
+  }
+});
+
+afterAll(async () => {
+  await worker?.stop();
+  await ns?.cleanup();
+});
+
+describe('parked messages', () => {
+  it('inspect-errors --dead shows them with the last error, attempts and original routing key', async () => {
+    const r = await runTxsim(['inspect-errors', '--dead', '--json'], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as InspectReport;
+    expect(report).toMatchObject({ kind: 'dead', depth: 3, removed: 0 });
+    expect(report.messages.map((m) => m.id).sort()).toEqual(parked.map((b) => b.id).sort());
+    for (const m of report.messages) {
+      expect(m).toMatchObject({ type: 'deposit', accountId: 2, attempts: 2, workerId: 'w-replay', routingKey: 'tx.deposit' });
+      expect(m.reason).toMatch(/LOCK_WAIT|1205/);
+      expect(m.detail).toContain(m.reason);
+    }
+    expect(Object.values(report.byReason)).toEqual([3]);
+    expect(await depth(ns.topology.deadQueue)).toBe(3);
+  });
+});
+
+describe('txsim replay-dead', () => {
+  it('--id replays only that message; it is applied on a fresh first attempt', async () => {
+    const target = parked[0]!.id as string;
+    const r = await runTxsim(['replay-dead', '--id', target, '--json'], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    const report = JSON.parse(r.stdout) as ReplayReport;
+    expect(report).toMatchObject({ queue: ns.topology.deadQueue, exchange: ns.topology.transactionsExchange, replayed: [{ id: target, routingKey: 'tx.deposit' }], failed: [], notFound: [] });
+    await waitFor(async () => (await outcome(target))?.status === 'applied', 20_000, 'the replayed message to apply');
+    // The attempt count was reset by the replay: this is attempt 1, not 3.
+    expect(await outcome(target)).toMatchObject({ status: 'applied', attempts: 1, worker_id: 'w-replay' });
+    expect(await depth(ns.topology.deadQueue)).toBe(2);
+    for (const other of parked.slice(1)) expect(await outcome(other.id as string)).toBeUndefined();
+  });
+
+  it('an id that is not parked: exit 5, and nothing is removed', async () => {
+    const r = await runTxsim(['replay-dead', '--id', randomUUID()], ns.env);
+    expect(r.code).toBe(5);
+    expect(r.stdout).toContain('replayed 0 messages');
+    expect(r.stderr).toContain('not parked');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(await depth(ns.topology.deadQueue)).toBe(2);
+  });
+
+  it('without --id replays the rest (--limit bounds it) and the books balance afterwards', async () => {
+    const one = await runTxsim(['replay-dead', '--limit', '1', '--json'], ns.env);
+    expect(one.code, one.stderr).toBe(0);
+    expect((JSON.parse(one.stdout) as ReplayReport).replayed).toHaveLength(1);
+    expect(await depth(ns.topology.deadQueue)).toBe(1);
+    const rest = await runTxsim(['replay-dead'], ns.env);
+    expect(rest.code, rest.stderr).toBe(0);
+    expect(rest.stdout).toContain(`replayed 1 messages from ${ns.topology.deadQueue} to ${ns.topology.transactionsExchange}`);
+    for (const body of parked) await waitFor(async () => (await outcome(body.id as string))?.status === 'applied', 20_000, `${String(body.id)} to apply`);
+    expect(await depth(ns.topology.deadQueue)).toBe(0);
+    expect(await balance(2)).toBe(10_000n + 100n + 200n + 300n);
+    // Nothing went back to the dead queue or the errors queue on the way.
+    const channel = await ns.amqp.createChannel();
+    try {
+      expect(await peekQueue(channel, ns.topology.errorsQueue)).toHaveLength(0);
+    } finally {
+      await channel.close();
+    }
+    const verify = await runTxsim(['verify'], ns.env);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+  });
+
+  it('a message whose routing key no longer routes stays parked (exit 6), never lost', async () => {
+    // Parked by hand with a routing key nothing is bound to: the republish comes back unroutable.
+    const body = txBody({ accountId: 1 });
+    const channel = await ns.amqp.createConfirmChannel();
+    channel.sendToQueue(ns.topology.deadQueue, Buffer.from(JSON.stringify(body)), {
+      persistent: true,
+      contentType: 'application/json',
+      messageId: body.id as string,
+      headers: { [HEADERS.attempts]: 5, [HEADERS.lastError]: 'ER_LOCK_DEADLOCK: Deadlock found', [HEADERS.originalRoutingKey]: 'nowhere.bound' },
+    });
+    await channel.waitForConfirms();
+    await channel.close();
+    const r = await runTxsim(['replay-dead', '--json'], ns.env);
+    expect(r.code).toBe(6);
+    expect((JSON.parse(r.stdout) as ReplayReport).failed).toEqual([{ id: body.id, error: expect.stringContaining('unroutable') }]);
+    await waitFor(async () => (await depth(ns.topology.deadQueue)) === 1, 5_000, 'the message to stay parked');
+    expect(await outcome(body.id as string)).toBeUndefined();
+  });
+});
