@@ -133,7 +133,9 @@ export function decodeAccountingEvent(body: Buffer): DecodedEvent {
   if (o.currency !== null && !(typeof o.currency === 'string' && /^[A-Z]{3}$/.test(o.currency))) return fail('currency must be a 3-letter code or null');
   if (o.amountMinor !== null && !(typeof o.amountMinor === 'string' && MINOR.test(o.amountMinor))) return fail('amountMinor must be a string of minor units or null');
   if (o.balanceAfterMinor !== null && !(typeof o.balanceAfterMinor === 'string' && MINOR.test(o.balanceAfterMinor))) return fail('balanceAfterMinor must be a string of minor units or null');
-  if (typeof o.occurredAt !== 'string' || Number.isNaN(Date.parse(o.occurredAt))) return fail('occurredAt must be an ISO 8601 time');
+  // DATETIME(3) holds years 1000-9999 only.
+  const occurredYear = typeof o.occurredAt === 'string' ? new Date(o.occurredAt).getUTCFullYear() : NaN;
+  if (!(occurredYear >= 1000 && occurredYear <= 9999)) return fail('occurredAt must be an ISO 8601 time in years 1000-9999');
   const amountMinor = o.amountMinor === null ? null : BigInt(o.amountMinor as string);
   const balanceAfterMinor = o.balanceAfterMinor === null ? null : BigInt(o.balanceAfterMinor as string);
   // BIGINT columns hold signed 64 bits; 19 digits can exceed that.
@@ -152,7 +154,7 @@ export function decodeAccountingEvent(body: Buffer): DecodedEvent {
       amountMinor,
       currency: o.currency as string | null,
       balanceAfterMinor,
-      occurredAt: new Date(o.occurredAt).toISOString(),
+      occurredAt: new Date(o.occurredAt as string).toISOString(),
     },
   };
 }

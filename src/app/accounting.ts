@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Channel, ChannelModel, ConsumeMessage, RecoveringChannelModel } from 'amqplib';
 import { connectRecovering } from '../amqp/connect.js';
 import { assertTopology, type Topology } from '../amqp/topology.js';
@@ -275,6 +276,9 @@ export class AccountingConsumer {
     private readonly deps: AccountingDeps,
   ) {
     if (options.webhook && !deps.transport) throw new Error('a webhook needs a transport');
+    // Every event in progress listens on these two signals (its waits and its HTTP attempt): up to
+    // `prefetchCount` each, which is expected, not a leak.
+    setMaxListeners(options.prefetchCount * 2 + 10, this.stopRetrying.signal, this.hardStop.signal);
     this.webhookUrlRedacted = options.webhook ? redactUrl(options.webhook.url) : null;
   }
 

@@ -69,6 +69,7 @@ describe('accounting event wire format', () => {
     ['a reason too long to store', Buffer.from(JSON.stringify({ ...wire(), reason: 'r'.repeat(33) }))],
     ['a lowercase currency', Buffer.from(JSON.stringify({ ...wire(), currency: 'eur' }))],
     ['a bad time', Buffer.from(JSON.stringify({ ...wire(), occurredAt: 'yesterday' }))],
+    ['a time no DATETIME column holds', Buffer.from(JSON.stringify({ ...wire(), occurredAt: '+010000-01-01T00:00:00.000Z' }))],
     ['an oversized body', Buffer.alloc(9_000, 32)],
   ])('refuses %s with a reason', (_, body) => {
     const decoded = decodeAccountingEvent(body);
