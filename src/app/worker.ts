@@ -20,6 +20,8 @@ export interface WorkerOptions {
   readonly batchSizeMax: number;
   /** How long a partial batch waits for more messages before it is applied anyway. */
   readonly batchWaitMs: number;
+  /** Batches applied at once (each its own DB transaction and pooled connection). */
+  readonly transactionsMax: number;
   /** Attempts at a message that keeps failing with system errors before it is parked. */
   readonly attemptsMax: number;
   /** How long shutdown waits for in-flight messages before closing anyway. */
@@ -54,7 +56,8 @@ export class Worker {
   private consumerTag: string | null = null;
   private generation = 0;
   private buffer: Delivery[] = [];
-  private flushing: Promise<void> | null = null;
+  /** Batches being applied right now (at most `transactionsMax`). */
+  private readonly flushes = new Set<Promise<void>>();
   private batchTimer: NodeJS.Timeout | null = null;
   private closing = false;
   private closed: Promise<void> | null = null;
@@ -129,7 +132,7 @@ export class Worker {
     this.consumeChannel = null;
     this.consumerTag = null;
     this.publisher = null;
-    this.metrics.inFlight = this.flushing ? this.metrics.inFlight : 0;
+    this.metrics.inFlight = 0;
     if (dropped > 0) this.log.warn({ dropped }, 'channel gone; dropped buffered deliveries (they will be redelivered)');
   }
 
@@ -146,37 +149,44 @@ export class Worker {
     this.schedule();
   }
 
-  /** Starts a flush when a full batch is waiting, or after `batchWaitMs` for a partial one. */
+  /**
+   * Starts flushes while there is room: at once for a full batch, after `batchWaitMs` for a partial
+   * one. Up to `transactionsMax` batches are applied at once, so the worker keeps preparing the next
+   * batch while the database commits the previous one.
+   */
   private schedule(): void {
-    if (this.flushing || this.pausedForDatabase || this.buffer.length === 0) return;
-    if (this.buffer.length >= this.options.batchSizeMax || this.options.batchWaitMs === 0 || this.closing) {
+    if (this.pausedForDatabase) return;
+    while (this.flushes.size < this.options.transactionsMax && this.buffer.length >= this.options.batchSizeMax) this.startFlush();
+    if (this.buffer.length === 0 || this.flushes.size >= this.options.transactionsMax) return;
+    if (this.options.batchWaitMs === 0 || this.closing) {
       this.startFlush();
     } else if (!this.batchTimer) {
       this.batchTimer = setTimeout(() => {
         this.batchTimer = null;
-        this.startFlush();
+        if (this.flushes.size < this.options.transactionsMax && !this.pausedForDatabase) this.startFlush();
       }, this.options.batchWaitMs);
     }
   }
 
   private startFlush(): void {
-    if (this.flushing || this.buffer.length === 0) return;
+    if (this.buffer.length === 0) return;
     if (this.batchTimer) {
       clearTimeout(this.batchTimer);
       this.batchTimer = null;
     }
     const batch = this.buffer.splice(0, this.options.batchSizeMax);
-    this.flushing = this.processBatch(batch)
+    const flush: Promise<void> = this.processBatch(batch)
       .catch((err) => {
         // processBatch handles every expected failure; reaching here is a bug. Keep the worker alive.
         this.metrics.recordError(err);
         this.log.error({ err: (err as Error).stack }, 'unexpected failure while processing a batch');
       })
       .finally(() => {
-        this.flushing = null;
+        this.flushes.delete(flush);
         this.metrics.inFlight = this.buffer.length;
         this.schedule();
       });
+    this.flushes.add(flush);
   }
 
   private async processBatch(batch: Delivery[]): Promise<void> {
@@ -310,6 +320,11 @@ export class Worker {
    * stop consuming, and probe the database with capped backoff until it answers.
    */
   private async pauseForDatabase(batch: Delivery[], failure: ClassifiedFailure): Promise<void> {
+    if (this.pausedForDatabase) {
+      // Another batch already paused the worker: just hand this one back too.
+      for (const d of batch) this.nackRequeue(d);
+      return;
+    }
     this.pausedForDatabase = true;
     this.metrics.paused = true;
     this.log.error({ code: failure.code, err: failure.message }, 'database unavailable; pausing consumption');
@@ -317,15 +332,7 @@ export class Worker {
     const held = [...batch, ...this.buffer.splice(0)];
     if (channel && this.consumerTag) await channel.cancel(this.consumerTag).catch(() => {});
     this.consumerTag = null;
-    for (const d of held) {
-      if (d.channel === channel && d.generation === this.generation) {
-        try {
-          d.channel.nack(d.msg, false, true);
-        } catch {
-          // channel gone: RabbitMQ requeues on its own
-        }
-      }
-    }
+    for (const d of held) this.nackRequeue(d);
     for (let delayMs = 250; !this.closing; delayMs = Math.min(delayMs * 2, 5_000)) {
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       try {
@@ -340,6 +347,16 @@ export class Worker {
     if (this.closing) return;
     this.log.info('database back; resuming consumption');
     if (this.consumeChannel && this.consumeChannel === channel) await this.consume(this.consumeChannel, this.generation).catch(() => {});
+  }
+
+  /** Hands a delivery back to the queue (no attempt spent). A gone channel requeues on its own. */
+  private nackRequeue(d: Delivery): void {
+    if (d.channel !== this.consumeChannel || d.generation !== this.generation) return;
+    try {
+      d.channel.nack(d.msg, false, true);
+    } catch {
+      // channel gone: RabbitMQ requeues on its own
+    }
   }
 
   /**
@@ -370,9 +387,9 @@ export class Worker {
 
   private async drain(deadlineMs: number): Promise<void> {
     const deadline = Date.now() + deadlineMs;
-    while ((this.flushing || this.buffer.length > 0) && Date.now() < deadline) {
+    while ((this.flushes.size > 0 || this.buffer.length > 0) && Date.now() < deadline) {
       this.schedule();
-      await Promise.race([this.flushing ?? Promise.resolve(), new Promise((r) => setTimeout(r, 50))]);
+      await Promise.race([...this.flushes, new Promise((r) => setTimeout(r, 50))]);
     }
     if (this.buffer.length > 0) this.log.warn({ left: this.buffer.length }, 'shutdown deadline reached; unacked messages go back to the queue');
   }

@@ -22,7 +22,7 @@ export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 't
 export async function handleWorker(ctx: CommandContext, options: WorkerCommandOptions, signal: AbortSignal): Promise<void> {
   const { config } = ctx;
   const log = ctx.log.child({ workerId: options.workerId });
-  const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4, lockWaitTimeoutS: options.lockWaitTimeoutS });
+  const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: options.transactionsMax + 2, lockWaitTimeoutS: options.lockWaitTimeoutS });
   const worker = new Worker({ ...options, amqpUrl: config.amqpUrl, topology: topologyOf(config) }, db, log);
   let relay: OutboxRelay | null = null;
   let stats: StatsPublisher | null = null;
@@ -59,6 +59,7 @@ export function registerWorker(program: Command): void {
     .option('--prefetch <n>', 'unacknowledged messages this worker may hold', '200')
     .option('--batch-size <n>', 'most messages per DB transaction (1 = one commit per message)', '100')
     .option('--batch-wait <ms>', 'how long a partial batch waits for more messages', '5')
+    .option('--transactions <n>', 'batches applied at once, each in its own DB transaction', '2')
     .option('--max-attempts <n>', 'attempts at a message failing with system errors before it is parked', '5')
     .option('--lock-wait-timeout <s>', 'innodb_lock_wait_timeout of the worker sessions', '10')
     .option('--shutdown-deadline <ms>', 'how long shutdown waits for in-flight messages', '15000')
@@ -71,6 +72,7 @@ export function registerWorker(program: Command): void {
         prefetchCount: parseIntFlag('--prefetch', opts.prefetch, 200, 1, 65_535),
         batchSizeMax: parseIntFlag('--batch-size', opts.batchSize, 100, 1, 5_000),
         batchWaitMs: parseIntFlag('--batch-wait', opts.batchWait, 5, 0, 10_000),
+        transactionsMax: parseIntFlag('--transactions', opts.transactions, 2, 1, 16),
         attemptsMax: parseIntFlag('--max-attempts', opts.maxAttempts, 5, 1, 100),
         lockWaitTimeoutS: parseIntFlag('--lock-wait-timeout', opts.lockWaitTimeout, 10, 1, 3_600),
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', opts.shutdownDeadline, 15_000, 0, 600_000),
