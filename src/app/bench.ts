@@ -15,6 +15,8 @@ import { verifyBooks } from './verify.js';
 export interface BenchOptions {
   readonly workers: number;
   readonly batchSizeMax: number;
+  /** Batches each worker applies at once. */
+  readonly transactionsMax: number;
   readonly prefetchCount: number;
   readonly accounts: number;
   readonly hotShare: number;
@@ -192,7 +194,7 @@ async function resetNamespace(config: Config, connection: ChannelModel, topology
 function startWorkerProcess(config: Config, options: BenchOptions, id: string): ChildProcess {
   const child = spawn(
     process.execPath,
-    [...options.workerNodeArgs, CLI, 'worker', '--id', id, '--batch-size', String(options.batchSizeMax), '--prefetch', String(options.prefetchCount), '--log-level', 'warn', '--no-relay'],
+    [...options.workerNodeArgs, CLI, 'worker', '--id', id, '--batch-size', String(options.batchSizeMax), '--transactions', String(options.transactionsMax), '--prefetch', String(options.prefetchCount), '--log-level', 'warn', '--no-relay'],
     {
       env: { ...process.env, TXSIM_NAMESPACE: config.namespace, AMQP_URL: config.amqpUrl, DATABASE_URL: config.databaseUrl, TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(',') },
       stdio: ['ignore', 'ignore', 'inherit'],

@@ -33,7 +33,7 @@ export async function handleBench(ctx: CommandContext, options: BenchOptions, fo
   let report: BenchReport;
   try {
     if (format === 'csv') ctx.out('t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb');
-    else if (format === 'table') ctx.out(`bench ${config.namespace}: ${options.workers} workers, batch ${options.batchSizeMax}, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}`);
+    else if (format === 'table') ctx.out(`bench ${config.namespace}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}`);
     report = await runBench({ config, connection, topology: topologyOf(config), log: ctx.log }, options, (s) => printSecond(ctx, s, format));
   } finally {
     await connection.close().catch(() => {});
@@ -69,6 +69,7 @@ export function registerBench(program: Command): void {
     .description('measure throughput and latency end to end: reset a bench namespace, start W workers, publish, drain, verify')
     .option('--workers <n>', 'worker processes', '3')
     .option('--batch-size <n>', 'messages per DB transaction (1 = one commit per message)', '100')
+    .option('--transactions <n>', 'batches each worker applies at once', '2')
     .option('--prefetch <n>', 'prefetch per worker', '300')
     .option('--accounts <n>', 'customer accounts', '10000')
     .option('--hot-accounts <share>', 'share of traffic on 3 hot accounts', '0')
@@ -90,6 +91,7 @@ export function registerBench(program: Command): void {
       const options: BenchOptions = {
         workers: parseIntFlag('--workers', str('workers'), 3, 1, 32),
         batchSizeMax: parseIntFlag('--batch-size', str('batchSize'), 100, 1, 5_000),
+        transactionsMax: parseIntFlag('--transactions', str('transactions'), 2, 1, 16),
         prefetchCount: parseIntFlag('--prefetch', str('prefetch'), 300, 1, 65_535),
         accounts: parseIntFlag('--accounts', str('accounts'), 10_000, 1, 1_000_000),
         hotShare: parseFractionFlag('--hot-accounts', str('hotAccounts'), 0),
