@@ -1,0 +1,108 @@
+// Turns the JSON reports of scripts/bench.sh (and the workers' CPU profiles) into BENCHMARKS.md.
+// Usage: node scripts/bench-report.mjs <bench-json-dir> <cpu-profile-dir>
+import { execSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+
+const [benchDir = '.txsim/bench', profileDir = '.txsim/profiles'] = process.argv.slice(2);
+const runs = readdirSync(benchDir)
+  .filter((f) => f.endsWith('.json'))
+  .map((f) => ({ name: f.replace(/\.json$/, ''), ...JSON.parse(readFileSync(join(benchDir, f), 'utf8')) }))
+  .sort((a, b) => order(a.name) - order(b.name));
+
+function order(name) {
+  const at = ['per-message-3w', 'batched-1w', 'batched-2w', 'batched-3w', 'batched-3w-100acc', 'batched-3w-hot', 'paced-2000', 'profiled-3w', 'soak-5000-5min'].indexOf(name);
+  return at === -1 ? 99 : at;
+}
+const sh = (cmd) => {
+  try {
+    return execSync(cmd, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+};
+
+const out = [];
+const p = (l = '') => out.push(l);
+p('# txsim benchmarks');
+p();
+p(`Written by \`scripts/bench.sh\` on ${new Date().toISOString().slice(0, 10)}. Every figure below comes from a \`txsim bench\` run`);
+p('on the machine described here; none is a timed assertion in a test.');
+p();
+p('## The machine');
+p();
+p(`- ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${sh('uname -sr')}`);
+p(`- Node ${process.version}; ${sh("rabbitmqctl version 2>/dev/null | sed 's/^/RabbitMQ /'")}; ${sh("mariadb --version | sed -E 's/.*Distrib ([^,]+),.*/MariaDB \\1/'")}`);
+p(`- MariaDB \`innodb_flush_log_at_trx_commit\` = ${sh("mariadb -uroot -N -e 'SELECT @@innodb_flush_log_at_trx_commit'")} (durable commits), \`innodb_buffer_pool_size\` = ${sh("mariadb -uroot -N -e 'SELECT @@innodb_buffer_pool_size DIV 1048576'")} MiB`);
+p('- Broker, database, gen and workers all on this one box, over loopback. Messages persistent, publisher confirms on, quorum queues.');
+p();
+p('## Results');
+p();
+p('| run | workers | batch × in flight | accounts | hot share | rate asked | published | publish msg/s | end-to-end tx/s | confirm p99 ms | created→committed p50 / p99 / max ms | worker CPU % (sum) | worker RSS first→last (max) MB | verify |');
+p('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+for (const r of runs) {
+  const o = r.options;
+  p(`| ${r.name} | ${o.workers} | ${o.batchSizeMax} × ${o.transactionsMax} | ${o.accounts} | ${o.hotShare} | ${o.ratePerS || 'max'} | ${r.published} | ${r.publishRatePerS} | **${r.endToEndRatePerS}** | ${r.confirmLatencyMs.p99} | ${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max} | ${r.workerCpuPctAvg} | ${r.workerRssMbFirst}→${r.workerRssMbLast} (${r.workerRssMbMax}) | ${r.verifyOk ? `OK, ${r.lost} lost, ${r.duplicated} dup` : 'FAILED'} |`);
+}
+p();
+const per = runs.find((r) => r.name === 'per-message-3w');
+const batched = runs.find((r) => r.name === 'batched-3w');
+if (per && batched) p(`Batched vs one commit per message (3 workers): **${(batched.endToEndRatePerS / Math.max(1, per.endToEndRatePerS)).toFixed(1)}×**.`);
+const soak = runs.find((r) => r.name.startsWith('soak'));
+if (soak) {
+  const rss = soak.seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
+  const tail = rss.slice(Math.floor(rss.length / 5));
+  const lo = Math.min(...tail);
+  const hi = Math.max(...tail);
+  p(`Soak: worker RSS after warm-up (last 80 % of the run) between ${lo} and ${hi} MB (±${(((hi - lo) / 2 / ((hi + lo) / 2)) * 100).toFixed(1)} %); ${soak.lost} lost, ${soak.duplicated} duplicated.`);
+}
+p();
+p('## Per-second lines');
+p();
+p('Each run prints PerfTest-style lines (sent / confirmed / applied / rejected per second, worker CPU and RSS); the');
+p('JSON reports in `.txsim/bench/` keep all of them. The 3-worker batched run:');
+p();
+p('```');
+for (const s of (batched?.seconds ?? []).slice(0, 30)) p(`t=${String(s.t).padStart(3)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  cpu ${s.workerCpuPct}%  rss ${s.workerRssMb} MB`);
+p('```');
+p();
+p('## Where the time goes (worker CPU profile)');
+p();
+if (existsSync(profileDir)) {
+  const self = new Map();
+  let total = 0;
+  for (const f of readdirSync(profileDir).filter((x) => x.endsWith('.cpuprofile'))) {
+    const prof = JSON.parse(readFileSync(join(profileDir, f), 'utf8'));
+    const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+    const dt = new Map();
+    prof.samples.forEach((id, i) => dt.set(id, (dt.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0)));
+    for (const [id, us] of dt) {
+      const n = byId.get(id);
+      const url = n.callFrame.url || '';
+      const where = url.includes('node_modules/') ? url.split('node_modules/')[1].split('/')[0] : url.includes('/dist/') ? `txsim ${url.split('/dist/')[1]}` : url ? 'node internals' : n.callFrame.functionName || '(native)';
+      const key = `${where}`;
+      self.set(key, (self.get(key) ?? 0) + us);
+      total += us;
+    }
+  }
+  p('Self time of the three worker processes in the `profiled-3w` run, grouped by package (`node --cpu-prof`):');
+  p();
+  p('| where | share of worker CPU samples |');
+  p('|---|---|');
+  for (const [k, us] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12)) p(`| ${k} | ${((us / total) * 100).toFixed(1)} % |`);
+  p();
+} else p('(no profiles found)');
+// The analysis (what bounds the result, what was tried) is written by people, kept beside the numbers.
+if (existsSync('docs/bench-analysis.md')) {
+  p(readFileSync('docs/bench-analysis.md', 'utf8').trim());
+  p();
+}
+p('## How to reproduce');
+p();
+p('```sh');
+p('bash scripts/bench.sh                       # the whole matrix (~15 min), rewrites this file');
+p('npx txsim bench --workers 3 --count 100000  # one run; --json / --csv for machine-readable output');
+p('```');
+p();
+process.stdout.write(out.join('\n'));
