@@ -23,12 +23,14 @@ export async function handleInspectErrors(ctx: CommandContext, options: InspectO
   }
   ctx.out(
     table(
-      ['id', 'type', 'account', 'amount', 'reason', 'worker', 'when', 'attempts'],
+      ['id', 'type', 'account', 'amount', 'currency', 'reason', 'worker', 'when', 'attempts'],
       report.messages.map((m) => [
         m.id ?? '?',
         m.type ?? '',
         m.accountId ?? '',
-        m.amountMinor !== null && Number.isSafeInteger(m.amountMinor) ? formatMinor(m.amountMinor, m.currency ?? undefined) : '',
+        // Amounts of poison messages can be anything; only whole minor units are formatted as money.
+        m.amountMinor !== null && Number.isSafeInteger(m.amountMinor) ? formatMinor(m.amountMinor) : '',
+        m.currency ?? '',
         m.reason,
         m.workerId ?? '',
         m.at ? m.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z') : '',

@@ -331,8 +331,11 @@ Example:
       };
       const controller = new AbortController();
       const stop = () => controller.abort();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
+      // \`on\`, not \`once\`: Ink's exit hook (signal-exit) re-raises the signal after restoring the
+      // terminal when it thinks nobody else listens; a listener still present keeps that from
+      // killing the process before the connection is closed.
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
       await handleWatch(contextFor(command), options, { tty: Boolean(process.stdout.isTTY), signal: controller.signal });
     });
 }

@@ -94,8 +94,8 @@ describe('txsim inspect-errors', () => {
   it('prints a table and a summary as text, again without removing anything', async () => {
     const r = await runTxsim(['inspect-errors'], ns.env);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^id +type +account +amount +reason +worker +when +attempts$/m);
-    expect(r.stdout).toMatch(new RegExp(`^${poor.withdrawals[1]!.id} +withdrawal +1 +500\\.00 EUR +insufficient_funds +w-insp +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ +1$`, 'm'));
+    expect(r.stdout).toMatch(/^id +type +account +amount +currency +reason +worker +when +attempts$/m);
+    expect(r.stdout).toMatch(new RegExp(`^${poor.withdrawals[1]!.id} +withdrawal +1 +500\\.00 +EUR +insufficient_funds +w-insp +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ +1$`, 'm'));
     expect(r.stdout).toContain(`${ns.topology.errorsQueue}: 6 messages; scanned 6, showing 6`);
     expect(r.stdout).toMatch(/^insufficient_funds +3$/m);
     expect(r.stdout).toContain('nothing removed');
