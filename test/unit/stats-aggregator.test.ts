@@ -17,6 +17,7 @@ import {
   topRejectReasons,
   totalsOf,
   viewOf,
+  type SortKey,
   type StatsState,
 } from '../../src/metrics/stats-aggregator.js';
 import type { LatencySummary } from '../../src/metrics/snapshot.js';
@@ -191,8 +192,8 @@ describe('sorting', () => {
   it('by p99, slowest first', () => expect(ids('p99')).toEqual(['w10', 'w1', 'w2', 'w3']));
   it('by status: active, idle, stale, gone', () => expect(ids('status')).toEqual(['w2', 'w10', 'w1', 'w3']));
   it('s cycles through every key and back', () => {
-    let key = SORT_KEYS[0];
-    const seen = [key];
+    let key: SortKey = SORT_KEYS[0];
+    const seen: SortKey[] = [key];
     for (let i = 1; i < SORT_KEYS.length; i++) seen.push((key = nextSortKey(key)));
     expect(seen).toEqual([...SORT_KEYS]);
     expect(nextSortKey(key)).toBe(SORT_KEYS[0]);
