@@ -4,7 +4,7 @@ import { connectOnce, connectRecovering } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { describeEndpoints, type Config } from '../config/config.js';
 import { parseIntFlag } from '../config/parse.js';
-import { UsageError } from '../errors.js';
+import { NotFoundError, UsageError } from '../errors.js';
 import { ManagementApiClient, PassiveDeclareReader, QueueDepthReader, vhostOf, watchedQueues, type QueueReading } from '../http/management-api.js';
 import type { Logger } from '../log.js';
 import { DEFAULT_STALENESS, emptyStats, receiveInvalid, receiveSnapshot, tick, viewOf, type StalenessOptions, type StatsState, type WorkerRow } from '../metrics/stats-aggregator.js';
@@ -110,19 +110,39 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
   const topology = topologyOf(config);
   const store = new WatchFeedStore(options.staleness);
   const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
+  let current: ChannelModel | null = null;
+  let closing = false;
+  // Subscribes on each new connection. A namespace not set up yet has no stats exchange: say so
+  // on screen and look again every 2 s; any other failure drops the connection to start over.
+  const keepSubscribed = (model: ChannelModel): void => {
+    subscribeOn(model, topology.statsExchange, store, log).then(
+      () => store.setBroker('connected'),
+      (err: unknown) => {
+        if (closing || current !== model) return;
+        if (isNotFound(err)) {
+          store.setBroker('connected', `no ${topology.statsExchange} yet: txsim setup?`);
+          setTimeout(() => current === model && !closing && keepSubscribed(model), 2_000).unref();
+          return;
+        }
+        log.warn({ err: (err as Error).message }, 'could not subscribe to stats; reconnecting');
+        model.close().catch(() => {});
+      },
+    );
+  };
   const connection = await connectRecovering({
     url: config.amqpUrl,
     log,
     clientName: 'txsim watch',
     setup: async () => {},
     onConnect: (model) => {
+      current = model;
       store.setBroker('connected');
-      subscribeOn(model, topology.statsExchange, store, log).catch((err) => {
-        log.warn({ err: (err as Error).message }, 'could not subscribe to stats; reconnecting');
-        model.close().catch(() => {});
-      });
+      keepSubscribed(model);
     },
-    onDisconnect: (err) => store.setBroker('reconnecting', err.message.slice(0, 60)),
+    onDisconnect: (err) => {
+      current = null;
+      store.setBroker('reconnecting', err.message.slice(0, 60));
+    },
     initialMaxRetries: 3,
   });
   const passive = new PassiveDeclareReader(connection);
@@ -149,6 +169,7 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
       await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
     }
   } finally {
+    closing = true;
     clearInterval(refresher);
     stopReading();
     await passive.close();
@@ -157,9 +178,16 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
   }
 }
 
+/** The broker's 404 on a passive declare: the exchange or queue does not exist. */
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: unknown }).code === 404;
+}
+
 async function subscribeOn(model: ChannelModel, exchange: string, store: WatchFeedStore, log: Logger): Promise<Channel> {
   const channel = await model.createChannel();
-  channel.on('error', (err: Error) => log.warn({ err: err.message }, 'stats channel error'));
+  channel.on('error', (err: Error) => {
+    if (!isNotFound(err)) log.warn({ err: err.message }, 'stats channel error');
+  });
   await subscribeStats(channel, exchange, {
     onSnapshot: store.onSnapshot,
     onInvalid: (error) => {
@@ -205,7 +233,12 @@ async function watchOnce(ctx: CommandContext, options: WatchOptions): Promise<Wa
   const passive = new PassiveDeclareReader(connection);
   try {
     store.setBroker('connected');
-    await subscribeOn(connection, topology.statsExchange, store, log);
+    try {
+      await subscribeOn(connection, topology.statsExchange, store, log);
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError(`exchange ${topology.statsExchange} does not exist (wrong --namespace, or run txsim setup)`);
+      throw err;
+    }
     await new Promise((resolve) => setTimeout(resolve, options.listenMs));
     try {
       store.setQueues(await new QueueDepthReader(watchedQueues(topology), api, passive).read(), null);
@@ -285,7 +318,7 @@ export function plainLines(data: WatchData, at: Date): string[] {
     ? `queues=${data.queues.source} ${data.queues.queues.map((q) => `${q.role === 'retry' ? `retry_${q.name.slice(q.name.lastIndexOf('.') + 1)}` : q.role}=${q.ready ?? '-'}/${q.unacked ?? '-'}`).join(' ')}`
     : `queues=unavailable`;
   const lines = [
-    `ts=${ts} kind=total workers=${t.workers} active=${t.byStatus.active} idle=${t.byStatus.idle} stale=${t.byStatus.stale} gone=${t.byStatus.gone} tx_per_s=${t.ratePerS} applied=${t.applied} rejected=${t.rejected} retried=${t.retried} parked=${t.parked} ${lat(t.endToEndMs)} broker=${data.broker.state} ${queues}`,
+    `ts=${ts} kind=total workers=${t.workers} active=${t.byStatus.active} idle=${t.byStatus.idle} stale=${t.byStatus.stale} gone=${t.byStatus.gone} tx_per_s=${t.ratePerS} applied=${t.applied} rejected=${t.rejected} retried=${t.retried} parked=${t.parked} ${lat(t.endToEndMs)} broker=${data.broker.state}${data.broker.detail ? ` broker_detail=${JSON.stringify(data.broker.detail)}` : ''} ${queues}`,
   ];
   for (const r of data.stats.rows) {
     lines.push(

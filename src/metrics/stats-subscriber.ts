@@ -23,11 +23,15 @@ export interface StatsListener {
 }
 
 /**
- * Declares the exchange (same arguments as the topology: fanout, transient), a private queue, and
- * consumes snapshots without acks (a lost snapshot is fine). Returns the queue name.
+ * Checks the exchange exists, declares a private server-named queue bound to it, and consumes
+ * snapshots without acks (a lost snapshot is fine). Returns the queue name.
+ *
+ * The exchange is only checked (passive declare), never declared: a watcher is a reader, and the
+ * least-privilege `watch` user (scripts/rabbitmq-users.sh) may not configure it. A missing exchange
+ * rejects with the broker's 404 (and closes the channel): the namespace was never set up.
  */
 export async function subscribeStats(channel: Channel, exchange: string, listener: StatsListener, now: () => number = Date.now): Promise<string> {
-  await channel.assertExchange(exchange, 'fanout', { durable: false });
+  await channel.checkExchange(exchange);
   const { queue } = await channel.assertQueue('', {
     exclusive: true,
     autoDelete: true,

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import type { Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,8 @@ import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/t
  */
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
+const exec = promisify(execFile);
+const hasRabbitmqctl = await exec('sh', ['-c', 'command -v rabbitmqctl']).then(() => true, () => false);
 type WatchJson = ReturnType<typeof jsonDocument>;
 
 let ns: TestNamespace;
@@ -150,6 +153,29 @@ describe('txsim watch --json', () => {
     const errors = doc.queues!.queues.find((q) => q.role === 'errors')!;
     // AMQP knows ready and consumers, not unacked or rates.
     expect(errors).toMatchObject({ ready: 2, unacked: null, inPerS: null, consumers: 0 });
+  });
+
+  it.skipIf(process.getuid?.() !== 0 || !hasRabbitmqctl)('works under the least-privilege watch user (no configure rights on the stats exchange)', async () => {
+    const password = 'watch-pw-3e1b';
+    await exec('bash', ['scripts/rabbitmq-users.sh', ns.name], {
+      cwd: new URL('../../', import.meta.url).pathname,
+      env: { ...process.env, TXSIM_USER_PREFIX: ns.name, TXSIM_GEN_PASSWORD: 'gen-pw-unused-1', TXSIM_WORKER_PASSWORD: 'worker-pw-unused-1', TXSIM_WATCH_PASSWORD: password },
+    });
+    try {
+      const user = `${ns.name}-watch`;
+      const doc = await watchJson({ ...ns.env, AMQP_URL: `amqp://${user}:${password}@127.0.0.1:5672`, RABBITMQ_API_URL: `http://${user}:${password}@127.0.0.1:15672` });
+      expect(doc.workers.map((w) => w.workerId).sort()).toEqual(['w1', 'w2']);
+      expect(doc.queues?.source).toBe('management-api');
+      expect(JSON.stringify(doc)).not.toContain(password);
+    } finally {
+      for (const role of ['gen', 'worker', 'watch']) await exec('rabbitmqctl', ['-q', 'delete_user', `${ns.name}-${role}`]).catch(() => {});
+    }
+  });
+
+  it('a namespace that was never set up: --json exits 5 naming the missing exchange', async () => {
+    const r = await runTxsim(['watch', '--json', '--listen', '0'], { ...ns.env, TXSIM_NAMESPACE: `${ns.name}_none` });
+    expect(r.code).toBe(5);
+    expect(r.stderr).toContain(`exchange ${ns.name}_none.stats does not exist`);
   });
 
   it('prints the same as text with --once', async () => {
