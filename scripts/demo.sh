@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo, on a fresh machine: installs dependencies, makes RabbitMQ and the database reachable,
-# sets up, seeds 100 accounts, starts 3 worker replicas, publishes a few thousand transactions with
-# some poison, waits until everything is processed, prints the verify report and stops the workers.
+# sets up, seeds 100 accounts, starts 3 worker replicas and the accounting system, publishes a few
+# thousand transactions with some poison, shows statement lines arriving, waits until everything is
+# processed, prints the verify report (ledger and statements) and stops everything.
 # Idempotent: run it again and it does a new run (new seed) on the same books.
 #   DEMO_COUNT=5000 DEMO_SEED=7 npm run demo
 set -euo pipefail
@@ -40,6 +41,8 @@ for id in w1 w2 w3; do
   $TXSIM worker --id "$id" >"$LOG_DIR/$id.log" 2>&1 &
   pids+=("$!")
 done
+$TXSIM accounting >"$LOG_DIR/accounting.out" 2>"$LOG_DIR/accounting.log" &
+pids+=("$!")
 sleep 1
 
 echo "== txsim gen $COUNT --seed $SEED --invalid 0.02"
@@ -47,14 +50,19 @@ $TXSIM gen "$COUNT" --seed "$SEED" --invalid 0.02 | tee "$LOG_DIR/gen.out"
 RUN_ID="$(sed -n 's/^run \([0-9a-f-]\{36\}\).*/\1/p' "$LOG_DIR/gen.out")"
 
 echo "== a few worker log lines (pino JSON; pretty when a worker runs on a terminal)"
-head -n 3 "$LOG_DIR/w1.log" || true
+head -n 3 "$LOG_DIR/w1.log" | cut -c1-240 || true
+echo "== statement lines as txsim accounting prints them (all in $LOG_DIR/accounting.out)"
+sleep 2
+tail -n 8 "$LOG_DIR/accounting.out" || true
 
 echo "== txsim verify --run $RUN_ID --wait 120"
 status=0
 $TXSIM verify --run "$RUN_ID" --wait 120 || status=$?
 
-echo "== the first accounts after the run"
-$TXSIM accounts list --limit 5
+echo "== the statement of account 1"
+$TXSIM accounting statement 1 --limit 8 || true
+echo "== where to look next: txsim watch · txsim inspect-errors · txsim accounts show 1"
+$TXSIM inspect-errors --limit 5 || true
 stop_workers
 echo "== demo finished (verify exit code $status). The RabbitMQ console: http://127.0.0.1:15672 (guest/guest)"
 exit "$status"

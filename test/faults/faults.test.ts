@@ -23,7 +23,7 @@ const gen = (s: Stage, count: number, seed: string, extra: string[] = []) =>
 
 describe('fault suite', () => {
   it('1. kill -9 a worker repeatedly, including right after a commit and before its ack', async () => {
-    const s = (current = await stage('kill'));
+    const s = (current = await stage('kill', { workerIds: ['w2', 'w3'] }));
     // This replica SIGKILLs itself right after its 3rd commit, before acking that batch.
     s.startWorker('w1', ['--fault-crash-after-commits', '3']);
     const run = gen(s, 6000, 'fault-kill', ['--rate', '1500']);

@@ -29,7 +29,6 @@ export interface TestNamespace {
 export async function createTestNamespace(prefix = 't'): Promise<TestNamespace> {
   const name = `${prefix}_${randomBytes(4).toString('hex')}`;
   const env = { ...process.env, TXSIM_NAMESPACE: name, TXSIM_RETRY_DELAYS: TEST_RETRY_DELAYS, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn' };
-  delete env.DATABASE_URL_OVERRIDE;
   const config = loadConfig(env, {});
   await ensureSchema(config.databaseUrl, config.databaseName);
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4 });
