@@ -11,6 +11,7 @@ if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json
   npm ci --no-audit --no-fund
 fi
 npm run --silent build
+npm run --silent typecheck   # tests too: vitest itself only strips types
 bash scripts/services.sh
 if (($# == 0)); then
   set -- --project unit --project integration
