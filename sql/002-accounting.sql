@@ -9,8 +9,8 @@
 -- number the worker gave the event, not by arrival: replicas may publish out of order.
 CREATE TABLE IF NOT EXISTS accounting_statements (
   id                  BIGINT      NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  event_id            CHAR(36)    NOT NULL,
-  transaction_id      CHAR(36)    NOT NULL,
+  event_id            CHAR(36) CHARACTER SET ascii COLLATE ascii_bin    NOT NULL,
+  transaction_id      CHAR(36) CHARACTER SET ascii COLLATE ascii_bin    NOT NULL,
   -- NULL when the outcome concerns no known account (unknown account, unreadable message).
   account_id          BIGINT      NULL,
   account_seq         BIGINT      NULL,
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS accounting_statements (
 -- written 'pending' in the same transaction as the statement line, and set to 'delivered' or
 -- 'failed' before the event is acknowledged, so a crash in between re-sends rather than forgets.
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
-  event_id        CHAR(36)      NOT NULL PRIMARY KEY,
+  event_id        CHAR(36) CHARACTER SET ascii COLLATE ascii_bin      NOT NULL PRIMARY KEY,
   -- Target URL without credentials.
   url             VARCHAR(1024) NOT NULL,
   status          ENUM('pending', 'delivered', 'failed') NOT NULL,

@@ -10,7 +10,11 @@ export class PublishError extends Error {
   }
 }
 
+/** Correlates a returned message without a message_id (rare) with its publish. */
+const PUBLISH_KEY_HEADER = 'x-txsim-publish-key';
+
 interface Pending {
+  messageId: string | undefined;
   resolve: (outcome: PublishOutcome) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
@@ -31,6 +35,7 @@ export interface ConfirmPublisherOptions {
  */
 export class ConfirmPublisher {
   private readonly pending = new Map<string, Pending>();
+  private readonly keysByMessageId = new Map<string, string[]>();
   private readonly roomWaiters: (() => void)[] = [];
   private drainWaiter: (() => void) | null = null;
   private closedError: Error | null = null;
@@ -41,7 +46,10 @@ export class ConfirmPublisher {
     private readonly options: ConfirmPublisherOptions,
   ) {
     channel.on('return', (message: Message) => {
-      const key = message.properties.headers?.['x-txsim-publish-key'] as string | undefined;
+      // A returned message is matched to its publish by message_id (or, without one, by a header):
+      // RabbitMQ sends basic.return before the confirm of the same message.
+      const messageId = message.properties.messageId as string | undefined;
+      const key = messageId ? this.keysByMessageId.get(messageId)?.[0] : (message.properties.headers?.[PUBLISH_KEY_HEADER] as string | undefined);
       const entry = key ? this.pending.get(key) : undefined;
       if (entry) entry.returned = true;
     });
@@ -76,18 +84,23 @@ export class ConfirmPublisher {
     const key = String(++this.sequence);
     const outcome = new Promise<PublishOutcome>((resolve, reject) => {
       const timer = setTimeout(() => this.settle(key, new PublishError(`no confirm within ${this.options.confirmTimeoutMs} ms`)), this.options.confirmTimeoutMs);
-      this.pending.set(key, { resolve, reject, timer, returned: false });
+      this.pending.set(key, { messageId: options.messageId, resolve, reject, timer, returned: false });
     });
     // Marked handled here: callers attach their own handler later, and an early failure must not
     // count as an unhandled rejection in between.
     outcome.catch(() => {});
+    if (options.messageId) {
+      const keys = this.keysByMessageId.get(options.messageId);
+      if (keys) keys.push(key);
+      else this.keysByMessageId.set(options.messageId, [key]);
+    }
     let writable: boolean;
     try {
       writable = this.channel.publish(
         exchange,
         routingKey,
         body,
-        { persistent: true, mandatory: true, ...options, headers: { ...options.headers, 'x-txsim-publish-key': key } },
+        { persistent: true, mandatory: true, ...options, ...(options.messageId ? {} : { headers: { ...options.headers, [PUBLISH_KEY_HEADER]: key } }) },
         (err: unknown) => this.settle(key, err ? new PublishError('broker nacked the message', { cause: err }) : null),
       );
     } catch (err) {
@@ -110,6 +123,12 @@ export class ConfirmPublisher {
     if (!entry) return;
     this.pending.delete(key);
     clearTimeout(entry.timer);
+    if (entry.messageId) {
+      const keys = this.keysByMessageId.get(entry.messageId);
+      const at = keys?.indexOf(key) ?? -1;
+      if (keys && at >= 0) keys.splice(at, 1);
+      if (keys?.length === 0) this.keysByMessageId.delete(entry.messageId);
+    }
     if (err) entry.reject(err);
     else entry.resolve(entry.returned ? 'returned' : 'confirmed');
     this.roomWaiters.shift()?.();

@@ -1,4 +1,5 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, RecoveringChannelModel } from 'amqplib';
+import { AckTracker } from '../amqp/ack-tracker.js';
 import { connectRecovering } from '../amqp/connect.js';
 import { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
@@ -36,6 +37,8 @@ export interface WorkerOptions {
 interface Delivery {
   readonly msg: ConsumeMessage;
   readonly channel: Channel;
+  /** Settles deliveries of `channel` with as few frames as possible (multiple-acks). */
+  readonly acks: AckTracker;
   readonly generation: number;
   readonly incoming: Incoming;
   readonly receivedAtMs: number;
@@ -54,6 +57,7 @@ export class Worker {
   private consumeChannel: Channel | null = null;
   private publisher: ConfirmPublisher | null = null;
   private consumerTag: string | null = null;
+  private acks: AckTracker | null = null;
   private generation = 0;
   private buffer: Delivery[] = [];
   /** Batches being applied right now (at most `transactionsMax`). */
@@ -103,6 +107,10 @@ export class Worker {
       if (this.consumeChannel === channel) this.dropChannel();
     });
     await channel.prefetch(this.options.prefetchCount);
+    this.acks = new AckTracker({
+      ack: (tag, multiple) => channel.ack({ fields: { deliveryTag: tag } } as ConsumeMessage, multiple),
+      nack: (tag) => channel.nack({ fields: { deliveryTag: tag } } as ConsumeMessage, false, true),
+    });
     this.publisher = new ConfirmPublisher(confirm, { windowMax: 1_000, confirmTimeoutMs: 10_000 });
     this.consumeChannel = channel;
     if (!this.closing && !this.pausedForDatabase) await this.consume(channel, generation);
@@ -120,7 +128,7 @@ export class Worker {
         }, 1_000).unref();
         return;
       }
-      this.onDelivery(msg, channel, generation);
+      this.onDelivery(msg, channel, generation, this.acks!);
     });
     this.consumerTag = reply.consumerTag;
   }
@@ -131,12 +139,14 @@ export class Worker {
     this.buffer = [];
     this.consumeChannel = null;
     this.consumerTag = null;
+    this.acks = null;
     this.publisher = null;
     this.metrics.inFlight = 0;
     if (dropped > 0) this.log.warn({ dropped }, 'channel gone; dropped buffered deliveries (they will be redelivered)');
   }
 
-  private onDelivery(msg: ConsumeMessage, channel: Channel, generation: number): void {
+  private onDelivery(msg: ConsumeMessage, channel: Channel, generation: number, acks: AckTracker): void {
+    acks.delivered(msg.fields.deliveryTag);
     const headers = msg.properties.headers ?? {};
     const priorAttempts = Number(headers[HEADERS.attempts] ?? 0);
     const incoming: Incoming = {
@@ -144,7 +154,7 @@ export class Worker {
       attempt: (Number.isSafeInteger(priorAttempts) && priorAttempts > 0 ? priorAttempts : 0) + 1,
       runId: typeof headers[HEADERS.runId] === 'string' ? (headers[HEADERS.runId] as string) : null,
     };
-    this.buffer.push({ msg, channel, generation, incoming, receivedAtMs: Date.now() });
+    this.buffer.push({ msg, channel, acks, generation, incoming, receivedAtMs: Date.now() });
     this.metrics.inFlight = this.buffer.length;
     this.schedule();
   }
@@ -299,9 +309,11 @@ export class Worker {
       if (result === 'returned') throw new Error(`queue ${queue} does not exist`);
       return true;
     } catch (err) {
-      // Not acked: the message comes back to the process queue and is handled again.
+      // Handed back (not acked): the message returns to the process queue and is handled again.
+      // Leaving it unacked instead would hold back the multiple-acks of every later delivery.
       this.metrics.recordError(err);
-      this.log.error({ queue, err: (err as Error).message }, 'could not move message; leaving it unacked');
+      this.log.error({ queue, err: (err as Error).message }, 'could not move message; requeueing it');
+      this.nackRequeue(delivery);
       return false;
     }
   }
@@ -309,7 +321,7 @@ export class Worker {
   private ack(delivery: Delivery): void {
     if (delivery.generation !== this.generation || delivery.channel !== this.consumeChannel) return;
     try {
-      delivery.channel.ack(delivery.msg);
+      delivery.acks.ack(delivery.msg.fields.deliveryTag);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'ack failed; message will be redelivered');
     }
@@ -353,7 +365,7 @@ export class Worker {
   private nackRequeue(d: Delivery): void {
     if (d.channel !== this.consumeChannel || d.generation !== this.generation) return;
     try {
-      d.channel.nack(d.msg, false, true);
+      d.acks.requeue(d.msg.fields.deliveryTag);
     } catch {
       // channel gone: RabbitMQ requeues on its own
     }
