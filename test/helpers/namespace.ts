@@ -48,10 +48,17 @@ export async function createTestNamespace(prefix = 't'): Promise<TestNamespace> 
     },
     async cleanup() {
       try {
-        const channel = await connection.createChannel();
-        channel.on('error', () => {});
-        await deleteTopology(channel, topology).catch(() => {});
-        await channel.close().catch(() => {});
+        // The shared connection may be gone (a fault scenario restarted the broker): use a fresh one.
+        const cleaner = await amqp.connect(config.amqpUrl);
+        cleaner.on('error', () => {});
+        try {
+          const channel = await cleaner.createChannel();
+          channel.on('error', () => {});
+          await deleteTopology(channel, topology).catch(() => {});
+          await channel.close().catch(() => {});
+        } finally {
+          await cleaner.close().catch(() => {});
+        }
       } finally {
         await connection.close().catch(() => {});
         await db.destroy().catch(() => {});
