@@ -6,7 +6,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
  * production), so the policy is tested without a network.
  */
 
-/** Header names, lowercase as Node presents them. A public contract: receivers read these (docs/accounting.md). */
+/** Header names, lowercase as Node presents them. A public contract: receivers read these (README, "Webhooks"). */
 export const WEBHOOK_HEADERS = {
   /** `sha256=<hex HMAC-SHA256 of the raw body under the shared secret>`. */
   signature: 'x-txsim-signature',
