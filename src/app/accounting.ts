@@ -6,6 +6,7 @@ import { redactUrl } from '../config/redact.js';
 import type { Knex } from '../db/knex.js';
 import { withTransaction } from '../db/with-transaction.js';
 import { formatMinor, parseMinor } from '../domain/money.js';
+import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { decodeAccountingEvent, encodeAccountingEvent, type AccountingEvent, type EventOutcome } from './accounting-event.js';
 import { deliverWebhook, type DeliveryResult, type WebhookRetryPolicy, type WebhookTransport } from './webhook.js';
@@ -417,24 +418,21 @@ export class AccountingConsumer {
 
   private async doClose(): Promise<void> {
     this.closing = true;
-    const steps: [string, () => Promise<unknown>][] = [
-      ['cancel consumer', async () => { if (this.channel && this.consumerTag) await this.channel.cancel(this.consumerTag); }],
-      ['stop retrying', async () => this.stopRetrying.abort()],
-      ['finish in-flight', () => Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, this.options.shutdownDeadlineMs).unref())])],
-      ['cut what is left', async () => {
-        this.hardStop.abort();
-        // Aborted attempts return at once; only a hung database call could still hold a task, so bound it too.
-        await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 2_000).unref())]);
-      }],
-      ['close connection', async () => { await this.connection?.close(); }],
-    ];
-    for (const [name, step] of steps) {
-      try {
-        await step();
-      } catch (err) {
-        this.deps.log.warn({ step: name, err: (err as Error).message }, 'accounting shutdown step failed; continuing');
-      }
-    }
+    await runShutdownSteps(
+      [
+        ['cancel consumer', async () => { if (this.channel && this.consumerTag) await this.channel.cancel(this.consumerTag); }],
+        ['stop retrying', async () => this.stopRetrying.abort()],
+        ['finish in-flight', () => Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, this.options.shutdownDeadlineMs).unref())])],
+        ['cut what is left', async () => {
+          this.hardStop.abort();
+          // Aborted attempts return at once; only a hung database call could still hold a task, so bound it too.
+          await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 2_000).unref())]);
+        }],
+        ['close connection', async () => { await this.connection?.close(); }],
+      ],
+      this.deps.log,
+      'accounting',
+    );
     this.deps.log.info({ ...this.metrics }, 'accounting stopped');
   }
 }

@@ -5,6 +5,7 @@ import { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
 import { decodeTransaction } from '../domain/message-schema.js';
+import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { WorkerMetrics } from '../metrics/worker-metrics.js';
 import { applyBatch, type Incoming, type Outcome } from './apply-batch.js';
@@ -382,18 +383,15 @@ export class Worker {
 
   private async doClose(): Promise<void> {
     this.closing = true;
-    const steps: [string, () => Promise<unknown>][] = [
-      ['cancel consumer', async () => { if (this.consumeChannel && this.consumerTag) await this.consumeChannel.cancel(this.consumerTag); }],
-      ['finish in-flight', () => this.drain(this.options.shutdownDeadlineMs)],
-      ['close connection', async () => { await this.connection?.close(); }],
-    ];
-    for (const [name, step] of steps) {
-      try {
-        await step();
-      } catch (err) {
-        this.log.warn({ step: name, err: (err as Error).message }, 'shutdown step failed; continuing');
-      }
-    }
+    await runShutdownSteps(
+      [
+        ['cancel consumer', async () => { if (this.consumeChannel && this.consumerTag) await this.consumeChannel.cancel(this.consumerTag); }],
+        ['finish in-flight', () => this.drain(this.options.shutdownDeadlineMs)],
+        ['close connection', async () => { await this.connection?.close(); }],
+      ],
+      this.log,
+      'worker',
+    );
     this.log.info({ applied: this.metrics.applied, rejected: this.metrics.processed - this.metrics.applied }, 'worker stopped');
   }
 

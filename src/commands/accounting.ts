@@ -14,7 +14,7 @@ import { WebhookClient } from '../http/webhook-client.js';
 import { createWebhookReceiver } from '../http/webhook-receiver.js';
 import { flushLogger } from '../log.js';
 import { withDatabase } from './accounts.js';
-import { contextFor, type CommandContext } from './context.js';
+import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { table, toJson } from './format.js';
 
 /** The environment variable holding the shared webhook secret (never a flag: argv is visible in `ps`). */
@@ -145,23 +145,6 @@ function parseWebhookUrl(value: string): string {
   return value;
 }
 
-/** An AbortSignal that aborts on the first SIGINT/SIGTERM; a second one exits at once. */
-function shutdownSignal(ctx: CommandContext): AbortSignal {
-  const controller = new AbortController();
-  let signals = 0;
-  const onSignal = (name: string) => {
-    signals++;
-    if (signals === 1) {
-      ctx.log.info({ signal: name }, 'stopping (send again to force)');
-      controller.abort();
-    } else {
-      process.exit(130);
-    }
-  };
-  process.on('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  return controller.signal;
-}
 
 export function registerAccounting(program: Command): void {
   const accounting = program.command('accounting').description('the user-facing accounting system: statements from accounting events, optional signed webhooks');

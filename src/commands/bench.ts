@@ -74,7 +74,7 @@ export function registerBench(program: Command): void {
     .option('--accounts <n>', 'customer accounts', '10000')
     .option('--hot-accounts <share>', 'share of traffic on 3 hot accounts', '0')
     .option('--rate <tx/s>', 'paced publishing; 0 = flat out', '0')
-    .option('--count <n>', 'transactions to publish', '100000')
+    .option('--count <n>', 'transactions to publish (default 100000, or rate × duration when both are given)')
     .option('--duration <s>', 'stop publishing after this long (0 = until --count)', '0')
     .option('--invalid <share>', 'share of poison messages', '0')
     .option('--drain-timeout <s>', 'most time to wait for the workers to finish', '300')

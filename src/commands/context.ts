@@ -21,3 +21,21 @@ export function contextFor(command: Command, env: NodeJS.ProcessEnv = process.en
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/** An AbortSignal that aborts on the first SIGINT/SIGTERM; a second one exits at once. */
+export function shutdownSignal(ctx: CommandContext): AbortSignal {
+  const controller = new AbortController();
+  let signals = 0;
+  const onSignal = (name: string) => {
+    signals++;
+    if (signals === 1) {
+      ctx.log.info({ signal: name }, 'stopping (send again to force)');
+      controller.abort();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  return controller.signal;
+}

@@ -7,7 +7,7 @@ import { parseIntFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { flushLogger } from '../log.js';
 import { StatsPublisher } from '../metrics/stats-publisher.js';
-import { contextFor, type CommandContext } from './context.js';
+import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 
 export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 'topology'> {
   readonly lockWaitTimeoutS: number;
@@ -80,19 +80,6 @@ export function registerWorker(program: Command): void {
         ...(opts.faultCrashAfterCommits ? { crashAfterCommits: parseIntFlag('--fault-crash-after-commits', opts.faultCrashAfterCommits, 1, 1) } : {}),
       };
       const ctx = contextFor(command);
-      const controller = new AbortController();
-      let signals = 0;
-      const onSignal = (name: string) => {
-        signals++;
-        if (signals === 1) {
-          ctx.log.info({ signal: name }, 'stopping (send again to force)');
-          controller.abort();
-        } else {
-          process.exit(130);
-        }
-      };
-      process.on('SIGINT', () => onSignal('SIGINT'));
-      process.on('SIGTERM', () => onSignal('SIGTERM'));
-      await handleWorker(ctx, options, controller.signal);
+      await handleWorker(ctx, options, shutdownSignal(ctx));
     });
 }

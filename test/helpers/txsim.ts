@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Channel } from 'amqplib';
+import type { Channel, ChannelModel } from 'amqplib';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 
@@ -16,16 +16,25 @@ export function runTxsim(args: readonly string[], env: NodeJS.ProcessEnv, timeou
 
 /** Starts `txsim <args>` and hands back the child (to kill it mid-run) and its result. */
 export function spawnTxsim(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): { child: ChildProcess; done: Promise<RunResult> } {
-  const child = spawn(process.execPath, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawnProcess(process.execPath, [CLI, ...args], { env, timeoutMs, label: `txsim ${args.join(' ')}` });
+}
+
+/** Starts any command with piped output, killed after `timeoutMs`; `done` settles with its exit and output. */
+export function spawnProcess(
+  command: string,
+  args: readonly string[],
+  options: { env: NodeJS.ProcessEnv; timeoutMs: number; cwd?: string; label?: string },
+): { child: ChildProcess; done: Promise<RunResult> } {
+  const child = spawn(command, args, { env: options.env, ...(options.cwd ? { cwd: options.cwd } : {}), stdio: ['ignore', 'pipe', 'pipe'] });
   const done = new Promise<RunResult>((resolve, reject) => {
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`txsim ${args.join(' ')} timed out after ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
+      reject(new Error(`${options.label ?? command} timed out after ${options.timeoutMs} ms\n${stdout}${stderr}`));
+    }, options.timeoutMs);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
@@ -74,6 +83,16 @@ export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs
     await new Promise((r) => setTimeout(r, intervalMs));
   }
   throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Ready messages in a queue (a passive declare). */
+export async function queueDepth(connection: ChannelModel, queue: string): Promise<number> {
+  const channel = await connection.createChannel();
+  try {
+    return (await channel.checkQueue(queue)).messageCount;
+  } finally {
+    await channel.close();
+  }
 }
 
 /** Reads every message of a queue without removing any (get unacked, then close the channel). */

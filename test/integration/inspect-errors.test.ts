@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InspectReport } from '../../src/app/inspect-errors.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
-import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess, queueDepth } from '../helpers/txsim.js';
 
 /**
  * `txsim inspect-errors` against a real errors queue filled by a real worker: reading leaves the
@@ -13,14 +13,7 @@ import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess } from '.
 let ns: TestNamespace;
 let worker: WorkerProcess;
 
-async function depth(queue: string): Promise<number> {
-  const channel = await ns.amqp.createChannel();
-  try {
-    return (await channel.checkQueue(queue)).messageCount;
-  } finally {
-    await channel.close();
-  }
-}
+const depth = (queue: string) => queueDepth(ns.amqp, queue);
 
 /** Ids in the errors queue, read without removing them (closing the channel requeues). */
 async function idsInErrors(): Promise<string[]> {

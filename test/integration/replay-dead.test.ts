@@ -5,7 +5,7 @@ import type { InspectReport } from '../../src/app/inspect-errors.js';
 import type { ReplayReport } from '../../src/app/replay-dead.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
-import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess, queueDepth } from '../helpers/txsim.js';
 
 /**
  * `txsim replay-dead` against messages a real worker parked (their account row was locked from
@@ -17,14 +17,7 @@ let ns: TestNamespace;
 let worker: WorkerProcess;
 const parked = [1, 2, 3].map((i) => txBody({ accountId: 2, amountMinor: 100 * i }));
 
-async function depth(queue: string): Promise<number> {
-  const channel = await ns.amqp.createChannel();
-  try {
-    return (await channel.checkQueue(queue)).messageCount;
-  } finally {
-    await channel.close();
-  }
-}
+const depth = (queue: string) => queueDepth(ns.amqp, queue);
 
 async function outcome(id: string) {
   return ns.db('transactions').where('id', id).first('status', 'attempts', 'worker_id');

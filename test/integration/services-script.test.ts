@@ -1,5 +1,6 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { spawnProcess, type RunResult } from '../helpers/txsim.js';
 
 /**
  * scripts/services.sh against the real services this machine runs. Only the paths that change nothing are
@@ -10,29 +11,9 @@ import { describe, expect, it } from 'vitest';
 const ROOT = new URL('../../', import.meta.url).pathname;
 const SCRIPT_TIMEOUT_MS = 60_000;
 
-interface ScriptResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
 /** Runs `bash scripts/services.sh` to completion with `env` added to this process's environment. */
-function runServicesScript(env: NodeJS.ProcessEnv = {}): Promise<ScriptResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['scripts/services.sh'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`scripts/services.sh timed out after ${SCRIPT_TIMEOUT_MS} ms\n${stdout}${stderr}`));
-    }, SCRIPT_TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function runServicesScript(env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
+  return spawnProcess('bash', ['scripts/services.sh'], { cwd: ROOT, env: { ...process.env, ...env }, timeoutMs: SCRIPT_TIMEOUT_MS, label: 'scripts/services.sh' }).done;
 }
 
 /** host:port of a URL as the script prints it, defaulting like txsim's config. */
