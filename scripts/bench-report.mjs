@@ -39,11 +39,11 @@ p('- Broker, database, gen and workers all on this one box, over loopback. Messa
 p();
 p('## Results');
 p();
-p('| run | workers | batch × in flight | accounts | hot share | rate asked | published | publish msg/s | end-to-end tx/s | confirm p99 ms | created→committed p50 / p99 / max ms | worker CPU % (sum) | worker RSS first→last (max) MB | verify |');
+p('| run | workers | batch × in flight | accounts | hot share | rate asked | published | publish msg/s | end-to-end tx/s | confirm p99 ms | created→committed p50 / p99 / max ms | CPU % of one core: workers / broker / DB / gen | worker RSS first→last (max) MB | verify |');
 p('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of runs) {
   const o = r.options;
-  p(`| ${r.name} | ${o.workers} | ${o.batchSizeMax} × ${o.transactionsMax} | ${o.accounts} | ${o.hotShare} | ${o.ratePerS || 'max'} | ${r.published} | ${r.publishRatePerS} | **${r.endToEndRatePerS}** | ${r.confirmLatencyMs.p99} | ${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max} | ${r.workerCpuPctAvg} | ${r.workerRssMbFirst}→${r.workerRssMbLast} (${r.workerRssMbMax}) | ${r.verifyOk ? `OK, ${r.lost} lost, ${r.duplicated} dup` : 'FAILED'} |`);
+  p(`| ${r.name} | ${o.workers} | ${o.batchSizeMax} × ${o.transactionsMax} | ${o.accounts} | ${o.hotShare} | ${o.ratePerS || 'max'} | ${r.published} | ${r.publishRatePerS} | **${r.endToEndRatePerS}** | ${r.confirmLatencyMs.p99} | ${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max} | ${r.cpuPctAvg ? `${r.cpuPctAvg.workers} / ${r.cpuPctAvg.broker} / ${r.cpuPctAvg.database} / ${r.cpuPctAvg.gen}` : r.workerCpuPctAvg} | ${r.workerRssMbFirst}→${r.workerRssMbLast} (${r.workerRssMbMax}) | ${r.verifyOk ? `OK, ${r.lost} lost, ${r.duplicated} dup` : 'FAILED'} |`);
 }
 p();
 const per = runs.find((r) => r.name === 'per-message-3w');
@@ -72,6 +72,7 @@ p();
 if (existsSync(profileDir)) {
   const self = new Map();
   let total = 0;
+  let idle = 0;
   for (const f of readdirSync(profileDir).filter((x) => x.endsWith('.cpuprofile'))) {
     const prof = JSON.parse(readFileSync(join(profileDir, f), 'utf8'));
     const byId = new Map(prof.nodes.map((n) => [n.id, n]));
@@ -81,14 +82,17 @@ if (existsSync(profileDir)) {
       const n = byId.get(id);
       const url = n.callFrame.url || '';
       const where = url.includes('node_modules/') ? url.split('node_modules/')[1].split('/')[0] : url.includes('/dist/') ? `txsim ${url.split('/dist/')[1]}` : url ? 'node internals' : n.callFrame.functionName || '(native)';
-      const key = `${where}`;
-      self.set(key, (self.get(key) ?? 0) + us);
+      if (where === '(idle)') {
+        idle += us;
+        continue;
+      }
+      self.set(where, (self.get(where) ?? 0) + us);
       total += us;
     }
   }
-  p('Self time of the three worker processes in the `profiled-3w` run, grouped by package (`node --cpu-prof`):');
+  p(`Self time of the three worker processes in the \`profiled-3w\` run, grouped by package (\`node --cpu-prof\`). The workers were idle (waiting for the broker or the database) ${((idle / (idle + total)) * 100).toFixed(0)} % of the time; the shares below are of their busy time:`);
   p();
-  p('| where | share of worker CPU samples |');
+  p('| where | share of worker busy time |');
   p('|---|---|');
   for (const [k, us] of [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 12)) p(`| ${k} | ${((us / total) * 100).toFixed(1)} % |`);
   p();

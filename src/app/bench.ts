@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import type { ChannelModel } from 'amqplib';
 import { assertTopology, deleteTopology, type Topology } from '../amqp/topology.js';
 import type { Config } from '../config/config.js';
@@ -40,6 +40,10 @@ export interface SecondSample {
   readonly applied: number;
   readonly rejected: number;
   readonly workerCpuPct: number;
+  /** CPU % (of one core) of the broker, the database and this process (gen), when they run here. */
+  readonly brokerCpuPct: number;
+  readonly databaseCpuPct: number;
+  readonly genCpuPct: number;
   readonly workerRssMb: number;
 }
 
@@ -56,6 +60,8 @@ export interface BenchReport {
   readonly confirmLatencyMs: Percentiles;
   readonly endToEndLatencyMs: Percentiles;
   readonly workerCpuPctAvg: number;
+  /** Average CPU % (of one core) over the busy seconds: where the machine's cores went. */
+  readonly cpuPctAvg: { workers: number; broker: number; database: number; gen: number };
   readonly workerRssMbMax: number;
   readonly workerRssMbFirst: number;
   readonly workerRssMbLast: number;
@@ -86,7 +92,10 @@ export async function runBench(
     for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
 
-    const cpu = new CpuSampler(workers);
+    const cpu = new CpuSampler(workers.map((w) => w.pid!));
+    const broker = new CpuSampler(pidsNamed(['beam.smp']));
+    const database = new CpuSampler(pidsNamed(['mariadbd', 'mysqld']));
+    const self = new CpuSampler([process.pid]);
     const seconds: SecondSample[] = [];
     let progress: RunProgress = { published: 0, confirmed: 0, returned: 0, failed: 0 };
     // Seeding posted opening balances: count only what happens from here on.
@@ -104,6 +113,9 @@ export async function runBench(
         rejected: counts.rejected - last.rejected,
         workerCpuPct: usage.cpuPct,
         workerRssMb: usage.rssMb,
+        brokerCpuPct: broker.sample().cpuPct,
+        databaseCpuPct: database.sample().cpuPct,
+        genCpuPct: self.sample().cpuPct,
       };
       last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
       seconds.push(s);
@@ -162,7 +174,8 @@ export async function runBench(
       elapsedS: (Date.now() - t0) / 1000,
       confirmLatencyMs: summary.confirmLatencyMs,
       endToEndLatencyMs: latency.percentiles,
-      workerCpuPctAvg: busy.length ? Math.round(busy.reduce((a, s) => a + s.workerCpuPct, 0) / busy.length) : 0,
+      workerCpuPctAvg: avg(busy, (s) => s.workerCpuPct),
+      cpuPctAvg: { workers: avg(busy, (s) => s.workerCpuPct), broker: avg(busy, (s) => s.brokerCpuPct), database: avg(busy, (s) => s.databaseCpuPct), gen: avg(busy, (s) => s.genCpuPct) },
       workerRssMbMax: rss.length ? Math.max(...rss) : 0,
       workerRssMbFirst: rss[0] ?? 0,
       workerRssMbLast: rss[rss.length - 1] ?? 0,
@@ -243,11 +256,33 @@ async function endToEndLatency(db: Knex, runId: string): Promise<{ percentiles: 
   return { percentiles: percentilesOf(histogram), count: Number(span.n), spanMs: Number(span.us ?? 0) / 1000 };
 }
 
-/** CPU % (of one core) summed over the worker processes, and their total RSS, from /proc. */
+function avg(samples: SecondSample[], pick: (s: SecondSample) => number): number {
+  return samples.length ? Math.round(samples.reduce((a, s) => a + pick(s), 0) / samples.length) : 0;
+}
+
+/** Pids of local processes with one of these names (the broker's and the database's, when they run here). */
+function pidsNamed(names: readonly string[]): number[] {
+  const pids: number[] = [];
+  try {
+    for (const entry of readdirSync('/proc')) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        if (names.includes(readFileSync(`/proc/${entry}/comm`, 'utf8').trim())) pids.push(Number(entry));
+      } catch {
+        // exited meanwhile
+      }
+    }
+  } catch {
+    // no /proc (not Linux): nothing to sample
+  }
+  return pids;
+}
+
+/** CPU % (of one core) summed over some processes, and their total RSS, from /proc. */
 class CpuSampler {
   private lastTicks = 0;
   private lastAt = Date.now();
-  constructor(private readonly children: ChildProcess[]) {
+  constructor(private readonly pids: readonly number[]) {
     this.lastTicks = this.ticks();
   }
 
@@ -262,10 +297,10 @@ class CpuSampler {
 
   private ticks(): number {
     let total = 0;
-    for (const child of this.children) {
+    for (const pid of this.pids) {
       try {
         // Fields 14 and 15 of /proc/<pid>/stat: user and system time in clock ticks (100/s on Linux).
-        const fields = readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+        const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
         total += Number(fields[11]) + Number(fields[12]);
       } catch {
         // process gone or not Linux: counted as zero
@@ -276,9 +311,9 @@ class CpuSampler {
 
   private rssKb(): number {
     let total = 0;
-    for (const child of this.children) {
+    for (const pid of this.pids) {
       try {
-        const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
         total += Number(match?.[1] ?? 0);
       } catch {
         // gone

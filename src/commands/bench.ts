@@ -60,6 +60,7 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
   ctx.out(`confirm latency     ${p(r.confirmLatencyMs)}`);
   ctx.out(`created → committed ${p(r.endToEndLatencyMs)}`);
   ctx.out(`workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB`);
+  ctx.out(`cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}`);
   ctx.out(`verify              ${r.verifyOk ? 'OK' : 'FAILED'} (lost ${r.lost}, duplicated ${r.duplicated})`);
 }
 
