@@ -13,6 +13,13 @@ export interface DatabaseOptions {
   readonly poolMax?: number;
   /** Session `innodb_lock_wait_timeout` in seconds (short values surface contention as retries). */
   readonly lockWaitTimeoutS?: number;
+  /**
+   * READ COMMITTED sessions (the worker's). Every balance is read with a locking read, so nothing
+   * relies on REPEATABLE READ snapshots; and under REPEATABLE READ an UPDATE or locking SELECT that
+   * the optimizer runs as a table scan (a small accounts table) locks rows it does not change, which
+   * deadlocks concurrent batches. READ COMMITTED skips and releases rows that do not match.
+   */
+  readonly readCommitted?: boolean;
 }
 
 /**
@@ -52,7 +59,11 @@ export function createDatabase(options: DatabaseOptions): Knex {
       afterCreate: (conn: { query: (sql: string, cb: (err: Error | null) => void) => void }, done: (err: Error | null, conn: unknown) => void) => {
         // UTC session clock so DATETIME(3) values mean the same thing everywhere.
         const settings = [`time_zone = '+00:00'`, ...(lockWait ? [`innodb_lock_wait_timeout = ${Math.max(1, Math.floor(lockWait))}`] : [])];
-        conn.query(`SET SESSION ${settings.join(', ')}`, (err) => done(err, conn));
+        conn.query(`SET SESSION ${settings.join(', ')}`, (err) => {
+          if (err || !options.readCommitted) return done(err, conn);
+          // Same statement on MariaDB and MySQL 8 (their variable names differ).
+          conn.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED', (err2) => done(err2, conn));
+        });
       },
     },
     acquireConnectionTimeout: 10_000,
