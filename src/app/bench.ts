@@ -17,6 +17,8 @@ export interface BenchOptions {
   readonly batchSizeMax: number;
   /** Batches each worker applies at once. */
   readonly transactionsMax: number;
+  /** How long a worker's partial batch waits for more messages. */
+  readonly batchWaitMs: number;
   readonly prefetchCount: number;
   readonly accounts: number;
   readonly hotShare: number;
@@ -207,7 +209,7 @@ async function resetNamespace(config: Config, connection: ChannelModel, topology
 function startWorkerProcess(config: Config, options: BenchOptions, id: string): ChildProcess {
   const child = spawn(
     process.execPath,
-    [...options.workerNodeArgs, CLI, 'worker', '--id', id, '--batch-size', String(options.batchSizeMax), '--transactions', String(options.transactionsMax), '--prefetch', String(options.prefetchCount), '--log-level', 'warn', '--no-relay'],
+    [...options.workerNodeArgs, CLI, 'worker', '--id', id, '--batch-size', String(options.batchSizeMax), '--transactions', String(options.transactionsMax), '--batch-wait', String(options.batchWaitMs), '--prefetch', String(options.prefetchCount), '--log-level', 'warn', '--no-relay'],
     {
       env: { ...process.env, TXSIM_NAMESPACE: config.namespace, AMQP_URL: config.amqpUrl, DATABASE_URL: config.databaseUrl, TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(',') },
       stdio: ['ignore', 'ignore', 'inherit'],

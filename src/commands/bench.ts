@@ -71,6 +71,7 @@ export function registerBench(program: Command): void {
     .option('--workers <n>', 'worker processes', '3')
     .option('--batch-size <n>', 'messages per DB transaction (1 = one commit per message)', '100')
     .option('--transactions <n>', 'batches each worker applies at once', '2')
+    .option('--batch-wait <ms>', 'how long a partial batch waits for more messages', '5')
     .option('--prefetch <n>', 'prefetch per worker', '300')
     .option('--accounts <n>', 'customer accounts', '10000')
     .option('--hot-accounts <share>', 'share of traffic on 3 hot accounts', '0')
@@ -93,6 +94,7 @@ export function registerBench(program: Command): void {
         workers: parseIntFlag('--workers', str('workers'), 3, 1, 32),
         batchSizeMax: parseIntFlag('--batch-size', str('batchSize'), 100, 1, 5_000),
         transactionsMax: parseIntFlag('--transactions', str('transactions'), 2, 1, 16),
+        batchWaitMs: parseIntFlag('--batch-wait', str('batchWait'), 5, 0, 10_000),
         prefetchCount: parseIntFlag('--prefetch', str('prefetch'), 300, 1, 65_535),
         accounts: parseIntFlag('--accounts', str('accounts'), 10_000, 1, 1_000_000),
         hotShare: parseFractionFlag('--hot-accounts', str('hotAccounts'), 0),
