@@ -27,11 +27,16 @@ describe('generator', () => {
     expect(bodies('8', 500)).not.toEqual(bodies('7', 500));
   });
 
-  it('derives ids from the run and the index (UUID v5), so they can be regenerated', () => {
+  it('derives ids from the run and the index (UUID v8), so they can be regenerated, ascending within a run', () => {
     const g = createGenerator(options('7'));
     expect(g.at(42).id).toBe(transactionIdFor(runIdForSeed('7'), 42));
-    expect(g.at(42).id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-    expect(new Set(Array.from({ length: 2000 }, (_, i) => g.at(i).id)).size).toBe(2000);
+    expect(g.at(42).id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const ids = Array.from({ length: 2000 }, (_, i) => g.at(i).id);
+    expect(new Set(ids).size).toBe(2000);
+    // Byte order = string order (lowercase hex): the database appends them to its indexes.
+    expect([...ids].sort()).toEqual(ids);
+    expect(transactionIdFor(runIdForSeed('8'), 0).slice(0, 23)).not.toBe(ids[0]!.slice(0, 23));
+    expect(() => transactionIdFor(runIdForSeed('7'), -1)).toThrow(RangeError);
   });
 
   it('produces only valid v1 messages when no poison is asked for, with amounts in range', () => {
