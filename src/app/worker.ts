@@ -108,28 +108,29 @@ export class Worker {
       if (this.consumeChannel === channel) this.dropChannel();
     });
     await channel.prefetch(this.options.prefetchCount);
-    this.acks = new AckTracker({
+    const acks = new AckTracker({
       ack: (tag, multiple) => channel.ack({ fields: { deliveryTag: tag } } as ConsumeMessage, multiple),
       nack: (tag) => channel.nack({ fields: { deliveryTag: tag } } as ConsumeMessage, false, true),
     });
     this.publisher = new ConfirmPublisher(confirm, { windowMax: 1_000, confirmTimeoutMs: 10_000 });
     this.consumeChannel = channel;
-    if (!this.closing && !this.pausedForDatabase) await this.consume(channel, generation);
+    this.acks = acks;
+    if (!this.closing && !this.pausedForDatabase) await this.consume(channel, generation, acks);
     this.log.info({ prefetch: this.options.prefetchCount, batchSizeMax: this.options.batchSizeMax }, 'worker consuming');
   }
 
-  private async consume(channel: Channel, generation: number): Promise<void> {
+  private async consume(channel: Channel, generation: number, acks: AckTracker): Promise<void> {
     const reply = await channel.consume(this.options.topology.processQueue, (msg) => {
       if (msg === null) {
         // The broker cancelled us (queue deleted or failed over): resubscribe shortly.
         this.log.warn('consumer cancelled by broker; resubscribing');
         this.consumerTag = null;
         setTimeout(() => {
-          if (this.consumeChannel === channel && !this.closing) this.consume(channel, generation).catch(() => {});
+          if (this.consumeChannel === channel && !this.closing) this.consume(channel, generation, acks).catch(() => {});
         }, 1_000).unref();
         return;
       }
-      this.onDelivery(msg, channel, generation, this.acks!);
+      this.onDelivery(msg, channel, generation, acks);
     });
     this.consumerTag = reply.consumerTag;
   }
@@ -359,7 +360,7 @@ export class Worker {
     this.metrics.paused = false;
     if (this.closing) return;
     this.log.info('database back; resuming consumption');
-    if (this.consumeChannel && this.consumeChannel === channel) await this.consume(this.consumeChannel, this.generation).catch(() => {});
+    if (channel && this.consumeChannel === channel && this.acks) await this.consume(channel, this.generation, this.acks).catch(() => {});
   }
 
   /** Hands a delivery back to the queue (no attempt spent). A gone channel requeues on its own. */

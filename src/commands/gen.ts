@@ -7,7 +7,7 @@ import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseNumberFlag, pars
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { TRANSACTION_TYPES } from '../domain/transaction.js';
 import { PublishIncompleteError } from '../errors.js';
-import { contextFor, type CommandContext } from './context.js';
+import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { toJson } from './format.js';
 
 /** Publishes a run; prints a progress bar on a TTY and a summary (or JSON) at the end. */
@@ -92,10 +92,7 @@ export function registerGen(program: Command): void {
         confirmTimeoutMs: parseIntFlag('--confirm-timeout', str('confirmTimeout'), 30_000, 100, 600_000),
         reconnectTimeoutMs: parseIntFlag('--reconnect-timeout', str('reconnectTimeout'), 60, 0, 86_400) * 1000,
       };
-      const controller = new AbortController();
-      const stop = () => controller.abort();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-      await handleGen(contextFor(command), options, { json: Boolean(opts.json), progress: opts.progress !== false && Boolean(process.stderr.isTTY), signal: controller.signal });
+      const ctx = contextFor(command);
+      await handleGen(ctx, options, { json: Boolean(opts.json), progress: opts.progress !== false && Boolean(process.stderr.isTTY), signal: shutdownSignal(ctx) });
     });
 }

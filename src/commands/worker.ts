@@ -23,7 +23,8 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
   const { config } = ctx;
   const log = ctx.log.child({ workerId: options.workerId });
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: options.transactionsMax + 2, lockWaitTimeoutS: options.lockWaitTimeoutS, readCommitted: true });
-  const worker = new Worker({ ...options, amqpUrl: config.amqpUrl, topology: topologyOf(config) }, db, log);
+  const topology = topologyOf(config);
+  const worker = new Worker({ ...options, amqpUrl: config.amqpUrl, topology }, db, log);
   let relay: OutboxRelay | null = null;
   let stats: StatsPublisher | null = null;
   try {
@@ -31,11 +32,11 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
     if (!signal.aborted) await worker.start();
     if (!signal.aborted) {
       // One snapshot a second on <ns>.stats for `txsim watch`; never fails the worker.
-      stats = new StatsPublisher({ amqpUrl: config.amqpUrl, exchange: topologyOf(config).statsExchange, identity: { workerId: options.workerId, pid: process.pid, host: hostname(), prefetchCount: options.prefetchCount } }, worker.metrics, log);
+      stats = new StatsPublisher({ amqpUrl: config.amqpUrl, exchange: topology.statsExchange, identity: { workerId: options.workerId, pid: process.pid, host: hostname(), prefetchCount: options.prefetchCount } }, worker.metrics, log);
       await stats.start();
     }
     if (!signal.aborted && options.relay !== false) {
-      relay = new OutboxRelay({ db, amqpUrl: config.amqpUrl, topology: topologyOf(config), log, relayId: options.workerId });
+      relay = new OutboxRelay({ db, amqpUrl: config.amqpUrl, topology, log, relayId: options.workerId });
       await relay.start();
     }
     if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));

@@ -8,7 +8,8 @@ const createKnex = knexModule as unknown as (config: Knex.Config) => Knex;
 
 export interface DatabaseOptions {
   readonly databaseUrl: string;
-  readonly databaseName: string;
+  /** The database to use; null for a server-level connection (creating or dropping databases). */
+  readonly databaseName: string | null;
   /** Connections in the pool: bounds concurrent transactions of this process. */
   readonly poolMax?: number;
   /** Session `innodb_lock_wait_timeout` in seconds (short values surface contention as retries). */
@@ -26,10 +27,10 @@ export interface DatabaseOptions {
  * knex prints connection errors with stacks to the console; txsim reports them itself, in one line
  * through the error boundary or the worker's logger, so knex's own printing is silenced.
  */
-export const QUIET_KNEX_LOG = { warn: () => {}, error: () => {}, deprecate: () => {}, debug: () => {} };
+const QUIET_KNEX_LOG = { warn: () => {}, error: () => {}, deprecate: () => {}, debug: () => {} };
 
 /** mysql2 connection settings from a URL. BIGINTs arrive as strings: money never passes through a float. */
-export function connectionFromUrl(databaseUrl: string, databaseName: string | null) {
+function connectionFromUrl(databaseUrl: string, databaseName: string | null) {
   const url = new URL(databaseUrl);
   return {
     host: url.hostname || '127.0.0.1',

@@ -1,11 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import knexModule from 'knex';
-import type { Knex } from 'knex';
 import { redactUrl } from '../config/redact.js';
 import { ServiceUnavailableError } from '../errors.js';
-import { connectionFromUrl, QUIET_KNEX_LOG } from './knex.js';
-
-const createKnex = knexModule as unknown as (config: Knex.Config) => Knex;
+import { createDatabase } from './knex.js';
 const SQL_DIR = new URL('../../sql/', import.meta.url);
 
 /** The statements of every `sql/*.sql` file, in file-name order. */
@@ -24,7 +20,7 @@ export function schemaStatements(): string[] {
 
 /** Creates the database when missing (connecting without one), then applies the schema. Idempotent. */
 export async function ensureSchema(databaseUrl: string, databaseName: string): Promise<void> {
-  const server = createKnex({ client: 'mysql2', connection: connectionFromUrl(databaseUrl, null), pool: { min: 0, max: 1 }, log: QUIET_KNEX_LOG });
+  const server = createDatabase({ databaseUrl, databaseName: null, poolMax: 1 });
   try {
     await server.raw(`CREATE DATABASE IF NOT EXISTS ?? CHARACTER SET utf8mb4`, [databaseName]);
   } catch (err) {
@@ -32,7 +28,7 @@ export async function ensureSchema(databaseUrl: string, databaseName: string): P
   } finally {
     await server.destroy();
   }
-  const db = createKnex({ client: 'mysql2', connection: connectionFromUrl(databaseUrl, databaseName), pool: { min: 0, max: 1 }, log: QUIET_KNEX_LOG });
+  const db = createDatabase({ databaseUrl, databaseName, poolMax: 1 });
   try {
     for (const statement of schemaStatements()) await db.raw(statement);
   } finally {
@@ -42,7 +38,7 @@ export async function ensureSchema(databaseUrl: string, databaseName: string): P
 
 /** Drops a database (tests and bench reset their namespace with it). */
 export async function dropDatabase(databaseUrl: string, databaseName: string): Promise<void> {
-  const server = createKnex({ client: 'mysql2', connection: connectionFromUrl(databaseUrl, null), pool: { min: 0, max: 1 }, log: QUIET_KNEX_LOG });
+  const server = createDatabase({ databaseUrl, databaseName: null, poolMax: 1 });
   try {
     await server.raw(`DROP DATABASE IF EXISTS ??`, [databaseName]);
   } finally {
