@@ -22,7 +22,7 @@ export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 't
 export async function handleWorker(ctx: CommandContext, options: WorkerCommandOptions, signal: AbortSignal): Promise<void> {
   const { config } = ctx;
   const log = ctx.log.child({ workerId: options.workerId });
-  const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: options.transactionsMax + 2, lockWaitTimeoutS: options.lockWaitTimeoutS, readCommitted: true });
+  const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: options.transactionsMax + 2, lockWaitTimeoutS: options.lockWaitTimeoutS, readCommitted: true, multipleStatements: true });
   const topology = topologyOf(config);
   const worker = new Worker({ ...options, amqpUrl: config.amqpUrl, topology }, db, log);
   let relay: OutboxRelay | null = null;

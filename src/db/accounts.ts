@@ -1,5 +1,5 @@
 import { openingTransactionId } from '../domain/ids.js';
-import { openingPostings, SYSTEM_ACCOUNT_CODES, systemAccountId, type AccountState } from '../domain/ledger.js';
+import { openingPostings, SYSTEM_ACCOUNT_CODES, systemAccountId } from '../domain/ledger.js';
 import { parseMinor } from '../domain/money.js';
 import type { Knex } from './knex.js';
 
@@ -77,19 +77,6 @@ export async function seedAccounts(db: Knex, options: SeedAccountsOptions): Prom
     });
   }
   return created;
-}
-
-/** Locks customer accounts in ascending id order (the one lock order every worker uses: no lock cycles). */
-export async function lockCustomerAccounts(trx: Knex.Transaction, ids: readonly number[]): Promise<Map<number, AccountState & { eventSeq: bigint }>> {
-  const sorted = [...new Set(ids)].sort((a, b) => a - b);
-  const out = new Map<number, AccountState & { eventSeq: bigint }>();
-  if (sorted.length === 0) return out;
-  const rows: RawAccount[] = await trx('accounts').whereIn('id', sorted).andWhere('kind', 'customer').orderBy('id').forUpdate().select('id', 'kind', 'code', 'name', 'currency', 'balance_minor', 'event_seq');
-  for (const row of rows) {
-    const a = toAccount(row);
-    out.set(a.id, { id: a.id, currency: a.currency, balanceMinor: a.balanceMinor, eventSeq: a.eventSeq });
-  }
-  return out;
 }
 
 export async function listAccounts(db: Knex, options: { kind?: 'customer' | 'system'; limit: number; afterId?: number }): Promise<AccountRow[]> {

@@ -21,6 +21,11 @@ export interface DatabaseOptions {
    * deadlocks concurrent batches. READ COMMITTED skips and releases rows that do not match.
    */
   readonly readCommitted?: boolean;
+  /**
+   * Lets one query carry several statements (the worker's pipelined batches, see
+   * `withPipelinedTransaction`). Off elsewhere: nothing else needs it.
+   */
+  readonly multipleStatements?: boolean;
 }
 
 /**
@@ -30,7 +35,7 @@ export interface DatabaseOptions {
 const QUIET_KNEX_LOG = { warn: () => {}, error: () => {}, deprecate: () => {}, debug: () => {} };
 
 /** mysql2 connection settings from a URL. BIGINTs arrive as strings: money never passes through a float. */
-function connectionFromUrl(databaseUrl: string, databaseName: string | null) {
+function connectionFromUrl(databaseUrl: string, databaseName: string | null, multipleStatements: boolean) {
   const url = new URL(databaseUrl);
   return {
     host: url.hostname || '127.0.0.1',
@@ -45,6 +50,7 @@ function connectionFromUrl(databaseUrl: string, databaseName: string | null) {
     timezone: 'Z',
     charset: 'utf8mb4',
     connectTimeout: 5_000,
+    multipleStatements,
   };
 }
 
@@ -53,7 +59,7 @@ export function createDatabase(options: DatabaseOptions): Knex {
   const lockWait = options.lockWaitTimeoutS;
   return createKnex({
     client: 'mysql2',
-    connection: connectionFromUrl(options.databaseUrl, options.databaseName),
+    connection: connectionFromUrl(options.databaseUrl, options.databaseName, options.multipleStatements ?? false),
     pool: {
       min: 0,
       max: options.poolMax ?? 4,

@@ -105,3 +105,13 @@ export async function peekQueue(channel: Channel, queue: string, limit = 10_000)
   }
   return messages;
 }
+
+/** Ready messages and consumers of a queue. */
+export async function queueState(connection: ChannelModel, queue: string): Promise<{ messageCount: number; consumerCount: number }> {
+  const channel = await connection.createChannel();
+  try {
+    return await channel.checkQueue(queue);
+  } finally {
+    await channel.close().catch(() => {});
+  }
+}

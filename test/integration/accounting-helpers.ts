@@ -58,12 +58,3 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-/** Ready messages and consumers of a queue. */
-export async function queueState(connection: ChannelModel, queue: string): Promise<{ messageCount: number; consumerCount: number }> {
-  const channel = await connection.createChannel();
-  try {
-    return await channel.checkQueue(queue);
-  } finally {
-    await channel.close().catch(() => {});
-  }
-}

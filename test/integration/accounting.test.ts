@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
-import { jsonLines, queueState, startTxsim, type TxsimProcess } from './accounting-helpers.js';
+import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { jsonLines, startTxsim, type TxsimProcess } from './accounting-helpers.js';
 
 // End to end through real processes: gen → workers (each running the outbox relay) → accounting
 // consumer → statements, then `txsim verify` reconciles the statements with the ledger.

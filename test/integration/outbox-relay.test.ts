@@ -8,8 +8,8 @@ import { createDatabase, type Knex } from '../../src/db/knex.js';
 import { uuidV5 } from '../../src/domain/ids.js';
 import { decodeTransaction } from '../../src/domain/message-schema.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { peekQueue, runTxsim, startWorker, waitFor } from '../helpers/txsim.js';
-import { jsonLines, queueState, startTxsim } from './accounting-helpers.js';
+import { peekQueue, queueState, runTxsim, startWorker, waitFor } from '../helpers/txsim.js';
+import { jsonLines, startTxsim } from './accounting-helpers.js';
 
 // The outbox relay against the real MariaDB and RabbitMQ: the relay step is driven from the test so
 // that its worst moments (several replicas at once, death between publish and mark-sent, a worker
@@ -64,10 +64,14 @@ describe('outbox relay', () => {
       const body = Buffer.from(JSON.stringify({ id, type: 'deposit', accountId: 1, amountMinor: 4242, currency: 'EUR', createdAt: new Date().toISOString() }));
       const incoming = { decoded: decodeTransaction(body, { contentType: 'application/json', messageId: id }), attempt: 1, runId: null };
       expect(incoming.decoded.ok).toBe(true);
-      const applying = applyBatch(ns.db, [incoming], { workerId: 'trap' }).then(
-        () => 'committed',
-        (err: Error) => err.message,
-      );
+      // A worker's pool: batches go out as multi-statement queries.
+      const workerDb = createDatabase({ databaseUrl: ns.config.databaseUrl, databaseName: ns.config.databaseName, poolMax: 1, readCommitted: true, multipleStatements: true });
+      const applying = applyBatch(workerDb, [incoming], { workerId: 'trap' })
+        .then(
+          () => 'committed',
+          (err: Error) => err.message,
+        )
+        .finally(() => workerDb.destroy());
       // While the worker's row is inserted but uncommitted, relays keep claiming.
       let relayedDuring = 0;
       const deadline = Date.now() + 1_200;

@@ -2,8 +2,8 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signWebhookBody, WEBHOOK_HEADERS } from '../../src/app/webhook.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
-import { freePort, jsonLines, queueState, startTxsim, type TxsimProcess } from './accounting-helpers.js';
+import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { freePort, jsonLines, startTxsim, type TxsimProcess } from './accounting-helpers.js';
 
 const SECRET = 'webhook-test-secret-0123456789';
 
