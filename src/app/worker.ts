@@ -163,19 +163,22 @@ export class Worker {
 
   /**
    * Starts flushes while there is room: at once for a full batch, after `batchWaitMs` for a partial
-   * one. Up to `transactionsMax` batches are applied at once, so the worker keeps preparing the next
-   * batch while the database commits the previous one.
+   * one. Up to `transactionsMax` full batches are applied at once, so under load the worker prepares
+   * the next batch while the database commits the previous one. A partial batch starts only when no
+   * batch is in flight: at moderate rates messages then gather behind the running commit (group
+   * commit) instead of going out in many tiny transactions, which cost more CPU per message and, on
+   * a busy machine, latency.
    */
   private schedule(): void {
     if (this.pausedForDatabase) return;
     while (this.flushes.size < this.options.transactionsMax && this.buffer.length >= this.options.batchSizeMax) this.startFlush();
-    if (this.buffer.length === 0 || this.flushes.size >= this.options.transactionsMax) return;
+    if (this.buffer.length === 0 || this.flushes.size > 0) return;
     if (this.options.batchWaitMs === 0 || this.closing) {
       this.startFlush();
     } else if (!this.batchTimer) {
       this.batchTimer = setTimeout(() => {
         this.batchTimer = null;
-        if (this.flushes.size < this.options.transactionsMax && !this.pausedForDatabase) this.startFlush();
+        if (this.flushes.size === 0 && !this.pausedForDatabase) this.startFlush();
       }, this.options.batchWaitMs);
     }
   }
