@@ -12,9 +12,15 @@ const runs = readdirSync(benchDir)
   .sort((a, b) => order(a.name) - order(b.name));
 
 function order(name) {
-  const at = ['per-message-3w', 'batched-1w', 'batched-2w', 'batched-3w', 'batched-3w-100acc', 'batched-3w-hot', 'paced-2000', 'profiled-3w', 'soak-5000-5min'].indexOf(name);
-  return at === -1 ? 99 : at;
+  // Repeats (`batched-3w-r2`) sort right after their first run.
+  const [, base, repeat] = /^(.*?)(?:-r(\d+))?$/.exec(name);
+  const at = ['per-message-3w', 'batched-1w', 'batched-2w', 'batched-3w', 'batched-3w-100acc', 'batched-3w-hot', 'paced-2000', 'profiled-3w', 'soak-5000-5min'].indexOf(base);
+  return (at === -1 ? 99 : at) * 100 + Number(repeat ?? 1);
 }
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : 0;
+};
 const sh = (cmd) => {
   try {
     return execSync(cmd, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
@@ -47,15 +53,24 @@ for (const r of runs) {
 }
 p();
 const per = runs.find((r) => r.name === 'per-message-3w');
-const batched = runs.find((r) => r.name === 'batched-3w');
-if (per && batched) p(`Batched vs one commit per message (3 workers): **${(batched.endToEndRatePerS / Math.max(1, per.endToEndRatePerS)).toFixed(1)}×**.`);
-const soak = runs.find((r) => r.name.startsWith('soak'));
-if (soak) {
+const batchedRuns = runs.filter((r) => /^batched-3w(-r\d+)?$/.test(r.name));
+const batched = batchedRuns[0];
+const pacedRuns = runs.filter((r) => /^paced-2000(-r\d+)?$/.test(r.name));
+if (batchedRuns.length > 0) {
+  const rates = batchedRuns.map((r) => r.endToEndRatePerS);
+  p(`End to end, batched, 3 workers: ${rates.join(', ')} tx/s in ${rates.length} run${rates.length > 1 ? 's' : ''} of the same bench (median **${median(rates)}**).`);
+  if (per) p(`Batched vs one commit per message (3 workers, median batched run): **${(median(rates) / Math.max(1, per.endToEndRatePerS)).toFixed(1)}×** (${median(rates)} vs ${per.endToEndRatePerS} tx/s).`);
+}
+if (pacedRuns.length > 0) {
+  const p99s = pacedRuns.map((r) => r.endToEndLatencyMs.p99);
+  p(`Paced at 2,000 tx/s: p99 created → committed ${p99s.join(', ')} ms in ${p99s.length} run${p99s.length > 1 ? 's' : ''} (median **${median(p99s)} ms**); the broker's own confirm p99 in the same runs: ${pacedRuns.map((r) => r.confirmLatencyMs.p99).join(', ')} ms.`);
+}
+for (const soak of runs.filter((r) => r.name.startsWith('soak'))) {
   const rss = soak.seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
   const tail = rss.slice(Math.floor(rss.length / 5));
   const lo = Math.min(...tail);
   const hi = Math.max(...tail);
-  p(`Soak: worker RSS after warm-up (last 80 % of the run) between ${lo} and ${hi} MB (±${(((hi - lo) / 2 / ((hi + lo) / 2)) * 100).toFixed(1)} %); ${soak.lost} lost, ${soak.duplicated} duplicated.`);
+  p(`\`${soak.name}\`: worker RSS after warm-up (last 80 % of the run) between ${lo} and ${hi} MB (±${(((hi - lo) / 2 / ((hi + lo) / 2)) * 100).toFixed(1)} %); ${soak.lost} lost, ${soak.duplicated} duplicated.`);
 }
 p();
 p('## Per-second lines');
@@ -105,7 +120,8 @@ if (existsSync('docs/bench-analysis.md')) {
 p('## How to reproduce');
 p();
 p('```sh');
-p('bash scripts/bench.sh                       # the whole matrix (~15 min), rewrites this file');
+p('bash scripts/bench.sh                       # the whole matrix (~25 min), rewrites this file');
+p('BENCH_POOL_MB=2048 bash scripts/bench.sh    # the same, plus a soak with a 2 GiB InnoDB buffer pool (set and restored by the script)');
 p('npx txsim bench --workers 3 --count 100000  # one run; --json / --csv for machine-readable output');
 p('```');
 p();
