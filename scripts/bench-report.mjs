@@ -79,7 +79,7 @@ p('Each run prints PerfTest-style lines (sent / confirmed / applied / rejected p
 p('JSON reports in `.txsim/bench/` keep all of them. The 3-worker batched run:');
 p();
 p('```');
-for (const s of (batched?.seconds ?? []).slice(0, 30)) p(`t=${String(s.t).padStart(3)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  cpu ${s.workerCpuPct}%  rss ${s.workerRssMb} MB`);
+for (const s of (batched?.seconds ?? []).slice(0, 30)) p(`t=${Number(s.t).toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  cpu ${s.workerCpuPct}%  rss ${s.workerRssMb} MB`);
 p('```');
 p();
 p('## Where the time goes (worker CPU profile)');

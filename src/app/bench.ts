@@ -36,6 +36,7 @@ export interface BenchOptions {
 
 /** One line per second while the bench runs, like PerfTest's. */
 export interface SecondSample {
+  /** Seconds since the start of publishing, to 0.1 s. Counts below are per second over the interval that ends here. */
   readonly t: number;
   readonly sent: number;
   readonly confirmed: number;
@@ -67,6 +68,8 @@ export interface BenchReport {
   readonly workerRssMbMax: number;
   readonly workerRssMbFirst: number;
   readonly workerRssMbLast: number;
+  /** Every confirmed message had an outcome before `--drain-timeout`; false makes the bench fail. */
+  readonly drained: boolean;
   readonly verifyOk: boolean;
   readonly lost: number;
   readonly duplicated: number;
@@ -104,15 +107,22 @@ export async function runBench(
     const baseline = await outcomeCounts(db);
     let last = { sent: 0, confirmed: 0, ...baseline };
     const t0 = Date.now();
+    let lastMs = t0;
     const sample = async () => {
       const counts = await outcomeCounts(db);
       const usage = cpu.sample();
+      // Timer ticks drift (a slow sample delays the next): counts are turned into rates over the
+      // interval actually measured, so a 0.7 s or 1.3 s interval still reads as per second.
+      const nowMs = Date.now();
+      const intervalMs = Math.max(1, nowMs - lastMs);
+      const perS = (delta: number) => Math.round((delta * 1000) / intervalMs);
+      lastMs = nowMs;
       const s: SecondSample = {
-        t: Math.round((Date.now() - t0) / 1000),
-        sent: progress.published - last.sent,
-        confirmed: progress.confirmed - last.confirmed,
-        applied: counts.applied - last.applied,
-        rejected: counts.rejected - last.rejected,
+        t: Math.round((nowMs - t0) / 100) / 10,
+        sent: perS(progress.published - last.sent),
+        confirmed: perS(progress.confirmed - last.confirmed),
+        applied: perS(counts.applied - last.applied),
+        rejected: perS(counts.rejected - last.rejected),
         workerCpuPct: usage.cpuPct,
         workerRssMb: usage.rssMb,
         brokerCpuPct: broker.sample().cpuPct,
@@ -155,15 +165,20 @@ export async function runBench(
     // workers are still using: it runs only once the O(1) high-water marks say the run may be done
     // (they can overcount, after a rolled-back batch, but never undercount).
     const drainDeadline = Date.now() + options.drainTimeoutS * 1000;
+    let drained = false;
     for (;;) {
       const counts = await outcomeCounts(db);
-      if (counts.applied + counts.rejected >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed) break;
-      if (Date.now() > drainDeadline) break;
+      drained = counts.applied + counts.rejected >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed;
+      if (drained || Date.now() > drainDeadline) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     clearInterval(timer);
     await sampling;
-    await sample();
+    // The tail since the last tick, unless it is too short to be a rate worth printing.
+    if (Date.now() - lastMs >= 250) await sample();
+    // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
+    // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.
+    await Promise.all(workers.map(stopProcess));
 
     const latency = await endToEndLatency(db, summary.runId);
     const verify = await verifyBooks({ db, connection, topology }, { runId: summary.runId });
@@ -185,6 +200,7 @@ export async function runBench(
       workerRssMbMax: rss.length ? Math.max(...rss) : 0,
       workerRssMbFirst: rss[0] ?? 0,
       workerRssMbLast: rss[rss.length - 1] ?? 0,
+      drained,
       verifyOk: verify.ok,
       lost: verify.run?.lost ?? 0,
       duplicated: verify.run?.duplicated ?? 0,

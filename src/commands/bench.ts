@@ -40,6 +40,9 @@ export async function handleBench(ctx: CommandContext, options: BenchOptions, fo
   }
   if (format === 'json') ctx.out(toJson(report));
   else if (format === 'table') printReport(ctx, report);
+  if (!report.drained) {
+    throw new VerificationFailedError(`bench ${report.runId}: not drained within --drain-timeout ${options.drainTimeoutS} s (${report.outcomes} of ${report.confirmed} confirmed messages have an outcome); the figures would be wrong`);
+  }
   if (!report.verifyOk || report.lost > 0 || report.duplicated > 0) {
     throw new VerificationFailedError(`bench ${report.runId}: verify failed (${report.lost} lost, ${report.duplicated} duplicated)`);
   }
@@ -48,7 +51,7 @@ export async function handleBench(ctx: CommandContext, options: BenchOptions, fo
 
 function printSecond(ctx: CommandContext, s: SecondSample, format: 'table' | 'json' | 'csv'): void {
   if (format === 'csv') ctx.out(`${s.t},${s.sent},${s.confirmed},${s.applied},${s.rejected},${s.workerCpuPct},${s.workerRssMb}`);
-  else if (format === 'table') ctx.out(`t=${String(s.t).padStart(3)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB`);
+  else if (format === 'table') ctx.out(`t=${s.t.toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB`);
 }
 
 function printReport(ctx: CommandContext, r: BenchReport): void {
@@ -61,6 +64,7 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
   ctx.out(`created → committed ${p(r.endToEndLatencyMs)}`);
   ctx.out(`workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB`);
   ctx.out(`cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}`);
+  if (!r.drained) ctx.out(`drained             NO: ${r.outcomes} of ${r.confirmed} confirmed messages have an outcome`);
   ctx.out(`verify              ${r.verifyOk ? 'OK' : 'FAILED'} (lost ${r.lost}, duplicated ${r.duplicated})`);
 }
 

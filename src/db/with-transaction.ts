@@ -39,12 +39,17 @@ export interface WithTransactionOptions {
  * once a bounded number of times; every other error goes to the caller.
  */
 export async function withTransaction<T>(db: Knex, work: (trx: Knex.Transaction) => Promise<T>, options: WithTransactionOptions = {}): Promise<T> {
+  return retryingDeadlocks(() => db.transaction(work), options);
+}
+
+/** Runs `attempt` again, at once, while it fails with a deadlock (InnoDB rolled it back), a bounded number of times. */
+async function retryingDeadlocks<T>(attempt: () => Promise<T>, options: WithTransactionOptions): Promise<T> {
   const retriesMax = options.deadlockRetriesMax ?? 2;
-  for (let attempt = 0; ; attempt++) {
+  for (let retries = 0; ; retries++) {
     try {
-      return await db.transaction(work);
+      return await attempt();
     } catch (err) {
-      if ((err as { errno?: number }).errno === 1213 && attempt < retriesMax) continue;
+      if ((err as { errno?: number }).errno === 1213 && retries < retriesMax) continue;
       throw err;
     }
   }
@@ -79,8 +84,7 @@ export interface PipelinedTransaction {
  * rolled back here, exactly as `withTransaction` does, and deadlocks are retried the same way.
  */
 export async function withPipelinedTransaction<T>(db: Knex, work: (trx: PipelinedTransaction) => Promise<T>, options: WithTransactionOptions = {}): Promise<T> {
-  const retriesMax = options.deadlockRetriesMax ?? 2;
-  for (let attempt = 0; ; attempt++) {
+  return retryingDeadlocks(async () => {
     const connection = (await db.client.acquireConnection()) as RawConnection;
     if (!connection.config.multipleStatements) {
       await db.client.releaseConnection(connection);
@@ -110,10 +114,9 @@ export async function withPipelinedTransaction<T>(db: Knex, work: (trx: Pipeline
       return value;
     } catch (err) {
       if (open && !committed) await send(['ROLLBACK']).catch(() => {}); // a dead connection rolls back by itself
-      if ((err as { errno?: number }).errno === 1213 && attempt < retriesMax) continue;
       throw err;
     } finally {
       await db.client.releaseConnection(connection);
     }
-  }
+  }, options);
 }

@@ -1,0 +1,96 @@
+import amqp from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deleteTopology, topologyOf } from '../../src/amqp/topology.js';
+import type { BenchReport } from '../../src/app/bench.js';
+import { benchConfig } from '../../src/commands/bench.js';
+import { dropDatabase } from '../../src/db/schema.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { runTxsim } from '../helpers/txsim.js';
+
+/**
+ * `txsim bench` end to end against the real services, at sizes that take seconds: the report's
+ * numbers must add up to what happened, and a bench that could not drain must fail, not report.
+ */
+describe('txsim bench', () => {
+  let ns: TestNamespace;
+
+  beforeAll(async () => {
+    ns = await createTestNamespace('bench');
+  });
+
+  afterAll(async () => {
+    // The bench's own namespace and database: `<namespace>_bench`.
+    const config = benchConfig(ns.config);
+    const connection = await amqp.connect(config.amqpUrl);
+    try {
+      const channel = await connection.createChannel();
+      await deleteTopology(channel, topologyOf(config)).catch(() => {});
+    } finally {
+      await connection.close().catch(() => {});
+    }
+    await dropDatabase(config.databaseUrl, config.databaseName).catch(() => {});
+    await ns.cleanup();
+  });
+
+  const bench = async (args: string[]) => runTxsim(['bench', '--seed', 'it', ...args], ns.env, 180_000);
+
+  it('flat out: every published message has one outcome, the books verify, the figures are consistent', async () => {
+    const result = await bench(['--workers', '2', '--count', '1500', '--accounts', '200', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as BenchReport;
+    expect(report).toMatchObject({ published: 1500, confirmed: 1500, outcomes: 1500, drained: true, verifyOk: true, lost: 0, duplicated: 0 });
+    expect(report.options).toMatchObject({ workers: 2, batchSizeMax: 100, accounts: 200 });
+    for (const p of [report.confirmLatencyMs, report.endToEndLatencyMs]) {
+      expect(p.count).toBe(1500);
+      expect(p.p50).toBeLessThanOrEqual(p.p90);
+      expect(p.p90).toBeLessThanOrEqual(p.p99);
+      expect(p.p99).toBeLessThanOrEqual(p.p999);
+      expect(p.p999).toBeLessThanOrEqual(p.max);
+    }
+    expect(report.endToEndRatePerS).toBeGreaterThan(0);
+    expect(report.publishRatePerS).toBeGreaterThan(0);
+    expect(report.seconds.length).toBeGreaterThan(0);
+    expect(report.workerRssMbMax).toBeGreaterThan(0);
+
+    // What the report says is what the bench database holds.
+    const config = benchConfig(ns.config);
+    const db = (await import('../../src/db/knex.js')).createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 1 });
+    try {
+      const [[row]] = (await db.raw('SELECT COUNT(*) AS n, COUNT(DISTINCT worker_id) AS w FROM transactions WHERE run_id = ?', [report.runId])) as [[{ n: number; w: number }]];
+      expect(Number(row.n)).toBe(1500);
+      expect(Number(row.w)).toBe(2);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('paced: publishes rate × duration messages, and --csv prints one line per interval', async () => {
+    const result = await bench(['--workers', '1', '--rate', '400', '--duration', '2', '--accounts', '100', '--csv']);
+    expect(result.code, result.stderr).toBe(0);
+    const lines = result.stdout.trim().split('\n');
+    expect(lines[0]).toBe('t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb');
+    expect(lines.length).toBeGreaterThan(2);
+    for (const line of lines.slice(1)) expect(line).toMatch(/^\d+(\.\d)?(,\d+){6}$/);
+    // Paced at 400/s, no one-second line can claim much more than that was sent.
+    const sent = lines.slice(1).map((l) => Number(l.split(',')[1]));
+    expect(Math.max(...sent)).toBeLessThan(700);
+  });
+
+  it('fails with exit 4 when the workers cannot drain the run in time, instead of reporting wrong figures', async () => {
+    const result = await bench(['--workers', '1', '--batch-size', '1', '--transactions', '1', '--prefetch', '1', '--count', '3000', '--accounts', '100', '--drain-timeout', '1', '--json']);
+    expect(result.code, result.stderr).toBe(4);
+    expect(result.stderr).toMatch(/not drained within --drain-timeout 1 s/);
+    const report = JSON.parse(result.stdout) as BenchReport;
+    expect(report.drained).toBe(false);
+    expect(report.outcomes).toBeLessThan(3000);
+    expect(report.lost).toBe(0); // still queued, not lost
+  });
+
+  it('a wrong flag is a usage error (exit 2) before anything is reset', async () => {
+    for (const args of [['--workers', '0'], ['--hot-accounts', '2'], ['--batch-size', 'many']]) {
+      const result = await bench(args);
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stderr).toMatch(new RegExp(args[0]!));
+    }
+  });
+});
