@@ -64,8 +64,14 @@ export function createDatabase(options: DatabaseOptions): Knex {
       min: 0,
       max: options.poolMax ?? 4,
       afterCreate: (conn: { query: (sql: string, cb: (err: Error | null) => void) => void }, done: (err: Error | null, conn: unknown) => void) => {
-        // UTC session clock so DATETIME(3) values mean the same thing everywhere.
-        const settings = [`time_zone = '+00:00'`, ...(lockWait ? [`innodb_lock_wait_timeout = ${Math.max(1, Math.floor(lockWait))}`] : [])];
+        // UTC session clock so DATETIME(3) values mean the same thing everywhere. Backslash escapes on:
+        // mysql2 escapes values client-side with backslashes (knex's bindings and the worker's batch
+        // literals alike), which a server set to NO_BACKSLASH_ESCAPES would read differently.
+        const settings = [
+          `time_zone = '+00:00'`,
+          `sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')`,
+          ...(lockWait ? [`innodb_lock_wait_timeout = ${Math.max(1, Math.floor(lockWait))}`] : []),
+        ];
         conn.query(`SET SESSION ${settings.join(', ')}`, (err) => {
           if (err || !options.readCommitted) return done(err, conn);
           // Same statement on MariaDB and MySQL 8 (their variable names differ).

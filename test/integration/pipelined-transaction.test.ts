@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase, type Knex } from '../../src/db/knex.js';
+import { sqlTuple } from '../../src/db/sql-literal.js';
 import { withPipelinedTransaction } from '../../src/db/with-transaction.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 
@@ -64,6 +65,26 @@ describe('withPipelinedTransaction', () => {
       await trx.raw('SET SESSION innodb_lock_wait_timeout = 1');
       await trx.raw('SELECT id FROM pipe_test WHERE id = 1 FOR UPDATE');
     });
+  });
+
+  it('escaped literals mean the same on a server set to NO_BACKSLASH_ESCAPES (txsim sessions turn it off)', async () => {
+    const [[{ mode }]] = (await ns.db.raw('SELECT @@GLOBAL.sql_mode AS mode')) as [[{ mode: string }]];
+    const hostile = "O'Brien \\'; DELETE FROM pipe_test; -- \\";
+    await ns.db.raw(`SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, IF(@@GLOBAL.sql_mode = '', '', ','), 'NO_BACKSLASH_ESCAPES')`);
+    // New connections take the global mode: this pool's sessions start with NO_BACKSLASH_ESCAPES set.
+    const fresh = createDatabase({ databaseUrl: ns.config.databaseUrl, databaseName: ns.config.databaseName, poolMax: 1, multipleStatements: true });
+    try {
+      await ns.db.raw('CREATE TABLE pipe_text (id INT PRIMARY KEY, s VARCHAR(100) NOT NULL)');
+      await withPipelinedTransaction(fresh, async (trx) => {
+        await trx.begin([]);
+        await trx.commit([`INSERT INTO pipe_text (id, s) VALUES ${sqlTuple([1, hostile])}`]);
+      });
+    } finally {
+      await fresh.destroy();
+      await ns.db.raw('SET GLOBAL sql_mode = ?', [mode]);
+    }
+    expect((await ns.db('pipe_text').select('s'))[0].s).toBe(hostile);
+    expect((await rows()).length).toBeGreaterThan(0);
   });
 
   it('refuses a database created without multipleStatements, with a reason', async () => {
