@@ -1,4 +1,5 @@
 import type { ChannelModel, GetMessage, MessageProperties } from 'amqplib';
+import { browseQueue } from '../amqp/browse.js';
 import { HEADERS, type Topology } from '../amqp/topology.js';
 import { routingKeyFor } from '../domain/transaction.js';
 import { NotFoundError } from '../errors.js';
@@ -75,18 +76,14 @@ export async function inspectQueue(deps: { connection: ChannelModel; topology: T
   let partial = false;
   try {
     const depth = await checkQueue(channel, queue);
-    for (;;) {
-      if (scanned >= scanMax) {
-        partial = true;
-        break;
-      }
-      const msg = await channel.get(queue, { noAck: false });
-      if (msg === false) break;
+    for await (const msg of browseQueue(channel, queue, scanMax)) {
       scanned++;
       const parsed = options.queue === 'dead' ? parseDeadMessage(msg) : parseErrorMessage(msg);
       byReason[parsed.reason] = (byReason[parsed.reason] ?? 0) + 1;
       if (shown.length < options.limit && (options.reason === null || parsed.reason === options.reason)) shown.push({ msg, parsed });
     }
+    // Stopped at the cap, not at the end of the queue: the counts cover only what was scanned.
+    partial = scanned >= scanMax;
     if (options.ack) for (const { msg } of shown) channel.ack(msg);
     return { queue, kind: options.queue, depth, scanned, partial, byReason, messages: shown.map((s) => s.parsed), removed: options.ack ? shown.length : 0 };
   } finally {

@@ -1,4 +1,5 @@
 import type { ChannelModel, GetMessage, MessagePropertyHeaders } from 'amqplib';
+import { browseQueue } from '../amqp/browse.js';
 import { ConfirmPublisher, type PublishOutcome } from '../amqp/publisher.js';
 import { HEADERS, type Topology } from '../amqp/topology.js';
 import { bodyFields, checkQueue, originalRoutingKey, SCAN_MAX } from './inspect-errors.js';
@@ -68,9 +69,9 @@ export async function replayDead(deps: { connection: ChannelModel; topology: Top
   let selected = 0;
   try {
     await checkQueue(getChannel, t.deadQueue);
-    while (scanned < scanMax && selected < options.limit && !(wanted && found.size === wanted.size)) {
-      const msg = await getChannel.get(t.deadQueue, { noAck: false });
-      if (msg === false) break;
+    for await (const msg of browseQueue(getChannel, t.deadQueue, scanMax)) {
+      // Enough selected: this last fetched message is left unacked and goes back with the rest.
+      if (selected >= options.limit || (wanted && found.size === wanted.size)) break;
       scanned++;
       const body = bodyFields(msg.content);
       const id = body.id ?? (typeof msg.properties.messageId === 'string' ? msg.properties.messageId.toLowerCase() : null);

@@ -1,4 +1,5 @@
 import type { ChannelModel } from 'amqplib';
+import { browseQueue } from '../amqp/browse.js';
 import type { Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
 import { transactionIdFor } from '../domain/ids.js';
@@ -227,9 +228,7 @@ export async function peekDeadIds(deps: { connection: ChannelModel | null; topol
   const channel = await deps.connection.createChannel();
   channel.on('error', () => {});
   try {
-    for (let i = 0; i < limit; i++) {
-      const msg = await channel.get(deps.topology.deadQueue, { noAck: false });
-      if (msg === false) break;
+    for await (const msg of browseQueue(channel, deps.topology.deadQueue, limit)) {
       if (msg.properties.messageId) ids.add(String(msg.properties.messageId).toLowerCase());
     }
   } finally {

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Channel, ChannelModel } from 'amqplib';
+import { browseQueue } from '../../src/amqp/browse.js';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 
@@ -98,11 +99,7 @@ export async function queueDepth(connection: ChannelModel, queue: string): Promi
 /** Reads every message of a queue without removing any (get unacked, then close the channel). */
 export async function peekQueue(channel: Channel, queue: string, limit = 10_000) {
   const messages = [];
-  for (let i = 0; i < limit; i++) {
-    const msg = await channel.get(queue, { noAck: false });
-    if (msg === false) break;
-    messages.push(msg);
-  }
+  for await (const msg of browseQueue(channel, queue, limit)) messages.push(msg);
   return messages;
 }
 
