@@ -104,12 +104,12 @@ export async function runBench(
     const seconds: SecondSample[] = [];
     let progress: RunProgress = { published: 0, confirmed: 0, returned: 0, failed: 0 };
     // Seeding posted opening balances: count only what happens from here on.
-    const baseline = await outcomeCounts(db);
-    let last = { sent: 0, confirmed: 0, ...baseline };
+    const baseline = await outcomeMarks(db);
+    let last = { sent: 0, confirmed: 0, applied: 0, rejected: 0 };
     const t0 = Date.now();
     let lastMs = t0;
     const sample = async () => {
-      const counts = await outcomeCounts(db);
+      const counts = outcomesSince(await outcomeMarks(db), baseline);
       const usage = cpu.sample();
       // Timer ticks drift (a slow sample delays the next): counts are turned into rates over the
       // interval actually measured, so a 0.7 s or 1.3 s interval still reads as per second.
@@ -167,8 +167,8 @@ export async function runBench(
     const drainDeadline = Date.now() + options.drainTimeoutS * 1000;
     let drained = false;
     for (;;) {
-      const counts = await outcomeCounts(db);
-      drained = counts.applied + counts.rejected >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed;
+      const eventsSinceStart = (await outcomeMarks(db)).events - baseline.events;
+      drained = eventsSinceStart >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed;
       if (drained || Date.now() > drainDeadline) break;
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
@@ -250,12 +250,20 @@ function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
-async function outcomeCounts(db: Knex): Promise<{ applied: number; rejected: number }> {
-  // AUTO_INCREMENT high-water marks are O(1): ledger entries come in pairs per applied transaction,
-  // outbox events one per recorded outcome. COUNT(*) over a growing table would load the database.
+/** AUTO_INCREMENT high-water marks of the ledger and the outbox: O(1), where COUNT(*) over a growing table would load the database. */
+async function outcomeMarks(db: Knex): Promise<{ entries: number; events: number }> {
   const [[row]] = (await db.raw('SELECT (SELECT COALESCE(MAX(id), 0) FROM ledger_entries) AS entries, (SELECT COALESCE(MAX(id), 0) FROM outbox_events) AS events')) as [[{ entries: string; events: string }]];
-  const applied = Math.floor(Number(row.entries) / 2);
-  return { applied, rejected: Math.max(0, Number(row.events) - applied) };
+  return { entries: Number(row.entries), events: Number(row.events) };
+}
+
+/**
+ * Outcomes since `base`: ledger entries come in pairs per applied transaction, outbox events one per
+ * recorded outcome. Both marks are taken relative to `base`, because seeding posts opening entries
+ * (two per account) and no events: mixing the two absolute marks hid rejects behind the openings.
+ */
+function outcomesSince(marks: { entries: number; events: number }, base: { entries: number; events: number }): { applied: number; rejected: number } {
+  const applied = Math.floor((marks.entries - base.entries) / 2);
+  return { applied, rejected: Math.max(0, marks.events - base.events - applied) };
 }
 
 async function runOutcomeCount(db: Knex, runId: string): Promise<number> {

@@ -65,7 +65,9 @@ describe('txsim bench', () => {
   });
 
   it('paced: publishes rate × duration messages, and --csv prints one line per interval', async () => {
-    const result = await bench(['--workers', '1', '--rate', '400', '--duration', '2', '--accounts', '100', '--csv']);
+    // Poison at 20 %: rejects must show in the lines, though the 1,000 seeded accounts' opening
+    // entries outnumber them in the ledger.
+    const result = await bench(['--workers', '1', '--rate', '400', '--duration', '2', '--accounts', '1000', '--invalid', '0.2', '--csv']);
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trim().split('\n');
     expect(lines[0]).toBe('t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb');
@@ -74,6 +76,8 @@ describe('txsim bench', () => {
     // Paced at 400/s, no one-second line can claim much more than that was sent.
     const sent = lines.slice(1).map((l) => Number(l.split(',')[1]));
     expect(Math.max(...sent)).toBeLessThan(700);
+    const rejected = lines.slice(1).map((l) => Number(l.split(',')[4]));
+    expect(Math.max(...rejected)).toBeGreaterThan(0);
   });
 
   it('fails with exit 4 when the workers cannot drain the run in time, instead of reporting wrong figures', async () => {
