@@ -1,19 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { accountingRoutingKey, decodeAccountingEvent, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent } from '../../src/app/accounting-event.js';
-
-const applied: AccountingEvent = {
-  eventId: '0b7f3c6e-1d2a-5b4c-8e9f-0a1b2c3d4e5f',
-  transactionId: '9a8b7c6d-5e4f-5a3b-9c2d-1e0f9a8b7c6d',
-  accountId: 42,
-  accountSeq: 17,
-  type: 'card_payment',
-  outcome: 'applied',
-  reason: null,
-  amountMinor: 1_234n,
-  currency: 'EUR',
-  balanceAfterMinor: 98_766n,
-  occurredAt: '2025-05-01T12:00:00.123Z',
-};
+import { accountingRoutingKey, decodeAccountingEvent, encodeAccountingEvent, eventFromOutboxRow } from '../../src/app/accounting-event.js';
+import { APPLIED_CARD_PAYMENT as applied } from './accounting-fixtures.js';
 
 describe('accounting event wire format', () => {
   it('round-trips, with money as strings on the wire', () => {
