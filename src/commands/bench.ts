@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { runBench, type BenchOptions, type BenchReport, type SecondSample } from '../app/bench.js';
+import { runBench, type BenchOptions, type BenchReport, type SecondSample } from '../bench/bench.js';
 import type { Config } from '../config/config.js';
 import { parseFractionFlag, parseIntFlag, parseNumberFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';

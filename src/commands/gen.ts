@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { publishRun, type PublishRunOptions, type RunProgress, type RunSummary } from '../app/publish-run.js';
+import { publishRun, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
 import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseNumberFlag, parseRangeFlag, parseWeightsFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { TRANSACTION_TYPES } from '../domain/transaction.js';

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { inspectQueue, SCAN_MAX, type InspectOptions, type InspectReport } from '../app/inspect-errors.js';
+import { inspectQueue, SCAN_MAX, type InspectOptions, type InspectReport } from '../dead-letters/inspect-errors.js';
 import { parseIntFlag } from '../config/parse.js';
 import { formatMinor } from '../domain/money.js';
 import { UsageError } from '../errors.js';

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { SCAN_MAX } from '../app/inspect-errors.js';
-import { replayDead, type ReplayOptions, type ReplayReport } from '../app/replay-dead.js';
+import { SCAN_MAX } from '../dead-letters/inspect-errors.js';
+import { replayDead, type ReplayOptions, type ReplayReport } from '../dead-letters/replay-dead.js';
 import { parseIntFlag } from '../config/parse.js';
 import { NotFoundError, PublishIncompleteError, UsageError } from '../errors.js';
 import { collect, contextFor, type CommandContext } from './context.js';

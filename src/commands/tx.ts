@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { peekDeadIds } from '../app/verify.js';
+import { peekDeadIds } from '../verify/verify.js';
 import { formatMinor } from '../domain/money.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { withDatabase } from './accounts.js';

@@ -1,12 +1,12 @@
 import { hostname } from 'node:os';
 import { Option, type Command } from 'commander';
 import { topologyOf } from '../amqp/topology.js';
-import { OutboxRelay } from '../app/outbox-relay.js';
-import { Worker, type WorkerOptions } from '../app/worker.js';
+import { OutboxRelay } from '../accounting/outbox-relay.js';
+import { Worker, type WorkerOptions } from '../worker/worker.js';
 import { parseIntFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { flushLogger } from '../log.js';
-import { StatsPublisher } from '../metrics/stats-publisher.js';
+import { StatsPublisher } from '../stats/stats-publisher.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 
 export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 'topology'> {

@@ -1,5 +1,5 @@
 import { Text, Box } from 'ink';
-import type { SortKey } from '../metrics/stats-aggregator.js';
+import type { SortKey } from '../watch/stats-aggregator.js';
 import { formatDuration } from './text.js';
 import type { WatchData } from './watch-state.js';
 

@@ -1,5 +1,5 @@
 import { Box, Text } from 'ink';
-import type { QueueDepth, QueueReading } from '../http/management-api.js';
+import type { QueueDepth, QueueReading } from '../watch/queue-depths.js';
 import { cell, formatCount, formatRate } from './text.js';
 
 export interface QueuePanelProps {

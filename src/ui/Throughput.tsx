@@ -1,5 +1,5 @@
 import { Box, Text } from 'ink';
-import type { WorkerRow } from '../metrics/stats-aggregator.js';
+import type { WorkerRow } from '../watch/stats-aggregator.js';
 import { STATUS_COLOR } from './WorkersTable.js';
 import { cell, formatRate, sparkline } from './text.js';
 

@@ -1,6 +1,6 @@
 import { Box, Text, useApp, useInput, useStdin } from 'ink';
 import { useReducer } from 'react';
-import { sortRows } from '../metrics/stats-aggregator.js';
+import { sortRows } from '../watch/stats-aggregator.js';
 import { Header } from './Header.js';
 import { QueuePanel } from './QueuePanel.js';
 import { RejectReasons } from './RejectReasons.js';

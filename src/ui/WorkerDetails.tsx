@@ -1,6 +1,6 @@
 import { Box, Text } from 'ink';
-import type { WorkerRow } from '../metrics/stats-aggregator.js';
-import type { LatencySummary } from '../metrics/snapshot.js';
+import type { WorkerRow } from '../watch/stats-aggregator.js';
+import type { LatencySummary } from '../stats/snapshot.js';
 import { STATUS_COLOR } from './WorkersTable.js';
 import { formatAgo, formatDuration, formatMs, formatRate, sparkline } from './text.js';
 

@@ -1,5 +1,5 @@
 import { Box, Text } from 'ink';
-import type { Totals, WorkerRow, WorkerStatus } from '../metrics/stats-aggregator.js';
+import type { Totals, WorkerRow, WorkerStatus } from '../watch/stats-aggregator.js';
 import { cell, formatAgo, formatCount, formatMs, formatRate } from './text.js';
 
 export interface WorkersTableProps {

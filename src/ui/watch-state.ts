@@ -1,5 +1,5 @@
-import type { QueueReading } from '../http/management-api.js';
-import { nextSortKey, type SortKey, type StatsView } from '../metrics/stats-aggregator.js';
+import type { QueueReading } from '../watch/queue-depths.js';
+import { nextSortKey, type SortKey, type StatsView } from '../watch/stats-aggregator.js';
 
 /**
  * UI state of `watch` as a reducer: pure functions from (state, action) to state, tested without

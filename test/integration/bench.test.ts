@@ -1,7 +1,7 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteTopology, topologyOf } from '../../src/amqp/topology.js';
-import type { BenchReport } from '../../src/app/bench.js';
+import type { BenchReport } from '../../src/bench/bench.js';
 import { benchConfig } from '../../src/commands/bench.js';
 import { dropDatabase } from '../../src/db/schema.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { InspectReport } from '../../src/app/inspect-errors.js';
+import type { InspectReport } from '../../src/dead-letters/inspect-errors.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess, queueDepth } from '../helpers/txsim.js';

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../src/amqp/topology.js';
-import type { InspectReport } from '../../src/app/inspect-errors.js';
-import type { ReplayReport } from '../../src/app/replay-dead.js';
+import type { InspectReport } from '../../src/dead-letters/inspect-errors.js';
+import type { ReplayReport } from '../../src/dead-letters/replay-dead.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess, queueDepth } from '../helpers/txsim.js';

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import type { Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { InspectReport } from '../../src/app/inspect-errors.js';
+import type { InspectReport } from '../../src/dead-letters/inspect-errors.js';
 import type { jsonDocument } from '../../src/commands/watch.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';

@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signWebhookBody, WEBHOOK_HEADERS } from '../../src/app/webhook.js';
+import { signWebhookBody, WEBHOOK_HEADERS } from '../../src/accounting/webhook-delivery.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { freePort, jsonLines, startTxsim, type TxsimProcess } from './accounting-helpers.js';

@@ -1,4 +1,4 @@
-import type { AccountingEvent } from '../../src/app/accounting-event.js';
+import type { AccountingEvent } from '../../src/domain/accounting-event.js';
 
 /** An applied card payment as an accounting event: the shared starting point of the accounting unit tests. */
 export const APPLIED_CARD_PAYMENT: AccountingEvent = {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createGenerator, POISON_KINDS, type GeneratorOptions } from '../../src/domain/generator.js';
+import { createGenerator, POISON_KINDS, type GeneratorOptions } from '../../src/gen/generator.js';
 import { runIdForSeed, transactionIdFor } from '../../src/domain/ids.js';
 import { decodeTransaction } from '../../src/domain/message-schema.js';
 

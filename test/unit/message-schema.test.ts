@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createGenerator, type PoisonKind } from '../../src/domain/generator.js';
+import { createGenerator, type PoisonKind } from '../../src/gen/generator.js';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { decodeTransaction, identityHash, MAX_BODY_BYTES } from '../../src/domain/message-schema.js';
 

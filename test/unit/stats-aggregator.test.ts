@@ -1,12 +1,12 @@
 import hdrModule from 'hdr-histogram-js';
 import { describe, expect, it } from 'vitest';
+import { ratePerS } from '../../src/stats/rates.js';
 import {
   DEFAULT_STALENESS,
   emptyStats,
   HISTORY_LENGTH_MAX,
   mergeLatency,
   nextSortKey,
-  ratePerS,
   receiveInvalid,
   receiveSnapshot,
   rowOf,
@@ -19,8 +19,8 @@ import {
   viewOf,
   type SortKey,
   type StatsState,
-} from '../../src/metrics/stats-aggregator.js';
-import type { LatencySummary } from '../../src/metrics/snapshot.js';
+} from '../../src/watch/stats-aggregator.js';
+import type { LatencySummary } from '../../src/stats/snapshot.js';
 import { latency, NO_LATENCY, snapshot } from './stats-fixtures.js';
 
 const hdr = hdrModule as unknown as typeof import('hdr-histogram-js');

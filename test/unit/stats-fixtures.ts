@@ -1,4 +1,4 @@
-import { SNAPSHOT_SCHEMA, type LatencySummary, type WorkerSnapshot } from '../../src/metrics/snapshot.js';
+import { SNAPSHOT_SCHEMA, type LatencySummary, type WorkerSnapshot } from '../../src/stats/snapshot.js';
 
 /** Test data shared by the stats and UI unit tests: a valid snapshot with overridable fields. */
 

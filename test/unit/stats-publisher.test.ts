@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { decodeSnapshot, encodeSnapshot } from '../../src/metrics/snapshot.js';
-import { LATENCY_WINDOW_TICKS, SnapshotBuilder } from '../../src/metrics/stats-publisher.js';
-import { WorkerMetrics } from '../../src/metrics/worker-metrics.js';
+import { decodeSnapshot, encodeSnapshot } from '../../src/stats/snapshot.js';
+import { LATENCY_WINDOW_TICKS, SnapshotBuilder } from '../../src/stats/stats-publisher.js';
+import { WorkerMetrics } from '../../src/stats/worker-metrics.js';
 
 const identity = { workerId: 'w1', pid: 4242, host: 'box', prefetchCount: 50 };
 

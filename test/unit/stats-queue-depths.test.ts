@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topologyFor } from '../../src/amqp/topology.js';
 import { ServiceUnavailableError } from '../../src/errors.js';
-import { ManagementApiClient, QueueDepthReader, vhostOf, watchedQueues, type QueueDepth, type WatchedQueue } from '../../src/http/management-api.js';
+import { ManagementApiClient, QueueDepthReader, vhostOf, watchedQueues, type QueueDepth, type WatchedQueue } from '../../src/watch/queue-depths.js';
 
 /**
  * The management API client against a small local HTTP server playing the API (the real API is

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeSnapshot, encodeSnapshot, SNAPSHOT_BYTES_MAX } from '../../src/metrics/snapshot.js';
+import { decodeSnapshot, encodeSnapshot, SNAPSHOT_BYTES_MAX } from '../../src/stats/snapshot.js';
 import { snapshot } from './stats-fixtures.js';
 
 describe('snapshot codec', () => {

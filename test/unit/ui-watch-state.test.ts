@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { emptyStats, viewOf } from '../../src/metrics/stats-aggregator.js';
+import { emptyStats, viewOf } from '../../src/watch/stats-aggregator.js';
 import { initialUiState, keyIntent, planLayout, uiReducer, type WatchData } from '../../src/ui/watch-state.js';
 
 const data: WatchData = { stats: viewOf(emptyStats(), 0), queues: null, queueError: null, broker: { state: 'connected', detail: null } };

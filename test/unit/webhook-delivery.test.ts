@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backoffDelayMs, classifyAttempt, deliverWebhook, verifyWebhookSignature, WEBHOOK_HEADERS, type AttemptResult, type WebhookRetryPolicy, type WebhookTransport } from '../../src/app/webhook.js';
-import { WebhookClient } from '../../src/http/webhook-client.js';
+import { backoffDelayMs, classifyAttempt, deliverWebhook, verifyWebhookSignature, WEBHOOK_HEADERS, type AttemptResult, type WebhookRetryPolicy, type WebhookTransport } from '../../src/accounting/webhook-delivery.js';
+import { WebhookClient } from '../../src/accounting/webhook-client.js';
 
 const secret = 'delivery-secret-123456';
 const fast: WebhookRetryPolicy = { backoffInitialMs: 1, backoffMaxMs: 4, giveUpAfterMs: 60_000, attemptsMax: 1_000 };

@@ -2,8 +2,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { signWebhookBody, WEBHOOK_HEADERS } from '../../src/app/webhook.js';
-import { createWebhookReceiver, type ReceivedWebhook, type RefusedWebhook } from '../../src/http/webhook-receiver.js';
+import { signWebhookBody, WEBHOOK_HEADERS } from '../../src/accounting/webhook-delivery.js';
+import { createWebhookReceiver, type ReceivedWebhook, type RefusedWebhook } from '../../src/accounting/webhook-receiver.js';
 
 const secret = 'receiver-secret-123456';
 

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { signWebhookBody, verifyWebhookSignature } from '../../src/app/webhook.js';
+import { signWebhookBody, verifyWebhookSignature } from '../../src/accounting/webhook-delivery.js';
 
 const secret = 'test-secret-0123456789';
 const body = Buffer.from('{"eventId":"e1","amountMinor":"1234"}');

@@ -3,12 +3,12 @@ import { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { customerTargets } from '../db/accounts.js';
 import type { Knex } from '../db/knex.js';
-import { createGenerator, type GeneratedMessage, type GeneratorOptions } from '../domain/generator.js';
+import { createGenerator, type GeneratedMessage, type GeneratorOptions } from './generator.js';
 import { runIdForSeed } from '../domain/ids.js';
 import { validateTransaction } from '../domain/message-schema.js';
 import type { TransactionType } from '../domain/transaction.js';
 import { UsageError } from '../errors.js';
-import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../metrics/histogram.js';
+import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
 
 export interface PublishRunOptions {
   readonly count: number;

@@ -1,5 +1,5 @@
 import type { Channel } from 'amqplib';
-import { decodeSnapshot, type WorkerSnapshot } from './snapshot.js';
+import { decodeSnapshot, type WorkerSnapshot } from '../stats/snapshot.js';
 
 /**
  * The reading end of the stats exchange. Each watcher gets its own exclusive, auto-deleted queue

@@ -1,5 +1,5 @@
-import { transactionIdFor } from './ids.js';
-import { MAX_AMOUNT_MINOR, routingKeyFor, TRANSACTION_TYPES, type TransactionMessage, type TransactionType } from './transaction.js';
+import { transactionIdFor } from '../domain/ids.js';
+import { MAX_AMOUNT_MINOR, routingKeyFor, TRANSACTION_TYPES, type TransactionMessage, type TransactionType } from '../domain/transaction.js';
 
 /** Kinds of poison gen can mix in to exercise the reject path. */
 export const POISON_KINDS = ['bad_json', 'wrong_schema', 'unknown_account', 'currency_mismatch', 'negative_amount'] as const;

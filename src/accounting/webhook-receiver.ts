@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { verifyWebhookSignature, WEBHOOK_HEADERS } from '../app/webhook.js';
+import { verifyWebhookSignature, WEBHOOK_HEADERS } from './webhook-delivery.js';
 
 /** One accepted webhook: its idempotency key, the parsed body, and whether the key was seen before. */
 export interface ReceivedWebhook {

@@ -4,7 +4,7 @@ import { ConfirmPublisher, PublishError } from '../amqp/publisher.js';
 import { assertTopology, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
 import type { Logger } from '../log.js';
-import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent, type OutboxRow } from './accounting-event.js';
+import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent, type OutboxRow } from '../domain/accounting-event.js';
 
 /**
  * The outbox relay: moves committed outbox events to the accounting exchange. It runs inside every

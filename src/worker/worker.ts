@@ -7,7 +7,7 @@ import type { Knex } from '../db/knex.js';
 import { decodeTransaction } from '../domain/message-schema.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
-import { WorkerMetrics } from '../metrics/worker-metrics.js';
+import { WorkerMetrics } from '../stats/worker-metrics.js';
 import { applyBatch, type Incoming, type Outcome } from './apply-batch.js';
 import { classifyFailure, type ClassifiedFailure } from './classify-failure.js';
 

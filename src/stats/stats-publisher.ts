@@ -3,7 +3,7 @@ import hdrModule from 'hdr-histogram-js';
 import { connectRecovering } from '../amqp/connect.js';
 import type { Logger } from '../log.js';
 import type { LatencyHistogram } from './histogram.js';
-import { ratePerS, round1, type CounterSample } from './stats-aggregator.js';
+import { ratePerS, round1, type CounterSample } from './rates.js';
 import { encodeSnapshot, SNAPSHOT_SCHEMA, type LatencySummary, type WorkerSnapshot } from './snapshot.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 

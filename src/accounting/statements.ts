@@ -8,8 +8,8 @@ import { withTransaction } from '../db/with-transaction.js';
 import { formatMinor, parseMinor } from '../domain/money.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
-import { decodeAccountingEvent, encodeAccountingEvent, type AccountingEvent, type EventOutcome } from './accounting-event.js';
-import { deliverWebhook, type DeliveryResult, type WebhookRetryPolicy, type WebhookTransport } from './webhook.js';
+import { decodeAccountingEvent, encodeAccountingEvent, type AccountingEvent, type EventOutcome } from '../domain/accounting-event.js';
+import { deliverWebhook, type DeliveryResult, type WebhookRetryPolicy, type WebhookTransport } from './webhook-delivery.js';
 
 /**
  * The user-facing accounting system (`txsim accounting`): consumes the accounting queue, keeps one

@@ -1,5 +1,5 @@
 import { Agent, request } from 'undici';
-import type { AttemptResult, WebhookTransport } from '../app/webhook.js';
+import type { AttemptResult, WebhookTransport } from './webhook-delivery.js';
 
 export interface WebhookClientOptions {
   /** Longest one attempt may take, connect to last body byte; a slower receiver counts as a timeout (retried). */

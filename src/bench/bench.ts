@@ -7,9 +7,9 @@ import { seedAccounts } from '../db/accounts.js';
 import { createDatabase, type Knex } from '../db/knex.js';
 import { dropDatabase, ensureSchema } from '../db/schema.js';
 import type { Logger } from '../log.js';
-import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../metrics/histogram.js';
-import { publishRun, type PublishRunOptions, type RunProgress } from './publish-run.js';
-import { verifyBooks } from './verify.js';
+import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
+import { publishRun, type PublishRunOptions, type RunProgress } from '../gen/publish-run.js';
+import { verifyBooks } from '../verify/verify.js';
 
 /** Options of one bench run. Units are in the names. */
 export interface BenchOptions {
