@@ -1,7 +1,7 @@
 import type { ChannelModel } from 'amqplib';
 import type { Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
-import { ACCOUNTING_PREFETCH_MAX } from '../accounting/statements.js';
+import { ACCOUNTING_PREFETCH_MAX } from '../accounting/statements-consumer.js';
 import type { CheckResult } from './verify.js';
 
 /**

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import type { Channel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InspectReport } from '../../src/dead-letters/inspect-errors.js';
-import type { jsonDocument } from '../../src/commands/watch.js';
+import type { jsonDocument } from '../../src/watch/watch.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';

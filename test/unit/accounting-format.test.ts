@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatStatementLine, outcomeText, signedAmountText, whatHappened } from '../../src/accounting/statements.js';
+import { formatStatementLine, outcomeText, signedAmountText, whatHappened } from '../../src/accounting/statement-text.js';
 import { APPLIED_CARD_PAYMENT as base } from './accounting-fixtures.js';
 
 describe('statement lines', () => {

@@ -1,6 +1,6 @@
 import { render } from 'ink-testing-library';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WatchFeedStore } from '../../src/commands/watch.js';
+import { WatchFeedStore } from '../../src/watch/watch.js';
 import type { QueueDepth, QueueReading } from '../../src/watch/queue-depths.js';
 import { WatchApp } from '../../src/ui/WatchApp.js';
 import { snapshot } from './stats-fixtures.js';

@@ -1,0 +1,45 @@
+import type { AccountingEvent } from '../domain/accounting-event.js';
+import { formatMinor } from '../domain/money.js';
+
+/** Statement lines: how an accounting event reads to a person. */
+
+const TYPE_LABELS: Record<string, string> = { deposit: 'deposit', withdrawal: 'withdrawal', card_payment: 'card payment' };
+
+/** "insufficient_funds" → "insufficient funds". */
+function humanize(code: string): string {
+  return code.replace(/_/g, ' ');
+}
+
+/** Amount as the account holder sees it: money in is +, money out is −; a reject moved nothing, so no sign. */
+export function signedAmountText(event: Pick<AccountingEvent, 'type' | 'outcome' | 'amountMinor' | 'currency'>): string {
+  if (event.amountMinor === null) return '-';
+  const text = formatMinor(event.amountMinor, event.currency ?? undefined);
+  if (event.outcome === 'rejected') return text;
+  return event.type === 'deposit' ? `+${text}` : `-${text}`;
+}
+
+/** What happened, in words: "deposit", "card payment"; just "transaction" when the message was unreadable. */
+export function whatHappened(event: Pick<AccountingEvent, 'type'>): string {
+  return event.type === null ? 'transaction' : (TYPE_LABELS[event.type] ?? event.type);
+}
+
+/** The outcome column: the balance after an applied transaction, or "REJECTED: <reason>". */
+export function outcomeText(event: Pick<AccountingEvent, 'outcome' | 'reason' | 'balanceAfterMinor' | 'currency'>): string {
+  if (event.outcome === 'rejected') return `REJECTED: ${humanize(event.reason ?? 'no reason given')}`;
+  return event.balanceAfterMinor === null ? 'balance unknown' : `balance ${formatMinor(event.balanceAfterMinor, event.currency ?? undefined)}`;
+}
+
+/**
+ * One readable statement line: time, account (and its sequence number), what happened, the
+ * amount with its currency, and the balance after — or, for a reject, the reason.
+ *
+ *   2025-05-01 12:00:00.123  account 42 #17   card payment      -12.34 EUR  balance 987.66 EUR
+ *   2025-05-01 12:00:00.124  account 42 #18   withdrawal       900.00 EUR  REJECTED: insufficient funds
+ */
+export function formatStatementLine(event: AccountingEvent): string {
+  const time = event.occurredAt.replace('T', ' ').replace(/Z$/, '');
+  const who = event.accountId === null ? 'no account' : `account ${event.accountId} #${event.accountSeq}`;
+  const tail = event.accountId === null ? ` (transaction ${event.transactionId})` : '';
+  return `${time}  ${who.padEnd(18)}  ${whatHappened(event).padEnd(18)}  ${signedAmountText(event).padStart(16)}  ${outcomeText(event)}${tail}`;
+}
+

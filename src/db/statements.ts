@@ -1,0 +1,161 @@
+import type { AccountingEvent, EventOutcome } from '../domain/accounting-event.js';
+import { parseMinor } from '../domain/money.js';
+import type { Knex } from './knex.js';
+import { withTransaction } from './with-transaction.js';
+
+/** Storage of `txsim accounting`: the accounting tables (sql/002-accounting.sql). */
+
+/** How delivering one event's webhook ended (the finished cases of accounting's DeliveryResult). */
+export type WebhookOutcome =
+  | { readonly status: 'delivered'; readonly attempts: number; readonly responseStatus: number; readonly responseBody: string }
+  | { readonly status: 'failed'; readonly attempts: number; readonly responseStatus: number | null; readonly responseBody: string | null; readonly lastError: string };
+
+export type WebhookStatus = 'pending' | 'delivered' | 'failed';
+
+/** What storing an event did: a new line or a repeat, and where its webhook stands (null: no webhook). */
+export interface StoredStatement {
+  readonly inserted: boolean;
+  readonly webhookStatus: WebhookStatus | null;
+}
+
+/**
+ * Stores the statement line of an event, once: a repeat only counts another delivery. With a
+ * webhook URL, also makes sure a delivery record exists ('pending' until an outcome is recorded),
+ * in the same transaction, and returns its status so a repeat of an undelivered event is sent again.
+ */
+export async function recordStatement(db: Knex, event: AccountingEvent, webhookUrl: string | null, now: Date = new Date()): Promise<StoredStatement> {
+  return withTransaction(db, async (trx) => {
+    const [result] = (await trx.raw(
+      `INSERT INTO accounting_statements
+         (event_id, transaction_id, account_id, account_seq, type, outcome, reason, amount_minor, currency, balance_after_minor, occurred_at, received_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON DUPLICATE KEY UPDATE deliveries = deliveries + 1`,
+      [
+        event.eventId,
+        event.transactionId,
+        event.accountId,
+        event.accountSeq,
+        event.type,
+        event.outcome,
+        event.reason,
+        event.amountMinor?.toString() ?? null,
+        event.currency,
+        event.balanceAfterMinor?.toString() ?? null,
+        new Date(event.occurredAt),
+        now,
+      ],
+    )) as [{ affectedRows: number }];
+    // MySQL reports 1 affected row for an insert and 2 for the ON DUPLICATE KEY update.
+    const inserted = result.affectedRows === 1;
+    if (webhookUrl === null) return { inserted, webhookStatus: null };
+    await trx.raw(
+      `INSERT INTO webhook_deliveries (event_id, url, status, attempts, created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?)
+       ON DUPLICATE KEY UPDATE event_id = event_id`,
+      [event.eventId, webhookUrl, now, now],
+    );
+    const row = (await trx('webhook_deliveries').where('event_id', event.eventId).first('status')) as { status: WebhookStatus };
+    return { inserted, webhookStatus: row.status };
+  });
+}
+
+/** Records how delivering an event's webhook ended (delivered, or failed with the response / error). */
+export async function recordWebhookOutcome(db: Knex, eventId: string, result: WebhookOutcome, now: Date = new Date()): Promise<void> {
+  const failed = result.status === 'failed' ? result : null;
+  await db('webhook_deliveries')
+    .where('event_id', eventId)
+    .update({
+      status: result.status,
+      attempts: db.raw('attempts + ?', [result.attempts]),
+      response_status: result.responseStatus,
+      response_body: result.responseBody?.slice(0, 1_024) ?? null,
+      last_error: failed?.lastError.slice(0, 500) ?? null,
+      updated_at: now,
+      finished_at: now,
+    });
+}
+
+/** Keeps a delivery that is not an accounting event, so it is acknowledged without being lost. */
+export async function recordInvalidEvent(db: Knex, msg: { messageId: string | null; routingKey: string; detail: string; body: Buffer }, now: Date = new Date()): Promise<void> {
+  await db('accounting_invalid_events').insert({
+    message_id: msg.messageId?.slice(0, 255) ?? null,
+    routing_key: msg.routingKey.slice(0, 255),
+    detail: msg.detail.slice(0, 255),
+    body: msg.body.toString('utf8').slice(0, 4_096),
+    received_at: now,
+  });
+}
+
+type StatementRow = {
+  event_id: string;
+  transaction_id: string;
+  account_id: string | null;
+  account_seq: string | null;
+  type: string | null;
+  outcome: EventOutcome;
+  reason: string | null;
+  amount_minor: string | null;
+  currency: string | null;
+  balance_after_minor: string | null;
+  occurred_at: Date;
+  deliveries: string | number;
+};
+
+function eventOfRow(r: StatementRow): AccountingEvent & { deliveries: number } {
+  return {
+    eventId: r.event_id,
+    transactionId: r.transaction_id,
+    accountId: r.account_id === null ? null : Number(r.account_id),
+    accountSeq: r.account_seq === null ? null : Number(r.account_seq),
+    type: r.type,
+    outcome: r.outcome,
+    reason: r.reason,
+    amountMinor: r.amount_minor === null ? null : parseMinor(r.amount_minor),
+    currency: r.currency,
+    balanceAfterMinor: r.balance_after_minor === null ? null : parseMinor(r.balance_after_minor),
+    occurredAt: new Date(r.occurred_at).toISOString(),
+    deliveries: Number(r.deliveries),
+  };
+}
+
+/** An account's statement: its latest lines in sequence order, the balance before them, and any gaps. */
+export interface Statement {
+  readonly accountId: number;
+  /** Lines on the statement in all (the page may show fewer). */
+  readonly lineCount: number;
+  readonly lines: (AccountingEvent & { deliveries: number; balanceMinor: bigint | null })[];
+  /** Sequence numbers not received (yet) between the first and last line shown. */
+  readonly missingSeqs: number[];
+}
+
+/**
+ * Reads the last `limit` lines of an account's statement in sequence order. Each line carries the
+ * balance after it: its own for an applied transaction, the last known one for a reject (null when
+ * no applied line precedes it on the statement).
+ */
+export async function readStatement(db: Knex, accountId: number, limit: number): Promise<Statement> {
+  const columns = ['event_id', 'transaction_id', 'account_id', 'account_seq', 'type', 'outcome', 'reason', 'amount_minor', 'currency', 'balance_after_minor', 'occurred_at', 'deliveries'];
+  const rows = ((await db('accounting_statements').where('account_id', accountId).orderBy('account_seq', 'desc').limit(limit).select(columns)) as StatementRow[]).reverse();
+  const [[count]] = (await db.raw('SELECT COUNT(*) AS n FROM accounting_statements WHERE account_id = ?', [accountId])) as [[{ n: string }]];
+  const events = rows.map(eventOfRow);
+  let balance: bigint | null = null;
+  const first = events[0];
+  if (first && first.accountSeq !== null) {
+    const before = (await db('accounting_statements')
+      .where('account_id', accountId)
+      .andWhere('account_seq', '<', first.accountSeq)
+      .andWhere('outcome', 'applied')
+      .orderBy('account_seq', 'desc')
+      .first('balance_after_minor')) as { balance_after_minor: string | null } | undefined;
+    balance = before?.balance_after_minor ? parseMinor(before.balance_after_minor) : null;
+  }
+  const lines = events.map((e) => {
+    if (e.outcome === 'applied' && e.balanceAfterMinor !== null) balance = e.balanceAfterMinor;
+    return { ...e, balanceMinor: balance };
+  });
+  const missingSeqs: number[] = [];
+  for (let i = 1; i < events.length && missingSeqs.length < 100; i++) {
+    for (let seq = (events[i - 1]!.accountSeq ?? 0) + 1; seq < (events[i]!.accountSeq ?? 0) && missingSeqs.length < 100; seq++) missingSeqs.push(seq);
+  }
+  return { accountId, lineCount: Number(count.n), lines, missingSeqs };
+}
+

@@ -1,0 +1,329 @@
+import type { Channel, ChannelModel } from 'amqplib';
+import { connectOnce, connectRecovering } from '../amqp/connect.js';
+import { topologyOf } from '../amqp/topology.js';
+import { describeEndpoints, type Config } from '../config/config.js';
+import { parseIntFlag } from '../config/parse.js';
+import { NotFoundError, UsageError } from '../errors.js';
+import { ManagementApiClient, PassiveDeclareReader, QueueDepthReader, vhostOf, watchedQueues, type QueueReading } from './queue-depths.js';
+import type { Logger } from '../log.js';
+import { DEFAULT_STALENESS, emptyStats, receiveInvalid, receiveSnapshot, tick, viewOf, type StalenessOptions, type StatsState, type WorkerRow } from './stats-aggregator.js';
+import type { WorkerSnapshot } from '../stats/snapshot.js';
+import { subscribeStats } from './stats-subscriber.js';
+import type { WatchData, WatchFeed } from '../ui/watch-state.js';
+import type { CommandContext } from '../commands/context.js';
+import { table, toJson } from '../commands/format.js';
+
+export interface WatchOptions {
+  /** Print one snapshot (plain text) and exit. */
+  readonly once: boolean;
+  /** Print one snapshot as a JSON document and exit. */
+  readonly json: boolean;
+  /** Refresh period of the screen, the plain lines and the queue depths. */
+  readonly intervalMs: number;
+  /** With --once/--json: how long to listen for snapshots first (workers send one per second). */
+  readonly listenMs: number;
+  readonly staleness: StalenessOptions;
+}
+
+export interface WatchIo {
+  /** stdout is a terminal: draw the TUI (unless --once/--json). */
+  readonly tty: boolean;
+  /** Aborts a running watch (SIGINT/SIGTERM). */
+  readonly signal: AbortSignal;
+}
+
+/**
+ * The state behind the screen: snapshots and queue readings go in, one `WatchData` comes out per
+ * refresh. It re-renders once per interval rather than once per snapshot, so ten workers cost the
+ * same redraw rate as one.
+ */
+export class WatchFeedStore implements WatchFeed {
+  private stats: StatsState = emptyStats();
+  private queues: QueueReading | null = null;
+  private queueError: string | null = null;
+  private broker: WatchData['broker'] = { state: 'connecting', detail: null };
+  private data: WatchData;
+  private readonly listeners = new Set<() => void>();
+
+  constructor(
+    private readonly staleness: StalenessOptions,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.data = this.build();
+  }
+
+  subscribe(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  getData(): WatchData {
+    return this.data;
+  }
+
+  onSnapshot = (snapshot: WorkerSnapshot, receivedAtMs: number): void => {
+    this.stats = receiveSnapshot(this.stats, snapshot, receivedAtMs);
+  };
+
+  onInvalid = (): void => {
+    this.stats = receiveInvalid(this.stats);
+  };
+
+  setQueues(reading: QueueReading | null, error: string | null): void {
+    if (reading) this.queues = reading;
+    this.queueError = error;
+  }
+
+  setBroker(state: WatchData['broker']['state'], detail: string | null = null): void {
+    this.broker = { state, detail };
+    this.publish();
+  }
+
+  /** One refresh: samples the throughput history and publishes a new frame. */
+  refresh(): WatchData {
+    this.stats = tick(this.stats, this.now(), this.staleness);
+    return this.publish();
+  }
+
+  private publish(): WatchData {
+    this.data = this.build();
+    for (const listener of this.listeners) listener();
+    return this.data;
+  }
+
+  private build(): WatchData {
+    return { stats: viewOf(this.stats, this.now(), 'id', this.staleness), queues: this.queues, queueError: this.queueError, broker: this.broker };
+  }
+}
+
+/**
+ * `txsim watch`: the TUI on a terminal; plain logfmt lines every interval when stdout is not a
+ * terminal; one snapshot with --once (text) or --json. Never logs to stdout: the TUI silences the
+ * logger entirely (stderr on the same terminal would tear frames) and shows problems on screen.
+ */
+export async function handleWatch(ctx: CommandContext, options: WatchOptions, io: WatchIo): Promise<WatchData | void> {
+  if (options.once || options.json) return watchOnce(ctx, options);
+  const tui = io.tty;
+  const log = tui ? ctx.log.child({}, { level: 'silent' }) : ctx.log;
+  const { config } = ctx;
+  const topology = topologyOf(config);
+  const store = new WatchFeedStore(options.staleness);
+  const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
+  let current: ChannelModel | null = null;
+  let closing = false;
+  // Subscribes on each new connection. A namespace not set up yet has no stats exchange: say so
+  // on screen and look again every 2 s; any other failure drops the connection to start over.
+  const keepSubscribed = (model: ChannelModel): void => {
+    subscribeOn(model, topology.statsExchange, store, log).then(
+      () => store.setBroker('connected'),
+      (err: unknown) => {
+        if (closing || current !== model) return;
+        if (isNotFound(err)) {
+          store.setBroker('connected', `no ${topology.statsExchange} yet: txsim setup?`);
+          setTimeout(() => current === model && !closing && keepSubscribed(model), 2_000).unref();
+          return;
+        }
+        log.warn({ err: (err as Error).message }, 'could not subscribe to stats; reconnecting');
+        model.close().catch(() => {});
+      },
+    );
+  };
+  const connection = await connectRecovering({
+    url: config.amqpUrl,
+    log,
+    clientName: 'txsim watch',
+    setup: async () => {},
+    onConnect: (model) => {
+      current = model;
+      store.setBroker('connected');
+      keepSubscribed(model);
+    },
+    onDisconnect: (err) => {
+      current = null;
+      store.setBroker('reconnecting', err.message.slice(0, 60));
+    },
+    initialMaxRetries: 3,
+  });
+  const passive = new PassiveDeclareReader(connection);
+  const reader = new QueueDepthReader(watchedQueues(topology), api, passive);
+  const stopReading = readQueuesEvery(reader, store, options.intervalMs, log);
+  const refresher = setInterval(() => {
+    const data = store.refresh();
+    if (!tui) ctx.out(plainLines(data, new Date(data.stats.atMs)).join('\n'));
+  }, options.intervalMs);
+  try {
+    if (tui) {
+      // Ink and React load only here: every other command starts half a second faster without them.
+      const [{ render }, { createElement }, { WatchApp }] = await Promise.all([import('ink'), import('react'), import('../ui/WatchApp.js')]);
+      const endpoints = describeEndpoints(config);
+      const app = render(createElement(WatchApp, { feed: store, namespace: config.namespace, endpoints: { amqp: endpoints.amqp, database: endpoints.database }, startedAtMs: Date.now() }), {
+        patchConsole: false,
+        exitOnCtrlC: true,
+        maxFps: 10,
+      });
+      const aborted = new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
+      await Promise.race([app.waitUntilExit(), aborted]);
+      app.unmount();
+    } else if (!io.signal.aborted) {
+      await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
+    }
+  } finally {
+    closing = true;
+    clearInterval(refresher);
+    stopReading();
+    await passive.close();
+    await api.close();
+    await connection.close().catch(() => {});
+  }
+}
+
+/** The broker's 404 on a passive declare: the exchange or queue does not exist. */
+function isNotFound(err: unknown): boolean {
+  return (err as { code?: unknown }).code === 404;
+}
+
+async function subscribeOn(model: ChannelModel, exchange: string, store: WatchFeedStore, log: Logger): Promise<Channel> {
+  const channel = await model.createChannel();
+  channel.on('error', (err: Error) => {
+    if (!isNotFound(err)) log.warn({ err: err.message }, 'stats channel error');
+  });
+  await subscribeStats(channel, exchange, {
+    onSnapshot: store.onSnapshot,
+    onInvalid: (error) => {
+      store.onInvalid();
+      log.debug({ error }, 'invalid stats snapshot ignored');
+    },
+    onCancelled: () => {
+      // Our private queue was deleted under us: a new channel re-declares it.
+      channel.close().catch(() => {});
+      subscribeOn(model, exchange, store, log).catch(() => model.close().catch(() => {}));
+    },
+  });
+  return channel;
+}
+
+/** Reads queue depths every interval, one read at a time (a slow API must not pile requests up). */
+function readQueuesEvery(reader: QueueDepthReader, store: WatchFeedStore, intervalMs: number, log: Logger): () => void {
+  let busy = false;
+  const read = () => {
+    if (busy) return;
+    busy = true;
+    reader
+      .read()
+      .then((reading) => store.setQueues(reading, null))
+      .catch((err: unknown) => {
+        store.setQueues(null, (err as Error).message);
+        log.debug({ err: (err as Error).message }, 'queue depths unavailable');
+      })
+      .finally(() => (busy = false));
+  };
+  read();
+  const timer = setInterval(read, intervalMs);
+  return () => clearInterval(timer);
+}
+
+/** --once / --json: listen a little longer than one snapshot interval, read the queues once, print. */
+async function watchOnce(ctx: CommandContext, options: WatchOptions): Promise<WatchData> {
+  const { config, log } = ctx;
+  const topology = topologyOf(config);
+  const store = new WatchFeedStore(options.staleness);
+  const connection = await connectOnce(config.amqpUrl, log, 'txsim watch --once');
+  const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
+  const passive = new PassiveDeclareReader(connection);
+  try {
+    store.setBroker('connected');
+    try {
+      await subscribeOn(connection, topology.statsExchange, store, log);
+    } catch (err) {
+      if (isNotFound(err)) throw new NotFoundError(`exchange ${topology.statsExchange} does not exist (wrong --namespace, or run txsim setup)`);
+      throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, options.listenMs));
+    try {
+      store.setQueues(await new QueueDepthReader(watchedQueues(topology), api, passive).read(), null);
+    } catch (err) {
+      store.setQueues(null, (err as Error).message);
+    }
+  } finally {
+    await passive.close();
+    await api.close();
+    await connection.close().catch(() => {});
+  }
+  const data = store.refresh();
+  if (options.json) ctx.out(toJson(jsonDocument(config, data)));
+  else printOnce(ctx, config, data);
+  return data;
+}
+
+/** The `--json` document: the same numbers as the screen, histograms left out. */
+export function jsonDocument(config: Config, data: WatchData) {
+  const endpoints = describeEndpoints(config);
+  const stripHistograms = (r: WorkerRow) => {
+    const { histogram: _e2e, ...endToEndMs } = r.endToEndMs;
+    const { histogram: _proc, ...processingMs } = r.processingMs;
+    return { ...r, endToEndMs, processingMs };
+  };
+  return {
+    at: new Date(data.stats.atMs).toISOString(),
+    namespace: config.namespace,
+    endpoints,
+    workers: data.stats.rows.map(stripHistograms),
+    totals: data.stats.totals,
+    rejectReasons: data.stats.rejectReasons,
+    invalidSnapshots: data.stats.invalidCount,
+    queues: data.queues,
+    queueError: data.queueError,
+  };
+}
+
+function printOnce(ctx: CommandContext, config: Config, data: WatchData): void {
+  const endpoints = describeEndpoints(config);
+  const { rows, totals } = data.stats;
+  const ms = (l: { p50: number; p99: number; count: number }) => (l.count === 0 ? ['-', '-'] : [l.p50, l.p99]);
+  ctx.out(`txsim watch ${new Date(data.stats.atMs).toISOString()}  namespace ${config.namespace}`);
+  ctx.out(`amqp ${endpoints.amqp}  db ${endpoints.database}`);
+  ctx.out(`workers: ${totals.workers} (${totals.byStatus.active} active, ${totals.byStatus.idle} idle, ${totals.byStatus.stale} stale, ${totals.byStatus.gone} gone)`);
+  ctx.out('');
+  ctx.out(
+    table(
+      ['worker', 'status', 'tx/s', '10s tx/s', 'applied', 'rejected', 'retried', 'parked', 'dup', 'in-flight', 'p50 ms', 'p99 ms', 'seen s'],
+      [
+        ...rows.map((r) => [r.workerId, r.status, r.ratePerS ?? '-', r.rate10sPerS ?? '-', r.applied, r.rejected, r.retried, r.parked, r.duplicates, `${r.inFlight}/${r.prefetchCount}`, ...ms(r.endToEndMs), (r.lastSeenAgoMs / 1000).toFixed(1)]),
+        ['total', `${totals.byStatus.active + totals.byStatus.idle}/${totals.workers}`, totals.ratePerS, totals.rate10sPerS, totals.applied, totals.rejected, totals.retried, totals.parked, totals.duplicates, totals.inFlight, ...ms(totals.endToEndMs), ''],
+      ],
+    ),
+  );
+  ctx.out('');
+  if (data.queues) {
+    const q = data.queues;
+    ctx.out(q.source === 'management-api' ? 'queues (source: management API)' : `queues (source: AMQP passive declare; management API unavailable: ${q.apiError ?? 'unknown'})`);
+    ctx.out(table(['queue', 'ready', 'unacked', 'in/s', 'out/s', 'consumers'], q.queues.map((d) => [d.exists ? d.name : `${d.name} (missing)`, d.ready ?? '-', d.unacked ?? '-', d.inPerS ?? '-', d.outPerS ?? '-', d.consumers ?? '-'])));
+  } else {
+    ctx.out(`queues: unavailable (${data.queueError ?? 'unknown'})`);
+  }
+  ctx.out('');
+  ctx.out(`top rejects: ${data.stats.rejectReasons.map((r) => `${r.reason} ${r.count}`).join(', ') || 'none'}`);
+}
+
+/**
+ * Plain output for pipes and logs: one logfmt line for the totals and queues, one per worker.
+ * Stable keys, so `grep kind=total | …` scripts keep working.
+ */
+export function plainLines(data: WatchData, at: Date): string[] {
+  const ts = at.toISOString();
+  const t = data.stats.totals;
+  const lat = (l: { count: number; p50: number; p99: number }) => (l.count === 0 ? 'p50_ms=- p99_ms=-' : `p50_ms=${l.p50} p99_ms=${l.p99}`);
+  const queues = data.queues
+    ? `queues=${data.queues.source} ${data.queues.queues.map((q) => `${q.role === 'retry' ? `retry_${q.name.slice(q.name.lastIndexOf('.') + 1)}` : q.role}=${q.ready ?? '-'}/${q.unacked ?? '-'}`).join(' ')}`
+    : `queues=unavailable`;
+  const lines = [
+    `ts=${ts} kind=total workers=${t.workers} active=${t.byStatus.active} idle=${t.byStatus.idle} stale=${t.byStatus.stale} gone=${t.byStatus.gone} tx_per_s=${t.ratePerS} applied=${t.applied} rejected=${t.rejected} retried=${t.retried} parked=${t.parked} ${lat(t.endToEndMs)} broker=${data.broker.state}${data.broker.detail ? ` broker_detail=${JSON.stringify(data.broker.detail)}` : ''} ${queues}`,
+  ];
+  for (const r of data.stats.rows) {
+    lines.push(
+      `ts=${ts} kind=worker id=${JSON.stringify(r.workerId)} status=${r.status} tx_per_s=${r.ratePerS ?? '-'} applied=${r.applied} rejected=${r.rejected} retried=${r.retried} parked=${r.parked} duplicates=${r.duplicates} in_flight=${r.inFlight}/${r.prefetchCount} ${lat(r.endToEndMs)} seen_ms=${r.lastSeenAgoMs}${r.paused ? ' paused=true' : ''}${r.blocked ? ' blocked=true' : ''}`,
+    );
+  }
+  return lines;
+}
+
