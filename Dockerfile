@@ -22,6 +22,7 @@ COPY bin ./bin
 # Read at run time relative to dist/: the schema `txsim setup` applies, and the message contract's JSON Schema.
 COPY sql ./sql
 COPY schema ./schema
+COPY web ./web
 # `txsim` on PATH too, for `sh -c 'txsim setup && ...'` in docker-compose.yml.
 RUN ln -s /app/bin/txsim /usr/local/bin/txsim
 # The CLI writes nothing to disk, so it runs as the image's unprivileged user.

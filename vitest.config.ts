@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Two tiers: unit tests are pure and run in parallel; integration tests talk to the real RabbitMQ
+// Unit tests are pure and run in parallel; integration and browser tests talk to the real RabbitMQ
 // and database, share those two servers, and therefore run one file at a time.
 export default defineConfig({
   test: {
@@ -20,6 +20,19 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 60_000,
+          globalSetup: ['test/helpers/global-setup.ts'],
+        },
+      },
+      {
+        // The dashboard and the bench HTML report in a real Chromium (Debian's /usr/bin/chromium, driven by
+        // playwright-core) against the real services, one file at a time like integration.
+        test: {
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+          environment: 'node',
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 90_000,
           globalSetup: ['test/helpers/global-setup.ts'],
         },
       },

@@ -14,7 +14,17 @@ const runs = readdirSync(benchDir)
 function order(name) {
   // Repeats (`batched-3w-r2`) sort right after their first run.
   const [, base, repeat] = /^(.*?)(?:-r(\d+))?$/.exec(name);
-  const at = ['per-message-3w', 'batched-1w', 'batched-2w', 'batched-3w', 'batched-3w-100acc', 'batched-3w-hot', 'paced-2000', 'profiled-3w', 'soak-5000-5min'].indexOf(base);
+  const at = [
+    'per-message-3w',
+    'batched-1w',
+    'batched-2w',
+    'batched-3w',
+    'batched-3w-100acc',
+    'batched-3w-hot',
+    'paced-2000',
+    'profiled-3w',
+    'soak-5000-5min',
+  ].indexOf(base);
   return (at === -1 ? 99 : at) * 100 + Number(repeat ?? 1);
 }
 const median = (values) => {
@@ -39,17 +49,25 @@ p();
 p('## The machine');
 p();
 p(`- ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${sh('uname -sr')}`);
-p(`- Node ${process.version}; ${sh("rabbitmqctl version 2>/dev/null | sed 's/^/RabbitMQ /'")}; ${sh("mariadb --version | sed -E 's/.*Distrib ([^,]+),.*/MariaDB \\1/'")}`);
-p(`- MariaDB \`innodb_flush_log_at_trx_commit\` = ${sh("mariadb -uroot -N -e 'SELECT @@innodb_flush_log_at_trx_commit'")} (durable commits), \`innodb_buffer_pool_size\` = ${sh("mariadb -uroot -N -e 'SELECT @@innodb_buffer_pool_size DIV 1048576'")} MiB`);
+p(
+  `- Node ${process.version}; ${sh("rabbitmqctl version 2>/dev/null | sed 's/^/RabbitMQ /'")}; ${sh("mariadb --version | sed -E 's/.*Distrib ([^,]+),.*/MariaDB \\1/'")}`,
+);
+p(
+  `- MariaDB \`innodb_flush_log_at_trx_commit\` = ${sh("mariadb -uroot -N -e 'SELECT @@innodb_flush_log_at_trx_commit'")} (durable commits), \`innodb_buffer_pool_size\` = ${sh("mariadb -uroot -N -e 'SELECT @@innodb_buffer_pool_size DIV 1048576'")} MiB`,
+);
 p('- Broker, database, gen and workers all on this one box, over loopback. Messages persistent, publisher confirms on, quorum queues.');
 p();
 p('## Results');
 p();
-p('| run | workers | batch × in flight | accounts | hot share | rate asked | published | publish msg/s | end-to-end tx/s | confirm p99 ms | created→committed p50 / p99 / max ms | CPU % of one core: workers / broker / DB / gen | worker RSS first→last (max) MB | verify |');
+p(
+  '| run | workers | batch × in flight | accounts | hot share | rate asked | published | publish msg/s | end-to-end tx/s | confirm p99 ms | created→committed p50 / p99 / max ms | CPU % of one core: workers / broker / DB / gen | worker RSS first→last (max) MB | verify |',
+);
 p('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of runs) {
   const o = r.options;
-  p(`| ${r.name} | ${o.workers} | ${o.batchSizeMax} × ${o.transactionsMax} | ${o.accounts} | ${o.hotShare} | ${o.ratePerS || 'max'} | ${r.published} | ${r.publishRatePerS} | **${r.endToEndRatePerS}** | ${r.confirmLatencyMs.p99} | ${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max} | ${r.cpuPctAvg ? `${r.cpuPctAvg.workers} / ${r.cpuPctAvg.broker} / ${r.cpuPctAvg.database} / ${r.cpuPctAvg.gen}` : r.workerCpuPctAvg} | ${r.workerRssMbFirst}→${r.workerRssMbLast} (${r.workerRssMbMax}) | ${r.verifyOk ? `OK, ${r.lost} lost, ${r.duplicated} dup` : 'FAILED'} |`);
+  p(
+    `| ${r.name} | ${o.workers} | ${o.batchSizeMax} × ${o.transactionsMax} | ${o.accounts} | ${o.hotShare} | ${o.ratePerS || 'max'} | ${r.published} | ${r.publishRatePerS} | **${r.endToEndRatePerS}** | ${r.confirmLatencyMs.p99} | ${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max} | ${r.cpuPctAvg ? `${r.cpuPctAvg.workers} / ${r.cpuPctAvg.broker} / ${r.cpuPctAvg.database} / ${r.cpuPctAvg.gen}` : r.workerCpuPctAvg} | ${r.workerRssMbFirst}→${r.workerRssMbLast} (${r.workerRssMbMax}) | ${r.verifyOk ? `OK, ${r.lost} lost, ${r.duplicated} dup` : 'FAILED'} |`,
+  );
 }
 p();
 const per = runs.find((r) => r.name === 'per-message-3w');
@@ -58,19 +76,28 @@ const batched = batchedRuns[0];
 const pacedRuns = runs.filter((r) => /^paced-2000(-r\d+)?$/.test(r.name));
 if (batchedRuns.length > 0) {
   const rates = batchedRuns.map((r) => r.endToEndRatePerS);
-  p(`End to end, batched, 3 workers: ${rates.join(', ')} tx/s in ${rates.length} run${rates.length > 1 ? 's' : ''} of the same bench (median **${median(rates)}**).`);
-  if (per) p(`Batched vs one commit per message (3 workers, median batched run): **${(median(rates) / Math.max(1, per.endToEndRatePerS)).toFixed(1)}×** (${median(rates)} vs ${per.endToEndRatePerS} tx/s).`);
+  p(
+    `End to end, batched, 3 workers: ${rates.join(', ')} tx/s in ${rates.length} run${rates.length > 1 ? 's' : ''} of the same bench (median **${median(rates)}**).`,
+  );
+  if (per)
+    p(
+      `Batched vs one commit per message (3 workers, median batched run): **${(median(rates) / Math.max(1, per.endToEndRatePerS)).toFixed(1)}×** (${median(rates)} vs ${per.endToEndRatePerS} tx/s).`,
+    );
 }
 if (pacedRuns.length > 0) {
   const p99s = pacedRuns.map((r) => r.endToEndLatencyMs.p99);
-  p(`Paced at 2,000 tx/s: p99 created → committed ${p99s.join(', ')} ms in ${p99s.length} run${p99s.length > 1 ? 's' : ''} (median **${median(p99s)} ms**); the broker's own confirm p99 in the same runs: ${pacedRuns.map((r) => r.confirmLatencyMs.p99).join(', ')} ms.`);
+  p(
+    `Paced at 2,000 tx/s: p99 created → committed ${p99s.join(', ')} ms in ${p99s.length} run${p99s.length > 1 ? 's' : ''} (median **${median(p99s)} ms**); the broker's own confirm p99 in the same runs: ${pacedRuns.map((r) => r.confirmLatencyMs.p99).join(', ')} ms.`,
+  );
 }
 for (const soak of runs.filter((r) => r.name.startsWith('soak'))) {
   const rss = soak.seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
   const tail = rss.slice(Math.floor(rss.length / 5));
   const lo = Math.min(...tail);
   const hi = Math.max(...tail);
-  p(`\`${soak.name}\`: worker RSS after warm-up (last 80 % of the run) between ${lo} and ${hi} MB (±${(((hi - lo) / 2 / ((hi + lo) / 2)) * 100).toFixed(1)} %); ${soak.lost} lost, ${soak.duplicated} duplicated.`);
+  p(
+    `\`${soak.name}\`: worker RSS after warm-up (last 80 % of the run) between ${lo} and ${hi} MB (±${(((hi - lo) / 2 / ((hi + lo) / 2)) * 100).toFixed(1)} %); ${soak.lost} lost, ${soak.duplicated} duplicated.`,
+  );
 }
 p();
 p('## Per-second lines');
@@ -79,7 +106,10 @@ p('Each run prints PerfTest-style lines (sent / confirmed / applied / rejected p
 p('JSON reports in `.txsim/bench/` keep all of them. The 3-worker batched run:');
 p();
 p('```');
-for (const s of (batched?.seconds ?? []).slice(0, 30)) p(`t=${Number(s.t).toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  cpu ${s.workerCpuPct}%  rss ${s.workerRssMb} MB`);
+for (const s of (batched?.seconds ?? []).slice(0, 30))
+  p(
+    `t=${Number(s.t).toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  cpu ${s.workerCpuPct}%  rss ${s.workerRssMb} MB`,
+  );
 p('```');
 p();
 p('## Where the time goes (worker CPU profile)');
@@ -96,7 +126,13 @@ if (existsSync(profileDir)) {
     for (const [id, us] of dt) {
       const n = byId.get(id);
       const url = n.callFrame.url || '';
-      const where = url.includes('node_modules/') ? url.split('node_modules/')[1].split('/')[0] : url.includes('/dist/') ? `txsim ${url.split('/dist/')[1]}` : url ? 'node internals' : n.callFrame.functionName || '(native)';
+      const where = url.includes('node_modules/')
+        ? url.split('node_modules/')[1].split('/')[0]
+        : url.includes('/dist/')
+          ? `txsim ${url.split('/dist/')[1]}`
+          : url
+            ? 'node internals'
+            : n.callFrame.functionName || '(native)';
       if (where === '(idle)') {
         idle += us;
         continue;
@@ -105,7 +141,9 @@ if (existsSync(profileDir)) {
       total += us;
     }
   }
-  p(`Self time of the three worker processes in the \`profiled-3w\` run, grouped by package (\`node --cpu-prof\`). The workers were idle (waiting for the broker or the database) ${((idle / (idle + total)) * 100).toFixed(0)} % of the time; the shares below are of their busy time:`);
+  p(
+    `Self time of the three worker processes in the \`profiled-3w\` run, grouped by package (\`node --cpu-prof\`). The workers were idle (waiting for the broker or the database) ${((idle / (idle + total)) * 100).toFixed(0)} % of the time; the shares below are of their busy time:`,
+  );
   p();
   p('| where | share of worker busy time |');
   p('|---|---|');

@@ -60,3 +60,7 @@ if [[ -z "$QUICK" ]]; then
 fi
 node scripts/bench-report.mjs "$OUT" .txsim/profiles > BENCHMARKS.md
 echo "== wrote BENCHMARKS.md"
+# Charts: every run of the matrix in one HTML file, and the headline chart as a PNG for BENCHMARKS.md.
+node dist/cli.js bench report "$OUT"/*.json --html "$OUT/report.html"
+node scripts/bench-chart.mjs docs/bench-headline.png "$OUT"/*.json
+echo "== wrote $OUT/report.html and docs/bench-headline.png"

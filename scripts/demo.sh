@@ -4,11 +4,15 @@
 # thousand transactions with some poison, shows statement lines arriving, waits until everything is
 # processed, prints the verify report (ledger and statements) and stops everything.
 # Idempotent: run it again and it does a new run (new seed) on the same books.
-#   DEMO_COUNT=5000 DEMO_SEED=7 npm run demo
+# While it runs, `txsim serve` shows the live dashboard at http://127.0.0.1:$DEMO_PORT/ (admin token printed).
+#   DEMO_COUNT=5000 DEMO_SEED=7 DEMO_PORT=8080 DEMO_RATE=500 npm run demo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNT="${DEMO_COUNT:-3000}"
+PORT="${DEMO_PORT:-8080}"
+# Paced, so the run lasts long enough to watch it on the dashboard (0 = as fast as the broker confirms).
+RATE="${DEMO_RATE:-500}"
 SEED="${DEMO_SEED:-demo-$(date +%s)}"
 LOG_DIR=".txsim/demo"
 TXSIM="node dist/cli.js"
@@ -43,10 +47,19 @@ for id in w1 w2 w3; do
 done
 $TXSIM accounting >"$LOG_DIR/accounting.out" 2>"$LOG_DIR/accounting.log" &
 pids+=("$!")
+TOKEN="$($TXSIM tokens create --admin --ttl 1d --label demo)"
+$TXSIM serve --port "$PORT" >"$LOG_DIR/serve.out" 2>"$LOG_DIR/serve.log" &
+pids+=("$!")
+for _ in $(seq 1 50); do grep -q 'listening on' "$LOG_DIR/serve.out" 2>/dev/null && break; sleep 0.2; done
+if grep -q 'listening on' "$LOG_DIR/serve.out" 2>/dev/null; then
+  echo "== dashboard: http://127.0.0.1:$PORT/  (admin token: $TOKEN)"
+else
+  echo "== txsim serve did not start (port $PORT taken? set DEMO_PORT); see $LOG_DIR/serve.log"
+fi
 sleep 1
 
-echo "== txsim gen $COUNT --seed $SEED --invalid 0.02"
-$TXSIM gen "$COUNT" --seed "$SEED" --invalid 0.02 | tee "$LOG_DIR/gen.out"
+echo "== txsim gen $COUNT --seed $SEED --invalid 0.02 --rate $RATE"
+$TXSIM gen "$COUNT" --seed "$SEED" --invalid 0.02 --rate "$RATE" | tee "$LOG_DIR/gen.out"
 RUN_ID="$(sed -n 's/^run \([0-9a-f-]\{36\}\).*/\1/p' "$LOG_DIR/gen.out")"
 
 echo "== a few worker log lines (pino JSON; pretty when a worker runs on a terminal)"

@@ -6,6 +6,8 @@ import { registerBench } from './commands/bench.js';
 import { registerGen } from './commands/gen.js';
 import { registerInspectErrors } from './commands/inspect-errors.js';
 import { registerReplayDead } from './commands/replay-dead.js';
+import { registerReset } from './commands/reset.js';
+import { registerServe } from './commands/serve.js';
 import { registerSetup } from './commands/setup.js';
 import { registerTx } from './commands/tx.js';
 import { registerVerify } from './commands/verify.js';
@@ -19,9 +21,13 @@ export function buildProgram(): Command {
     .description('Simulate, load-test and prove asynchronous payment processing on RabbitMQ and MySQL')
     .version('0.1.0')
     .addOption(new Option('--amqp-url <url>', 'RabbitMQ URL').env('AMQP_URL'))
-    .addOption(new Option('--database-url <url>', 'MySQL/MariaDB URL; its path names the database (default: the namespace)').env('DATABASE_URL'))
+    .addOption(
+      new Option('--database-url <url>', 'MySQL/MariaDB URL; its path names the database (default: the namespace)').env('DATABASE_URL'),
+    )
     .addOption(new Option('--rabbitmq-api-url <url>', 'RabbitMQ management API URL').env('RABBITMQ_API_URL'))
-    .addOption(new Option('--namespace <prefix>', 'prefix of every exchange and queue, and the default database name').env('TXSIM_NAMESPACE'))
+    .addOption(
+      new Option('--namespace <prefix>', 'prefix of every exchange and queue, and the default database name').env('TXSIM_NAMESPACE'),
+    )
     .addOption(new Option('--retry-delays <ms,...>', 'delay of each retry step in ms, one delay queue each').env('TXSIM_RETRY_DELAYS'))
     .addOption(new Option('--log-level <level>', 'trace, debug, info, warn, error, fatal or silent').env('LOG_LEVEL'))
     .option('--verbose', 'print stack traces of errors')
@@ -31,7 +37,7 @@ export function buildProgram(): Command {
     'after',
     `
 Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 service unreachable, 4 verification failed,
-            5 not found, 6 publish incomplete, 130 interrupted.
+            5 not found, 6 publish incomplete, 7 verification pending (verify --wait ran out), 130 interrupted.
 
 Example, end to end:
   $ txsim setup && txsim accounts seed --count 100
@@ -48,8 +54,10 @@ Example, end to end:
   registerWatch(program);
   registerInspectErrors(program);
   registerReplayDead(program);
+  registerReset(program);
   registerAccounting(program);
   registerBench(program);
+  registerServe(program);
   for (const command of program.commands) command.exitOverride();
   return program;
 }
@@ -77,7 +85,9 @@ export async function main(argv: string[]): Promise<number> {
 
 /** Passwords from URLs in env and argv, so no error message can echo one. */
 function secretsFromArgv(argv: string[]): string[] {
-  const candidates = [...argv, process.env.AMQP_URL, process.env.DATABASE_URL, process.env.RABBITMQ_API_URL].filter((v): v is string => typeof v === 'string');
+  const candidates = [...argv, process.env.AMQP_URL, process.env.DATABASE_URL, process.env.RABBITMQ_API_URL].filter(
+    (v): v is string => typeof v === 'string',
+  );
   const out: string[] = [];
   for (const c of candidates) {
     try {

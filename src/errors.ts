@@ -1,3 +1,5 @@
+import { inspect } from 'node:util';
+
 /**
  * The one failure taxonomy of the CLI boundary. Every error that should end a command with a
  * particular exit code is one of these classes; `cli.ts` maps them to exit codes with `instanceof`.
@@ -12,6 +14,8 @@ export const ExitCode = {
   verificationFailed: 4,
   notFound: 5,
   publishIncomplete: 6,
+  /** `verify --wait` ran out with ids still queued, in flight or on their way to the statements: nothing wrong yet, nothing proved either. */
+  verificationPending: 7,
   interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -66,6 +70,13 @@ export class PublishIncompleteError extends FatalError {
   }
 }
 
+/** `verify` found no violation but messages still on their way when its wait ran out: not OK, not failed. */
+export class VerificationPendingError extends FatalError {
+  constructor(message: string) {
+    super(message, ExitCode.verificationPending);
+  }
+}
+
 /** A short, single-line description of an underlying error, for one-line messages. */
 export function describeCause(cause: unknown): string {
   if (cause instanceof AggregateError && cause.errors.length > 0) return describeCause(cause.errors[0]);
@@ -74,5 +85,7 @@ export function describeCause(cause: unknown): string {
     const text = cause.message.split('\n')[0] ?? '';
     return code && !text.includes(code) ? `${code} ${text}`.trim() : text || code || cause.name;
   }
-  return String(cause ?? 'unknown error');
+  if (cause === undefined || cause === null) return 'unknown error';
+  // Something thrown that is not an Error: String() would turn a plain object into "[object Object]".
+  return typeof cause === 'string' ? cause : inspect(cause, { breakLength: Infinity, depth: 2 });
 }

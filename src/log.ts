@@ -17,9 +17,21 @@ export function createLogger(level: LogLevel, options: { pretty?: boolean; desti
   };
   if (options.destination) return pino(base, options.destination);
   if (pretty) {
-    return pino({ ...base, transport: { target: 'pino-pretty', options: { destination: 2, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' } } });
+    return pino({
+      ...base,
+      transport: { target: 'pino-pretty', options: { destination: 2, ...prettyOptions(process.env) } },
+    });
   }
   return pino(base, pino.destination({ dest: 2, sync: false }));
+}
+
+/**
+ * How pretty logs look on a terminal: one line per entry (pino-pretty's default spreads each field over
+ * its own line, about nine lines per transaction, which buried gen's run id in a by-hand run), without
+ * colour when `NO_COLOR` is set.
+ */
+export function prettyOptions(env: NodeJS.ProcessEnv): { colorize: boolean; singleLine: true; translateTime: string; ignore: string } {
+  return { colorize: !env.NO_COLOR, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' };
 }
 
 /** Flushes a logger before exit: logs written just before `process.exit()` are otherwise lost. */

@@ -1,10 +1,11 @@
-import type { ChannelModel, RecoveringChannelModel } from 'amqplib';
-import { connectRecovering } from '../amqp/connect.js';
-import { ConfirmPublisher, PublishError } from '../amqp/publisher.js';
+import type { ConnectionFactory } from '../amqp/connect.js';
+import { ManagedConnection, type ManagedChannel } from '../amqp/managed-channel.js';
+import { PublishError, type ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
+import { claimUnsentOutboxEvents, deleteSentOutboxEvents, markOutboxEventsSent } from '../db/outbox.js';
 import type { Logger } from '../log.js';
-import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent, type OutboxRow } from '../domain/accounting-event.js';
+import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent } from '../domain/accounting-event.js';
 
 /**
  * The outbox relay: moves committed outbox events to the accounting exchange. It runs inside every
@@ -76,18 +77,23 @@ const RELAY_TRANSACTION = { isolationLevel: 'read committed' } as const;
  * leaves them unsent. Returns how many events were relayed. Throws (after rolling back) when any
  * publish is nacked, returned unroutable, or not confirmed in time.
  */
-export async function relayOutboxBatch(db: Knex, publisher: ConfirmPublisher, exchange: string, batchSizeMax: number, hooks: RelayHooks = {}): Promise<number> {
+export async function relayOutboxBatch(
+  db: Knex,
+  publisher: ConfirmPublisher,
+  exchange: string,
+  batchSizeMax: number,
+  hooks: RelayHooks = {},
+): Promise<number> {
   return db.transaction(async (trx) => {
-    const [rows] = (await trx.raw(
-      `SELECT id, event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at
-         FROM outbox_events WHERE sent_at IS NULL ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`,
-      [batchSizeMax],
-    )) as [OutboxRow[]];
+    const rows = await claimUnsentOutboxEvents(trx, batchSizeMax);
     if (rows.length === 0) return 0;
     const events = rows.map(eventFromOutboxRow);
     await publishAll(publisher, exchange, events);
     await hooks.afterPublish?.(events, trx);
-    await trx('outbox_events').whereIn('id', rows.map((r) => r.id)).update({ sent_at: trx.raw('CURRENT_TIMESTAMP(3)') });
+    await markOutboxEventsSent(
+      trx,
+      rows.map((r) => r.id),
+    );
     return events.length;
   }, RELAY_TRANSACTION);
 }
@@ -118,7 +124,10 @@ async function publishAll(publisher: ConfirmPublisher, exchange: string, events:
   // the transaction ends.
   const settled = await Promise.allSettled(confirms);
   failure ??= settled.find((s): s is PromiseRejectedResult => s.status === 'rejected')?.reason ?? null;
-  if (failure !== null) throw failure instanceof RelayPublishError ? failure : new RelayPublishError(`publish failed: ${(failure as Error).message}`, { cause: failure });
+  if (failure !== null)
+    throw failure instanceof RelayPublishError
+      ? failure
+      : new RelayPublishError(`publish failed: ${(failure as Error).message}`, { cause: failure });
 }
 
 /**
@@ -128,10 +137,7 @@ async function publishAll(publisher: ConfirmPublisher, exchange: string, events:
 export async function pruneOutbox(db: Knex, sentBefore: Date, batchMax: number, statementsMax = 20): Promise<number> {
   let deleted = 0;
   for (let i = 0; i < statementsMax; i++) {
-    const n = await db.transaction(async (trx) => {
-      const [result] = (await trx.raw('DELETE FROM outbox_events WHERE sent_at IS NOT NULL AND sent_at < ? ORDER BY sent_at LIMIT ?', [sentBefore, batchMax])) as [{ affectedRows: number }];
-      return result.affectedRows;
-    }, RELAY_TRANSACTION);
+    const n = await db.transaction((trx) => deleteSentOutboxEvents(trx, sentBefore, batchMax), RELAY_TRANSACTION);
     deleted += n;
     if (n < batchMax) break;
   }
@@ -154,8 +160,9 @@ export interface RelayMetrics {
  */
 export class OutboxRelay {
   readonly metrics: RelayMetrics = { relayed: 0, batches: 0, failures: 0, pruned: 0 };
-  private connection: RecoveringChannelModel | null = null;
-  private publisher: ConfirmPublisher | null = null;
+  private readonly connection: ManagedConnection;
+  /** A confirm channel with its publisher, rebuilt after every reconnect. */
+  private readonly channel: ManagedChannel;
   private loop: Promise<void> | null = null;
   private closing = false;
   private closed: Promise<void> | null = null;
@@ -163,54 +170,51 @@ export class OutboxRelay {
   private nextPruneAtMs: number;
 
   constructor(
-    private readonly deps: { db: Knex; amqpUrl: string; topology: Topology; log: Logger; relayId: string },
+    private readonly deps: {
+      db: Knex;
+      amqpUrl: string;
+      topology: Topology;
+      log: Logger;
+      relayId: string;
+      connect?: ConnectionFactory;
+      /** How long start() waits for the broker (default 15 s). */
+      connectTimeoutMs?: number;
+    },
     private readonly options: OutboxRelayOptions = DEFAULT_RELAY_OPTIONS,
   ) {
     // Replicas started together should not all prune at the same moment.
     this.nextPruneAtMs = Date.now() + Math.round(options.pruneIntervalMs * (0.5 + Math.random() / 2));
+    this.connection = new ManagedConnection({
+      url: deps.amqpUrl,
+      log: deps.log,
+      clientName: `txsim relay ${deps.relayId}`,
+      setup: (channel) => assertTopology(channel, deps.topology),
+      // Bounded by time instead: connectTimeoutMs.
+      initialMaxRetries: Infinity,
+      ...(deps.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: deps.connectTimeoutMs }),
+      ...(deps.connect ? { connect: deps.connect } : {}),
+    });
+    this.channel = this.connection.channel({
+      name: 'relay channel',
+      publisher: { windowMax: options.batchSizeMax, confirmTimeoutMs: options.confirmTimeoutMs },
+      // A waiting poll loop goes on at once with the new channel.
+      onOpen: () => this.wake?.(),
+    });
   }
 
-  /** Connects (waiting for the broker with backoff) and starts the poll loop. */
-  async start(): Promise<void> {
+  /** Connects (waiting for the broker with backoff) and starts the poll loop; not when `signal` aborts first. */
+  async start(signal?: AbortSignal): Promise<void> {
     const { log, topology } = this.deps;
-    this.connection = await connectRecovering({
-      url: this.deps.amqpUrl,
-      log,
-      clientName: `txsim relay ${this.deps.relayId}`,
-      setup: async (model) => {
-        const channel = await model.createChannel();
-        await assertTopology(channel, topology);
-        await channel.close();
-      },
-      onConnect: (model) => {
-        this.openPublisher(model).catch((err) => {
-          log.error({ err: (err as Error).message }, 'relay could not open its channel; closing connection to retry');
-          model.close().catch(() => {});
-        });
-      },
-      onDisconnect: () => (this.publisher = null),
-      initialMaxRetries: 20,
-    });
+    if (!(await this.connection.start(signal))) return;
     this.loop = this.run();
     log.info({ batchSizeMax: this.options.batchSizeMax, exchange: topology.accountingExchange }, 'outbox relay started');
-  }
-
-  private async openPublisher(model: ChannelModel): Promise<void> {
-    const channel = await model.createConfirmChannel();
-    channel.on('error', (err: Error) => this.deps.log.warn({ err: err.message }, 'relay channel error'));
-    const publisher = new ConfirmPublisher(channel, { windowMax: this.options.batchSizeMax, confirmTimeoutMs: this.options.confirmTimeoutMs });
-    channel.on('close', () => {
-      if (this.publisher === publisher) this.publisher = null;
-    });
-    this.publisher = publisher;
-    this.wake?.();
   }
 
   private async run(): Promise<void> {
     const { db, log, topology } = this.deps;
     let backoffMs = 0;
     while (!this.closing) {
-      const publisher = this.publisher;
+      const publisher: ConfirmPublisher | null = this.channel.publisher;
       if (!publisher) {
         await this.pause(this.options.idleIntervalMs);
         continue;
@@ -228,7 +232,14 @@ export class OutboxRelay {
       } catch (err) {
         this.metrics.failures++;
         backoffMs = Math.min(this.options.errorBackoffMaxMs, Math.max(100, backoffMs * 2));
-        log.warn({ err: (err as Error).message, retryInMs: backoffMs, kind: err instanceof PublishError || err instanceof RelayPublishError ? 'broker' : 'database' }, 'outbox relay step failed; events stay unsent');
+        log.warn(
+          {
+            err: (err as Error).message,
+            retryInMs: backoffMs,
+            kind: err instanceof PublishError || err instanceof RelayPublishError ? 'broker' : 'database',
+          },
+          'outbox relay step failed; events stay unsent',
+        );
         await this.pause(backoffMs);
       }
     }
@@ -264,8 +275,13 @@ export class OutboxRelay {
     this.closing = true;
     this.wake?.();
     const steps: [string, () => Promise<unknown>][] = [
-      ['finish current step', async () => { await this.loop; }],
-      ['close connection', async () => { await this.connection?.close(); }],
+      [
+        'finish current step',
+        async () => {
+          await this.loop;
+        },
+      ],
+      ['close connection', () => this.connection.close()],
     ];
     for (const [name, step] of steps) {
       try {

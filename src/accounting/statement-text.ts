@@ -26,7 +26,9 @@ export function whatHappened(event: Pick<AccountingEvent, 'type'>): string {
 /** The outcome column: the balance after an applied transaction, or "REJECTED: <reason>". */
 export function outcomeText(event: Pick<AccountingEvent, 'outcome' | 'reason' | 'balanceAfterMinor' | 'currency'>): string {
   if (event.outcome === 'rejected') return `REJECTED: ${humanize(event.reason ?? 'no reason given')}`;
-  return event.balanceAfterMinor === null ? 'balance unknown' : `balance ${formatMinor(event.balanceAfterMinor, event.currency ?? undefined)}`;
+  return event.balanceAfterMinor === null
+    ? 'balance unknown'
+    : `balance ${formatMinor(event.balanceAfterMinor, event.currency ?? undefined)}`;
 }
 
 /**
@@ -42,4 +44,3 @@ export function formatStatementLine(event: AccountingEvent): string {
   const tail = event.accountId === null ? ` (transaction ${event.transactionId})` : '';
   return `${time}  ${who.padEnd(18)}  ${whatHappened(event).padEnd(18)}  ${signedAmountText(event).padStart(16)}  ${outcomeText(event)}${tail}`;
 }
-

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
-import type { Channel, ChannelModel, ConsumeMessage, RecoveringChannelModel } from 'amqplib';
-import { connectRecovering } from '../amqp/connect.js';
+import type { ConnectionFactory } from '../amqp/connect.js';
+import { ManagedConnection, type Delivery, type ManagedChannel, type ManagedConsumer } from '../amqp/managed-channel.js';
+import { typedProperties } from '../amqp/message-properties.js';
 import { assertTopology, type Topology } from '../amqp/topology.js';
 import { redactUrl } from '../config/redact.js';
 import type { Knex } from '../db/knex.js';
@@ -27,6 +28,8 @@ export interface AccountingOptions {
   readonly shutdownDeadlineMs: number;
   readonly webhook: { readonly url: string; readonly secret: string; readonly policy: WebhookRetryPolicy } | null;
   readonly clientName: string;
+  /** How long start() waits for the broker, retries included, before it fails (default 15 s). */
+  readonly connectTimeoutMs?: number;
 }
 
 export interface AccountingDeps {
@@ -36,6 +39,8 @@ export interface AccountingDeps {
   readonly transport: WebhookTransport | null;
   /** Called once per new statement line, after it committed (never for a repeat). */
   readonly onStatement: (event: AccountingEvent) => void;
+  /** Opens the recovering AMQP connection; the real one unless a test passes a fake. */
+  readonly connect?: ConnectionFactory;
 }
 
 export interface AccountingMetrics {
@@ -61,16 +66,18 @@ const DB_RETRY_MAX_MS = 5_000;
  */
 export class AccountingConsumer {
   readonly metrics: AccountingMetrics = { statements: 0, duplicates: 0, invalid: 0, webhooksDelivered: 0, webhooksFailed: 0 };
-  private connection: RecoveringChannelModel | null = null;
-  private channel: Channel | null = null;
-  private consumerTag: string | null = null;
+  private readonly connection: ManagedConnection;
+  /** Events are acked one by one ('single'): a webhook retrying for minutes must not hold back the acks of later events. */
+  private readonly channel: ManagedChannel;
+  private readonly consumer: ManagedConsumer;
   private readonly inFlight = new Set<Promise<void>>();
   /** Aborted at shutdown: no new webhook attempt and no further DB retry starts. */
   private readonly stopRetrying = new AbortController();
   /** Aborted when the shutdown deadline passes: attempts still on the wire are cut. */
   private readonly hardStop = new AbortController();
-  private closing = false;
   private closed: Promise<void> | null = null;
+  /** Set once start() connected: one that never started says nothing when closed. */
+  private started = false;
   private readonly webhookUrlRedacted: string | null;
 
   constructor(
@@ -82,76 +89,67 @@ export class AccountingConsumer {
     // `prefetchCount` each, which is expected, not a leak.
     setMaxListeners(options.prefetchCount * 2 + 10, this.stopRetrying.signal, this.hardStop.signal);
     this.webhookUrlRedacted = options.webhook ? redactUrl(options.webhook.url) : null;
-  }
-
-  /** Connects (waiting for the broker with backoff) and starts consuming. */
-  async start(): Promise<void> {
-    const { log } = this.deps;
-    this.connection = await connectRecovering({
-      url: this.options.amqpUrl,
+    const { log } = deps;
+    this.connection = new ManagedConnection({
+      url: options.amqpUrl,
       log,
-      clientName: this.options.clientName,
-      setup: async (model) => {
-        const channel = await model.createChannel();
-        await assertTopology(channel, this.options.topology);
-        await channel.close();
+      clientName: options.clientName,
+      setup: (channel) => assertTopology(channel, options.topology),
+      // Bounded by time instead: connectTimeoutMs.
+      initialMaxRetries: Infinity,
+      ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      ...(deps.connect ? { connect: deps.connect } : {}),
+    });
+    this.channel = this.connection.channel({
+      name: 'accounting channel',
+      ackMode: 'single',
+      setup: async (channel) => {
+        await channel.prefetch(options.prefetchCount);
       },
-      onConnect: (model) => {
-        this.openChannel(model).catch((err) => {
-          log.error({ err: (err as Error).message }, 'could not open the accounting channel; closing connection to retry');
-          model.close().catch(() => {});
-        });
-      },
-      onDisconnect: () => {
-        this.channel = null;
-        this.consumerTag = null;
-      },
-      initialMaxRetries: 20,
+      onOpen: () =>
+        log.info(
+          { queue: options.topology.accountingQueue, prefetch: options.prefetchCount, webhook: this.webhookUrlRedacted },
+          'accounting consuming',
+        ),
+    });
+    this.consumer = this.channel.consume(options.topology.accountingQueue, (delivery) => this.track(delivery), {
+      label: 'accounting consumer',
     });
   }
 
-  private async openChannel(model: ChannelModel): Promise<void> {
-    const channel = await model.createChannel();
-    channel.on('error', (err: Error) => this.deps.log.warn({ err: err.message }, 'accounting channel error'));
-    channel.on('close', () => {
-      if (this.channel === channel) this.channel = null;
-    });
-    await channel.prefetch(this.options.prefetchCount);
-    this.channel = channel;
-    if (!this.closing) await this.consume(channel);
-    this.deps.log.info({ queue: this.options.topology.accountingQueue, prefetch: this.options.prefetchCount, webhook: this.webhookUrlRedacted }, 'accounting consuming');
+  /**
+   * Connects (waiting for the broker with backoff, up to `connectTimeoutMs`) and starts consuming.
+   * Throws ServiceUnavailableError when the broker does not answer in time; resolves false without
+   * connecting when `signal` aborts first.
+   */
+  async start(signal?: AbortSignal): Promise<boolean> {
+    this.started = await this.connection.start(signal);
+    return this.started;
   }
 
-  private async consume(channel: Channel): Promise<void> {
-    const reply = await channel.consume(this.options.topology.accountingQueue, (msg) => {
-      if (msg === null) {
-        // Cancelled by the broker (queue deleted or moved): subscribe again shortly.
-        this.deps.log.warn('accounting consumer cancelled by broker; resubscribing');
-        this.consumerTag = null;
-        setTimeout(() => {
-          if (this.channel === channel && !this.closing) this.consume(channel).catch(() => {});
-        }, 1_000).unref();
-        return;
-      }
-      // amqplib does not await this callback: track the work so shutdown can wait for it.
-      const task = this.handle(msg, channel)
-        .catch((err) => this.deps.log.error({ err: (err as Error).stack }, 'unexpected failure handling an accounting event; left unacknowledged'))
-        .finally(() => this.inFlight.delete(task));
-      this.inFlight.add(task);
-    });
-    this.consumerTag = reply.consumerTag;
+  /** amqplib does not await the consume callback: track the work so shutdown can wait for it. */
+  private track(delivery: Delivery): void {
+    const task = this.handle(delivery)
+      .catch((err) =>
+        this.deps.log.error({ err: (err as Error).stack }, 'unexpected failure handling an accounting event; left unacknowledged'),
+      )
+      .finally(() => this.inFlight.delete(task));
+    this.inFlight.add(task);
   }
 
-  private async handle(msg: ConsumeMessage, channel: Channel): Promise<void> {
+  private async handle(delivery: Delivery): Promise<void> {
+    const { msg } = delivery;
     const { db, log } = this.deps;
     const decoded = decodeAccountingEvent(msg.content);
     if (!decoded.ok) {
-      const messageId = typeof msg.properties.messageId === 'string' ? msg.properties.messageId : null;
-      const stored = await this.retryDb('record invalid event', () => recordInvalidEvent(db, { messageId, routingKey: msg.fields.routingKey, detail: decoded.detail, body: msg.content }));
+      const messageId = messageIdOf(msg);
+      const stored = await this.retryDb('record invalid event', () =>
+        recordInvalidEvent(db, { messageId, routingKey: msg.fields.routingKey, detail: decoded.detail, body: msg.content }),
+      );
       if (!stored) return;
       this.metrics.invalid++;
       log.warn({ messageId, detail: decoded.detail }, 'not an accounting event; recorded in accounting_invalid_events');
-      return this.ack(msg, channel);
+      return this.ack(delivery);
     }
     const event = decoded.event;
     const stored = await this.retryDb('record statement', () => recordStatement(db, event, this.webhookUrlRedacted));
@@ -166,21 +164,38 @@ export class AccountingConsumer {
     const webhook = this.options.webhook;
     if (webhook && stored.value.webhookStatus === 'pending') {
       const wlog = log.child({ eventId: event.eventId });
-      const result = await deliverWebhook(this.deps.transport!, { url: webhook.url, eventId: event.eventId, body: encodeAccountingEvent(event) }, webhook.secret, webhook.policy, this.stopRetrying.signal, {
-        attemptSignal: this.hardStop.signal,
-        onRetry: ({ attempt, delayMs, result: r }) =>
-          wlog.info({ attempt, retryInMs: delayMs, ...(r.kind === 'response' ? { status: r.status } : r.kind === 'error' ? { code: r.code } : {}) }, 'webhook not accepted; retrying'),
-      });
+      const result = await deliverWebhook(
+        this.deps.transport!,
+        { url: webhook.url, eventId: event.eventId, body: encodeAccountingEvent(event) },
+        webhook.secret,
+        webhook.policy,
+        this.stopRetrying.signal,
+        {
+          attemptSignal: this.hardStop.signal,
+          onRetry: ({ attempt, delayMs, result: r }) =>
+            wlog.info(
+              {
+                attempt,
+                retryInMs: delayMs,
+                ...(r.kind === 'response' ? { status: r.status } : r.kind === 'error' ? { code: r.code } : {}),
+              },
+              'webhook not accepted; retrying',
+            ),
+        },
+      );
       // Shutting down mid-delivery: no outcome to record; the event comes back after a restart.
       if (result.status === 'aborted') return;
       if (!(await this.retryDb('record webhook outcome', () => recordWebhookOutcome(db, event.eventId, result)))) return;
       if (result.status === 'delivered') this.metrics.webhooksDelivered++;
       else {
         this.metrics.webhooksFailed++;
-        wlog.warn({ attempts: result.attempts, status: result.responseStatus, err: result.lastError, gaveUp: result.gaveUp }, 'webhook delivery failed; recorded');
+        wlog.warn(
+          { attempts: result.attempts, status: result.responseStatus, err: result.lastError, gaveUp: result.gaveUp },
+          'webhook delivery failed; recorded',
+        );
       }
     }
-    this.ack(msg, channel);
+    this.ack(delivery);
   }
 
   /** Runs `work` until it succeeds, with capped backoff; null once shutdown starts (leave the delivery unacked). */
@@ -197,14 +212,9 @@ export class AccountingConsumer {
     }
   }
 
-  private ack(msg: ConsumeMessage, channel: Channel): void {
-    // A delivery of a channel that is gone cannot be acked; RabbitMQ redelivers it instead.
-    if (channel !== this.channel) return;
-    try {
-      channel.ack(msg);
-    } catch (err) {
-      this.deps.log.warn({ err: (err as Error).message }, 'ack failed; event will be redelivered');
-    }
+  private ack(delivery: Delivery): void {
+    // A delivery of a channel that is gone cannot be acked; RabbitMQ redelivers it instead (the event id deduplicates).
+    this.channel.ack(delivery);
   }
 
   /**
@@ -218,24 +228,48 @@ export class AccountingConsumer {
   }
 
   private async doClose(): Promise<void> {
-    this.closing = true;
+    if (!this.started) {
+      // Nothing was consumed; the caller prints why it could not start, as its one line.
+      await this.connection.close();
+      return;
+    }
     await runShutdownSteps(
       [
-        ['cancel consumer', async () => { if (this.channel && this.consumerTag) await this.channel.cancel(this.consumerTag); }],
-        ['stop retrying', async () => this.stopRetrying.abort()],
-        ['finish in-flight', () => Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, this.options.shutdownDeadlineMs).unref())])],
-        ['cut what is left', async () => {
-          this.hardStop.abort();
-          // Aborted attempts return at once; only a hung database call could still hold a task, so bound it too.
-          await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 2_000).unref())]);
-        }],
-        ['close connection', async () => { await this.connection?.close(); }],
+        ['cancel consumer', () => this.consumer.cancel()],
+        [
+          'stop retrying',
+          () => {
+            this.stopRetrying.abort();
+            return Promise.resolve();
+          },
+        ],
+        [
+          'finish in-flight',
+          () =>
+            Promise.race([
+              Promise.allSettled([...this.inFlight]),
+              new Promise((r) => setTimeout(r, this.options.shutdownDeadlineMs).unref()),
+            ]),
+        ],
+        [
+          'cut what is left',
+          async () => {
+            this.hardStop.abort();
+            // Aborted attempts return at once; only a hung database call could still hold a task, so bound it too.
+            await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 2_000).unref())]);
+          },
+        ],
+        ['close connection', () => this.connection.close()],
       ],
       this.deps.log,
       'accounting',
     );
     this.deps.log.info({ ...this.metrics }, 'accounting stopped');
   }
+}
+
+function messageIdOf(msg: Delivery['msg']): string | null {
+  return typedProperties(msg).messageId ?? null;
 }
 
 function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {

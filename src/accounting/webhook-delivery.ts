@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { WebhookOutcome } from '../db/statements.js';
 
 /**
  * Webhooks of the accounting system: how a body is signed and verified, which answers are retried,
@@ -75,13 +76,22 @@ export interface WebhookRetryPolicy {
   readonly attemptsMax: number;
 }
 
-export const DEFAULT_RETRY_POLICY: WebhookRetryPolicy = { backoffInitialMs: 250, backoffMaxMs: 5_000, giveUpAfterMs: 3_600_000, attemptsMax: 10_000 };
+export const DEFAULT_RETRY_POLICY: WebhookRetryPolicy = {
+  backoffInitialMs: 250,
+  backoffMaxMs: 5_000,
+  giveUpAfterMs: 3_600_000,
+  attemptsMax: 10_000,
+};
 
 /**
  * Delay before attempt `attempt + 1` (attempt ≥ 1): capped exponential with "equal jitter" — at
  * least half the step, so a receiver coming back is not hit by every sender at the same instant.
  */
-export function backoffDelayMs(attempt: number, policy: Pick<WebhookRetryPolicy, 'backoffInitialMs' | 'backoffMaxMs'>, random: () => number = Math.random): number {
+export function backoffDelayMs(
+  attempt: number,
+  policy: Pick<WebhookRetryPolicy, 'backoffInitialMs' | 'backoffMaxMs'>,
+  random: () => number = Math.random,
+): number {
   const step = Math.min(policy.backoffMaxMs, policy.backoffInitialMs * 2 ** Math.min(attempt - 1, 30));
   return Math.round(step / 2 + (random() * step) / 2);
 }
@@ -92,10 +102,13 @@ export interface WebhookRequest {
   readonly body: Buffer;
 }
 
-/** The recorded outcome of delivering one event (`aborted` is not recorded: the event is redelivered). */
+/**
+ * How delivering one event ended: one of the outcomes the accounting tables record (with whether the
+ * retries gave up), or `aborted`, which is not recorded (the event is redelivered).
+ */
 export type DeliveryResult =
-  | { readonly status: 'delivered'; readonly attempts: number; readonly responseStatus: number; readonly responseBody: string }
-  | { readonly status: 'failed'; readonly attempts: number; readonly responseStatus: number | null; readonly responseBody: string | null; readonly lastError: string; readonly gaveUp: boolean }
+  | Extract<WebhookOutcome, { status: 'delivered' }>
+  | (Extract<WebhookOutcome, { status: 'failed' }> & { readonly gaveUp: boolean })
   | { readonly status: 'aborted'; readonly attempts: number };
 
 export interface DeliverHooks {
@@ -117,11 +130,17 @@ export interface DeliverHooks {
  * attempts), or `signal` aborts (no further attempt; the one in progress ends as `attemptSignal`
  * decides). Never throws.
  */
-export async function deliverWebhook(transport: WebhookTransport, request: WebhookRequest, secret: string, policy: WebhookRetryPolicy, signal: AbortSignal, hooks: DeliverHooks = {}): Promise<DeliveryResult> {
+export async function deliverWebhook(
+  transport: WebhookTransport,
+  request: WebhookRequest,
+  secret: string,
+  policy: WebhookRetryPolicy,
+  signal: AbortSignal,
+  hooks: DeliverHooks = {},
+): Promise<DeliveryResult> {
   const now = hooks.now ?? Date.now;
   const startedMs = now();
   const signature = signWebhookBody(secret, request.body);
-  let last: AttemptResult | null = null;
   for (let attempt = 1; ; attempt++) {
     if (signal.aborted) return { status: 'aborted', attempts: attempt - 1 };
     const headers = {
@@ -131,18 +150,22 @@ export async function deliverWebhook(transport: WebhookTransport, request: Webho
       [WEBHOOK_HEADERS.attempt]: String(attempt),
     };
     const result = await transport.post(request.url, request.body, headers, hooks.attemptSignal ?? signal);
-    last = result;
     switch (classifyAttempt(result)) {
       case 'aborted':
         return { status: 'aborted', attempts: attempt - 1 };
       case 'delivered':
-        return { status: 'delivered', attempts: attempt, responseStatus: (result as { status: number }).status, responseBody: (result as { body: string }).body };
+        return {
+          status: 'delivered',
+          attempts: attempt,
+          responseStatus: (result as { status: number }).status,
+          responseBody: (result as { body: string }).body,
+        };
       case 'failed':
         return { status: 'failed', attempts: attempt, ...describe(result), gaveUp: false };
       case 'retry': {
         const delayMs = backoffDelayMs(attempt, policy, hooks.random);
         if (attempt >= policy.attemptsMax || now() + delayMs - startedMs > policy.giveUpAfterMs) {
-          return { status: 'failed', attempts: attempt, ...describe(last), gaveUp: true };
+          return { status: 'failed', attempts: attempt, ...describe(result), gaveUp: true };
         }
         hooks.onRetry?.({ attempt, delayMs, result });
         await sleep(delayMs, signal);
@@ -153,7 +176,8 @@ export async function deliverWebhook(transport: WebhookTransport, request: Webho
 
 function describe(result: AttemptResult): { responseStatus: number | null; responseBody: string | null; lastError: string } {
   if (result.kind === 'response') return { responseStatus: result.status, responseBody: result.body, lastError: `HTTP ${result.status}` };
-  if (result.kind === 'error') return { responseStatus: null, responseBody: null, lastError: `${result.code}: ${result.message}`.slice(0, 500) };
+  if (result.kind === 'error')
+    return { responseStatus: null, responseBody: null, lastError: `${result.code}: ${result.message}`.slice(0, 500) };
   return { responseStatus: null, responseBody: null, lastError: 'aborted' };
 }
 

@@ -60,7 +60,8 @@ export function createWebhookReceiver(options: WebhookReceiverOptions): Server {
       if (tooLarge) return refuse(res, 413, `body larger than ${bodyBytesMax} bytes`, eventId);
       const raw = Buffer.concat(chunks);
       // Verify the bytes as received: re-serializing parsed JSON would not give the same bytes.
-      if (!verifyWebhookSignature(options.secret, raw, req.headers[WEBHOOK_HEADERS.signature])) return refuse(res, 401, 'bad or missing signature', eventId);
+      if (!verifyWebhookSignature(options.secret, raw, req.headers[WEBHOOK_HEADERS.signature]))
+        return refuse(res, 401, 'bad or missing signature', eventId);
       if (eventId === null) return refuse(res, 400, `missing ${WEBHOOK_HEADERS.idempotencyKey} header`, null);
       let body: unknown;
       try {

@@ -1,4 +1,5 @@
 import type { ConfirmChannel, Message, Options } from 'amqplib';
+import { typedProperties } from './message-properties.js';
 
 /** Outcome of one confirmed publish. */
 export type PublishOutcome = 'confirmed' | 'returned';
@@ -48,8 +49,9 @@ export class ConfirmPublisher {
     channel.on('return', (message: Message) => {
       // A returned message is matched to its publish by message_id (or, without one, by a header):
       // RabbitMQ sends basic.return before the confirm of the same message.
-      const messageId = message.properties.messageId as string | undefined;
-      const key = messageId ? this.keysByMessageId.get(messageId)?.[0] : (message.properties.headers?.[PUBLISH_KEY_HEADER] as string | undefined);
+      const { messageId, headers } = typedProperties(message);
+      const keyHeader = headers[PUBLISH_KEY_HEADER];
+      const key = messageId ? this.keysByMessageId.get(messageId)?.[0] : typeof keyHeader === 'string' ? keyHeader : undefined;
       const entry = key ? this.pending.get(key) : undefined;
       if (entry) entry.returned = true;
     });
@@ -78,12 +80,20 @@ export class ConfirmPublisher {
    * Resolves as soon as the message is handed to the channel; `confirmed` settles with the broker's
    * answer, so a producer can keep `windowMax` messages in flight.
    */
-  async publish(exchange: string, routingKey: string, body: Buffer, options: Options.Publish = {}): Promise<{ confirmed: Promise<PublishOutcome> }> {
+  async publish(
+    exchange: string,
+    routingKey: string,
+    body: Buffer,
+    options: Options.Publish = {},
+  ): Promise<{ confirmed: Promise<PublishOutcome> }> {
     while (this.pending.size >= this.options.windowMax) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     if (this.closedError) throw this.closedError;
     const key = String(++this.sequence);
     const outcome = new Promise<PublishOutcome>((resolve, reject) => {
-      const timer = setTimeout(() => this.settle(key, new PublishError(`no confirm within ${this.options.confirmTimeoutMs} ms`)), this.options.confirmTimeoutMs);
+      const timer = setTimeout(
+        () => this.settle(key, new PublishError(`no confirm within ${this.options.confirmTimeoutMs} ms`)),
+        this.options.confirmTimeoutMs,
+      );
       this.pending.set(key, { messageId: options.messageId, resolve, reject, timer, returned: false });
     });
     // Marked handled here: callers attach their own handler later, and an early failure must not
@@ -100,7 +110,12 @@ export class ConfirmPublisher {
         exchange,
         routingKey,
         body,
-        { persistent: true, mandatory: true, ...options, ...(options.messageId ? {} : { headers: { ...options.headers, [PUBLISH_KEY_HEADER]: key } }) },
+        {
+          persistent: true,
+          mandatory: true,
+          ...options,
+          ...(options.messageId ? {} : { headers: { ...typedProperties(options).headers, [PUBLISH_KEY_HEADER]: key } }),
+        },
         (err: unknown) => this.settle(key, err ? new PublishError('broker nacked the message', { cause: err }) : null),
       );
     } catch (err) {

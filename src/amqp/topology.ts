@@ -24,7 +24,6 @@ export interface Topology {
   readonly statsExchange: string;
 }
 
-
 /**
  * Deliveries of one message to the process queue before RabbitMQ dead-letters it to the parking
  * queue. Far above the worker's own attempt limit: it only fires when a message crashes workers.
@@ -102,6 +101,11 @@ export async function assertTopology(channel: Channel, t: Topology): Promise<voi
 export async function deleteTopology(channel: Channel, t: Topology): Promise<void> {
   for (const q of queueDeclarations(t)) await channel.deleteQueue(q.name);
   for (const ex of [t.transactionsExchange, t.accountingExchange, t.statsExchange]) await channel.deleteExchange(ex);
+}
+
+/** Every exchange and queue name of a topology (what `assertTopology` declares), for `txsim reset`. */
+export function topologyNames(t: Topology): { exchanges: string[]; queues: string[] } {
+  return { exchanges: [t.transactionsExchange, t.accountingExchange, t.statsExchange], queues: queueDeclarations(t).map((q) => q.name) };
 }
 
 /** Headers txsim sets on messages it moves between queues. */

@@ -5,10 +5,12 @@ import { assertTopology, deleteTopology, type Topology } from '../amqp/topology.
 import type { Config } from '../config/config.js';
 import { seedAccounts } from '../db/accounts.js';
 import { createDatabase, type Knex } from '../db/knex.js';
+import { outcomeMarks } from '../db/ledger.js';
+import { runLatenciesUs, runOutcomeCount, runSpan } from '../db/transactions.js';
 import { dropDatabase, ensureSchema } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
-import { publishRun, type PublishRunOptions, type RunProgress } from '../gen/publish-run.js';
+import { publishRun, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
 import { verifyBooks } from '../verify/verify.js';
 
 /** Options of one bench run. Units are in the names. */
@@ -78,6 +80,25 @@ export interface BenchReport {
 
 const CLI = new URL('../cli.js', import.meta.url).pathname;
 
+/** The gen options of a bench run: a fixed mix and amounts, the bench's rate, size and poison share. */
+export function benchRunOptions(options: BenchOptions): PublishRunOptions {
+  return {
+    count: options.count,
+    seed: options.seed,
+    ratePerS: options.ratePerS,
+    mix: { deposit: 40, withdrawal: 30, card_payment: 30 },
+    accountIds: null,
+    amountMinMinor: 100,
+    amountMaxMinor: 50_000,
+    hotShare: options.hotShare,
+    hotSetSize: 3,
+    invalidShare: options.invalidShare,
+    windowMax: 2_000,
+    confirmTimeoutMs: 60_000,
+    reconnectTimeoutMs: 60_000,
+  };
+}
+
 /**
  * Runs one benchmark: resets the bench namespace (exchanges, queues, database), seeds accounts,
  * starts W worker processes, publishes, waits until drained, then measures throughput, latency
@@ -97,118 +118,166 @@ export async function runBench(
     for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
 
-    const cpu = new CpuSampler(workers.map((w) => w.pid!));
-    const broker = new CpuSampler(pidsNamed(['beam.smp']));
-    const database = new CpuSampler(pidsNamed(['mariadbd', 'mysqld']));
-    const self = new CpuSampler([process.pid]);
-    const seconds: SecondSample[] = [];
-    let progress: RunProgress = { published: 0, confirmed: 0, returned: 0, failed: 0 };
     // Seeding posted opening balances: count only what happens from here on.
-    const baseline = await outcomeMarks(db);
-    let last = { sent: 0, confirmed: 0, applied: 0, rejected: 0 };
-    const t0 = Date.now();
-    let lastMs = t0;
-    const sample = async () => {
-      const counts = outcomesSince(await outcomeMarks(db), baseline);
-      const usage = cpu.sample();
-      // Timer ticks drift (a slow sample delays the next): counts are turned into rates over the
-      // interval actually measured, so a 0.7 s or 1.3 s interval still reads as per second.
-      const nowMs = Date.now();
-      const intervalMs = Math.max(1, nowMs - lastMs);
-      const perS = (delta: number) => Math.round((delta * 1000) / intervalMs);
-      lastMs = nowMs;
-      const s: SecondSample = {
-        t: Math.round((nowMs - t0) / 100) / 10,
-        sent: perS(progress.published - last.sent),
-        confirmed: perS(progress.confirmed - last.confirmed),
-        applied: perS(counts.applied - last.applied),
-        rejected: perS(counts.rejected - last.rejected),
-        workerCpuPct: usage.cpuPct,
-        workerRssMb: usage.rssMb,
-        brokerCpuPct: broker.sample().cpuPct,
-        databaseCpuPct: database.sample().cpuPct,
-        genCpuPct: self.sample().cpuPct,
-      };
-      last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
-      seconds.push(s);
-      onSecond(s);
-      return counts;
-    };
-    let sampling = Promise.resolve();
-    const timer = setInterval(() => {
-      sampling = sampling.then(() => sample().then(() => undefined)).catch((err) => log.warn({ err: (err as Error).message }, 'sample failed'));
-    }, 1_000);
-
+    const sampler = new SecondSampler(db, workers, await outcomeMarks(db), onSecond);
+    sampler.start(log);
     const controller = new AbortController();
     const stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
-    const runOptions: PublishRunOptions = {
-      count: options.count,
-      seed: options.seed,
-      ratePerS: options.ratePerS,
-      mix: { deposit: 40, withdrawal: 30, card_payment: 30 },
-      accountIds: null,
-      amountMinMinor: 100,
-      amountMaxMinor: 50_000,
-      hotShare: options.hotShare,
-      hotSetSize: 3,
-      invalidShare: options.invalidShare,
-      windowMax: 2_000,
-      confirmTimeoutMs: 60_000,
-      reconnectTimeoutMs: 60_000,
-    };
-    const summary = await publishRun({ db, connection, topology }, runOptions, { signal: controller.signal, onProgress: (p) => (progress = p) });
+    const summary = await publishRun({ db, connection, topology }, benchRunOptions(options), {
+      signal: controller.signal,
+      onProgress: (p) => sampler.setProgress(p),
+    });
     if (stopTimer) clearTimeout(stopTimer);
-    progress = summary;
+    sampler.setProgress(summary);
 
-    // Drained when every confirmed message has an outcome (poison included: all gen poison has an id).
-    // The exact count scans the run's index, which on a large run is real work for the database the
-    // workers are still using: it runs only once the O(1) high-water marks say the run may be done
-    // (they can overcount, after a rolled-back batch, but never undercount).
-    const drainDeadline = Date.now() + options.drainTimeoutS * 1000;
-    let drained = false;
-    for (;;) {
-      const eventsSinceStart = (await outcomeMarks(db)).events - baseline.events;
-      drained = eventsSinceStart >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed;
-      if (drained || Date.now() > drainDeadline) break;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-    clearInterval(timer);
-    await sampling;
-    // The tail since the last tick, unless it is too short to be a rate worth printing.
-    if (Date.now() - lastMs >= 250) await sample();
+    const drained = await waitForDrain(db, sampler.baseline, summary, options.drainTimeoutS * 1000);
+    await sampler.stop();
     // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
     // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.
     await Promise.all(workers.map(stopProcess));
 
     const latency = await endToEndLatency(db, summary.runId);
     const verify = await verifyBooks({ db, connection, topology }, { runId: summary.runId });
-    const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
-    const busy = seconds.filter((s) => s.applied + s.rejected > 0);
-    return {
-      options,
-      runId: summary.runId,
-      published: summary.published,
-      confirmed: summary.confirmed,
-      publishRatePerS: summary.ratePerS,
-      outcomes: latency.count,
-      endToEndRatePerS: latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0,
-      elapsedS: (Date.now() - t0) / 1000,
-      confirmLatencyMs: summary.confirmLatencyMs,
-      endToEndLatencyMs: latency.percentiles,
-      workerCpuPctAvg: avg(busy, (s) => s.workerCpuPct),
-      cpuPctAvg: { workers: avg(busy, (s) => s.workerCpuPct), broker: avg(busy, (s) => s.brokerCpuPct), database: avg(busy, (s) => s.databaseCpuPct), gen: avg(busy, (s) => s.genCpuPct) },
-      workerRssMbMax: rss.length ? Math.max(...rss) : 0,
-      workerRssMbFirst: rss[0] ?? 0,
-      workerRssMbLast: rss[rss.length - 1] ?? 0,
+    return benchReport(options, summary, latency, sampler, {
       drained,
       verifyOk: verify.ok,
       lost: verify.run?.lost ?? 0,
       duplicated: verify.run?.duplicated ?? 0,
-      seconds,
-    };
+    });
   } finally {
     await Promise.all(workers.map(stopProcess));
     await db.destroy();
+  }
+}
+
+/**
+ * Drained when every confirmed message has an outcome (poison included: all gen poison has an id).
+ * The exact count scans the run's index, which on a large run is real work for the database the
+ * workers are still using: it runs only once the O(1) high-water marks say the run may be done
+ * (they can overcount, after a rolled-back batch, but never undercount).
+ */
+async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummary, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const eventsSinceStart = (await outcomeMarks(db)).events - baseline.events;
+    const drained = eventsSinceStart >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed;
+    if (drained || Date.now() > deadline) return drained;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** The report from the run's figures and the per-second samples. */
+function benchReport(
+  options: BenchOptions,
+  summary: RunSummary,
+  latency: { percentiles: Percentiles; count: number; spanMs: number },
+  sampler: SecondSampler,
+  outcome: { drained: boolean; verifyOk: boolean; lost: number; duplicated: number },
+): BenchReport {
+  const seconds = sampler.seconds;
+  const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
+  const busy = seconds.filter((s) => s.applied + s.rejected > 0);
+  return {
+    options,
+    runId: summary.runId,
+    published: summary.published,
+    confirmed: summary.confirmed,
+    publishRatePerS: summary.ratePerS,
+    outcomes: latency.count,
+    endToEndRatePerS: latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0,
+    elapsedS: (Date.now() - sampler.t0) / 1000,
+    confirmLatencyMs: summary.confirmLatencyMs,
+    endToEndLatencyMs: latency.percentiles,
+    workerCpuPctAvg: avg(busy, (s) => s.workerCpuPct),
+    cpuPctAvg: {
+      workers: avg(busy, (s) => s.workerCpuPct),
+      broker: avg(busy, (s) => s.brokerCpuPct),
+      database: avg(busy, (s) => s.databaseCpuPct),
+      gen: avg(busy, (s) => s.genCpuPct),
+    },
+    workerRssMbMax: rss.length ? Math.max(...rss) : 0,
+    workerRssMbFirst: rss[0] ?? 0,
+    workerRssMbLast: rss[rss.length - 1] ?? 0,
+    drained: outcome.drained,
+    verifyOk: outcome.verifyOk,
+    lost: outcome.lost,
+    duplicated: outcome.duplicated,
+    seconds,
+  };
+}
+
+type OutcomeMarks = { entries: number; events: number };
+
+/**
+ * One sample a second while the bench runs: gen's progress, the outcomes the workers recorded (from
+ * the high-water marks, relative to the baseline taken before publishing), and CPU/RSS of the
+ * workers, the broker, the database and gen itself.
+ */
+class SecondSampler {
+  readonly seconds: SecondSample[] = [];
+  readonly t0 = Date.now();
+  private lastMs = this.t0;
+  private last = { sent: 0, confirmed: 0, applied: 0, rejected: 0 };
+  private progress: RunProgress = { published: 0, confirmed: 0, returned: 0, failed: 0 };
+  private readonly cpu: CpuSampler;
+  private readonly broker = new CpuSampler(pidsNamed(['beam.smp']));
+  private readonly database = new CpuSampler(pidsNamed(['mariadbd', 'mysqld']));
+  private readonly self = new CpuSampler([process.pid]);
+  /** Samples run one after another: a slow one delays the next rather than overlapping it. */
+  private sampling: Promise<void> = Promise.resolve();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly db: Knex,
+    workers: readonly ChildProcess[],
+    readonly baseline: OutcomeMarks,
+    private readonly onSecond: (sample: SecondSample) => void,
+  ) {
+    this.cpu = new CpuSampler(workers.map((w) => w.pid!));
+  }
+
+  setProgress(progress: RunProgress): void {
+    this.progress = progress;
+  }
+
+  start(log: Logger): void {
+    this.timer = setInterval(() => {
+      this.sampling = this.sampling.then(() => this.sample()).catch((err) => log.warn({ err: (err as Error).message }, 'sample failed'));
+    }, 1_000);
+  }
+
+  /** Stops the timer, waits for a sample in progress, then takes the tail since the last tick unless it is too short to be a rate worth printing. */
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.sampling;
+    if (Date.now() - this.lastMs >= 250) await this.sample();
+  }
+
+  private async sample(): Promise<void> {
+    const counts = outcomesSince(await outcomeMarks(this.db), this.baseline);
+    const usage = this.cpu.sample();
+    // Timer ticks drift (a slow sample delays the next): counts are turned into rates over the
+    // interval actually measured, so a 0.7 s or 1.3 s interval still reads as per second.
+    const nowMs = Date.now();
+    const intervalMs = Math.max(1, nowMs - this.lastMs);
+    const perS = (delta: number) => Math.round((delta * 1000) / intervalMs);
+    this.lastMs = nowMs;
+    const { progress, last } = this;
+    const s: SecondSample = {
+      t: Math.round((nowMs - this.t0) / 100) / 10,
+      sent: perS(progress.published - last.sent),
+      confirmed: perS(progress.confirmed - last.confirmed),
+      applied: perS(counts.applied - last.applied),
+      rejected: perS(counts.rejected - last.rejected),
+      workerCpuPct: usage.cpuPct,
+      workerRssMb: usage.rssMb,
+      brokerCpuPct: this.broker.sample().cpuPct,
+      databaseCpuPct: this.database.sample().cpuPct,
+      genCpuPct: this.self.sample().cpuPct,
+    };
+    this.last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
+    this.seconds.push(s);
+    this.onSecond(s);
   }
 }
 
@@ -229,9 +298,32 @@ async function resetNamespace(config: Config, connection: ChannelModel, topology
 function startWorkerProcess(config: Config, options: BenchOptions, id: string): ChildProcess {
   const child = spawn(
     process.execPath,
-    [...options.workerNodeArgs, CLI, 'worker', '--id', id, '--batch-size', String(options.batchSizeMax), '--transactions', String(options.transactionsMax), '--batch-wait', String(options.batchWaitMs), '--prefetch', String(options.prefetchCount), '--log-level', 'warn', '--no-relay'],
+    [
+      ...options.workerNodeArgs,
+      CLI,
+      'worker',
+      '--id',
+      id,
+      '--batch-size',
+      String(options.batchSizeMax),
+      '--transactions',
+      String(options.transactionsMax),
+      '--batch-wait',
+      String(options.batchWaitMs),
+      '--prefetch',
+      String(options.prefetchCount),
+      '--log-level',
+      'warn',
+      '--no-relay',
+    ],
     {
-      env: { ...process.env, TXSIM_NAMESPACE: config.namespace, AMQP_URL: config.amqpUrl, DATABASE_URL: config.databaseUrl, TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(',') },
+      env: {
+        ...process.env,
+        TXSIM_NAMESPACE: config.namespace,
+        AMQP_URL: config.amqpUrl,
+        DATABASE_URL: config.databaseUrl,
+        TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(','),
+      },
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
@@ -250,40 +342,22 @@ function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
-/** AUTO_INCREMENT high-water marks of the ledger and the outbox: O(1), where COUNT(*) over a growing table would load the database. */
-async function outcomeMarks(db: Knex): Promise<{ entries: number; events: number }> {
-  const [[row]] = (await db.raw('SELECT (SELECT COALESCE(MAX(id), 0) FROM ledger_entries) AS entries, (SELECT COALESCE(MAX(id), 0) FROM outbox_events) AS events')) as [[{ entries: string; events: string }]];
-  return { entries: Number(row.entries), events: Number(row.events) };
-}
-
 /**
  * Outcomes since `base`: ledger entries come in pairs per applied transaction, outbox events one per
  * recorded outcome. Both marks are taken relative to `base`, because seeding posts opening entries
  * (two per account) and no events: mixing the two absolute marks hid rejects behind the openings.
  */
-function outcomesSince(marks: { entries: number; events: number }, base: { entries: number; events: number }): { applied: number; rejected: number } {
+export function outcomesSince(marks: OutcomeMarks, base: OutcomeMarks): { applied: number; rejected: number } {
   const applied = Math.floor((marks.entries - base.entries) / 2);
   return { applied, rejected: Math.max(0, marks.events - base.events - applied) };
-}
-
-async function runOutcomeCount(db: Knex, runId: string): Promise<number> {
-  const [[row]] = (await db.raw('SELECT COUNT(*) AS n FROM transactions WHERE run_id = ?', [runId])) as [[{ n: string }]];
-  return Number(row.n);
 }
 
 /** created → processed latency of every outcome of the run, from the database rows themselves. */
 async function endToEndLatency(db: Knex, runId: string): Promise<{ percentiles: Percentiles; count: number; spanMs: number }> {
   const histogram = createLatencyHistogram();
-  const [rows] = (await db.raw(
-    `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, processed_at) AS us FROM transactions WHERE run_id = ? AND created_at IS NOT NULL`,
-    [runId],
-  )) as [{ us: string }[]];
-  for (const r of rows) recordMs(histogram, Number(r.us) / 1000);
-  const [[span]] = (await db.raw(
-    `SELECT TIMESTAMPDIFF(MICROSECOND, MIN(created_at), MAX(processed_at)) AS us, COUNT(*) AS n FROM transactions WHERE run_id = ?`,
-    [runId],
-  )) as [[{ us: string | null; n: string }]];
-  return { percentiles: percentilesOf(histogram), count: Number(span.n), spanMs: Number(span.us ?? 0) / 1000 };
+  for (const us of await runLatenciesUs(db, runId)) recordMs(histogram, us / 1000);
+  const span = await runSpan(db, runId);
+  return { percentiles: percentilesOf(histogram), count: span.count, spanMs: span.spanUs / 1000 };
 }
 
 function avg(samples: SecondSample[], pick: (s: SecondSample) => number): number {

@@ -15,6 +15,7 @@ import { NotFoundError, UsageError } from '../errors.js';
 import { WebhookClient } from '../accounting/webhook-client.js';
 import { createWebhookReceiver } from '../accounting/webhook-receiver.js';
 import { flushLogger } from '../log.js';
+import { registerAccountingRedeliver } from './accounting-redeliver.js';
 import { withDatabase } from './accounts.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { table, toJson } from './format.js';
@@ -25,8 +26,14 @@ export const WEBHOOK_SECRET_ENV = 'TXSIM_WEBHOOK_SECRET';
 /** Reads and checks the webhook secret from an environment; the error names the key, never the value. */
 export function webhookSecretFrom(env: NodeJS.ProcessEnv): string {
   const secret = env[WEBHOOK_SECRET_ENV];
-  if (secret === undefined || secret.length === 0) throw new UsageError(`${WEBHOOK_SECRET_ENV} is not set: webhooks are signed with it (e.g. export ${WEBHOOK_SECRET_ENV}=$(openssl rand -hex 32))`);
-  if (secret.length < 8) throw new UsageError(`${WEBHOOK_SECRET_ENV} is too short (${secret.length} characters; at least 8, 32 random hex characters recommended)`);
+  if (secret === undefined || secret.length === 0)
+    throw new UsageError(
+      `${WEBHOOK_SECRET_ENV} is not set: webhooks are signed with it (e.g. export ${WEBHOOK_SECRET_ENV}=$(openssl rand -hex 32))`,
+    );
+  if (secret.length < 8)
+    throw new UsageError(
+      `${WEBHOOK_SECRET_ENV} is too short (${secret.length} characters; at least 8, 32 random hex characters recommended)`,
+    );
   return secret;
 }
 
@@ -35,7 +42,12 @@ export interface AccountingCommandOptions {
   readonly shutdownDeadlineMs: number;
   /** JSON lines instead of readable statement lines. */
   readonly json: boolean;
-  readonly webhook: { readonly url: string; readonly secret: string; readonly attemptTimeoutMs: number; readonly policy: WebhookRetryPolicy } | null;
+  readonly webhook: {
+    readonly url: string;
+    readonly secret: string;
+    readonly attemptTimeoutMs: number;
+    readonly policy: WebhookRetryPolicy;
+  } | null;
 }
 
 /**
@@ -46,7 +58,9 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
   const { config } = ctx;
   const log = ctx.log.child({ component: 'accounting' });
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4 });
-  const transport = options.webhook ? new WebhookClient({ attemptTimeoutMs: options.webhook.attemptTimeoutMs, connectionsMax: Math.min(options.prefetchCount, 64) }) : null;
+  const transport = options.webhook
+    ? new WebhookClient({ attemptTimeoutMs: options.webhook.attemptTimeoutMs, connectionsMax: Math.min(options.prefetchCount, 64) })
+    : null;
   const consumer = new AccountingConsumer(
     {
       amqpUrl: config.amqpUrl,
@@ -55,12 +69,14 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
       shutdownDeadlineMs: options.shutdownDeadlineMs,
       webhook: options.webhook ? { url: options.webhook.url, secret: options.webhook.secret, policy: options.webhook.policy } : null,
       clientName: `txsim accounting ${hostname()}-${process.pid}`,
+      connectTimeoutMs: config.connectTimeoutMs,
     },
     { db, log, transport, onStatement: (event) => ctx.out(options.json ? JSON.stringify(eventToWire(event)) : formatStatementLine(event)) },
   );
   try {
     await checkDatabase(db, config.databaseUrl, config.databaseName);
-    if (!signal.aborted) await consumer.start();
+    // A SIGINT while waiting for the broker ends the wait at once (start resolves false).
+    if (!signal.aborted) await consumer.start(signal);
     if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     log.info('shutting down');
   } finally {
@@ -74,9 +90,13 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
 /** Prints the last `limit` lines of an account's statement, in sequence order. */
 export async function handleStatement(ctx: CommandContext, accountId: number, options: { limit: number; json: boolean }): Promise<void> {
   const statement = await withDatabase(ctx, (db) => readStatement(db, accountId, options.limit));
-  if (statement.lineCount === 0) throw new NotFoundError(`account ${accountId} has no statement lines (yet): is \`txsim accounting\` running?`);
+  if (statement.lineCount === 0)
+    throw new NotFoundError(`account ${accountId} has no statement lines (yet): is \`txsim accounting\` running?`);
   if (options.json) return ctx.out(toJson(statement));
-  const shown = statement.lines.length < statement.lineCount ? `last ${statement.lines.length} of ${statement.lineCount} lines` : `${statement.lineCount} lines`;
+  const shown =
+    statement.lines.length < statement.lineCount
+      ? `last ${statement.lines.length} of ${statement.lineCount} lines`
+      : `${statement.lineCount} lines`;
   ctx.out(`Statement of account ${accountId} (${shown})`);
   ctx.out(
     table(
@@ -110,10 +130,22 @@ export async function handleReceive(ctx: CommandContext, options: ReceiveOptions
   const server = createWebhookReceiver({
     secret: options.secret,
     onAccepted: (r) => {
-      if (options.json) return ctx.out(JSON.stringify({ accepted: true, eventId: r.eventId, duplicate: r.duplicate, attempt: r.attempt, body: r.body }));
+      if (options.json)
+        return ctx.out(JSON.stringify({ accepted: true, eventId: r.eventId, duplicate: r.duplicate, attempt: r.attempt, body: r.body }));
       const body = r.body as Record<string, unknown>;
-      const what = `${body.outcome ?? '?'} ${String(body.type ?? '')} ${body.amountMinor ?? ''} ${body.currency ?? ''} account ${body.accountId ?? '-'} #${body.accountSeq ?? '-'}`.replace(/\s+/g, ' ');
-      ctx.out(`${r.duplicate ? 'repeat  ' : 'received'} ${r.eventId}  ${what}${r.attempt && r.attempt > 1 ? `  (attempt ${r.attempt})` : ''}`);
+      // A field of a body that may be anything: its text when it is a string or number, else the fallback.
+      const field = (key: string, fallback: string) => {
+        const v = body[key];
+        return typeof v === 'string' || typeof v === 'number' ? String(v) : fallback;
+      };
+      const what =
+        `${field('outcome', '?')} ${field('type', '')} ${field('amountMinor', '')} ${field('currency', '')} account ${field('accountId', '-')} #${field('accountSeq', '-')}`.replace(
+          /\s+/g,
+          ' ',
+        );
+      ctx.out(
+        `${r.duplicate ? 'repeat  ' : 'received'} ${r.eventId}  ${what}${r.attempt && r.attempt > 1 ? `  (attempt ${r.attempt})` : ''}`,
+      );
     },
     onRefused: (r) => {
       if (options.json) return ctx.out(JSON.stringify({ accepted: false, status: r.status, reason: r.reason, eventId: r.eventId }));
@@ -121,11 +153,17 @@ export async function handleReceive(ctx: CommandContext, options: ReceiveOptions
     },
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => reject(err.code === 'EADDRINUSE' ? new UsageError(`--port: ${options.port} is already in use`) : err));
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(err.code === 'EADDRINUSE' ? new UsageError(`--port: ${options.port} is already in use`) : err),
+    );
     server.listen(options.port, options.host, () => resolve());
   });
   const address = server.address() as AddressInfo;
-  ctx.out(options.json ? JSON.stringify({ listening: `http://${options.host}:${address.port}/` }) : `listening on http://${options.host}:${address.port}/`);
+  ctx.out(
+    options.json
+      ? JSON.stringify({ listening: `http://${options.host}:${address.port}/` })
+      : `listening on http://${options.host}:${address.port}/`,
+  );
   try {
     if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
   } finally {
@@ -143,23 +181,43 @@ function parseWebhookUrl(value: string): string {
   } catch {
     throw new UsageError(`--webhook: "${redactUrl(value)}" is not a URL`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--webhook: "${redactUrl(value)}" must start with http:// or https://`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new UsageError(`--webhook: "${redactUrl(value)}" must start with http:// or https://`);
   return value;
 }
 
-
 export function registerAccounting(program: Command): void {
-  const accounting = program.command('accounting').description('the user-facing accounting system: statements from accounting events, optional signed webhooks');
+  const accounting = program
+    .command('accounting')
+    .description('the user-facing accounting system: statements from accounting events, optional signed webhooks')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ txsim accounting\n  $ txsim accounting statement 42\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    );
 
   accounting
     .command('consume', { isDefault: true })
-    .description('consume accounting events: keep per-account statements, print each new line, forward to --webhook (the default sub-command)')
+    .description(
+      'consume accounting events: keep per-account statements, print each new line, forward to --webhook (the default sub-command)',
+    )
     .option('--webhook <url>', `also POST each event there, signed with HMAC-SHA256 under $${WEBHOOK_SECRET_ENV}`)
     .option('--prefetch <n>', 'events in progress at once (DB transactions and webhook POSTs)', '50')
     .option('--webhook-timeout <ms>', 'longest one webhook attempt may take', '5000')
-    .option('--webhook-backoff-max <ms>', 'cap of the exponential delay between webhook attempts', String(DEFAULT_RETRY_POLICY.backoffMaxMs))
-    .option('--webhook-give-up <s>', 'record a still-failing webhook as failed after this long', String(DEFAULT_RETRY_POLICY.giveUpAfterMs / 1000))
+    .option(
+      '--webhook-backoff-max <ms>',
+      'cap of the exponential delay between webhook attempts',
+      String(DEFAULT_RETRY_POLICY.backoffMaxMs),
+    )
+    .option(
+      '--webhook-give-up <s>',
+      'record a still-failing webhook as failed after this long',
+      String(DEFAULT_RETRY_POLICY.giveUpAfterMs / 1000),
+    )
     .option('--shutdown-deadline <ms>', 'how long shutdown waits for events in progress', '10000')
+    .option(
+      '--connect-timeout <s>',
+      'how long to wait for RabbitMQ at start before giving up with exit 3 (env TXSIM_CONNECT_TIMEOUT; default 15)',
+    )
     .option('--json', 'print each new statement line as a JSON event')
     .addHelpText(
       'after',
@@ -170,7 +228,9 @@ exponential backoff; any other status is recorded as failed and not retried.
 
 Example:
   $ txsim accounting
-  $ ${WEBHOOK_SECRET_ENV}=s3cret-s3cret txsim accounting --webhook http://127.0.0.1:8080/hooks`,
+  $ ${WEBHOOK_SECRET_ENV}=s3cret-s3cret txsim accounting --webhook http://127.0.0.1:8080/hooks
+
+Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help`,
     )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (key: string) => opts[key] as string | undefined;
@@ -186,8 +246,15 @@ Example:
               attemptTimeoutMs: parseIntFlag('--webhook-timeout', str('webhookTimeout'), 5_000, 100, 120_000),
               policy: {
                 ...DEFAULT_RETRY_POLICY,
-                backoffMaxMs: parseIntFlag('--webhook-backoff-max', str('webhookBackoffMax'), DEFAULT_RETRY_POLICY.backoffMaxMs, 10, 3_600_000),
-                giveUpAfterMs: parseIntFlag('--webhook-give-up', str('webhookGiveUp'), DEFAULT_RETRY_POLICY.giveUpAfterMs / 1000, 0, 7 * 86_400) * 1000,
+                backoffMaxMs: parseIntFlag(
+                  '--webhook-backoff-max',
+                  str('webhookBackoffMax'),
+                  DEFAULT_RETRY_POLICY.backoffMaxMs,
+                  10,
+                  3_600_000,
+                ),
+                giveUpAfterMs:
+                  parseIntFlag('--webhook-give-up', str('webhookGiveUp'), DEFAULT_RETRY_POLICY.giveUpAfterMs / 1000, 0, 7 * 86_400) * 1000,
               },
             }
           : null,
@@ -201,21 +268,41 @@ Example:
     .description("print an account's statement: its lines in sequence order with the balance after each")
     .option('--limit <n>', 'show the last n lines', '50')
     .option('--json', 'JSON output')
-    .addHelpText('after', '\nExit code 5 when the account has no statement lines.\n\nExample:\n  $ txsim accounting statement 42 --limit 20')
+    .addHelpText(
+      'after',
+      '\nExit code 5 when the account has no statement lines.\n\nExample:\n  $ txsim accounting statement 42 --limit 20\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    )
     .action(async (accountId: string, opts: { limit: string; json?: boolean }, command: Command) => {
-      await handleStatement(contextFor(command), parseIntFlag('<accountId>', accountId, 0, 1), { limit: parseIntFlag('--limit', opts.limit, 50, 1, 100_000), json: Boolean(opts.json) });
+      await handleStatement(contextFor(command), parseIntFlag('<accountId>', accountId, 0, 1), {
+        limit: parseIntFlag('--limit', opts.limit, 50, 1, 100_000),
+        json: Boolean(opts.json),
+      });
     });
+
+  registerAccountingRedeliver(accounting);
 
   accounting
     .command('receive')
-    .description(`a tiny webhook receiver for demos and tests: verifies the signature (secret from $${WEBHOOK_SECRET_ENV}), drops repeats, prints what arrives`)
+    .description(
+      `a tiny webhook receiver for demos and tests: verifies the signature (secret from $${WEBHOOK_SECRET_ENV}), drops repeats, prints what arrives`,
+    )
     .requiredOption('--port <n>', 'port to listen on (0 = any free port)')
     .option('--host <address>', 'address to listen on', '127.0.0.1')
     .option('--json', 'one JSON object per request')
-    .addHelpText('after', `\nExample:\n  $ ${WEBHOOK_SECRET_ENV}=s3cret-s3cret txsim accounting receive --port 8080`)
+    .addHelpText(
+      'after',
+      `\nExample:\n  $ ${WEBHOOK_SECRET_ENV}=s3cret-s3cret txsim accounting receive --port 8080
+
+Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help`,
+    )
     .action(async (opts: { port: string; host: string; json?: boolean }, command: Command) => {
       const ctx = contextFor(command);
-      const options: ReceiveOptions = { port: parseIntFlag('--port', opts.port, 0, 0, 65_535), host: opts.host, json: Boolean(opts.json), secret: webhookSecretFrom(process.env) };
+      const options: ReceiveOptions = {
+        port: parseIntFlag('--port', opts.port, 0, 0, 65_535),
+        host: opts.host,
+        json: Boolean(opts.json),
+        secret: webhookSecretFrom(process.env),
+      };
       await handleReceive(ctx, options, shutdownSignal(ctx));
     });
 }

@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { runBench, type BenchOptions, type BenchReport, type SecondSample } from '../bench/bench.js';
+import { readBenchReports, renderBenchHtml, type NamedBenchReport } from '../bench/html-report.js';
 import type { Config } from '../config/config.js';
 import { parseFractionFlag, parseIntFlag, parseNumberFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
@@ -21,7 +23,12 @@ export function benchConfig(config: Config): Config {
   return Object.freeze({ ...config, namespace, databaseName: namespace, databaseUrl: url.toString() });
 }
 
-export async function handleBench(ctx: CommandContext, options: BenchOptions, format: 'table' | 'json' | 'csv'): Promise<BenchReport> {
+export async function handleBench(
+  ctx: CommandContext,
+  options: BenchOptions,
+  format: 'table' | 'json' | 'csv',
+  output: { readonly htmlPath?: string } = {},
+): Promise<BenchReport> {
   const config = benchConfig(ctx.config);
   const probe = createDatabase({ databaseUrl: config.databaseUrl, databaseName: 'mysql', poolMax: 1 });
   try {
@@ -33,15 +40,24 @@ export async function handleBench(ctx: CommandContext, options: BenchOptions, fo
   let report: BenchReport;
   try {
     if (format === 'csv') ctx.out('t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb');
-    else if (format === 'table') ctx.out(`bench ${config.namespace}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}`);
-    report = await runBench({ config, connection, topology: topologyOf(config), log: ctx.log }, options, (s) => printSecond(ctx, s, format));
+    else if (format === 'table')
+      ctx.out(
+        `bench ${config.namespace}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}`,
+      );
+    report = await runBench({ config, connection, topology: topologyOf(config), log: ctx.log }, options, (s) =>
+      printSecond(ctx, s, format),
+    );
   } finally {
     await connection.close().catch(() => {});
   }
   if (format === 'json') ctx.out(toJson(report));
   else if (format === 'table') printReport(ctx, report);
+  // Written before the checks below throw: the charts of a failed run are what explains it.
+  if (output.htmlPath) writeHtmlReport(ctx, output.htmlPath, [{ name: report.runId, report }]);
   if (!report.drained) {
-    throw new VerificationFailedError(`bench ${report.runId}: not drained within --drain-timeout ${options.drainTimeoutS} s (${report.outcomes} of ${report.confirmed} confirmed messages have an outcome); the figures would be wrong`);
+    throw new VerificationFailedError(
+      `bench ${report.runId}: not drained within --drain-timeout ${options.drainTimeoutS} s (${report.outcomes} of ${report.confirmed} confirmed messages have an outcome); the figures would be wrong`,
+    );
   }
   if (!report.verifyOk || report.lost > 0 || report.duplicated > 0) {
     throw new VerificationFailedError(`bench ${report.runId}: verify failed (${report.lost} lost, ${report.duplicated} duplicated)`);
@@ -49,28 +65,53 @@ export async function handleBench(ctx: CommandContext, options: BenchOptions, fo
   return report;
 }
 
+/** `txsim bench report <json…> --html <file>`: charts from saved `bench --json` reports. */
+export function handleBenchReport(ctx: CommandContext, paths: readonly string[], htmlPath: string): void {
+  let runs: NamedBenchReport[];
+  try {
+    runs = readBenchReports(paths);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  writeHtmlReport(ctx, htmlPath, runs);
+}
+
+function writeHtmlReport(ctx: CommandContext, htmlPath: string, runs: readonly NamedBenchReport[]): void {
+  writeFileSync(htmlPath, renderBenchHtml(runs));
+  ctx.log.info({ file: htmlPath, runs: runs.length }, 'bench html report written');
+  if (process.stderr.isTTY) process.stderr.write(`bench: html report in ${htmlPath}\n`);
+}
+
 function printSecond(ctx: CommandContext, s: SecondSample, format: 'table' | 'json' | 'csv'): void {
   if (format === 'csv') ctx.out(`${s.t},${s.sent},${s.confirmed},${s.applied},${s.rejected},${s.workerCpuPct},${s.workerRssMb}`);
-  else if (format === 'table') ctx.out(`t=${s.t.toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB`);
+  else if (format === 'table')
+    ctx.out(
+      `t=${s.t.toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB`,
+    );
 }
 
 function printReport(ctx: CommandContext, r: BenchReport): void {
-  const p = (x: { p50: number; p90: number; p99: number; p999: number; max: number }) => `p50 ${x.p50}  p90 ${x.p90}  p99 ${x.p99}  p99.9 ${x.p999}  max ${x.max} ms`;
+  const p = (x: { p50: number; p90: number; p99: number; p999: number; max: number }) =>
+    `p50 ${x.p50}  p90 ${x.p90}  p99 ${x.p99}  p99.9 ${x.p999}  max ${x.max} ms`;
   ctx.out('');
   ctx.out(`run ${r.runId}: published ${r.published}, confirmed ${r.confirmed}, outcomes ${r.outcomes} in ${r.elapsedS.toFixed(1)} s`);
   ctx.out(`publish rate        ${r.publishRatePerS} msg/s`);
   ctx.out(`end-to-end rate     ${r.endToEndRatePerS} tx/s (first created → last committed)`);
   ctx.out(`confirm latency     ${p(r.confirmLatencyMs)}`);
   ctx.out(`created → committed ${p(r.endToEndLatencyMs)}`);
-  ctx.out(`workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB`);
-  ctx.out(`cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}`);
+  ctx.out(
+    `workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB`,
+  );
+  ctx.out(
+    `cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}`,
+  );
   if (!r.drained) ctx.out(`drained             NO: ${r.outcomes} of ${r.confirmed} confirmed messages have an outcome`);
   ctx.out(`verify              ${r.verifyOk ? 'OK' : 'FAILED'} (lost ${r.lost}, duplicated ${r.duplicated})`);
 }
 
 export function registerBench(program: Command): void {
-  program
-    .command('bench')
+  const bench = program.command('bench');
+  bench
     .description('measure throughput and latency end to end: reset a bench namespace, start W workers, publish, drain, verify')
     .option('--workers <n>', 'worker processes', '3')
     .option('--batch-size <n>', 'messages per DB transaction (1 = one commit per message)', '100')
@@ -88,7 +129,11 @@ export function registerBench(program: Command): void {
     .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
     .option('--json', 'print the report as JSON')
     .option('--csv', 'print per-second lines as CSV')
-    .addHelpText('after', '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30')
+    .option('--html <file>', 'also write a self-contained HTML report with charts')
+    .addHelpText(
+      'after',
+      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (k: string) => opts[k] as string | undefined;
       if (opts.json && opts.csv) throw new UsageError('--json and --csv: choose one');
@@ -104,13 +149,34 @@ export function registerBench(program: Command): void {
         hotShare: parseFractionFlag('--hot-accounts', str('hotAccounts'), 0),
         ratePerS,
         // With a duration and a rate, the count follows from them unless given.
-        count: parseIntFlag('--count', str('count') ?? (durationS > 0 && ratePerS > 0 ? String(Math.ceil(durationS * ratePerS)) : undefined), 100_000, 1, 100_000_000),
+        count: parseIntFlag(
+          '--count',
+          str('count') ?? (durationS > 0 && ratePerS > 0 ? String(Math.ceil(durationS * ratePerS)) : undefined),
+          100_000,
+          1,
+          100_000_000,
+        ),
         durationS,
         invalidShare: parseFractionFlag('--invalid', str('invalid'), 0),
         drainTimeoutS: parseIntFlag('--drain-timeout', str('drainTimeout'), 300, 1, 86_400),
         workerNodeArgs: opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', '.txsim/profiles'] : [],
         seed: str('seed') ?? `bench-${randomBytes(4).toString('hex')}`,
       };
-      await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table');
+      await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table', { htmlPath: str('html') });
+    });
+  bench
+    .command('report')
+    .description('render saved bench --json reports as one self-contained HTML file with charts')
+    .argument('<json...>', 'reports written by txsim bench --json')
+    .option('--html <file>', 'where to write the HTML (required)')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ txsim bench --json > run1.json && txsim bench --batch-size 1 --json > run2.json\n  $ txsim bench report run1.json run2.json --html report.html\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    )
+    .action((paths: string[], _opts: unknown, command: Command) => {
+      // `bench` has an --html of its own, and commander hands a flag shared by both to the parent.
+      const html = command.optsWithGlobals<{ html?: string }>().html;
+      if (!html) throw new UsageError('bench report: --html <file> is required');
+      handleBenchReport(contextFor(command), paths, html);
     });
 }

@@ -12,7 +12,7 @@ export interface CommandContext {
 
 /** Resolves config (defaults < env < flags) for a command and builds the root logger. */
 export function contextFor(command: Command, env: NodeJS.ProcessEnv = process.env): CommandContext {
-  const flags = command.optsWithGlobals() as ConnectionFlags;
+  const flags = command.optsWithGlobals<ConnectionFlags>();
   const config = loadConfig(env, flags);
   return { config, log: createLogger(config.logLevel), out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`) };
 }

@@ -2,35 +2,66 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { publishRun, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
+import { ProgressBar } from '../gen/progress-bar.js';
+import { publishRun, type PublishRunOptions, type RunSummary } from '../gen/publish-run.js';
 import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseNumberFlag, parseRangeFlag, parseWeightsFlag } from '../config/parse.js';
+import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
-import { TRANSACTION_TYPES } from '../domain/transaction.js';
-import { PublishIncompleteError } from '../errors.js';
+import { isConnectionError } from '../db/with-transaction.js';
+import { MAX_AMOUNT_MINOR, TRANSACTION_TYPES } from '../domain/transaction.js';
+import { describeCause, ExitCode, FatalError, PublishIncompleteError, ServiceUnavailableError, UsageError } from '../errors.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
-import { toJson } from './format.js';
+import { plural, toJson } from './format.js';
+
+/** Longest `--seed`: the `runs.seed` column is VARCHAR(64). */
+export const SEED_LENGTH_MAX = 64;
+/** Largest account id of the message contract (a JSON integer that stays exact). */
+const ACCOUNT_ID_MAX = Number.MAX_SAFE_INTEGER;
 
 /** Publishes a run; prints a progress bar on a TTY and a summary (or JSON) at the end. */
-export async function handleGen(ctx: CommandContext, options: PublishRunOptions, io: { json: boolean; progress: boolean; signal?: AbortSignal }): Promise<RunSummary> {
+export async function handleGen(
+  ctx: CommandContext,
+  options: PublishRunOptions,
+  io: { json: boolean; progress: ProgressBar | null; signal?: AbortSignal },
+): Promise<RunSummary> {
   const { config, log } = ctx;
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 2 });
   try {
     await checkDatabase(db, config.databaseUrl, config.databaseName);
     const connection = await connectOnce(config.amqpUrl, log, 'txsim gen');
-    let summary: RunSummary;
+    let summary: RunSummary | null = null;
+    const bar = io.progress;
     try {
       const reconnect = () => connectOnce(config.amqpUrl, log, 'txsim gen');
       summary = await publishRun({ db, connection, topology: topologyOf(config), reconnect }, options, {
-        onRecover: (unconfirmed: number) => log.warn({ unconfirmed }, 'broker back; re-sending unconfirmed messages (duplicates are ignored by id)'),
+        onRecover: (unconfirmed: number) =>
+          log.warn({ unconfirmed }, 'broker back; re-sending unconfirmed messages (duplicates are ignored by id)'),
+        onRecordOutage: (err: unknown) =>
+          log.warn(
+            { err: describeCause(err) },
+            "database unreachable: keeping the run's counts and retrying the save (publishing goes on)",
+          ),
+        onRecordRecovered: (failedSaves: number) => log.warn({ failedSaves }, 'database back: run record saved'),
         ...(io.signal ? { signal: io.signal } : {}),
-        ...(io.progress ? { onProgress: (p: RunProgress) => drawProgress(p, options.count) } : {}),
+        ...(bar ? { onProgress: (p) => bar.draw(p) } : {}),
       });
+    } catch (err) {
+      // Only the run record's final save can still fail this way: the database stayed away longer than --reconnect-timeout.
+      if (isConnectionError(err)) throw new ServiceUnavailableError('database', redactUrl(config.databaseUrl), err);
+      throw err;
     } finally {
-      if (io.progress) process.stderr.write('\n');
+      bar?.finish(summary);
       await connection.close().catch(() => {});
     }
     if (io.json) ctx.out(toJson(summary));
     else printSummary(ctx, summary);
+    if (summary.interrupted) {
+      throw new FatalError(
+        `run ${summary.runId} interrupted: ${summary.published} of ${summary.requested} published, ${plural(summary.notPublished, 'id')} never published, ` +
+          `${summary.published - summary.confirmed - summary.returned} unconfirmed; run the same command again to resume it`,
+        ExitCode.interrupted,
+      );
+    }
     if (!summary.completed || summary.returned > 0) {
       const unconfirmed = summary.published - summary.confirmed - summary.returned;
       throw new PublishIncompleteError(
@@ -43,16 +74,43 @@ export async function handleGen(ctx: CommandContext, options: PublishRunOptions,
   }
 }
 
-function drawProgress(p: RunProgress, total: number): void {
-  const width = 30;
-  const done = Math.min(width, Math.round((p.confirmed / Math.max(1, total)) * width));
-  process.stderr.write(`\r[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${p.confirmed}/${total} confirmed, ${p.published - p.confirmed - p.returned - p.failed} in flight`);
+/** `--amount min..max` within the message contract: 1..10^12 minor units. */
+function parseAmountFlag(value: string | undefined): [number, number] {
+  const [min, max] = parseRangeFlag('--amount', value, [100, 50_000]);
+  if (max > MAX_AMOUNT_MINOR) {
+    throw new UsageError(`--amount: ${max} is above the largest amount of the message contract, ${MAX_AMOUNT_MINOR} (10^12 minor units)`);
+  }
+  return [min, max];
+}
+
+/** `--seed`: any text of 1..64 characters (it is stored with the run). */
+function parseSeedFlag(value: string | undefined): string {
+  if (value === undefined) return randomBytes(4).toString('hex');
+  if (value.length < 1 || value.length > SEED_LENGTH_MAX) {
+    throw new UsageError(`--seed: "${value.slice(0, 20)}${value.length > 20 ? '…' : ''}" must be 1 to ${SEED_LENGTH_MAX} characters`);
+  }
+  return value;
+}
+
+/** `--accounts`: ids within the message contract (1..2^53−1) before the list is expanded. */
+function parseAccountsFlag(value: string): number[] {
+  for (const digits of value.match(/\d+/g) ?? []) {
+    if (!(Number(digits) <= ACCOUNT_ID_MAX)) {
+      throw new UsageError(`--accounts: ${digits} is above the largest account id of the message contract, ${ACCOUNT_ID_MAX}`);
+    }
+  }
+  return parseIdListFlag('--accounts', value);
 }
 
 function printSummary(ctx: CommandContext, s: RunSummary): void {
-  ctx.out(`run ${s.runId} (seed ${s.seed})`);
-  ctx.out(`  published ${s.published}, confirmed ${s.confirmed}, returned ${s.returned}, failed ${s.failed}, of which poison ${s.invalid}`);
-  ctx.out(`  ${(s.elapsedMs / 1000).toFixed(2)} s, ${s.ratePerS} msg/s; confirm latency p50 ${s.confirmLatencyMs.p50} ms, p99 ${s.confirmLatencyMs.p99} ms, max ${s.confirmLatencyMs.max} ms`);
+  ctx.out(`run ${s.runId} (seed ${s.seed})${s.interrupted ? ' — interrupted' : ''}`);
+  ctx.out(
+    `  published ${s.published} of ${s.requested}, confirmed ${s.confirmed}, returned ${s.returned}, failed ${s.failed}, of which poison ${s.invalid}` +
+      (s.notPublished > 0 ? `; ${s.notPublished} never published` : ''),
+  );
+  ctx.out(
+    `  ${(s.elapsedMs / 1000).toFixed(2)} s, ${s.ratePerS} msg/s; confirm latency p50 ${s.confirmLatencyMs.p50} ms, p99 ${s.confirmLatencyMs.p99} ms, max ${s.confirmLatencyMs.max} ms`,
+  );
   ctx.out(`  check it: txsim verify --run ${s.runId}`);
 }
 
@@ -67,22 +125,30 @@ export function registerGen(program: Command): void {
     .option('--amount <min..max>', 'amount range in minor units (log-uniform: most are small)', '100..50000')
     .option('--hot-accounts <share>', 'share of traffic (0..1) on the hot set', '0')
     .option('--hot-set <n>', 'size of the hot set (the first N accounts)', '3')
-    .option('--invalid <share>', 'share (0..1) of poison messages: bad JSON, wrong schema, unknown account, currency mismatch, negative amount', '0')
+    .option(
+      '--invalid <share>',
+      'share (0..1) of poison messages: bad JSON, wrong schema, unknown account, currency mismatch, negative amount',
+      '0',
+    )
     .option('--window <n>', 'most unconfirmed messages in flight', '1000')
     .option('--confirm-timeout <ms>', 'fail a publish whose confirm takes longer', '30000')
     .option('--reconnect-timeout <s>', 'after losing the broker, keep reconnecting and re-sending unconfirmed messages this long', '60')
+    .option('--new-run', 'start a new run (new run id, new transaction ids) from a seed an earlier run used, instead of resuming it')
     .option('--json', 'print the summary as JSON')
     .option('--no-progress', 'no progress bar even on a TTY')
-    .addHelpText('after', '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    )
     .action(async (count: string, opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (key: string) => opts[key] as string | undefined;
-      const [amountMin, amountMax] = parseRangeFlag('--amount', str('amount'), [100, 50_000]);
+      const [amountMin, amountMax] = parseAmountFlag(str('amount'));
       const options: PublishRunOptions = {
         count: parseIntFlag('<count>', count, 0, 1, 100_000_000),
-        seed: str('seed') ?? randomBytes(4).toString('hex'),
+        seed: parseSeedFlag(str('seed')),
         ratePerS: parseNumberFlag('--rate', str('rate'), 0),
         mix: parseWeightsFlag('--mix', str('mix'), TRANSACTION_TYPES, { deposit: 40, withdrawal: 30, card_payment: 30 }),
-        accountIds: str('accounts') ? parseIdListFlag('--accounts', str('accounts')!) : null,
+        accountIds: str('accounts') ? parseAccountsFlag(str('accounts')!) : null,
         amountMinMinor: amountMin,
         amountMaxMinor: amountMax,
         hotShare: parseFractionFlag('--hot-accounts', str('hotAccounts'), 0),
@@ -91,8 +157,13 @@ export function registerGen(program: Command): void {
         windowMax: parseIntFlag('--window', str('window'), 1000, 1, 100_000),
         confirmTimeoutMs: parseIntFlag('--confirm-timeout', str('confirmTimeout'), 30_000, 100, 600_000),
         reconnectTimeoutMs: parseIntFlag('--reconnect-timeout', str('reconnectTimeout'), 60, 0, 86_400) * 1000,
+        newRun: Boolean(opts.newRun),
       };
       const ctx = contextFor(command);
-      await handleGen(ctx, options, { json: Boolean(opts.json), progress: opts.progress !== false && Boolean(process.stderr.isTTY), signal: shutdownSignal(ctx) });
+      const bar =
+        opts.progress !== false && process.stderr.isTTY ? new ProgressBar(options.count, (text) => process.stderr.write(text)) : null;
+      // Registered before the shutdown signal's own listener, so the bar's line ends before "stopping" is logged.
+      if (bar) process.once('SIGINT', () => bar.interrupt());
+      await handleGen(ctx, options, { json: Boolean(opts.json), progress: bar, signal: shutdownSignal(ctx) });
     });
 }

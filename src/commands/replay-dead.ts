@@ -6,7 +6,7 @@ import { replayDead, type ReplayOptions, type ReplayReport } from '../dead-lette
 import { parseIntFlag } from '../config/parse.js';
 import { NotFoundError, PublishIncompleteError, UsageError } from '../errors.js';
 import { collect, contextFor, type CommandContext } from './context.js';
-import { table, toJson } from './format.js';
+import { plural, table, toJson } from './format.js';
 
 /** Republishes parked messages; exit 6 when some could not be republished, 5 when an --id was not parked. */
 export async function handleReplayDead(ctx: CommandContext, options: ReplayOptions & { json: boolean }): Promise<ReplayReport> {
@@ -17,20 +17,42 @@ export async function handleReplayDead(ctx: CommandContext, options: ReplayOptio
   } finally {
     await connection.close().catch(() => {});
   }
-  if (options.json) ctx.out(toJson(report));
-  else {
-    ctx.out(`replayed ${report.replayed.length} messages from ${report.queue} to ${report.exchange} (scanned ${report.scanned})`);
-    if (report.replayed.length > 0) ctx.out(table(['id', 'routing key'], report.replayed.map((r) => [r.id ?? '?', r.routingKey])));
-    if (report.failed.length > 0) {
-      ctx.out('');
-      ctx.out('left in the dead queue:');
-      ctx.out(table(['id', 'error'], report.failed.map((f) => [f.id ?? '?', f.error])));
-    }
-    if (report.notFound.length > 0) ctx.out(`not in ${report.queue}: ${report.notFound.join(', ')}`);
+  ctx.out(options.json ? toJson(report) : formatReplayReport(report));
+  if (report.failed.length > 0) {
+    throw new PublishIncompleteError(
+      `${plural(report.failed.length, 'parked message')} could not be replayed; ${report.failed.length === 1 ? 'it is' : 'they are'} still in ${report.queue}`,
+    );
   }
-  if (report.failed.length > 0) throw new PublishIncompleteError(`${report.failed.length} parked messages could not be replayed; they are still in ${report.queue}`);
-  if (report.notFound.length > 0) throw new NotFoundError(`${report.notFound.length} of the requested ids are not parked in ${report.queue}`);
+  if (report.notFound.length > 0)
+    throw new NotFoundError(
+      `${report.notFound.length} of the requested ids ${report.notFound.length === 1 ? 'is' : 'are'} not parked in ${report.queue}`,
+    );
   return report;
+}
+
+/** The text form of a replay: what went back, what stayed and why, which ids were not parked. */
+export function formatReplayReport(report: ReplayReport): string {
+  const lines = [
+    `replayed ${plural(report.replayed.length, 'message')} from ${report.queue} to ${report.exchange} (scanned ${report.scanned})`,
+  ];
+  if (report.replayed.length > 0)
+    lines.push(
+      table(
+        ['id', 'routing key'],
+        report.replayed.map((r) => [r.id ?? '?', r.routingKey]),
+      ),
+    );
+  if (report.failed.length > 0)
+    lines.push(
+      '',
+      'left in the dead queue:',
+      table(
+        ['id', 'error'],
+        report.failed.map((f) => [f.id ?? '?', f.error]),
+      ),
+    );
+  if (report.notFound.length > 0) lines.push(`not in ${report.queue}: ${report.notFound.join(', ')}`);
+  return lines.join('\n');
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -52,7 +74,9 @@ stays parked (exit code 6).
 Example:
   $ txsim inspect-errors --dead
   $ txsim replay-dead --id 3f0b6c1e-2a4d-5e8f-9a0b-1c2d3e4f5a6b
-  $ txsim replay-dead --limit 1000`,
+  $ txsim replay-dead --limit 1000
+
+Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help`,
     )
     .action(async (opts: { id?: string[]; limit: string; json?: boolean }, command: Command) => {
       const ids = opts.id?.map((id) => {

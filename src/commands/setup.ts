@@ -1,19 +1,41 @@
+import type { ChannelModel } from 'amqplib';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
-import { assertTopology, queueDeclarations, topologyOf } from '../amqp/topology.js';
-import { describeEndpoints } from '../config/config.js';
+import { assertTopology, queueDeclarations, topologyOf, type Topology } from '../amqp/topology.js';
+import { describeEndpoints, type Config } from '../config/config.js';
 import { parseCurrencyFlag } from '../config/parse.js';
 import { ensureSystemAccounts } from '../db/accounts.js';
 import { createDatabase } from '../db/knex.js';
 import { ensureSchema } from '../db/schema.js';
+import { SYSTEM_ACCOUNT_CODES, systemAccountId } from '../domain/ledger.js';
+import { describeCause } from '../errors.js';
+import { ManagementApiClient, vhostOf } from '../watch/queue-depths.js';
 import { contextFor, type CommandContext } from './context.js';
+import { plural, toJson } from './format.js';
 
 export interface SetupOptions {
   readonly currency: string;
+  readonly json: boolean;
+}
+
+/** What `setup` made sure exists (its `--json`). */
+export interface SetupReport {
+  readonly namespace: string;
+  readonly database: string;
+  readonly currency: string;
+  readonly systemAccountIds: readonly number[];
+  readonly exchanges: readonly string[];
+  readonly queues: readonly string[];
+  readonly retryDelaysMs: readonly number[];
+  /** Consumers on the process queue when setup ran: workers running. */
+  readonly workersConsuming: number;
+  /** Delays of the namespace's retry queues that existed before and are not this setup's; null when they could not be listed. */
+  readonly otherRetryDelaysMs: readonly number[] | null;
+  readonly warnings: readonly string[];
 }
 
 /** Creates the database and tables, the system accounts, and declares the RabbitMQ topology. Idempotent. */
-export async function handleSetup(ctx: CommandContext, options: SetupOptions): Promise<void> {
+export async function handleSetup(ctx: CommandContext, options: SetupOptions): Promise<SetupReport> {
   const { config, log } = ctx;
   const endpoints = describeEndpoints(config);
   await ensureSchema(config.databaseUrl, config.databaseName);
@@ -26,16 +48,103 @@ export async function handleSetup(ctx: CommandContext, options: SetupOptions): P
   log.debug({ database: endpoints.database }, 'schema applied');
   const connection = await connectOnce(config.amqpUrl, log, 'txsim setup');
   const topology = topologyOf(config);
+  let running: RunningDelays;
   try {
+    // Read before declaring: afterwards this setup's own retry queues exist too.
+    running = await runningRetryDelays(connection, topology, config);
     const channel = await connection.createChannel();
     await assertTopology(channel, topology);
     await channel.close();
   } finally {
     await connection.close().catch(() => {});
   }
+  const warnings = retryDelayWarnings(running, topology);
+  for (const w of warnings) process.stderr.write(`txsim: warning: ${w}\n`);
+  const report: SetupReport = {
+    namespace: config.namespace,
+    database: endpoints.database,
+    currency: options.currency,
+    systemAccountIds: SYSTEM_ACCOUNT_CODES.map((code) => systemAccountId(code, options.currency)),
+    exchanges: [topology.transactionsExchange, topology.accountingExchange, topology.statsExchange],
+    queues: queueDeclarations(topology).map((q) => q.name),
+    retryDelaysMs: topology.retryQueues.map((q) => q.delayMs),
+    workersConsuming: running.consumers,
+    otherRetryDelaysMs: running.otherDelaysMs,
+    warnings,
+  };
+  if (options.json) {
+    ctx.out(toJson(report));
+    return report;
+  }
   ctx.out(`database ${endpoints.database}: schema ready, system accounts for ${options.currency}`);
-  ctx.out(`rabbitmq ${endpoints.amqp}: exchanges ${topology.transactionsExchange}, ${topology.accountingExchange}, ${topology.statsExchange}`);
-  ctx.out(`  queues ${queueDeclarations(topology).map((q) => q.name).join(', ')}`);
+  ctx.out(`rabbitmq ${endpoints.amqp}: exchanges ${report.exchanges.join(', ')}`);
+  ctx.out(`  queues ${report.queues.join(', ')}`);
+  return report;
+}
+
+/** Workers on the process queue, and retry delays the namespace already has queues for that this config does not. */
+interface RunningDelays {
+  readonly consumers: number;
+  readonly otherDelaysMs: readonly number[] | null;
+  readonly listError: string | null;
+}
+
+/**
+ * Workers declare their own retry queues (one per delay) and publish retries to them, so retry
+ * queues of other delays next to consumers on the process queue mean workers running on other
+ * `--retry-delays`: this setup does not change what they do. The names come from the management API
+ * (AMQP cannot list queues); without it the delays are unknown (null).
+ */
+async function runningRetryDelays(connection: ChannelModel, topology: Topology, config: Config): Promise<RunningDelays> {
+  const channel = await connection.createChannel();
+  channel.on('error', () => {
+    // A missing process queue closes the channel with 404: nothing is running there.
+  });
+  let consumers: number;
+  try {
+    consumers = (await channel.checkQueue(topology.processQueue)).consumerCount;
+  } catch {
+    consumers = 0;
+  } finally {
+    await channel.close().catch(() => {});
+  }
+  if (consumers === 0) return { consumers, otherDelaysMs: [], listError: null };
+  const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
+  try {
+    const listed = await api.get(`/api/queues/${encodeURIComponent(vhostOf(config.amqpUrl))}`, { columns: 'name' });
+    const names = Array.isArray(listed)
+      ? listed.map((q) => (q as { name?: unknown }).name).filter((n): n is string => typeof n === 'string')
+      : [];
+    const mine = new Set(topology.retryQueues.map((q) => q.delayMs));
+    const prefix = `${topology.namespace}.retry.`;
+    const delays = names
+      .filter((n) => n.startsWith(prefix))
+      .map((n) => /^(\d+)ms$/.exec(n.slice(prefix.length))?.[1])
+      .filter((d): d is string => d !== undefined)
+      .map(Number)
+      .filter((d) => !mine.has(d))
+      .sort((a, b) => a - b);
+    return { consumers, otherDelaysMs: delays, listError: null };
+  } catch (err) {
+    return { consumers, otherDelaysMs: null, listError: describeCause(err) };
+  } finally {
+    await api.close();
+  }
+}
+
+/** The warnings of a setup over running workers with other retry delays (none when they agree). */
+export function retryDelayWarnings(running: RunningDelays, topology: Topology): string[] {
+  if (running.consumers === 0) return [];
+  const workers = plural(running.consumers, 'consumer');
+  const mine = topology.retryQueues.map((q) => q.delayMs).join(',');
+  if (running.otherDelaysMs === null)
+    return [
+      `${workers} on ${topology.processQueue} (workers running), and the management API could not list the namespace's retry queues (${running.listError ?? 'unknown'}): make sure the workers run with --retry-delays ${mine}`,
+    ];
+  if (running.otherDelaysMs.length === 0) return [];
+  return [
+    `${workers} on ${topology.processQueue} (workers running), and the namespace has retry queues for other delays (${running.otherDelaysMs.join(',')} ms) than --retry-delays ${mine}: running workers keep retrying on the delays they started with; restart them with --retry-delays ${mine}`,
+  ];
 }
 
 export function registerSetup(program: Command): void {
@@ -43,8 +152,12 @@ export function registerSetup(program: Command): void {
     .command('setup')
     .description('create the database, tables and system accounts, and declare the RabbitMQ topology (idempotent)')
     .option('--currency <code>', 'currency of the system accounts to create', 'EUR')
-    .addHelpText('after', '\nExample:\n  $ txsim setup\n  $ txsim setup --namespace demo2 --retry-delays 100,1000')
-    .action(async (opts: { currency: string }, command: Command) => {
-      await handleSetup(contextFor(command), { currency: parseCurrencyFlag('--currency', opts.currency, 'EUR') });
+    .option('--json', 'JSON output')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ txsim setup\n  $ txsim setup --namespace demo2 --retry-delays 100,1000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    )
+    .action(async (opts: { currency: string; json?: boolean }, command: Command) => {
+      await handleSetup(contextFor(command), { currency: parseCurrencyFlag('--currency', opts.currency, 'EUR'), json: Boolean(opts.json) });
     });
 }

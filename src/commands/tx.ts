@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { peekDeadIds } from '../verify/verify.js';
+import { entriesOfTransaction } from '../db/ledger.js';
+import { getTransaction, outcomeOfRow } from '../db/transactions.js';
+import { peekDeadIds } from '../verify/broker-counts.js';
 import { formatMinor } from '../domain/money.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { withDatabase } from './accounts.js';
@@ -13,24 +15,38 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
   if (!/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError(`<id>: "${id}" is not a UUID`);
   const txId = id.toLowerCase();
   const found = await withDatabase(ctx, async (db) => {
-    const row = await db('transactions').where('id', txId).first();
-    const entries = row ? await db('ledger_entries').where('transaction_id', txId).select('account_id', 'amount_minor') : [];
+    const row = await getTransaction(db, txId);
+    const entries = row ? await entriesOfTransaction(db, txId) : [];
     return row ? { row, entries } : null;
   });
   if (found) {
-    if (options.json) return ctx.out(toJson({ ...found.row, entries: found.entries }));
-    const r = found.row as Record<string, string | null>;
+    if (options.json) {
+      // The outcome in the JSON convention (camelCase, account ids as numbers, money as strings).
+      const entries = found.entries.map((e) => ({ accountId: Number(e.account_id), amountMinor: BigInt(e.amount_minor) }));
+      return ctx.out(toJson({ ...outcomeOfRow(found.row), entries }));
+    }
+    const r = found.row;
     ctx.out(`${r.id}: ${r.status}${r.reason ? ` (${r.reason}: ${r.detail})` : ''}`);
-    ctx.out(`  ${r.type ?? '?'} of ${r.amount_minor ? formatMinor(BigInt(r.amount_minor), r.currency ?? undefined) : '?'} on account ${r.account_id ?? '?'}; balance after ${r.balance_after_minor ? formatMinor(BigInt(r.balance_after_minor)) : '-'}`);
-    ctx.out(`  worker ${r.worker_id}, attempt ${r.attempts}, created ${r.created_at ? new Date(r.created_at).toISOString() : '-'}, processed ${new Date(r.processed_at!).toISOString()}`);
-    if (found.entries.length > 0) ctx.out(table(['account', 'amount'], found.entries.map((e: Record<string, string>) => [e.account_id, formatMinor(BigInt(e.amount_minor!))])));
+    ctx.out(
+      `  ${r.type ?? '?'} of ${r.amount_minor ? formatMinor(BigInt(r.amount_minor), r.currency ?? undefined) : '?'} on account ${r.account_id ?? '?'}; balance after ${r.balance_after_minor ? formatMinor(BigInt(r.balance_after_minor)) : '-'}`,
+    );
+    ctx.out(
+      `  worker ${r.worker_id}, attempt ${r.attempts}, created ${r.created_at ? new Date(r.created_at).toISOString() : '-'}, processed ${new Date(r.processed_at).toISOString()}`,
+    );
+    if (found.entries.length > 0)
+      ctx.out(
+        table(
+          ['account', 'amount'],
+          found.entries.map((e) => [e.account_id, formatMinor(BigInt(e.amount_minor))]),
+        ),
+      );
     return;
   }
   const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim tx show');
   try {
     const parked = await peekDeadIds({ connection, topology: topologyOf(ctx.config) }, 100_000);
     if (parked.has(txId)) {
-      if (options.json) return ctx.out(toJson({ id: txId, status: 'parked' }));
+      if (options.json) return ctx.out(toJson({ id: txId, status: 'parked', queue: topologyOf(ctx.config).deadQueue }));
       return ctx.out(`${txId}: parked in ${topologyOf(ctx.config).deadQueue} (see txsim inspect-errors --dead)`);
     }
   } finally {
@@ -40,10 +56,21 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
 }
 
 export function registerTx(program: Command): void {
-  const tx = program.command('tx').description('look up transactions');
+  const tx = program
+    .command('tx')
+    .description('look up transactions')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ txsim tx show 3f0b6c1e-2a4d-5e8f-9a0b-1c2d3e4f5a6b\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    );
   tx.command('show <id>')
     .description('outcome of one transaction, its ledger entries, or where it still is')
     .option('--json', 'JSON output')
-    .addHelpText('after', '\nExample:\n  $ txsim tx show 3f0b6c1e-2a4d-5e8f-9a0b-1c2d3e4f5a6b')
-    .action(async (id: string, opts: { json?: boolean }, command: Command) => handleTxShow(contextFor(command), id, { json: Boolean(opts.json) }));
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ txsim tx show 3f0b6c1e-2a4d-5e8f-9a0b-1c2d3e4f5a6b\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    )
+    .action(async (id: string, opts: { json?: boolean }, command: Command) =>
+      handleTxShow(contextFor(command), id, { json: Boolean(opts.json) }),
+    );
 }

@@ -6,21 +6,42 @@ import type { AccountingReconciliation } from '../verify/reconcile.js';
 import { verifyBooks, type VerifyReport } from '../verify/verify.js';
 import { parseIntFlag } from '../config/parse.js';
 import { formatMinor } from '../domain/money.js';
-import { UsageError, VerificationFailedError } from '../errors.js';
+import { UsageError, VerificationFailedError, VerificationPendingError } from '../errors.js';
 import { withDatabase } from './accounts.js';
 import { contextFor, type CommandContext } from './context.js';
-import { table, toJson } from './format.js';
+import { plural, table, toJson } from './format.js';
 
 export interface VerifyOptions {
   readonly runId: string | null;
   readonly json: boolean;
   /** Keep re-checking for up to this long while a run still has messages in flight. */
   readonly waitS: number;
+  /**
+   * Where the waiting line goes (stderr on a TTY): called with each new line while waiting and with
+   * null when the wait is over. Absent: nothing is shown.
+   */
+  readonly progress?: (line: string | null) => void;
+}
+
+/** What is still on its way, in words: `200 ids of the run still queued, 3 statement lines on their way`. */
+export function pendingText(pending: VerifyReport['pending']): string {
+  const parts = [
+    ...(pending.runIds > 0 ? [`${plural(pending.runIds, 'id')} of the run still queued`] : []),
+    ...(pending.statementLines > 0 ? [`${plural(pending.statementLines, 'statement line')} on their way`] : []),
+  ];
+  return parts.join(', ');
+}
+
+/** The waiting line on a terminal: what is pending (falling as it arrives) and how long verify will still wait. */
+export function waitingLine(r: Pick<VerifyReport, 'pending' | 'run'>, secondsLeft: number): string {
+  const what = pendingText(r.pending) || (r.run && r.run.lost > 0 ? `${plural(r.run.lost, 'id')} not found yet` : 'settling');
+  return `waiting: ${what} (${Math.max(0, Math.ceil(secondsLeft))} s left)`;
 }
 
 /** Proves the books (and a run, when given). Throws VerificationFailedError on any violation. */
 export async function handleVerify(ctx: CommandContext, options: VerifyOptions): Promise<VerifyReport> {
-  if (options.runId !== null && !/^[0-9a-f-]{36}$/i.test(options.runId)) throw new UsageError(`--run: "${options.runId}" is not a run id (a UUID printed by gen)`);
+  if (options.runId !== null && !/^[0-9a-f-]{36}$/i.test(options.runId))
+    throw new UsageError(`--run: "${options.runId}" is not a run id (a UUID printed by gen)`);
   const report = await withDatabase(ctx, async (db) => {
     let connection: ChannelModel | null = null;
     try {
@@ -33,14 +54,19 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
     try {
       const deps = { db, connection, topology: topologyOf(ctx.config) };
       const deadline = Date.now() + options.waitS * 1000;
-      for (;;) {
-        const r = await verifyBooks(deps, { runId: options.runId?.toLowerCase() ?? null });
-        const unsettled = r.run !== null && (r.run.pending > 0 || r.run.queued > 0 || r.run.lost > 0);
-        // The accounting side is waited for only while a consumer is there to make progress: without
-        // one, its events just stay queued (pending, not a failure) and waiting would change nothing.
-        const accountingBusy = r.accounting !== null && !r.accounting.settled && (r.accounting.consumers ?? 0) > 0;
-        if (!(unsettled || accountingBusy) || Date.now() >= deadline) return r;
-        await new Promise((resolve) => setTimeout(resolve, 1000));
+      try {
+        for (;;) {
+          const r = await verifyBooks(deps, { runId: options.runId?.toLowerCase() ?? null });
+          const unsettled = r.run !== null && (r.run.pending > 0 || r.run.queued > 0 || r.run.lost > 0);
+          // The accounting side is waited for only while a consumer is there to make progress: without
+          // one, its events just stay queued (not counted as pending) and waiting would change nothing.
+          const accountingBusy = r.accounting !== null && !r.accounting.settled && (r.accounting.consumers ?? 0) > 0;
+          if (!(unsettled || accountingBusy) || Date.now() >= deadline) return r;
+          options.progress?.(waitingLine(r, (deadline - Date.now()) / 1000));
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+      } finally {
+        options.progress?.(null);
       }
     } finally {
       await connection?.close().catch(() => {});
@@ -48,12 +74,22 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
   });
   if (options.json) ctx.out(toJson(report));
   else printReport(ctx, report);
+  if (report.status === 'pending') {
+    throw new VerificationPendingError(
+      `not verified yet: ${pendingText(report.pending)} after waiting ${options.waitS} s; run verify again once they have arrived (or with a longer --wait)`,
+    );
+  }
   if (!report.ok) {
     const failed = report.checks.filter((c) => c.violations > 0).map((c) => c.name);
     const run = report.run;
     const runPart = run && (run.lost > 0 || run.duplicated > 0) ? [`run: ${run.lost} lost, ${run.duplicated} duplicated`] : [];
     const acc = report.accounting;
-    const accountingPart = acc && !acc.ok ? [`accounting: ${[...acc.checks.filter((c) => c.violations > 0).map((c) => c.name), ...(acc.lost > 0 ? [`${acc.lost} statement lines lost`] : [])].join(', ')}`] : [];
+    const accountingPart =
+      acc && !acc.ok
+        ? [
+            `accounting: ${[...acc.checks.filter((c) => c.violations > 0).map((c) => c.name), ...(acc.lost > 0 ? [`${plural(acc.lost, 'statement line')} lost`] : [])].join(', ')}`,
+          ]
+        : [];
     throw new VerificationFailedError(`verification failed: ${[...failed, ...runPart, ...accountingPart].join('; ')}`);
   }
   return report;
@@ -61,14 +97,29 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
 
 function printReport(ctx: CommandContext, r: VerifyReport): void {
   ctx.out('Ledger invariant');
-  ctx.out(table(['check', 'result', 'example'], r.checks.map((c) => [c.description, c.violations === 0 ? 'ok' : `${c.violations} VIOLATIONS`, c.examples[0] ?? ''])));
+  ctx.out(
+    table(
+      ['check', 'result', 'example'],
+      r.checks.map((c) => [c.description, resultCell(c.violations), c.examples[0] ?? '']),
+    ),
+  );
   ctx.out('');
-  ctx.out(`${r.totals.customerAccounts} customer accounts holding ${formatMinor(BigInt(r.totals.customerBalanceMinor))}; ${r.totals.transactions} transactions (${r.totals.applied} applied, ${r.totals.rejected} rejected); ${r.totals.entries} ledger entries`);
+  // Money of different currencies never adds up: one total per currency.
+  const holdings = r.totals.byCurrency
+    .map((c) => `${formatMinor(BigInt(c.customerBalanceMinor), c.currency)} in ${plural(c.customerAccounts, `${c.currency} account`)}`)
+    .join(', ');
+  ctx.out(
+    `${plural(r.totals.customerAccounts, 'customer account')}${holdings ? ` holding ${holdings}` : ''}; ${plural(r.totals.transactions, 'transaction')} (${r.totals.applied} applied, ${r.totals.rejected} rejected); ${plural(r.totals.entries, 'ledger entry', 'ledger entries')}`,
+  );
   const run = r.run;
   if (run) {
     ctx.out('');
-    ctx.out(`Run ${run.runId} (${run.status}): ${run.expected} ids to account for (requested ${run.requested}, published ${run.published}, confirmed ${run.confirmed})`);
-    const reasons = Object.entries(run.rejectedByReason).map(([k, v]) => `${k} ${v}`).join(', ');
+    ctx.out(
+      `Run ${run.runId} (${run.status}): ${plural(run.expected, 'id')} to account for (requested ${run.requested}, published ${run.published}, confirmed ${run.confirmed})`,
+    );
+    const reasons = Object.entries(run.rejectedByReason)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
     ctx.out(
       table(
         ['where', 'count'],
@@ -85,23 +136,48 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
       ),
     );
     if (reasons) ctx.out(`rejected by reason: ${reasons}`);
+    // Each list is labelled by what its ids are known to be; with ids both queued and lost, a missing id may be either.
     if (run.lostExamples.length) ctx.out(`lost, e.g. ${run.lostExamples.join(', ')}`);
+    else if (run.queuedExamples.length) ctx.out(`still queued, e.g. ${run.queuedExamples.join(', ')}`);
+    else if (run.missingExamples.length) ctx.out(`still queued or lost, e.g. ${run.missingExamples.join(', ')}`);
     if (run.duplicatedExamples.length) ctx.out(`duplicated, e.g. ${run.duplicatedExamples.join(', ')}`);
   }
   if (r.accounting) printAccounting(ctx, r.accounting);
   ctx.out('');
-  ctx.out(r.ok ? 'OK: the books balance and every id is accounted for' : 'FAILED: see the violations above');
+  ctx.out(
+    r.status === 'ok'
+      ? 'OK: the books balance and every id is accounted for'
+      : r.status === 'pending'
+        ? `PENDING: no violation so far, but ${pendingText(r.pending)}: not verified yet`
+        : 'FAILED: see the violations above',
+  );
+}
+
+/** `ok`, `1 violation`, `3 violations`. */
+function resultCell(violations: number): string {
+  return violations === 0 ? 'ok' : plural(violations, 'violation');
 }
 
 function printAccounting(ctx: CommandContext, a: AccountingReconciliation): void {
   ctx.out('');
-  const state = a.settled ? 'drained' : `not drained: ${a.outboxUnsent} unsent in the outbox, ${a.queued ?? '?'} queued, ${a.consumers ?? '?'} consumers`;
+  const state = a.settled
+    ? 'drained'
+    : `not drained: ${a.outboxUnsent} unsent in the outbox, ${a.queued ?? '?'} queued, ${a.consumers ?? '?'} consumers`;
   ctx.out(`Accounting statements (${state})`);
-  ctx.out(`${a.outcomes} recorded outcomes, ${a.statements} statement lines; ${a.missing} outcomes without a line (${a.pending} on their way, ${a.lost} LOST)`);
-  ctx.out(table(['check', 'result', 'example'], a.checks.map((c) => [c.description, c.violations === 0 ? 'ok' : `${c.violations} VIOLATIONS`, c.examples[0] ?? ''])));
+  ctx.out(
+    `${plural(a.outcomes, 'recorded outcome')}, ${plural(a.statements, 'statement line')}; ${plural(a.missing, 'outcome')} without a line (${a.pending} on their way, ${a.lost} LOST)`,
+  );
+  ctx.out(
+    table(
+      ['check', 'result', 'example'],
+      a.checks.map((c) => [c.description, resultCell(c.violations), c.examples[0] ?? '']),
+    ),
+  );
   if (a.lost > 0 && a.missingExamples.length) ctx.out(`without a statement line, e.g. ${a.missingExamples.join(', ')}`);
-  if (a.webhooks.pending + a.webhooks.delivered + a.webhooks.failed > 0) ctx.out(`webhooks: ${a.webhooks.delivered} delivered, ${a.webhooks.failed} failed, ${a.webhooks.pending} pending`);
-  if (a.invalidEvents > 0) ctx.out(`${a.invalidEvents} deliveries were not accounting events (see accounting_invalid_events)`);
+  if (a.webhooks.pending + a.webhooks.delivered + a.webhooks.failed > 0)
+    ctx.out(`webhooks: ${a.webhooks.delivered} delivered, ${a.webhooks.failed} failed, ${a.webhooks.pending} pending`);
+  if (a.invalidEvents > 0)
+    ctx.out(`${plural(a.invalidEvents, 'delivery was', 'deliveries were')} not accounting events (see accounting_invalid_events)`);
 }
 
 export function registerVerify(program: Command): void {
@@ -109,10 +185,25 @@ export function registerVerify(program: Command): void {
     .command('verify')
     .description('prove the books balance and, with --run, that every published id is accounted for exactly once')
     .option('--run <id>', 'run id printed by gen')
-    .option('--wait <s>', 'while a run still has messages queued, re-check for up to this many seconds', '0')
+    .option(
+      '--wait <s>',
+      'while a run still has messages queued (or statement lines on their way), re-check for up to this many seconds; exit 7 if they are still pending then',
+      '0',
+    )
     .option('--json', 'JSON output')
-    .addHelpText('after', '\nExit code 4 on any violation.\n\nExample:\n  $ txsim verify\n  $ txsim verify --run 5d0c2b8e-6c1f-5a43-9d7e-0f1e2d3c4b5a --wait 60')
+    .addHelpText(
+      'after',
+      '\nExit code 4 on any violation; 7 when, with no violation, ids or statement lines are still on their way when the wait runs out.\n\nExample:\n  $ txsim verify\n  $ txsim verify --run 5d0c2b8e-6c1f-5a43-9d7e-0f1e2d3c4b5a --wait 60\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    )
     .action(async (opts: { run?: string; wait: string; json?: boolean }, command: Command) => {
-      await handleVerify(contextFor(command), { runId: opts.run ?? null, json: Boolean(opts.json), waitS: parseIntFlag('--wait', opts.wait, 0, 0, 86_400) });
+      await handleVerify(contextFor(command), {
+        runId: opts.run ?? null,
+        json: Boolean(opts.json),
+        waitS: parseIntFlag('--wait', opts.wait, 0, 0, 86_400),
+        // On a terminal, one line redrawn in place while waiting (erased after); nothing otherwise.
+        ...(process.stderr.isTTY
+          ? { progress: (line: string | null) => process.stderr.write(line === null ? '\r\x1b[K' : `\r\x1b[K${line}`) }
+          : {}),
+      });
     });
 }

@@ -25,13 +25,16 @@ When stdout is not a terminal it prints logfmt lines (kind=total, kind=worker) e
 Example:
   $ txsim watch
   $ txsim watch --once
-  $ txsim watch --json | jq '.totals'`,
+  $ txsim watch --json | jq '.totals'
+
+Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help`,
     )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (key: string) => opts[key] as string | undefined;
       const staleAfterMs = parseIntFlag('--stale-after', str('staleAfter'), DEFAULT_STALENESS.staleAfterMs, 500, 3_600_000);
       const goneAfterMs = parseIntFlag('--gone-after', str('goneAfter'), DEFAULT_STALENESS.goneAfterMs, 1_000, 86_400_000);
-      if (goneAfterMs <= staleAfterMs) throw new UsageError(`--gone-after: ${goneAfterMs} must be greater than --stale-after (${staleAfterMs})`);
+      if (goneAfterMs <= staleAfterMs)
+        throw new UsageError(`--gone-after: ${goneAfterMs} must be greater than --stale-after (${staleAfterMs})`);
       const options: WatchOptions = {
         once: Boolean(opts.once),
         json: Boolean(opts.json),

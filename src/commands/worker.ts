@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { Option, type Command } from 'commander';
 import { topologyOf } from '../amqp/topology.js';
 import { OutboxRelay } from '../accounting/outbox-relay.js';
-import { Worker, type WorkerOptions } from '../worker/worker.js';
+import { Worker, workerDepsFor, type WorkerOptions } from '../worker/worker.js';
 import { parseIntFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { flushLogger } from '../log.js';
@@ -22,22 +22,51 @@ export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 't
 export async function handleWorker(ctx: CommandContext, options: WorkerCommandOptions, signal: AbortSignal): Promise<void> {
   const { config } = ctx;
   const log = ctx.log.child({ workerId: options.workerId });
-  const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: options.transactionsMax + 2, lockWaitTimeoutS: options.lockWaitTimeoutS, readCommitted: true, multipleStatements: true });
+  const db = createDatabase({
+    databaseUrl: config.databaseUrl,
+    databaseName: config.databaseName,
+    poolMax: options.transactionsMax + 2,
+    lockWaitTimeoutS: options.lockWaitTimeoutS,
+    readCommitted: true,
+    multipleStatements: true,
+  });
   const topology = topologyOf(config);
-  const worker = new Worker({ ...options, amqpUrl: config.amqpUrl, topology }, db, log);
+  const worker = new Worker(
+    { ...options, amqpUrl: config.amqpUrl, topology, connectTimeoutMs: config.connectTimeoutMs },
+    workerDepsFor(db),
+    log,
+  );
   let relay: OutboxRelay | null = null;
   let stats: StatsPublisher | null = null;
   try {
     await checkDatabase(db, config.databaseUrl, config.databaseName);
-    if (!signal.aborted) await worker.start();
+    // A SIGINT while waiting for the broker ends the wait at once (start resolves false).
+    if (!signal.aborted) await worker.start(signal);
     if (!signal.aborted) {
       // One snapshot a second on <ns>.stats for `txsim watch`; never fails the worker.
-      stats = new StatsPublisher({ amqpUrl: config.amqpUrl, exchange: topology.statsExchange, identity: { workerId: options.workerId, pid: process.pid, host: hostname(), prefetchCount: options.prefetchCount } }, worker.metrics, log);
-      await stats.start();
+      stats = new StatsPublisher(
+        {
+          amqpUrl: config.amqpUrl,
+          exchange: topology.statsExchange,
+          identity: { workerId: options.workerId, pid: process.pid, host: hostname(), prefetchCount: options.prefetchCount },
+        },
+        worker.metrics,
+        log,
+      );
+      await stats.start(signal);
     }
     if (!signal.aborted && options.relay !== false) {
-      relay = new OutboxRelay({ db, amqpUrl: config.amqpUrl, topology, log, relayId: options.workerId });
-      await relay.start();
+      // No time limit: the worker is connected, so the broker was there a moment ago; a blink now
+      // is an outage of a running worker (reconnect), not a broker missing at start. SIGINT ends the wait.
+      relay = new OutboxRelay({
+        db,
+        amqpUrl: config.amqpUrl,
+        topology,
+        log,
+        relayId: options.workerId,
+        connectTimeoutMs: Number.POSITIVE_INFINITY,
+      });
+      await relay.start(signal);
     }
     if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     log.info('shutting down');
@@ -64,9 +93,18 @@ export function registerWorker(program: Command): void {
     .option('--max-attempts <n>', 'attempts at a message failing with system errors before it is parked', '5')
     .option('--lock-wait-timeout <s>', 'innodb_lock_wait_timeout of the worker sessions', '10')
     .option('--shutdown-deadline <ms>', 'how long shutdown waits for in-flight messages', '15000')
+    .option(
+      '--connect-timeout <s>',
+      'how long to wait for RabbitMQ at start before giving up with exit 3 (env TXSIM_CONNECT_TIMEOUT; default 15)',
+    )
     .option('--no-relay', 'do not run the outbox relay here (accounting events then wait for a replica that does)')
-    .addOption(new Option('--fault-crash-after-commits <n>', 'fault injection: SIGKILL itself after the n-th commit, before acking').hideHelp())
-    .addHelpText('after', '\nExample:\n  $ txsim worker --id w1\n  $ txsim worker --id slow --prefetch 1 --batch-size 1 --log-level debug')
+    .addOption(
+      new Option('--fault-crash-after-commits <n>', 'fault injection: SIGKILL itself after the n-th commit, before acking').hideHelp(),
+    )
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ txsim worker --id w1\n  $ txsim worker --id slow --prefetch 1 --batch-size 1 --log-level debug\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+    )
     .action(async (opts: Record<string, string | undefined>, command: Command) => {
       const options: WorkerCommandOptions = {
         workerId: opts.id ?? `${hostname()}-${process.pid}`,
@@ -78,7 +116,9 @@ export function registerWorker(program: Command): void {
         lockWaitTimeoutS: parseIntFlag('--lock-wait-timeout', opts.lockWaitTimeout, 10, 1, 3_600),
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', opts.shutdownDeadline, 15_000, 0, 600_000),
         relay: (opts as Record<string, unknown>).relay !== false,
-        ...(opts.faultCrashAfterCommits ? { crashAfterCommits: parseIntFlag('--fault-crash-after-commits', opts.faultCrashAfterCommits, 1, 1) } : {}),
+        ...(opts.faultCrashAfterCommits
+          ? { crashAfterCommits: parseIntFlag('--fault-crash-after-commits', opts.faultCrashAfterCommits, 1, 1) }
+          : {}),
       };
       const ctx = contextFor(command);
       await handleWorker(ctx, options, shutdownSignal(ctx));

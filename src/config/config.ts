@@ -20,6 +20,12 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** Delay of each retry step in ms, one delay queue each (`TXSIM_RETRY_DELAYS`, `--retry-delays`). */
   readonly retryDelaysMs: readonly number[];
+  /**
+   * How long a worker or `txsim accounting` waits for RabbitMQ at start, retries included, before it
+   * fails with exit 3 (`TXSIM_CONNECT_TIMEOUT`, `--connect-timeout`, in seconds). Once connected, an
+   * outage means reconnecting for as long as it takes.
+   */
+  readonly connectTimeoutMs: number;
 }
 
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -33,6 +39,7 @@ export const DEFAULTS = {
   namespace: 'txsim',
   logLevel: 'info' as LogLevel,
   retryDelaysMs: [250, 1_000, 5_000, 15_000] as readonly number[],
+  connectTimeoutMs: 15_000,
 } as const;
 
 /** Flags common to every command, as commander hands them over (all optional strings). */
@@ -43,6 +50,8 @@ export interface ConnectionFlags {
   namespace?: string;
   logLevel?: string;
   retryDelays?: string;
+  /** `--connect-timeout <s>` of the commands that wait for the broker at start. */
+  connectTimeout?: string;
 }
 
 const NAMESPACE_PATTERN = /^[a-z][a-z0-9_]{0,40}$/;
@@ -51,20 +60,14 @@ const NAMESPACE_PATTERN = /^[a-z][a-z0-9_]{0,40}$/;
 export function loadConfig(env: NodeJS.ProcessEnv, flags: ConnectionFlags): Config {
   const namespace = flags.namespace ?? env.TXSIM_NAMESPACE ?? DEFAULTS.namespace;
   if (!NAMESPACE_PATTERN.test(namespace)) {
-    throw new UsageError(
-      `namespace: "${namespace}" is not valid (lowercase letter first, then a-z, 0-9 or _, at most 41 characters)`,
-    );
+    throw new UsageError(`namespace: "${namespace}" is not valid (lowercase letter first, then a-z, 0-9 or _, at most 41 characters)`);
   }
   const amqpUrl = checkUrl('AMQP_URL', flags.amqpUrl ?? env.AMQP_URL ?? DEFAULTS.amqpUrl, ['amqp:', 'amqps:']);
-  const databaseUrl = checkUrl('DATABASE_URL', flags.databaseUrl ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl, [
-    'mysql:',
-    'mariadb:',
+  const databaseUrl = checkUrl('DATABASE_URL', flags.databaseUrl ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl, ['mysql:', 'mariadb:']);
+  const rabbitmqApiUrl = checkUrl('RABBITMQ_API_URL', flags.rabbitmqApiUrl ?? env.RABBITMQ_API_URL ?? DEFAULTS.rabbitmqApiUrl, [
+    'http:',
+    'https:',
   ]);
-  const rabbitmqApiUrl = checkUrl(
-    'RABBITMQ_API_URL',
-    flags.rabbitmqApiUrl ?? env.RABBITMQ_API_URL ?? DEFAULTS.rabbitmqApiUrl,
-    ['http:', 'https:'],
-  );
   const logLevel = (flags.logLevel ?? env.LOG_LEVEL ?? DEFAULTS.logLevel) as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(`log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
@@ -75,7 +78,18 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConnectionFlags): Conf
     throw new UsageError(`DATABASE_URL: database name "${databaseName}" must be 1-64 letters, digits or _`);
   }
   const retryDelaysMs = parseRetryDelays(flags.retryDelays ?? env.TXSIM_RETRY_DELAYS);
-  return Object.freeze({ amqpUrl, databaseUrl, databaseName, rabbitmqApiUrl, namespace, logLevel, retryDelaysMs });
+  const connectTimeoutMs = parseConnectTimeout(flags.connectTimeout ?? env.TXSIM_CONNECT_TIMEOUT);
+  return Object.freeze({ amqpUrl, databaseUrl, databaseName, rabbitmqApiUrl, namespace, logLevel, retryDelaysMs, connectTimeoutMs });
+}
+
+/** Seconds (fractions allowed, so tests can wait less than one) to milliseconds. */
+function parseConnectTimeout(value: string | undefined): number {
+  if (value === undefined || value.trim() === '') return DEFAULTS.connectTimeoutMs;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 3_600) {
+    throw new UsageError(`connect-timeout: "${value}" must be a number of seconds, 0.1..3600`);
+  }
+  return Math.round(seconds * 1000);
 }
 
 function parseRetryDelays(value: string | undefined): readonly number[] {

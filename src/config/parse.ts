@@ -16,7 +16,8 @@ export function parseIntFlag(flag: string, value: string | undefined, fallback: 
 export function parseFractionFlag(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new UsageError(`${flag}: "${value}" must be a fraction between 0 and 1`);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1)
+    throw new UsageError(`${flag}: "${value}" must be a fraction between 0 and 1`);
   return n;
 }
 
@@ -43,7 +44,10 @@ export function parseRangeFlag(flag: string, value: string | undefined, fallback
 /** `a-b,c,d-e` → sorted unique positive integers (account ids). Bounded to keep memory sane. */
 export function parseIdListFlag(flag: string, value: string, maxCount = 1_000_000): number[] {
   const ids = new Set<number>();
-  for (const part of value.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw new UsageError(`${flag}: "${part}" is not an id or a range like 1-100`);
     const from = Number(m[1]);
@@ -57,14 +61,23 @@ export function parseIdListFlag(flag: string, value: string, maxCount = 1_000_00
 }
 
 /** `deposit=40,withdrawal=30,card_payment=30` → weights by key; keys must be from `allowed`. */
-export function parseWeightsFlag<K extends string>(flag: string, value: string | undefined, allowed: readonly K[], fallback: Record<K, number>): Record<K, number> {
+export function parseWeightsFlag<K extends string>(
+  flag: string,
+  value: string | undefined,
+  allowed: readonly K[],
+  fallback: Record<K, number>,
+): Record<K, number> {
   if (value === undefined) return { ...fallback };
   const out = Object.fromEntries(allowed.map((k) => [k, 0])) as Record<K, number>;
-  for (const part of value.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const [key, weight] = part.split('=');
     if (!key || !allowed.includes(key as K)) throw new UsageError(`${flag}: "${key}" is not one of ${allowed.join(', ')}`);
     const n = Number(weight);
-    if (weight === undefined || !Number.isFinite(n) || n < 0) throw new UsageError(`${flag}: weight "${weight}" for ${key} must be a number ≥ 0`);
+    if (weight === undefined || !Number.isFinite(n) || n < 0)
+      throw new UsageError(`${flag}: weight "${weight}" for ${key} must be a number ≥ 0`);
     out[key as K] = n;
   }
   if (Object.values<number>(out).every((w) => w === 0)) throw new UsageError(`${flag}: all weights are zero`);

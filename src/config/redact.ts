@@ -10,9 +10,27 @@ export function redactUrl(url: string): string {
   }
 }
 
-/** Removes every occurrence of the given secrets from a message (error texts can echo a URL). */
+/** `scheme://user:password@` (password optional) inside free text. */
+const URL_USERINFO = /([a-z][a-z0-9+.-]*:\/\/)([^\s:/@]+)(?::([^\s/@]*))?@/gi;
+
+/**
+ * Removes every occurrence of the given secrets from a message (error texts can echo a URL). URLs
+ * in the text come out in the one redacted form, `amqp://guest:***@host`: the user stays readable
+ * and only the password is replaced. Replacing secrets blindly would also hit a user name equal to
+ * its password (guest:guest) and print `amqp://***:***@`, a second form for the same thing.
+ */
 export function redactSecrets(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const secret of secrets) if (secret.length > 0) out = out.split(secret).join('***');
-  return out;
+  const scrub = (part: string) => {
+    let out = part;
+    for (const secret of secrets) if (secret.length > 0) out = out.split(secret).join('***');
+    return out;
+  };
+  let out = '';
+  let last = 0;
+  for (const match of text.matchAll(URL_USERINFO)) {
+    const [whole, scheme, user, password] = match as unknown as [string, string, string, string | undefined];
+    out += scrub(text.slice(last, match.index)) + `${scheme}${user}${password === undefined ? '' : ':***'}@`;
+    last = match.index + whole.length;
+  }
+  return out + scrub(text.slice(last));
 }

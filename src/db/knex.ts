@@ -1,6 +1,6 @@
 import knexModule, { type Knex } from 'knex';
 import { redactUrl } from '../config/redact.js';
-import { ServiceUnavailableError } from '../errors.js';
+import { NotFoundError, ServiceUnavailableError } from '../errors.js';
 
 export type { Knex };
 // knex is CommonJS; its default export is the factory.
@@ -63,7 +63,10 @@ export function createDatabase(options: DatabaseOptions): Knex {
     pool: {
       min: 0,
       max: options.poolMax ?? 4,
-      afterCreate: (conn: { query: (sql: string, cb: (err: Error | null) => void) => void }, done: (err: Error | null, conn: unknown) => void) => {
+      afterCreate: (
+        conn: { query: (sql: string, cb: (err: Error | null) => void) => void },
+        done: (err: Error | null, conn: unknown) => void,
+      ) => {
         // UTC session clock so DATETIME(3) values mean the same thing everywhere. Backslash escapes on:
         // mysql2 escapes values client-side with backslashes (knex's bindings and the worker's batch
         // literals alike), which a server set to NO_BACKSLASH_ESCAPES would read differently.
@@ -84,14 +87,31 @@ export function createDatabase(options: DatabaseOptions): Knex {
   });
 }
 
-/** Runs `SELECT 1`; throws the one-line ServiceUnavailableError when the server cannot be reached. */
+/** The server part of a database URL (no path, password redacted): where the server is, not which database. */
+function serverOf(databaseUrl: string): string {
+  try {
+    const url = new URL(databaseUrl);
+    url.pathname = '';
+    return redactUrl(url.toString());
+  } catch {
+    return redactUrl(databaseUrl);
+  }
+}
+
+/**
+ * Runs `SELECT 1`. An unreachable server is the one-line ServiceUnavailableError (exit 3); a server
+ * that answers but has no such database is NotFoundError (exit 5) saying to run `txsim setup`, like a
+ * missing queue or exchange.
+ */
 export async function checkDatabase(db: Knex, databaseUrl: string, databaseName: string): Promise<void> {
   try {
     await db.raw('SELECT 1');
   } catch (err) {
     const code = (err as { code?: string }).code;
     if (code === 'ER_BAD_DB_ERROR') {
-      throw new ServiceUnavailableError('database', `${redactUrl(databaseUrl)}/${databaseName}`, new Error(`database ${databaseName} does not exist — run \`txsim setup\` first`));
+      throw new NotFoundError(
+        `database ${databaseName} does not exist on ${serverOf(databaseUrl)} (the server answered): run \`txsim setup\` to create it, or check --namespace / DATABASE_URL`,
+      );
     }
     throw new ServiceUnavailableError('database', redactUrl(databaseUrl), err);
   }

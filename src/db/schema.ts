@@ -6,7 +6,9 @@ const SQL_DIR = new URL('../../sql/', import.meta.url);
 
 /** The statements of every `sql/*.sql` file, in file-name order. */
 export function schemaStatements(): string[] {
-  const files = readdirSync(SQL_DIR).filter((f) => f.endsWith('.sql')).sort();
+  const files = readdirSync(SQL_DIR)
+    .filter((f) => f.endsWith('.sql'))
+    .sort();
   return files.flatMap((file) =>
     readFileSync(new URL(file, SQL_DIR), 'utf8')
       .split('\n')

@@ -4,7 +4,7 @@ import mysql2 from 'mysql2';
 export type SqlValue = string | number | bigint | Date | null;
 
 /**
- * One value as a MySQL literal. The worker builds its batch SQL directly (see apply-batch.ts): knex's
+ * One value as a MySQL literal. The worker builds its batch SQL directly (see apply-batch-sql.ts): knex's
  * query building and generic value formatting were a fifth of its CPU. Strings go through mysql2's
  * own escaping, the same function knex used; nothing is interpolated unescaped.
  */

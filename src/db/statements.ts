@@ -8,7 +8,13 @@ import { withTransaction } from './with-transaction.js';
 /** How delivering one event's webhook ended (the finished cases of accounting's DeliveryResult). */
 export type WebhookOutcome =
   | { readonly status: 'delivered'; readonly attempts: number; readonly responseStatus: number; readonly responseBody: string }
-  | { readonly status: 'failed'; readonly attempts: number; readonly responseStatus: number | null; readonly responseBody: string | null; readonly lastError: string };
+  | {
+      readonly status: 'failed';
+      readonly attempts: number;
+      readonly responseStatus: number | null;
+      readonly responseBody: string | null;
+      readonly lastError: string;
+    };
 
 export type WebhookStatus = 'pending' | 'delivered' | 'failed';
 
@@ -23,7 +29,12 @@ export interface StoredStatement {
  * webhook URL, also makes sure a delivery record exists ('pending' until an outcome is recorded),
  * in the same transaction, and returns its status so a repeat of an undelivered event is sent again.
  */
-export async function recordStatement(db: Knex, event: AccountingEvent, webhookUrl: string | null, now: Date = new Date()): Promise<StoredStatement> {
+export async function recordStatement(
+  db: Knex,
+  event: AccountingEvent,
+  webhookUrl: string | null,
+  now: Date = new Date(),
+): Promise<StoredStatement> {
   return withTransaction(db, async (trx) => {
     const [result] = (await trx.raw(
       `INSERT INTO accounting_statements
@@ -53,29 +64,39 @@ export async function recordStatement(db: Knex, event: AccountingEvent, webhookU
        ON DUPLICATE KEY UPDATE event_id = event_id`,
       [event.eventId, webhookUrl, now, now],
     );
-    const row = (await trx('webhook_deliveries').where('event_id', event.eventId).first('status')) as { status: WebhookStatus };
+    const row = await trx('webhook_deliveries').where('event_id', event.eventId).first<{ status: WebhookStatus }>('status');
     return { inserted, webhookStatus: row.status };
   });
 }
 
 /** Records how delivering an event's webhook ended (delivered, or failed with the response / error). */
 export async function recordWebhookOutcome(db: Knex, eventId: string, result: WebhookOutcome, now: Date = new Date()): Promise<void> {
-  const failed = result.status === 'failed' ? result : null;
   await db('webhook_deliveries')
     .where('event_id', eventId)
     .update({
-      status: result.status,
-      attempts: db.raw('attempts + ?', [result.attempts]),
-      response_status: result.responseStatus,
-      response_body: result.responseBody?.slice(0, 1_024) ?? null,
-      last_error: failed?.lastError.slice(0, 500) ?? null,
-      updated_at: now,
-      finished_at: now,
+      ...outcomeColumns(db, result, now),
     });
 }
 
+/** The columns of a webhook delivery that record how it ended (bodies and errors cut to their column sizes). */
+function outcomeColumns(db: Knex, result: WebhookOutcome, now: Date) {
+  return {
+    status: result.status,
+    attempts: db.raw('attempts + ?', [result.attempts]),
+    response_status: result.responseStatus,
+    response_body: result.responseBody?.slice(0, 1_024) ?? null,
+    last_error: result.status === 'failed' ? result.lastError.slice(0, 500) : null,
+    updated_at: now,
+    finished_at: now,
+  };
+}
+
 /** Keeps a delivery that is not an accounting event, so it is acknowledged without being lost. */
-export async function recordInvalidEvent(db: Knex, msg: { messageId: string | null; routingKey: string; detail: string; body: Buffer }, now: Date = new Date()): Promise<void> {
+export async function recordInvalidEvent(
+  db: Knex,
+  msg: { messageId: string | null; routingKey: string; detail: string; body: Buffer },
+  now: Date = new Date(),
+): Promise<void> {
   await db('accounting_invalid_events').insert({
     message_id: msg.messageId?.slice(0, 255) ?? null,
     routing_key: msg.routingKey.slice(0, 255),
@@ -133,19 +154,40 @@ export interface Statement {
  * no applied line precedes it on the statement).
  */
 export async function readStatement(db: Knex, accountId: number, limit: number): Promise<Statement> {
-  const columns = ['event_id', 'transaction_id', 'account_id', 'account_seq', 'type', 'outcome', 'reason', 'amount_minor', 'currency', 'balance_after_minor', 'occurred_at', 'deliveries'];
-  const rows = ((await db('accounting_statements').where('account_id', accountId).orderBy('account_seq', 'desc').limit(limit).select(columns)) as StatementRow[]).reverse();
-  const [[count]] = (await db.raw('SELECT COUNT(*) AS n FROM accounting_statements WHERE account_id = ?', [accountId])) as [[{ n: string }]];
+  const columns = [
+    'event_id',
+    'transaction_id',
+    'account_id',
+    'account_seq',
+    'type',
+    'outcome',
+    'reason',
+    'amount_minor',
+    'currency',
+    'balance_after_minor',
+    'occurred_at',
+    'deliveries',
+  ];
+  const rows = (
+    await db('accounting_statements')
+      .where('account_id', accountId)
+      .orderBy('account_seq', 'desc')
+      .limit(limit)
+      .select<StatementRow[]>(columns)
+  ).reverse();
+  const [[count]] = (await db.raw('SELECT COUNT(*) AS n FROM accounting_statements WHERE account_id = ?', [accountId])) as [
+    [{ n: string }],
+  ];
   const events = rows.map(eventOfRow);
   let balance: bigint | null = null;
   const first = events[0];
   if (first && first.accountSeq !== null) {
-    const before = (await db('accounting_statements')
+    const before = await db('accounting_statements')
       .where('account_id', accountId)
       .andWhere('account_seq', '<', first.accountSeq)
       .andWhere('outcome', 'applied')
       .orderBy('account_seq', 'desc')
-      .first('balance_after_minor')) as { balance_after_minor: string | null } | undefined;
+      .first<{ balance_after_minor: string | null } | undefined>('balance_after_minor');
     balance = before?.balance_after_minor ? parseMinor(before.balance_after_minor) : null;
   }
   const lines = events.map((e) => {
@@ -154,8 +196,96 @@ export async function readStatement(db: Knex, accountId: number, limit: number):
   });
   const missingSeqs: number[] = [];
   for (let i = 1; i < events.length && missingSeqs.length < 100; i++) {
-    for (let seq = (events[i - 1]!.accountSeq ?? 0) + 1; seq < (events[i]!.accountSeq ?? 0) && missingSeqs.length < 100; seq++) missingSeqs.push(seq);
+    for (let seq = (events[i - 1]!.accountSeq ?? 0) + 1; seq < (events[i]!.accountSeq ?? 0) && missingSeqs.length < 100; seq++)
+      missingSeqs.push(seq);
   }
   return { accountId, lineCount: Number(count.n), lines, missingSeqs };
 }
 
+/** A webhook delivery that ended failed, with the event it carried (from its statement line). */
+export interface FailedDelivery {
+  readonly event: AccountingEvent;
+  /** The URL it was sent to, as recorded (without credentials). */
+  readonly url: string;
+  readonly attempts: number;
+  readonly responseStatus: number | null;
+  readonly lastError: string | null;
+}
+
+/**
+ * Failed webhook deliveries, oldest first: all of them, or only `eventIds` (null: any). At most
+ * `limit`. The event is rebuilt from its statement line, so the body re-sent is byte for byte the
+ * one first sent (encoding an event is deterministic) and its signature is the same.
+ */
+export async function listFailedDeliveries(
+  db: Knex,
+  options: { eventIds: readonly string[] | null; limit: number },
+): Promise<FailedDelivery[]> {
+  const query = db('webhook_deliveries as w')
+    .join('accounting_statements as s', 's.event_id', 'w.event_id')
+    .where('w.status', 'failed')
+    .orderBy([{ column: 'w.finished_at' }, { column: 'w.event_id' }])
+    .limit(options.limit)
+    .select(
+      's.event_id',
+      's.transaction_id',
+      's.account_id',
+      's.account_seq',
+      's.type',
+      's.outcome',
+      's.reason',
+      's.amount_minor',
+      's.currency',
+      's.balance_after_minor',
+      's.occurred_at',
+      's.deliveries',
+    )
+    .select({ url: 'w.url', attempts: 'w.attempts', response_status: 'w.response_status', last_error: 'w.last_error' });
+  if (options.eventIds !== null) query.whereIn('w.event_id', [...options.eventIds]);
+  const rows = (await query) as (StatementRow & {
+    url: string;
+    attempts: number;
+    response_status: number | null;
+    last_error: string | null;
+  })[];
+  return rows.map((r) => {
+    const { deliveries: _deliveries, ...event } = eventOfRow(r);
+    return {
+      event,
+      url: r.url,
+      attempts: Number(r.attempts),
+      responseStatus: r.response_status === null ? null : Number(r.response_status),
+      lastError: r.last_error,
+    };
+  });
+}
+
+/** Where the given event ids' webhook deliveries stand ('pending', 'delivered', 'failed'); absent ids have none. */
+export async function deliveryStatuses(db: Knex, eventIds: readonly string[]): Promise<Map<string, WebhookStatus>> {
+  if (eventIds.length === 0) return new Map();
+  const rows = await db('webhook_deliveries')
+    .whereIn('event_id', [...eventIds])
+    .select<{ event_id: string; status: WebhookStatus }[]>('event_id', 'status');
+  return new Map(rows.map((r) => [r.event_id, r.status]));
+}
+
+/**
+ * Records the outcome of re-sending a failed delivery: its attempts are added, the URL is the one
+ * it was re-sent to. Only a row still `failed` is updated (true when it was): a second redeliver
+ * running at the same time cannot overwrite a delivered outcome with its own failure.
+ */
+export async function recordRedeliveryOutcome(
+  db: Knex,
+  eventId: string,
+  url: string,
+  result: WebhookOutcome,
+  now: Date = new Date(),
+): Promise<boolean> {
+  const updated = await db('webhook_deliveries')
+    .where({ event_id: eventId, status: 'failed' })
+    .update({
+      url,
+      ...outcomeColumns(db, result, now),
+    });
+  return updated === 1;
+}

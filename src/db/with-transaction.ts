@@ -10,7 +10,15 @@ export const RETRYABLE_ERRNOS = new Set([
   1927, // ER_CONNECTION_KILLED (MariaDB)
   1053, // ER_SERVER_SHUTDOWN
 ]);
-const CONNECTION_CODES = new Set(['PROTOCOL_CONNECTION_LOST', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'PROTOCOL_SEQUENCE_TIMEOUT', 'ER_SERVER_SHUTDOWN']);
+const CONNECTION_CODES = new Set([
+  'PROTOCOL_CONNECTION_LOST',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ER_SERVER_SHUTDOWN',
+]);
 
 /** True when the database (not this transaction) is the problem: the server is down or unreachable. */
 export function isConnectionError(err: unknown): boolean {
@@ -38,7 +46,11 @@ export interface WithTransactionOptions {
  * half of a posting, so the whole transaction is always rolled back here. Deadlocks are retried at
  * once a bounded number of times; every other error goes to the caller.
  */
-export async function withTransaction<T>(db: Knex, work: (trx: Knex.Transaction) => Promise<T>, options: WithTransactionOptions = {}): Promise<T> {
+export async function withTransaction<T>(
+  db: Knex,
+  work: (trx: Knex.Transaction) => Promise<T>,
+  options: WithTransactionOptions = {},
+): Promise<T> {
   return retryingDeadlocks(() => db.transaction(work), options);
 }
 
@@ -83,18 +95,26 @@ export interface PipelinedTransaction {
  * failing statement, so a failed write never reaches the COMMIT behind it; the transaction is then
  * rolled back here, exactly as `withTransaction` does, and deadlocks are retried the same way.
  */
-export async function withPipelinedTransaction<T>(db: Knex, work: (trx: PipelinedTransaction) => Promise<T>, options: WithTransactionOptions = {}): Promise<T> {
+export async function withPipelinedTransaction<T>(
+  db: Knex,
+  work: (trx: PipelinedTransaction) => Promise<T>,
+  options: WithTransactionOptions = {},
+): Promise<T> {
+  // knex types its client `any`; this is the part of it that lends out raw pooled connections.
+  const pool = db.client as { acquireConnection(): Promise<unknown>; releaseConnection(connection: unknown): Promise<void> };
   return retryingDeadlocks(async () => {
-    const connection = (await db.client.acquireConnection()) as RawConnection;
+    const connection = (await pool.acquireConnection()) as RawConnection;
     if (!connection.config.multipleStatements) {
-      await db.client.releaseConnection(connection);
+      await pool.releaseConnection(connection);
       throw new Error('withPipelinedTransaction needs a database created with multipleStatements');
     }
     let open = false;
     let committed = false;
     const send = (statements: readonly string[]) =>
       new Promise<StatementResult[]>((resolve, reject) => {
-        connection.query(statements.join(';\n'), (err, results) => (err ? reject(err) : resolve((statements.length === 1 ? [results] : results) as StatementResult[])));
+        connection.query(statements.join(';\n'), (err, results) =>
+          err ? reject(err) : resolve((statements.length === 1 ? [results] : results) as StatementResult[]),
+        );
       });
     try {
       const value = await work({
@@ -116,7 +136,7 @@ export async function withPipelinedTransaction<T>(db: Knex, work: (trx: Pipeline
       if (open && !committed) await send(['ROLLBACK']).catch(() => {}); // a dead connection rolls back by itself
       throw err;
     } finally {
-      await db.client.releaseConnection(connection);
+      await pool.releaseConnection(connection);
     }
   }, options);
 }

@@ -34,7 +34,8 @@ export interface InspectedMessage {
   readonly id: string | null;
   readonly type: string | null;
   readonly accountId: number | null;
-  readonly amountMinor: number | null;
+  /** Whole minor units as a decimal string (the JSON convention for money); null when the body has no integer amount. */
+  readonly amountMinor: string | null;
   readonly currency: string | null;
   readonly reason: string;
   readonly detail: string;
@@ -46,6 +47,11 @@ export interface InspectedMessage {
   readonly routingKey: string | null;
   /** Delivered before (by an earlier inspection, or returned by a consumer). */
   readonly redelivered: boolean;
+  /**
+   * Why the transaction fields are null, when the original body could not be read as one (`not
+   * JSON`, `not a JSON object`); null when it was readable.
+   */
+  readonly bodyProblem: string | null;
 }
 
 export interface InspectReport {
@@ -63,7 +69,10 @@ export interface InspectReport {
   readonly removed: number;
 }
 
-export async function inspectQueue(deps: { connection: ChannelModel; topology: Topology }, options: InspectOptions): Promise<InspectReport> {
+export async function inspectQueue(
+  deps: { connection: ChannelModel; topology: Topology },
+  options: InspectOptions,
+): Promise<InspectReport> {
   const queue = options.queue === 'dead' ? deps.topology.deadQueue : deps.topology.errorsQueue;
   const scanMax = options.scanMax ?? SCAN_MAX;
   const channel = await deps.connection.createChannel();
@@ -73,7 +82,6 @@ export async function inspectQueue(deps: { connection: ChannelModel; topology: T
   const byReason: Record<string, number> = {};
   const shown: { msg: GetMessage; parsed: InspectedMessage }[] = [];
   let scanned = 0;
-  let partial = false;
   try {
     const depth = await checkQueue(channel, queue);
     for await (const msg of browseQueue(channel, queue, scanMax)) {
@@ -83,9 +91,18 @@ export async function inspectQueue(deps: { connection: ChannelModel; topology: T
       if (shown.length < options.limit && (options.reason === null || parsed.reason === options.reason)) shown.push({ msg, parsed });
     }
     // Stopped at the cap, not at the end of the queue: the counts cover only what was scanned.
-    partial = scanned >= scanMax;
+    const partial = scanned >= scanMax;
     if (options.ack) for (const { msg } of shown) channel.ack(msg);
-    return { queue, kind: options.queue, depth, scanned, partial, byReason, messages: shown.map((s) => s.parsed), removed: options.ack ? shown.length : 0 };
+    return {
+      queue,
+      kind: options.queue,
+      depth,
+      scanned,
+      partial,
+      byReason,
+      messages: shown.map((s) => s.parsed),
+      removed: options.ack ? shown.length : 0,
+    };
   } finally {
     // Acks were written before the close, on the same channel, so the broker applies them first;
     // everything else held goes back to the queue.
@@ -94,11 +111,15 @@ export async function inspectQueue(deps: { connection: ChannelModel; topology: T
 }
 
 /** Ready count of a queue; NotFoundError when it does not exist (namespace never set up). */
-export async function checkQueue(channel: { checkQueue(queue: string): Promise<{ messageCount: number }> }, queue: string): Promise<number> {
+export async function checkQueue(
+  channel: { checkQueue(queue: string): Promise<{ messageCount: number }> },
+  queue: string,
+): Promise<number> {
   try {
     return (await channel.checkQueue(queue)).messageCount;
   } catch (err) {
-    if ((err as { code?: number }).code === 404) throw new NotFoundError(`queue ${queue} does not exist (wrong --namespace, or run txsim setup)`);
+    if ((err as { code?: number }).code === 404)
+      throw new NotFoundError(`queue ${queue} does not exist (wrong --namespace, or run txsim setup)`);
     throw err;
   }
 }
@@ -108,23 +129,36 @@ interface BodyFields {
   id: string | null;
   type: string | null;
   accountId: number | null;
-  amountMinor: number | null;
+  amountMinor: string | null;
   currency: string | null;
+  /** Why the body gave no fields (`not JSON` …); null when it was a JSON object. */
+  problem: string | null;
 }
 
 export function bodyFields(body: string | Buffer): BodyFields {
-  const none: BodyFields = { id: null, type: null, accountId: null, amountMinor: null, currency: null };
+  const none = (problem: string): BodyFields => ({ id: null, type: null, accountId: null, amountMinor: null, currency: null, problem });
+  const text = body.toString();
+  if (text.length === 0) return none('empty body');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body.toString());
+    parsed = JSON.parse(text);
   } catch {
-    return none;
+    return none('not JSON');
   }
-  if (typeof parsed !== 'object' || parsed === null) return none;
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return none('not a JSON object');
   const o = parsed as Record<string, unknown>;
   const string = (v: unknown) => (typeof v === 'string' ? v.slice(0, 100) : null);
-  const number = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-  return { id: string(o.id)?.toLowerCase() ?? null, type: string(o.type), accountId: number(o.accountId), amountMinor: number(o.amountMinor), currency: string(o.currency) };
+  const integer = (v: unknown) => (typeof v === 'number' && Number.isSafeInteger(v) ? v : null);
+  // A poison amount can be anything; only a whole number is money, and it is printed exactly (a string, as all money in --json).
+  const minor = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) ? BigInt(v).toString() : null);
+  return {
+    id: string(o.id)?.toLowerCase() ?? null,
+    type: string(o.type),
+    accountId: integer(o.accountId),
+    amountMinor: minor(o.amountMinor),
+    currency: string(o.currency),
+    problem: null,
+  };
 }
 
 function header(properties: MessageProperties, name: string): unknown {
@@ -150,7 +184,7 @@ function headerNumber(properties: MessageProperties, name: string): number | nul
  */
 export function parseErrorMessage(msg: Pick<GetMessage, 'content' | 'properties' | 'fields'>): InspectedMessage {
   const p = msg.properties;
-  let envelope: Record<string, unknown> = {};
+  let envelope: Record<string, unknown> | null = null;
   try {
     const parsed: unknown = JSON.parse(msg.content.toString('utf8'));
     if (typeof parsed === 'object' && parsed !== null) envelope = parsed as Record<string, unknown>;
@@ -158,7 +192,9 @@ export function parseErrorMessage(msg: Pick<GetMessage, 'content' | 'properties'
     // not an envelope: headers only
   }
   const s = (v: unknown) => (typeof v === 'string' ? v : null);
-  const body = bodyFields(s(envelope.body) ?? '');
+  // Without the worker's envelope the content is unreadable; bodyFields says how.
+  const body = bodyFields(envelope ? (s(envelope.body) ?? '') : msg.content);
+  envelope ??= {};
   return {
     id: s(envelope.id) ?? body.id ?? (typeof p.messageId === 'string' ? p.messageId : null),
     type: body.type,
@@ -172,6 +208,7 @@ export function parseErrorMessage(msg: Pick<GetMessage, 'content' | 'properties'
     attempts: typeof envelope.attempt === 'number' ? envelope.attempt : headerNumber(p, HEADERS.attempts),
     routingKey: s(envelope.routingKey),
     redelivered: msg.fields.redelivered,
+    bodyProblem: body.problem,
   };
 }
 
@@ -191,7 +228,7 @@ export function parseDeadMessage(msg: Pick<GetMessage, 'content' | 'properties' 
   const body = bodyFields(msg.content);
   const lastError = headerString(p, HEADERS.lastError);
   const death = firstDeath(p);
-  const reason = lastError ? (lastError.split(':')[0]?.trim() || 'error') : (death?.reason ?? 'unknown');
+  const reason = lastError ? lastError.split(':')[0]?.trim() || 'error' : (death?.reason ?? 'unknown');
   return {
     id: body.id ?? (typeof p.messageId === 'string' ? p.messageId.toLowerCase() : null),
     type: body.type,
@@ -205,6 +242,7 @@ export function parseDeadMessage(msg: Pick<GetMessage, 'content' | 'properties' 
     attempts: headerNumber(p, HEADERS.attempts),
     routingKey: originalRoutingKey(p, body.type),
     redelivered: msg.fields.redelivered,
+    bodyProblem: body.problem,
   };
 }
 

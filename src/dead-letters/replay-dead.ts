@@ -38,7 +38,20 @@ export interface ReplayReport {
 const REPLAY_WINDOW_MAX = 100;
 
 /** Headers that describe the failed attempts; a replay starts over without them. */
-const RESET_HEADERS = [HEADERS.attempts, HEADERS.lastError, HEADERS.workerId, HEADERS.failedAt, 'x-death', 'x-first-death-exchange', 'x-first-death-queue', 'x-first-death-reason', 'x-last-death-exchange', 'x-last-death-queue', 'x-last-death-reason', 'x-delivery-count'];
+const RESET_HEADERS = [
+  HEADERS.attempts,
+  HEADERS.lastError,
+  HEADERS.workerId,
+  HEADERS.failedAt,
+  'x-death',
+  'x-first-death-exchange',
+  'x-first-death-queue',
+  'x-first-death-reason',
+  'x-last-death-exchange',
+  'x-last-death-queue',
+  'x-last-death-reason',
+  'x-delivery-count',
+];
 
 /** The headers of a replayed message: the original ones (run id, routing key) minus the failure record. */
 export function replayHeaders(headers: MessagePropertyHeaders | undefined, replayedAt: Date): MessagePropertyHeaders {
@@ -61,7 +74,10 @@ export async function replayDead(deps: { connection: ChannelModel; topology: Top
   confirmChannel.on('error', () => {
     // The publisher fails its pending publishes on 'error'/'close'; each shows up in `failed`.
   });
-  const publisher = new ConfirmPublisher(confirmChannel, { windowMax: REPLAY_WINDOW_MAX, confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000 });
+  const publisher = new ConfirmPublisher(confirmChannel, {
+    windowMax: REPLAY_WINDOW_MAX,
+    confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
+  });
   const replayed: { id: string | null; routingKey: string }[] = [];
   const failed: { id: string | null; error: string }[] = [];
   const settling: Promise<void>[] = [];
@@ -95,7 +111,8 @@ export async function replayDead(deps: { connection: ChannelModel; topology: Top
       settling.push(
         confirmed.then(
           (outcome) => {
-            if (outcome === 'returned') return void failed.push({ id, error: `unroutable: nothing bound to ${t.transactionsExchange} for ${routingKey}` });
+            if (outcome === 'returned')
+              return void failed.push({ id, error: `unroutable: nothing bound to ${t.transactionsExchange} for ${routingKey}` });
             try {
               getChannel.ack(msg);
               replayed.push({ id, routingKey });
@@ -114,12 +131,31 @@ export async function replayDead(deps: { connection: ChannelModel; topology: Top
     await getChannel.close().catch(() => {});
     await confirmChannel.close().catch(() => {});
   }
-  return { queue: t.deadQueue, exchange: t.transactionsExchange, scanned, replayed, failed, notFound: wanted ? [...wanted].filter((id) => !found.has(id)) : [] };
+  return {
+    queue: t.deadQueue,
+    exchange: t.transactionsExchange,
+    scanned,
+    replayed,
+    failed,
+    notFound: wanted ? [...wanted].filter((id) => !found.has(id)) : [],
+  };
 }
 
 /** Hands the copy to the broker; `confirmed` settles with the broker's answer. */
-function republish(publisher: ConfirmPublisher, exchange: string, routingKey: string, msg: GetMessage): Promise<{ confirmed: Promise<PublishOutcome> }> {
-  const p = msg.properties;
+function republish(
+  publisher: ConfirmPublisher,
+  exchange: string,
+  routingKey: string,
+  msg: GetMessage,
+): Promise<{ confirmed: Promise<PublishOutcome> }> {
+  // amqplib types these properties as `any`; they are what the broker delivered.
+  const p = msg.properties as {
+    contentType?: string;
+    contentEncoding?: string;
+    messageId?: string;
+    timestamp?: number;
+    headers?: GetMessage['properties']['headers'];
+  };
   return publisher.publish(exchange, routingKey, msg.content, {
     contentType: p.contentType,
     contentEncoding: p.contentEncoding,

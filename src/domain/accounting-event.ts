@@ -126,18 +126,22 @@ export function decodeAccountingEvent(body: Buffer): DecodedEvent {
   const accountId = o.accountId;
   const accountSeq = o.accountSeq;
   if (accountId !== null && !Number.isSafeInteger(accountId)) return fail('accountId must be an integer or null');
-  if (accountSeq !== null && !(Number.isSafeInteger(accountSeq) && (accountSeq as number) >= 1)) return fail('accountSeq must be a positive integer or null');
+  if (accountSeq !== null && !(Number.isSafeInteger(accountSeq) && (accountSeq as number) >= 1))
+    return fail('accountSeq must be a positive integer or null');
   if ((accountId === null) !== (accountSeq === null)) return fail('accountId and accountSeq must both be set or both be null');
   if (!nullableString(o.type, 16)) return fail('type must be a string of at most 16 characters or null');
   if (!nullableString(o.reason, 32)) return fail('reason must be a string of at most 32 characters or null');
-  if (o.currency !== null && !(typeof o.currency === 'string' && /^[A-Z]{3}$/.test(o.currency))) return fail('currency must be a 3-letter code or null');
-  if (o.amountMinor !== null && !(typeof o.amountMinor === 'string' && MINOR.test(o.amountMinor))) return fail('amountMinor must be a string of minor units or null');
-  if (o.balanceAfterMinor !== null && !(typeof o.balanceAfterMinor === 'string' && MINOR.test(o.balanceAfterMinor))) return fail('balanceAfterMinor must be a string of minor units or null');
+  if (o.currency !== null && !(typeof o.currency === 'string' && /^[A-Z]{3}$/.test(o.currency)))
+    return fail('currency must be a 3-letter code or null');
+  if (o.amountMinor !== null && !(typeof o.amountMinor === 'string' && MINOR.test(o.amountMinor)))
+    return fail('amountMinor must be a string of minor units or null');
+  if (o.balanceAfterMinor !== null && !(typeof o.balanceAfterMinor === 'string' && MINOR.test(o.balanceAfterMinor)))
+    return fail('balanceAfterMinor must be a string of minor units or null');
   // DATETIME(3) holds years 1000-9999 only.
   const occurredYear = typeof o.occurredAt === 'string' ? new Date(o.occurredAt).getUTCFullYear() : NaN;
   if (!(occurredYear >= 1000 && occurredYear <= 9999)) return fail('occurredAt must be an ISO 8601 time in years 1000-9999');
-  const amountMinor = o.amountMinor === null ? null : BigInt(o.amountMinor as string);
-  const balanceAfterMinor = o.balanceAfterMinor === null ? null : BigInt(o.balanceAfterMinor as string);
+  const amountMinor = o.amountMinor === null ? null : BigInt(o.amountMinor);
+  const balanceAfterMinor = o.balanceAfterMinor === null ? null : BigInt(o.balanceAfterMinor);
   // BIGINT columns hold signed 64 bits; 19 digits can exceed that.
   const int64 = (v: bigint | null) => v === null || (v >= -(2n ** 63n) && v < 2n ** 63n);
   if (!int64(amountMinor) || !int64(balanceAfterMinor)) return fail('money out of 64-bit range');
@@ -152,7 +156,7 @@ export function decodeAccountingEvent(body: Buffer): DecodedEvent {
       outcome: o.outcome,
       reason: o.reason as string | null,
       amountMinor,
-      currency: o.currency as string | null,
+      currency: o.currency,
       balanceAfterMinor,
       occurredAt: new Date(o.occurredAt as string).toISOString(),
     },

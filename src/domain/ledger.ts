@@ -40,7 +40,11 @@ export interface Posting {
 export function authorize(message: TransactionMessage, account: AccountState | undefined): Authorization {
   if (!account) return { ok: false, reason: 'unknown_account', detail: `account ${message.accountId} does not exist` };
   if (account.currency !== message.currency) {
-    return { ok: false, reason: 'currency_mismatch', detail: `account ${account.id} holds ${account.currency}, message is in ${message.currency}` };
+    return {
+      ok: false,
+      reason: 'currency_mismatch',
+      detail: `account ${account.id} holds ${account.currency}, message is in ${message.currency}`,
+    };
   }
   const amount = toMinor(message.amountMinor);
   const signed = message.type === 'deposit' ? amount : -amount;
@@ -48,7 +52,8 @@ export function authorize(message: TransactionMessage, account: AccountState | u
   if (after < 0n) {
     return { ok: false, reason: 'insufficient_funds', detail: `balance ${account.balanceMinor} < amount ${amount}` };
   }
-  const counterCode: SystemAccountCode = message.type === 'deposit' ? 'cash_in' : message.type === 'withdrawal' ? 'cash_out' : 'card_settlement';
+  const counterCode: SystemAccountCode =
+    message.type === 'deposit' ? 'cash_in' : message.type === 'withdrawal' ? 'cash_out' : 'card_settlement';
   return {
     ok: true,
     balanceAfterMinor: after,

@@ -8,9 +8,9 @@ import type { TransactionMessage } from './transaction.js';
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
 
 /** The JSON Schema of message contract v1, the file in `schema/` (shared with other languages). */
-export const TRANSACTION_SCHEMA_V1: object = JSON.parse(
+export const TRANSACTION_SCHEMA_V1 = JSON.parse(
   readFileSync(new URL('../../schema/transaction.v1.json', import.meta.url), 'utf8'),
-);
+) as object;
 
 // strictRequired is off because the if/then/else names `merchant`, which is declared at the top level.
 const ajv = new Ajv({ allErrors: false, strict: true, strictRequired: false });
@@ -22,8 +22,7 @@ export const validateTransaction = ajv.compile<TransactionMessage>(TRANSACTION_S
 export const MAX_BODY_BYTES = 16 * 1024;
 
 export type DecodeResult =
-  | { ok: true; message: TransactionMessage; bodyHash: string }
-  | { ok: false; detail: string; id: string | null; bodyHash: string };
+  { ok: true; message: TransactionMessage; bodyHash: string } | { ok: false; detail: string; id: string | null; bodyHash: string };
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -33,22 +32,31 @@ const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
  * rejection can still be recorded against it.
  */
 export function decodeTransaction(content: Buffer, properties: { contentType?: string; messageId?: string }): DecodeResult {
-  const headerId = typeof properties.messageId === 'string' && UUID_PATTERN.test(properties.messageId) ? properties.messageId.toLowerCase() : null;
+  const headerId =
+    typeof properties.messageId === 'string' && UUID_PATTERN.test(properties.messageId) ? properties.messageId.toLowerCase() : null;
   const rawHash = sha256(content);
   const fail = (detail: string, id: string | null = headerId) => ({ ok: false as const, detail, id, bodyHash: rawHash });
 
   if (content.length > MAX_BODY_BYTES) return fail(`body is ${content.length} bytes, more than ${MAX_BODY_BYTES}`);
   const contentType = properties.contentType?.split(';')[0]?.trim().toLowerCase();
-  if (contentType !== 'application/json') return fail(`content_type is ${contentType ? `"${contentType}"` : 'missing'}, expected application/json`);
+  if (contentType !== 'application/json')
+    return fail(`content_type is ${contentType ? `"${contentType}"` : 'missing'}, expected application/json`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(content.toString('utf8'));
   } catch (err) {
     return fail(`body is not valid JSON (${(err as Error).message.slice(0, 80)})`);
   }
-  const bodyId = typeof parsed === 'object' && parsed !== null && typeof (parsed as { id?: unknown }).id === 'string' && UUID_PATTERN.test((parsed as { id: string }).id) ? (parsed as { id: string }).id.toLowerCase() : null;
+  const bodyId =
+    typeof parsed === 'object' &&
+    parsed !== null &&
+    typeof (parsed as { id?: unknown }).id === 'string' &&
+    UUID_PATTERN.test((parsed as { id: string }).id)
+      ? (parsed as { id: string }).id.toLowerCase()
+      : null;
   if (!validateTransaction(parsed)) return fail(describeSchemaError(validateTransaction.errors?.[0]), bodyId ?? headerId);
-  if (headerId !== null && headerId !== parsed.id.toLowerCase()) return fail(`message_id ${headerId} differs from body id ${parsed.id}`, bodyId);
+  if (headerId !== null && headerId !== parsed.id.toLowerCase())
+    return fail(`message_id ${headerId} differs from body id ${parsed.id}`, bodyId);
   const message: TransactionMessage = { ...parsed, id: parsed.id.toLowerCase() };
   return { ok: true, message, bodyHash: identityHash(message) };
 }
@@ -77,7 +85,14 @@ function describeSchemaError(error: ErrorObject | undefined): string {
  * harmless duplicates rather than conflicts.
  */
 export function identityHash(message: TransactionMessage): string {
-  const canonical = JSON.stringify([message.id, message.type, message.accountId, message.amountMinor, message.currency, message.merchant ?? null]);
+  const canonical = JSON.stringify([
+    message.id,
+    message.type,
+    message.accountId,
+    message.amountMinor,
+    message.currency,
+    message.merchant ?? null,
+  ]);
   return sha256(Buffer.from(canonical));
 }
 

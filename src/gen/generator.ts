@@ -1,5 +1,11 @@
 import { transactionIdFor } from '../domain/ids.js';
-import { MAX_AMOUNT_MINOR, routingKeyFor, TRANSACTION_TYPES, type TransactionMessage, type TransactionType } from '../domain/transaction.js';
+import {
+  MAX_AMOUNT_MINOR,
+  routingKeyFor,
+  TRANSACTION_TYPES,
+  type TransactionMessage,
+  type TransactionType,
+} from '../domain/transaction.js';
 
 /** Kinds of poison gen can mix in to exercise the reject path. */
 export const POISON_KINDS = ['bad_json', 'wrong_schema', 'unknown_account', 'currency_mismatch', 'negative_amount'] as const;
@@ -48,6 +54,18 @@ export const UNKNOWN_ACCOUNT_BASE = 2_000_000_000;
  */
 export function createGenerator(options: GeneratorOptions) {
   if (options.accounts.length === 0) throw new RangeError('no accounts to generate transactions for');
+  const { amountMinMinor, amountMaxMinor } = options;
+  // The flags are checked against the contract; this guards other callers. Amounts used to be clamped
+  // to 10^12 here without a word, so a wrong range produced a run nobody asked for.
+  if (
+    !Number.isSafeInteger(amountMinMinor) ||
+    !Number.isSafeInteger(amountMaxMinor) ||
+    amountMinMinor < 1 ||
+    amountMaxMinor < amountMinMinor ||
+    amountMaxMinor > MAX_AMOUNT_MINOR
+  ) {
+    throw new RangeError(`amount range ${amountMinMinor}..${amountMaxMinor} is outside 1..${MAX_AMOUNT_MINOR} minor units`);
+  }
   const seedHash = hashString(options.seed);
   const typeWeights = TRANSACTION_TYPES.map((t) => options.mix[t]);
   const totalWeight = typeWeights.reduce((a, b) => a + b, 0);
@@ -87,7 +105,15 @@ export function createGenerator(options: GeneratorOptions) {
       const kind = POISON_KINDS[Math.floor(random() * POISON_KINDS.length)]!;
       return poison(index, kind, message, random);
     }
-    return { index, id, routingKey: routingKeyFor(type), contentType: 'application/json', body: Buffer.from(JSON.stringify(message)), kind: 'valid', message };
+    return {
+      index,
+      id,
+      routingKey: routingKeyFor(type),
+      contentType: 'application/json',
+      body: Buffer.from(JSON.stringify(message)),
+      kind: 'valid',
+      message,
+    };
   }
 
   return { at };
@@ -103,7 +129,10 @@ function poison(index: number, kind: PoisonKind, message: TransactionMessage, ra
       return { ...base, body: Buffer.from(JSON.stringify({ ...message, amountMinor: String(message.amountMinor) })) };
     }
     case 'unknown_account':
-      return { ...base, body: Buffer.from(JSON.stringify({ ...message, accountId: UNKNOWN_ACCOUNT_BASE + Math.floor(random() * 1_000_000) })) };
+      return {
+        ...base,
+        body: Buffer.from(JSON.stringify({ ...message, accountId: UNKNOWN_ACCOUNT_BASE + Math.floor(random() * 1_000_000) })),
+      };
     case 'currency_mismatch':
       return { ...base, body: Buffer.from(JSON.stringify({ ...message, currency: message.currency === 'XTS' ? 'XXX' : 'XTS' })) };
     case 'negative_amount':
@@ -112,7 +141,7 @@ function poison(index: number, kind: PoisonKind, message: TransactionMessage, ra
 }
 
 function clampInt(n: number, min: number, max: number): number {
-  return Math.min(Math.max(n, min), Math.min(max, MAX_AMOUNT_MINOR));
+  return Math.min(Math.max(n, min), max);
 }
 
 /** FNV-1a: a stable 32-bit hash of the seed string. */

@@ -1,14 +1,17 @@
+import { createHash } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { customerTargets } from '../db/accounts.js';
 import type { Knex } from '../db/knex.js';
-import { createGenerator, type GeneratedMessage, type GeneratorOptions } from './generator.js';
+import { runExists, runStart, startRun } from '../db/runs.js';
+import { createGenerator, type GeneratedMessage } from './generator.js';
 import { runIdForSeed } from '../domain/ids.js';
 import { validateTransaction } from '../domain/message-schema.js';
 import type { TransactionType } from '../domain/transaction.js';
 import { UsageError } from '../errors.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
+import { RunRecord } from './run-record.js';
 
 export interface PublishRunOptions {
   readonly count: number;
@@ -28,6 +31,11 @@ export interface PublishRunOptions {
   readonly confirmTimeoutMs: number;
   /** After losing the broker, how long to keep trying to reconnect and re-send before giving up. */
   readonly reconnectTimeoutMs: number;
+  /**
+   * Start a new run (a new run id, so new transaction ids) from a seed an earlier run already used,
+   * instead of resuming that run. Without it, a seed whose run had other stream options is refused.
+   */
+  readonly newRun?: boolean;
 }
 
 /** Re-send rounds before gen gives up on messages the broker keeps refusing. */
@@ -63,7 +71,12 @@ async function ensureExchange(connection: ChannelModel, topology: Topology): Pro
 async function openSession(connection: ChannelModel, topology: Topology, options: PublishRunOptions): Promise<Session> {
   await ensureExchange(connection, topology);
   const channel = await connection.createConfirmChannel();
-  const session: Session = { connection, channel, publisher: new ConfirmPublisher(channel, { windowMax: options.windowMax, confirmTimeoutMs: options.confirmTimeoutMs }), closed: false };
+  const session: Session = {
+    connection,
+    channel,
+    publisher: new ConfirmPublisher(channel, { windowMax: options.windowMax, confirmTimeoutMs: options.confirmTimeoutMs }),
+    closed: false,
+  };
   channel.on('error', () => {}); // surfaced through the publisher's failed confirms
   channel.on('close', () => (session.closed = true));
   connection.on('error', () => {});
@@ -82,6 +95,10 @@ export interface RunSummary extends RunProgress {
   readonly seed: string;
   readonly requested: number;
   readonly invalid: number;
+  /** Ids of the run that were never sent (the run was interrupted or gave up before publishing them). */
+  readonly notPublished: number;
+  /** Stopped by SIGINT/SIGTERM (the abort signal) before the end. */
+  readonly interrupted: boolean;
   readonly elapsedMs: number;
   readonly ratePerS: number;
   /** Publish → confirm latency, measured from each message's intended send time (no coordinated omission). */
@@ -90,23 +107,101 @@ export interface RunSummary extends RunProgress {
   readonly firstError: string | null;
 }
 
+export interface PublishRunDeps {
+  readonly db: Knex;
+  readonly connection: ChannelModel;
+  readonly topology: Topology;
+  /** A new connection after the broker went away; without it a lost channel ends the run. */
+  readonly reconnect?: () => Promise<ChannelModel>;
+}
+
+export interface PublishRunHooks {
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: RunProgress) => void;
+  readonly onRecover?: (unconfirmed: number) => void;
+  /** Saving the run record failed (database down): its counts are kept and saved again. */
+  readonly onRecordOutage?: (err: unknown) => void;
+  /** The run record was saved again after `failedSaves` failed saves. */
+  readonly onRecordRecovered?: (failedSaves: number) => void;
+}
+
+/**
+ * The options that decide the stream of a run: the same seed with these sends the same messages, so
+ * a re-run with them resumes the run. Rate, window and timeouts only change how it is sent.
+ */
+export function streamOptionsOf(options: PublishRunOptions) {
+  const accounts = options.accountIds
+    ? `${options.accountIds.length} ids, sha256 ${createHash('sha256').update(options.accountIds.join(',')).digest('hex').slice(0, 16)}`
+    : 'all';
+  return {
+    count: options.count,
+    mix: options.mix,
+    accounts,
+    amountMinMinor: options.amountMinMinor,
+    amountMaxMinor: options.amountMaxMinor,
+    hotShare: options.hotShare,
+    hotSetSize: options.hotSetSize,
+    invalidShare: options.invalidShare,
+  };
+}
+
+/** Where the stream options of a re-used seed differ from the earlier run's: `count 20000 → 500`, … */
+export function streamDifferences(earlier: Record<string, unknown>, now: Record<string, unknown>): string[] {
+  return Object.keys(now)
+    .filter((key) => JSON.stringify(earlier[key]) !== JSON.stringify(now[key]))
+    .map((key) => `${key} ${JSON.stringify(earlier[key] ?? null)} → ${JSON.stringify(now[key])}`);
+}
+
+/** `--new-run` ids: the k-th new run of a seed. A NUL cannot be typed in a `--seed`, so no seed maps here. */
+function newRunIdFor(seed: string, k: number): string {
+  return runIdForSeed(`${seed}\u0000new-run-${k}`);
+}
+
+/**
+ * The run id for this seed and these options: the seed's own run (new, or resumed with the same
+ * stream options), or with `newRun` the first free new-run id. A re-used seed with other stream
+ * options is refused: continuing would overwrite the earlier run's record.
+ */
+async function chooseRunId(db: Knex, options: PublishRunOptions, stream: ReturnType<typeof streamOptionsOf>): Promise<string> {
+  const runId = runIdForSeed(options.seed);
+  if (options.newRun) {
+    if (!(await runExists(db, runId))) return runId;
+    for (let k = 2; ; k++) if (!(await runExists(db, newRunIdFor(options.seed, k)))) return newRunIdFor(options.seed, k);
+  }
+  const earlier = await runStart(db, runId);
+  if (!earlier) return runId;
+  // Runs recorded before the stream options were stored are compared by their count alone.
+  const stored = (JSON.parse(earlier.optionsJson) as { stream?: Record<string, unknown> }).stream ?? { count: earlier.countRequested };
+  const differences = streamDifferences(stored, pick(stream, Object.keys(stored)));
+  if (differences.length === 0) return runId;
+  throw new UsageError(
+    `--seed ${options.seed}: run ${runId} used this seed with other options (${differences.join(', ')}); ` +
+      'run gen with the same options to resume it, or add --new-run to start a new run from this seed',
+  );
+}
+
+function pick(from: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(keys.map((k) => [k, from[k]]));
+}
+
 /**
  * Publishes one run of generated transactions with confirms and records it, so `verify` can
  * account for every id. Stops early (summary.completed = false) on abort or when the broker goes
  * away; the summary then says exactly how many messages were never confirmed.
  */
-export async function publishRun(
-  deps: { db: Knex; connection: ChannelModel; topology: Topology; reconnect?: () => Promise<ChannelModel> },
-  options: PublishRunOptions,
-  hooks: { signal?: AbortSignal; onProgress?: (p: RunProgress) => void; onRecover?: (unconfirmed: number) => void } = {},
-): Promise<RunSummary> {
-  const { db, connection, topology } = deps;
+export async function publishRun(deps: PublishRunDeps, options: PublishRunOptions, hooks: PublishRunHooks = {}): Promise<RunSummary> {
+  const { db } = deps;
   const accounts = await customerTargets(db, options.accountIds);
   if (accounts.length === 0) {
-    throw new UsageError(options.accountIds ? '--accounts: none of those accounts exist — run `txsim accounts seed`' : 'no customer accounts — run `txsim accounts seed --count 100` first');
+    throw new UsageError(
+      options.accountIds
+        ? '--accounts: none of those accounts exist — run `txsim accounts seed`'
+        : 'no customer accounts — run `txsim accounts seed --count 100` first',
+    );
   }
-  const runId = runIdForSeed(options.seed);
-  const generatorOptions: GeneratorOptions = {
+  const stream = streamOptionsOf(options);
+  const runId = await chooseRunId(db, options, stream);
+  const generator = createGenerator({
     runId,
     seed: options.seed,
     accounts,
@@ -116,98 +211,141 @@ export async function publishRun(
     hotShare: options.hotShare,
     hotSetSize: options.hotSetSize,
     invalidShare: options.invalidShare,
-  };
-  const generator = createGenerator(generatorOptions);
-  const startedAt = new Date();
-  const optionsJson = JSON.stringify({ ...options, accountIds: options.accountIds ? `${options.accountIds.length} ids` : 'all' });
-  // A re-run with the same seed continues the same run: keep the largest count asked for.
-  await db.raw(
-    `INSERT INTO runs (id, seed, count_requested, options_json, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)
-     ON DUPLICATE KEY UPDATE count_requested = GREATEST(count_requested, VALUES(count_requested)), options_json = VALUES(options_json), status = 'running', started_at = VALUES(started_at), finished_at = NULL`,
-    [runId, options.seed, options.count, optionsJson, startedAt],
+  });
+  const optionsJson = JSON.stringify({
+    stream,
+    ratePerS: options.ratePerS,
+    windowMax: options.windowMax,
+    confirmTimeoutMs: options.confirmTimeoutMs,
+    reconnectTimeoutMs: options.reconnectTimeoutMs,
+  });
+  await startRun(db, { id: runId, seed: options.seed, countRequested: options.count, optionsJson, startedAt: new Date() });
+
+  const record = new RunRecord(db, runId, {
+    ...(hooks.onRecordOutage ? { onOutage: hooks.onRecordOutage } : {}),
+    ...(hooks.onRecordRecovered ? { onRecovered: hooks.onRecordRecovered } : {}),
+  });
+  const run = new RunPublisher(deps, options, hooks, record, generator);
+  const elapsedMs = await run.publish();
+  const failed = run.unconfirmedCount;
+  const completed = run.published === options.count && failed === 0;
+  // The record says how far the run got: count_requested − published ids were never sent.
+  await record.finish(
+    run.returnedIds,
+    {
+      published: run.published,
+      confirmed: run.confirmed,
+      returned: run.returnedIds.length,
+      nacked: failed,
+      invalid: run.invalid,
+      status: completed ? 'completed' : 'incomplete',
+      finishedAt: new Date(),
+    },
+    options.reconnectTimeoutMs,
   );
-
-  const histogram = createLatencyHistogram();
-  const returnedIds: string[] = [];
-  // Every published message stays here until the broker confirms it: after a broker restart these
-  // are published again (ids dedupe at the workers), or counted exactly as unconfirmed.
-  const unconfirmed = new Map<number, { generated: GeneratedMessage; intendedMs: number }>();
-  let published = 0;
-  let confirmed = 0;
-  let invalid = 0;
-  let broken = false;
-  let recoveries = 0;
-  let firstError: string | null = null;
-  const progress = () => ({ published, confirmed, returned: returnedIds.length, failed: broken ? unconfirmed.size : 0 });
-  const t0 = performance.now();
-  const progressTimer = hooks.onProgress ? setInterval(() => hooks.onProgress?.(progress()), 200) : null;
-  // Progress is saved every second, so verify can tell a killed run's unsent tail from lost messages.
-  const saveTimer = setInterval(() => {
-    db('runs').where('id', runId).update({ published, confirmed }).catch(() => {});
-  }, 1_000);
-
-  let session = await openSession(connection, topology, options);
-  const send = async (index: number, generated: GeneratedMessage, intendedMs: number): Promise<void> => {
-    unconfirmed.set(index, { generated, intendedMs });
-    const handle = await session.publisher.publish(topology.transactionsExchange, generated.routingKey, generated.body, {
-      messageId: generated.id,
-      contentType: generated.contentType,
-      timestamp: Math.floor(Date.now() / 1000),
-      headers: { [HEADERS.runId]: runId },
-    });
-    handle.confirmed.then(
-      (outcome) => {
-        if (!unconfirmed.delete(index)) return;
-        if (outcome === 'returned') returnedIds.push(generated.id);
-        else confirmed++;
-        recordMs(histogram, performance.now() - intendedMs);
-      },
-      (err: Error) => {
-        broken = true;
-        firstError ??= err.message;
-      },
-    );
+  return {
+    runId,
+    seed: options.seed,
+    requested: options.count,
+    published: run.published,
+    confirmed: run.confirmed,
+    returned: run.returnedIds.length,
+    failed,
+    invalid: run.invalid,
+    notPublished: options.count - run.published,
+    interrupted: hooks.signal?.aborted === true && !completed,
+    elapsedMs,
+    ratePerS: elapsedMs > 0 ? Math.round((run.confirmed * 1000) / elapsedMs) : 0,
+    confirmLatencyMs: percentilesOf(run.histogram),
+    completed,
+    firstError: run.firstError,
   };
+}
 
-  /** After a failure: wait for every pending confirm, reconnect if the channel died, re-send what is unconfirmed. */
-  const recover = async (): Promise<boolean> => {
-    await session.publisher.settled().catch(() => {});
-    if (++recoveries > RECOVERY_ROUNDS_MAX) return false;
-    if (session.closed) {
-      if (!deps.reconnect) return false;
-      const deadline = Date.now() + options.reconnectTimeoutMs;
-      for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, 5_000)) {
-        if (hooks.signal?.aborted || Date.now() > deadline) return false;
-        await new Promise((resolve) => setTimeout(resolve, delayMs));
-        try {
-          session = await openSession(await deps.reconnect(), topology, options);
-          break;
-        } catch (err) {
-          firstError = (err as Error).message;
-        }
-      }
-    }
-    broken = false;
-    hooks.onRecover?.(unconfirmed.size);
-    for (const [index, entry] of [...unconfirmed.entries()].sort((a, b) => a[0] - b[0])) {
-      try {
-        await send(index, entry.generated, entry.intendedMs);
-      } catch {
-        broken = true;
-        break;
-      }
-    }
-    return true;
-  };
+type Generator = ReturnType<typeof createGenerator>;
 
-  let gaveUp = false;
-  try {
+/** A message sent and not yet confirmed, kept to be sent again after a broker restart. */
+interface InFlight {
+  readonly generated: GeneratedMessage;
+  /** When it was due (performance.now() clock): latency counts from here. */
+  readonly intendedMs: number;
+}
+
+/**
+ * The publishing half of a run: sends the generated messages on a confirm channel, tracks what the
+ * broker has not confirmed yet, and after a failure reconnects and sends that again. Its counters
+ * are what the run record and the summary report.
+ */
+class RunPublisher {
+  published = 0;
+  confirmed = 0;
+  /** Poison messages among those published. */
+  invalid = 0;
+  readonly returnedIds: string[] = [];
+  readonly histogram = createLatencyHistogram();
+  firstError: string | null = null;
+  /**
+   * Every published message stays here until the broker confirms it: after a broker restart these
+   * are published again (ids dedupe at the workers), or counted exactly as unconfirmed.
+   */
+  private readonly unconfirmed = new Map<number, InFlight>();
+  /** A publish or confirm failed: recover before sending more. */
+  private broken = false;
+  private recoveries = 0;
+  private session: Session | null = null;
+
+  constructor(
+    private readonly deps: PublishRunDeps,
+    private readonly options: PublishRunOptions,
+    private readonly hooks: PublishRunHooks,
+    private readonly record: RunRecord,
+    private readonly generator: Generator,
+  ) {}
+
+  private get runId(): string {
+    return this.record.runId;
+  }
+
+  get unconfirmedCount(): number {
+    return this.unconfirmed.size;
+  }
+
+  progress(): RunProgress {
+    return {
+      published: this.published,
+      confirmed: this.confirmed,
+      returned: this.returnedIds.length,
+      failed: this.broken ? this.unconfirmed.size : 0,
+    };
+  }
+
+  /** Publishes the whole run (or until aborted or given up) and waits for its confirms; returns the elapsed ms. */
+  async publish(): Promise<number> {
+    const t0 = performance.now();
+    const onProgress = this.hooks.onProgress;
+    const progressTimer = onProgress ? setInterval(() => onProgress(this.progress()), 200) : null;
+    // Progress is saved every second, so verify can tell a killed run's unsent tail from lost messages.
+    // A failed save (database down) is not fatal: the counts stay here and the next save writes them.
+    const saveTimer = setInterval(() => void this.record.saveProgress({ published: this.published, confirmed: this.confirmed }), 1_000);
+    try {
+      this.session = await openSession(this.deps.connection, this.deps.topology, this.options);
+      if (await this.sendAll(t0)) await this.settle();
+    } finally {
+      if (progressTimer) clearInterval(progressTimer);
+      clearInterval(saveTimer);
+      await this.closeSession();
+    }
+    // Let the last confirm callbacks run before counting.
+    await new Promise((resolve) => setImmediate(resolve));
+    return performance.now() - t0;
+  }
+
+  /** Publishes every index in order; false when a recovery gave up. */
+  private async sendAll(t0: number): Promise<boolean> {
+    const { options } = this;
     for (let index = 0; index < options.count; index++) {
-      if (hooks.signal?.aborted) break;
-      if (broken && !(await recover())) {
-        gaveUp = true;
-        break;
-      }
+      if (this.hooks.signal?.aborted) break;
+      if (this.broken && !(await this.recover())) return false;
       // Paced mode: message i is due at i / rate. Latency is counted from that intended time, so a
       // stall shows up in the percentiles instead of silently slowing the schedule.
       const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
@@ -215,54 +353,109 @@ export async function publishRun(
       if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
       // In paced mode a message is "created" at its intended time, so end-to-end latency also
       // counts any delay gen itself added.
-      const generated = generator.at(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
+      const generated = this.generator.at(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
       if (generated.kind === 'valid' && !validateTransaction(generated.message)) {
         throw new Error(`generator produced an invalid message at index ${index}: ${JSON.stringify(validateTransaction.errors)}`);
       }
-      if (generated.kind !== 'valid') invalid++;
-      published++;
+      if (generated.kind !== 'valid') this.invalid++;
+      this.published++;
       try {
-        await send(index, generated, intendedMs);
+        await this.send(index, { generated, intendedMs });
       } catch (err) {
         // Kept in `unconfirmed`: the next recovery sends it again.
-        broken = true;
-        firstError ??= (err as Error).message;
+        this.broken = true;
+        this.firstError ??= (err as Error).message;
       }
     }
-    while (!gaveUp) {
-      await session.publisher.settled().catch(() => {});
+    return true;
+  }
+
+  /** Waits for the outstanding confirms, recovering until nothing is unconfirmed (or aborted, or given up). */
+  private async settle(): Promise<void> {
+    for (;;) {
+      await this.currentSession()
+        .publisher.settled()
+        .catch(() => {});
       await new Promise((resolve) => setImmediate(resolve));
-      if (unconfirmed.size === 0 || hooks.signal?.aborted) break;
-      if (!(await recover())) gaveUp = true;
+      if (this.unconfirmed.size === 0 || this.hooks.signal?.aborted) return;
+      if (!(await this.recover())) return;
     }
-  } finally {
-    if (progressTimer) clearInterval(progressTimer);
-    clearInterval(saveTimer);
+  }
+
+  private async send(index: number, entry: InFlight): Promise<void> {
+    const { generated, intendedMs } = entry;
+    this.unconfirmed.set(index, entry);
+    const handle = await this.currentSession().publisher.publish(
+      this.deps.topology.transactionsExchange,
+      generated.routingKey,
+      generated.body,
+      {
+        messageId: generated.id,
+        contentType: generated.contentType,
+        timestamp: Math.floor(Date.now() / 1000),
+        headers: { [HEADERS.runId]: this.runId },
+      },
+    );
+    handle.confirmed.then(
+      (outcome) => {
+        if (!this.unconfirmed.delete(index)) return;
+        if (outcome === 'returned') this.returnedIds.push(generated.id);
+        else this.confirmed++;
+        recordMs(this.histogram, performance.now() - intendedMs);
+      },
+      (err: Error) => {
+        this.broken = true;
+        this.firstError ??= err.message;
+      },
+    );
+  }
+
+  /** After a failure: wait for every pending confirm, reconnect if the channel died, re-send what is unconfirmed. */
+  private async recover(): Promise<boolean> {
+    await this.currentSession()
+      .publisher.settled()
+      .catch(() => {});
+    if (++this.recoveries > RECOVERY_ROUNDS_MAX) return false;
+    if (this.currentSession().closed && !(await this.reopen())) return false;
+    this.broken = false;
+    this.hooks.onRecover?.(this.unconfirmed.size);
+    for (const [index, entry] of [...this.unconfirmed.entries()].sort((a, b) => a[0] - b[0])) {
+      try {
+        await this.send(index, entry);
+      } catch {
+        this.broken = true;
+        break;
+      }
+    }
+    return true;
+  }
+
+  /** A new session on a new connection, retried with backoff until `reconnectTimeoutMs`; false when there is none. */
+  private async reopen(): Promise<boolean> {
+    const { reconnect, topology } = this.deps;
+    if (!reconnect) return false;
+    const deadline = Date.now() + this.options.reconnectTimeoutMs;
+    for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, 5_000)) {
+      if (this.hooks.signal?.aborted || Date.now() > deadline) return false;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      try {
+        this.session = await openSession(await reconnect(), topology, this.options);
+        return true;
+      } catch (err) {
+        this.firstError = (err as Error).message;
+      }
+    }
+  }
+
+  private currentSession(): Session {
+    if (!this.session) throw new Error('run publisher used before publish()');
+    return this.session;
+  }
+
+  private async closeSession(): Promise<void> {
+    const session = this.session;
+    if (!session) return;
     await session.channel.close().catch(() => {});
-    if (session.connection !== connection) await session.connection.close().catch(() => {});
+    if (session.connection !== this.deps.connection) await session.connection.close().catch(() => {});
   }
-  // Let the last confirm callbacks run before counting.
-  await new Promise((resolve) => setImmediate(resolve));
-  const elapsedMs = performance.now() - t0;
-  const failed = unconfirmed.size;
-  const completed = published === options.count && failed === 0;
-  for (let i = 0; i < returnedIds.length; i += 500) {
-    await db('run_returns').insert(returnedIds.slice(i, i + 500).map((id) => ({ run_id: runId, transaction_id: id }))).onConflict().ignore();
-  }
-  await db('runs').where('id', runId).update({ published, confirmed, returned: returnedIds.length, nacked: failed, invalid, status: completed ? 'completed' : 'incomplete', finished_at: new Date() });
-  return {
-    runId,
-    seed: options.seed,
-    requested: options.count,
-    published,
-    confirmed,
-    returned: returnedIds.length,
-    failed,
-    invalid,
-    elapsedMs,
-    ratePerS: elapsedMs > 0 ? Math.round((confirmed * 1000) / elapsedMs) : 0,
-    confirmLatencyMs: percentilesOf(histogram),
-    completed,
-    firstError,
-  };
 }

@@ -1,6 +1,5 @@
-import hdrModule from 'hdr-histogram-js';
-
-const hdr = hdrModule as unknown as typeof import('hdr-histogram-js');
+// hdr-histogram-js is CommonJS: its default import is the whole module.exports.
+import hdr from 'hdr-histogram-js';
 
 /** Latency histogram in whole milliseconds, 1 ms .. 1 h, 3 significant digits (HdrHistogram). */
 export function createLatencyHistogram() {

@@ -77,7 +77,8 @@ export interface WorkerSnapshot {
   readonly lastError: { readonly message: string; readonly atMs: number } | null;
 }
 
-export type DecodeSnapshotResult = { readonly ok: true; readonly snapshot: WorkerSnapshot } | { readonly ok: false; readonly error: string };
+export type DecodeSnapshotResult =
+  { readonly ok: true; readonly snapshot: WorkerSnapshot } | { readonly ok: false; readonly error: string };
 
 /** Serialises a snapshot for the wire (UTF-8 JSON). */
 export function encodeSnapshot(snapshot: WorkerSnapshot): Buffer {
@@ -89,7 +90,8 @@ export function encodeSnapshot(snapshot: WorkerSnapshot): Buffer {
  * add some); missing or mistyped known fields make the whole snapshot invalid.
  */
 export function decodeSnapshot(content: Buffer): DecodeSnapshotResult {
-  if (content.length > SNAPSHOT_BYTES_MAX) return { ok: false, error: `snapshot is ${content.length} bytes, more than ${SNAPSHOT_BYTES_MAX}` };
+  if (content.length > SNAPSHOT_BYTES_MAX)
+    return { ok: false, error: `snapshot is ${content.length} bytes, more than ${SNAPSHOT_BYTES_MAX}` };
   let raw: unknown;
   try {
     raw = JSON.parse(content.toString('utf8'));
@@ -114,7 +116,8 @@ function readSnapshot(raw: unknown): WorkerSnapshot {
   const counts = obj(o.counts, 'counts');
   const rejectedRaw = obj(counts.rejected, 'counts.rejected');
   const rejected: Record<string, number> = {};
-  for (const [reason, n] of Object.entries(rejectedRaw).slice(0, 50)) rejected[str(reason, 'counts.rejected key', 64)] = count(n, `counts.rejected.${reason}`);
+  for (const [reason, n] of Object.entries(rejectedRaw).slice(0, 50))
+    rejected[str(reason, 'counts.rejected key', 64)] = count(n, `counts.rejected.${reason}`);
   const latency = obj(o.latencyMs, 'latencyMs');
   const latencyTotal = obj(o.latencyTotalMs, 'latencyTotalMs');
   const lastErrorRaw = o.lastError === null || o.lastError === undefined ? null : obj(o.lastError, 'lastError');
@@ -150,7 +153,10 @@ function readSnapshot(raw: unknown): WorkerSnapshot {
     prefetchCount: count(o.prefetchCount, 'prefetchCount'),
     blocked: bool(o.blocked, 'blocked'),
     paused: bool(o.paused, 'paused'),
-    lastError: lastErrorRaw === null ? null : { message: str(lastErrorRaw.message, 'lastError.message', 500), atMs: count(lastErrorRaw.atMs, 'lastError.atMs') },
+    lastError:
+      lastErrorRaw === null
+        ? null
+        : { message: str(lastErrorRaw.message, 'lastError.message', 500), atMs: count(lastErrorRaw.atMs, 'lastError.atMs') },
   };
 }
 
@@ -160,7 +166,8 @@ function obj(value: unknown, field: string): Record<string, unknown> {
 }
 
 function str(value: unknown, field: string, lengthMax: number): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > lengthMax) throw new FieldError(`${field} must be a string of 1..${lengthMax} characters`);
+  if (typeof value !== 'string' || value.length === 0 || value.length > lengthMax)
+    throw new FieldError(`${field} must be a string of 1..${lengthMax} characters`);
   return value;
 }
 
@@ -182,7 +189,13 @@ function rate(value: unknown, field: string): RatePerS {
 
 function summary(value: unknown, field: string): LatencySummary {
   const o = obj(value, field);
-  const base = { count: count(o.count, `${field}.count`), p50: count(o.p50, `${field}.p50`), p90: count(o.p90, `${field}.p90`), p99: count(o.p99, `${field}.p99`), max: count(o.max, `${field}.max`) };
+  const base = {
+    count: count(o.count, `${field}.count`),
+    p50: count(o.p50, `${field}.p50`),
+    p90: count(o.p90, `${field}.p90`),
+    p99: count(o.p99, `${field}.p99`),
+    max: count(o.max, `${field}.max`),
+  };
   if (o.histogram === undefined) return base;
   return { ...base, histogram: str(o.histogram, `${field}.histogram`, 32 * 1024) };
 }

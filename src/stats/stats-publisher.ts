@@ -1,14 +1,12 @@
-import type { Channel, ChannelModel, RecoveringChannelModel } from 'amqplib';
-import hdrModule from 'hdr-histogram-js';
-import { connectRecovering } from '../amqp/connect.js';
+// hdr-histogram-js is CommonJS: its default import is the whole module.exports.
+import hdr from 'hdr-histogram-js';
+import type { ConnectionFactory } from '../amqp/connect.js';
+import { ManagedConnection, type ManagedChannel } from '../amqp/managed-channel.js';
 import type { Logger } from '../log.js';
 import type { LatencyHistogram } from './histogram.js';
 import { ratePerS, round1, type CounterSample } from './rates.js';
 import { encodeSnapshot, SNAPSHOT_SCHEMA, type LatencySummary, type WorkerSnapshot } from './snapshot.js';
 import type { WorkerMetrics } from './worker-metrics.js';
-
-// hdr-histogram-js is CommonJS; under NodeNext its default export arrives wrapped.
-const hdr = hdrModule as unknown as typeof import('hdr-histogram-js');
 
 /** Workers publish one snapshot per second. */
 export const SNAPSHOT_INTERVAL_MS = 1_000;
@@ -69,7 +67,13 @@ export function summarize(h: LatencyHistogram, withHistogram: boolean): LatencyS
   const count = h.totalCount;
   if (count === 0) return { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
   // After subtract(), maxValue can be stale; the 100th percentile is computed from the counts.
-  const base = { count, p50: h.getValueAtPercentile(50), p90: h.getValueAtPercentile(90), p99: h.getValueAtPercentile(99), max: h.getValueAtPercentile(100) };
+  const base = {
+    count,
+    p50: h.getValueAtPercentile(50),
+    p90: h.getValueAtPercentile(90),
+    p99: h.getValueAtPercentile(99),
+    max: h.getValueAtPercentile(100),
+  };
   return withHistogram ? { ...base, histogram: hdr.encodeIntoCompressedBase64(h) } : base;
 }
 
@@ -106,7 +110,14 @@ export class SnapshotBuilder {
       sentAtMs: nowMs,
       seq: ++this.seq,
       stopping,
-      counts: { applied: m.applied, rejected: { ...m.rejected }, retried: m.retried, parked: m.parked, duplicates: m.duplicates, batches: m.batches },
+      counts: {
+        applied: m.applied,
+        rejected: { ...m.rejected },
+        retried: m.retried,
+        parked: m.parked,
+        duplicates: m.duplicates,
+        batches: m.batches,
+      },
       processedPerS: { last1s: round1(ratePerS(this.processed, 1_000)), last10s: round1(ratePerS(this.processed, 10_000)) },
       appliedPerS: { last1s: round1(ratePerS(this.applied, 1_000)), last10s: round1(ratePerS(this.applied, 10_000)) },
       latencyMs: { windowS: LATENCY_WINDOW_TICKS, endToEnd: this.endToEnd.sample(), processing: this.processing.sample() },
@@ -134,6 +145,8 @@ export interface StatsPublisherOptions {
   readonly exchange: string;
   readonly identity: StatsIdentity;
   readonly intervalMs?: number;
+  /** Opens the recovering AMQP connection; the real one unless a test passes a fake. */
+  readonly connect?: ConnectionFactory;
 }
 
 /**
@@ -145,8 +158,9 @@ export interface StatsPublisherOptions {
  */
 export class StatsPublisher {
   private readonly builder: SnapshotBuilder;
-  private connection: RecoveringChannelModel | null = null;
-  private channel: Channel | null = null;
+  private readonly connection: ManagedConnection;
+  private readonly channel: ManagedChannel;
+  private started = false;
   private timer: NodeJS.Timeout | null = null;
   private congested = false;
   private closed: Promise<void> | null = null;
@@ -160,60 +174,49 @@ export class StatsPublisher {
     private readonly log: Logger,
   ) {
     this.builder = new SnapshotBuilder(metrics, options.identity);
+    this.connection = new ManagedConnection({
+      url: options.amqpUrl,
+      log,
+      clientName: `txsim stats ${options.identity.workerId}`,
+      // Same declaration as assertTopology: fanout, transient.
+      setup: async (channel) => {
+        await channel.assertExchange(options.exchange, 'fanout', { durable: false });
+      },
+      initialMaxRetries: 3,
+      ...(options.connect ? { connect: options.connect } : {}),
+    });
+    this.channel = this.connection.channel({
+      name: 'stats channel',
+      setup: (channel) => {
+        channel.on('drain', () => (this.congested = false));
+        this.congested = false;
+        return Promise.resolve();
+      },
+    });
   }
 
   /**
    * Connects and starts the 1 s ticker. Never throws: a worker without stats still does its job,
-   * so a failure to connect is a warning.
+   * so a failure to connect is a warning. Returns at once, not started, when `signal` aborts.
    */
-  async start(): Promise<void> {
+  async start(signal?: AbortSignal): Promise<void> {
     try {
-      this.connection = await connectRecovering({
-        url: this.options.amqpUrl,
-        log: this.log,
-        clientName: `txsim stats ${this.options.identity.workerId}`,
-        setup: async (model) => {
-          const channel = await model.createChannel();
-          // Same declaration as assertTopology: fanout, transient.
-          await channel.assertExchange(this.options.exchange, 'fanout', { durable: false });
-          await channel.close();
-        },
-        onConnect: (model) => {
-          this.openChannel(model).catch((err) => this.log.warn({ err: (err as Error).message }, 'stats channel failed to open'));
-        },
-        onDisconnect: () => {
-          this.channel = null;
-        },
-        initialMaxRetries: 3,
-      });
+      if (!(await this.connection.start(signal))) return;
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'stats publisher could not connect; running without stats');
       return;
     }
-    if (this.closed) {
-      // close() ran while we were connecting: it had nothing to close yet.
-      await this.connection.close().catch(() => {});
-      return;
-    }
+    // close() ran while we were connecting: the connection closed itself as it came up.
+    if (this.closed) return;
+    this.started = true;
     this.timer = setInterval(() => this.publishOnce(false), this.options.intervalMs ?? SNAPSHOT_INTERVAL_MS);
     this.timer.unref();
-  }
-
-  private async openChannel(model: ChannelModel): Promise<void> {
-    const channel = await model.createChannel();
-    channel.on('error', (err: Error) => this.log.warn({ err: err.message }, 'stats channel error'));
-    channel.on('close', () => {
-      if (this.channel === channel) this.channel = null;
-    });
-    channel.on('drain', () => (this.congested = false));
-    this.congested = false;
-    this.channel = channel;
   }
 
   /** Builds a snapshot every tick (the rate history needs it) and sends it when it can. */
   private publishOnce(stopping: boolean): void {
     const snapshot = this.builder.build(Date.now(), stopping);
-    const channel = this.channel;
+    const channel = this.channel.channel;
     if (!channel || this.congested) {
       this.skipped++;
       return;
@@ -245,15 +248,13 @@ export class StatsPublisher {
   private async doClose(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    if (!this.connection) return;
+    if (!this.started) {
+      await this.connection.close();
+      return;
+    }
     this.publishOnce(true);
     try {
-      // Closing the channel flushes what was written before it: the goodbye snapshot goes out first.
-      await this.channel?.close();
-    } catch {
-      // already closed
-    }
-    try {
+      // Closes the channel first, which flushes what was written on it: the goodbye snapshot goes out.
       await this.connection.close();
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'stats connection close failed');

@@ -8,7 +8,13 @@ import { createLatencyHistogram, recordMs } from './histogram.js';
 export class WorkerMetrics {
   readonly startedAt = Date.now();
   applied = 0;
-  readonly rejected: Record<RejectReason, number> = { invalid_message: 0, unknown_account: 0, currency_mismatch: 0, insufficient_funds: 0, duplicate_conflict: 0 };
+  readonly rejected: Record<RejectReason, number> = {
+    invalid_message: 0,
+    unknown_account: 0,
+    currency_mismatch: 0,
+    insufficient_funds: 0,
+    duplicate_conflict: 0,
+  };
   retried = 0;
   parked = 0;
   duplicates = 0;

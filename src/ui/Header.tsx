@@ -1,6 +1,7 @@
 import { Text, Box } from 'ink';
 import type { SortKey } from '../watch/stats-aggregator.js';
 import { formatDuration } from './text.js';
+import { useColor } from './use-color.js';
 import type { WatchData } from './watch-state.js';
 
 export interface HeaderProps {
@@ -17,12 +18,13 @@ const BROKER_COLOR = { connecting: 'yellow', connected: 'green', reconnecting: '
 
 /** Two lines: what is being watched and for how long, then where (broker and database, no passwords). */
 export function Header({ namespace, endpoints, uptimeMs, broker, paused, sortKey }: HeaderProps) {
+  const color = useColor();
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
         <Text bold>txsim watch</Text>
         {`  ns ${namespace}  up ${formatDuration(uptimeMs)}  sort ${sortKey}  broker `}
-        <Text color={BROKER_COLOR[broker.state]}>{broker.state}</Text>
+        <Text color={color(BROKER_COLOR[broker.state])}>{broker.state}</Text>
         {broker.detail ? ` (${broker.detail})` : ''}
         {paused ? '  ' : ''}
         {paused ? <Text inverse>{' PAUSED '}</Text> : ''}

@@ -1,12 +1,27 @@
 import { Box, Text } from 'ink';
 import type { QueueDepth, QueueReading } from '../watch/queue-depths.js';
 import { cell, formatCount, formatRate } from './text.js';
+import { useColor } from './use-color.js';
 
 export interface QueuePanelProps {
   readonly reading: QueueReading | null;
   readonly error: string | null;
   /** 'each' lists every retry step; 'merged' sums them into one row. */
   readonly mode: 'each' | 'merged';
+  /** Most queue rows shown, the most important first (a small terminal); undefined: all. */
+  readonly rowsMax?: number;
+}
+
+/** Which queues stay when not all fit: the backlog first, then where failures pile up. */
+const ROLE_PRIORITY: readonly QueueDepth['role'][] = ['process', 'errors', 'dead', 'retry', 'accounting'];
+
+/** At most `rowsMax` queues, chosen by role priority, kept in their usual order. */
+export function mostImportantQueues(queues: readonly QueueDepth[], rowsMax: number | undefined): QueueDepth[] {
+  if (rowsMax === undefined || queues.length <= rowsMax) return [...queues];
+  const keep = new Set(
+    [...queues].sort((a, b) => ROLE_PRIORITY.indexOf(a.role) - ROLE_PRIORITY.indexOf(b.role)).slice(0, Math.max(0, rowsMax)),
+  );
+  return queues.filter((q) => keep.has(q));
 }
 
 /** What the title says about where the numbers come from. */
@@ -57,8 +72,9 @@ function mergeRetries(queues: readonly QueueDepth[]): QueueDepth[] {
  * Queue depths and rates of the namespace's queues. Without the management API, unacked counts
  * and rates are unknown and shown as '-', and the title says so.
  */
-export function QueuePanel({ reading, error, mode }: QueuePanelProps) {
-  const queues = reading ? (mode === 'merged' ? mergeRetries(reading.queues) : reading.queues) : [];
+export function QueuePanel({ reading, error, mode, rowsMax }: QueuePanelProps) {
+  const color = useColor();
+  const queues = mostImportantQueues(reading ? (mode === 'merged' ? mergeRetries(reading.queues) : reading.queues) : [], rowsMax);
   const num = (n: number | null) => (n === null ? '-' : formatCount(n));
   const rate = (n: number | null) => (n === null ? '-' : formatRate(n));
   return (
@@ -67,11 +83,13 @@ export function QueuePanel({ reading, error, mode }: QueuePanelProps) {
         {cell(sourceLabel(reading), LABEL_WIDTH)}
         {COLUMNS.map((c) => ` ${cell(c.title, c.width, 'right')}`).join('')}
       </Text>
-      {error && !reading ? <Text color="red" wrap="truncate">{`  ${error}`}</Text> : null}
+      {error && !reading ? <Text color={color('red')} wrap="truncate">{`  ${error}`}</Text> : null}
       {queues.map((q) => (
         <Text key={q.name} wrap="truncate" dimColor={!q.exists}>
           {cell(`  ${labelOf(q)}${q.exists ? '' : ' (missing)'}`, LABEL_WIDTH)}
-          {[num(q.ready), num(q.unacked), rate(q.inPerS), rate(q.outPerS), num(q.consumers)].map((v, i) => ` ${cell(v, COLUMNS[i]!.width, 'right')}`).join('')}
+          {[num(q.ready), num(q.unacked), rate(q.inPerS), rate(q.outPerS), num(q.consumers)]
+            .map((v, i) => ` ${cell(v, COLUMNS[i]!.width, 'right')}`)
+            .join('')}
         </Text>
       ))}
     </Box>

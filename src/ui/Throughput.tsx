@@ -2,6 +2,7 @@ import { Box, Text } from 'ink';
 import type { WorkerRow } from '../watch/stats-aggregator.js';
 import { STATUS_COLOR } from './WorkersTable.js';
 import { cell, formatRate, sparkline } from './text.js';
+import { useColor } from './use-color.js';
 
 export interface ThroughputProps {
   readonly rows: readonly WorkerRow[];
@@ -20,20 +21,21 @@ const VALUE_WIDTH = 13;
  * (so a slow worker looks slow next to the others); the total has its own.
  */
 export function Throughput({ rows, totalHistory, totalRatePerS, mode, columns }: ThroughputProps) {
+  const color = useColor();
   const width = Math.max(10, columns - LABEL_WIDTH - VALUE_WIDTH - 3);
   const workerMax = Math.max(0, ...rows.flatMap((r) => r.history.slice(-width)));
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
         {`${cell('total', LABEL_WIDTH)} `}
-        <Text color="cyan">{sparkline(totalHistory, width)}</Text>
+        <Text color={color('cyan')}>{sparkline(totalHistory, width)}</Text>
         {` ${cell(`${formatRate(totalRatePerS)} tx/s`, VALUE_WIDTH, 'right')}`}
       </Text>
       {mode === 'each'
         ? rows.map((r) => (
             <Text key={r.workerId} wrap="truncate" dimColor={r.status === 'gone'}>
               {`${cell(r.workerId, LABEL_WIDTH)} `}
-              <Text color={STATUS_COLOR[r.status]}>{sparkline(r.history, width, workerMax)}</Text>
+              <Text color={color(STATUS_COLOR[r.status])}>{sparkline(r.history, width, workerMax)}</Text>
               {` ${cell(`${formatRate(r.ratePerS)} tx/s`, VALUE_WIDTH, 'right')}`}
             </Text>
           ))

@@ -7,9 +7,19 @@ import { RejectReasons } from './RejectReasons.js';
 import { Throughput } from './Throughput.js';
 import { WorkerDetails } from './WorkerDetails.js';
 import { WorkersTable } from './WorkersTable.js';
+import { ColorContext, colorsAllowed } from './use-color.js';
 import { useTerminalSize, type TerminalSize } from './use-terminal-size.js';
 import { useWatchData } from './use-watch-data.js';
-import { initialUiState, keyIntent, planLayout, uiReducer, type UiState, type WatchData, type WatchFeed } from './watch-state.js';
+import {
+  hiddenParts,
+  initialUiState,
+  keyIntent,
+  planLayout,
+  uiReducer,
+  type UiState,
+  type WatchData,
+  type WatchFeed,
+} from './watch-state.js';
 
 export interface WatchAppProps {
   readonly feed: WatchFeed;
@@ -22,6 +32,8 @@ export interface WatchAppProps {
   readonly size?: TerminalSize;
   /** Initial UI state (tests start paused, sorted or with a worker selected). */
   readonly initialState?: UiState;
+  /** Colours on or off; default: off when NO_COLOR is set (https://no-color.org). */
+  readonly colors?: boolean;
 }
 
 /**
@@ -29,7 +41,15 @@ export interface WatchAppProps {
  * selected worker's details), queue depths, top reject reasons, and a key legend. All data comes
  * from `feed`; this component only lays it out and handles keys.
  */
-export function WatchApp({ feed, namespace, endpoints, startedAtMs, size: fixedSize, initialState }: WatchAppProps) {
+export function WatchApp({
+  feed,
+  namespace,
+  endpoints,
+  startedAtMs,
+  size: fixedSize,
+  initialState,
+  colors = colorsAllowed(process.env),
+}: WatchAppProps) {
   const live = useWatchData(feed);
   const [ui, dispatch] = useReducer(uiReducer, initialState ?? initialUiState);
   const data: WatchData = ui.paused && ui.frozen ? ui.frozen : live;
@@ -42,6 +62,7 @@ export function WatchApp({ feed, namespace, endpoints, startedAtMs, size: fixedS
   const selected = rows.find((r) => r.workerId === ui.selectedId) ?? null;
   const retryQueues = data.queues?.queues.filter((q) => q.role === 'retry').length ?? 0;
   const layout = planLayout(size, { workers: rows.length, retryQueues }, selected !== null);
+  const hidden = hiddenParts(layout, { workers: rows.length, retryQueues }, selected !== null);
 
   // Raw mode (needed for single keys) only exists on a TTY stdin; without it the screen still updates.
   useInput(
@@ -67,7 +88,7 @@ export function WatchApp({ feed, namespace, endpoints, startedAtMs, size: fixedS
           case 'deselect':
             dispatch({ type: 'deselect' });
             break;
-          default:
+          case null:
             break;
         }
       }
@@ -82,33 +103,55 @@ export function WatchApp({ feed, namespace, endpoints, startedAtMs, size: fixedS
     isRawModeSupported === true ? '' : 'keys off (stdin is not a terminal)',
   ].filter(Boolean);
   return (
-    <Box flexDirection="column" width={size.columns}>
-      <Header namespace={namespace} endpoints={endpoints} uptimeMs={data.stats.atMs - startedAtMs} broker={data.broker} paused={ui.paused} sortKey={ui.sortKey} />
-      {gap}
-      <WorkersTable rows={rows} totals={data.stats.totals} selectedId={selected?.workerId ?? null} wide={layout.wide} rowsMax={layout.workerRowsMax} />
-      {layout.details && selected ? (
-        <>
-          {gap}
-          <WorkerDetails row={selected} nowMs={data.stats.atMs} columns={size.columns} />
-        </>
-      ) : layout.sparklines !== 'none' ? (
-        <>
-          {gap}
-          <Throughput rows={rows} totalHistory={data.stats.totalHistory} totalRatePerS={data.stats.totals.ratePerS} mode={layout.sparklines} columns={size.columns} />
-        </>
-      ) : null}
-      {layout.queueRows !== 'none' ? (
-        <>
-          {gap}
-          <QueuePanel reading={data.queues} error={data.queueError} mode={layout.queueRows} />
-        </>
-      ) : null}
-      {gap}
-      <RejectReasons reasons={data.stats.rejectReasons} />
-      <Text wrap="truncate" dimColor>
-        {`q quit  p ${ui.paused ? 'resume' : 'pause'}  s sort (${ui.sortKey})  ↑↓ ${selected ? 'select' : 'details'}${selected ? '  esc close' : ''}`}
-        {warnings.length > 0 ? `  ${warnings.join('  ')}` : ''}
-      </Text>
-    </Box>
+    <ColorContext.Provider value={colors}>
+      <Box flexDirection="column" width={size.columns}>
+        <Header
+          namespace={namespace}
+          endpoints={endpoints}
+          uptimeMs={data.stats.atMs - startedAtMs}
+          broker={data.broker}
+          paused={ui.paused}
+          sortKey={ui.sortKey}
+        />
+        {gap}
+        <WorkersTable
+          rows={rows}
+          totals={data.stats.totals}
+          selectedId={selected?.workerId ?? null}
+          wide={layout.wide}
+          rowsMax={layout.workerRowsMax}
+        />
+        {layout.details && selected ? (
+          <>
+            {gap}
+            <WorkerDetails row={selected} nowMs={data.stats.atMs} columns={size.columns} />
+          </>
+        ) : layout.sparklines !== 'none' ? (
+          <>
+            {gap}
+            <Throughput
+              rows={rows}
+              totalHistory={data.stats.totalHistory}
+              totalRatePerS={data.stats.totals.ratePerS}
+              mode={layout.sparklines}
+              columns={size.columns}
+            />
+          </>
+        ) : null}
+        {layout.queueRows !== 'none' ? (
+          <>
+            {gap}
+            <QueuePanel reading={data.queues} error={data.queueError} mode={layout.queueRows} rowsMax={layout.queueRowsMax} />
+          </>
+        ) : null}
+        {gap}
+        <RejectReasons reasons={data.stats.rejectReasons} />
+        <Text wrap="truncate" dimColor>
+          {hidden.length > 0 ? `hidden: ${hidden.join(', ')} (too small) · ` : ''}
+          {`q quit  p ${ui.paused ? 'resume' : 'pause'}  s sort (${ui.sortKey})  ↑↓ ${selected ? 'select' : 'details'}${selected ? '  esc close' : ''}`}
+          {warnings.length > 0 ? `  ${warnings.join('  ')}` : ''}
+        </Text>
+      </Box>
+    </ColorContext.Provider>
   );
 }

@@ -1,8 +1,9 @@
 import { Box, Text } from 'ink';
 import type { WorkerRow } from '../watch/stats-aggregator.js';
 import type { LatencySummary } from '../stats/snapshot.js';
-import { STATUS_COLOR } from './WorkersTable.js';
+import { live, STATUS_COLOR } from './WorkersTable.js';
 import { formatAgo, formatDuration, formatMs, formatRate, sparkline } from './text.js';
+import { useColor } from './use-color.js';
 
 export interface WorkerDetailsProps {
   readonly row: WorkerRow;
@@ -17,6 +18,7 @@ function latencyLine(label: string, l: LatencySummary, windowS: number): string 
 
 /** Everything one worker reported, for the worker selected with the arrow keys (DETAILS_LINES lines). */
 export function WorkerDetails({ row: r, nowMs, columns }: WorkerDetailsProps) {
+  const color = useColor();
   const reasons = Object.entries(r.rejectedByReason)
     .filter(([, n]) => n > 0)
     .map(([reason, n]) => `${reason} ${n}`)
@@ -26,19 +28,21 @@ export function WorkerDetails({ row: r, nowMs, columns }: WorkerDetailsProps) {
     <Box flexDirection="column">
       <Text wrap="truncate">
         <Text bold>{`▸ ${r.workerId} `}</Text>
-        <Text color={STATUS_COLOR[r.status]}>{r.status}</Text>
-        {`  ${r.host} pid ${r.pid}  up ${formatDuration(nowMs - r.startedAtMs)}  seen ${formatAgo(r.lastSeenAgoMs)} ago  in-flight ${r.inFlight}/${r.prefetchCount}  `}
-        <Text color="magenta">{flags}</Text>
+        <Text color={color(STATUS_COLOR[r.status])}>{r.status}</Text>
+        {`  ${r.host} pid ${r.pid}  up ${formatDuration(nowMs - r.startedAtMs)}  seen ${formatAgo(r.lastSeenAgoMs)} ago  in-flight ${live(r, `${r.inFlight}/${r.prefetchCount}`)}  `}
+        <Text color={color('magenta')}>{flags}</Text>
       </Text>
       <Text wrap="truncate">{`  applied ${r.applied}  rejected ${r.rejected}${reasons ? ` (${reasons})` : ''}  retried ${r.retried}  parked ${r.parked}  duplicates ${r.duplicates}`}</Text>
       <Text wrap="truncate">
         {`  tx/s ${formatRate(r.ratePerS)} (1 s)  ${formatRate(r.rate10sPerS)} (10 s)  `}
-        <Text color="cyan">{sparkline(r.history, Math.max(10, columns - 40))}</Text>
+        <Text color={color('cyan')}>{sparkline(r.history, Math.max(10, columns - 40))}</Text>
       </Text>
-      <Text wrap="truncate">{`  ${latencyLine('created→committed ms  ', r.endToEndMs, r.latencyWindowS)}`}</Text>
-      <Text wrap="truncate">{`  ${latencyLine('delivered→committed ms', r.processingMs, r.latencyWindowS)}`}</Text>
-      <Text wrap="truncate" color={r.lastError ? 'red' : undefined} dimColor={!r.lastError}>
-        {r.lastError ? `  last error ${formatAgo(Math.max(0, nowMs - r.lastError.atMs))} ago: ${r.lastError.message}` : '  last error: none'}
+      <Text wrap="truncate">{`  ${r.status === 'gone' ? 'created→committed ms    - (worker gone: no live latency)' : latencyLine('created→committed ms  ', r.endToEndMs, r.latencyWindowS)}`}</Text>
+      <Text wrap="truncate">{`  ${r.status === 'gone' ? 'delivered→committed ms  -' : latencyLine('delivered→committed ms', r.processingMs, r.latencyWindowS)}`}</Text>
+      <Text wrap="truncate" color={color(r.lastError ? 'red' : undefined)} dimColor={!r.lastError}>
+        {r.lastError
+          ? `  last error ${formatAgo(Math.max(0, nowMs - r.lastError.atMs))} ago: ${r.lastError.message}`
+          : '  last error: none'}
       </Text>
     </Box>
   );

@@ -1,6 +1,7 @@
 import { Box, Text } from 'ink';
 import type { Totals, WorkerRow, WorkerStatus } from '../watch/stats-aggregator.js';
 import { cell, formatAgo, formatCount, formatMs, formatRate } from './text.js';
+import { useColor } from './use-color.js';
 
 export interface WorkersTableProps {
   /** Already sorted. */
@@ -34,21 +35,75 @@ export const STATUS_COLOR: Record<WorkerStatus, string> = { active: 'green', idl
 function columnsFor(wide: boolean): Column[] {
   const all: Column[] = [
     { title: 'worker', width: wide ? 14 : 10, align: 'left', row: (r) => r.workerId, total: () => 'total' },
-    { title: 'status', width: 6, align: 'left', row: (r) => statusText(r).text, total: (t) => `${t.byStatus.active + t.byStatus.idle}/${t.workers}` },
+    {
+      title: 'status',
+      width: 6,
+      align: 'left',
+      row: (r) => statusText(r).text,
+      total: (t) => `${t.byStatus.active + t.byStatus.idle}/${t.workers}`,
+    },
     { title: 'tx/s', width: 7, align: 'right', row: (r) => formatRate(r.ratePerS), total: (t) => formatRate(t.ratePerS) },
-    { title: '10s avg', width: 7, align: 'right', wideOnly: true, row: (r) => formatRate(r.rate10sPerS), total: (t) => formatRate(t.rate10sPerS) },
+    {
+      title: '10s avg',
+      width: 7,
+      align: 'right',
+      wideOnly: true,
+      row: (r) => formatRate(r.rate10sPerS),
+      total: (t) => formatRate(t.rate10sPerS),
+    },
     { title: 'applied', width: 8, align: 'right', row: (r) => formatCount(r.applied), total: (t) => formatCount(t.applied) },
     { title: 'rejected', width: 8, align: 'right', row: (r) => formatCount(r.rejected), total: (t) => formatCount(t.rejected) },
     { title: 'retried', width: 7, align: 'right', row: (r) => formatCount(r.retried), total: (t) => formatCount(t.retried) },
     { title: 'parked', width: 6, align: 'right', row: (r) => formatCount(r.parked), total: (t) => formatCount(t.parked) },
-    { title: 'dup', width: 6, align: 'right', wideOnly: true, row: (r) => formatCount(r.duplicates), total: (t) => formatCount(t.duplicates) },
-    { title: 'in-flight', width: 9, align: 'right', wideOnly: true, row: (r) => `${r.inFlight}/${r.prefetchCount}`, total: (t) => String(t.inFlight) },
-    { title: 'p50 ms', width: 6, align: 'right', row: (r) => formatMs(r.endToEndMs.p50, r.endToEndMs.count), total: (t) => approx(t.endToEndMs.exact, formatMs(t.endToEndMs.p50, t.endToEndMs.count)) },
-    { title: 'p99 ms', width: 6, align: 'right', row: (r) => formatMs(r.endToEndMs.p99, r.endToEndMs.count), total: (t) => approx(t.endToEndMs.exact, formatMs(t.endToEndMs.p99, t.endToEndMs.count)) },
-    { title: 'proc p99', width: 8, align: 'right', wideOnly: true, row: (r) => formatMs(r.processingMs.p99, r.processingMs.count), total: (t) => approx(t.processingMs.exact, formatMs(t.processingMs.p99, t.processingMs.count)) },
+    {
+      title: 'dup',
+      width: 6,
+      align: 'right',
+      wideOnly: true,
+      row: (r) => formatCount(r.duplicates),
+      total: (t) => formatCount(t.duplicates),
+    },
+    {
+      title: 'in-flight',
+      width: 9,
+      align: 'right',
+      wideOnly: true,
+      row: (r) => live(r, `${r.inFlight}/${r.prefetchCount}`),
+      total: (t) => String(t.inFlight),
+    },
+    {
+      title: 'p50 ms',
+      width: 6,
+      align: 'right',
+      row: (r) => live(r, formatMs(r.endToEndMs.p50, r.endToEndMs.count)),
+      total: (t) => approx(t.endToEndMs.exact, formatMs(t.endToEndMs.p50, t.endToEndMs.count)),
+    },
+    {
+      title: 'p99 ms',
+      width: 6,
+      align: 'right',
+      row: (r) => live(r, formatMs(r.endToEndMs.p99, r.endToEndMs.count)),
+      total: (t) => approx(t.endToEndMs.exact, formatMs(t.endToEndMs.p99, t.endToEndMs.count)),
+    },
+    {
+      title: 'proc p99',
+      width: 8,
+      align: 'right',
+      wideOnly: true,
+      row: (r) => live(r, formatMs(r.processingMs.p99, r.processingMs.count)),
+      total: (t) => approx(t.processingMs.exact, formatMs(t.processingMs.p99, t.processingMs.count)),
+    },
     { title: 'seen', width: 5, align: 'right', row: (r) => formatAgo(r.lastSeenAgoMs), total: () => '' },
   ];
   return all.filter((c) => wide || !c.wideOnly);
+}
+
+/**
+ * A live reading (in flight now, latency of the last window), or '-' for a gone worker: its last
+ * snapshot's numbers describe a process that no longer runs, and would read as current.
+ */
+export function live(r: Pick<WorkerRow, 'status'>, text: string): string {
+  return r.status === 'gone' ? '-' : text;
 }
 
 /** A '~' marks a total that is the worst worker's value rather than an exact merge. */
@@ -61,12 +116,15 @@ function approx(exact: boolean, text: string): string {
  * so the table reads the same at 80 columns and on a wide screen.
  */
 export function WorkersTable({ rows, totals, selectedId, wide, rowsMax }: WorkersTableProps) {
+  const color = useColor();
   const columns = columnsFor(wide);
   const line = (values: string[]) => values.map((v, i) => cell(v, columns[i]!.width, columns[i]!.align)).join(' ');
   const shown = rows.slice(0, Math.max(1, rowsMax));
   return (
     <Box flexDirection="column">
-      <Text bold wrap="truncate">{line(columns.map((c) => c.title))}</Text>
+      <Text bold wrap="truncate">
+        {line(columns.map((c) => c.title))}
+      </Text>
       {rows.length === 0 ? <Text dimColor>{'no worker has reported yet (start one: txsim worker --id w1)'}</Text> : null}
       {shown.map((r) => {
         const values = columns.map((c) => c.row(r));
@@ -76,13 +134,15 @@ export function WorkersTable({ rows, totals, selectedId, wide, rowsMax }: Worker
         return (
           <Text key={r.workerId} wrap="truncate" inverse={selected} dimColor={r.status === 'gone'}>
             {`${idCell} `}
-            <Text color={status.color}>{statusCell}</Text>
+            <Text color={color(status.color)}>{statusCell}</Text>
             {` ${rest.join(' ')}`}
           </Text>
         );
       })}
       {rows.length > shown.length ? <Text dimColor>{`… ${rows.length - shown.length} more (make the terminal taller)`}</Text> : null}
-      <Text bold wrap="truncate">{line(columns.map((c) => c.total(totals)))}</Text>
+      <Text bold wrap="truncate">
+        {line(columns.map((c) => c.total(totals)))}
+      </Text>
     </Box>
   );
 }

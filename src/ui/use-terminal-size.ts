@@ -21,8 +21,7 @@ export function useTerminalSize(fixed?: TerminalSize): TerminalSize {
     return () => {
       stdout.off('resize', onResize);
     };
-    // read() only depends on stdout.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    // read() only depends on stdout (no react-hooks lint plugin here to say so).
   }, [stdout, fixed]);
   return fixed ?? size;
 }

@@ -84,6 +84,8 @@ export interface Layout {
   readonly sparklines: 'each' | 'total' | 'none';
   /** 'each' lists every retry step; 'merged' sums them into one row. */
   readonly queueRows: 'each' | 'merged' | 'none';
+  /** Queue rows shown when not all fit (the most important queues first); undefined: all of them. */
+  readonly queueRowsMax?: number;
   readonly details: boolean;
   /** Blank lines between panels. */
   readonly gaps: boolean;
@@ -100,7 +102,11 @@ export const DETAILS_LINES = 6;
  * per-step retry rows, per-worker sparklines, then worker rows. One line is kept free: Ink clears
  * the whole screen (and flickers) when a frame is as tall as the terminal.
  */
-export function planLayout(size: { columns: number; rows: number }, counts: { workers: number; retryQueues: number }, detailsOpen: boolean): Layout {
+export function planLayout(
+  size: { columns: number; rows: number },
+  counts: { workers: number; retryQueues: number },
+  detailsOpen: boolean,
+): Layout {
   const budget = Math.max(8, size.rows - 1);
   const wide = size.columns >= WIDE_COLUMNS_MIN;
   const heightOf = (l: Layout): number => {
@@ -109,7 +115,7 @@ export function planLayout(size: { columns: number; rows: number }, counts: { wo
     const table = 1 + Math.max(1, shownWorkers) + more + 1;
     const sparks = l.details ? 0 : l.sparklines === 'each' ? 1 + counts.workers : l.sparklines === 'total' ? 1 : 0;
     const details = l.details ? DETAILS_LINES : 0;
-    const queues = l.queueRows === 'none' ? 0 : 1 + 4 + (l.queueRows === 'each' ? counts.retryQueues : 1);
+    const queues = l.queueRows === 'none' ? 0 : 1 + Math.min(l.queueRowsMax ?? Infinity, queueBodyRows(l.queueRows, counts.retryQueues));
     const sections = [table, sparks + details, queues, 1].filter((h) => h > 0).length;
     const gaps = l.gaps ? sections : 0;
     // header 2 + table + sparklines/details + queues + reject reasons 1 + footer 1
@@ -125,7 +131,47 @@ export function planLayout(size: { columns: number; rows: number }, counts: { wo
   for (const c of candidates) if (heightOf(c) <= budget) return c;
   // Still too tall: drop the details pane (when open), then the queue panel, then cut worker rows.
   const last = candidates[candidates.length - 1]!;
-  let fallback: Layout = detailsOpen && heightOf({ ...last, details: false, sparklines: 'total' }) <= budget ? { ...last, details: false, sparklines: 'total' } : { ...last, queueRows: 'none' };
-  while (heightOf(fallback) > budget && fallback.workerRowsMax > 1) fallback = { ...fallback, workerRowsMax: fallback.workerRowsMax - 1 };
+  let fallback: Layout =
+    detailsOpen && heightOf({ ...last, details: false, sparklines: 'total' }) <= budget
+      ? { ...last, details: false, sparklines: 'total' }
+      : { ...last, queueRows: 'none' };
+  const cutWorkerRows = () => {
+    while (heightOf(fallback) > budget && fallback.workerRowsMax > 1) fallback = { ...fallback, workerRowsMax: fallback.workerRowsMax - 1 };
+  };
+  cutWorkerRows();
+  // Even one worker row does not leave room for the details pane: close it rather than overflow.
+  if (heightOf(fallback) > budget && fallback.details) {
+    fallback = { ...fallback, details: false, workerRowsMax: counts.workers };
+    cutWorkerRows();
+  }
+  // Dropping a whole panel can free more rows than were missing: give them back, the queues first
+  // (the backlog is what an operator looks for), then the total throughput line.
+  const free = () => budget - heightOf(fallback);
+  if (fallback.queueRows === 'none' && free() >= 2) {
+    fallback = { ...fallback, queueRows: 'merged', queueRowsMax: Math.min(queueBodyRows('merged', counts.retryQueues), free() - 1) };
+  }
+  if (!fallback.details && fallback.sparklines === 'none' && free() >= 1) fallback = { ...fallback, sparklines: 'total' };
   return fallback;
+}
+
+/** Rows of the queue panel below its title: process, errors, dead, accounting and the retry steps. */
+export function queueBodyRows(mode: 'each' | 'merged', retryQueues: number): number {
+  return 4 + (mode === 'each' ? retryQueues : Math.min(1, retryQueues));
+}
+
+/**
+ * What a layout leaves out that a taller terminal would show, for the footer to say (worker rows
+ * cut are said by the table itself: "… N more").
+ */
+export function hiddenParts(l: Layout, counts: { workers: number; retryQueues: number }, detailsOpen: boolean): string[] {
+  const hidden: string[] = [];
+  if (detailsOpen && !l.details) hidden.push('details');
+  if (!l.details && l.sparklines === 'none') hidden.push('throughput');
+  else if (!l.details && l.sparklines === 'total' && counts.workers > 1) hidden.push('worker sparklines');
+  if (l.queueRows === 'none') hidden.push('queues');
+  else if (l.queueRowsMax !== undefined) {
+    const cut = queueBodyRows(l.queueRows, counts.retryQueues) - l.queueRowsMax;
+    if (cut > 0) hidden.push(`${cut} queue ${cut === 1 ? 'row' : 'rows'}`);
+  }
+  return hidden;
 }

@@ -82,7 +82,9 @@ export class ManagementApiClient {
   ) {
     const url = new URL(apiUrl);
     this.endpoint = redactUrl(apiUrl);
-    this.authorization = url.username ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}` : null;
+    this.authorization = url.username
+      ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`
+      : null;
     url.username = '';
     url.password = '';
     this.base = url;
@@ -93,7 +95,9 @@ export class ManagementApiClient {
   /** One queue's depth and rates; `exists: false` on 404. Throws ServiceUnavailableError otherwise. */
   async queue(q: WatchedQueue): Promise<QueueDepth> {
     const path = `/api/queues/${encodeURIComponent(this.vhost)}/${encodeURIComponent(q.name)}`;
-    const data = (await this.get(path, { columns: 'name,messages_ready,messages_unacknowledged,consumers,message_stats' })) as ApiQueue | null;
+    const data = (await this.get(path, {
+      columns: 'name,messages_ready,messages_unacknowledged,consumers,message_stats',
+    })) as ApiQueue | null;
     if (data === null) return { ...q, exists: false, ready: null, unacked: null, consumers: null, inPerS: null, outPerS: null };
     return {
       ...q,
@@ -164,7 +168,8 @@ export class PassiveDeclareReader {
       return { ...q, exists: true, ready: ok.messageCount, unacked: null, consumers: ok.consumerCount, inPerS: null, outPerS: null };
     } catch (err) {
       this.channel = null;
-      if ((err as { code?: number }).code === 404) return { ...q, exists: false, ready: null, unacked: null, consumers: null, inPerS: null, outPerS: null };
+      if ((err as { code?: number }).code === 404)
+        return { ...q, exists: false, ready: null, unacked: null, consumers: null, inPerS: null, outPerS: null };
       throw err;
     }
   }

@@ -1,9 +1,7 @@
-import hdrModule from 'hdr-histogram-js';
+// hdr-histogram-js is CommonJS: its default import is the whole module.exports.
+import hdr from 'hdr-histogram-js';
 import type { LatencySummary, WorkerSnapshot } from '../stats/snapshot.js';
 import { round1 } from '../stats/rates.js';
-
-// hdr-histogram-js is CommonJS; under NodeNext its default export arrives wrapped.
-const hdr = hdrModule as unknown as typeof import('hdr-histogram-js');
 
 /**
  * The pure side of `watch`: what the workers' snapshots add up to. Every function here takes the
@@ -61,7 +59,8 @@ export function emptyStats(): StatsState {
  */
 export function receiveSnapshot(state: StatsState, snapshot: WorkerSnapshot, receivedAtMs: number): StatsState {
   const previous = state.workers[snapshot.workerId];
-  const sameProcess = previous !== undefined && previous.snapshot.pid === snapshot.pid && previous.snapshot.startedAtMs === snapshot.startedAtMs;
+  const sameProcess =
+    previous !== undefined && previous.snapshot.pid === snapshot.pid && previous.snapshot.startedAtMs === snapshot.startedAtMs;
   if (sameProcess && snapshot.seq < previous.snapshot.seq) return state;
   const entry: WorkerEntry = { snapshot, receivedAtMs, history: previous?.history ?? [] };
   return { ...state, workers: { ...state.workers, [snapshot.workerId]: entry } };
@@ -216,7 +215,13 @@ export function mergeLatency(summaries: readonly LatencySummary[]): MergedLatenc
   try {
     const merged = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 3 });
     for (const s of nonEmpty) merged.add(hdr.decodeFromCompressedBase64(s.histogram!));
-    return { count: merged.totalCount, p50: merged.getValueAtPercentile(50), p99: merged.getValueAtPercentile(99), max: merged.getValueAtPercentile(100), exact: true };
+    return {
+      count: merged.totalCount,
+      p50: merged.getValueAtPercentile(50),
+      p99: merged.getValueAtPercentile(99),
+      max: merged.getValueAtPercentile(100),
+      exact: true,
+    };
   } catch {
     // A histogram from an incompatible sender: fall back rather than lose the whole view.
     return worst();
@@ -283,12 +288,25 @@ export interface StatsView {
   readonly invalidCount: number;
 }
 
-export function viewOf(state: StatsState, nowMs: number, sortKey: SortKey = 'id', options: StalenessOptions = DEFAULT_STALENESS): StatsView {
+export function viewOf(
+  state: StatsState,
+  nowMs: number,
+  sortKey: SortKey = 'id',
+  options: StalenessOptions = DEFAULT_STALENESS,
+): StatsView {
   const rows = sortRows(
     Object.values(state.workers).map((e) => rowOf(e, nowMs, options)),
     sortKey,
   );
-  return { atMs: nowMs, sortKey, rows, totals: totalsOf(rows), totalHistory: state.totalHistory, rejectReasons: topRejectReasons(rows, 5), invalidCount: state.invalidCount };
+  return {
+    atMs: nowMs,
+    sortKey,
+    rows,
+    totals: totalsOf(rows),
+    totalHistory: state.totalHistory,
+    rejectReasons: topRejectReasons(rows, 5),
+    invalidCount: state.invalidCount,
+  };
 }
 
 /** A counter read at one instant, for rates. */

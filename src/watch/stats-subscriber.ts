@@ -1,4 +1,4 @@
-import type { Channel } from 'amqplib';
+import type { Channel, ConsumeMessage } from 'amqplib';
 import { decodeSnapshot, type WorkerSnapshot } from '../stats/snapshot.js';
 
 /**
@@ -30,7 +30,30 @@ export interface StatsListener {
  * least-privilege `watch` user (scripts/rabbitmq-users.sh) may not configure it. A missing exchange
  * rejects with the broker's 404 (and closes the channel): the namespace was never set up.
  */
-export async function subscribeStats(channel: Channel, exchange: string, listener: StatsListener, now: () => number = Date.now): Promise<string> {
+export async function subscribeStats(
+  channel: Channel,
+  exchange: string,
+  listener: StatsListener,
+  now: () => number = Date.now,
+): Promise<string> {
+  const queue = await declareStatsQueue(channel, exchange);
+  const onSnapshot = snapshotHandler(listener, now);
+  await channel.consume(
+    queue,
+    (msg) => {
+      if (msg === null) listener.onCancelled?.();
+      else onSnapshot(msg);
+    },
+    { noAck: true },
+  );
+  return queue;
+}
+
+/**
+ * The first half of `subscribeStats`: checks the exchange and declares and binds a new private
+ * queue on `channel`. Run again for every subscribe (the queue dies with its channel). Returns its name.
+ */
+export async function declareStatsQueue(channel: Channel, exchange: string): Promise<string> {
   await channel.checkExchange(exchange);
   const { queue } = await channel.assertQueue('', {
     exclusive: true,
@@ -39,18 +62,14 @@ export async function subscribeStats(channel: Channel, exchange: string, listene
     arguments: { 'x-max-length': WATCH_QUEUE_LENGTH_MAX, 'x-message-ttl': WATCH_QUEUE_TTL_MS },
   });
   await channel.bindQueue(queue, exchange, '');
-  await channel.consume(
-    queue,
-    (msg) => {
-      if (msg === null) {
-        listener.onCancelled?.();
-        return;
-      }
-      const decoded = decodeSnapshot(msg.content);
-      if (decoded.ok) listener.onSnapshot(decoded.snapshot, now());
-      else listener.onInvalid?.(decoded.error);
-    },
-    { noAck: true },
-  );
   return queue;
+}
+
+/** The second half: decodes one snapshot message (consumed without ack) for the listener. */
+export function snapshotHandler(listener: Omit<StatsListener, 'onCancelled'>, now: () => number = Date.now): (msg: ConsumeMessage) => void {
+  return (msg) => {
+    const decoded = decodeSnapshot(msg.content);
+    if (decoded.ok) listener.onSnapshot(decoded.snapshot, now());
+    else listener.onInvalid?.(decoded.error);
+  };
 }

@@ -1,14 +1,23 @@
-import type { Channel, ChannelModel } from 'amqplib';
-import { connectOnce, connectRecovering } from '../amqp/connect.js';
+import type { ChannelModel } from 'amqplib';
+import { connectOnce } from '../amqp/connect.js';
+import { ManagedConnection } from '../amqp/managed-channel.js';
 import { topologyOf } from '../amqp/topology.js';
 import { describeEndpoints, type Config } from '../config/config.js';
-import { parseIntFlag } from '../config/parse.js';
-import { NotFoundError, UsageError } from '../errors.js';
+import { NotFoundError } from '../errors.js';
 import { ManagementApiClient, PassiveDeclareReader, QueueDepthReader, vhostOf, watchedQueues, type QueueReading } from './queue-depths.js';
 import type { Logger } from '../log.js';
-import { DEFAULT_STALENESS, emptyStats, receiveInvalid, receiveSnapshot, tick, viewOf, type StalenessOptions, type StatsState, type WorkerRow } from './stats-aggregator.js';
+import {
+  emptyStats,
+  receiveInvalid,
+  receiveSnapshot,
+  tick,
+  viewOf,
+  type StalenessOptions,
+  type StatsState,
+  type WorkerRow,
+} from './stats-aggregator.js';
 import type { WorkerSnapshot } from '../stats/snapshot.js';
-import { subscribeStats } from './stats-subscriber.js';
+import { declareStatsQueue, snapshotHandler, subscribeStats, type StatsListener } from './stats-subscriber.js';
 import type { WatchData, WatchFeed } from '../ui/watch-state.js';
 import type { CommandContext } from '../commands/context.js';
 import { table, toJson } from '../commands/format.js';
@@ -92,7 +101,12 @@ export class WatchFeedStore implements WatchFeed {
   }
 
   private build(): WatchData {
-    return { stats: viewOf(this.stats, this.now(), 'id', this.staleness), queues: this.queues, queueError: this.queueError, broker: this.broker };
+    return {
+      stats: viewOf(this.stats, this.now(), 'id', this.staleness),
+      queues: this.queues,
+      queueError: this.queueError,
+      broker: this.broker,
+    };
   }
 }
 
@@ -109,41 +123,8 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
   const topology = topologyOf(config);
   const store = new WatchFeedStore(options.staleness);
   const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
-  let current: ChannelModel | null = null;
-  let closing = false;
-  // Subscribes on each new connection. A namespace not set up yet has no stats exchange: say so
-  // on screen and look again every 2 s; any other failure drops the connection to start over.
-  const keepSubscribed = (model: ChannelModel): void => {
-    subscribeOn(model, topology.statsExchange, store, log).then(
-      () => store.setBroker('connected'),
-      (err: unknown) => {
-        if (closing || current !== model) return;
-        if (isNotFound(err)) {
-          store.setBroker('connected', `no ${topology.statsExchange} yet: txsim setup?`);
-          setTimeout(() => current === model && !closing && keepSubscribed(model), 2_000).unref();
-          return;
-        }
-        log.warn({ err: (err as Error).message }, 'could not subscribe to stats; reconnecting');
-        model.close().catch(() => {});
-      },
-    );
-  };
-  const connection = await connectRecovering({
-    url: config.amqpUrl,
-    log,
-    clientName: 'txsim watch',
-    setup: async () => {},
-    onConnect: (model) => {
-      current = model;
-      store.setBroker('connected');
-      keepSubscribed(model);
-    },
-    onDisconnect: (err) => {
-      current = null;
-      store.setBroker('reconnecting', err.message.slice(0, 60));
-    },
-    initialMaxRetries: 3,
-  });
+  const connection = followStats(config.amqpUrl, topology.statsExchange, store, log);
+  await connection.start();
   const passive = new PassiveDeclareReader(connection);
   const reader = new QueueDepthReader(watchedQueues(topology), api, passive);
   const stopReading = readQueuesEvery(reader, store, options.intervalMs, log);
@@ -154,13 +135,25 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
   try {
     if (tui) {
       // Ink and React load only here: every other command starts half a second faster without them.
-      const [{ render }, { createElement }, { WatchApp }] = await Promise.all([import('ink'), import('react'), import('../ui/WatchApp.js')]);
+      const [{ render }, { createElement }, { WatchApp }] = await Promise.all([
+        import('ink'),
+        import('react'),
+        import('../ui/WatchApp.js'),
+      ]);
       const endpoints = describeEndpoints(config);
-      const app = render(createElement(WatchApp, { feed: store, namespace: config.namespace, endpoints: { amqp: endpoints.amqp, database: endpoints.database }, startedAtMs: Date.now() }), {
-        patchConsole: false,
-        exitOnCtrlC: true,
-        maxFps: 10,
-      });
+      const app = render(
+        createElement(WatchApp, {
+          feed: store,
+          namespace: config.namespace,
+          endpoints: { amqp: endpoints.amqp, database: endpoints.database },
+          startedAtMs: Date.now(),
+        }),
+        {
+          patchConsole: false,
+          exitOnCtrlC: true,
+          maxFps: 10,
+        },
+      );
       const aborted = new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
       await Promise.race([app.waitUntilExit(), aborted]);
       app.unmount();
@@ -168,13 +161,50 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
       await new Promise<void>((resolve) => io.signal.addEventListener('abort', () => resolve(), { once: true }));
     }
   } finally {
-    closing = true;
     clearInterval(refresher);
     stopReading();
     await passive.close();
     await api.close();
-    await connection.close().catch(() => {});
+    await connection.close();
   }
+}
+
+/**
+ * The stats subscription of the live watch: a managed connection (it comes back by itself) with
+ * one channel whose consumer re-declares its private queue on every subscribe.
+ */
+function followStats(amqpUrl: string, exchange: string, store: WatchFeedStore, log: Logger): ManagedConnection {
+  const connection = new ManagedConnection({
+    url: amqpUrl,
+    log,
+    clientName: 'txsim watch',
+    initialMaxRetries: 3,
+    onConnect: () => store.setBroker('connected'),
+    onDisconnect: (err) => store.setBroker('reconnecting', err.message.slice(0, 60)),
+  });
+  // A private queue is declared for every subscribe (its channel takes it along when it goes). A
+  // namespace not set up yet has no stats exchange: the 404 closes the channel; say so on screen
+  // and look again every 2 s on a new one.
+  const stats = connection.channel({
+    name: 'stats channel',
+    retryDelay: { initialMs: 2_000, maxMs: 2_000 },
+    onFailure: (err) => {
+      if (!isNotFound(err)) return 'unexpected';
+      store.setBroker('connected', `no ${exchange} yet: txsim setup?`);
+      return 'expected';
+    },
+  });
+  const onSnapshot = snapshotHandler(statsListener(store, log));
+  stats.consume(
+    (channel) => declareStatsQueue(channel, exchange),
+    ({ msg }) => onSnapshot(msg),
+    {
+      noAck: true,
+      label: 'stats subscriber',
+      onSubscribed: () => store.setBroker('connected'),
+    },
+  );
+  return connection;
 }
 
 /** The broker's 404 on a passive declare: the exchange or queue does not exist. */
@@ -182,24 +212,27 @@ function isNotFound(err: unknown): boolean {
   return (err as { code?: unknown }).code === 404;
 }
 
-async function subscribeOn(model: ChannelModel, exchange: string, store: WatchFeedStore, log: Logger): Promise<Channel> {
-  const channel = await model.createChannel();
-  channel.on('error', (err: Error) => {
-    if (!isNotFound(err)) log.warn({ err: err.message }, 'stats channel error');
-  });
-  await subscribeStats(channel, exchange, {
+/** Where snapshots go: into the store; invalid ones are counted and logged at debug. */
+function statsListener(store: WatchFeedStore, log: Logger): StatsListener {
+  return {
     onSnapshot: store.onSnapshot,
     onInvalid: (error) => {
       store.onInvalid();
       log.debug({ error }, 'invalid stats snapshot ignored');
     },
-    onCancelled: () => {
-      // Our private queue was deleted under us: a new channel re-declares it.
-      channel.close().catch(() => {});
-      subscribeOn(model, exchange, store, log).catch(() => model.close().catch(() => {}));
-    },
+  };
+}
+
+/**
+ * --once: one plain subscription for the short listen. A cancel (the private queue deleted under
+ * us) is not worth a new subscription in that second; the snapshot then shows what arrived.
+ */
+async function subscribeOnce(model: ChannelModel, exchange: string, store: WatchFeedStore, log: Logger): Promise<void> {
+  const channel = await model.createChannel();
+  channel.on('error', (err: Error) => {
+    if (!isNotFound(err)) log.warn({ err: err.message }, 'stats channel error');
   });
-  return channel;
+  await subscribeStats(channel, exchange, statsListener(store, log));
 }
 
 /** Reads queue depths every interval, one read at a time (a slow API must not pile requests up). */
@@ -233,9 +266,10 @@ async function watchOnce(ctx: CommandContext, options: WatchOptions): Promise<Wa
   try {
     store.setBroker('connected');
     try {
-      await subscribeOn(connection, topology.statsExchange, store, log);
+      await subscribeOnce(connection, topology.statsExchange, store, log);
     } catch (err) {
-      if (isNotFound(err)) throw new NotFoundError(`exchange ${topology.statsExchange} does not exist (wrong --namespace, or run txsim setup)`);
+      if (isNotFound(err))
+        throw new NotFoundError(`exchange ${topology.statsExchange} does not exist (wrong --namespace, or run txsim setup)`);
       throw err;
     }
     await new Promise((resolve) => setTimeout(resolve, options.listenMs));
@@ -258,17 +292,23 @@ async function watchOnce(ctx: CommandContext, options: WatchOptions): Promise<Wa
 /** The `--json` document: the same numbers as the screen, histograms left out. */
 export function jsonDocument(config: Config, data: WatchData) {
   const endpoints = describeEndpoints(config);
-  const stripHistograms = (r: WorkerRow) => {
-    const { histogram: _e2e, ...endToEndMs } = r.endToEndMs;
-    const { histogram: _proc, ...processingMs } = r.processingMs;
-    return { ...r, endToEndMs, processingMs };
+  // An empty latency window has no percentiles: null, not 0 (the JSON convention for "no data").
+  const latency = <L extends { count: number; p50: number; p99: number; max: number; p90?: number; histogram?: string }>(l: L) => {
+    const { histogram: _histogram, ...rest } = l;
+    if (l.count > 0) return rest;
+    return { ...rest, p50: null, p99: null, max: null, ...(l.p90 === undefined ? {} : { p90: null }) };
   };
+  const stripHistograms = (r: WorkerRow) => ({ ...r, endToEndMs: latency(r.endToEndMs), processingMs: latency(r.processingMs) });
   return {
     at: new Date(data.stats.atMs).toISOString(),
     namespace: config.namespace,
     endpoints,
     workers: data.stats.rows.map(stripHistograms),
-    totals: data.stats.totals,
+    totals: {
+      ...data.stats.totals,
+      endToEndMs: latency(data.stats.totals.endToEndMs),
+      processingMs: latency(data.stats.totals.processingMs),
+    },
     rejectReasons: data.stats.rejectReasons,
     invalidSnapshots: data.stats.invalidCount,
     queues: data.queues,
@@ -282,22 +322,80 @@ function printOnce(ctx: CommandContext, config: Config, data: WatchData): void {
   const ms = (l: { p50: number; p99: number; count: number }) => (l.count === 0 ? ['-', '-'] : [l.p50, l.p99]);
   ctx.out(`txsim watch ${new Date(data.stats.atMs).toISOString()}  namespace ${config.namespace}`);
   ctx.out(`amqp ${endpoints.amqp}  db ${endpoints.database}`);
-  ctx.out(`workers: ${totals.workers} (${totals.byStatus.active} active, ${totals.byStatus.idle} idle, ${totals.byStatus.stale} stale, ${totals.byStatus.gone} gone)`);
+  ctx.out(
+    `workers: ${totals.workers} (${totals.byStatus.active} active, ${totals.byStatus.idle} idle, ${totals.byStatus.stale} stale, ${totals.byStatus.gone} gone)`,
+  );
   ctx.out('');
   ctx.out(
     table(
-      ['worker', 'status', 'tx/s', '10s tx/s', 'applied', 'rejected', 'retried', 'parked', 'dup', 'in-flight', 'p50 ms', 'p99 ms', 'seen s'],
       [
-        ...rows.map((r) => [r.workerId, r.status, r.ratePerS ?? '-', r.rate10sPerS ?? '-', r.applied, r.rejected, r.retried, r.parked, r.duplicates, `${r.inFlight}/${r.prefetchCount}`, ...ms(r.endToEndMs), (r.lastSeenAgoMs / 1000).toFixed(1)]),
-        ['total', `${totals.byStatus.active + totals.byStatus.idle}/${totals.workers}`, totals.ratePerS, totals.rate10sPerS, totals.applied, totals.rejected, totals.retried, totals.parked, totals.duplicates, totals.inFlight, ...ms(totals.endToEndMs), ''],
+        'worker',
+        'status',
+        'tx/s',
+        '10s tx/s',
+        'applied',
+        'rejected',
+        'retried',
+        'parked',
+        'dup',
+        'in-flight',
+        'p50 ms',
+        'p99 ms',
+        'seen s',
+      ],
+      [
+        ...rows.map((r) => [
+          r.workerId,
+          r.status,
+          r.ratePerS ?? '-',
+          r.rate10sPerS ?? '-',
+          r.applied,
+          r.rejected,
+          r.retried,
+          r.parked,
+          r.duplicates,
+          `${r.inFlight}/${r.prefetchCount}`,
+          ...ms(r.endToEndMs),
+          (r.lastSeenAgoMs / 1000).toFixed(1),
+        ]),
+        [
+          'total',
+          `${totals.byStatus.active + totals.byStatus.idle}/${totals.workers}`,
+          totals.ratePerS,
+          totals.rate10sPerS,
+          totals.applied,
+          totals.rejected,
+          totals.retried,
+          totals.parked,
+          totals.duplicates,
+          totals.inFlight,
+          ...ms(totals.endToEndMs),
+          '',
+        ],
       ],
     ),
   );
   ctx.out('');
   if (data.queues) {
     const q = data.queues;
-    ctx.out(q.source === 'management-api' ? 'queues (source: management API)' : `queues (source: AMQP passive declare; management API unavailable: ${q.apiError ?? 'unknown'})`);
-    ctx.out(table(['queue', 'ready', 'unacked', 'in/s', 'out/s', 'consumers'], q.queues.map((d) => [d.exists ? d.name : `${d.name} (missing)`, d.ready ?? '-', d.unacked ?? '-', d.inPerS ?? '-', d.outPerS ?? '-', d.consumers ?? '-'])));
+    ctx.out(
+      q.source === 'management-api'
+        ? 'queues (source: management API)'
+        : `queues (source: AMQP passive declare; management API unavailable: ${q.apiError ?? 'unknown'})`,
+    );
+    ctx.out(
+      table(
+        ['queue', 'ready', 'unacked', 'in/s', 'out/s', 'consumers'],
+        q.queues.map((d) => [
+          d.exists ? d.name : `${d.name} (missing)`,
+          d.ready ?? '-',
+          d.unacked ?? '-',
+          d.inPerS ?? '-',
+          d.outPerS ?? '-',
+          d.consumers ?? '-',
+        ]),
+      ),
+    );
   } else {
     ctx.out(`queues: unavailable (${data.queueError ?? 'unknown'})`);
   }
@@ -326,4 +424,3 @@ export function plainLines(data: WatchData, at: Date): string[] {
   }
   return lines;
 }
-

@@ -1,14 +1,15 @@
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, RecoveringChannelModel } from 'amqplib';
-import { AckTracker } from '../amqp/ack-tracker.js';
-import { connectRecovering } from '../amqp/connect.js';
-import { ConfirmPublisher } from '../amqp/publisher.js';
+import type { ConnectionFactory } from '../amqp/connect.js';
+import { ManagedConnection, type Delivery as AmqpDelivery, type ManagedChannel, type ManagedConsumer } from '../amqp/managed-channel.js';
+import { typedProperties } from '../amqp/message-properties.js';
+import type { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
+import { pingDatabase } from '../db/ping.js';
 import { decodeTransaction } from '../domain/message-schema.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { WorkerMetrics } from '../stats/worker-metrics.js';
-import { applyBatch, type Incoming, type Outcome } from './apply-batch.js';
+import { applyBatch, type ApplyContext, type Incoming, type Outcome } from './apply-batch.js';
 import { classifyFailure, type ClassifiedFailure } from './classify-failure.js';
 
 /** Settings of one worker replica. Units are in the names. */
@@ -28,6 +29,13 @@ export interface WorkerOptions {
   readonly attemptsMax: number;
   /** How long shutdown waits for in-flight messages before closing anyway. */
   readonly shutdownDeadlineMs: number;
+  /** How long start() waits for the broker, retries included, before it fails (default 15 s). */
+  readonly connectTimeoutMs?: number;
+  /**
+   * How often the `info` summary line (applied / rejected / retried / parked since the last one) is
+   * logged, when anything happened; per-transaction lines are at `debug`. Default 1 s.
+   */
+  readonly summaryIntervalMs?: number;
   /**
    * Fault injection for the fault suite: SIGKILL this process right after the n-th commit, before
    * any of that batch is acked — the worst moment to crash. Off (undefined) in normal use.
@@ -35,15 +43,33 @@ export interface WorkerOptions {
   readonly crashAfterCommits?: number;
 }
 
-interface Delivery {
-  readonly msg: ConsumeMessage;
-  readonly channel: Channel;
-  /** Settles deliveries of `channel` with as few frames as possible (multiple-acks). */
-  readonly acks: AckTracker;
-  readonly generation: number;
+/**
+ * What the worker needs besides RabbitMQ, injected so unit tests run it without a database (and
+ * with a fake broker). `workerDepsFor(db)` gives the real ones.
+ */
+export interface WorkerDeps {
+  /** Applies one batch in one DB transaction; throws (after rolling back) on a system error. */
+  readonly applyBatch: (items: readonly Incoming[], context: ApplyContext) => Promise<Outcome[]>;
+  /** Resolves when the database answers; the paused worker probes with it. */
+  readonly pingDatabase: () => Promise<void>;
+  /** Opens the recovering AMQP connection; the real one unless a test passes a fake. */
+  readonly connect?: ConnectionFactory;
+}
+
+/** The real dependencies over one knex pool. */
+export function workerDepsFor(db: Knex): WorkerDeps {
+  return { applyBatch: (items, context) => applyBatch(db, items, context), pingDatabase: () => pingDatabase(db) };
+}
+
+/** A delivery (tagged with its channel generation) as the worker holds it. */
+interface Delivery extends AmqpDelivery {
   readonly incoming: Incoming;
   readonly receivedAtMs: number;
 }
+
+/** Capped backoff of the database probe while paused. */
+const DB_PROBE_FIRST_MS = 250;
+const DB_PROBE_MAX_MS = 5_000;
 
 /**
  * One worker replica: consumes the process queue, applies messages in batches (validate →
@@ -54,12 +80,12 @@ interface Delivery {
  */
 export class Worker {
   readonly metrics = new WorkerMetrics();
-  private connection: RecoveringChannelModel | null = null;
-  private consumeChannel: Channel | null = null;
-  private publisher: ConfirmPublisher | null = null;
-  private consumerTag: string | null = null;
-  private acks: AckTracker | null = null;
-  private generation = 0;
+  private readonly connection: ManagedConnection;
+  /** Publishes rejects, retries and parked messages (registered first, so it is open before deliveries come). */
+  private readonly publishChannel: ManagedChannel;
+  /** Consumes the process queue; its deliveries are settled with multiple-acks, in order. */
+  private readonly consumeChannel: ManagedChannel;
+  private readonly consumer: ManagedConsumer;
   private buffer: Delivery[] = [];
   /** Batches being applied right now (at most `transactionsMax`). */
   private readonly flushes = new Set<Promise<void>>();
@@ -67,96 +93,70 @@ export class Worker {
   private closing = false;
   private closed: Promise<void> | null = null;
   private pausedForDatabase = false;
+  /** Set once start() connected: a worker that never started says nothing when closed. */
+  private started = false;
+  private summary: OutcomeSummary | null = null;
 
   constructor(
     private readonly options: WorkerOptions,
-    private readonly db: Knex,
+    private readonly deps: WorkerDeps,
     private readonly log: Logger,
-  ) {}
-
-  /** Connects (waiting for the broker with backoff) and starts consuming. */
-  async start(): Promise<void> {
-    const t = this.options.topology;
-    this.connection = await connectRecovering({
-      url: this.options.amqpUrl,
-      log: this.log,
-      clientName: `txsim worker ${this.options.workerId}`,
-      setup: async (model) => {
-        const channel = await model.createChannel();
-        await assertTopology(channel, t);
-        await channel.close();
-      },
-      onConnect: (model) => {
-        this.openChannels(model).catch((err) => {
-          this.log.error({ err: (err as Error).message }, 'could not open channels; closing connection to retry');
-          model.close().catch(() => {});
-        });
-      },
-      onDisconnect: () => this.dropChannel(),
+  ) {
+    this.connection = new ManagedConnection({
+      url: options.amqpUrl,
+      log,
+      clientName: `txsim worker ${options.workerId}`,
+      setup: (channel) => assertTopology(channel, options.topology),
       onBlocked: (blocked) => (this.metrics.blocked = blocked),
-      initialMaxRetries: 20,
+      // Bounded by time instead: connectTimeoutMs.
+      initialMaxRetries: Infinity,
+      ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      ...(deps.connect ? { connect: deps.connect } : {}),
     });
+    this.publishChannel = this.connection.channel({ name: 'publish channel', publisher: { windowMax: 1_000, confirmTimeoutMs: 10_000 } });
+    this.consumeChannel = this.connection.channel({
+      name: 'consume channel',
+      ackMode: 'multiple',
+      setup: async (channel) => {
+        await channel.prefetch(options.prefetchCount);
+      },
+      onOpen: () => log.info({ prefetch: options.prefetchCount, batchSizeMax: options.batchSizeMax }, 'worker consuming'),
+      onLost: () => this.dropBuffered(),
+    });
+    this.consumer = this.consumeChannel.consume(options.topology.processQueue, (d) => this.onDelivery(d));
   }
 
-  private async openChannels(model: ChannelModel): Promise<void> {
-    const generation = ++this.generation;
-    const confirm: ConfirmChannel = await model.createConfirmChannel();
-    confirm.on('error', (err: Error) => this.log.warn({ err: err.message }, 'publish channel error'));
-    const channel = await model.createChannel();
-    channel.on('error', (err: Error) => this.log.warn({ err: err.message }, 'consume channel error'));
-    channel.on('close', () => {
-      if (this.consumeChannel === channel) this.dropChannel();
-    });
-    await channel.prefetch(this.options.prefetchCount);
-    const acks = new AckTracker({
-      ack: (tag, multiple) => channel.ack({ fields: { deliveryTag: tag } } as ConsumeMessage, multiple),
-      nack: (tag) => channel.nack({ fields: { deliveryTag: tag } } as ConsumeMessage, false, true),
-    });
-    this.publisher = new ConfirmPublisher(confirm, { windowMax: 1_000, confirmTimeoutMs: 10_000 });
-    this.consumeChannel = channel;
-    this.acks = acks;
-    if (!this.closing && !this.pausedForDatabase) await this.consume(channel, generation, acks);
-    this.log.info({ prefetch: this.options.prefetchCount, batchSizeMax: this.options.batchSizeMax }, 'worker consuming');
+  /**
+   * Connects (waiting for the broker with backoff, up to `connectTimeoutMs`) and starts consuming.
+   * Throws ServiceUnavailableError when the broker does not answer in time; resolves false without
+   * connecting when `signal` aborts first (a SIGINT while waiting).
+   */
+  async start(signal?: AbortSignal): Promise<boolean> {
+    if (!(await this.connection.start(signal))) return false;
+    this.started = true;
+    this.summary = new OutcomeSummary(this.metrics, this.log, this.options.summaryIntervalMs ?? SUMMARY_INTERVAL_MS);
+    return true;
   }
 
-  private async consume(channel: Channel, generation: number, acks: AckTracker): Promise<void> {
-    const reply = await channel.consume(this.options.topology.processQueue, (msg) => {
-      if (msg === null) {
-        // The broker cancelled us (queue deleted or failed over): resubscribe shortly.
-        this.log.warn('consumer cancelled by broker; resubscribing');
-        this.consumerTag = null;
-        setTimeout(() => {
-          if (this.consumeChannel === channel && !this.closing) this.consume(channel, generation, acks).catch(() => {});
-        }, 1_000).unref();
-        return;
-      }
-      this.onDelivery(msg, channel, generation, acks);
-    });
-    this.consumerTag = reply.consumerTag;
-  }
-
-  private dropChannel(): void {
+  private dropBuffered(): void {
     // Deliveries of the old channel can no longer be acked; RabbitMQ will redeliver them.
     const dropped = this.buffer.length;
     this.buffer = [];
-    this.consumeChannel = null;
-    this.consumerTag = null;
-    this.acks = null;
-    this.publisher = null;
     this.metrics.inFlight = 0;
     if (dropped > 0) this.log.warn({ dropped }, 'channel gone; dropped buffered deliveries (they will be redelivered)');
   }
 
-  private onDelivery(msg: ConsumeMessage, channel: Channel, generation: number, acks: AckTracker): void {
-    acks.delivered(msg.fields.deliveryTag);
-    const headers = msg.properties.headers ?? {};
+  private onDelivery({ msg, generation }: AmqpDelivery): void {
+    const properties = typedProperties(msg);
+    const { headers } = properties;
     const priorAttempts = Number(headers[HEADERS.attempts] ?? 0);
+    const runId = headers[HEADERS.runId];
     const incoming: Incoming = {
-      decoded: decodeTransaction(msg.content, { contentType: msg.properties.contentType, messageId: msg.properties.messageId }),
+      decoded: decodeTransaction(msg.content, properties),
       attempt: (Number.isSafeInteger(priorAttempts) && priorAttempts > 0 ? priorAttempts : 0) + 1,
-      runId: typeof headers[HEADERS.runId] === 'string' ? (headers[HEADERS.runId] as string) : null,
+      runId: typeof runId === 'string' ? runId : null,
     };
-    this.buffer.push({ msg, channel, acks, generation, incoming, receivedAtMs: Date.now() });
+    this.buffer.push({ msg, generation, incoming, receivedAtMs: Date.now() });
     this.metrics.inFlight = this.buffer.length;
     this.schedule();
   }
@@ -205,11 +205,14 @@ export class Worker {
   }
 
   private async processBatch(batch: Delivery[]): Promise<void> {
-    const live = batch.filter((d) => d.generation === this.generation);
+    const live = batch.filter((d) => this.consumeChannel.isCurrent(d));
     if (live.length === 0) return;
     let outcomes: Outcome[];
     try {
-      outcomes = await applyBatch(this.db, live.map((d) => d.incoming), { workerId: this.options.workerId });
+      outcomes = await this.deps.applyBatch(
+        live.map((d) => d.incoming),
+        { workerId: this.options.workerId },
+      );
     } catch (err) {
       const failure = classifyFailure(err);
       this.metrics.recordError(err);
@@ -230,7 +233,7 @@ export class Worker {
     await Promise.all(live.map((delivery, i) => this.finish(delivery, outcomes[i]!, committedAtMs)));
   }
 
-  /** After commit: publish rejects to the errors queue, then ack. Logs one line per transaction. */
+  /** After commit: publish rejects to the errors queue, then ack. Logs one line per transaction at debug. */
   private async finish(delivery: Delivery, outcome: Outcome, committedAtMs: number): Promise<void> {
     const m = delivery.incoming.decoded.ok ? delivery.incoming.decoded.message : undefined;
     const createdAtMs = m ? Date.parse(m.createdAt) : NaN;
@@ -240,19 +243,23 @@ export class Worker {
       case 'applied':
         this.metrics.applied++;
         this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, committedAtMs);
-        this.log.info({ ...fields, outcome: 'applied', balanceAfterMinor: outcome.balanceAfterMinor.toString() }, 'applied');
+        this.log.debug({ ...fields, outcome: 'applied', balanceAfterMinor: outcome.balanceAfterMinor.toString() }, 'applied');
         break;
       case 'rejected':
         if (!(await this.publishReject(delivery, outcome.reason, outcome.detail))) return;
         this.metrics.rejected[outcome.reason]++;
         this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, committedAtMs);
-        this.log.info({ ...fields, outcome: 'rejected', reason: outcome.reason, detail: outcome.detail }, 'rejected');
+        this.log.debug({ ...fields, outcome: 'rejected', reason: outcome.reason, detail: outcome.detail }, 'rejected');
         break;
       case 'duplicate':
         this.metrics.duplicates++;
         // A reject whose errors-queue publish was cut off by a crash is re-sent: at least once there.
-        if (outcome.previous === 'rejected' && !(await this.publishReject(delivery, (outcome.previousReason ?? 'invalid_message') as never, 'redelivered; already rejected'))) return;
-        this.log.info({ ...fields, outcome: 'duplicate', previous: outcome.previous }, 'duplicate ignored');
+        if (
+          outcome.previous === 'rejected' &&
+          !(await this.publishReject(delivery, outcome.previousReason ?? 'invalid_message', 'redelivered; already rejected'))
+        )
+          return;
+        this.log.debug({ ...fields, outcome: 'duplicate', previous: outcome.previous }, 'duplicate ignored');
         break;
     }
     this.ack(delivery);
@@ -260,6 +267,7 @@ export class Worker {
 
   private async publishReject(delivery: Delivery, reason: string, detail: string): Promise<boolean> {
     const { msg } = delivery;
+    const properties = typedProperties(msg);
     const envelope = {
       reason,
       detail,
@@ -268,47 +276,69 @@ export class Worker {
       rejectedAt: new Date().toISOString(),
       attempt: delivery.incoming.attempt,
       routingKey: msg.fields.routingKey,
-      contentType: msg.properties.contentType ?? null,
+      contentType: properties.contentType ?? null,
       body: msg.content.toString('utf8'),
     };
     return this.publishTo(delivery, this.options.topology.errorsQueue, Buffer.from(JSON.stringify(envelope)), {
       contentType: 'application/json',
-      messageId: msg.properties.messageId,
-      headers: { [HEADERS.reason]: reason, [HEADERS.detail]: detail.slice(0, 255), [HEADERS.workerId]: this.options.workerId, [HEADERS.attempts]: delivery.incoming.attempt },
+      messageId: properties.messageId,
+      headers: {
+        [HEADERS.reason]: reason,
+        [HEADERS.detail]: detail.slice(0, 255),
+        [HEADERS.workerId]: this.options.workerId,
+        [HEADERS.attempts]: delivery.incoming.attempt,
+      },
     });
   }
 
   /** System error: back through a delay queue, or into the parking queue after the last attempt. */
   private async retryOrPark(delivery: Delivery, failure: ClassifiedFailure): Promise<void> {
     const { msg, incoming } = delivery;
+    const properties = typedProperties(msg);
     const t = this.options.topology;
     const park = incoming.attempt >= this.options.attemptsMax;
     const target = park ? t.deadQueue : t.retryQueues[Math.min(incoming.attempt - 1, t.retryQueues.length - 1)]!.name;
     const ok = await this.publishTo(delivery, target, msg.content, {
-      contentType: msg.properties.contentType,
-      messageId: msg.properties.messageId,
-      timestamp: msg.properties.timestamp,
+      contentType: properties.contentType,
+      messageId: properties.messageId,
+      timestamp: properties.timestamp,
       headers: {
-        ...msg.properties.headers,
+        ...properties.headers,
         [HEADERS.attempts]: incoming.attempt,
         [HEADERS.lastError]: `${failure.code}: ${failure.message}`.slice(0, 500),
         [HEADERS.workerId]: this.options.workerId,
         [HEADERS.failedAt]: new Date().toISOString(),
-        [HEADERS.originalRoutingKey]: msg.properties.headers?.[HEADERS.originalRoutingKey] ?? msg.fields.routingKey,
+        [HEADERS.originalRoutingKey]: properties.headers[HEADERS.originalRoutingKey] ?? msg.fields.routingKey,
       },
     });
     if (!ok) return;
     if (park) this.metrics.parked++;
     else this.metrics.retried++;
     const id = incoming.decoded.ok ? incoming.decoded.message.id : incoming.decoded.id;
-    this.log.warn({ id, attempt: incoming.attempt, code: failure.code, err: failure.message, to: target }, park ? 'parked' : 'retry scheduled');
+    // A retry is one transaction's business (debug, counted in the summary line); a message given up is worth a warning.
+    this.log[park ? 'warn' : 'debug'](
+      { id, attempt: incoming.attempt, code: failure.code, err: failure.message, to: target },
+      park ? 'parked' : 'retry scheduled',
+    );
     this.ack(delivery);
   }
 
   /** Publishes with confirm via the default exchange; false when the delivery must be left unacked. */
-  private async publishTo(delivery: Delivery, queue: string, body: Buffer, options: Parameters<ConfirmPublisher['publish']>[3]): Promise<boolean> {
-    const publisher = this.publisher;
-    if (!publisher || delivery.generation !== this.generation) return false;
+  private async publishTo(
+    delivery: Delivery,
+    queue: string,
+    body: Buffer,
+    options: Parameters<ConfirmPublisher['publish']>[3],
+  ): Promise<boolean> {
+    if (!this.consumeChannel.isCurrent(delivery)) return false;
+    const publisher = this.publishChannel.publisher;
+    if (!publisher) {
+      // The publish channel is being reopened: hand the message back rather than hold it unacked,
+      // which would hold back the multiple-acks of every later delivery.
+      this.log.warn({ queue }, 'no publish channel; requeueing message');
+      this.nackRequeue(delivery);
+      return false;
+    }
     try {
       const result = await publisher.publishConfirmed('', queue, body, options);
       if (result === 'returned') throw new Error(`queue ${queue} does not exist`);
@@ -323,13 +353,9 @@ export class Worker {
     }
   }
 
+  /** Acks on the channel the delivery came from; one of an earlier channel is left to redelivery. */
   private ack(delivery: Delivery): void {
-    if (delivery.generation !== this.generation || delivery.channel !== this.consumeChannel) return;
-    try {
-      delivery.acks.ack(delivery.msg.fields.deliveryTag);
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'ack failed; message will be redelivered');
-    }
+    this.consumeChannel.ack(delivery);
   }
 
   /**
@@ -345,15 +371,14 @@ export class Worker {
     this.pausedForDatabase = true;
     this.metrics.paused = true;
     this.log.error({ code: failure.code, err: failure.message }, 'database unavailable; pausing consumption');
-    const channel = this.consumeChannel;
     const held = [...batch, ...this.buffer.splice(0)];
-    if (channel && this.consumerTag) await channel.cancel(this.consumerTag).catch(() => {});
-    this.consumerTag = null;
+    this.metrics.inFlight = 0;
+    await this.consumer.pause();
     for (const d of held) this.nackRequeue(d);
-    for (let delayMs = 250; !this.closing; delayMs = Math.min(delayMs * 2, 5_000)) {
+    for (let delayMs = DB_PROBE_FIRST_MS; !this.closing; delayMs = Math.min(delayMs * 2, DB_PROBE_MAX_MS)) {
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       try {
-        await this.db.raw('SELECT 1');
+        await this.deps.pingDatabase();
         break;
       } catch {
         this.log.debug({ delayMs }, 'database still unavailable');
@@ -363,17 +388,13 @@ export class Worker {
     this.metrics.paused = false;
     if (this.closing) return;
     this.log.info('database back; resuming consumption');
-    if (channel && this.consumeChannel === channel && this.acks) await this.consume(channel, this.generation, this.acks).catch(() => {});
+    // A failed subscribe is logged and retried by the consumer itself.
+    await this.consumer.resume();
   }
 
   /** Hands a delivery back to the queue (no attempt spent). A gone channel requeues on its own. */
   private nackRequeue(d: Delivery): void {
-    if (d.channel !== this.consumeChannel || d.generation !== this.generation) return;
-    try {
-      d.acks.requeue(d.msg.fields.deliveryTag);
-    } catch {
-      // channel gone: RabbitMQ requeues on its own
-    }
+    this.consumeChannel.requeue(d);
   }
 
   /**
@@ -387,15 +408,23 @@ export class Worker {
 
   private async doClose(): Promise<void> {
     this.closing = true;
+    if (!this.started) {
+      // Start failed or was cut short: nothing was consumed, so there is nothing to report (the
+      // caller prints why it could not start, as its one line).
+      await this.connection.close();
+      return;
+    }
     await runShutdownSteps(
       [
-        ['cancel consumer', async () => { if (this.consumeChannel && this.consumerTag) await this.consumeChannel.cancel(this.consumerTag); }],
+        ['cancel consumer', () => this.consumer.cancel()],
         ['finish in-flight', () => this.drain(this.options.shutdownDeadlineMs)],
-        ['close connection', async () => { await this.connection?.close(); }],
+        ['close connection', () => this.connection.close()],
       ],
       this.log,
       'worker',
     );
+    // The last partial second, then the totals.
+    this.summary?.stop();
     this.log.info({ applied: this.metrics.applied, rejected: this.metrics.processed - this.metrics.applied }, 'worker stopped');
   }
 
@@ -405,6 +434,63 @@ export class Worker {
       this.schedule();
       await Promise.race([...this.flushes, new Promise((r) => setTimeout(r, 50))]);
     }
-    if (this.buffer.length > 0) this.log.warn({ left: this.buffer.length }, 'shutdown deadline reached; unacked messages go back to the queue');
+    if (this.buffer.length > 0)
+      this.log.warn({ left: this.buffer.length }, 'shutdown deadline reached; unacked messages go back to the queue');
   }
+}
+
+/** The worker's `info` summary comes once a second. */
+export const SUMMARY_INTERVAL_MS = 1_000;
+
+/**
+ * One `info` line per interval with what the worker decided in it — applied, rejected, retried,
+ * parked, duplicates — and only when something happened: on a terminal a busy worker shows one
+ * line a second instead of one per transaction (those are at `debug`).
+ */
+export class OutcomeSummary {
+  private last: OutcomeCounts;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly metrics: WorkerMetrics,
+    private readonly log: Logger,
+    intervalMs: number,
+  ) {
+    this.last = countsOf(metrics);
+    this.timer = setInterval(() => this.logSince(), intervalMs);
+    this.timer.unref();
+  }
+
+  /** Logs what happened since the last line (if anything) and stops. */
+  stop(): void {
+    clearInterval(this.timer);
+    this.logSince();
+  }
+
+  private logSince(): void {
+    const now = countsOf(this.metrics);
+    const since: OutcomeCounts = {
+      applied: now.applied - this.last.applied,
+      rejected: now.rejected - this.last.rejected,
+      retried: now.retried - this.last.retried,
+      parked: now.parked - this.last.parked,
+      duplicates: now.duplicates - this.last.duplicates,
+    };
+    this.last = now;
+    if (Object.values(since).every((n) => n === 0)) return;
+    this.log.info({ ...since, totalApplied: now.applied }, 'outcomes');
+  }
+}
+
+interface OutcomeCounts {
+  readonly applied: number;
+  readonly rejected: number;
+  readonly retried: number;
+  readonly parked: number;
+  readonly duplicates: number;
+}
+
+function countsOf(m: WorkerMetrics): OutcomeCounts {
+  const rejected = Object.values(m.rejected).reduce((sum, n) => sum + n, 0);
+  return { applied: m.applied, rejected, retried: m.retried, parked: m.parked, duplicates: m.duplicates };
 }

@@ -54,7 +54,11 @@ export const rabbit = {
   /** Closes every AMQP connection whose client-provided name contains `marker`. Returns how many. */
   async closeConnections(marker: string): Promise<number> {
     const out = await sh('rabbitmqctl', ['list_connections', 'pid', 'client_properties', '-q']);
-    const pids = out.split('\n').filter((line) => line.includes(marker)).map((line) => line.split('\t')[0]!.trim()).filter(Boolean);
+    const pids = out
+      .split('\n')
+      .filter((line) => line.includes(marker))
+      .map((line) => line.split('\t')[0]!.trim())
+      .filter(Boolean);
     for (const pid of pids) await sh('rabbitmqctl', ['close_connection', pid, 'fault suite']);
     return pids.length;
   },
@@ -116,7 +120,10 @@ export interface Stage {
   teardown(): Promise<void>;
 }
 
-export async function stage(name: string, options: { accounts?: number; workerArgs?: string[]; workerIds?: string[] } = {}): Promise<Stage> {
+export async function stage(
+  name: string,
+  options: { accounts?: number; workerArgs?: string[]; workerIds?: string[] } = {},
+): Promise<Stage> {
   const ns = await createTestNamespace(`f${name}`);
   const setup = await runTxsim(['setup'], ns.env);
   expect(setup.code, setup.stderr).toBe(0);
@@ -152,6 +159,21 @@ export interface ScenarioResult {
   readonly note?: string;
 }
 
+/** The part of `txsim verify --run <id> --json` a scenario reads; `run` is missing when verify failed before it. */
+interface VerifyJson {
+  readonly run?: {
+    readonly expected: number;
+    readonly published: number;
+    readonly applied: number;
+    readonly rejected: number;
+    readonly parked: number;
+    readonly returned: number;
+    readonly lost: number;
+    readonly duplicated: number;
+  };
+  readonly checks?: readonly { readonly violations: number }[];
+}
+
 /**
  * Ends a scenario the same way every time: `txsim verify --run` (waiting for the queues to drain),
  * asserting nothing lost, nothing applied twice, the invariant holding and the workers alive; the
@@ -159,7 +181,7 @@ export interface ScenarioResult {
  */
 export async function verifyScenario(s: Stage, scenario: string, runId: string, note?: string): Promise<ScenarioResult> {
   const verify = await runTxsim(['verify', '--run', runId, '--wait', '90', '--json'], s.ns.env, 180_000);
-  const report = JSON.parse(verify.stdout || '{}');
+  const report = JSON.parse(verify.stdout || '{}') as VerifyJson;
   const result: ScenarioResult = {
     scenario,
     published: report.run?.published ?? 0,
@@ -168,14 +190,16 @@ export async function verifyScenario(s: Stage, scenario: string, runId: string, 
     parked: report.run?.parked ?? 0,
     lost: report.run?.lost ?? -1,
     duplicated: report.run?.duplicated ?? -1,
-    invariantViolations: (report.checks ?? []).reduce((n: number, c: { violations: number }) => n + c.violations, 0),
+    invariantViolations: (report.checks ?? []).reduce((n, c) => n + c.violations, 0),
     ...(note ? { note } : {}),
   };
   mkdirSync('.txsim/faults', { recursive: true });
   appendFileSync('.txsim/faults/results.jsonl', `${JSON.stringify({ ...result, at: new Date().toISOString() })}\n`);
   expect(verify.code, `${verify.stdout}\n${verify.stderr}`).toBe(0);
   expect(result).toMatchObject({ lost: 0, duplicated: 0, invariantViolations: 0 });
-  expect(report.run.applied + report.run.rejected + report.run.parked + report.run.returned).toBe(report.run.expected);
+  const run = report.run;
+  if (!run) throw new Error(`verify --json printed no run:\n${verify.stdout}`);
+  expect(run.applied + run.rejected + run.parked + run.returned).toBe(run.expected);
   for (const w of s.workers) expect(w.child.exitCode, `worker ${w.id} died:\n${w.output().slice(-2000)}`).toBeNull();
   return result;
 }

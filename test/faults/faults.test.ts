@@ -27,7 +27,13 @@ describe('fault suite', () => {
     // This replica SIGKILLs itself right after its 3rd commit, before acking that batch.
     s.startWorker('w1', ['--fault-crash-after-commits', '3']);
     const run = gen(s, 6000, 'fault-kill', ['--rate', '1500']);
-    await waitFor(() => s.workers.find((w) => w.id.endsWith('-w1'))!.child.exitCode !== null || s.workers.find((w) => w.id.endsWith('-w1'))!.child.signalCode !== null, 20_000, 'the self-crash');
+    await waitFor(
+      () =>
+        s.workers.find((w) => w.id.endsWith('-w1'))!.child.exitCode !== null ||
+        s.workers.find((w) => w.id.endsWith('-w1'))!.child.signalCode !== null,
+      20_000,
+      'the self-crash',
+    );
     for (const victim of ['w2', 'w3', 'w2']) {
       await sleep(700);
       const w = s.workers.find((x) => x.id.endsWith(`-${victim}`))!;
@@ -42,17 +48,28 @@ describe('fault suite', () => {
 
   it('2. kill -9 gen mid-run, then run it again with the same seed', async () => {
     const s = (current = await stage('gen'));
+    // `published` is a BIGINT, which mysql2 may hand back as a string.
+    const publishedSoFar = async () =>
+      Number(
+        (await s.ns.db<{ id: string; published: number | string }>('runs').where('id', runIdForSeed('fault-gen')).first('published'))
+          ?.published ?? 0,
+      );
     const first = gen(s, 5000, 'fault-gen', ['--rate', '1000']);
     // gen saves its progress every second; kill it once some has been saved, well before the end.
-    await waitFor(async () => Number((await s.ns.db('runs').where('id', runIdForSeed('fault-gen')).first('published'))?.published ?? 0) > 0, 10_000, 'gen to record progress');
+    await waitFor(async () => (await publishedSoFar()) > 0, 10_000, 'gen to record progress');
     first.child.kill('SIGKILL');
     await first.done;
-    const partial = Number((await s.ns.db('runs').where('id', runIdForSeed('fault-gen')).first('published')).published);
+    const partial = await publishedSoFar();
     expect(partial).toBeGreaterThan(0);
     expect(partial).toBeLessThan(5000);
     const second = await gen(s, 5000, 'fault-gen').done;
     expect(second.code, second.stderr).toBe(0);
-    await verifyScenario(s, 'kill -9 gen, re-run same seed', runIdForSeed('fault-gen'), `first gen recorded ${partial} published before the kill`);
+    await verifyScenario(
+      s,
+      'kill -9 gen, re-run same seed',
+      runIdForSeed('fault-gen'),
+      `first gen recorded ${partial} published before the kill`,
+    );
   });
 
   it.skipIf(!canControlServices)('3. RabbitMQ stop_app / start_app in the middle of a run', async () => {
@@ -82,14 +99,29 @@ describe('fault suite', () => {
 
   it.skipIf(!canControlServices)('5. the database stopped and restarted in the middle of a run', async () => {
     const s = (current = await stage('db'));
-    const run = gen(s, 6000, 'fault-db', ['--rate', '1000']);
-    await sleep(1_500);
+    // 10 s of paced publishing, so the outage below lies well inside the run whatever the timing of
+    // the shutdown: gen saves its run record every second, so 3 s down while gen runs covers at least
+    // two saves, every time (a fixed sleep before the stop sometimes let the run end first, or missed the saves).
+    const run = gen(s, 10_000, 'fault-db', ['--rate', '1000']);
+    await waitFor(
+      async () =>
+        Number(
+          (await s.ns.db('runs').where('id', runIdForSeed('fault-db')).first<{ published: number } | undefined>('published'))?.published ??
+            0,
+        ) > 0,
+      15_000,
+      'gen to save its first progress',
+    );
     await database.stop();
     await sleep(3_000);
+    expect(run.child.exitCode, 'gen ended before the database came back').toBeNull();
     await database.start();
     const result = await run.done;
     expect(result.code, result.stderr).toBe(0);
-    await verifyScenario(s, 'MariaDB shut down 3 s mid-run, restarted', runIdForSeed('fault-db'));
+    // A save failed during the outage and the record was written once the database was back.
+    expect(result.stderr).toMatch(/database unreachable: keeping the run's counts and retrying the save/);
+    expect(result.stderr).toMatch(/database back: run record saved/);
+    await verifyScenario(s, 'MariaDB shut down 3 s mid-run (after the first progress save), restarted', runIdForSeed('fault-db'));
     // No message spent its attempts on the outage: nothing was parked.
     const channel = await s.ns.amqp.createChannel();
     expect(await peekQueue(channel, s.ns.topology.deadQueue)).toHaveLength(0);
@@ -99,13 +131,19 @@ describe('fault suite', () => {
   it('6. forced deadlocks and lock-wait timeouts (two accounts locked in opposite orders from outside)', async () => {
     const s = (current = await stage('lock', { accounts: 2, workerArgs: ['--lock-wait-timeout', '1'] }));
     const counters = async () => {
-      const [rows] = await s.ns.db.raw(`SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_deadlocks', 'Innodb_row_lock_waits')`);
-      return Object.fromEntries((rows as { Variable_name: string; Value: string }[]).map((r) => [r.Variable_name, Number(r.Value)]));
+      const [rows] = (await s.ns.db.raw(`SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_deadlocks', 'Innodb_row_lock_waits')`)) as [
+        { Variable_name: string; Value: string }[],
+      ];
+      return Object.fromEntries(rows.map((r) => [r.Variable_name, Number(r.Value)]));
     };
     const before = await counters();
     const run = gen(s, 4000, 'fault-lock', ['--rate', '600', '--accounts', '1-2']);
     await s.ns.db.raw('CREATE TABLE fault_scratch (n INT NOT NULL) ENGINE = InnoDB');
-    await waitFor(async () => Number((await s.ns.db('transactions').where('run_id', runIdForSeed('fault-lock')).count({ n: '*' }))[0]!.n) > 50, 20_000, 'traffic to flow');
+    await waitFor(
+      async () => Number((await s.ns.db('transactions').where('run_id', runIdForSeed('fault-lock')).count({ n: '*' }))[0]!.n) > 50,
+      20_000,
+      'traffic to flow',
+    );
     let outsideDeadlocks = 0;
     const hold = async (phase: 'deadlock' | 'timeout') => {
       const trx = await s.ns.db.transaction();
@@ -143,7 +181,12 @@ describe('fault suite', () => {
     const deadlocks = after.Innodb_deadlocks! - before.Innodb_deadlocks!;
     const lockWaits = after.Innodb_row_lock_waits! - before.Innodb_row_lock_waits!;
     const observed = `InnoDB: ${deadlocks} deadlocks (${deadlocks - outsideDeadlocks} rolled back a worker's transaction), ${lockWaits} row lock waits`;
-    await verifyScenario(s, 'outside session: 6 rounds locking accounts 2→1 (deadlocks), then holding both 2.5 s (lock-wait timeouts)', runIdForSeed('fault-lock'), observed);
+    await verifyScenario(
+      s,
+      'outside session: 6 rounds locking accounts 2→1 (deadlocks), then holding both 2.5 s (lock-wait timeouts)',
+      runIdForSeed('fault-lock'),
+      observed,
+    );
     // The contention really happened: InnoDB counted deadlocks and lock waits, and messages whose
     // lock wait timed out twice (batch, then alone) went through the delay queue (attempts > 1).
     const retried = Number((await s.ns.db('transactions').where('attempts', '>', 1).count({ n: '*' }))[0]!.n);
@@ -158,7 +201,14 @@ describe('fault suite', () => {
     await s.ns.seed(1, { firstId: 900, currency: 'USD' });
     const dup = txBody({ accountId: 3, amountMinor: 700 });
     const conflict = txBody({ accountId: 4, amountMinor: 800 });
-    const poison: { name: string; body: Record<string, unknown> | string | Buffer; contentType?: string | null; messageId?: string; reason: string; detail: RegExp }[] = [
+    const poison: {
+      name: string;
+      body: Record<string, unknown> | string | Buffer;
+      contentType?: string | null;
+      messageId?: string;
+      reason: string;
+      detail: RegExp;
+    }[] = [
       { name: 'malformed JSON', body: '{"id": "x", ', messageId: randomUUID(), reason: 'invalid_message', detail: /not valid JSON/ },
       { name: 'JSON not an object', body: '"just a string"', messageId: randomUUID(), reason: 'invalid_message', detail: /must be object/ },
       { name: 'missing field', body: { ...txBody(), accountId: undefined }, reason: 'invalid_message', detail: /accountId is required/ },
@@ -170,29 +220,60 @@ describe('fault suite', () => {
       { name: 'huge amount', body: txBody({ amountMinor: 1e15 }), reason: 'invalid_message', detail: /amountMinor must be <= / },
       { name: 'unknown account', body: txBody({ accountId: 987_654 }), reason: 'unknown_account', detail: /does not exist/ },
       { name: 'currency mismatch', body: txBody({ accountId: 900, currency: 'EUR' }), reason: 'currency_mismatch', detail: /holds USD/ },
-      { name: 'oversized body', body: { ...txBody(), merchant: 'x'.repeat(20_000) }, reason: 'invalid_message', detail: /bytes, more than/ },
-      { name: 'non-JSON content type', body: txBody(), contentType: 'text/plain', reason: 'invalid_message', detail: /content_type is "text\/plain"/ },
-      { name: 'duplicate, different body', body: { ...conflict, amountMinor: 801 }, reason: 'duplicate_conflict', detail: /different body/ },
+      {
+        name: 'oversized body',
+        body: { ...txBody(), merchant: 'x'.repeat(20_000) },
+        reason: 'invalid_message',
+        detail: /bytes, more than/,
+      },
+      {
+        name: 'non-JSON content type',
+        body: txBody(),
+        contentType: 'text/plain',
+        reason: 'invalid_message',
+        detail: /content_type is "text\/plain"/,
+      },
+      {
+        name: 'duplicate, different body',
+        body: { ...conflict, amountMinor: 801 },
+        reason: 'duplicate_conflict',
+        detail: /different body/,
+      },
     ];
     await publishRaw(s.ns.amqp, s.ns.topology, [{ body: dup }, { body: conflict }]);
-    await waitFor(async () => (await s.ns.db('transactions').whereIn('id', [dup.id as string, conflict.id as string])).length === 2, 20_000, 'the originals');
+    await waitFor(
+      async () => (await s.ns.db('transactions').whereIn('id', [dup.id as string, conflict.id as string])).length === 2,
+      20_000,
+      'the originals',
+    );
     await publishRaw(s.ns.amqp, s.ns.topology, [
       { body: dup },
-      ...poison.map((p) => ({ body: p.body, ...(p.contentType !== undefined ? { contentType: p.contentType } : {}), ...(p.messageId ? { messageId: p.messageId } : {}) })),
+      ...poison.map((p) => ({
+        body: p.body,
+        ...(p.contentType !== undefined ? { contentType: p.contentType } : {}),
+        ...(p.messageId ? { messageId: p.messageId } : {}),
+      })),
     ]);
     const idOf = (p: (typeof poison)[number]) => p.messageId ?? String((p.body as Record<string, unknown>).id);
     const errors = async () => {
       const channel = await s.ns.amqp.createChannel();
       try {
-        return (await peekQueue(channel, s.ns.topology.errorsQueue)).map((m) => JSON.parse(m.content.toString()));
+        // The worker's reject envelope; `id` is missing when the body had none to read.
+        return (await peekQueue(channel, s.ns.topology.errorsQueue)).map(
+          (m) => JSON.parse(m.content.toString()) as { id?: string | null; reason: string; detail: string },
+        );
       } finally {
         await channel.close();
       }
     };
-    await waitFor(async () => {
-      const e = await errors();
-      return poison.every((p) => e.some((x) => x.id === idOf(p)));
-    }, 30_000, 'every poison message in the errors queue');
+    await waitFor(
+      async () => {
+        const e = await errors();
+        return poison.every((p) => e.some((x) => x.id === idOf(p)));
+      },
+      30_000,
+      'every poison message in the errors queue',
+    );
     const seen = await errors();
     for (const p of poison) {
       const e = seen.find((x) => x.id === idOf(p));
@@ -200,8 +281,8 @@ describe('fault suite', () => {
       expect(e?.detail, p.name).toMatch(p.detail);
     }
     // Nothing else affected: exactly the two valid originals moved money, once each.
-    const [[moved]] = await s.ns.db.raw(`SELECT COUNT(*) AS n FROM transactions WHERE status = 'applied' AND type <> 'opening'`);
-    expect(Number(moved.n)).toBe(2);
+    const moved = Number((await s.ns.db('transactions').where('status', 'applied').whereNot('type', 'opening').count({ n: '*' }))[0]!.n);
+    expect(moved).toBe(2);
     expect(seen.filter((x) => x.id === dup.id)).toHaveLength(0);
     const verify = await runTxsim(['verify', '--json'], s.ns.env);
     expect(verify.code, verify.stdout).toBe(0);
@@ -233,6 +314,11 @@ describe('fault suite', () => {
     await rabbit.clearDiskAlarm();
     const result = await run.done;
     expect(result.code, result.stderr).toBe(0);
-    await verifyScenario(s, 'disk alarm for 3 s mid-run', runIdForSeed('fault-disk'), `${stalled} outcomes when the alarm blocked publishing`);
+    await verifyScenario(
+      s,
+      'disk alarm for 3 s mid-run',
+      runIdForSeed('fault-disk'),
+      `${stalled} outcomes when the alarm blocked publishing`,
+    );
   });
 });

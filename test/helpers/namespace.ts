@@ -28,7 +28,12 @@ export interface TestNamespace {
 
 export async function createTestNamespace(prefix = 't'): Promise<TestNamespace> {
   const name = `${prefix}_${randomBytes(4).toString('hex')}`;
-  const env = { ...process.env, TXSIM_NAMESPACE: name, TXSIM_RETRY_DELAYS: TEST_RETRY_DELAYS, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn' };
+  const env = {
+    ...process.env,
+    TXSIM_NAMESPACE: name,
+    TXSIM_RETRY_DELAYS: TEST_RETRY_DELAYS,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+  };
   const config = loadConfig(env, {});
   await ensureSchema(config.databaseUrl, config.databaseName);
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4 });
@@ -44,7 +49,12 @@ export async function createTestNamespace(prefix = 't'): Promise<TestNamespace> 
     amqp: connection,
     env,
     async seed(count, options = {}) {
-      await seedAccounts(db, { count, firstId: options.firstId ?? 1, openingBalanceMinor: options.openingBalanceMinor ?? 100_000n, currency: options.currency ?? 'EUR' });
+      await seedAccounts(db, {
+        count,
+        firstId: options.firstId ?? 1,
+        openingBalanceMinor: options.openingBalanceMinor ?? 100_000n,
+        currency: options.currency ?? 'EUR',
+      });
     },
     async cleanup() {
       try {

@@ -4,7 +4,15 @@ import type { Topology } from '../../src/amqp/topology.js';
 
 /** A valid v1 message body, with overrides. */
 export function txBody(over: Record<string, unknown> = {}): Record<string, unknown> {
-  return { id: randomUUID(), type: 'deposit', accountId: 1, amountMinor: 1_000, currency: 'EUR', createdAt: new Date().toISOString(), ...over };
+  return {
+    id: randomUUID(),
+    type: 'deposit',
+    accountId: 1,
+    amountMinor: 1_000,
+    currency: 'EUR',
+    createdAt: new Date().toISOString(),
+    ...over,
+  };
 }
 
 /**
@@ -21,7 +29,8 @@ export async function publishRaw(
     for (const m of messages) {
       const content = Buffer.isBuffer(m.body) ? m.body : Buffer.from(typeof m.body === 'string' ? m.body : JSON.stringify(m.body));
       const id = m.messageId ?? (typeof m.body === 'object' && !Buffer.isBuffer(m.body) ? String(m.body.id) : undefined);
-      const type = typeof m.body === 'object' && !Buffer.isBuffer(m.body) ? String(m.body.type ?? 'deposit') : 'deposit';
+      // Routed by the body's type, as gen does; raw bytes or a body without a string type go to tx.deposit.
+      const type = typeof m.body === 'object' && !Buffer.isBuffer(m.body) && typeof m.body.type === 'string' ? m.body.type : 'deposit';
       channel.publish(topology.transactionsExchange, m.routingKey ?? `tx.${type}`, content, {
         persistent: true,
         ...(m.contentType === null ? {} : { contentType: m.contentType ?? 'application/json' }),

@@ -16,7 +16,11 @@ export function runTxsim(args: readonly string[], env: NodeJS.ProcessEnv, timeou
 }
 
 /** Starts `txsim <args>` and hands back the child (to kill it mid-run) and its result. */
-export function spawnTxsim(args: readonly string[], env: NodeJS.ProcessEnv, timeoutMs = 120_000): { child: ChildProcess; done: Promise<RunResult> } {
+export function spawnTxsim(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 120_000,
+): { child: ChildProcess; done: Promise<RunResult> } {
   return spawnProcess(process.execPath, [CLI, ...args], { env, timeoutMs, label: `txsim ${args.join(' ')}` });
 }
 
@@ -30,8 +34,8 @@ export function spawnProcess(
   const done = new Promise<RunResult>((resolve, reject) => {
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
       reject(new Error(`${options.label ?? command} timed out after ${options.timeoutMs} ms\n${stdout}${stderr}`));
@@ -58,8 +62,8 @@ export interface WorkerProcess {
 export function startWorker(id: string, env: NodeJS.ProcessEnv, extraArgs: readonly string[] = []): WorkerProcess {
   const child = spawn(process.execPath, [CLI, 'worker', '--id', id, ...extraArgs], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return {
     id,

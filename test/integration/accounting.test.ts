@@ -35,7 +35,16 @@ describe('accounting statements', () => {
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     const report = JSON.parse(verify.stdout);
     expect(report.run).toMatchObject({ lost: 0, duplicated: 0, pending: 0 });
-    expect(report.accounting).toMatchObject({ ok: true, settled: true, outcomes: 300, statements: 300, missing: 0, lost: 0, outboxUnsent: 0, queued: 0 });
+    expect(report.accounting).toMatchObject({
+      ok: true,
+      settled: true,
+      outcomes: 300,
+      statements: 300,
+      missing: 0,
+      lost: 0,
+      outboxUnsent: 0,
+      queued: 0,
+    });
     for (const check of report.accounting.checks) expect(check.violations, check.name).toBe(0);
 
     // Independently of verify, straight from the tables: every outcome has exactly one line that
@@ -46,9 +55,16 @@ describe('accounting statements', () => {
     )) as [[{ n: string; same: string }]];
     expect(Number(join.n)).toBe(300);
     expect(Number(join.same)).toBe(300);
-    const accounts: { id: string; balance_minor: string; event_seq: string }[] = await ns.db('accounts').where('kind', 'customer').select('id', 'balance_minor', 'event_seq');
+    const accounts: { id: string; balance_minor: string; event_seq: string }[] = await ns
+      .db('accounts')
+      .where('kind', 'customer')
+      .select('id', 'balance_minor', 'event_seq');
     for (const a of accounts) {
-      const lines: { account_seq: string; outcome: string; balance_after_minor: string | null }[] = await ns.db('accounting_statements').where('account_id', a.id).orderBy('account_seq').select('account_seq', 'outcome', 'balance_after_minor');
+      const lines: { account_seq: string; outcome: string; balance_after_minor: string | null }[] = await ns
+        .db('accounting_statements')
+        .where('account_id', a.id)
+        .orderBy('account_seq')
+        .select('account_seq', 'outcome', 'balance_after_minor');
       expect(lines.map((l) => Number(l.account_seq))).toEqual(Array.from({ length: Number(a.event_seq) }, (_, i) => i + 1));
       const lastApplied = lines.filter((l) => l.outcome === 'applied').at(-1);
       if (lastApplied) expect(lastApplied.balance_after_minor).toBe(a.balance_minor);
@@ -62,14 +78,20 @@ describe('accounting statements', () => {
   });
 
   it('`txsim accounting statement` prints the account in sequence order with balances', async () => {
-    const [busiest] = (await ns.db.raw(`SELECT account_id, COUNT(*) AS n FROM accounting_statements WHERE account_id IS NOT NULL GROUP BY account_id ORDER BY n DESC LIMIT 1`))[0] as { account_id: string; n: string }[];
+    const [busiest] = (
+      await ns.db.raw(
+        `SELECT account_id, COUNT(*) AS n FROM accounting_statements WHERE account_id IS NOT NULL GROUP BY account_id ORDER BY n DESC LIMIT 1`,
+      )
+    )[0] as { account_id: string; n: string }[];
     const id = busiest!.account_id;
     const json = await runTxsim(['accounting', 'statement', id, '--limit', '1000', '--json'], ns.env);
     expect(json.code, json.stderr).toBe(0);
     const statement = JSON.parse(json.stdout);
     expect(statement.lineCount).toBe(Number(busiest!.n));
     expect(statement.missingSeqs).toEqual([]);
-    expect(statement.lines.map((l: { accountSeq: number }) => l.accountSeq)).toEqual(Array.from({ length: statement.lineCount }, (_, i) => i + 1));
+    expect(statement.lines.map((l: { accountSeq: number }) => l.accountSeq)).toEqual(
+      Array.from({ length: statement.lineCount }, (_, i) => i + 1),
+    );
     const account = await ns.db('accounts').where('id', id).first('balance_minor');
     expect(statement.lines.at(-1).balanceMinor).toBe(account.balance_minor);
 
@@ -83,7 +105,11 @@ describe('accounting statements', () => {
 
   it('a worker killed mid-run (relay and all) and the consumer restarted: still exactly one line per outcome', async () => {
     const gen = runTxsim(['gen', '300', '--seed', 'acct-2', '--rate', '300', '--json'], ns.env);
-    await waitFor(async () => Number((await ns.db('transactions').where('run_id', runIdForSeed('acct-2')).count({ n: '*' }))[0]!.n) > 60, 30_000, 'the run under way');
+    await waitFor(
+      async () => Number((await ns.db('transactions').where('run_id', runIdForSeed('acct-2')).count({ n: '*' }))[0]!.n) > 60,
+      30_000,
+      'the run under way',
+    );
     await workers[0]!.kill();
     await accounting.kill();
     workers[0] = startWorker('w1b', ns.env, ['--batch-size', '20', '--prefetch', '50']);

@@ -38,7 +38,15 @@ describe('txsim bench', () => {
     const result = await bench(['--workers', '2', '--count', '1500', '--accounts', '200', '--json']);
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as BenchReport;
-    expect(report).toMatchObject({ published: 1500, confirmed: 1500, outcomes: 1500, drained: true, verifyOk: true, lost: 0, duplicated: 0 });
+    expect(report).toMatchObject({
+      published: 1500,
+      confirmed: 1500,
+      outcomes: 1500,
+      drained: true,
+      verifyOk: true,
+      lost: 0,
+      duplicated: 0,
+    });
     expect(report.options).toMatchObject({ workers: 2, batchSizeMax: 100, accounts: 200 });
     for (const p of [report.confirmLatencyMs, report.endToEndLatencyMs]) {
       expect(p.count).toBe(1500);
@@ -54,9 +62,15 @@ describe('txsim bench', () => {
 
     // What the report says is what the bench database holds.
     const config = benchConfig(ns.config);
-    const db = (await import('../../src/db/knex.js')).createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 1 });
+    const db = (await import('../../src/db/knex.js')).createDatabase({
+      databaseUrl: config.databaseUrl,
+      databaseName: config.databaseName,
+      poolMax: 1,
+    });
     try {
-      const [[row]] = (await db.raw('SELECT COUNT(*) AS n, COUNT(DISTINCT worker_id) AS w FROM transactions WHERE run_id = ?', [report.runId])) as [[{ n: number; w: number }]];
+      const [[row]] = (await db.raw('SELECT COUNT(*) AS n, COUNT(DISTINCT worker_id) AS w FROM transactions WHERE run_id = ?', [
+        report.runId,
+      ])) as [[{ n: number; w: number }]];
       expect(Number(row.n)).toBe(1500);
       expect(Number(row.w)).toBe(2);
     } finally {
@@ -81,7 +95,23 @@ describe('txsim bench', () => {
   });
 
   it('fails with exit 4 when the workers cannot drain the run in time, instead of reporting wrong figures', async () => {
-    const result = await bench(['--workers', '1', '--batch-size', '1', '--transactions', '1', '--prefetch', '1', '--count', '3000', '--accounts', '100', '--drain-timeout', '1', '--json']);
+    const result = await bench([
+      '--workers',
+      '1',
+      '--batch-size',
+      '1',
+      '--transactions',
+      '1',
+      '--prefetch',
+      '1',
+      '--count',
+      '3000',
+      '--accounts',
+      '100',
+      '--drain-timeout',
+      '1',
+      '--json',
+    ]);
     expect(result.code, result.stderr).toBe(4);
     expect(result.stderr).toMatch(/not drained within --drain-timeout 1 s/);
     const report = JSON.parse(result.stdout) as BenchReport;
@@ -91,7 +121,11 @@ describe('txsim bench', () => {
   });
 
   it('a wrong flag is a usage error (exit 2) before anything is reset', async () => {
-    for (const args of [['--workers', '0'], ['--hot-accounts', '2'], ['--batch-size', 'many']]) {
+    for (const args of [
+      ['--workers', '0'],
+      ['--hot-accounts', '2'],
+      ['--batch-size', 'many'],
+    ]) {
       const result = await bench(args);
       expect(result.code, args.join(' ')).toBe(2);
       expect(result.stderr).toMatch(new RegExp(args[0]!));

@@ -32,14 +32,19 @@ async function idsInErrors(): Promise<string[]> {
 async function settledDepth(queue: string): Promise<number> {
   let last = -1;
   let stableSince = Date.now();
-  await waitFor(async () => {
-    const now = await depth(queue);
-    if (now !== last) {
-      last = now;
-      stableSince = Date.now();
-    }
-    return Date.now() - stableSince >= 600;
-  }, 10_000, `${queue} depth to settle`, 100);
+  await waitFor(
+    async () => {
+      const now = await depth(queue);
+      if (now !== last) {
+        last = now;
+        stableSince = Date.now();
+      }
+      return Date.now() - stableSince >= 600;
+    },
+    10_000,
+    `${queue} depth to settle`,
+    100,
+  );
   return last;
 }
 
@@ -58,7 +63,11 @@ beforeAll(async () => {
   expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
   await ns.seed(3, { openingBalanceMinor: 10_000n });
   worker = startWorker('w-insp', ns.env);
-  await publishRaw(ns.amqp, ns.topology, [...poor.withdrawals.map((body) => ({ body })), ...unknown.map((body) => ({ body })), { body: Buffer.from('{"id": '), messageId: badJsonId }]);
+  await publishRaw(ns.amqp, ns.topology, [
+    ...poor.withdrawals.map((body) => ({ body })),
+    ...unknown.map((body) => ({ body })),
+    { body: Buffer.from('{"id": '), messageId: badJsonId },
+  ]);
   await waitFor(async () => (await depth(ns.topology.errorsQueue)) === 6, 30_000, 'six rejects in the errors queue');
 });
 
@@ -74,11 +83,22 @@ describe('txsim inspect-errors', () => {
     expect(report.byReason).toEqual({ insufficient_funds: 3, unknown_account: 2, invalid_message: 1 });
     expect(report.messages).toHaveLength(6);
     const first = report.messages.find((m) => m.id === poor.withdrawals[0]!.id)!;
-    expect(first).toMatchObject({ type: 'withdrawal', accountId: 1, amountMinor: 50_000, currency: 'EUR', reason: 'insufficient_funds', workerId: 'w-insp', attempts: 1, routingKey: 'tx.withdrawal' });
+    expect(first).toMatchObject({
+      type: 'withdrawal',
+      accountId: 1,
+      amountMinor: '50000',
+      currency: 'EUR',
+      reason: 'insufficient_funds',
+      workerId: 'w-insp',
+      attempts: 1,
+      routingKey: 'tx.withdrawal',
+    });
     expect(first.detail).toMatch(/balance 10000 < amount 50000/);
     expect(Date.parse(first.at!)).toBeGreaterThan(Date.now() - 120_000);
     const bad = report.messages.find((m) => m.id === badJsonId)!;
-    expect(bad).toMatchObject({ reason: 'invalid_message', type: null, accountId: null });
+    expect(bad).toMatchObject({ reason: 'invalid_message', type: null, accountId: null, bodyProblem: 'not JSON' });
+    expect(bad.detail).not.toBe('');
+    expect(first.bodyProblem).toBeNull();
     // Nothing removed: the same six are still there, in the queue's count and by id.
     expect(await settledDepth(ns.topology.errorsQueue)).toBe(6);
     expect((await idsInErrors()).sort()).toEqual(report.messages.map((m) => m.id).sort());
@@ -87,8 +107,17 @@ describe('txsim inspect-errors', () => {
   it('prints a table and a summary as text, again without removing anything', async () => {
     const r = await runTxsim(['inspect-errors'], ns.env);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^id +type +account +amount +currency +reason +worker +when +attempts$/m);
-    expect(r.stdout).toMatch(new RegExp(`^${poor.withdrawals[1]!.id} +withdrawal +1 +500\\.00 +EUR +insufficient_funds +w-insp +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ +1$`, 'm'));
+    expect(r.stdout).toMatch(/^id +type +account +amount +currency +reason +worker +when +attempts +detail$/m);
+    // The why is in the table, not only in --json.
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `^${String(poor.withdrawals[1]!.id)} +withdrawal +1 +500\\.00 +EUR +insufficient_funds +w-insp +\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\dZ +1 +balance 10000 < amount 50000$`,
+        'm',
+      ),
+    );
+    expect(r.stdout).toMatch(new RegExp(`^${String(unknown[0]!.id)} +deposit +777777 .* unknown_account .*\\S$`, 'm'));
+    // The unparseable message says so instead of leaving its transaction cells empty.
+    expect(r.stdout).toMatch(new RegExp(`^${badJsonId} +\\(unreadable: not JSON\\) +- +- +- +invalid_message +.*\\S$`, 'm'));
     expect(r.stdout).toContain(`${ns.topology.errorsQueue}: 6 messages; scanned 6, showing 6`);
     expect(r.stdout).toMatch(/^insufficient_funds +3$/m);
     expect(r.stdout).toContain('nothing removed');
@@ -101,6 +130,17 @@ describe('txsim inspect-errors', () => {
     expect(report.messages[0]!.reason).toBe('unknown_account');
     expect(report.byReason).toEqual({ insufficient_funds: 3, unknown_account: 2, invalid_message: 1 });
     expect(await settledDepth(ns.topology.errorsQueue)).toBe(6);
+  });
+
+  it('--reason that is no reject reason is a usage error (exit 2) listing the reasons, before connecting', async () => {
+    const r = await runTxsim(['inspect-errors', '--reason', 'bogus'], ns.env);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      '--reason: "bogus" is not a reject reason; one of invalid_message, unknown_account, currency_mismatch, insufficient_funds, duplicate_conflict',
+    );
+    expect(r.stdout).toBe('');
+    // The dead queue's reasons are error codes, an open set: any code-like name is accepted there.
+    expect((await runTxsim(['inspect-errors', '--dead', '--reason', 'ER_LOCK_DEADLOCK'], ns.env)).code).toBe(0);
   });
 
   it('--ack removes exactly the messages shown, and nothing else', async () => {
@@ -116,9 +156,17 @@ describe('txsim inspect-errors', () => {
     expect((await inspect([])).byReason).toEqual({ insufficient_funds: 1, unknown_account: 2, invalid_message: 1 });
   });
 
+  it('as text, --ack says how many it removed, in the singular for one', async () => {
+    const r = await runTxsim(['inspect-errors', '--reason', 'invalid_message', '--ack'], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`removed the 1 message shown from ${ns.topology.errorsQueue}`);
+    expect(r.stdout).toContain(`${ns.topology.errorsQueue}: 4 messages; scanned 4, showing 1 with reason invalid_message`);
+    expect(await settledDepth(ns.topology.errorsQueue)).toBe(3);
+  });
+
   it('--ack without a filter empties what it showed: the queue', async () => {
     const acked = await inspect(['--ack']);
-    expect(acked.removed).toBe(4);
+    expect(acked.removed).toBe(3);
     expect(await settledDepth(ns.topology.errorsQueue)).toBe(0);
   });
 

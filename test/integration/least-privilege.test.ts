@@ -7,7 +7,10 @@ import { runTxsim, startWorker, type WorkerProcess } from '../helpers/txsim.js';
 
 const exec = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
-const hasRabbitmqctl = await exec('sh', ['-c', 'command -v rabbitmqctl']).then(() => true, () => false);
+const hasRabbitmqctl = await exec('sh', ['-c', 'command -v rabbitmqctl']).then(
+  () => true,
+  () => false,
+);
 
 // The documented least-privilege setup, for real: scripts/rabbitmq-users.sh creates one user per
 // role, and the programs do their jobs under them — and nothing more.
@@ -22,7 +25,13 @@ describe.skipIf(!isRoot || !hasRabbitmqctl)('least-privilege RabbitMQ users', ()
     expect((await runTxsim(['setup'], ns.env)).code).toBe(0); // setup runs as an administrator
     await ns.seed(10);
     const out = await exec('bash', ['scripts/rabbitmq-users.sh', ns.name], {
-      env: { ...process.env, TXSIM_USER_PREFIX: ns.name, TXSIM_GEN_PASSWORD: passwords.gen, TXSIM_WORKER_PASSWORD: passwords.worker, TXSIM_WATCH_PASSWORD: passwords.watch },
+      env: {
+        ...process.env,
+        TXSIM_USER_PREFIX: ns.name,
+        TXSIM_GEN_PASSWORD: passwords.gen,
+        TXSIM_WORKER_PASSWORD: passwords.worker,
+        TXSIM_WATCH_PASSWORD: passwords.watch,
+      },
     });
     expect(out.stdout).toContain('ready');
     expect(out.stdout + out.stderr).not.toMatch(/pw-/);

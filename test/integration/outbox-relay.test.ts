@@ -29,7 +29,11 @@ describe('outbox relay', () => {
     try {
       const gen = await runTxsim(['gen', String(count), '--seed', seed, '--invalid', '0.05'], ns.env);
       expect(gen.code, gen.stderr).toBe(0);
-      await waitFor(async () => Number((await ns.db('transactions').count({ n: '*' }))[0]!.n) === before + count, 60_000, `${count} outcomes of ${seed}`);
+      await waitFor(
+        async () => Number((await ns.db('transactions').count({ n: '*' }))[0]!.n) === before + count,
+        60_000,
+        `${count} outcomes of ${seed}`,
+      );
     } finally {
       expect(await worker.stop()).toBe(0);
     }
@@ -61,11 +65,19 @@ describe('outbox relay', () => {
       IF NEW.amount_minor = 4242 THEN SET @slept = SLEEP(1.5); SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'trap: roll this transaction back'; END IF`);
     try {
       const id = randomUUID();
-      const body = Buffer.from(JSON.stringify({ id, type: 'deposit', accountId: 1, amountMinor: 4242, currency: 'EUR', createdAt: new Date().toISOString() }));
+      const body = Buffer.from(
+        JSON.stringify({ id, type: 'deposit', accountId: 1, amountMinor: 4242, currency: 'EUR', createdAt: new Date().toISOString() }),
+      );
       const incoming = { decoded: decodeTransaction(body, { contentType: 'application/json', messageId: id }), attempt: 1, runId: null };
       expect(incoming.decoded.ok).toBe(true);
       // A worker's pool: batches go out as multi-statement queries.
-      const workerDb = createDatabase({ databaseUrl: ns.config.databaseUrl, databaseName: ns.config.databaseName, poolMax: 1, readCommitted: true, multipleStatements: true });
+      const workerDb = createDatabase({
+        databaseUrl: ns.config.databaseUrl,
+        databaseName: ns.config.databaseName,
+        poolMax: 1,
+        readCommitted: true,
+        multipleStatements: true,
+      });
       const applying = applyBatch(workerDb, [incoming], { workerId: 'trap' })
         .then(
           () => 'committed',
@@ -109,7 +121,9 @@ describe('outbox relay', () => {
     await channel.close();
     expect(messages).toHaveLength(150);
     expect(new Set(messages.map((m) => m.properties.messageId)).size).toBe(150);
-    const rows: { event_id: string; outcome: string; account_id: string | null; transaction_id: string }[] = await ns.db('outbox_events').select('event_id', 'outcome', 'account_id', 'transaction_id');
+    const rows: { event_id: string; outcome: string; account_id: string | null; transaction_id: string }[] = await ns
+      .db('outbox_events')
+      .select('event_id', 'outcome', 'account_id', 'transaction_id');
     const byId = new Map(rows.map((r) => [r.event_id, r]));
     for (const m of messages) {
       const row = byId.get(m.properties.messageId as string)!;
@@ -151,12 +165,22 @@ describe('outbox relay', () => {
     // The accounting side deduplicates by event id: 230 events, 310 deliveries, 230 lines.
     const accounting = startTxsim(['accounting', '--json'], ns.env);
     try {
-      await waitFor(async () => (await queued()) === 0 && Number((await ns.db('accounting_statements').count({ n: '*' }))[0]!.n) === 230, 60_000, 'accounting to drain');
-      await waitFor(async () => Number((await ns.db('accounting_statements').sum({ d: 'deliveries' }))[0]!.d) === 310, 10_000, 'every delivery to be counted');
+      await waitFor(
+        async () => (await queued()) === 0 && Number((await ns.db('accounting_statements').count({ n: '*' }))[0]!.n) === 230,
+        60_000,
+        'accounting to drain',
+      );
+      await waitFor(
+        async () => Number((await ns.db('accounting_statements').sum({ d: 'deliveries' }))[0]!.d) === 310,
+        10_000,
+        'every delivery to be counted',
+      );
     } finally {
       expect(await accounting.stop()).toBe(0);
     }
-    const [[dup]] = (await ns.db.raw('SELECT COUNT(*) AS n FROM (SELECT transaction_id FROM accounting_statements GROUP BY transaction_id HAVING COUNT(*) > 1) x')) as [[{ n: string }]];
+    const [[dup]] = (await ns.db.raw(
+      'SELECT COUNT(*) AS n FROM (SELECT transaction_id FROM accounting_statements GROUP BY transaction_id HAVING COUNT(*) > 1) x',
+    )) as [[{ n: string }]];
     expect(Number(dup.n)).toBe(0);
     const twice = await ns.db('accounting_statements').where('deliveries', 2).count({ n: '*' });
     expect(Number(twice[0]!.n)).toBe(80);

@@ -40,7 +40,9 @@ describe.each([
     for (const check of report.checks) expect(check.violations, check.name).toBe(0);
 
     // Independently of verify: the DB has one outcome per id and more than one worker did the work.
-    const [[row]] = await ns.db.raw(`SELECT COUNT(*) AS n, COUNT(DISTINCT worker_id) AS workers FROM transactions WHERE run_id = ?`, [summary.runId]);
+    const [[row]] = await ns.db.raw(`SELECT COUNT(*) AS n, COUNT(DISTINCT worker_id) AS workers FROM transactions WHERE run_id = ?`, [
+      summary.runId,
+    ]);
     expect(Number(row.n)).toBeGreaterThan(570); // poison without a usable run header is still recorded by id
     expect(Number(row.workers)).toBeGreaterThanOrEqual(2);
     const [[ledger]] = await ns.db.raw('SELECT COALESCE(SUM(amount_minor), 0) AS s FROM ledger_entries');
@@ -51,11 +53,16 @@ describe.each([
     const before = await ns.db('accounts').where('kind', 'customer').orderBy('id').select('id', 'balance_minor');
     const gen = await runTxsim(['gen', '600', '--seed', 'pipeline', '--invalid', '0.05', '--json'], ns.env);
     expect(gen.code).toBe(0);
-    await waitFor(async () => (await ns.amqp.createChannel().then(async (ch) => {
-      const q = await ch.checkQueue(ns.topology.processQueue);
-      await ch.close();
-      return q.messageCount === 0;
-    })), 30_000, 'process queue to drain');
+    await waitFor(
+      async () =>
+        await ns.amqp.createChannel().then(async (ch) => {
+          const q = await ch.checkQueue(ns.topology.processQueue);
+          await ch.close();
+          return q.messageCount === 0;
+        }),
+      30_000,
+      'process queue to drain',
+    );
     const verify = await runTxsim(['verify', '--run', runIdForSeed('pipeline'), '--wait', '30', '--json'], ns.env);
     expect(verify.code, verify.stdout).toBe(0);
     const after = await ns.db('accounts').where('kind', 'customer').orderBy('id').select('id', 'balance_minor');

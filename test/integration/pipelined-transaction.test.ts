@@ -11,7 +11,13 @@ describe('withPipelinedTransaction', () => {
 
   beforeAll(async () => {
     ns = await createTestNamespace('pipe');
-    db = createDatabase({ databaseUrl: ns.config.databaseUrl, databaseName: ns.config.databaseName, poolMax: 2, readCommitted: true, multipleStatements: true });
+    db = createDatabase({
+      databaseUrl: ns.config.databaseUrl,
+      databaseName: ns.config.databaseName,
+      poolMax: 2,
+      readCommitted: true,
+      multipleStatements: true,
+    });
     await ns.db.raw('CREATE TABLE pipe_test (id INT PRIMARY KEY, v INT NOT NULL)');
   });
 
@@ -25,13 +31,20 @@ describe('withPipelinedTransaction', () => {
   it('reads under the transaction, then writes and commits; one result per statement', async () => {
     await ns.db('pipe_test').insert({ id: 1, v: 10 });
     const results = await withPipelinedTransaction(db, async (trx) => {
-      const [locked, none] = await trx.begin(['SELECT id, v FROM pipe_test WHERE id = 1 FOR UPDATE', 'SELECT id FROM pipe_test WHERE id = 99']);
+      const [locked, none] = await trx.begin([
+        'SELECT id, v FROM pipe_test WHERE id = 1 FOR UPDATE',
+        'SELECT id FROM pipe_test WHERE id = 99',
+      ]);
       expect(locked).toEqual([{ id: 1, v: 10 }]);
       expect(none).toEqual([]);
       return trx.commit(['UPDATE pipe_test SET v = v + 1 WHERE id = 1', 'INSERT INTO pipe_test (id, v) VALUES (2, 20), (3, 30)']);
     });
     expect(results.map((r) => (r as { affectedRows: number }).affectedRows)).toEqual([1, 2]);
-    expect(await rows()).toEqual([[1, 11], [2, 20], [3, 30]]);
+    expect(await rows()).toEqual([
+      [1, 11],
+      [2, 20],
+      [3, 30],
+    ]);
   });
 
   it('a statement failing in the commit round trip stops before COMMIT: the earlier writes are rolled back', async () => {
@@ -72,7 +85,12 @@ describe('withPipelinedTransaction', () => {
     const hostile = "O'Brien \\'; DELETE FROM pipe_test; -- \\";
     await ns.db.raw(`SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, IF(@@GLOBAL.sql_mode = '', '', ','), 'NO_BACKSLASH_ESCAPES')`);
     // New connections take the global mode: this pool's sessions start with NO_BACKSLASH_ESCAPES set.
-    const fresh = createDatabase({ databaseUrl: ns.config.databaseUrl, databaseName: ns.config.databaseName, poolMax: 1, multipleStatements: true });
+    const fresh = createDatabase({
+      databaseUrl: ns.config.databaseUrl,
+      databaseName: ns.config.databaseName,
+      poolMax: 1,
+      multipleStatements: true,
+    });
     try {
       await ns.db.raw('CREATE TABLE pipe_text (id INT PRIMARY KEY, s VARCHAR(100) NOT NULL)');
       await withPipelinedTransaction(fresh, async (trx) => {
@@ -88,6 +106,6 @@ describe('withPipelinedTransaction', () => {
   });
 
   it('refuses a database created without multipleStatements, with a reason', async () => {
-    await expect(withPipelinedTransaction(ns.db, async () => 1)).rejects.toThrow(/multipleStatements/);
+    await expect(withPipelinedTransaction(ns.db, () => Promise.resolve(1))).rejects.toThrow(/multipleStatements/);
   });
 });

@@ -35,7 +35,11 @@ beforeAll(async () => {
   const holder = await ns.db.transaction();
   try {
     await holder.raw('SELECT id FROM accounts WHERE id = 2 FOR UPDATE');
-    await publishRaw(ns.amqp, ns.topology, parked.map((body) => ({ body })));
+    await publishRaw(
+      ns.amqp,
+      ns.topology,
+      parked.map((body) => ({ body })),
+    );
     await waitFor(async () => (await depth(ns.topology.deadQueue)) === 3, 60_000, 'three parked messages');
   } finally {
     await holder.rollback();
@@ -70,7 +74,13 @@ describe('txsim replay-dead', () => {
     const r = await runTxsim(['replay-dead', '--id', target, '--json'], ns.env);
     expect(r.code, r.stderr).toBe(0);
     const report = JSON.parse(r.stdout) as ReplayReport;
-    expect(report).toMatchObject({ queue: ns.topology.deadQueue, exchange: ns.topology.transactionsExchange, replayed: [{ id: target, routingKey: 'tx.deposit' }], failed: [], notFound: [] });
+    expect(report).toMatchObject({
+      queue: ns.topology.deadQueue,
+      exchange: ns.topology.transactionsExchange,
+      replayed: [{ id: target, routingKey: 'tx.deposit' }],
+      failed: [],
+      notFound: [],
+    });
     await waitFor(async () => (await outcome(target))?.status === 'applied', 20_000, 'the replayed message to apply');
     // The attempt count was reset by the replay: this is attempt 1, not 3.
     expect(await outcome(target)).toMatchObject({ status: 'applied', attempts: 1, worker_id: 'w-replay' });
@@ -94,8 +104,9 @@ describe('txsim replay-dead', () => {
     expect(await depth(ns.topology.deadQueue)).toBe(1);
     const rest = await runTxsim(['replay-dead'], ns.env);
     expect(rest.code, rest.stderr).toBe(0);
-    expect(rest.stdout).toContain(`replayed 1 messages from ${ns.topology.deadQueue} to ${ns.topology.transactionsExchange}`);
-    for (const body of parked) await waitFor(async () => (await outcome(body.id as string))?.status === 'applied', 20_000, `${String(body.id)} to apply`);
+    expect(rest.stdout).toContain(`replayed 1 message from ${ns.topology.deadQueue} to ${ns.topology.transactionsExchange}`);
+    for (const body of parked)
+      await waitFor(async () => (await outcome(body.id as string))?.status === 'applied', 20_000, `${String(body.id)} to apply`);
     expect(await depth(ns.topology.deadQueue)).toBe(0);
     expect(await balance(2)).toBe(10_000n + 100n + 200n + 300n);
     // Nothing went back to the dead queue or the errors queue on the way.
@@ -117,7 +128,11 @@ describe('txsim replay-dead', () => {
       persistent: true,
       contentType: 'application/json',
       messageId: body.id as string,
-      headers: { [HEADERS.attempts]: 5, [HEADERS.lastError]: 'ER_LOCK_DEADLOCK: Deadlock found', [HEADERS.originalRoutingKey]: 'nowhere.bound' },
+      headers: {
+        [HEADERS.attempts]: 5,
+        [HEADERS.lastError]: 'ER_LOCK_DEADLOCK: Deadlock found',
+        [HEADERS.originalRoutingKey]: 'nowhere.bound',
+      },
     });
     await channel.waitForConfirms();
     await channel.close();

@@ -13,7 +13,12 @@ const SCRIPT_TIMEOUT_MS = 60_000;
 
 /** Runs `bash scripts/services.sh` to completion with `env` added to this process's environment. */
 function runServicesScript(env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
-  return spawnProcess('bash', ['scripts/services.sh'], { cwd: ROOT, env: { ...process.env, ...env }, timeoutMs: SCRIPT_TIMEOUT_MS, label: 'scripts/services.sh' }).done;
+  return spawnProcess('bash', ['scripts/services.sh'], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    timeoutMs: SCRIPT_TIMEOUT_MS,
+    label: 'scripts/services.sh',
+  }).done;
 }
 
 /** host:port of a URL as the script prints it, defaulting like txsim's config. */

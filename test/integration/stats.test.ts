@@ -18,7 +18,10 @@ import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/t
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 const exec = promisify(execFile);
-const hasRabbitmqctl = await exec('sh', ['-c', 'command -v rabbitmqctl']).then(() => true, () => false);
+const hasRabbitmqctl = await exec('sh', ['-c', 'command -v rabbitmqctl']).then(
+  () => true,
+  () => false,
+);
 type WatchJson = ReturnType<typeof jsonDocument>;
 
 let ns: TestNamespace;
@@ -29,9 +32,13 @@ async function collectSnapshots(channel: Channel, ms: number): Promise<Record<st
   const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
   await channel.bindQueue(queue, ns.topology.statsExchange, '');
   const received: Record<string, unknown>[] = [];
-  await channel.consume(queue, (msg) => {
-    if (msg) received.push({ ...JSON.parse(msg.content.toString()), _receivedAtMs: Date.now(), _type: msg.properties.type });
-  }, { noAck: true });
+  await channel.consume(
+    queue,
+    (msg) => {
+      if (msg) received.push({ ...JSON.parse(msg.content.toString()), _receivedAtMs: Date.now(), _type: msg.properties.type });
+    },
+    { noAck: true },
+  );
   await new Promise((resolve) => setTimeout(resolve, ms));
   return received;
 }
@@ -46,8 +53,8 @@ async function watchJson(env: NodeJS.ProcessEnv = ns.env): Promise<WatchJson> {
 function startWatch(args: string[]): { child: ChildProcess; stdout: () => string; stop: () => Promise<number | null> } {
   const child = spawn(process.execPath, [CLI, 'watch', ...args], { env: ns.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
-  child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
-  child.stderr!.on('data', () => {});
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', () => {});
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return {
     child,
@@ -75,7 +82,11 @@ beforeAll(async () => {
     { body: txBody({ accountId: 3, type: 'withdrawal', amountMinor: 99_999 }) },
     { body: txBody({ accountId: 424_242 }) },
   ]);
-  await waitFor(async () => Number((await ns.db('transactions').whereNot('type', 'opening').count({ n: '*' }))[0]!.n) >= 7, 30_000, 'seven outcomes');
+  await waitFor(
+    async () => Number((await ns.db('transactions').whereNot('type', 'opening').count({ n: '*' }))[0]!.n) >= 7,
+    30_000,
+    'seven outcomes',
+  );
 });
 
 afterAll(async () => {
@@ -101,8 +112,20 @@ describe('worker snapshots', () => {
       const seqs = mine.map((s) => s.seq as number);
       expect(seqs).toEqual(seqs.map((_, i) => seqs[0]! + i));
       const gapsMs = mine.slice(1).map((s, i) => (s.sentAtMs as number) - (mine[i]!.sentAtMs as number));
-      for (const gap of gapsMs) expect(gap).toBeGreaterThan(700), expect(gap).toBeLessThan(1_300);
-      expect(mine[0]).toMatchObject({ schema: 'txsim.stats.v1', _type: 'txsim.stats.v1', workerId: id, host: expect.any(String), prefetchCount: 20, stopping: false, blocked: false, paused: false });
+      for (const gap of gapsMs) {
+        expect(gap).toBeGreaterThan(700);
+        expect(gap).toBeLessThan(1_300);
+      }
+      expect(mine[0]).toMatchObject({
+        schema: 'txsim.stats.v1',
+        _type: 'txsim.stats.v1',
+        workerId: id,
+        host: expect.any(String),
+        prefetchCount: 20,
+        stopping: false,
+        blocked: false,
+        paused: false,
+      });
       expect(mine[0]!.pid).toBe(workers.find((w) => w.id === id)!.child.pid);
     }
     // Together they did exactly what was published.
@@ -155,22 +178,36 @@ describe('txsim watch --json', () => {
     expect(errors).toMatchObject({ ready: 2, unacked: null, inPerS: null, consumers: 0 });
   });
 
-  it.skipIf(process.getuid?.() !== 0 || !hasRabbitmqctl)('works under the least-privilege watch user (no configure rights on the stats exchange)', async () => {
-    const password = 'watch-pw-3e1b';
-    await exec('bash', ['scripts/rabbitmq-users.sh', ns.name], {
-      cwd: new URL('../../', import.meta.url).pathname,
-      env: { ...process.env, TXSIM_USER_PREFIX: ns.name, TXSIM_GEN_PASSWORD: 'gen-pw-unused-1', TXSIM_WORKER_PASSWORD: 'worker-pw-unused-1', TXSIM_WATCH_PASSWORD: password },
-    });
-    try {
-      const user = `${ns.name}-watch`;
-      const doc = await watchJson({ ...ns.env, AMQP_URL: `amqp://${user}:${password}@127.0.0.1:5672`, RABBITMQ_API_URL: `http://${user}:${password}@127.0.0.1:15672` });
-      expect(doc.workers.map((w) => w.workerId).sort()).toEqual(['w1', 'w2']);
-      expect(doc.queues?.source).toBe('management-api');
-      expect(JSON.stringify(doc)).not.toContain(password);
-    } finally {
-      for (const role of ['gen', 'worker', 'watch']) await exec('rabbitmqctl', ['-q', 'delete_user', `${ns.name}-${role}`]).catch(() => {});
-    }
-  });
+  it.skipIf(process.getuid?.() !== 0 || !hasRabbitmqctl)(
+    'works under the least-privilege watch user (no configure rights on the stats exchange)',
+    async () => {
+      const password = 'watch-pw-3e1b';
+      await exec('bash', ['scripts/rabbitmq-users.sh', ns.name], {
+        cwd: new URL('../../', import.meta.url).pathname,
+        env: {
+          ...process.env,
+          TXSIM_USER_PREFIX: ns.name,
+          TXSIM_GEN_PASSWORD: 'gen-pw-unused-1',
+          TXSIM_WORKER_PASSWORD: 'worker-pw-unused-1',
+          TXSIM_WATCH_PASSWORD: password,
+        },
+      });
+      try {
+        const user = `${ns.name}-watch`;
+        const doc = await watchJson({
+          ...ns.env,
+          AMQP_URL: `amqp://${user}:${password}@127.0.0.1:5672`,
+          RABBITMQ_API_URL: `http://${user}:${password}@127.0.0.1:15672`,
+        });
+        expect(doc.workers.map((w) => w.workerId).sort()).toEqual(['w1', 'w2']);
+        expect(doc.queues?.source).toBe('management-api');
+        expect(JSON.stringify(doc)).not.toContain(password);
+      } finally {
+        for (const role of ['gen', 'worker', 'watch'])
+          await exec('rabbitmqctl', ['-q', 'delete_user', `${ns.name}-${role}`]).catch(() => {});
+      }
+    },
+  );
 
   it('a namespace that was never set up: --json exits 5 naming the missing exchange', async () => {
     const r = await runTxsim(['watch', '--json', '--listen', '0'], { ...ns.env, TXSIM_NAMESPACE: `${ns.name}_none` });
@@ -195,7 +232,15 @@ describe('txsim watch on a pipe', () => {
     try {
       const gen = runTxsim(['gen', '150', '--rate', '50', '--seed', 'stats'], ns.env);
       expect((await gen).code).toBe(0);
-      await waitFor(() => watch.stdout().split('\n').filter((l) => l.includes('kind=total') && !/tx_per_s=0 /.test(l)).length >= 3, 20_000, 'lines with traffic');
+      await waitFor(
+        () =>
+          watch
+            .stdout()
+            .split('\n')
+            .filter((l) => l.includes('kind=total') && !/tx_per_s=0 /.test(l)).length >= 3,
+        20_000,
+        'lines with traffic',
+      );
     } finally {
       expect(await watch.stop()).toBe(0);
     }
@@ -219,7 +264,10 @@ describe('txsim watch on a pipe', () => {
   it('a killed worker turns stale, then gone; a stopped one says goodbye and is gone at once', async () => {
     const watch = startWatch(['--interval', '300', '--stale-after', '1500', '--gone-after', '4000']);
     const statusOf = (id: string) => {
-      const mine = watch.stdout().split('\n').filter((l) => l.includes(`kind=worker id="${id}"`));
+      const mine = watch
+        .stdout()
+        .split('\n')
+        .filter((l) => l.includes(`kind=worker id="${id}"`));
       return mine.length > 0 ? fields(mine.at(-1)!).status : undefined;
     };
     try {
@@ -238,7 +286,11 @@ describe('txsim watch on a pipe', () => {
       await waitFor(() => statusOf('w1') === 'gone', 3_000, 'w1 gone after its goodbye snapshot');
       // Gone without passing through stale: the goodbye snapshot said so.
       expect(Date.now() - stoppedAt).toBeLessThan(4_000);
-      const w1States = watch.stdout().split('\n').filter((l) => l.includes('kind=worker id="w1"')).map((l) => fields(l).status);
+      const w1States = watch
+        .stdout()
+        .split('\n')
+        .filter((l) => l.includes('kind=worker id="w1"'))
+        .map((l) => fields(l).status);
       expect(w1States).not.toContain('stale');
     } finally {
       expect(await watch.stop()).toBe(0);

@@ -37,7 +37,16 @@ describe('accounting webhooks', () => {
   });
 
   it('receiver down, then up: every event is delivered and accepted exactly once, nothing acked before', async () => {
-    const args = ['accounting', '--webhook', `http://127.0.0.1:${port}/hooks`, '--webhook-backoff-max', '400', '--prefetch', '100', '--json'];
+    const args = [
+      'accounting',
+      '--webhook',
+      `http://127.0.0.1:${port}/hooks`,
+      '--webhook-backoff-max',
+      '400',
+      '--prefetch',
+      '100',
+      '--json',
+    ];
     const first = start(args);
     const gen = await runTxsim(['gen', '60', '--seed', 'hook-1', '--invalid', '0.05'], ns.env);
     expect(gen.code, gen.stderr).toBe(0);
@@ -48,12 +57,20 @@ describe('accounting webhooks', () => {
     expect(await deliveries('pending')).toBe(60);
     // Nothing was acked: a consumer dying now hands every event back to the queue.
     await first.kill();
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount === 60, 10_000, 'all 60 events back in the queue');
+    await waitFor(
+      async () => (await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount === 60,
+      10_000,
+      'all 60 events back in the queue',
+    );
 
     // A new consumer picks them up: the statement lines are already there (no second line), the
     // webhooks are still owed.
     const accounting = start(args);
-    await waitFor(async () => Number((await ns.db('accounting_statements').sum({ d: 'deliveries' }))[0]!.d) === 120, 30_000, 'the redeliveries counted');
+    await waitFor(
+      async () => Number((await ns.db('accounting_statements').sum({ d: 'deliveries' }))[0]!.d) === 120,
+      30_000,
+      'the redeliveries counted',
+    );
     expect(Number((await ns.db('accounting_statements').count({ n: '*' }))[0]!.n)).toBe(60);
     expect(jsonLines(accounting.stdout())).toHaveLength(0);
 
@@ -79,7 +96,11 @@ describe('accounting webhooks', () => {
 
     const verify = await runTxsim(['verify', '--json'], ns.env);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
-    expect(JSON.parse(verify.stdout).accounting).toMatchObject({ ok: true, settled: true, webhooks: { delivered: 60, failed: 0, pending: 0 } });
+    expect(JSON.parse(verify.stdout).accounting).toMatchObject({
+      ok: true,
+      settled: true,
+      webhooks: { delivered: 60, failed: 0, pending: 0 },
+    });
   });
 
   it('the receiver refuses a bad signature with 401', async () => {
@@ -87,19 +108,28 @@ describe('accounting webhooks', () => {
     const forged = await request(`http://127.0.0.1:${port}/hooks`, {
       method: 'POST',
       body,
-      headers: { 'content-type': 'application/json', [WEBHOOK_HEADERS.signature]: signWebhookBody('not-the-secret-000', body), [WEBHOOK_HEADERS.idempotencyKey]: 'forged' },
+      headers: {
+        'content-type': 'application/json',
+        [WEBHOOK_HEADERS.signature]: signWebhookBody('not-the-secret-000', body),
+        [WEBHOOK_HEADERS.idempotencyKey]: 'forged',
+      },
     });
     expect(forged.statusCode).toBe(401);
     await forged.body.dump();
   });
 
   it('a 4xx (here: a sender with the wrong secret) is recorded as failed with the response, not retried, and acked', async () => {
-    start(['accounting', '--webhook', `http://127.0.0.1:${port}/hooks`, '--webhook-backoff-max', '200', '--json'], { TXSIM_WEBHOOK_SECRET: 'the-wrong-secret-000' });
+    start(['accounting', '--webhook', `http://127.0.0.1:${port}/hooks`, '--webhook-backoff-max', '200', '--json'], {
+      TXSIM_WEBHOOK_SECRET: 'the-wrong-secret-000',
+    });
     const gen = await runTxsim(['gen', '10', '--seed', 'hook-2'], ns.env);
     expect(gen.code, gen.stderr).toBe(0);
     await waitFor(async () => (await deliveries('failed')) === 10, 30_000, '10 failed deliveries');
     await new Promise((r) => setTimeout(r, 1_000));
-    const failed: { attempts: number; response_status: number; response_body: string; last_error: string }[] = await ns.db('webhook_deliveries').where('status', 'failed').select('attempts', 'response_status', 'response_body', 'last_error');
+    const failed: { attempts: number; response_status: number; response_body: string; last_error: string }[] = await ns
+      .db('webhook_deliveries')
+      .where('status', 'failed')
+      .select('attempts', 'response_status', 'response_body', 'last_error');
     expect(failed).toHaveLength(10);
     for (const f of failed) {
       expect(f).toMatchObject({ attempts: 1, response_status: 401, last_error: 'HTTP 401' });

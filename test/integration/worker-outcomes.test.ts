@@ -19,7 +19,11 @@ async function balance(ns: TestNamespace, accountId: number): Promise<bigint> {
 async function errorsQueue(ns: TestNamespace) {
   const channel = await ns.amqp.createChannel();
   try {
-    return (await peekQueue(channel, ns.topology.errorsQueue)).map((m) => ({ headers: m.properties.headers ?? {}, envelope: JSON.parse(m.content.toString()), messageId: m.properties.messageId }));
+    return (await peekQueue(channel, ns.topology.errorsQueue)).map((m) => ({
+      headers: m.properties.headers ?? {},
+      envelope: JSON.parse(m.content.toString()),
+      messageId: m.properties.messageId,
+    }));
   } finally {
     await channel.close();
   }
@@ -50,7 +54,19 @@ describe.each([
     await publishRaw(ns.amqp, ns.topology, [{ body }, { body }]);
     await waitFor(async () => (await outcome(ns, body.id as string)) !== undefined, 20_000, 'the outcome');
     // Give the second copy time to be processed too, then check it had no effect.
-    await waitFor(async () => Number((await ns.db('transactions').where('id', body.id as string).count({ n: '*' }))[0]!.n) === 1, 5_000, 'one row');
+    await waitFor(
+      async () =>
+        Number(
+          (
+            await ns
+              .db('transactions')
+              .where('id', body.id as string)
+              .count({ n: '*' })
+          )[0]!.n,
+        ) === 1,
+      5_000,
+      'one row',
+    );
     await new Promise((r) => setTimeout(r, 1_000));
     expect(await balance(ns, 2)).toBe(12_500n);
     const entries = await ns.db('ledger_entries').where('transaction_id', body.id as string);
@@ -62,7 +78,11 @@ describe.each([
     await publishRaw(ns.amqp, ns.topology, [{ body }]);
     await waitFor(async () => (await outcome(ns, body.id as string)) !== undefined, 20_000, 'the first outcome');
     await publishRaw(ns.amqp, ns.topology, [{ body: { ...body, amountMinor: 9_000 } }]);
-    await waitFor(async () => (await errorsQueue(ns)).some((e) => e.envelope.id === body.id && e.envelope.reason === 'duplicate_conflict'), 20_000, 'duplicate_conflict in the errors queue');
+    await waitFor(
+      async () => (await errorsQueue(ns)).some((e) => e.envelope.id === body.id && e.envelope.reason === 'duplicate_conflict'),
+      20_000,
+      'duplicate_conflict in the errors queue',
+    );
     expect(await balance(ns, 3)).toBe(10_100n);
   });
 
@@ -73,14 +93,26 @@ describe.each([
       { reason: 'invalid_message', body: txBody({ amountMinor: '12' }), detail: /amountMinor must be integer/ },
       { reason: 'unknown_account', body: txBody({ accountId: 999_999 }), detail: /does not exist/ },
       { reason: 'currency_mismatch', body: txBody({ accountId: 100, currency: 'EUR' }), detail: /holds USD/ },
-      { reason: 'insufficient_funds', body: txBody({ accountId: 4, type: 'withdrawal', amountMinor: 10_001 }), detail: /balance 10000 < amount 10001/ },
+      {
+        reason: 'insufficient_funds',
+        body: txBody({ accountId: 4, type: 'withdrawal', amountMinor: 10_001 }),
+        detail: /balance 10000 < amount 10001/,
+      },
     ];
-    await publishRaw(ns.amqp, ns.topology, cases.map((c) => ({ body: c.body, ...(c.messageId ? { messageId: c.messageId } : {}) })));
+    await publishRaw(
+      ns.amqp,
+      ns.topology,
+      cases.map((c) => ({ body: c.body, ...(c.messageId ? { messageId: c.messageId } : {}) })),
+    );
     const idOf = (c: (typeof cases)[number]) => (c.messageId ?? (c.body as Record<string, string>).id)!;
-    await waitFor(async () => {
-      const errors = await errorsQueue(ns);
-      return cases.every((c) => errors.some((e) => e.envelope.id === idOf(c)));
-    }, 20_000, 'every reject in the errors queue');
+    await waitFor(
+      async () => {
+        const errors = await errorsQueue(ns);
+        return cases.every((c) => errors.some((e) => e.envelope.id === idOf(c)));
+      },
+      20_000,
+      'every reject in the errors queue',
+    );
     const errors = await errorsQueue(ns);
     for (const c of cases) {
       const e = errors.find((x) => x.envelope.id === idOf(c))!;
@@ -105,14 +137,18 @@ describe.each([
       await publishRaw(ns.amqp, ns.topology, [{ body }, { body: bystander }]);
       // A message on another account is not held back by the stuck one.
       await waitFor(async () => (await outcome(ns, bystander.id as string))?.status === 'applied', 20_000, 'the bystander to apply');
-      await waitFor(async () => {
-        const channel = await ns.amqp.createChannel();
-        try {
-          return (await peekQueue(channel, ns.topology.deadQueue)).some((m) => m.properties.messageId === body.id);
-        } finally {
-          await channel.close();
-        }
-      }, 40_000, 'the message to be parked');
+      await waitFor(
+        async () => {
+          const channel = await ns.amqp.createChannel();
+          try {
+            return (await peekQueue(channel, ns.topology.deadQueue)).some((m) => m.properties.messageId === body.id);
+          } finally {
+            await channel.close();
+          }
+        },
+        40_000,
+        'the message to be parked',
+      );
       const channel = await ns.amqp.createChannel();
       const parked = (await peekQueue(channel, ns.topology.deadQueue)).find((m) => m.properties.messageId === body.id)!;
       await channel.close();
@@ -146,10 +182,37 @@ describe('concurrent withdrawals on one account', () => {
   });
 
   it('never overdraw: exactly the balance is spent, the rest is rejected', async () => {
-    const bodies = Array.from({ length: 150 }, (_, i) => txBody({ accountId: 1, type: i % 2 ? 'withdrawal' : 'card_payment', ...(i % 2 ? {} : { merchant: 'Shop' }), amountMinor: 100 }));
-    await publishRaw(ns.amqp, ns.topology, bodies.map((body) => ({ body })));
-    await waitFor(async () => Number((await ns.db('transactions').whereIn('id', bodies.map((b) => b.id as string)).count({ n: '*' }))[0]!.n) === 150, 60_000, 'all 150 outcomes');
-    const rows = await ns.db('transactions').whereIn('id', bodies.map((b) => b.id as string)).select('status', 'reason', 'worker_id');
+    const bodies = Array.from({ length: 150 }, (_, i) =>
+      txBody({ accountId: 1, type: i % 2 ? 'withdrawal' : 'card_payment', ...(i % 2 ? {} : { merchant: 'Shop' }), amountMinor: 100 }),
+    );
+    await publishRaw(
+      ns.amqp,
+      ns.topology,
+      bodies.map((body) => ({ body })),
+    );
+    await waitFor(
+      async () =>
+        Number(
+          (
+            await ns
+              .db('transactions')
+              .whereIn(
+                'id',
+                bodies.map((b) => b.id as string),
+              )
+              .count({ n: '*' })
+          )[0]!.n,
+        ) === 150,
+      60_000,
+      'all 150 outcomes',
+    );
+    const rows = await ns
+      .db('transactions')
+      .whereIn(
+        'id',
+        bodies.map((b) => b.id as string),
+      )
+      .select('status', 'reason', 'worker_id');
     expect(rows.filter((r) => r.status === 'applied')).toHaveLength(100);
     expect(rows.filter((r) => r.reason === 'insufficient_funds')).toHaveLength(50);
     expect(new Set(rows.map((r) => r.worker_id)).size).toBeGreaterThan(1);

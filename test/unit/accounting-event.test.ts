@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { accountingRoutingKey, decodeAccountingEvent, encodeAccountingEvent, eventFromOutboxRow } from '../../src/domain/accounting-event.js';
+import {
+  accountingRoutingKey,
+  decodeAccountingEvent,
+  encodeAccountingEvent,
+  eventFromOutboxRow,
+} from '../../src/domain/accounting-event.js';
 import { APPLIED_CARD_PAYMENT as applied } from './accounting-fixtures.js';
 
 describe('accounting event wire format', () => {

@@ -22,8 +22,20 @@ describe('statement lines', () => {
   });
 
   it('an unreadable message has no account: the line names the transaction instead', () => {
-    const invalid = { ...base, accountId: null, accountSeq: null, type: null, outcome: 'rejected' as const, reason: 'invalid_message', amountMinor: null, currency: null, balanceAfterMinor: null };
+    const invalid = {
+      ...base,
+      accountId: null,
+      accountSeq: null,
+      type: null,
+      outcome: 'rejected' as const,
+      reason: 'invalid_message',
+      amountMinor: null,
+      currency: null,
+      balanceAfterMinor: null,
+    };
     expect(whatHappened(invalid)).toBe('transaction');
-    expect(formatStatementLine(invalid)).toMatch(/no account .* - {2}REJECTED: invalid message \(transaction 9a8b7c6d-5e4f-5a3b-9c2d-1e0f9a8b7c6d\)$/);
+    expect(formatStatementLine(invalid)).toMatch(
+      /no account .* - {2}REJECTED: invalid message \(transaction 9a8b7c6d-5e4f-5a3b-9c2d-1e0f9a8b7c6d\)$/,
+    );
   });
 });

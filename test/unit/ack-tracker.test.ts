@@ -3,7 +3,10 @@ import { AckTracker } from '../../src/amqp/ack-tracker.js';
 
 function tracker() {
   const frames: string[] = [];
-  const t = new AckTracker({ ack: (tag, multiple) => frames.push(`ack ${tag}${multiple ? ' multiple' : ''}`), nack: (tag) => frames.push(`nack ${tag}`) });
+  const t = new AckTracker({
+    ack: (tag, multiple) => frames.push(`ack ${tag}${multiple ? ' multiple' : ''}`),
+    nack: (tag) => frames.push(`nack ${tag}`),
+  });
   return { t, frames };
 }
 

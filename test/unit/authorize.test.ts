@@ -25,7 +25,10 @@ describe('authorize', () => {
   it('allows spending the balance down to exactly zero, not one cent more', () => {
     expect(authorize(message({ amountMinor: 1_000 }), account)).toMatchObject({ ok: true, balanceAfterMinor: 0n });
     expect(authorize(message({ amountMinor: 1_001 }), account)).toMatchObject({ ok: false, reason: 'insufficient_funds' });
-    expect(authorize(message({ type: 'card_payment', merchant: 'x', amountMinor: 1_001 }), account)).toMatchObject({ ok: false, reason: 'insufficient_funds' });
+    expect(authorize(message({ type: 'card_payment', merchant: 'x', amountMinor: 1_001 }), account)).toMatchObject({
+      ok: false,
+      reason: 'insufficient_funds',
+    });
   });
 
   it('credits deposits from cash-in and debits card payments to card settlement', () => {
@@ -42,7 +45,9 @@ describe('authorize', () => {
   });
 
   it('gives every system account a distinct negative id per currency', () => {
-    const ids = ['EUR', 'USD', 'GBP'].flatMap((c) => (['opening_equity', 'cash_in', 'cash_out', 'card_settlement'] as const).map((k) => systemAccountId(k, c)));
+    const ids = ['EUR', 'USD', 'GBP'].flatMap((c) =>
+      (['opening_equity', 'cash_in', 'cash_out', 'card_settlement'] as const).map((k) => systemAccountId(k, c)),
+    );
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids.every((id) => id < 0)).toBe(true);
     expect(openingPostings(3, 'EUR', 900n).reduce((s, p) => s + p.amountMinor, 0n)).toBe(0n);

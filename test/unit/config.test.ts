@@ -41,7 +41,10 @@ describe('flag parsers', () => {
     expect(parseRangeFlag('--amount', '100..250', [1, 2])).toEqual([100, 250]);
     expect(() => parseRangeFlag('--amount', '250..100', [1, 2])).toThrow(/--amount/);
     expect(parseIdListFlag('--accounts', '1-3,7')).toEqual([1, 2, 3, 7]);
-    expect(parseWeightsFlag('--mix', 'deposit=1', ['deposit', 'withdrawal'] as const, { deposit: 1, withdrawal: 1 })).toEqual({ deposit: 1, withdrawal: 0 });
+    expect(parseWeightsFlag('--mix', 'deposit=1', ['deposit', 'withdrawal'] as const, { deposit: 1, withdrawal: 1 })).toEqual({
+      deposit: 1,
+      withdrawal: 0,
+    });
     expect(() => parseWeightsFlag('--mix', 'refund=1', ['deposit'] as const, { deposit: 1 })).toThrow(/refund/);
   });
 });

@@ -48,7 +48,9 @@ describe('message contract v1', () => {
     expect(decode({ ...valid, amountMinor: -1 }, { contentType: 'application/json' })).toMatchObject({ ok: false, id });
     expect(decode('not json', { contentType: 'application/json', messageId: id })).toMatchObject({ ok: false, id });
     expect(decode('not json', { contentType: 'application/json' })).toMatchObject({ ok: false, id: null });
-    expect(decode(valid, { contentType: 'application/json', messageId: '6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f' })).toMatchObject({ ok: false });
+    expect(decode(valid, { contentType: 'application/json', messageId: '6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f' })).toMatchObject({
+      ok: false,
+    });
   });
 
   it('identity ignores createdAt but not business fields', () => {
@@ -62,7 +64,17 @@ describe('message contract v1', () => {
   });
 
   it('classifies every poison kind gen produces as invalid, except the business rejects', () => {
-    const g = createGenerator({ runId: runIdForSeed('p'), seed: 'p', accounts: [{ id: 1, currency: 'EUR' }], mix: { deposit: 1, withdrawal: 1, card_payment: 1 }, amountMinMinor: 100, amountMaxMinor: 1000, hotShare: 0, hotSetSize: 1, invalidShare: 1 });
+    const g = createGenerator({
+      runId: runIdForSeed('p'),
+      seed: 'p',
+      accounts: [{ id: 1, currency: 'EUR' }],
+      mix: { deposit: 1, withdrawal: 1, card_payment: 1 },
+      amountMinMinor: 100,
+      amountMaxMinor: 1000,
+      hotShare: 0,
+      hotSetSize: 1,
+      invalidShare: 1,
+    });
     const seen = new Map<PoisonKind, boolean>();
     for (let i = 0; i < 300; i++) {
       const m = g.at(i);
@@ -71,6 +83,12 @@ describe('message contract v1', () => {
       // Every poison keeps a usable id so its rejection can be recorded.
       expect(decoded.ok ? decoded.message.id : decoded.id).toBe(m.id);
     }
-    expect(Object.fromEntries(seen)).toEqual({ bad_json: false, wrong_schema: false, negative_amount: false, unknown_account: true, currency_mismatch: true });
+    expect(Object.fromEntries(seen)).toEqual({
+      bad_json: false,
+      wrong_schema: false,
+      negative_amount: false,
+      unknown_account: true,
+      currency_mismatch: true,
+    });
   });
 });

@@ -1,4 +1,4 @@
-import hdrModule from 'hdr-histogram-js';
+import hdr from 'hdr-histogram-js';
 import { describe, expect, it } from 'vitest';
 import { ratePerS } from '../../src/stats/rates.js';
 import {
@@ -23,8 +23,6 @@ import {
 import type { LatencySummary } from '../../src/stats/snapshot.js';
 import { latency, NO_LATENCY, snapshot } from './stats-fixtures.js';
 
-const hdr = hdrModule as unknown as typeof import('hdr-histogram-js');
-
 function withWorkers(...entries: [ReturnType<typeof snapshot>, number][]): StatsState {
   return entries.reduce((state, [s, at]) => receiveSnapshot(state, s, at), emptyStats());
 }
@@ -47,13 +45,29 @@ describe('ratePerS', () => {
   });
 
   it('uses what history there is when shorter than the window, and is 0 without two samples', () => {
-    expect(ratePerS([{ atMs: 0, count: 0 }, { atMs: 2_000, count: 40 }], 10_000)).toBe(20);
+    expect(
+      ratePerS(
+        [
+          { atMs: 0, count: 0 },
+          { atMs: 2_000, count: 40 },
+        ],
+        10_000,
+      ),
+    ).toBe(20);
     expect(ratePerS([{ atMs: 0, count: 5 }], 1_000)).toBe(0);
     expect(ratePerS([], 1_000)).toBe(0);
   });
 
   it('never goes negative (a restarted counter)', () => {
-    expect(ratePerS([{ atMs: 0, count: 100 }, { atMs: 1_000, count: 3 }], 1_000)).toBe(0);
+    expect(
+      ratePerS(
+        [
+          { atMs: 0, count: 100 },
+          { atMs: 1_000, count: 3 },
+        ],
+        1_000,
+      ),
+    ).toBe(0);
   });
 });
 
@@ -84,7 +98,11 @@ describe('staleness', () => {
   });
 
   it('stale and gone rows show no rate, and the totals leave them out', () => {
-    const state = withWorkers([snapshot('w1', { rate: 10 }), 10_000], [snapshot('w2', { rate: 7 }), 5_000], [snapshot('w3', { rate: 3 }), 1_000]);
+    const state = withWorkers(
+      [snapshot('w1', { rate: 10 }), 10_000],
+      [snapshot('w2', { rate: 7 }), 5_000],
+      [snapshot('w3', { rate: 3 }), 1_000],
+    );
     const view = viewOf(state, 10_100);
     expect(view.rows.map((r) => [r.workerId, r.status, r.ratePerS])).toEqual([
       ['w1', 'active', 10],
@@ -177,7 +195,10 @@ describe('totals', () => {
 
 describe('sorting', () => {
   const state = withWorkers(
-    [snapshot('w10', { rate: 5, counts: { applied: 300 }, latencyMs: { windowS: 10, endToEnd: latency(5, 90), processing: NO_LATENCY } }), 10_000],
+    [
+      snapshot('w10', { rate: 5, counts: { applied: 300 }, latencyMs: { windowS: 10, endToEnd: latency(5, 90), processing: NO_LATENCY } }),
+      10_000,
+    ],
     [snapshot('w2', { rate: 20, counts: { applied: 100, rejected: { insufficient_funds: 9 } } }), 10_000],
     [snapshot('w1', { rate: 0, inFlight: 0, counts: { applied: 200 } }), 10_000],
     [snapshot('w3', { rate: 50 }), 1_000],
@@ -204,7 +225,14 @@ describe('mergeLatency', () => {
   function summaryOf(values: number[]): LatencySummary {
     const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 3 });
     for (const v of values) h.recordValue(v);
-    return { count: h.totalCount, p50: h.getValueAtPercentile(50), p90: h.getValueAtPercentile(90), p99: h.getValueAtPercentile(99), max: h.maxValue, histogram: hdr.encodeIntoCompressedBase64(h) };
+    return {
+      count: h.totalCount,
+      p50: h.getValueAtPercentile(50),
+      p90: h.getValueAtPercentile(90),
+      p99: h.getValueAtPercentile(99),
+      max: h.maxValue,
+      histogram: hdr.encodeIntoCompressedBase64(h),
+    };
   }
 
   it('merges histograms exactly: the percentiles of all values together, not an average', () => {
@@ -230,7 +258,10 @@ describe('mergeLatency', () => {
   });
 
   it('totals use the live workers only', () => {
-    const state = withWorkers([snapshot('w1', { latencyMs: { windowS: 10, endToEnd: summaryOf([10, 20]), processing: NO_LATENCY } }), 10_000], [snapshot('w2', { latencyMs: { windowS: 10, endToEnd: summaryOf([5_000]), processing: NO_LATENCY } }), 1_000]);
+    const state = withWorkers(
+      [snapshot('w1', { latencyMs: { windowS: 10, endToEnd: summaryOf([10, 20]), processing: NO_LATENCY } }), 10_000],
+      [snapshot('w2', { latencyMs: { windowS: 10, endToEnd: summaryOf([5_000]), processing: NO_LATENCY } }), 1_000],
+    );
     const totals = totalsOf(viewOf(state, 10_100).rows);
     expect(totals.endToEndMs).toMatchObject({ count: 2, max: 20 });
   });

@@ -27,7 +27,17 @@ describe('SnapshotBuilder', () => {
     metrics.recordError(new Error('ER_LOCK_DEADLOCK: Deadlock found'));
     const first = step();
     const second = step();
-    expect(first).toMatchObject({ workerId: 'w1', pid: 4242, host: 'box', prefetchCount: 50, inFlight: 9, blocked: true, paused: false, stopping: false, seq: 1 });
+    expect(first).toMatchObject({
+      workerId: 'w1',
+      pid: 4242,
+      host: 'box',
+      prefetchCount: 50,
+      inFlight: 9,
+      blocked: true,
+      paused: false,
+      stopping: false,
+      seq: 1,
+    });
     expect(first.counts).toMatchObject({ applied: 7, retried: 3, parked: 1, duplicates: 4 });
     expect(first.counts.rejected.insufficient_funds).toBe(2);
     expect(first.lastError?.message).toContain('ER_LOCK_DEADLOCK');

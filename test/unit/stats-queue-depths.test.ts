@@ -3,7 +3,14 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topologyFor } from '../../src/amqp/topology.js';
 import { ServiceUnavailableError } from '../../src/errors.js';
-import { ManagementApiClient, QueueDepthReader, vhostOf, watchedQueues, type QueueDepth, type WatchedQueue } from '../../src/watch/queue-depths.js';
+import {
+  ManagementApiClient,
+  QueueDepthReader,
+  vhostOf,
+  watchedQueues,
+  type QueueDepth,
+  type WatchedQueue,
+} from '../../src/watch/queue-depths.js';
 
 /**
  * The management API client against a small local HTTP server playing the API (the real API is
@@ -22,10 +29,18 @@ beforeAll(async () => {
       res.writeHead(401).end('{"error":"not_authorised"}');
     } else if (url.pathname === '/prefix/api/queues/%2F/ns.errors') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(
-        JSON.stringify({ name: 'ns.errors', messages_ready: 12, messages_unacknowledged: 3, consumers: 1, message_stats: { publish_details: { rate: 2.5 }, deliver_get_details: { rate: 1.5 } } }),
+        JSON.stringify({
+          name: 'ns.errors',
+          messages_ready: 12,
+          messages_unacknowledged: 3,
+          consumers: 1,
+          message_stats: { publish_details: { rate: 2.5 }, deliver_get_details: { rate: 1.5 } },
+        }),
       );
     } else if (url.pathname === '/prefix/api/queues/%2F/ns.idle') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: 'ns.idle', messages_ready: 0, messages_unacknowledged: 0, consumers: 0 }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ name: 'ns.idle', messages_ready: 0, messages_unacknowledged: 0, consumers: 0 }));
     } else if (url.pathname === '/prefix/api/queues/%2F/ns.slow') {
       // never answers: the client's timeout must fire
     } else {
@@ -47,7 +62,16 @@ describe('ManagementApiClient', () => {
   it('reads depth, unacked, consumers and rates, with Basic auth from the URL and a path prefix', async () => {
     const api = new ManagementApiClient(`http://watcher:s3cret@${baseUrl.slice(7)}/prefix/`, '/');
     try {
-      expect(await api.queue(q('ns.errors'))).toEqual({ name: 'ns.errors', role: 'errors', exists: true, ready: 12, unacked: 3, consumers: 1, inPerS: 2.5, outPerS: 1.5 });
+      expect(await api.queue(q('ns.errors'))).toEqual({
+        name: 'ns.errors',
+        role: 'errors',
+        exists: true,
+        ready: 12,
+        unacked: 3,
+        consumers: 1,
+        inPerS: 2.5,
+        outPerS: 1.5,
+      });
       // No message_stats = no traffic in the sample window.
       expect(await api.queue(q('ns.idle'))).toMatchObject({ exists: true, ready: 0, inPerS: 0, outPerS: 0 });
       expect(await api.queue(q('ns.missing'))).toMatchObject({ exists: false, ready: null });
@@ -66,7 +90,9 @@ describe('ManagementApiClient', () => {
       expect(err401).toBeInstanceOf(ServiceUnavailableError);
       expect((err401 as Error).message).toContain('HTTP 401');
       expect((err401 as Error).message).not.toContain('wrong-password');
-      await expect(refused.queue(q('ns.errors'))).rejects.toThrow(/rabbitmq-management unreachable at http:\/\/watcher:\*\*\*@127\.0\.0\.1:1/);
+      await expect(refused.queue(q('ns.errors'))).rejects.toThrow(
+        /rabbitmq-management unreachable at http:\/\/watcher:\*\*\*@127\.0\.0\.1:1/,
+      );
       const started = Date.now();
       await expect(slow.queue(q('ns.slow'))).rejects.toBeInstanceOf(ServiceUnavailableError);
       expect(Date.now() - started).toBeLessThan(2_000);
@@ -78,11 +104,27 @@ describe('ManagementApiClient', () => {
 
 describe('QueueDepthReader', () => {
   const queues = [q('a', 'process'), q('b', 'errors')];
-  const depth = (w: WatchedQueue, ready: number, unacked: number | null): QueueDepth => ({ ...w, exists: true, ready, unacked, consumers: 0, inPerS: null, outPerS: null });
+  const depth = (w: WatchedQueue, ready: number, unacked: number | null): QueueDepth => ({
+    ...w,
+    exists: true,
+    ready,
+    unacked,
+    consumers: 0,
+    inPerS: null,
+    outPerS: null,
+  });
 
   it('uses the API while it answers', async () => {
-    const reader = new QueueDepthReader(queues, { queue: async (w) => depth(w, 1, 2) }, { queue: async () => expect.fail('fallback used') });
-    expect(await reader.read()).toMatchObject({ source: 'management-api', apiError: null, queues: [{ name: 'a', ready: 1, unacked: 2 }, { name: 'b' }] });
+    const reader = new QueueDepthReader(
+      queues,
+      { queue: (w) => Promise.resolve(depth(w, 1, 2)) },
+      { queue: () => expect.fail('fallback used') },
+    );
+    expect(await reader.read()).toMatchObject({
+      source: 'management-api',
+      apiError: null,
+      queues: [{ name: 'a', ready: 1, unacked: 2 }, { name: 'b' }],
+    });
   });
 
   it('falls back to AMQP with the reason, and retries the API only after apiRetryMs', async () => {
@@ -90,14 +132,17 @@ describe('QueueDepthReader', () => {
     let apiCalls = 0;
     let apiUp = false;
     const api = {
-      queue: async (w: WatchedQueue) => {
+      queue: (w: WatchedQueue) => {
         apiCalls++;
-        if (!apiUp) throw new Error('ECONNREFUSED');
-        return depth(w, 5, 0);
+        return apiUp ? Promise.resolve(depth(w, 5, 0)) : Promise.reject(new Error('ECONNREFUSED'));
       },
     };
-    const reader = new QueueDepthReader(queues, api, { queue: async (w) => depth(w, 7, null) }, 10_000, () => nowMs);
-    expect(await reader.read()).toMatchObject({ source: 'amqp-passive', apiError: 'ECONNREFUSED', queues: [{ ready: 7, unacked: null }, { ready: 7 }] });
+    const reader = new QueueDepthReader(queues, api, { queue: (w) => Promise.resolve(depth(w, 7, null)) }, 10_000, () => nowMs);
+    expect(await reader.read()).toMatchObject({
+      source: 'amqp-passive',
+      apiError: 'ECONNREFUSED',
+      queues: [{ ready: 7, unacked: null }, { ready: 7 }],
+    });
     const callsAfterFailure = apiCalls;
     nowMs = 5_000;
     expect((await reader.read()).source).toBe('amqp-passive');
@@ -108,7 +153,7 @@ describe('QueueDepthReader', () => {
   });
 
   it('without an API client it reads AMQP only', async () => {
-    const reader = new QueueDepthReader(queues, null, { queue: async (w) => depth(w, 0, null) });
+    const reader = new QueueDepthReader(queues, null, { queue: (w) => Promise.resolve(depth(w, 0, null)) });
     expect(await reader.read()).toMatchObject({ source: 'amqp-passive', apiError: 'disabled' });
   });
 });

@@ -44,7 +44,8 @@ function storeWithWorkers(reading: QueueReading | null = apiReading) {
   const store = new WatchFeedStore({ staleAfterMs: 3_000, goneAfterMs: 15_000, forgetAfterMs: 300_000 }, () => nowMs);
   const rates = { w1: [10, 20, 30, 40], w2: [40, 40, 40, 40], w3: [0, 5, 0, 5] };
   for (let i = 0; i < 4; i++) {
-    for (const [id, series] of Object.entries(rates)) store.onSnapshot(snapshot(id, { rate: series[i]!, seq: i + 1, counts: { applied: 100 * (i + 1) } }), nowMs);
+    for (const [id, series] of Object.entries(rates))
+      store.onSnapshot(snapshot(id, { rate: series[i]!, seq: i + 1, counts: { applied: 100 * (i + 1) } }), nowMs);
     store.refresh();
     nowMs += 1_000;
   }
@@ -53,7 +54,7 @@ function storeWithWorkers(reading: QueueReading | null = apiReading) {
   store.refresh();
   return {
     store,
-    advance(ms: number) {
+    advance: (ms: number) => {
       nowMs += ms;
     },
   };
@@ -169,7 +170,10 @@ describe('WatchApp keys', () => {
     await tick();
     const frame = lastFrame()!;
     expect(frame).toContain('sort rate');
-    const order = frame.split('\n').filter((l) => /^w\d /.test(l)).map((l) => l.split(' ')[0]);
+    const order = frame
+      .split('\n')
+      .filter((l) => /^w\d /.test(l))
+      .map((l) => l.split(' ')[0]);
     // By rate; the first three lines are the table (w1 and w2 tie at 40 → by id).
     expect(order.slice(0, 3)).toEqual(['w1', 'w2', 'w3']);
     stdin.write('s');

@@ -53,7 +53,14 @@ describe('planLayout', () => {
   });
 
   it('uses the room of a big terminal: wide columns, every retry step, spacing', () => {
-    expect(planLayout({ columns: 160, rows: 50 }, { workers: 3, retryQueues: 4 }, false)).toEqual({ wide: true, workerRowsMax: 3, sparklines: 'each', queueRows: 'each', details: false, gaps: true });
+    expect(planLayout({ columns: 160, rows: 50 }, { workers: 3, retryQueues: 4 }, false)).toEqual({
+      wide: true,
+      workerRowsMax: 3,
+      sparklines: 'each',
+      queueRows: 'each',
+      details: false,
+      gaps: true,
+    });
   });
 
   it('gives up spacing and per-worker sparklines before worker rows', () => {

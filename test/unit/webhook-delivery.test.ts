@@ -1,7 +1,16 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backoffDelayMs, classifyAttempt, deliverWebhook, verifyWebhookSignature, WEBHOOK_HEADERS, type AttemptResult, type WebhookRetryPolicy, type WebhookTransport } from '../../src/accounting/webhook-delivery.js';
+import {
+  backoffDelayMs,
+  classifyAttempt,
+  deliverWebhook,
+  verifyWebhookSignature,
+  WEBHOOK_HEADERS,
+  type AttemptResult,
+  type WebhookRetryPolicy,
+  type WebhookTransport,
+} from '../../src/accounting/webhook-delivery.js';
 import { WebhookClient } from '../../src/accounting/webhook-client.js';
 
 const secret = 'delivery-secret-123456';
@@ -13,9 +22,9 @@ function scripted(results: AttemptResult[]): WebhookTransport & { calls: { heade
   const calls: { headers: Record<string, string>; body: Buffer }[] = [];
   return {
     calls,
-    async post(_url, body, headers) {
+    post(_url, body, headers) {
       calls.push({ headers, body });
-      return results[Math.min(calls.length - 1, results.length - 1)]!;
+      return Promise.resolve(results[Math.min(calls.length - 1, results.length - 1)]!);
     },
   };
 }
@@ -78,7 +87,14 @@ describe('deliverWebhook', () => {
   it('records a 4xx as failed with the response, after one attempt', async () => {
     const transport = scripted([{ kind: 'response', status: 422, body: '{"error":"no such customer"}' }, ok]);
     const result = await deliverWebhook(transport, request, secret, fast, never);
-    expect(result).toEqual({ status: 'failed', attempts: 1, responseStatus: 422, responseBody: '{"error":"no such customer"}', lastError: 'HTTP 422', gaveUp: false });
+    expect(result).toEqual({
+      status: 'failed',
+      attempts: 1,
+      responseStatus: 422,
+      responseBody: '{"error":"no such customer"}',
+      lastError: 'HTTP 422',
+      gaveUp: false,
+    });
     expect(transport.calls).toHaveLength(1);
   });
 
@@ -92,9 +108,9 @@ describe('deliverWebhook', () => {
   it('gives up once the next attempt would start after giveUpAfterMs', async () => {
     let clockMs = 0;
     const transport: WebhookTransport = {
-      async post() {
+      post() {
         clockMs += 1_000; // every attempt takes a second
-        return unavailable;
+        return Promise.resolve(unavailable);
       },
     };
     const result = await deliverWebhook(transport, request, secret, { ...fast, giveUpAfterMs: 3_500 }, never, { now: () => clockMs });
@@ -105,9 +121,16 @@ describe('deliverWebhook', () => {
   it('stops retrying when the signal aborts, without an outcome', async () => {
     const controller = new AbortController();
     const transport = scripted([unavailable]);
-    const result = await deliverWebhook(transport, request, secret, { ...fast, backoffInitialMs: 60_000, backoffMaxMs: 60_000 }, controller.signal, {
-      onRetry: () => setTimeout(() => controller.abort(), 5),
-    });
+    const result = await deliverWebhook(
+      transport,
+      request,
+      secret,
+      { ...fast, backoffInitialMs: 60_000, backoffMaxMs: 60_000 },
+      controller.signal,
+      {
+        onRetry: () => setTimeout(() => controller.abort(), 5),
+      },
+    );
     expect(result).toEqual({ status: 'aborted', attempts: 1 });
   });
 });

@@ -16,7 +16,13 @@ describe('webhook receiver', () => {
   beforeEach(async () => {
     accepted = [];
     refused = [];
-    server = createWebhookReceiver({ secret, bodyBytesMax: 1_024, seenKeysMax: 3, onAccepted: (r) => accepted.push(r), onRefused: (r) => refused.push(r) });
+    server = createWebhookReceiver({
+      secret,
+      bodyBytesMax: 1_024,
+      seenKeysMax: 3,
+      onAccepted: (r) => accepted.push(r),
+      onRefused: (r) => refused.push(r),
+    });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
     url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   });
@@ -29,7 +35,12 @@ describe('webhook receiver', () => {
     const res = await request(url, { method: method as 'POST', body, headers });
     return { status: res.statusCode, json: (await res.body.json()) as Record<string, unknown> };
   }
-  const signed = (body: string, eventId: string) => ({ 'content-type': 'application/json', [WEBHOOK_HEADERS.signature]: signWebhookBody(secret, body), [WEBHOOK_HEADERS.idempotencyKey]: eventId, [WEBHOOK_HEADERS.attempt]: '2' });
+  const signed = (body: string, eventId: string) => ({
+    'content-type': 'application/json',
+    [WEBHOOK_HEADERS.signature]: signWebhookBody(secret, body),
+    [WEBHOOK_HEADERS.idempotencyKey]: eventId,
+    [WEBHOOK_HEADERS.attempt]: '2',
+  });
 
   it('accepts a correctly signed event once; a repeat is answered 200 and marked duplicate', async () => {
     const body = JSON.stringify({ eventId: 'e1', amountMinor: '100' });

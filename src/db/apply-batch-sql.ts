@@ -1,0 +1,171 @@
+import { sqlList, sqlTuple } from './sql-literal.js';
+import type { StatementResult } from './with-transaction.js';
+
+/**
+ * The SQL of the worker's batch (worker/apply-batch.ts decides; this writes it down). A batch is one
+ * pipelined transaction of two round trips: the reads go with START TRANSACTION, the writes with
+ * COMMIT. The SQL is built here as text rather than by knex: per-statement round trips and query
+ * building were most of a worker's CPU. Every value goes through sql-literal.ts's escaping.
+ */
+
+/** A locked customer account as the batch reads it (BIGINTs as strings). */
+export type LockedAccountRow = { id: string; currency: string; balance_minor: string; event_seq: string };
+/** An outcome already recorded for one of the batch's ids. */
+export type RecordedOutcomeRow = { id: string; body_hash: string; status: 'applied' | 'rejected'; reason: string | null };
+
+/**
+ * The batch's reads: its customer accounts locked in ascending id order (`accountIds` sorted by the
+ * caller: the one lock order every worker uses), then the outcomes already recorded for its ids.
+ * Either is left out when its list is empty.
+ */
+export function batchReadStatements(accountIds: readonly number[], ids: readonly string[]): string[] {
+  const reads: string[] = [];
+  if (accountIds.length > 0)
+    reads.push(
+      `SELECT id, currency, balance_minor, event_seq FROM accounts WHERE id IN (${sqlList(accountIds)}) AND kind = 'customer' ORDER BY id FOR UPDATE`,
+    );
+  if (ids.length > 0) reads.push(`SELECT id, body_hash, status, reason FROM transactions WHERE id IN (${sqlList(ids)})`);
+  return reads;
+}
+
+/** The rows of `batchReadStatements(accountIds, ids)`'s results, by statement. */
+export function batchReadRows(
+  results: readonly StatementResult[],
+  accountIds: readonly number[],
+  ids: readonly string[],
+): { locked: LockedAccountRow[]; recorded: RecordedOutcomeRow[] } {
+  return {
+    locked: (accountIds.length > 0 ? results[0] : []) as LockedAccountRow[],
+    recorded: (ids.length > 0 ? results[results.length - 1] : []) as RecordedOutcomeRow[],
+  };
+}
+
+/** One outcome row of `transactions`. */
+export interface OutcomeRecord {
+  readonly id: string;
+  readonly runId: string | null;
+  readonly type: string | null;
+  readonly accountId: number | null;
+  readonly amountMinor: bigint | null;
+  readonly currency: string | null;
+  readonly merchant: string | null;
+  readonly bodyHash: string;
+  readonly status: 'applied' | 'rejected';
+  readonly reason: string | null;
+  /** Cut to the column's 255 characters. */
+  readonly detail: string | null;
+  readonly balanceAfterMinor: bigint | null;
+  readonly workerId: string;
+  readonly attempts: number;
+  /** The message's ISO creation time; kept as NULL when DATETIME(3) cannot hold it. */
+  readonly createdAtIso: string | null;
+  readonly processedAt: Date;
+}
+
+/** One accounting event of `outbox_events`. */
+export interface OutboxRecord {
+  readonly eventId: string;
+  readonly transactionId: string;
+  readonly accountId: number | null;
+  readonly accountSeq: bigint | null;
+  readonly type: string | null;
+  readonly amountMinor: bigint | null;
+  readonly currency: string | null;
+  readonly outcome: 'applied' | 'rejected';
+  readonly reason: string | null;
+  readonly balanceAfterMinor: bigint | null;
+  readonly createdAt: Date;
+}
+
+/** The new balance and event counter of one touched (locked) account. */
+export interface AccountUpdate {
+  readonly id: number;
+  readonly balanceMinor: bigint;
+  readonly eventSeq: bigint;
+}
+
+const TRANSACTION_COLUMNS =
+  'id, run_id, type, account_id, amount_minor, currency, merchant, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at';
+const ENTRY_COLUMNS = 'transaction_id, account_id, amount_minor, created_at';
+const OUTBOX_COLUMNS =
+  'event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at';
+
+/** The batch's writes, collected row by row (each row escaped as it comes) and sent as one multi-row INSERT per table. */
+export class BatchWrites {
+  private readonly transactionRows: string[] = [];
+  private readonly entryRows: string[] = [];
+  private readonly outboxRows: string[] = [];
+
+  addOutcome(r: OutcomeRecord): void {
+    this.transactionRows.push(
+      sqlTuple([
+        r.id,
+        r.runId,
+        r.type,
+        r.accountId,
+        r.amountMinor,
+        r.currency,
+        r.merchant,
+        r.bodyHash,
+        r.status,
+        r.reason,
+        r.detail?.slice(0, 255) ?? null,
+        r.balanceAfterMinor,
+        r.workerId,
+        r.attempts,
+        r.createdAtIso === null ? null : storableDate(r.createdAtIso),
+        r.processedAt,
+      ]),
+    );
+  }
+
+  addEntry(transactionId: string, accountId: number, amountMinor: bigint, createdAt: Date): void {
+    this.entryRows.push(sqlTuple([transactionId, accountId, amountMinor, createdAt]));
+  }
+
+  addOutboxEvent(r: OutboxRecord): void {
+    this.outboxRows.push(
+      sqlTuple([
+        r.eventId,
+        r.transactionId,
+        r.accountId,
+        r.accountSeq,
+        r.type,
+        r.amountMinor,
+        r.currency,
+        r.outcome,
+        r.reason,
+        r.balanceAfterMinor,
+        r.createdAt,
+      ]),
+    );
+  }
+
+  /**
+   * The statements to send with COMMIT: the inserts, then one UPDATE for every touched account
+   * (`accounts` in ascending id order). The rows are locked, so these values are exact; the CHECK
+   * constraint is a last guard against an overdraft bug.
+   */
+  statements(accounts: readonly AccountUpdate[]): string[] {
+    const writes: string[] = [];
+    if (this.transactionRows.length > 0)
+      writes.push(`INSERT INTO transactions (${TRANSACTION_COLUMNS}) VALUES ${this.transactionRows.join(', ')}`);
+    if (this.entryRows.length > 0) writes.push(`INSERT INTO ledger_entries (${ENTRY_COLUMNS}) VALUES ${this.entryRows.join(', ')}`);
+    if (this.outboxRows.length > 0) writes.push(`INSERT INTO outbox_events (${OUTBOX_COLUMNS}) VALUES ${this.outboxRows.join(', ')}`);
+    if (accounts.length > 0) {
+      const balanceCase = accounts.map((a) => `WHEN ${a.id} THEN ${a.balanceMinor}`).join(' ');
+      const seqCase = accounts.map((a) => `WHEN ${a.id} THEN ${a.eventSeq}`).join(' ');
+      writes.push(
+        `UPDATE accounts SET balance_minor = CASE id ${balanceCase} END, event_seq = CASE id ${seqCase} END WHERE id IN (${sqlList(accounts.map((a) => a.id))})`,
+      );
+    }
+    return writes;
+  }
+}
+
+/** DATETIME(3) holds years 1000-9999; a valid ISO date outside that is kept as NULL rather than failing the batch. */
+export function storableDate(iso: string): Date | null {
+  const date = new Date(iso);
+  const year = date.getUTCFullYear();
+  return Number.isNaN(date.getTime()) || year < 1000 || year > 9999 ? null : date;
+}

@@ -1,0 +1,49 @@
+import type { ViolationQuery } from './violations.js';
+
+/**
+ * The ledger's invariants as queries for the rows that break them (verify/ledger-checks.ts names and
+ * judges them). Each is a full scan on a large ledger: examples are only asked for when the count
+ * is not zero.
+ */
+
+/** Transactions whose entries do not sum to zero. */
+export const UNBALANCED_TRANSACTIONS: ViolationQuery<{ transaction_id: string; s: string }> = {
+  countSql: 'SELECT COUNT(*) AS n FROM (SELECT transaction_id FROM ledger_entries GROUP BY transaction_id HAVING SUM(amount_minor) <> 0) x',
+  examplesSql: 'SELECT transaction_id, SUM(amount_minor) AS s FROM ledger_entries GROUP BY transaction_id HAVING SUM(amount_minor) <> 0',
+};
+
+/** The whole ledger, when it does not sum to zero (at most one row). */
+export const UNBALANCED_LEDGER: ViolationQuery<{ s: string }> = {
+  countSql: 'SELECT CASE WHEN COALESCE(SUM(amount_minor), 0) <> 0 THEN 1 ELSE 0 END AS n FROM ledger_entries',
+  examplesSql: 'SELECT SUM(amount_minor) AS s FROM ledger_entries HAVING COALESCE(SUM(amount_minor), 0) <> 0',
+};
+
+/** Customer accounts whose balance is not the sum of their entries. */
+export const BALANCES_OFF_ENTRIES: ViolationQuery<{ id: string; balance_minor: string; s: string }> = {
+  countSql: `SELECT COUNT(*) AS n FROM (SELECT a.id FROM accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id WHERE a.kind = 'customer' GROUP BY a.id, a.balance_minor HAVING a.balance_minor <> COALESCE(SUM(e.amount_minor), 0)) x`,
+  examplesSql: `SELECT a.id, a.balance_minor, COALESCE(SUM(e.amount_minor), 0) AS s FROM accounts a LEFT JOIN ledger_entries e ON e.account_id = a.id WHERE a.kind = 'customer' GROUP BY a.id, a.balance_minor HAVING a.balance_minor <> COALESCE(SUM(e.amount_minor), 0)`,
+};
+
+/** Customer accounts below zero. */
+export const NEGATIVE_BALANCES: ViolationQuery<{ id: string; balance_minor: string }> = {
+  countSql: `SELECT COUNT(*) AS n FROM accounts WHERE kind = 'customer' AND balance_minor < 0`,
+  examplesSql: `SELECT id, balance_minor FROM accounts WHERE kind = 'customer' AND balance_minor < 0`,
+};
+
+/** Applied transactions without exactly one pair of entries. */
+export const APPLIED_NOT_ONCE: ViolationQuery<{ id: string; c: string }> = {
+  countSql: `SELECT COUNT(*) AS n FROM (SELECT t.id FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.status = 'applied' GROUP BY t.id HAVING COUNT(e.id) <> 2) x`,
+  examplesSql: `SELECT t.id, COUNT(e.id) AS c FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.status = 'applied' GROUP BY t.id HAVING COUNT(e.id) <> 2`,
+};
+
+/** Entries of rejected transactions. */
+export const REJECTED_WITH_ENTRIES: ViolationQuery<{ id: string; reason: string | null }> = {
+  countSql: `SELECT COUNT(*) AS n FROM transactions t JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.status = 'rejected'`,
+  examplesSql: `SELECT t.id, t.reason FROM transactions t JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.status = 'rejected'`,
+};
+
+/** Entries whose transaction has no recorded outcome. */
+export const ENTRIES_WITHOUT_OUTCOME: ViolationQuery<{ transaction_id: string }> = {
+  countSql: `SELECT COUNT(*) AS n FROM ledger_entries e LEFT JOIN transactions t ON t.id = e.transaction_id WHERE t.id IS NULL`,
+  examplesSql: `SELECT e.transaction_id FROM ledger_entries e LEFT JOIN transactions t ON t.id = e.transaction_id WHERE t.id IS NULL`,
+};

@@ -1,0 +1,114 @@
+import type { Knex } from './knex.js';
+import { countOf, rowsOf } from './rows.js';
+import { violationsFrom, type ViolationQuery } from './violations.js';
+
+/**
+ * The reads `verify` reconciles the accounting side with: counts over the outbox, the statements,
+ * the webhook deliveries and the invalid events, and the statements' invariants as violation
+ * queries (verify/reconcile.ts names and judges them). Every function fails with errno 1146 when
+ * the accounting tables do not exist.
+ */
+
+/** Transactions that have an accounting event: all but seeded opening balances (those have no outbox event). */
+const HAS_EVENT = `(t.type IS NULL OR t.type <> 'opening')`;
+const MISSING_STATEMENT = `FROM transactions t WHERE ${HAS_EVENT} AND NOT EXISTS (SELECT 1 FROM accounting_statements s WHERE s.transaction_id = t.id)`;
+
+async function scalar(db: Knex, sql: string): Promise<number> {
+  return countOf(rowsOf<{ n: string }>(await db.raw(sql))[0]?.n);
+}
+
+/** Outbox events not yet published. */
+export function unsentOutboxCount(db: Knex): Promise<number> {
+  return scalar(db, 'SELECT COUNT(*) AS n FROM outbox_events WHERE sent_at IS NULL');
+}
+
+/** Recorded outcomes that should have a statement line. */
+export function outcomesWithEventCount(db: Knex): Promise<number> {
+  return scalar(db, `SELECT COUNT(*) AS n FROM transactions t WHERE ${HAS_EVENT}`);
+}
+
+export function statementLineCount(db: Knex): Promise<number> {
+  return scalar(db, 'SELECT COUNT(*) AS n FROM accounting_statements');
+}
+
+/** Outcomes that should have a statement line and have none. */
+export function missingStatementCount(db: Knex): Promise<number> {
+  return scalar(db, `SELECT COUNT(*) AS n ${MISSING_STATEMENT}`);
+}
+
+/** The oldest `limit` outcomes without a statement line. */
+export async function missingStatementIds(db: Knex, limit: number): Promise<string[]> {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`bad limit ${limit}`);
+  return rowsOf<{ id: string }>(await db.raw(`SELECT t.id ${MISSING_STATEMENT} ORDER BY t.processed_at LIMIT ${limit}`)).map((r) =>
+    String(r.id),
+  );
+}
+
+/** Webhook deliveries by status. */
+export async function webhookCounts(db: Knex): Promise<{ pending: number; delivered: number; failed: number }> {
+  const rows = rowsOf<{ status: string; n: string }>(await db.raw('SELECT status, COUNT(*) AS n FROM webhook_deliveries GROUP BY status'));
+  const byStatus = new Map(rows.map((r) => [r.status, countOf(r.n)]));
+  return { pending: byStatus.get('pending') ?? 0, delivered: byStatus.get('delivered') ?? 0, failed: byStatus.get('failed') ?? 0 };
+}
+
+/** Deliveries that were not accounting events. */
+export function invalidEventCount(db: Knex): Promise<number> {
+  return scalar(db, 'SELECT COUNT(*) AS n FROM accounting_invalid_events');
+}
+
+/** Outcomes with more than one statement line. */
+export const REPEATED_STATEMENTS = violationsFrom<{ transaction_id: string; c: string }>(
+  'FROM accounting_statements GROUP BY transaction_id HAVING COUNT(*) > 1',
+  'transaction_id, COUNT(*) AS c',
+);
+
+/** Statement lines without a recorded outcome. */
+export const STATEMENTS_WITHOUT_OUTCOME = violationsFrom<{ event_id: string; transaction_id: string }>(
+  'FROM accounting_statements s LEFT JOIN transactions t ON t.id = s.transaction_id WHERE t.id IS NULL',
+  's.event_id, s.transaction_id',
+);
+
+/** Statement lines that say something other than the ledger's outcome row. */
+export const STATEMENTS_OFF_OUTCOME = violationsFrom<{
+  transaction_id: string;
+  outcome: string;
+  status: string;
+  balance_after_minor: string | null;
+  ledger_balance: string | null;
+}>(
+  `FROM accounting_statements s JOIN transactions t ON t.id = s.transaction_id
+      WHERE NOT (s.outcome <=> t.status AND s.reason <=> t.reason AND s.type <=> t.type AND s.currency <=> t.currency
+                 AND s.amount_minor <=> t.amount_minor AND s.balance_after_minor <=> t.balance_after_minor
+                 AND (s.account_id IS NULL OR s.account_id = t.account_id))`,
+  's.transaction_id, s.outcome, t.status, s.balance_after_minor, t.balance_after_minor AS ledger_balance',
+);
+
+export type SequenceRow = { account_id: string; c: string; d: string; m: string; event_seq: string | null };
+
+/**
+ * Accounts whose statement numbers repeat or run past the account's counter; once `settled`
+ * (everything has arrived), also those whose numbers are not exactly 1..counter.
+ */
+export function statementSequenceBreaks(settled: boolean): ViolationQuery<SequenceRow> {
+  return violationsFrom<SequenceRow>(
+    `FROM accounting_statements s LEFT JOIN accounts a ON a.id = s.account_id WHERE s.account_id IS NOT NULL
+      GROUP BY s.account_id, a.event_seq
+      HAVING COUNT(*) <> COUNT(DISTINCT s.account_seq) OR a.event_seq IS NULL OR MAX(s.account_seq) > a.event_seq
+             ${settled ? 'OR COUNT(*) <> a.event_seq' : ''}`,
+    's.account_id, COUNT(*) AS c, COUNT(DISTINCT s.account_seq) AS d, MAX(s.account_seq) AS m, a.event_seq',
+  );
+}
+
+/**
+ * Accounts with a complete statement (every number up to the counter) whose last balance is not the
+ * ledger's. One statement, so one consistent snapshot of the ledger, the counters and the statements.
+ */
+export const STATEMENT_BALANCES_OFF_LEDGER = violationsFrom<{ id: string; balance_after_minor: string; ledger: string }>(
+  `FROM accounts a
+       JOIN (SELECT account_id, COUNT(DISTINCT account_seq) AS n, MAX(account_seq) AS m FROM accounting_statements WHERE account_id IS NOT NULL GROUP BY account_id) st ON st.account_id = a.id
+       JOIN accounting_statements last ON last.account_id = a.id
+            AND last.account_seq = (SELECT MAX(x.account_seq) FROM accounting_statements x WHERE x.account_id = a.id AND x.outcome = 'applied')
+       LEFT JOIN (SELECT account_id, SUM(amount_minor) AS s FROM ledger_entries GROUP BY account_id) le ON le.account_id = a.id
+      WHERE st.n = a.event_seq AND st.m = a.event_seq AND last.balance_after_minor <> COALESCE(le.s, 0)`,
+  'a.id, last.balance_after_minor, COALESCE(le.s, 0) AS ledger',
+);

@@ -1,0 +1,105 @@
+import type { Knex } from './knex.js';
+
+/** Storage of gen runs (`runs`, `run_returns`): what `verify --run` accounts for. */
+
+export type RunStatus = 'running' | 'completed' | 'incomplete';
+
+/** A run as verify reads it (INT columns arrive as numbers). */
+export interface RunRow {
+  readonly id: string;
+  readonly status: RunStatus;
+  readonly countRequested: number;
+  readonly published: number;
+  readonly confirmed: number;
+}
+
+/** Records the start of a run. A re-run with the same seed continues the same run: the largest count asked for is kept. */
+export async function startRun(
+  db: Knex,
+  run: { id: string; seed: string; countRequested: number; optionsJson: string; startedAt: Date },
+): Promise<void> {
+  await db.raw(
+    `INSERT INTO runs (id, seed, count_requested, options_json, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)
+     ON DUPLICATE KEY UPDATE count_requested = GREATEST(count_requested, VALUES(count_requested)), options_json = VALUES(options_json), status = 'running', started_at = VALUES(started_at), finished_at = NULL`,
+    [run.id, run.seed, run.countRequested, run.optionsJson, run.startedAt],
+  );
+}
+
+/** What an earlier run of the same id was started with (its `options_json` and count), to refuse a conflicting re-use of a seed. */
+export async function runStart(db: Knex, runId: string): Promise<{ countRequested: number; optionsJson: string } | undefined> {
+  const row = await db('runs')
+    .where('id', runId)
+    .first<{ count_requested: number | string; options_json: string } | undefined>('count_requested', 'options_json');
+  return row ? { countRequested: Number(row.count_requested), optionsJson: row.options_json } : undefined;
+}
+
+/** True when some run already has this id (a `--new-run` looks for the first free one). */
+export async function runExists(db: Knex, runId: string): Promise<boolean> {
+  return (await db('runs').where('id', runId).first('id')) !== undefined;
+}
+
+/** Saves how far a running run got, so verify can tell a killed run's unsent tail from lost messages. */
+export async function saveRunProgress(db: Knex, runId: string, progress: { published: number; confirmed: number }): Promise<void> {
+  await db('runs').where('id', runId).update({ published: progress.published, confirmed: progress.confirmed });
+}
+
+/** Rows per insert of returned ids (bounded so one statement stays small). */
+const RETURNS_CHUNK = 500;
+
+/** Records the ids the broker returned as unroutable (idempotent). */
+export async function recordRunReturns(db: Knex, runId: string, transactionIds: readonly string[]): Promise<void> {
+  for (let i = 0; i < transactionIds.length; i += RETURNS_CHUNK) {
+    await db('run_returns')
+      .insert(transactionIds.slice(i, i + RETURNS_CHUNK).map((id) => ({ run_id: runId, transaction_id: id })))
+      .onConflict()
+      .ignore();
+  }
+}
+
+/** Records how a run ended. */
+export async function finishRun(
+  db: Knex,
+  runId: string,
+  result: {
+    published: number;
+    confirmed: number;
+    returned: number;
+    nacked: number;
+    invalid: number;
+    status: Exclude<RunStatus, 'running'>;
+    finishedAt: Date;
+  },
+): Promise<void> {
+  await db('runs').where('id', runId).update({
+    published: result.published,
+    confirmed: result.confirmed,
+    returned: result.returned,
+    nacked: result.nacked,
+    invalid: result.invalid,
+    status: result.status,
+    finished_at: result.finishedAt,
+  });
+}
+
+export async function getRun(db: Knex, runId: string): Promise<RunRow | undefined> {
+  const row = await db('runs')
+    .where('id', runId)
+    .first<
+      | { id: string; status: RunStatus; count_requested: number | string; published: number | string; confirmed: number | string }
+      | undefined
+    >('id', 'status', 'count_requested', 'published', 'confirmed');
+  if (!row) return undefined;
+  return {
+    id: row.id,
+    status: row.status,
+    countRequested: Number(row.count_requested),
+    published: Number(row.published),
+    confirmed: Number(row.confirmed),
+  };
+}
+
+/** Ids of a run the broker returned as unroutable. */
+export async function runReturnedIds(db: Knex, runId: string): Promise<Set<string>> {
+  const rows = await db('run_returns').where('run_id', runId).select<{ transaction_id: string }[]>('transaction_id');
+  return new Set(rows.map((r) => r.transaction_id));
+}

@@ -1,0 +1,140 @@
+import type { Knex } from './knex.js';
+import { countOf, firstRowOf, minorOf, rowsOf } from './rows.js';
+
+/**
+ * Reads of `transactions`, the outcome of every id (the worker's writes are in apply-batch-sql.ts,
+ * seeding's in accounts.ts). Rows come as mysql2 hands them over: BIGINT columns as strings,
+ * DATETIME(3) as Date; `outcomeOfRow` converts one for printing.
+ */
+
+/** Every column of a `transactions` row, as mysql2 returns it. */
+export interface TransactionRow {
+  readonly id: string;
+  readonly run_id: string | null;
+  readonly type: string | null;
+  readonly account_id: string | null;
+  readonly amount_minor: string | null;
+  readonly currency: string | null;
+  readonly merchant: string | null;
+  readonly body_hash: string;
+  readonly status: 'applied' | 'rejected';
+  readonly reason: string | null;
+  readonly detail: string | null;
+  readonly balance_after_minor: string | null;
+  readonly worker_id: string;
+  readonly attempts: number;
+  readonly created_at: Date | null;
+  readonly processed_at: Date;
+}
+
+/** One transaction's outcome row, or undefined when the id has none yet. */
+export async function getTransaction(db: Knex, id: string): Promise<TransactionRow | undefined> {
+  return (await db('transactions').where('id', id).first()) as TransactionRow | undefined;
+}
+
+/**
+ * An outcome as the app (and every `--json`) sees it: camelCase, account ids as numbers, money as
+ * bigint (printed as a decimal string), times as Date (printed as ISO 8601). Columns a partial row
+ * did not select are null.
+ */
+export interface TransactionOutcome {
+  readonly id: string;
+  readonly status: 'applied' | 'rejected';
+  readonly runId: string | null;
+  readonly type: string | null;
+  readonly accountId: number | null;
+  readonly amountMinor: bigint | null;
+  readonly currency: string | null;
+  readonly merchant: string | null;
+  readonly reason: string | null;
+  readonly detail: string | null;
+  readonly balanceAfterMinor: bigint | null;
+  readonly workerId: string;
+  readonly attempts: number | null;
+  readonly createdAt: Date | null;
+  readonly processedAt: Date;
+}
+
+/** Converts a (possibly partial) `transactions` row deliberately: BIGINT strings to number or bigint. */
+export function outcomeOfRow(
+  row: Partial<TransactionRow> & Pick<TransactionRow, 'id' | 'status' | 'worker_id' | 'processed_at'>,
+): TransactionOutcome {
+  const money = (v: string | null | undefined) => (v === null || v === undefined ? null : minorOf(v));
+  return {
+    id: row.id,
+    status: row.status,
+    runId: row.run_id ?? null,
+    type: row.type ?? null,
+    accountId: row.account_id === null || row.account_id === undefined ? null : Number(row.account_id),
+    amountMinor: money(row.amount_minor),
+    currency: row.currency ?? null,
+    merchant: row.merchant ?? null,
+    reason: row.reason ?? null,
+    detail: row.detail ?? null,
+    balanceAfterMinor: money(row.balance_after_minor),
+    workerId: row.worker_id,
+    attempts: row.attempts ?? null,
+    createdAt: row.created_at ? new Date(row.created_at) : null,
+    processedAt: new Date(row.processed_at),
+  };
+}
+
+export type RecentTransaction = Pick<
+  TransactionRow,
+  'id' | 'type' | 'amount_minor' | 'currency' | 'status' | 'reason' | 'detail' | 'balance_after_minor' | 'processed_at' | 'worker_id'
+>;
+
+/** The latest outcomes on an account, newest first. */
+export async function recentTransactionsOfAccount(db: Knex, accountId: number, limit: number): Promise<RecentTransaction[]> {
+  return db('transactions')
+    .where('account_id', accountId)
+    .orderBy('processed_at', 'desc')
+    .limit(limit)
+    .select<RecentTransaction[]>(
+      'id',
+      'type',
+      'amount_minor',
+      'currency',
+      'status',
+      'reason',
+      'detail',
+      'balance_after_minor',
+      'processed_at',
+      'worker_id',
+    );
+}
+
+export type OutcomeOfId = Pick<TransactionRow, 'id' | 'status' | 'reason'>;
+
+/** The outcomes recorded for some ids (ids without one are simply absent). */
+export async function outcomesOfIds(db: Knex, ids: readonly string[]): Promise<OutcomeOfId[]> {
+  return db('transactions').whereIn('id', ids).select<OutcomeOfId[]>('id', 'status', 'reason');
+}
+
+/** How many outcomes a run has (uses the run index: real work on a large run). */
+export async function runOutcomeCount(db: Knex, runId: string): Promise<number> {
+  const row = firstRowOf<{ n: string }>(await db.raw('SELECT COUNT(*) AS n FROM transactions WHERE run_id = ?', [runId]));
+  return countOf(row?.n);
+}
+
+/** created → processed latency, in microseconds, of every outcome of a run that has a creation time. */
+export async function runLatenciesUs(db: Knex, runId: string): Promise<number[]> {
+  const rows = rowsOf<{ us: string }>(
+    await db.raw(
+      `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, processed_at) AS us FROM transactions WHERE run_id = ? AND created_at IS NOT NULL`,
+      [runId],
+    ),
+  );
+  return rows.map((r) => Number(r.us));
+}
+
+/** A run's outcome count and the time from its first message created to its last processed. */
+export async function runSpan(db: Knex, runId: string): Promise<{ count: number; spanUs: number }> {
+  const row = firstRowOf<{ us: string | null; n: string }>(
+    await db.raw(
+      `SELECT TIMESTAMPDIFF(MICROSECOND, MIN(created_at), MAX(processed_at)) AS us, COUNT(*) AS n FROM transactions WHERE run_id = ?`,
+      [runId],
+    ),
+  );
+  return { count: countOf(row?.n), spanUs: Number(row?.us ?? 0) };
+}

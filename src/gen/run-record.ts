@@ -1,0 +1,84 @@
+import type { Knex } from '../db/knex.js';
+import { finishRun, recordRunReturns, saveRunProgress } from '../db/runs.js';
+import { isConnectionError } from '../db/with-transaction.js';
+
+/** How a run ended, as the `runs` row records it. */
+export type RunEnd = Parameters<typeof finishRun>[2];
+
+export interface RunRecordHooks {
+  /** A save failed (the database is down or unreachable): the counts stay in memory and are saved again. */
+  readonly onOutage?: (err: unknown) => void;
+  /** A save succeeded after `failedSaves` failures: the record is up to date again. */
+  readonly onRecovered?: (failedSaves: number) => void;
+}
+
+/** Longest pause between two attempts at the final save. */
+const FINISH_RETRY_DELAY_MAX_MS = 2_000;
+
+/**
+ * gen's bookkeeping of a run: progress saved every second, the end saved once. Publishing is gen's
+ * job, so a database outage must not end the run: a failed progress save is simply superseded by the
+ * next one (the counts live in the publisher), and the final save is retried until the database is
+ * back or `finish`'s time runs out. The first failure and the recovery are reported once each.
+ */
+export class RunRecord {
+  /** Saves that failed since the last one that succeeded. */
+  private failedSaves = 0;
+  /** One progress save at a time: during an outage a save may take seconds to fail. */
+  private saving = false;
+
+  constructor(
+    private readonly db: Knex,
+    readonly runId: string,
+    private readonly hooks: RunRecordHooks = {},
+  ) {}
+
+  /** True while the last save failed (the database has not answered since). */
+  get inOutage(): boolean {
+    return this.failedSaves > 0;
+  }
+
+  /** Saves how far the run got. Never throws; skipped while the previous save is still going. */
+  async saveProgress(progress: { published: number; confirmed: number }): Promise<void> {
+    if (this.saving) return;
+    this.saving = true;
+    try {
+      await saveRunProgress(this.db, this.runId, progress);
+      this.succeeded();
+    } catch (err) {
+      this.failed(err);
+    } finally {
+      this.saving = false;
+    }
+  }
+
+  /**
+   * Saves the end of the run (returned ids, then the counts and status), retrying with backoff while
+   * the database is unreachable, for up to `timeoutMs`. Throws the last error after that, or at once
+   * for anything that is not an outage.
+   */
+  async finish(returnedIds: readonly string[], end: RunEnd, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, FINISH_RETRY_DELAY_MAX_MS)) {
+      try {
+        await recordRunReturns(this.db, this.runId, returnedIds);
+        await finishRun(this.db, this.runId, end);
+        this.succeeded();
+        return;
+      } catch (err) {
+        if (!isConnectionError(err) || Date.now() + delayMs > deadline) throw err;
+        this.failed(err);
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+      }
+    }
+  }
+
+  private failed(err: unknown): void {
+    if (this.failedSaves++ === 0) this.hooks.onOutage?.(err);
+  }
+
+  private succeeded(): void {
+    if (this.failedSaves > 0) this.hooks.onRecovered?.(this.failedSaves);
+    this.failedSaves = 0;
+  }
+}

@@ -1,0 +1,204 @@
+import type { AccountingEvent } from '../domain/accounting-event.js';
+import { mayActFor, type Principal } from './principal.js';
+
+/**
+ * The live feed's subscriptions and fan-out, without sockets or brokers (so it is unit-tested as a
+ * plain object). A client is anything with `send`, `bufferedBytes` and `close`; the WebSocket route
+ * adapts a `ws` socket to it.
+ */
+
+/** The states a transaction goes through, as pushed to subscribers. */
+export type FeedState = 'accepted' | 'queued' | 'retrying' | 'parked' | 'applied' | 'rejected';
+
+export const FINAL_STATES: ReadonlySet<FeedState> = new Set(['applied', 'rejected']);
+
+/** One pushed event (money as strings of minor units, like the accounting event). */
+export interface FeedEvent {
+  readonly event: FeedState;
+  readonly transactionId: string;
+  readonly accountId: number | null;
+  readonly type: string | null;
+  readonly amountMinor: string | null;
+  readonly currency: string | null;
+  readonly balanceAfterMinor: string | null;
+  readonly reason: string | null;
+  readonly at: string;
+}
+
+export function feedEventOf(event: AccountingEvent): FeedEvent {
+  return {
+    event: event.outcome,
+    transactionId: event.transactionId,
+    accountId: event.accountId,
+    type: event.type,
+    amountMinor: event.amountMinor?.toString() ?? null,
+    currency: event.currency,
+    balanceAfterMinor: event.balanceAfterMinor?.toString() ?? null,
+    reason: event.reason,
+    at: event.occurredAt,
+  };
+}
+
+export interface FeedClient {
+  send(text: string): void;
+  /** Bytes queued in the socket and not yet written. */
+  readonly bufferedBytes: number;
+  close(code: number, reason: string): void;
+}
+
+export type Subscription =
+  { readonly kind: 'transaction'; readonly id: string } | { readonly kind: 'account'; readonly id: number } | { readonly kind: 'all' };
+
+/** WebSocket close codes the feed uses. */
+export const CLOSE = {
+  /** A transaction subscription reached its final state. */
+  normal: 1000,
+  /** The client fell too far behind: it is disconnected rather than slowing anyone down. */
+  tooSlow: 1013,
+  goingAway: 1001,
+  policy: 1008,
+} as const;
+
+interface ClientState {
+  readonly principal: Principal;
+  readonly transactions: Set<string>;
+  readonly accounts: Set<number>;
+  all: boolean;
+  /** Transactions whose final state was already sent (a live event and a DB read can both bring it). */
+  readonly finished: Set<string>;
+  closed: boolean;
+}
+
+export interface FeedHubOptions {
+  /** A client with more than this many bytes unsent is told and disconnected. */
+  readonly sendBufferBytesMax: number;
+  /** Most subscriptions one client may hold. */
+  readonly subscriptionsMax: number;
+}
+
+export class FeedHub {
+  private readonly clients = new Map<FeedClient, ClientState>();
+  private readonly byTransaction = new Map<string, Set<FeedClient>>();
+  private readonly byAccount = new Map<number, Set<FeedClient>>();
+  private readonly allClients = new Set<FeedClient>();
+
+  constructor(private readonly options: FeedHubOptions) {}
+
+  get clientCount(): number {
+    return this.clients.size;
+  }
+
+  add(client: FeedClient, principal: Principal): void {
+    this.clients.set(client, { principal, transactions: new Set(), accounts: new Set(), all: false, finished: new Set(), closed: false });
+  }
+
+  remove(client: FeedClient): void {
+    const state = this.clients.get(client);
+    if (!state) return;
+    state.closed = true;
+    for (const id of state.transactions) this.unindex(this.byTransaction, id, client);
+    for (const id of state.accounts) this.unindex(this.byAccount, id, client);
+    this.allClients.delete(client);
+    this.clients.delete(client);
+  }
+
+  /**
+   * Registers a subscription (authorization is the caller's: it knows the transaction's account).
+   * Registered before the caller reads the current state, so an event between the two is not lost.
+   */
+  subscribe(client: FeedClient, subscription: Subscription): 'ok' | 'too_many' {
+    const state = this.clients.get(client);
+    if (!state) return 'ok';
+    if (state.transactions.size + state.accounts.size >= this.options.subscriptionsMax) return 'too_many';
+    if (subscription.kind === 'transaction') {
+      state.transactions.add(subscription.id);
+      this.index(this.byTransaction, subscription.id, client);
+    } else if (subscription.kind === 'account') {
+      state.accounts.add(subscription.id);
+      this.index(this.byAccount, subscription.id, client);
+    } else {
+      state.all = true;
+      this.allClients.add(client);
+    }
+    return 'ok';
+  }
+
+  /** Takes back a transaction subscription (it named a transaction the client may not see). */
+  unsubscribeTransaction(client: FeedClient, id: string): void {
+    const state = this.clients.get(client);
+    if (!state) return;
+    state.transactions.delete(id);
+    this.unindex(this.byTransaction, id, client);
+  }
+
+  /** Transaction ids some client waits on (re-read from the database after the feed reconnects). */
+  openTransactions(): string[] {
+    return [...this.byTransaction.keys()];
+  }
+
+  /** Pushes one event to everyone subscribed to it: its transaction, its account, or everything. */
+  publish(event: FeedEvent): void {
+    const targets = new Set<FeedClient>(this.allClients);
+    if (event.accountId !== null) for (const c of this.byAccount.get(event.accountId) ?? []) targets.add(c);
+    for (const c of this.byTransaction.get(event.transactionId) ?? []) targets.add(c);
+    for (const client of targets) this.deliver(client, event);
+  }
+
+  /** Sends the current state of a transaction to one client (the answer to its subscribe). */
+  deliverTo(client: FeedClient, event: FeedEvent): void {
+    this.deliver(client, event);
+  }
+
+  private deliver(client: FeedClient, event: FeedEvent): void {
+    const state = this.clients.get(client);
+    if (!state || state.closed) return;
+    // Scope is checked per event, not only at subscribe: a subscription to an id not seen yet must
+    // not deliver another account's transaction that later turns up under it.
+    if (!mayActFor(state.principal, event.accountId)) return;
+    const final = FINAL_STATES.has(event.event);
+    const watchesTransaction = state.transactions.has(event.transactionId);
+    if (watchesTransaction && state.finished.has(event.transactionId)) return; // its final state went out already
+    if (client.bufferedBytes > this.options.sendBufferBytesMax) {
+      this.drop(client, state);
+      return;
+    }
+    client.send(JSON.stringify(event));
+    if (watchesTransaction && final) {
+      state.finished.add(event.transactionId);
+      state.transactions.delete(event.transactionId);
+      this.unindex(this.byTransaction, event.transactionId, client);
+      // A connection made for one transaction ends with it; one that follows more stays open.
+      if (state.transactions.size === 0 && state.accounts.size === 0 && !state.all) {
+        state.closed = true;
+        client.close(CLOSE.normal, 'final state sent');
+      }
+    }
+  }
+
+  private drop(client: FeedClient, state: ClientState): void {
+    state.closed = true;
+    try {
+      client.send(
+        JSON.stringify({
+          error: { code: 'too_slow', message: `more than ${this.options.sendBufferBytesMax} bytes unsent: disconnecting`, details: null },
+        }),
+      );
+    } catch {
+      // The socket is going anyway.
+    }
+    client.close(CLOSE.tooSlow, 'client too slow');
+    this.remove(client);
+  }
+
+  private index<K>(map: Map<K, Set<FeedClient>>, key: K, client: FeedClient): void {
+    const set = map.get(key);
+    if (set) set.add(client);
+    else map.set(key, new Set([client]));
+  }
+
+  private unindex<K>(map: Map<K, Set<FeedClient>>, key: K, client: FeedClient): void {
+    const set = map.get(key);
+    set?.delete(client);
+    if (set?.size === 0) map.delete(key);
+  }
+}

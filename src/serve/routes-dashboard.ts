@@ -1,0 +1,158 @@
+import { readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+import type { WebSocket } from 'ws';
+import { ApiError } from './api-error.js';
+import { principalOf } from './auth.js';
+import type { DashboardFrame } from './dashboard-stats.js';
+import type { FeedClient } from './feed-hub.js';
+import type { ServeContext } from './serve-context.js';
+
+/**
+ * The browser dashboard: `GET /` (plain HTML, ES modules and CSS from web/, uPlot from its
+ * package), `GET /v1/dashboard/session` (does this token open it?) and `GET /v1/dashboard/ws`, one
+ * WebSocket carrying the stats frames (once per tick) and the live feed of every transaction
+ * (batched, newest kept). Admin only: it shows every account.
+ */
+
+/** web/ at the package root: the same path from src/serve/ (tests) and dist/serve/ (the CLI). */
+export const WEB_DIR = fileURLToPath(new URL('../../web/', import.meta.url));
+const UPLOT_DIR = dirname(createRequire(import.meta.url).resolve('uplot'));
+
+/** The files the page loads, by URL: no directory listing, no path from the request touches the disk. */
+const ASSETS: Readonly<Record<string, { readonly file: string; readonly type: string }>> = {
+  '/': { file: join(WEB_DIR, 'index.html'), type: 'text/html; charset=utf-8' },
+  '/web/dashboard.js': { file: join(WEB_DIR, 'dashboard.js'), type: 'text/javascript; charset=utf-8' },
+  '/web/dashboard-view.js': { file: join(WEB_DIR, 'dashboard-view.js'), type: 'text/javascript; charset=utf-8' },
+  '/web/dashboard.css': { file: join(WEB_DIR, 'dashboard.css'), type: 'text/css; charset=utf-8' },
+  '/vendor/uPlot.esm.js': { file: join(UPLOT_DIR, 'uPlot.esm.js'), type: 'text/javascript; charset=utf-8' },
+  '/vendor/uPlot.min.css': { file: join(UPLOT_DIR, 'uPlot.min.css'), type: 'text/css; charset=utf-8' },
+};
+
+/** Feed events held for one dashboard between flushes; beyond it the oldest are dropped (and counted). */
+export const FEED_BATCH_MAX = 200;
+/** How often a dashboard gets the transactions that arrived since the last batch. */
+export const FEED_FLUSH_MS = 250;
+/** A dashboard with more than this many bytes unsent gets no frames or batches until it catches up. */
+const DASHBOARD_BUFFER_BYTES_MAX = 1024 * 1024;
+
+export function dashboardRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  for (const [url, asset] of Object.entries(ASSETS)) {
+    app.get(url, { config: { public: true }, schema: { hide: true } }, async (_request, reply) => {
+      const body = await readFile(asset.file);
+      return reply.type(asset.type).header('cache-control', 'no-cache').send(body);
+    });
+  }
+
+  const requireAdmin = (request: Parameters<typeof principalOf>[0], _reply: unknown, done: (err?: Error) => void) => {
+    done(principalOf(request).kind === 'admin' ? undefined : new ApiError(403, 'forbidden', 'the dashboard needs an admin token'));
+  };
+
+  app.get(
+    '/v1/dashboard/session',
+    {
+      preHandler: requireAdmin,
+      schema: {
+        summary: 'Whether this token opens the dashboard (admin), and what it will show',
+        tags: ['dashboard'],
+        security: [{ bearer: [] }],
+      },
+    },
+    () => ({ namespace: ctx.namespace, noAuth: ctx.options.noAuth, tickMs: ctx.dashboard?.tickMs ?? null }),
+  );
+
+  app.get(
+    '/v1/dashboard/ws',
+    {
+      websocket: true,
+      preHandler: requireAdmin,
+      schema: {
+        summary: 'The dashboard feed (WebSocket): stats frames and every transaction',
+        tags: ['dashboard'],
+        security: [{ bearer: [] }],
+      },
+    },
+    (socket, request) => {
+      const principal = principalOf(request);
+      const send = (text: string) => {
+        if (socket.readyState === socket.OPEN && socket.bufferedAmount <= DASHBOARD_BUFFER_BYTES_MAX) socket.send(text);
+      };
+      const stats = ctx.dashboard?.stats ?? null;
+      send(
+        JSON.stringify({
+          type: 'hello',
+          namespace: ctx.namespace,
+          history: stats?.points() ?? [],
+          frame: stats?.current() ?? null,
+          feedBatchMax: FEED_BATCH_MAX,
+        }),
+      );
+      const unsubscribe = stats?.subscribe((frame: DashboardFrame) => send(JSON.stringify({ type: 'frame', ...frame }))) ?? (() => {});
+      const batch = new FeedBatch(socket, send);
+      ctx.hub.add(batch, principal);
+      ctx.hub.subscribe(batch, { kind: 'all' });
+      const flusher = setInterval(() => batch.flush(), FEED_FLUSH_MS);
+      flusher.unref();
+      let alive = true;
+      socket.on('pong', () => (alive = true));
+      const heartbeat = setInterval(() => {
+        if (!alive) return socket.terminate();
+        alive = false;
+        socket.ping();
+      }, ctx.options.heartbeatMs);
+      heartbeat.unref();
+      socket.on('message', () => {
+        // Nothing to ask: everything is pushed. Ignored.
+      });
+      socket.on('close', () => {
+        clearInterval(flusher);
+        clearInterval(heartbeat);
+        unsubscribe();
+        ctx.hub.remove(batch);
+      });
+      socket.on('error', () => socket.terminate());
+    },
+  );
+}
+
+/**
+ * The hub's view of a dashboard: events are held and sent together every FEED_FLUSH_MS, at most
+ * FEED_BATCH_MAX of them (the newest), so thousands of transactions a second cost the browser four
+ * messages a second and a known number of rows.
+ */
+class FeedBatch implements FeedClient {
+  private events: string[] = [];
+  private dropped = 0;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly sendText: (text: string) => void,
+  ) {}
+
+  get bufferedBytes(): number {
+    // The batch bounds itself; the hub's too-slow rule would cut a dashboard off during a burst.
+    return 0;
+  }
+
+  send(text: string): void {
+    if (this.events.push(text) > FEED_BATCH_MAX) {
+      this.events.shift();
+      this.dropped++;
+    }
+  }
+
+  close(code: number, reason: string): void {
+    this.socket.close(code, reason);
+  }
+
+  flush(): void {
+    if (this.events.length === 0) return;
+    const events = this.events;
+    const dropped = this.dropped;
+    this.events = [];
+    this.dropped = 0;
+    this.sendText(`{"type":"tx","dropped":${dropped},"events":[${events.join(',')}]}`);
+  }
+}

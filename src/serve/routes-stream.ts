@@ -1,0 +1,115 @@
+import type { FastifyInstance } from 'fastify';
+import type { WebSocket } from 'ws';
+import { principalOf } from './auth.js';
+import { type FeedClient, type FeedHub, type Subscription } from './feed-hub.js';
+import { mayActFor, type Principal } from './principal.js';
+import type { ServeContext } from './serve-context.js';
+import { feedEventOfView, readTransactionView } from './transaction-status.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Largest subscribe message accepted from a client. */
+const CLIENT_MESSAGE_BYTES_MAX = 1024;
+
+function feedClientOf(socket: WebSocket): FeedClient {
+  return {
+    send: (text) => socket.send(text),
+    get bufferedBytes() {
+      return socket.bufferedAmount;
+    },
+    close: (code, reason) => socket.close(code, reason),
+  };
+}
+
+function sendError(client: FeedClient, code: string, message: string): void {
+  client.send(JSON.stringify({ error: { code, message, details: null } }));
+}
+
+/** Parses one client message into a subscription, or says what is wrong with it. */
+export function parseSubscribe(text: string): Subscription | { error: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { error: 'not JSON: send {"subscribe":"transaction","id":"<uuid>"}, {"subscribe":"account","id":<n>} or {"subscribe":"all"}' };
+  }
+  const o = (typeof raw === 'object' && raw !== null ? raw : {}) as { subscribe?: unknown; id?: unknown };
+  if (o.subscribe === 'transaction' && typeof o.id === 'string' && UUID.test(o.id)) return { kind: 'transaction', id: o.id.toLowerCase() };
+  if (o.subscribe === 'account' && Number.isSafeInteger(o.id) && (o.id as number) >= 1) return { kind: 'account', id: o.id as number };
+  if (o.subscribe === 'all') return { kind: 'all' };
+  return { error: 'expected {"subscribe":"transaction","id":"<uuid>"}, {"subscribe":"account","id":<n>} or {"subscribe":"all"}' };
+}
+
+async function subscribe(ctx: ServeContext, hub: FeedHub, client: FeedClient, principal: Principal, sub: Subscription): Promise<void> {
+  if (sub.kind === 'all' && principal.kind !== 'admin') return sendError(client, 'forbidden', 'only an admin token may subscribe to all');
+  if (sub.kind === 'account' && !mayActFor(principal, sub.id))
+    return sendError(client, 'forbidden', `this token may not follow account ${sub.id}`);
+  if (hub.subscribe(client, sub) === 'too_many')
+    return sendError(client, 'too_many_subscriptions', 'too many subscriptions on one connection');
+  if (sub.kind !== 'transaction') return client.send(JSON.stringify({ subscribed: sub }));
+  // Subscribed before reading, so an outcome that commits in between is not missed; the hub sends a
+  // final state only once whichever way it comes.
+  const view = await readTransactionView(ctx.db, sub.id);
+  // Not seen yet: wait for it (a client may subscribe before it posts). The hub delivers only
+  // events of accounts the token may see, so waiting on another account's id shows nothing.
+  if (!view) return client.send(JSON.stringify({ subscribed: sub, status: 'unknown' }));
+  if (!mayActFor(principal, view.accountId)) {
+    hub.unsubscribeTransaction(client, sub.id);
+    return sendError(client, 'not_found', `transaction ${sub.id} not found`);
+  }
+  hub.deliverTo(client, feedEventOfView(view));
+}
+
+/**
+ * `GET /v1/stream` as a WebSocket. The token comes with the upgrade (`?token=` or `Authorization`),
+ * checked by the auth hook before the upgrade, so a bad one is an HTTP 401. Subscriptions arrive as
+ * JSON messages; each state change is one JSON event. Ping every `heartbeatMs`; a client that did
+ * not answer the previous ping is cut off.
+ */
+export function streamRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  const { hub } = ctx;
+  app.get(
+    '/v1/stream',
+    {
+      websocket: true,
+      schema: {
+        summary: 'Live feed (WebSocket): subscribe to a transaction, an account, or all (admin)',
+        tags: ['feed'],
+        security: [{ bearer: [] }],
+      },
+    },
+    (socket, request) => {
+      const principal = principalOf(request);
+      const client = feedClientOf(socket);
+      hub.add(client, principal);
+      let alive = true;
+      // The listener is attached at once: messages sent while an async setup ran would be lost.
+      socket.on('message', (data, isBinary) => {
+        const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
+        if (isBinary || bytes.length > CLIENT_MESSAGE_BYTES_MAX)
+          return sendError(client, 'invalid_message', `send JSON text of at most ${CLIENT_MESSAGE_BYTES_MAX} bytes`);
+        const sub = parseSubscribe(bytes.toString('utf8'));
+        if ('error' in sub) return sendError(client, 'invalid_message', sub.error);
+        subscribe(ctx, hub, client, principal, sub).catch((err: Error) => {
+          request.log.warn({ err: err.message }, 'feed subscribe failed');
+          sendError(client, 'unavailable', 'could not read the current state; try again');
+        });
+      });
+      socket.on('pong', () => (alive = true));
+      const heartbeat = setInterval(() => {
+        if (!alive) {
+          socket.terminate();
+          return;
+        }
+        alive = false;
+        socket.ping();
+      }, ctx.options.heartbeatMs);
+      heartbeat.unref();
+      socket.on('close', () => {
+        clearInterval(heartbeat);
+        hub.remove(client);
+      });
+      socket.on('error', () => socket.terminate());
+    },
+  );
+}

@@ -1,0 +1,95 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { uuidV5, TXSIM_UUID_NAMESPACE } from '../domain/ids.js';
+import type { TransactionMessage } from '../domain/transaction.js';
+import { ApiError, invalid, notFound } from './api-error.js';
+import { principalOf } from './auth.js';
+import { mayActFor } from './principal.js';
+import type { ServeContext } from './serve-context.js';
+import { submitTransaction } from './submit.js';
+import { readTransactionView } from './transaction-status.js';
+import { submitBodySchema } from './validation.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const ERROR_SCHEMA = {
+  type: 'object',
+  properties: {
+    error: {
+      type: 'object',
+      properties: { code: { type: 'string' }, message: { type: 'string' }, details: {} },
+      required: ['code', 'message'],
+    },
+  },
+} as const;
+
+/** `POST /v1/transactions` and `GET /v1/transactions/{id}`. */
+export function transactionRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  app.post<{
+    Body: Partial<TransactionMessage> & Omit<TransactionMessage, 'id' | 'createdAt'>;
+    Headers: { 'idempotency-key'?: string; 'x-txsim-run'?: string };
+  }>(
+    '/v1/transactions',
+    {
+      schema: {
+        summary: 'Submit a transaction (contract v1); 202 once the broker confirmed it',
+        description:
+          'The body is a contract-v1 transaction (schema/transaction.v1.json); `id` and `createdAt` are optional. Without `id`, the `Idempotency-Key` header (a UUID, or any text, from which an id is derived per account) or a fresh UUID is used.',
+        tags: ['transactions'],
+        body: submitBodySchema(),
+        headers: {
+          type: 'object',
+          properties: {
+            'idempotency-key': { type: 'string', minLength: 1, maxLength: 200 },
+            'x-txsim-run': { type: 'string', format: 'uuid' },
+          },
+        },
+        security: [{ bearer: [] }],
+      },
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      const body = request.body;
+      const key = request.headers['idempotency-key'];
+      const keyId =
+        key === undefined
+          ? undefined
+          : UUID.test(key)
+            ? key.toLowerCase()
+            : uuidV5(TXSIM_UUID_NAMESPACE, `${ctx.namespace}:idempotency-key:${body.accountId}:${key}`);
+      if (body.id !== undefined && keyId !== undefined && body.id.toLowerCase() !== keyId) {
+        throw invalid('id and Idempotency-Key name different transactions', [
+          { path: '/id', message: 'differs from the Idempotency-Key header' },
+        ]);
+      }
+      const runId = request.headers['x-txsim-run'] ?? null;
+      if (runId !== null && principal.kind !== 'admin') throw new ApiError(403, 'forbidden', 'only an admin token may set X-Txsim-Run');
+      const message: TransactionMessage = {
+        ...body,
+        id: (body.id ?? keyId ?? randomUUID()).toLowerCase(),
+        createdAt: body.createdAt ?? new Date().toISOString(),
+      };
+      const { statusCode, view } = await submitTransaction(ctx, principal, { message, source: 'api', destinationAccount: null, runId });
+      return reply.code(statusCode).header('location', `/v1/transactions/${view.id}`).send(view);
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/transactions/:id',
+    {
+      schema: {
+        summary: 'Where a transaction is: accepted, queued, applied (balance after) or rejected (reason), with its timeline',
+        tags: ['transactions'],
+        params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] },
+        security: [{ bearer: [] }],
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const view = await readTransactionView(ctx.db, request.params.id.toLowerCase());
+      // Another account's transaction is "not found": a 403 would confirm that the id exists.
+      if (!view || !mayActFor(principal, view.accountId)) throw notFound(`transaction ${request.params.id}`);
+      return view;
+    },
+  );
+}

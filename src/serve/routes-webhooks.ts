@@ -1,0 +1,93 @@
+import type { FastifyInstance } from 'fastify';
+import { uuidV5, TXSIM_UUID_NAMESPACE } from '../domain/ids.js';
+import { MAX_BODY_BYTES } from '../domain/message-schema.js';
+import type { TransactionMessage } from '../domain/transaction.js';
+import { ApiError, invalid } from './api-error.js';
+import { principalOf } from './auth.js';
+import { decimalToMinor, parseJsonKeepingNumberText } from './decimal-amount.js';
+import type { ServeContext } from './serve-context.js';
+import { submitTransaction } from './submit.js';
+
+interface WebhookBody {
+  transaction_id: string;
+  source_account: number;
+  destination_account?: number | null;
+  /** The decimal's text, whether it came as a JSON number or a string (see the body parser). */
+  amount: string;
+  currency: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * The webhook-ingest contract mapped onto contract v1:
+ * - `transaction_id` → `id` (a UUID as is, any other text → a UUID derived from it, so repeats of
+ *   the same webhook deduplicate);
+ * - `source_account` → `accountId`, and the transaction is a `withdrawal`: money leaves the source;
+ * - `amount` (a decimal, as a JSON number or a string) → `amountMinor`, from its text, in the
+ *   currency's minor unit (more decimals than the currency has → 400);
+ * - `destination_account` is recorded with the submission and shown in its status, but moves no money
+ *   until transfers exist.
+ */
+export function webhookRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  // Encapsulated: this JSON parser keeps the amount's text and applies to this route only.
+  void app.register((scope, _options, done) => {
+    scope.removeContentTypeParser('application/json');
+    scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_request, body, done) => {
+      try {
+        done(null, parseJsonKeepingNumberText(body as string, new Set(['amount'])));
+      } catch (err) {
+        done(new ApiError(400, 'invalid_json', `body is not valid JSON (${(err as Error).message.slice(0, 80)})`), undefined);
+      }
+    });
+    scope.post<{ Body: WebhookBody }>(
+      '/v1/webhooks/transactions',
+      {
+        schema: {
+          summary: 'Webhook ingest: a payment from source_account, amount as a decimal; 202 once queued',
+          tags: ['transactions'],
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['transaction_id', 'source_account', 'amount', 'currency'],
+            properties: {
+              transaction_id: { type: 'string', minLength: 1, maxLength: 200 },
+              source_account: { type: 'integer', minimum: 1, maximum: 9007199254740991 },
+              destination_account: { type: ['integer', 'null'], minimum: 1, maximum: 9007199254740991 },
+              amount: { type: 'string', description: 'A decimal such as 100.50, as a JSON number or a string' },
+              currency: { type: 'string', pattern: '^[A-Z]{3}$' },
+            },
+          },
+          security: [{ bearer: [] }],
+        },
+      },
+      async (request, reply) => {
+        const body = request.body;
+        const amount = decimalToMinor(body.amount, body.currency);
+        if (!amount.ok) throw invalid('amount is not a valid amount of the currency', [{ path: '/amount', message: amount.reason }]);
+        const id = UUID.test(body.transaction_id)
+          ? body.transaction_id.toLowerCase()
+          : uuidV5(TXSIM_UUID_NAMESPACE, `${ctx.namespace}:webhook:${body.transaction_id}`);
+        const message: TransactionMessage = {
+          id,
+          type: 'withdrawal',
+          accountId: body.source_account,
+          amountMinor: amount.amountMinor,
+          currency: body.currency,
+          createdAt: new Date().toISOString(),
+        };
+        const { statusCode, view } = await submitTransaction(ctx, principalOf(request), {
+          message,
+          source: 'webhook',
+          destinationAccount: body.destination_account ?? null,
+          runId: null,
+        });
+        return reply
+          .code(statusCode)
+          .header('location', `/v1/transactions/${view.id}`)
+          .send({ ...view, transaction_id: body.transaction_id });
+      },
+    );
+    done();
+  });
+}

@@ -1,0 +1,49 @@
+import type { Knex } from '../db/knex.js';
+import type { Logger } from '../log.js';
+import type { DashboardStats } from './dashboard-stats.js';
+import type { FeedHub } from './feed-hub.js';
+import type { TransactionPublisher } from './transaction-publisher.js';
+
+/** What the routes of `txsim serve` share: the database, the producer, the live feed and the options. */
+export interface ServeContext {
+  readonly db: Knex;
+  readonly publisher: TransactionPublisher;
+  readonly hub: FeedHub;
+  readonly log: Logger;
+  /** The namespace (ids derived from an Idempotency-Key or a webhook's transaction_id are scoped by it). */
+  readonly namespace: string;
+  readonly options: ServeOptions;
+  /** The workers' stats and queue depths behind the dashboard (absent in servers built without it). */
+  readonly dashboard?: { readonly stats: DashboardStats; readonly tickMs: number } | null;
+}
+
+export interface ServeOptions {
+  readonly port: number;
+  readonly host: string;
+  /** Everyone is admin: for local demos only (the server says so loudly at start). */
+  readonly noAuth: boolean;
+  /** Requests per second per token on average (0 = unlimited), and the burst allowed above it. */
+  readonly rateLimitPerS: number;
+  readonly rateLimitBurst: number;
+  /** Largest page any list returns; `limit` above it is a 400. */
+  readonly pageSizeMax: number;
+  /** WebSocket ping interval; a client that did not answer the previous ping is disconnected. */
+  readonly heartbeatMs: number;
+  /** Bytes a WebSocket client may have unsent before it is told and disconnected. */
+  readonly sendBufferBytesMax: number;
+  /** Most unconfirmed publishes at once over all requests. */
+  readonly publishWindowMax: number;
+  readonly confirmTimeoutMs: number;
+}
+
+export const SERVE_DEFAULTS = {
+  port: 8080,
+  host: '127.0.0.1',
+  rateLimitPerS: 500,
+  rateLimitBurst: 1_000,
+  pageSizeMax: 200,
+  heartbeatMs: 30_000,
+  sendBufferBytesMax: 1024 * 1024,
+  publishWindowMax: 1_000,
+  confirmTimeoutMs: 10_000,
+} as const;

@@ -1,0 +1,57 @@
+import {
+  APPLIED_NOT_ONCE,
+  BALANCES_OFF_ENTRIES,
+  ENTRIES_WITHOUT_OUTCOME,
+  NEGATIVE_BALANCES,
+  REJECTED_WITH_ENTRIES,
+  UNBALANCED_LEDGER,
+  UNBALANCED_TRANSACTIONS,
+} from '../db/ledger-checks.js';
+import { minorOf } from '../db/rows.js';
+import { defineCheck, type AnyCheck } from './checks.js';
+
+/** The ledger's invariants, in the order verify reports them. */
+export const LEDGER_CHECKS: readonly AnyCheck[] = [
+  defineCheck({
+    name: 'entries_balance_per_transaction',
+    description: "each transaction's entries sum to zero",
+    query: UNBALANCED_TRANSACTIONS,
+    example: (r) => `${r.transaction_id} sums to ${r.s}`,
+  }),
+  defineCheck({
+    name: 'ledger_sums_to_zero',
+    description: 'the whole ledger sums to zero',
+    query: UNBALANCED_LEDGER,
+    example: (r) => `ledger sums to ${minorOf(r.s)}`,
+  }),
+  defineCheck({
+    name: 'balance_equals_entries',
+    description: 'each customer balance equals the sum of its entries',
+    query: BALANCES_OFF_ENTRIES,
+    example: (r) => `account ${r.id}: balance ${r.balance_minor}, entries ${r.s}`,
+  }),
+  defineCheck({
+    name: 'no_negative_balance',
+    description: 'no customer balance is negative',
+    query: NEGATIVE_BALANCES,
+    example: (r) => `account ${r.id}: ${r.balance_minor}`,
+  }),
+  defineCheck({
+    name: 'applied_once',
+    description: 'every applied transaction has exactly one pair of entries (none applied twice)',
+    query: APPLIED_NOT_ONCE,
+    example: (r) => `${r.id} has ${r.c} entries`,
+  }),
+  defineCheck({
+    name: 'rejected_without_effect',
+    description: 'no rejected transaction has entries',
+    query: REJECTED_WITH_ENTRIES,
+    example: (r) => `${r.id} (${r.reason}) has entries`,
+  }),
+  defineCheck({
+    name: 'entries_have_outcome',
+    description: 'every entry belongs to a recorded transaction',
+    query: ENTRIES_WITHOUT_OUTCOME,
+    example: (r) => `entry of unknown transaction ${r.transaction_id}`,
+  }),
+];

@@ -1,0 +1,152 @@
+import type { Knex } from '../db/knex.js';
+import { overappliedInRun } from '../db/ledger.js';
+import { getRun, runReturnedIds } from '../db/runs.js';
+import { outcomesOfIds, type OutcomeOfId } from '../db/transactions.js';
+import { transactionIdFor } from '../domain/ids.js';
+import { NotFoundError } from '../errors.js';
+import { peekDeadIds, queuedCount, type BrokerDeps } from './broker-counts.js';
+import { EXAMPLES } from './checks.js';
+
+/** Where each published id of a run ended up. */
+export interface RunAccount {
+  readonly runId: string;
+  readonly status: string;
+  readonly requested: number;
+  readonly published: number;
+  readonly confirmed: number;
+  readonly expected: number;
+  /**
+   * Ids that were never sent: for a finished run (interrupted, or given up) the requested count less
+   * the published one, from the run record; for an unfinished (killed) run, ids past its last saved
+   * progress that are nowhere (probably never sent).
+   */
+  readonly notPublished: number;
+  readonly applied: number;
+  readonly rejected: number;
+  readonly rejectedByReason: Record<string, number>;
+  readonly parked: number;
+  readonly returned: number;
+  /** Missing ids while messages are still in the process/retry queues. */
+  readonly pending: number;
+  /** Missing ids with nothing left in the queues: lost. */
+  readonly lost: number;
+  /** Ids with more than one effect (applied twice). */
+  readonly duplicated: number;
+  readonly queued: number;
+  /**
+   * Examples of missing ids, labelled by what they are known to be: `lostExamples` when nothing is
+   * queued any more (all missing ids are lost), `queuedExamples` when nothing is lost (all are still
+   * queued), and only `missingExamples` (either) when both counts are non-zero.
+   */
+  readonly missingExamples: string[];
+  readonly queuedExamples: string[];
+  readonly lostExamples: string[];
+  readonly duplicatedExamples: string[];
+}
+
+/** Where one id of a run is. */
+export type IdPlace = 'applied' | 'rejected' | 'parked' | 'returned' | 'not_published' | 'missing';
+
+/**
+ * Places one id: its outcome if it has one, else the parking queue, else returned by the broker;
+ * an id of an unfinished run past its last saved progress was probably never sent; anything else
+ * is missing (still queued, or lost).
+ */
+export function placeId(outcome: OutcomeOfId | undefined, where: { parked: boolean; returned: boolean; pastProgress: boolean }): IdPlace {
+  if (outcome?.status === 'applied') return 'applied';
+  if (outcome?.status === 'rejected') return 'rejected';
+  if (where.parked) return 'parked';
+  if (where.returned) return 'returned';
+  if (where.pastProgress) return 'not_published';
+  return 'missing';
+}
+
+/** Counts of where a run's ids are, filled chunk by chunk. */
+export class RunTally {
+  applied = 0;
+  rejected = 0;
+  parked = 0;
+  notPublished = 0;
+  readonly rejectedByReason: Record<string, number> = {};
+  readonly missing: string[] = [];
+
+  add(id: string, place: IdPlace, outcome: OutcomeOfId | undefined): void {
+    switch (place) {
+      case 'applied':
+        this.applied++;
+        return;
+      case 'rejected': {
+        this.rejected++;
+        const reason = outcome?.reason ?? 'unknown';
+        this.rejectedByReason[reason] = (this.rejectedByReason[reason] ?? 0) + 1;
+        return;
+      }
+      case 'parked':
+        this.parked++;
+        return;
+      case 'returned':
+        return;
+      case 'not_published':
+        this.notPublished++;
+        return;
+      case 'missing':
+        this.missing.push(id);
+        return;
+    }
+  }
+}
+
+/** Ids read from the database at once. */
+const ID_CHUNK = 1_000;
+
+/**
+ * Accounts for every id a run published: applied, rejected, parked, returned, still queued — or
+ * lost / duplicated.
+ */
+export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: string, peekLimit: number): Promise<RunAccount> {
+  const { db } = deps;
+  const run = await getRun(db, runId);
+  if (!run) throw new NotFoundError(`run ${runId} not found (txsim gen prints its run id)`);
+  // A finished run sent exactly `published` ids: 0..published-1. A run still going (or killed) may
+  // have sent any prefix of what it was asked for, so every requested id counts.
+  const expected = run.status === 'running' ? run.countRequested : run.published;
+  const returned = await runReturnedIds(db, runId);
+  const parkedIds = await peekDeadIds(deps, peekLimit);
+  const tally = new RunTally();
+  for (let start = 0; start < expected; start += ID_CHUNK) {
+    const ids = Array.from({ length: Math.min(ID_CHUNK, expected - start) }, (_, i) => transactionIdFor(runId, start + i));
+    const found = new Map((await outcomesOfIds(db, ids)).map((r) => [r.id, r]));
+    for (const [offset, id] of ids.entries()) {
+      const outcome = found.get(id);
+      const pastProgress = run.status === 'running' && start + offset >= run.published;
+      tally.add(id, placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), pastProgress }), outcome);
+    }
+  }
+  const duplicated = await overappliedInRun(db, runId);
+  const queued = await queuedCount(deps);
+  const pending = Math.min(tally.missing.length, queued);
+  const lost = tally.missing.length - pending;
+  const missingExamples = tally.missing.slice(0, EXAMPLES);
+  return {
+    runId,
+    status: String(run.status),
+    requested: run.countRequested,
+    published: run.published,
+    confirmed: run.confirmed,
+    expected,
+    notPublished: run.status === 'running' ? tally.notPublished : Math.max(0, run.countRequested - run.published),
+    applied: tally.applied,
+    rejected: tally.rejected,
+    rejectedByReason: tally.rejectedByReason,
+    parked: tally.parked,
+    returned: returned.size,
+    pending,
+    lost,
+    duplicated: duplicated.length,
+    queued,
+    missingExamples,
+    queuedExamples: lost === 0 ? missingExamples : [],
+    lostExamples: pending === 0 ? missingExamples : [],
+    duplicatedExamples: duplicated.slice(0, EXAMPLES),
+  };
+}

@@ -1,0 +1,53 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemAccountId } from '../../src/domain/ledger.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { runTxsim } from '../helpers/txsim.js';
+
+/**
+ * What `accounts` prints for people: a system account's balance is its entry sum (its stored
+ * balance is never updated), a limited list says how much it left out, and a seed in another
+ * currency over existing accounts says what it actually did.
+ */
+describe('txsim accounts', () => {
+  let ns: TestNamespace;
+
+  beforeAll(async () => {
+    ns = await createTestNamespace('acct');
+    expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
+    const seed = await runTxsim(['accounts', 'seed', '--count', '7'], ns.env);
+    expect(seed.code, seed.stderr).toBe(0);
+    expect(seed.stdout).toContain('accounts 1..7: 7 created (opening balance 1,000.00 EUR each)');
+  });
+
+  afterAll(async () => {
+    await ns?.cleanup();
+  });
+
+  it('show <system account>: the balance is the sum of its entries', async () => {
+    const r = await runTxsim(['accounts', 'show', String(systemAccountId('opening_equity', 'EUR'))], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('balance -7,000.00 EUR');
+    expect(r.stdout).not.toContain('balance 0.00');
+    const list = await runTxsim(['accounts', 'list', '--system'], ns.env);
+    expect(list.stdout).toMatch(/opening_equity EUR\s+EUR\s+-7,000\.00/);
+  });
+
+  it('list --limit says how many it showed of how many', async () => {
+    const r = await runTxsim(['accounts', 'list', '--limit', '5'], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('showing 5 of 7 customer accounts; --limit 7 shows all');
+    const all = await runTxsim(['accounts', 'list'], ns.env);
+    expect(all.stdout).not.toContain('showing');
+  });
+
+  it('seed --currency USD over EUR accounts warns and reports what it did', async () => {
+    const r = await runTxsim(['accounts', 'seed', '--count', '9', '--currency', 'USD', '--opening-balance', '500'], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe('accounts 1..9: 2 created (opening balance 5.00 USD each), 7 already existed (left unchanged)');
+    expect(r.stderr).toContain(
+      'txsim: warning: 7 existing accounts of 1..9 are EUR, not USD: left as they were (currency, balance and entries unchanged); only the 2 created got USD',
+    );
+    const rows = await ns.db('accounts').whereBetween('id', [1, 9]).orderBy('id').select('currency', 'balance_minor');
+    expect(rows.map((a: { currency: string }) => a.currency)).toEqual([...Array(7).fill('EUR'), 'USD', 'USD']);
+  });
+});

@@ -1,0 +1,112 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bookTotals,
+  entriesOfTransaction,
+  entrySummaryOfAccount,
+  ledgerSummary,
+  outcomeMarks,
+  overappliedInRun,
+} from '../../src/db/ledger.js';
+import { UNBALANCED_LEDGER, UNBALANCED_TRANSACTIONS } from '../../src/db/ledger-checks.js';
+import { missingStatementCount, unsentOutboxCount, webhookCounts } from '../../src/db/reconcile-queries.js';
+import { finishRun, getRun, recordRunReturns, runReturnedIds, saveRunProgress, startRun } from '../../src/db/runs.js';
+import { getTransaction, outcomesOfIds, recentTransactionsOfAccount, runOutcomeCount } from '../../src/db/transactions.js';
+import { countViolations, violatingRows } from '../../src/db/violations.js';
+import { openingTransactionId } from '../../src/domain/ids.js';
+import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+
+/** The repositories against the real server: the row shapes they promise and the money they convert. */
+describe('repositories', () => {
+  let ns: TestNamespace;
+  const runId = '5d0c2b8e-6c1f-5a43-9d7e-0f1e2d3c4b5a';
+
+  beforeAll(async () => {
+    ns = await createTestNamespace('repo');
+    await ns.seed(3, { openingBalanceMinor: 9_000_000_000_000_000n });
+  });
+
+  afterAll(async () => {
+    await ns.cleanup();
+  });
+
+  it('runs: a re-run keeps the largest count, progress and the end are saved, returns are idempotent', async () => {
+    await startRun(ns.db, { id: runId, seed: 's', countRequested: 100, optionsJson: '{}', startedAt: new Date() });
+    await startRun(ns.db, { id: runId, seed: 's', countRequested: 40, optionsJson: '{}', startedAt: new Date() });
+    expect(await getRun(ns.db, runId)).toEqual({ id: runId, status: 'running', countRequested: 100, published: 0, confirmed: 0 });
+    await saveRunProgress(ns.db, runId, { published: 30, confirmed: 20 });
+    expect(await getRun(ns.db, runId)).toMatchObject({ published: 30, confirmed: 20 });
+
+    const returned = Array.from({ length: 1_203 }, (_, i) => `00000000-0000-5000-8000-${String(i).padStart(12, '0')}`);
+    await recordRunReturns(ns.db, runId, returned);
+    await recordRunReturns(ns.db, runId, returned.slice(0, 10));
+    expect((await runReturnedIds(ns.db, runId)).size).toBe(1_203);
+
+    await finishRun(ns.db, runId, {
+      published: 100,
+      confirmed: 97,
+      returned: 1_203,
+      nacked: 3,
+      invalid: 5,
+      status: 'incomplete',
+      finishedAt: new Date(),
+    });
+    expect(await getRun(ns.db, runId)).toEqual({ id: runId, status: 'incomplete', countRequested: 100, published: 100, confirmed: 97 });
+    const [[row]] = (await ns.db.raw('SELECT nacked, invalid, finished_at FROM runs WHERE id = ?', [runId])) as [
+      [{ nacked: number; invalid: number; finished_at: Date | null }],
+    ];
+    expect(row).toMatchObject({ nacked: 3, invalid: 5 });
+    expect(row.finished_at).toBeInstanceOf(Date);
+    expect(await getRun(ns.db, '00000000-0000-5000-8000-000000000000')).toBeUndefined();
+  });
+
+  it('ledger and transactions: balances beyond 2^53 come back exact, as bigint', async () => {
+    const summary = await entrySummaryOfAccount(ns.db, 2);
+    expect(summary).toEqual({ sumMinor: 9_000_000_000_000_000n, count: 1 });
+    expect(await ledgerSummary(ns.db)).toEqual({ sumMinor: 0n, entries: 6 });
+    expect(await bookTotals(ns.db)).toEqual({
+      customerAccounts: 3,
+      byCurrency: [{ currency: 'EUR', customerAccounts: 3, customerBalanceMinor: 27_000_000_000_000_000n }],
+      transactions: 0,
+      applied: 0,
+      rejected: 0,
+    });
+
+    const opening = openingTransactionId(2);
+    const tx = await getTransaction(ns.db, opening);
+    expect(tx).toMatchObject({ id: opening, type: 'opening', status: 'applied', amount_minor: '9000000000000000', account_id: '2' });
+    expect(tx?.processed_at).toBeInstanceOf(Date);
+    expect(await getTransaction(ns.db, '00000000-0000-5000-8000-000000000000')).toBeUndefined();
+    expect((await entriesOfTransaction(ns.db, opening)).map((e) => e.amount_minor).sort()).toEqual([
+      '-9000000000000000',
+      '9000000000000000',
+    ]);
+    expect(await recentTransactionsOfAccount(ns.db, 2, 5)).toHaveLength(1);
+    expect(await outcomesOfIds(ns.db, [opening, '00000000-0000-5000-8000-000000000000'])).toEqual([
+      { id: opening, status: 'applied', reason: null },
+    ]);
+    expect(await runOutcomeCount(ns.db, runId)).toBe(0);
+    expect(await overappliedInRun(ns.db, runId)).toEqual([]);
+    expect((await outcomeMarks(ns.db)).entries).toBeGreaterThanOrEqual(6);
+  });
+
+  it('violation queries: a clean ledger has none; an unbalanced entry is counted and shown', async () => {
+    expect(await countViolations(ns.db, UNBALANCED_TRANSACTIONS)).toBe(0);
+    expect(await countViolations(ns.db, UNBALANCED_LEDGER)).toBe(0);
+    const opening = openingTransactionId(3);
+    await ns.db('ledger_entries').insert({ transaction_id: opening, account_id: 3, amount_minor: '7' });
+    try {
+      expect(await countViolations(ns.db, UNBALANCED_TRANSACTIONS)).toBe(1);
+      expect(await violatingRows(ns.db, UNBALANCED_TRANSACTIONS, 5)).toEqual([{ transaction_id: opening, s: '7' }]);
+      expect(await countViolations(ns.db, UNBALANCED_LEDGER)).toBe(1);
+      expect(await violatingRows(ns.db, UNBALANCED_LEDGER, 5)).toEqual([{ s: '7' }]);
+    } finally {
+      await ns.db('ledger_entries').where({ transaction_id: opening, amount_minor: '7' }).delete();
+    }
+  });
+
+  it('reconciliation counts read the accounting tables', async () => {
+    expect(await unsentOutboxCount(ns.db)).toBe(0);
+    expect(await missingStatementCount(ns.db)).toBe(0);
+    expect(await webhookCounts(ns.db)).toEqual({ pending: 0, delivered: 0, failed: 0 });
+  });
+});

@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
+
+// The built CLI as a user runs it: `txsim tokens` and `txsim serve` as a child process.
+describe('txsim serve and txsim tokens (CLI)', () => {
+  let ns: TestNamespace;
+
+  beforeAll(async () => {
+    ns = await createTestNamespace('servecli');
+    expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
+    await ns.seed(2);
+  });
+
+  afterAll(async () => {
+    await ns?.cleanup();
+  });
+
+  it('creates, lists and revokes tokens; serve honours them; secrets are stored hashed and never logged', async () => {
+    const created = await runTxsim(['tokens', 'create', '--account', '1', '--ttl', '1d', '--json'], ns.env);
+    expect(created.code, created.stderr).toBe(0);
+    const { id, token } = JSON.parse(created.stdout) as { id: string; token: string };
+    expect(token).toMatch(/^txsim_[0-9a-f]{16}_/);
+    const [rows] = (await ns.db.raw('SELECT secret_hash FROM api_tokens WHERE id = ?', [id])) as [{ secret_hash: string }[]];
+    expect(token).not.toContain(rows[0]!.secret_hash);
+    expect((await runTxsim(['tokens', 'create', '--account', '99'], ns.env)).code).toBe(5);
+    expect((await runTxsim(['tokens', 'create'], ns.env)).code).toBe(2);
+    expect((await runTxsim(['tokens', 'create', '--admin', '--ttl', '1w'], ns.env)).code).toBe(2);
+
+    const serve = spawnTxsim(['serve', '--port', '0', '--log-level', 'info'], ns.env, 60_000);
+    let out = '';
+    serve.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    let err = '';
+    serve.child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    try {
+      await waitFor(() => /listening on (http:\/\/\S+) /.test(out), 20_000, `serve to listen: ${out}${err}`);
+      const url = /listening on (http:\/\/\S+) /.exec(out)![1]!;
+      const get = (token: string) => fetch(`${url}/v1/accounts/1?token=${token}`).then((r) => r.status);
+      expect(await get(token)).toBe(200);
+      const list = await runTxsim(['tokens', 'list', '--json'], ns.env);
+      expect(JSON.parse(list.stdout) as unknown).toEqual([expect.objectContaining({ id, scope: 'account 1', revokedAt: null })]);
+      expect(list.stdout).not.toContain(token.split('_')[2]);
+      expect((await runTxsim(['tokens', 'revoke', id], ns.env)).code).toBe(0);
+      expect(await get(token)).toBe(401);
+      expect((await runTxsim(['tokens', 'revoke', id], ns.env)).code).toBe(5);
+      await waitFor(() => err.includes('"path":"/v1/accounts/1?token=***"'), 5_000, `a request log line: ${err}`);
+      expect(err).not.toContain(token.split('_')[2]);
+    } finally {
+      serve.child.kill('SIGTERM');
+    }
+    const result = await serve.done;
+    expect(result.code).toBe(0);
+  });
+
+  it('--no-auth says so loudly; a busy port is a clean error', async () => {
+    const serve = spawnTxsim(['serve', '--port', '0', '--no-auth'], ns.env, 60_000);
+    let out = '';
+    serve.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    let err = '';
+    serve.child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    try {
+      await waitFor(() => out.includes('listening on'), 20_000, 'serve to listen');
+      expect(err).toContain('EVERY REQUEST IS ADMIN');
+      const url = /listening on (http:\/\/\S+) /.exec(out)![1]!;
+      expect((await fetch(`${url}/v1/accounts`)).status).toBe(200);
+      const port = new URL(url).port;
+      const second = await runTxsim(['serve', '--port', port], ns.env, 30_000);
+      expect(second.code).toBe(2);
+      expect(second.stderr).toContain(`cannot listen on 127.0.0.1:${port} (EADDRINUSE)`);
+    } finally {
+      serve.child.kill('SIGTERM');
+    }
+    expect((await serve.done).code).toBe(0);
+  });
+});

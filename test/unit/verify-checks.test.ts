@@ -1,0 +1,114 @@
+import { describe, expect, it } from 'vitest';
+import type { ViolationQuery } from '../../src/db/violations.js';
+import { EXAMPLES, judge, runChecks, type AnyCheck, type CheckDefinition, type ViolationReader } from '../../src/verify/checks.js';
+import { LEDGER_CHECKS } from '../../src/verify/ledger-checks.js';
+import { pendingOf, reconciliationChecks } from '../../src/verify/reconcile.js';
+
+const query = (name: string): ViolationQuery<{ id: string }> => ({ countSql: `count ${name}`, examplesSql: `rows ${name}` });
+const check = (name: string): CheckDefinition<{ id: string }> => ({
+  name,
+  description: `${name} holds`,
+  query: query(name),
+  example: (r) => `bad ${r.id}`,
+});
+
+/** A reader that answers from a table of counts and rows, and records what it was asked. */
+function fakeReader(answers: Record<string, { count: number; rows: { id: string }[] }>): ViolationReader & { asked: string[] } {
+  const asked: string[] = [];
+  return {
+    asked,
+    count: (q) => {
+      asked.push(q.countSql);
+      return Promise.resolve(answers[q.countSql.slice('count '.length)]?.count ?? 0);
+    },
+    rows: <Row>(q: ViolationQuery<Row>, limit: number) => {
+      asked.push(`${q.examplesSql} limit ${limit}`);
+      return Promise.resolve((answers[q.examplesSql.slice('rows '.length)]?.rows ?? []) as Row[]);
+    },
+  };
+}
+
+describe('judging a check', () => {
+  it('passes with no violations and shows no examples, whatever rows were read', () => {
+    expect(judge(check('a'), 0, [{ id: '1' }])).toEqual({ name: 'a', description: 'a holds', violations: 0, examples: [] });
+  });
+
+  it('fails with the count and one example line per row, at most EXAMPLES of them', () => {
+    const rows = Array.from({ length: EXAMPLES + 3 }, (_, i) => ({ id: String(i) }));
+    const result = judge(check('a'), 42, rows);
+    expect(result.violations).toBe(42);
+    expect(result.examples).toEqual(rows.slice(0, EXAMPLES).map((r) => `bad ${r.id}`));
+  });
+});
+
+describe('the check runner', () => {
+  it('runs every check in order and asks for examples only where something is broken, with one limit', async () => {
+    const reader = fakeReader({ b: { count: 2, rows: [{ id: 'x' }, { id: 'y' }] } });
+    const results = await runChecks(reader, [check('a'), check('b'), check('c')] as AnyCheck[]);
+    expect(results.map((r) => [r.name, r.violations, r.examples])).toEqual([
+      ['a', 0, []],
+      ['b', 2, ['bad x', 'bad y']],
+      ['c', 0, []],
+    ]);
+    expect(reader.asked).toEqual(['count a', 'count b', `rows b limit ${EXAMPLES}`, 'count c']);
+  });
+});
+
+describe('the ledger checks', () => {
+  it('keep the names scripts read from `verify --json`, in the reported order', () => {
+    expect(LEDGER_CHECKS.map((c) => c.name)).toEqual([
+      'entries_balance_per_transaction',
+      'ledger_sums_to_zero',
+      'balance_equals_entries',
+      'no_negative_balance',
+      'applied_once',
+      'rejected_without_effect',
+      'entries_have_outcome',
+    ]);
+  });
+
+  it('read their example rows as before (money from SUM() as a whole number)', () => {
+    const byName = new Map(LEDGER_CHECKS.map((c) => [c.name, c]));
+    expect(byName.get('ledger_sums_to_zero')!.example({ s: '14.000' })).toBe('ledger sums to 14');
+    expect(byName.get('entries_balance_per_transaction')!.example({ transaction_id: 't1', s: '7' })).toBe('t1 sums to 7');
+    expect(byName.get('rejected_without_effect')!.example({ id: 't2', reason: 'invalid_message' })).toBe(
+      't2 (invalid_message) has entries',
+    );
+  });
+});
+
+describe('the reconciliation checks', () => {
+  it('are strict about sequence gaps only once everything has arrived', () => {
+    const open = reconciliationChecks(false).find((c) => c.name === 'statement_sequence')!;
+    const settled = reconciliationChecks(true).find((c) => c.name === 'statement_sequence')!;
+    expect(open.description).toBe("no account's statement repeats or skips ahead of a number");
+    expect(settled.description).toBe("each account's statement numbers run 1..n without gaps or repeats");
+    expect(open.query.countSql).not.toContain('COUNT(*) <> a.event_seq');
+    expect(settled.query.countSql).toContain('COUNT(*) <> a.event_seq');
+  });
+
+  it('keep their names and order', () => {
+    expect(reconciliationChecks(true).map((c) => c.name)).toEqual([
+      'statement_once_per_outcome',
+      'statement_has_outcome',
+      'statement_matches_outcome',
+      'statement_sequence',
+      'statement_balance_equals_ledger',
+    ]);
+  });
+});
+
+describe('lines still on their way', () => {
+  it('without the broker, every missing line may still come (none is called lost) and nothing is settled', () => {
+    expect(pendingOf({ queue: null, outboxUnsent: 0, missing: 7 })).toEqual({ pending: 7, settled: false });
+  });
+
+  it('are bounded by what is unsent, queued and held by consumers', () => {
+    expect(pendingOf({ queue: { ready: 2, consumers: 0 }, outboxUnsent: 1, missing: 10 })).toEqual({ pending: 3, settled: false });
+    expect(pendingOf({ queue: { ready: 0, consumers: 0 }, outboxUnsent: 0, missing: 0 })).toEqual({ pending: 0, settled: true });
+  });
+
+  it('count a connected consumer as holding up to its prefetch', () => {
+    expect(pendingOf({ queue: { ready: 0, consumers: 1 }, outboxUnsent: 0, missing: 3 }).pending).toBe(3);
+  });
+});
