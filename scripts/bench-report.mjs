@@ -59,6 +59,12 @@ p('- Broker, database, gen and workers all on this one box, over loopback. Messa
 p();
 p('## Results');
 p();
+p('![End-to-end outcomes per second of the headline runs](docs/bench-headline.png)');
+p();
+p(
+  'The headline chart (`docs/bench-headline.png`) and every run with its charts in `.txsim/bench/report.html` are written by the same `scripts/bench.sh` run (`txsim bench report … --html`, `scripts/bench-chart.mjs`).',
+);
+p();
 p(
   '| run | workers | batch × in flight | accounts | hot share | rate asked | published | publish msg/s | end-to-end tx/s | confirm p99 ms | created→committed p50 / p99 / max ms | CPU % of one core: workers / broker / DB / gen | worker RSS first→last (max) MB | verify |',
 );

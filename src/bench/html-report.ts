@@ -252,7 +252,9 @@ const RENDER_SCRIPT = String.raw`
     charts[name] = 'note';
   }
   function line(label, stroke, extra) {
-    var s = { label: label, stroke: stroke, width: 2, points: { show: false } };
+    // spanGaps: runs sample at their own (drifting) seconds, so on a shared time axis each has gaps
+    // where another run has a sample; without it every line breaks into pieces.
+    var s = { label: label, stroke: stroke, width: 2, points: { show: false }, spanGaps: true };
     for (var k in extra || {}) s[k] = extra[k];
     return s;
   }
