@@ -6,7 +6,7 @@ import type { Config } from '../config/config.js';
 import { seedAccounts } from '../db/accounts.js';
 import { createDatabase, type Knex } from '../db/knex.js';
 import { outcomeMarks } from '../db/ledger.js';
-import { runLatenciesUs, runOutcomeCount, runSpan } from '../db/transactions.js';
+import { runLatencyTimeline, runOutcomeCount, runSpan } from '../db/transactions.js';
 import { dropDatabase, ensureSchema } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
@@ -50,6 +50,12 @@ export interface SecondSample {
   readonly databaseCpuPct: number;
   readonly genCpuPct: number;
   readonly workerRssMb: number;
+  /**
+   * created → committed latency of the outcomes committed in this interval, from the database after the
+   * run (absent in the live lines, and for an interval with no outcome).
+   */
+  readonly endToEndP50Ms?: number;
+  readonly endToEndP99Ms?: number;
 }
 
 export interface BenchReport {
@@ -170,11 +176,11 @@ async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummar
 function benchReport(
   options: BenchOptions,
   summary: RunSummary,
-  latency: { percentiles: Percentiles; count: number; spanMs: number },
+  latency: EndToEndLatency,
   sampler: SecondSampler,
   outcome: { drained: boolean; verifyOk: boolean; lost: number; duplicated: number },
 ): BenchReport {
-  const seconds = sampler.seconds;
+  const seconds = withSecondLatencies(sampler.seconds, latency.timeline);
   const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
   const busy = seconds.filter((s) => s.applied + s.rejected > 0);
   return {
@@ -353,11 +359,46 @@ export function outcomesSince(marks: OutcomeMarks, base: OutcomeMarks): { applie
 }
 
 /** created → processed latency of every outcome of the run, from the database rows themselves. */
-async function endToEndLatency(db: Knex, runId: string): Promise<{ percentiles: Percentiles; count: number; spanMs: number }> {
+async function endToEndLatency(db: Knex, runId: string): Promise<EndToEndLatency> {
   const histogram = createLatencyHistogram();
-  for (const us of await runLatenciesUs(db, runId)) recordMs(histogram, us / 1000);
+  const timeline = await runLatencyTimeline(db, runId);
+  for (const o of timeline) recordMs(histogram, o.latencyUs / 1000);
   const span = await runSpan(db, runId);
-  return { percentiles: percentilesOf(histogram), count: span.count, spanMs: span.spanUs / 1000 };
+  return { percentiles: percentilesOf(histogram), count: span.count, spanMs: span.spanUs / 1000, timeline };
+}
+
+interface EndToEndLatency {
+  readonly percentiles: Percentiles;
+  readonly count: number;
+  readonly spanMs: number;
+  readonly timeline: readonly { atUs: number; latencyUs: number }[];
+}
+
+/**
+ * The per-second samples with the latency of the outcomes committed in each interval. An outcome's time
+ * counts from the run's first created message, the samples' from the start of publishing: the two
+ * differ by the moment between them (milliseconds), small against a one-second interval.
+ */
+export function withSecondLatencies(seconds: readonly SecondSample[], timeline: EndToEndLatency['timeline']): SecondSample[] {
+  const buckets: number[][] = seconds.map(() => []);
+  for (const o of timeline) {
+    // The first interval that ends at or after the outcome (binary search: samples are in time order).
+    let lo = 0;
+    let hi = seconds.length - 1;
+    if (hi < 0) break;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (seconds[mid]!.t * 1_000_000 >= o.atUs) hi = mid;
+      else lo = mid + 1;
+    }
+    buckets[lo]!.push(o.latencyUs / 1000);
+  }
+  return seconds.map((s, i) => {
+    const ms = buckets[i]!.sort((a, b) => a - b);
+    if (ms.length === 0) return s;
+    const at = (q: number) => Math.round(ms[Math.min(ms.length - 1, Math.ceil(q * ms.length) - 1)]! * 10) / 10;
+    return { ...s, endToEndP50Ms: at(0.5), endToEndP99Ms: at(0.99) };
+  });
 }
 
 function avg(samples: SecondSample[], pick: (s: SecondSample) => number): number {

@@ -117,15 +117,20 @@ export async function runOutcomeCount(db: Knex, runId: string): Promise<number> 
   return countOf(row?.n);
 }
 
-/** created → processed latency, in microseconds, of every outcome of a run that has a creation time. */
-export async function runLatenciesUs(db: Knex, runId: string): Promise<number[]> {
-  const rows = rowsOf<{ us: string }>(
+/**
+ * Every outcome of a run that has a creation time: when it was processed (µs after the run's first
+ * message was created) and its created → processed latency (µs).
+ */
+export async function runLatencyTimeline(db: Knex, runId: string): Promise<{ atUs: number; latencyUs: number }[]> {
+  const rows = rowsOf<{ at_us: string; us: string }>(
     await db.raw(
-      `SELECT TIMESTAMPDIFF(MICROSECOND, created_at, processed_at) AS us FROM transactions WHERE run_id = ? AND created_at IS NOT NULL`,
-      [runId],
+      `SELECT TIMESTAMPDIFF(MICROSECOND, (SELECT MIN(created_at) FROM transactions WHERE run_id = ?), processed_at) AS at_us,
+              TIMESTAMPDIFF(MICROSECOND, created_at, processed_at) AS us
+         FROM transactions WHERE run_id = ? AND created_at IS NOT NULL`,
+      [runId, runId],
     ),
   );
-  return rows.map((r) => Number(r.us));
+  return rows.map((r) => ({ atUs: Number(r.at_us), latencyUs: Number(r.us) }));
 }
 
 /** A run's outcome count and the time from its first message created to its last processed. */

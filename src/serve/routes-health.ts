@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { pingDatabase } from '../db/ping.js';
 import type { ServeContext } from './serve-context.js';
 
 /** `GET /healthz` (the process answers; no dependencies) and `GET /readyz` (broker and database reachable). */
@@ -17,8 +18,7 @@ export function healthRoutes(app: FastifyInstance, ctx: ServeContext): void {
     async (_request, reply) => {
       const [broker, database] = await Promise.all([
         ctx.publisher.ready(),
-        ctx.db
-          .raw('SELECT 1')
+        pingDatabase(ctx.db)
           .then(() => ({ ok: true, detail: 'connected' }))
           .catch((err: Error) => ({ ok: false, detail: err.message.split('\n')[0] ?? 'unreachable' })),
       ]);

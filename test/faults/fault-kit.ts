@@ -3,7 +3,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { runTxsim, startWorker, type WorkerProcess } from '../helpers/txsim.js';
+import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
 const exec = promisify(execFile);
 
@@ -141,8 +141,15 @@ export async function stage(
       await ns.cleanup();
     },
   };
-  for (const id of options.workerIds ?? ['w1', 'w2', 'w3']) s.startWorker(id);
-  await new Promise((r) => setTimeout(r, 1_000));
+  const workerIds = options.workerIds ?? ['w1', 'w2', 'w3'];
+  for (const id of workerIds) s.startWorker(id);
+  // Every worker consumes before a scenario breaks anything: one that has not connected yet when the broker
+  // goes away gives up after --connect-timeout (exit 3), as a worker started with no broker should.
+  await waitFor(
+    async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount >= workerIds.length,
+    30_000,
+    'every worker to consume',
+  );
   return s;
 }
 

@@ -2,6 +2,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { queueState, runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
 
 /**
@@ -22,40 +23,6 @@ async function closedPort(): Promise<number> {
 
 /** Non-empty lines of a process's stderr. */
 const linesOf = (text: string) => text.split('\n').filter((l) => l.trim() !== '');
-
-/**
- * A TCP proxy in front of the real broker that the test can cut (every connection dropped, the port
- * closed) and restore on the same port: a broker outage without touching the shared RabbitMQ.
- */
-class BrokerProxy {
-  private server: net.Server | null = null;
-  private readonly sockets = new Set<net.Socket>();
-  port = 0;
-
-  async start(): Promise<void> {
-    const server = net.createServer((client) => {
-      const upstream = net.connect(5672, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    this.server = server;
-    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', () => resolve()));
-    this.port = (server.address() as AddressInfo).port;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise((r) => server.close(r));
-  }
-}
 
 describe('broker unreachable, or not a broker, at start', () => {
   let ns: TestNamespace;
@@ -155,12 +122,12 @@ describe('broker unreachable, or not a broker, at start', () => {
 
 describe('broker outage once running', () => {
   let ns: TestNamespace;
-  const proxy = new BrokerProxy();
+  const proxy = new TcpProxy('127.0.0.1', 5672);
 
   beforeAll(async () => {
     ns = await createTestNamespace('outage');
     expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
-    await proxy.start();
+    await proxy.listen();
   });
 
   afterAll(async () => {
@@ -186,7 +153,7 @@ describe('broker outage once running', () => {
     await new Promise((r) => setTimeout(r, 6_000));
     expect(child.exitCode, stderr).toBeNull();
     expect(stderr).toContain('amqp reconnect scheduled');
-    await proxy.start();
+    await proxy.listen();
     await waitFor(async () => (await consumers()) === 1, 30_000, 'the worker to consume again');
 
     await proxy.cut();

@@ -1,66 +1,19 @@
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { queueDepth, runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
-
-/**
- * A TCP proxy in front of MariaDB that can "blink" the database for one client: `cut()` drops every
- * connection through it and refuses new ones (nothing listens), `restore()` listens again on the same
- * port. Other users of the shared MariaDB notice nothing.
- */
-class BlinkingProxy {
-  private server: Server | null = null;
-  private readonly sockets = new Set<Socket>();
-  port = 0;
-
-  constructor(
-    private readonly targetHost: string,
-    private readonly targetPort: number,
-  ) {}
-
-  async listen(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = connect(this.targetPort, this.targetHost);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {});
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as { port: number }).port;
-    this.server = server;
-  }
-
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = null;
-    for (const s of this.sockets) s.destroy();
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
-  }
-
-  async restore(): Promise<void> {
-    await this.listen();
-  }
-}
 
 describe('gen rides out a database outage', () => {
   let ns: TestNamespace;
-  let proxy: BlinkingProxy;
+  let proxy: TcpProxy;
 
   beforeAll(async () => {
     ns = await createTestNamespace('gendb');
     expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
     await ns.seed(20);
     const target = new URL(ns.config.databaseUrl);
-    proxy = new BlinkingProxy(target.hostname, Number(target.port || 3306));
+    proxy = new TcpProxy(target.hostname, Number(target.port || 3306));
     await proxy.listen();
   });
 
@@ -94,7 +47,7 @@ describe('gen rides out a database outage', () => {
     // Still cut here: gen's final save has been failing since publishing ended.
     expect(gen.child.exitCode, 'gen ended while the database was unreachable').toBeNull();
     expect(Date.now() - cutAt).toBeGreaterThanOrEqual(3_000);
-    await proxy.restore();
+    await proxy.listen();
 
     const r = await gen.done;
     expect(r.code, r.stderr).toBe(0);
