@@ -37,7 +37,8 @@ export function buildProgram(): Command {
     'after',
     `
 Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 service unreachable, 4 verification failed,
-            5 not found, 6 publish incomplete, 7 verification pending (verify --wait ran out), 130 interrupted.
+            5 not found, 6 publish incomplete, 7 verification pending (verify --wait ran out),
+            8 bench compare: a figure got worse past the threshold, 130 interrupted.
 
 Example, end to end:
   $ txsim setup && txsim accounts seed --count 100

@@ -16,6 +16,8 @@ export const ExitCode = {
   publishIncomplete: 6,
   /** `verify --wait` ran out with ids still queued, in flight or on their way to the statements: nothing wrong yet, nothing proved either. */
   verificationPending: 7,
+  /** `bench compare`: a figure got worse past the threshold, or the after run lost, duplicated or did not drain. */
+  benchRegressed: 8,
   interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -74,6 +76,13 @@ export class PublishIncompleteError extends FatalError {
 export class VerificationPendingError extends FatalError {
   constructor(message: string) {
     super(message, ExitCode.verificationPending);
+  }
+}
+
+/** `bench compare` found a figure worse past the threshold (or a lost / duplicated / undrained after run): for a CI to fail on. */
+export class BenchRegressedError extends FatalError {
+  constructor(message: string) {
+    super(message, ExitCode.benchRegressed);
   }
 }
 

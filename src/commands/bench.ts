@@ -9,6 +9,7 @@ import type { Config } from '../config/config.js';
 import { parseFractionFlag, parseIntFlag, parseNumberFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { UsageError, VerificationFailedError } from '../errors.js';
+import { registerBenchCompare } from './bench-compare.js';
 import { contextFor, type CommandContext } from './context.js';
 import { toJson } from './format.js';
 
@@ -179,4 +180,5 @@ export function registerBench(program: Command): void {
       if (!html) throw new UsageError('bench report: --html <file> is required');
       handleBenchReport(contextFor(command), paths, html);
     });
+  registerBenchCompare(bench);
 }
