@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -53,6 +55,8 @@ describe('--json of every command matches its schema', () => {
   const poor = txBody({ accountId: 3, type: 'withdrawal', amountMinor: 1_000_000_000_000 });
   let runId = '';
   let appliedId = '';
+  /** stdout of `bench --json`, compared by the bench compare test. */
+  let benchReport = '';
 
   beforeAll(async () => {
     ns = await createTestNamespace('json');
@@ -206,11 +210,37 @@ describe('--json of every command matches its schema', () => {
     const bench = await txsim(['bench', '--workers', '1', '--count', '200', '--accounts', '10', '--seed', 'json', '--json']);
     expect(bench.code, bench.stderr).toBe(0);
     expectValid('bench', jsonOf(bench));
+    benchReport = bench.stdout;
     const reset = await txsim(['reset', '--yes', '--json'], { TXSIM_NAMESPACE: `${ns.name}_bench` });
     expect(reset.code, reset.stderr).toBe(0);
     const doc = jsonOf(reset);
     expectValid('reset', doc);
     expect(doc).toMatchObject({ namespace: `${ns.name}_bench`, removed: true });
+  });
+
+  it('bench compare: the real report against itself (ok) and against a slower copy (exit 8)', async () => {
+    expect(benchReport, 'the bench test above ran').not.toBe('');
+    const dir = mkdtempSync(join(tmpdir(), 'txsim-json-compare-'));
+    try {
+      const before = join(dir, 'before.json');
+      const after = join(dir, 'after.json');
+      writeFileSync(before, benchReport);
+      const slower = JSON.parse(benchReport) as { endToEndRatePerS: number };
+      slower.endToEndRatePerS = Math.round(slower.endToEndRatePerS * 0.5);
+      writeFileSync(after, JSON.stringify(slower));
+      const same = await txsim(['bench', 'compare', before, before, '--json']);
+      expect(same.code, same.stderr).toBe(0);
+      const ok = jsonOf(same);
+      expectValid('bench-compare', ok);
+      expect(ok).toMatchObject({ ok: true, failures: [] });
+      const worse = await txsim(['bench', 'compare', before, after, '--json']);
+      expect(worse.code, worse.stderr).toBe(8);
+      const failed = jsonOf(worse);
+      expectValid('bench-compare', failed);
+      expect((failed as { failures: string[] }).failures).toContain('endToEndRatePerS');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('watch, last: the worker has been idle for longer than its latency window, so its latency is null, not 0', async () => {
