@@ -122,9 +122,9 @@ export interface Stage {
 
 export async function stage(
   name: string,
-  options: { accounts?: number; workerArgs?: string[]; workerIds?: string[] } = {},
+  options: { accounts?: number; workerArgs?: string[]; workerIds?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Stage> {
-  const ns = await createTestNamespace(`f${name}`);
+  const ns = await createTestNamespace(`f${name}`, options.env);
   const setup = await runTxsim(['setup'], ns.env);
   expect(setup.code, setup.stderr).toBe(0);
   await ns.seed(options.accounts ?? 50, { openingBalanceMinor: 500_000n });
