@@ -89,6 +89,8 @@ logged() {
 # --- Where the services should be: the same defaults as src/config/config.ts ------------------------------------
 
 amqp_url=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}
+# A cluster's node list (comma-separated): the first node is checked; scripts/cluster.sh starts the others.
+amqp_url=${amqp_url%%,*}
 database_url=${DATABASE_URL:-mysql://root@127.0.0.1:3306}
 api_url=${RABBITMQ_API_URL:-http://guest:guest@127.0.0.1:15672}
 

@@ -3,6 +3,8 @@ import { DEFAULTS } from '../config/config.js';
 import { redactUrl } from '../config/redact.js';
 import { describeCause, ServiceUnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { redactUrlList, splitUrlList } from '../config/url-list.js';
+import { AmqpEndpoints } from './endpoints.js';
 import { probeAmqpServer } from './probe.js';
 
 /** How long one connection attempt (TCP connect and AMQP handshake) may take; a producer fails after one. */
@@ -36,19 +38,28 @@ export async function unreachableError(url: string, err: unknown): Promise<Servi
 
 /**
  * One plain connection, for producers and one-shot commands: they fail fast (one clear line) when
- * the broker is down instead of waiting for it.
+ * the broker is down instead of waiting for it. With several nodes listed, each is tried in turn and
+ * the first that answers is used; the error names them all.
  */
 export async function connectOnce(url: string, log: Logger, clientName: string): Promise<ChannelModel> {
-  try {
-    const connection = await amqp.connect(url, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: clientName } });
-    // Without an 'error' listener a broker-side close would crash the process.
-    connection.on('error', (err: Error) => log.warn({ err: err.message }, 'amqp connection error'));
-    connection.on('blocked', (reason: string) => log.warn({ reason }, 'amqp connection blocked by broker'));
-    connection.on('unblocked', () => log.info('amqp connection unblocked'));
-    return connection;
-  } catch (err) {
-    throw await unreachableError(url, err);
+  const nodes = splitUrlList(url);
+  let lastError: unknown = null;
+  for (const node of nodes) {
+    try {
+      const connection = await amqp.connect(node, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: clientName } });
+      // Without an 'error' listener a broker-side close would crash the process.
+      connection.on('error', (err: Error) => log.warn({ err: err.message }, 'amqp connection error'));
+      connection.on('blocked', (reason: string) => log.warn({ reason }, 'amqp connection blocked by broker'));
+      connection.on('unblocked', () => log.info('amqp connection unblocked'));
+      if (nodes.length > 1) log.debug({ node: redactUrl(node) }, 'amqp connected');
+      return connection;
+    } catch (err) {
+      if (nodes.length > 1) log.debug({ node: redactUrl(node), err: describeCause(err) }, 'amqp node unreachable; trying the next');
+      lastError = err;
+    }
   }
+  if (nodes.length === 1) throw await unreachableError(nodes[0]!, lastError);
+  throw new ServiceUnavailableError('rabbitmq', redactUrlList(url), lastError);
 }
 
 /** What txsim uses of a connection: amqplib's ChannelModel, or the fake of the unit tests. */
@@ -100,7 +111,9 @@ export async function connectRecovering(options: RecoveringConnectionOptions): P
   const { log, signal } = options;
   if (signal?.aborted) throw new ConnectAbortedError();
   let connectedOnce = false;
-  const connection = await amqp.connect(options.url, {
+  // A node list: every failed attempt and every lost connection moves the next attempt to the next node.
+  const endpoints = new AmqpEndpoints(options.url);
+  const connection = await amqp.connect(endpoints.target(), {
     timeout: CONNECT_TIMEOUT_MS,
     clientProperties: { connection_name: options.clientName },
     recovery: {
@@ -123,9 +136,12 @@ export async function connectRecovering(options: RecoveringConnectionOptions): P
   connection.on('error', (err: Error) => log.warn({ err: err.message }, 'amqp connection error'));
   connection.on('connect', (model: ChannelModel) => {
     connectedOnce = true;
+    if (endpoints.count > 1) log.info({ node: endpoints.describe() }, 'amqp connected');
     options.onConnect(model);
   });
+  connection.on('connect-failed', () => endpoints.advance());
   connection.on('disconnect', (err: Error) => {
+    endpoints.advance();
     log.warn({ err: err.message }, 'amqp disconnected; reconnecting');
     options.onDisconnect(err);
   });
@@ -134,7 +150,7 @@ export async function connectRecovering(options: RecoveringConnectionOptions): P
     if (!connectedOnce) return log.debug(fields, 'amqp connect failed; retrying');
     log.info(fields, 'amqp reconnect scheduled');
     // Someone else may have taken the broker's port: say so rather than print a frame error each time.
-    if (info.attempt === 1 || info.attempt % 10 === 0) void warnWhenNotAmqp(options.url, info.error, log);
+    if (info.attempt === 1 || info.attempt % 10 === 0) void warnWhenNotAmqp(endpoints.current, info.error, log);
   });
   connection.on('blocked', (reason: string) => {
     log.warn({ reason }, 'amqp connection blocked by broker');
@@ -145,7 +161,7 @@ export async function connectRecovering(options: RecoveringConnectionOptions): P
     options.onBlocked?.(false);
   });
   try {
-    await firstConnection(connection, options);
+    await firstConnection(connection, options, endpoints);
   } catch (err) {
     await connection.close().catch(() => {});
     throw err;
@@ -154,8 +170,14 @@ export async function connectRecovering(options: RecoveringConnectionOptions): P
 }
 
 /** The first 'connect', bounded by the time budget, the abort signal and a non-AMQP answer. */
-function firstConnection(connection: RecoveringChannelModel, options: RecoveringConnectionOptions): Promise<void> {
-  const { url, signal } = options;
+function firstConnection(
+  connection: RecoveringChannelModel,
+  options: RecoveringConnectionOptions,
+  endpoints: AmqpEndpoints,
+): Promise<void> {
+  const { signal } = options;
+  const url = endpoints.count === 1 ? endpoints.current : options.url;
+  const named = endpoints.count === 1 ? redactUrl(url) : redactUrlList(url);
   const timeoutMs = options.connectTimeoutMs ?? START_CONNECT_TIMEOUT_MS;
   let lastError: unknown = null;
   return new Promise<void>((resolve, reject) => {
@@ -171,15 +193,16 @@ function firstConnection(connection: RecoveringChannelModel, options: Recovering
     const giveUp = () => {
       const waited = `no connection within ${formatSeconds(timeoutMs)} (--connect-timeout)`;
       const cause = lastError === null ? new Error(waited) : new Error(`${describeCause(lastError)}; ${waited}`, { cause: lastError });
-      settle(() => reject(new ServiceUnavailableError('rabbitmq', redactUrl(url), cause)));
+      settle(() => reject(new ServiceUnavailableError('rabbitmq', named, cause)));
     };
     const onAbort = () => settle(() => reject(new ConnectAbortedError()));
     const onFailed = (err: Error) => {
       lastError = err;
       // Not a socket error: maybe not a broker at all. That does not get better by waiting.
-      if (typeof (err as { code?: unknown }).code === 'string') return;
+      // With a node list another node may still answer: only a lone node that is not a broker fails at once.
+      if (typeof (err as { code?: unknown }).code === 'string' || endpoints.count > 1) return;
       void probeAmqpServer(url).then((notAmqp) => {
-        if (notAmqp) settle(() => reject(new ServiceUnavailableError('rabbitmq', redactUrl(url), notAmqp)));
+        if (notAmqp) settle(() => reject(new ServiceUnavailableError('rabbitmq', named, notAmqp)));
       });
     };
     // Infinity: wait as long as it takes (a second connection of a process that is already connected).
@@ -189,7 +212,10 @@ function firstConnection(connection: RecoveringChannelModel, options: Recovering
     connection.waitForConnect().then(
       () => settle(resolve),
       // initialMaxRetries ran out (or close() was called).
-      (err: unknown) => void unreachableError(url, err).then((e) => settle(() => reject(e))),
+      (err: unknown) =>
+        endpoints.count === 1
+          ? void unreachableError(url, err).then((e) => settle(() => reject(e)))
+          : settle(() => reject(new ServiceUnavailableError('rabbitmq', named, err))),
     );
   });
 }

@@ -1,3 +1,4 @@
+import { splitUrlList, redactUrlList } from './url-list.js';
 import { UsageError } from '../errors.js';
 import { redactUrl } from './redact.js';
 
@@ -62,7 +63,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConnectionFlags): Conf
   if (!NAMESPACE_PATTERN.test(namespace)) {
     throw new UsageError(`namespace: "${namespace}" is not valid (lowercase letter first, then a-z, 0-9 or _, at most 41 characters)`);
   }
-  const amqpUrl = checkUrl('AMQP_URL', flags.amqpUrl ?? env.AMQP_URL ?? DEFAULTS.amqpUrl, ['amqp:', 'amqps:']);
+  const amqpUrl = checkUrlList('AMQP_URL', flags.amqpUrl ?? env.AMQP_URL ?? DEFAULTS.amqpUrl, ['amqp:', 'amqps:']);
   const databaseUrl = checkUrl('DATABASE_URL', flags.databaseUrl ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl, ['mysql:', 'mariadb:']);
   const rabbitmqApiUrl = checkUrl('RABBITMQ_API_URL', flags.rabbitmqApiUrl ?? env.RABBITMQ_API_URL ?? DEFAULTS.rabbitmqApiUrl, [
     'http:',
@@ -114,16 +115,23 @@ function checkUrl(key: string, value: string, protocols: readonly string[]): str
   return value;
 }
 
+/** A comma-separated list of nodes (AMQP_URL of a cluster), each checked; a single URL is a list of one. */
+function checkUrlList(key: string, value: string, protocols: readonly string[]): string {
+  const urls = splitUrlList(value);
+  if (urls.length === 0) throw new UsageError(`${key}: no URL given`);
+  return urls.map((url) => checkUrl(key, url, protocols)).join(',');
+}
+
 /** Endpoints without passwords, for headers and logs. */
 export function describeEndpoints(config: Config): { amqp: string; database: string; api: string } {
   const db = new URL(config.databaseUrl);
   db.pathname = `/${config.databaseName}`;
-  return { amqp: redactUrl(config.amqpUrl), database: redactUrl(db.toString()), api: redactUrl(config.rabbitmqApiUrl) };
+  return { amqp: redactUrlList(config.amqpUrl), database: redactUrl(db.toString()), api: redactUrl(config.rabbitmqApiUrl) };
 }
 
 /** The secrets in a config (URL passwords), for scrubbing error messages. */
 export function configSecrets(config: Config): string[] {
-  return [config.amqpUrl, config.databaseUrl, config.rabbitmqApiUrl]
+  return [...splitUrlList(config.amqpUrl), config.databaseUrl, config.rabbitmqApiUrl]
     .map((url) => decodeURIComponent(new URL(url).password))
     .filter((password) => password.length >= 3);
 }

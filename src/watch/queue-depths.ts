@@ -1,3 +1,4 @@
+import { splitUrlList } from '../config/url-list.js';
 import type { Channel } from 'amqplib';
 import { Agent, request } from 'undici';
 import type { Topology } from '../amqp/topology.js';
@@ -233,6 +234,7 @@ export class QueueDepthReader {
 
 /** The vhost named by an AMQP URL's path ("/" when it has none), as the management API expects. */
 export function vhostOf(amqpUrl: string): string {
-  const path = new URL(amqpUrl).pathname;
+  // Every node of a cluster list serves the same vhost: the first one names it.
+  const path = new URL(splitUrlList(amqpUrl)[0] ?? amqpUrl).pathname;
   return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
 }

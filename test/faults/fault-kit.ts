@@ -69,13 +69,65 @@ export const rabbit = {
   async clearDiskAlarm() {
     await sh('rabbitmqctl', ['set_disk_free_limit', '50MB']);
   },
+  /** The OS pid of the default node's Erlang VM. */
+  async pid(): Promise<number> {
+    return Number((await sh('rabbitmqctl', ['eval', 'list_to_integer(os:getpid()).'])).trim());
+  },
+  /** kill -9 of the server process: no shutdown at all, like a crash or the OOM killer. */
+  async killServer(): Promise<number> {
+    const pid = await rabbit.pid();
+    process.kill(pid, 'SIGKILL');
+    return pid;
+  },
+  /** Starts the whole node again (after killServer), as its package's service would. */
+  async startServer() {
+    await sh('rabbitmq-server', ['-detached']);
+    const deadline = Date.now() + 120_000;
+    // await_startup fails at once while the new VM has not registered with epmd yet.
+    for (;;) {
+      try {
+        await sh('rabbitmqctl', ['await_startup', '--timeout', '10'], 20_000);
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+    }
+    await waitForPort(5672, 60_000);
+  },
+  /** The memory high watermark as a fraction of RAM (0.4 unless someone changed it). */
+  async memoryWatermark(): Promise<number> {
+    return Number((await sh('rabbitmqctl', ['eval', 'vm_memory_monitor:get_vm_memory_high_watermark().'])).trim());
+  },
+  async setMemoryWatermark(fraction: number) {
+    await sh('rabbitmqctl', ['set_vm_memory_high_watermark', String(fraction)]);
+  },
+  /** Consumer timeout (ms) for channels opened from now on; RabbitMQ checks it about once a minute. */
+  async setConsumerTimeout(ms: number) {
+    await sh('rabbitmqctl', ['eval', `application:set_env(rabbit, consumer_timeout, ${ms}).`]);
+  },
+  async consumerTimeout(): Promise<number> {
+    const out = (await sh('rabbitmqctl', ['eval', 'application:get_env(rabbit, consumer_timeout).'])).trim();
+    return Number(/\{ok,(\d+)\}/.exec(out)?.[1] ?? DEFAULT_CONSUMER_TIMEOUT_MS);
+  },
   async blockedConnections(): Promise<number> {
     const out = await sh('rabbitmqctl', ['list_connections', 'state', '-q']);
     return out.split('\n').filter((s) => /blocked/.test(s)).length;
   },
 };
 
+/** RabbitMQ's own default consumer timeout (30 min), restored after a scenario shortened it. */
+export const DEFAULT_CONSUMER_TIMEOUT_MS = 1_800_000;
+/** RabbitMQ's default memory high watermark, restored after a scenario lowered it. */
+export const DEFAULT_MEMORY_WATERMARK = 0.4;
+
 export const database = {
+  /** kill -9 of mariadbd: InnoDB recovers from its redo log at the next start. */
+  async kill(): Promise<number> {
+    const pid = Number((await sh('pidof', ['mariadbd'])).trim().split(/\s+/)[0]);
+    process.kill(pid, 'SIGKILL');
+    return pid;
+  },
   async stop() {
     await sh('mariadb-admin', ['-uroot', 'shutdown']);
   },
@@ -97,13 +149,16 @@ export const database = {
 
 /** Makes sure both services run again whatever a scenario did (called after each one). */
 export async function restoreServices(): Promise<void> {
-  await rabbit.clearDiskAlarm().catch(() => {});
   try {
     await sh('rabbitmqctl', ['await_startup'], 5_000);
     await waitForPort(5672, 2_000);
   } catch {
-    await rabbit.startApp();
+    // The app stopped (stop_app) or the whole node is gone (kill -9): start what is missing.
+    await rabbit.startApp().catch(() => rabbit.startServer());
   }
+  await rabbit.clearDiskAlarm().catch(() => {});
+  await rabbit.setMemoryWatermark(DEFAULT_MEMORY_WATERMARK).catch(() => {});
+  await rabbit.setConsumerTimeout(DEFAULT_CONSUMER_TIMEOUT_MS).catch(() => {});
   try {
     await sh('mariadb', ['-uroot', '-e', 'SELECT 1'], 5_000);
   } catch {
@@ -122,9 +177,9 @@ export interface Stage {
 
 export async function stage(
   name: string,
-  options: { accounts?: number; workerArgs?: string[]; workerIds?: string[] } = {},
+  options: { accounts?: number; workerArgs?: string[]; workerIds?: string[]; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Stage> {
-  const ns = await createTestNamespace(`f${name}`);
+  const ns = await createTestNamespace(`f${name}`, options.env);
   const setup = await runTxsim(['setup'], ns.env);
   expect(setup.code, setup.stderr).toBe(0);
   await ns.seed(options.accounts ?? 50, { openingBalanceMinor: 500_000n });

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
-import { peekQueue, runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
+import { peekQueue, queueState, runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
 import { canControlServices, database, rabbit, restoreServices, sleep, stage, verifyScenario, type Stage } from './fault-kit.js';
 
 // The fault suite: each scenario runs real txsim processes against the real services, breaks
@@ -319,6 +319,91 @@ describe('fault suite', () => {
       'disk alarm for 3 s mid-run',
       runIdForSeed('fault-disk'),
       `${stalled} outcomes when the alarm blocked publishing`,
+    );
+  });
+
+  it.skipIf(!canControlServices)('10. kill -9 of the RabbitMQ server mid-run, started again', async () => {
+    const s = (current = await stage('rkill'));
+    const run = gen(s, 6000, 'fault-rabbit-kill', ['--rate', '1000']);
+    await sleep(2_000);
+    const pid = await rabbit.killServer();
+    await sleep(2_000);
+    await rabbit.startServer();
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(
+      s,
+      'kill -9 of the RabbitMQ server mid-run, started again',
+      runIdForSeed('fault-rabbit-kill'),
+      `killed pid ${pid}`,
+    );
+  });
+
+  it.skipIf(!canControlServices)('11. kill -9 of mariadbd mid-run, started again', async () => {
+    const s = (current = await stage('dkill'));
+    const run = gen(s, 10_000, 'fault-db-kill', ['--rate', '1000']);
+    await waitFor(async () => Number((await s.ns.db('transactions').count({ n: '*' }))[0]!.n) > 500, 20_000, 'the first outcomes');
+    const before = Number((await s.ns.db('transactions').count({ n: '*' }))[0]!.n);
+    await database.kill();
+    await sleep(3_000);
+    await database.start();
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(
+      s,
+      'kill -9 of mariadbd mid-run (InnoDB crash recovery), started again',
+      runIdForSeed('fault-db-kill'),
+      `${before} outcomes before the kill`,
+    );
+  });
+
+  it.skipIf(!canControlServices)('12. a RabbitMQ memory alarm raised and cleared mid-run', async () => {
+    const s = (current = await stage('mem'));
+    const watermark = await rabbit.memoryWatermark();
+    const run = gen(s, 4000, 'fault-mem', ['--rate', '1000']);
+    await sleep(1_500);
+    // A watermark far below what the node uses raises the alarm at once.
+    await rabbit.setMemoryWatermark(0.000_01);
+    await waitFor(async () => (await rabbit.blockedConnections()) > 0, 15_000, 'a publisher to be blocked');
+    await sleep(3_000);
+    await rabbit.setMemoryWatermark(watermark);
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    await verifyScenario(s, `memory alarm for 3 s mid-run (watermark ${watermark} restored)`, runIdForSeed('fault-mem'));
+  });
+
+  it.skipIf(!canControlServices)("13. a worker holding deliveries past the broker's consumer timeout", async () => {
+    // Channels read the timeout when they open: shorten it before the workers start (restored after the scenario).
+    await rabbit.setConsumerTimeout(3_000);
+    const s = (current = await stage('ctimeout'));
+    const run = gen(s, 3000, 'fault-consumer-timeout', ['--rate', '300']);
+    await sleep(1_500);
+    // SIGSTOP: the worker holds its unacked deliveries and answers nothing. RabbitMQ checks the timeout about
+    // once a minute, then closes that channel and hands its deliveries to the other workers.
+    const held = s.workers[0]!;
+    held.child.kill('SIGSTOP');
+    const heldFor = Date.now();
+    await waitFor(
+      async () => (await queueState(s.ns.amqp, s.ns.topology.processQueue)).consumerCount < s.workers.length,
+      90_000,
+      "the broker to close the held worker's channel",
+      1_000,
+    );
+    held.child.kill('SIGCONT');
+    const result = await run.done;
+    expect(result.code, result.stderr).toBe(0);
+    // Woken up, the worker finds its channel closed for the timeout, drops what it held on it, opens a new one
+    // and consumes again.
+    await waitFor(
+      async () => (await queueState(s.ns.amqp, s.ns.topology.processQueue)).consumerCount === s.workers.length,
+      30_000,
+      'the held worker to consume again',
+    );
+    await verifyScenario(
+      s,
+      'worker SIGSTOPped past the consumer timeout (3 s), then continued',
+      runIdForSeed('fault-consumer-timeout'),
+      `held ${Math.round((Date.now() - heldFor) / 1000)} s`,
     );
   });
 });

@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../../src/config/config.js';
 import { createDatabase, type Knex } from '../../src/db/knex.js';
 import { dropDatabase, ensureSchema } from '../../src/db/schema.js';
 import { seedAccounts } from '../../src/db/accounts.js';
+import { splitUrlList } from '../../src/config/url-list.js';
 import { ensureSystemAccounts } from '../../src/db/accounts.js';
 
 /** Short retry delays so retry/park tests finish in seconds. */
@@ -26,10 +27,15 @@ export interface TestNamespace {
   cleanup(): Promise<void>;
 }
 
-export async function createTestNamespace(prefix = 't'): Promise<TestNamespace> {
+/**
+ * `envOverrides` point the namespace elsewhere than the default services, e.g. `AMQP_URL` listing the
+ * nodes of the test cluster (the shared connection then goes to the first node that answers).
+ */
+export async function createTestNamespace(prefix = 't', envOverrides: NodeJS.ProcessEnv = {}): Promise<TestNamespace> {
   const name = `${prefix}_${randomBytes(4).toString('hex')}`;
   const env = {
     ...process.env,
+    ...envOverrides,
     TXSIM_NAMESPACE: name,
     TXSIM_RETRY_DELAYS: TEST_RETRY_DELAYS,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
@@ -38,8 +44,7 @@ export async function createTestNamespace(prefix = 't'): Promise<TestNamespace> 
   await ensureSchema(config.databaseUrl, config.databaseName);
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4 });
   await ensureSystemAccounts(db, 'EUR');
-  const connection = await amqp.connect(config.amqpUrl);
-  connection.on('error', () => {});
+  const connection = await connectFirst(config.amqpUrl);
   const topology = topologyFor(name, config.retryDelaysMs);
   return {
     name,
@@ -59,8 +64,7 @@ export async function createTestNamespace(prefix = 't'): Promise<TestNamespace> 
     async cleanup() {
       try {
         // The shared connection may be gone (a fault scenario restarted the broker): use a fresh one.
-        const cleaner = await amqp.connect(config.amqpUrl);
-        cleaner.on('error', () => {});
+        const cleaner = await connectFirst(config.amqpUrl);
         try {
           const channel = await cleaner.createChannel();
           channel.on('error', () => {});
@@ -76,4 +80,19 @@ export async function createTestNamespace(prefix = 't'): Promise<TestNamespace> 
       }
     },
   };
+}
+
+/** A connection to the first node of an AMQP_URL list that answers (a list of one: that node). */
+async function connectFirst(urlList: string): Promise<ChannelModel> {
+  let lastError: unknown = null;
+  for (const url of splitUrlList(urlList)) {
+    try {
+      const connection = await amqp.connect(url);
+      connection.on('error', () => {});
+      return connection;
+    } catch (err) {
+      lastError = err;
+    }
+  }
+  throw lastError;
 }
