@@ -3,7 +3,7 @@ import { DEFAULTS } from '../config/config.js';
 import { redactUrl } from '../config/redact.js';
 import { describeCause, ServiceUnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { redactUrlList, splitUrlList } from '../config/url-list.js';
+import { splitUrlList } from '../config/url-list.js';
 import { AmqpEndpoints } from './endpoints.js';
 import { probeAmqpServer } from './probe.js';
 
@@ -59,7 +59,7 @@ export async function connectOnce(url: string, log: Logger, clientName: string):
     }
   }
   if (nodes.length === 1) throw await unreachableError(nodes[0]!, lastError);
-  throw new ServiceUnavailableError('rabbitmq', redactUrlList(url), lastError);
+  throw new ServiceUnavailableError('rabbitmq', redactUrl(url), lastError);
 }
 
 /** What txsim uses of a connection: amqplib's ChannelModel, or the fake of the unit tests. */
@@ -177,7 +177,7 @@ function firstConnection(
 ): Promise<void> {
   const { signal } = options;
   const url = endpoints.count === 1 ? endpoints.current : options.url;
-  const named = endpoints.count === 1 ? redactUrl(url) : redactUrlList(url);
+  const named = endpoints.count === 1 ? redactUrl(url) : redactUrl(url);
   const timeoutMs = options.connectTimeoutMs ?? START_CONNECT_TIMEOUT_MS;
   let lastError: unknown = null;
   return new Promise<void>((resolve, reject) => {

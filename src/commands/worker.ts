@@ -22,14 +22,17 @@ export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 't
 export async function handleWorker(ctx: CommandContext, options: WorkerCommandOptions, signal: AbortSignal): Promise<void> {
   const { config } = ctx;
   const log = ctx.log.child({ workerId: options.workerId });
-  const db = createDatabase({
-    databaseUrl: config.databaseUrl,
-    databaseName: config.databaseName,
-    poolMax: options.transactionsMax + 2,
-    lockWaitTimeoutS: options.lockWaitTimeoutS,
-    readCommitted: true,
-    multipleStatements: true,
-  });
+  const db = createDatabase(
+    {
+      databaseUrl: config.databaseUrl,
+      databaseName: config.databaseName,
+      poolMax: options.transactionsMax + 2,
+      lockWaitTimeoutS: options.lockWaitTimeoutS,
+      readCommitted: true,
+      multipleStatements: true,
+    },
+    { onNodeChange: (from, to) => log.warn({ from, to }, 'database node unreachable; moved to the next') },
+  );
   const topology = topologyOf(config);
   const worker = new Worker(
     { ...options, amqpUrl: config.amqpUrl, topology, connectTimeoutMs: config.connectTimeoutMs },

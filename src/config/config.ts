@@ -1,4 +1,4 @@
-import { splitUrlList, redactUrlList } from './url-list.js';
+import { splitUrlList } from './url-list.js';
 import { UsageError } from '../errors.js';
 import { redactUrl } from './redact.js';
 
@@ -64,7 +64,7 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConnectionFlags): Conf
     throw new UsageError(`namespace: "${namespace}" is not valid (lowercase letter first, then a-z, 0-9 or _, at most 41 characters)`);
   }
   const amqpUrl = checkUrlList('AMQP_URL', flags.amqpUrl ?? env.AMQP_URL ?? DEFAULTS.amqpUrl, ['amqp:', 'amqps:']);
-  const databaseUrl = checkUrl('DATABASE_URL', flags.databaseUrl ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl, ['mysql:', 'mariadb:']);
+  const databaseUrl = checkUrlList('DATABASE_URL', flags.databaseUrl ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl, ['mysql:', 'mariadb:']);
   const rabbitmqApiUrl = checkUrl('RABBITMQ_API_URL', flags.rabbitmqApiUrl ?? env.RABBITMQ_API_URL ?? DEFAULTS.rabbitmqApiUrl, [
     'http:',
     'https:',
@@ -73,7 +73,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, flags: ConnectionFlags): Conf
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new UsageError(`log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   }
-  const pathName = decodeURIComponent(new URL(databaseUrl).pathname.replace(/^\//, ''));
+  // A node list names its database once, in the first URL's path (or every URL's, the same).
+  const pathName = decodeURIComponent(new URL(splitUrlList(databaseUrl)[0]!).pathname.replace(/^\//, ''));
   const databaseName = pathName || namespace;
   if (!/^[A-Za-z0-9_]{1,64}$/.test(databaseName)) {
     throw new UsageError(`DATABASE_URL: database name "${databaseName}" must be 1-64 letters, digits or _`);
@@ -115,7 +116,7 @@ function checkUrl(key: string, value: string, protocols: readonly string[]): str
   return value;
 }
 
-/** A comma-separated list of nodes (AMQP_URL of a cluster), each checked; a single URL is a list of one. */
+/** A comma-separated list of nodes (of a RabbitMQ or Galera cluster), each checked; a single URL is a list of one. */
 function checkUrlList(key: string, value: string, protocols: readonly string[]): string {
   const urls = splitUrlList(value);
   if (urls.length === 0) throw new UsageError(`${key}: no URL given`);
@@ -124,14 +125,17 @@ function checkUrlList(key: string, value: string, protocols: readonly string[]):
 
 /** Endpoints without passwords, for headers and logs. */
 export function describeEndpoints(config: Config): { amqp: string; database: string; api: string } {
-  const db = new URL(config.databaseUrl);
-  db.pathname = `/${config.databaseName}`;
-  return { amqp: redactUrlList(config.amqpUrl), database: redactUrl(db.toString()), api: redactUrl(config.rabbitmqApiUrl) };
+  const database = splitUrlList(config.databaseUrl).map((url) => {
+    const db = new URL(url);
+    db.pathname = `/${config.databaseName}`;
+    return redactUrl(db.toString());
+  });
+  return { amqp: redactUrl(config.amqpUrl), database: database.join(','), api: redactUrl(config.rabbitmqApiUrl) };
 }
 
 /** The secrets in a config (URL passwords), for scrubbing error messages. */
 export function configSecrets(config: Config): string[] {
-  return [...splitUrlList(config.amqpUrl), config.databaseUrl, config.rabbitmqApiUrl]
+  return [...splitUrlList(config.amqpUrl), ...splitUrlList(config.databaseUrl), config.rabbitmqApiUrl]
     .map((url) => decodeURIComponent(new URL(url).password))
     .filter((password) => password.length >= 3);
 }

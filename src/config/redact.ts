@@ -1,5 +1,17 @@
-/** Replaces the password in a URL with `***`, so endpoints can be printed and logged safely. */
+/**
+ * Replaces the password in a URL with `***`, so endpoints can be printed and logged safely. A list of
+ * URLs (the nodes of a cluster, comma-separated, each with its scheme) has each one redacted.
+ */
 export function redactUrl(url: string): string {
+  const parts = url.split(',').map((part) => part.trim());
+  if (parts.length > 1 && parts.every((part) => URL_START.test(part))) return parts.map(redactOneUrl).join(',');
+  return redactOneUrl(url);
+}
+
+/** `scheme://` at the start of a string. */
+const URL_START = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+function redactOneUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';

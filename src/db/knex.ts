@@ -1,6 +1,7 @@
 import knexModule, { type Knex } from 'knex';
 import { redactUrl } from '../config/redact.js';
 import { NotFoundError, ServiceUnavailableError } from '../errors.js';
+import { DatabaseNodes } from './database-nodes.js';
 
 export type { Knex };
 // knex is CommonJS; its default export is the factory.
@@ -54,12 +55,35 @@ function connectionFromUrl(databaseUrl: string, databaseName: string | null, mul
   };
 }
 
-/** A knex instance for the txsim database. Call `checkDatabase` to fail fast when it is unreachable. */
-export function createDatabase(options: DatabaseOptions): Knex {
+/**
+ * A knex instance for the txsim database. Call `checkDatabase` to fail fast when it is unreachable.
+ * With several nodes in `databaseUrl` (a Galera cluster), connections go to one node at a time and
+ * move to the next when it fails (DatabaseNodes).
+ */
+export function createDatabase(options: DatabaseOptions, hooks: { onNodeChange?: (from: string, to: string) => void } = {}): Knex {
+  const multipleStatements = options.multipleStatements ?? false;
+  const nodes = new DatabaseNodes(options.databaseUrl);
+  const connection =
+    nodes.count === 1
+      ? connectionFromUrl(options.databaseUrl, options.databaseName, multipleStatements)
+      : // knex calls this provider for the first connection and again whenever `expirationChecker` says so.
+        async () => {
+          const node = await nodes.choose(hooks.onNodeChange);
+          return { ...connectionFromUrl(node.url, options.databaseName, multipleStatements), expirationChecker: node.expired };
+        };
+  const db = buildKnex(options, connection);
+  if (nodes.count > 1) {
+    // tarn's pool (knex's) reports every connection it could not create.
+    (db.client as { pool?: { on(event: 'createFail', listener: () => void): void } }).pool?.on('createFail', () => nodes.markSuspect());
+  }
+  return db;
+}
+
+function buildKnex(options: DatabaseOptions, connection: Knex.Config['connection']): Knex {
   const lockWait = options.lockWaitTimeoutS;
   return createKnex({
     client: 'mysql2',
-    connection: connectionFromUrl(options.databaseUrl, options.databaseName, options.multipleStatements ?? false),
+    connection,
     pool: {
       min: 0,
       max: options.poolMax ?? 4,

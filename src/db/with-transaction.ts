@@ -9,6 +9,7 @@ export const RETRYABLE_ERRNOS = new Set([
   2013, // CR_SERVER_LOST
   1927, // ER_CONNECTION_KILLED (MariaDB)
   1053, // ER_SERVER_SHUTDOWN
+  1047, // ER_UNKNOWN_COM_ERROR: a Galera node not (yet or any longer) in the primary component
 ]);
 const CONNECTION_CODES = new Set([
   'PROTOCOL_CONNECTION_LOST',
@@ -26,7 +27,8 @@ export function isConnectionError(err: unknown): boolean {
   if (e?.name === 'KnexTimeoutError') return true; // no connection could be acquired in time
   if (e?.code && CONNECTION_CODES.has(e.code)) return true;
   if (e?.fatal === true) return true; // mysql2 marks errors that killed the connection
-  return e?.errno === 2006 || e?.errno === 2013 || e?.errno === 1927 || e?.errno === 1053;
+  // 1047: a Galera node that lost the primary component (or is still joining) refuses work: the database is unavailable.
+  return e?.errno === 2006 || e?.errno === 2013 || e?.errno === 1927 || e?.errno === 1053 || e?.errno === 1047;
 }
 
 /** True for errors a retry can cure: deadlock, lock-wait timeout, duplicate race, lost connection. */

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { AmqpEndpoints } from '../../src/amqp/endpoints.js';
-import { redactUrlList, splitUrlList } from '../../src/config/url-list.js';
+import { redactUrl } from '../../src/config/redact.js';
+import { splitUrlList } from '../../src/config/url-list.js';
 
 describe('AMQP node lists', () => {
   it('splits on commas and trims; a single URL is a list of one', () => {
@@ -9,7 +10,7 @@ describe('AMQP node lists', () => {
   });
 
   it('redacts every password of a list', () => {
-    expect(redactUrlList('amqp://u:secret@a:1,amqp://u:other@b:2')).toBe('amqp://u:***@a:1,amqp://u:***@b:2');
+    expect(redactUrl('amqp://u:secret@a:1,amqp://u:other@b:2')).toBe('amqp://u:***@a:1,amqp://u:***@b:2');
   });
 
   it('hands amqplib the plain URL for one node', () => {
