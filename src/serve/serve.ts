@@ -7,7 +7,7 @@ import { checkDatabase, createDatabase } from '../db/knex.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DASHBOARD_DEFAULTS, DashboardStats } from './dashboard-stats.js';
-import { FeedHub, feedEventOf, FINAL_STATES } from './feed-hub.js';
+import { FeedHub, FINAL_STATES } from './feed-hub.js';
 import { FeedSource } from './feed-source.js';
 import type { ServeContext, ServeOptions } from './serve-context.js';
 import { buildServer } from './server.js';
@@ -58,7 +58,7 @@ export async function startServer(config: Config, options: ServeOptions, log: Lo
     { amqpUrl: config.amqpUrl, topology, clientName: `${clientName} feed`, queueLengthMax: 100_000 },
     log.child({ component: 'feed' }),
     {
-      onEvent: (event) => hub.publish(feedEventOf(event)),
+      onEvent: (event) => hub.publish(event),
       // Events published while the feed was away are gone: re-read what clients still wait for.
       onReconnect: () => void resync(ctx),
     },
