@@ -95,7 +95,9 @@ async function resync(ctx: ServeContext): Promise<void> {
   for (const id of ctx.hub.openTransactions()) {
     try {
       const view = await readTransactionView(ctx.db, id);
-      if (view && FINAL_STATES.has(view.status)) ctx.hub.publish(feedEventOfView(view));
+      // Final states, and the failed attempts a client may have missed (a parked one waits for nothing else).
+      if (view && (FINAL_STATES.has(view.status) || view.status === 'retrying' || view.status === 'parked'))
+        ctx.hub.publish(feedEventOfView(view));
     } catch (err) {
       ctx.log.warn({ err: (err as Error).message }, 'feed resync failed');
       return;

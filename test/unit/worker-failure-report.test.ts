@@ -35,7 +35,7 @@ describe('worker: failed attempts are reported after the message moved', () => {
     });
     h.send(1);
     h.send(1, { [HEADERS.attempts]: 1 });
-    await until(() => h!.broker.acked.length === 2 && records.length === 2, 'both settled and recorded');
+    await until(() => h!.broker.acked.length === 2 && records.length === 2, 'both settled and recorded', 5_000);
     expect(records.map((r) => [r.state, r.attempt, r.errorCode])).toEqual([
       ['retrying', 1, 'ER_LOCK_WAIT_TIMEOUT'],
       ['parked', 2, 'ER_LOCK_WAIT_TIMEOUT'],
@@ -85,11 +85,12 @@ describe('worker: failed attempts are reported after the message moved', () => {
     });
     h.broker.current!.channels.filter((c) => c.confirm).forEach((c) => (c.confirmMode = 'manual'));
     h.send(1);
-    await until(() => h!.broker.current!.channels.some((c) => c.confirm && c.published.length === 1), 'the retry publish');
+    await until(() => h!.broker.current!.channels.some((c) => c.confirm && c.published.length === 1), 'the retry publish', 5_000);
     h.broker.current!.channels.filter((c) => c.confirm).forEach((c) => c.confirmAll(new Error('nack')));
     await until(
       () => h!.worker.metrics.retried === 0 && h!.messages('error').includes('could not move message; requeueing it'),
       'the requeue',
+      5_000,
     );
     expect(records).toEqual([]);
     expect(feedEvents(h)).toEqual([]);
