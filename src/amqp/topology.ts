@@ -22,7 +22,16 @@ export interface Topology {
   readonly accountingQueue: string;
   /** Fanout exchange of worker stats snapshots (transient). */
   readonly statsExchange: string;
+  /**
+   * Topic exchange of the workers' attempt events (`retrying`, `parked`; routing key
+   * `<state>.<accountId>`), transient: the live feed of `txsim serve` binds it. Kept apart from the
+   * accounting exchange so the accounting consumer, which binds `#` there, never sees them.
+   */
+  readonly feedExchange: string;
 }
+
+/** Declaration of the feed exchange: every declarer (workers, serve) must use the same options. */
+export const FEED_EXCHANGE_OPTIONS: Options.AssertExchange = { durable: false };
 
 /**
  * Deliveries of one message to the process queue before RabbitMQ dead-letters it to the parking
@@ -46,6 +55,7 @@ export function topologyFor(namespace: string, retryDelaysMs: readonly number[])
     accountingExchange: `${namespace}.accounting`,
     accountingQueue: `${namespace}.accounting.statements`,
     statsExchange: `${namespace}.stats`,
+    feedExchange: `${namespace}.feed`,
   };
 }
 
@@ -92,6 +102,7 @@ export async function assertTopology(channel: Channel, t: Topology): Promise<voi
   await channel.assertExchange(t.transactionsExchange, 'topic', { durable: true });
   await channel.assertExchange(t.accountingExchange, 'topic', { durable: true });
   await channel.assertExchange(t.statsExchange, 'fanout', { durable: false });
+  await channel.assertExchange(t.feedExchange, 'topic', FEED_EXCHANGE_OPTIONS);
   for (const q of queueDeclarations(t)) await channel.assertQueue(q.name, q.options);
   await channel.bindQueue(t.processQueue, t.transactionsExchange, 'tx.*');
   await channel.bindQueue(t.accountingQueue, t.accountingExchange, '#');
@@ -100,12 +111,15 @@ export async function assertTopology(channel: Channel, t: Topology): Promise<voi
 /** Deletes everything `assertTopology` declares (tests and `bench` reset their namespace with it). */
 export async function deleteTopology(channel: Channel, t: Topology): Promise<void> {
   for (const q of queueDeclarations(t)) await channel.deleteQueue(q.name);
-  for (const ex of [t.transactionsExchange, t.accountingExchange, t.statsExchange]) await channel.deleteExchange(ex);
+  for (const ex of topologyNames(t).exchanges) await channel.deleteExchange(ex);
 }
 
 /** Every exchange and queue name of a topology (what `assertTopology` declares), for `txsim reset`. */
 export function topologyNames(t: Topology): { exchanges: string[]; queues: string[] } {
-  return { exchanges: [t.transactionsExchange, t.accountingExchange, t.statsExchange], queues: queueDeclarations(t).map((q) => q.name) };
+  return {
+    exchanges: [t.transactionsExchange, t.accountingExchange, t.statsExchange, t.feedExchange],
+    queues: queueDeclarations(t).map((q) => q.name),
+  };
 }
 
 /** Headers txsim sets on messages it moves between queues. */

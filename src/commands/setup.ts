@@ -1,7 +1,7 @@
 import type { ChannelModel } from 'amqplib';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
-import { assertTopology, queueDeclarations, topologyOf, type Topology } from '../amqp/topology.js';
+import { assertTopology, queueDeclarations, topologyNames, topologyOf, type Topology } from '../amqp/topology.js';
 import { describeEndpoints, type Config } from '../config/config.js';
 import { parseCurrencyFlag } from '../config/parse.js';
 import { ensureSystemAccounts } from '../db/accounts.js';
@@ -65,7 +65,7 @@ export async function handleSetup(ctx: CommandContext, options: SetupOptions): P
     database: endpoints.database,
     currency: options.currency,
     systemAccountIds: SYSTEM_ACCOUNT_CODES.map((code) => systemAccountId(code, options.currency)),
-    exchanges: [topology.transactionsExchange, topology.accountingExchange, topology.statsExchange],
+    exchanges: topologyNames(topology).exchanges,
     queues: queueDeclarations(topology).map((q) => q.name),
     retryDelaysMs: topology.retryQueues.map((q) => q.delayMs),
     workersConsuming: running.consumers,

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { entriesOfTransaction } from '../db/ledger.js';
+import { findFailures, type FailureRecord } from '../db/transaction-failures.js';
 import { getTransaction, outcomeOfRow } from '../db/transactions.js';
 import { peekDeadIds } from '../verify/broker-counts.js';
 import { formatMinor } from '../domain/money.js';
@@ -10,20 +11,37 @@ import { withDatabase } from './accounts.js';
 import { contextFor, type CommandContext } from './context.js';
 import { table, toJson } from './format.js';
 
-/** Outcome of one transaction, or where it still is (parked, or not seen yet). */
+/** A failed attempt in the JSON convention. */
+function failureJson(f: FailureRecord) {
+  return { state: f.state, attempt: f.attempt, code: f.errorCode, message: f.errorMessage, workerId: f.workerId, at: f.failedAt };
+}
+
+function failuresTable(failures: readonly FailureRecord[]): string {
+  return table(
+    ['attempt', 'state', 'at', 'worker', 'error'],
+    failures.map((f) => [f.attempt, f.state, f.failedAt.toISOString(), f.workerId, `${f.errorCode}: ${f.errorMessage}`]),
+  );
+}
+
+/**
+ * Outcome of one transaction, or where it still is: retrying or parked (the failed attempts the
+ * workers recorded), parked without a record (read from the dead queue), or not seen yet.
+ */
 export async function handleTxShow(ctx: CommandContext, id: string, options: { json: boolean }): Promise<void> {
   if (!/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError(`<id>: "${id}" is not a UUID`);
   const txId = id.toLowerCase();
-  const found = await withDatabase(ctx, async (db) => {
-    const row = await getTransaction(db, txId);
+  const { found, failures } = await withDatabase(ctx, async (db) => {
+    const [row, failures] = await Promise.all([getTransaction(db, txId), findFailures(db, txId)]);
     const entries = row ? await entriesOfTransaction(db, txId) : [];
-    return row ? { row, entries } : null;
+    return { found: row ? { row, entries } : null, failures };
   });
   if (found) {
     if (options.json) {
       // The outcome in the JSON convention (camelCase, account ids as numbers, money as strings).
       const entries = found.entries.map((e) => ({ accountId: Number(e.account_id), amountMinor: BigInt(e.amount_minor) }));
-      return ctx.out(toJson({ ...outcomeOfRow(found.row), entries }));
+      return ctx.out(
+        toJson({ ...outcomeOfRow(found.row), entries, ...(failures.length > 0 ? { failures: failures.map(failureJson) } : {}) }),
+      );
     }
     const r = found.row;
     ctx.out(`${r.id}: ${r.status}${r.reason ? ` (${r.reason}: ${r.detail})` : ''}`);
@@ -40,6 +58,31 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
           found.entries.map((e) => [e.account_id, formatMinor(BigInt(e.amount_minor))]),
         ),
       );
+    if (failures.length > 0) ctx.out(`failed attempts before the outcome:\n${failuresTable(failures)}`);
+    return;
+  }
+  const last = failures.at(-1);
+  if (last) {
+    // Where the last recorded attempt sent it. A parked message replayed since (replay-dead) shows as
+    // parked until its next attempt is recorded.
+    const queue = last.state === 'parked' ? topologyOf(ctx.config).deadQueue : null;
+    if (options.json)
+      return ctx.out(
+        toJson({
+          id: txId,
+          status: last.state,
+          ...(queue ? { queue } : {}),
+          attempts: last.attempt,
+          lastError: { code: last.errorCode, message: last.errorMessage, at: last.failedAt },
+          failures: failures.map(failureJson),
+        }),
+      );
+    ctx.out(
+      last.state === 'parked'
+        ? `${txId}: parked in ${queue} after attempt ${last.attempt} (see txsim inspect-errors --dead; txsim replay-dead --id ${txId})`
+        : `${txId}: retrying — attempt ${last.attempt} failed, the next one waits in a delay queue`,
+    );
+    ctx.out(failuresTable(failures));
     return;
   }
   const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim tx show');

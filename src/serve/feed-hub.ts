@@ -1,4 +1,5 @@
 import type { AccountingEvent } from '../domain/accounting-event.js';
+import type { AttemptEvent } from '../domain/attempt-event.js';
 import { mayActFor, type Principal } from './principal.js';
 
 /**
@@ -10,6 +11,10 @@ import { mayActFor, type Principal } from './principal.js';
 /** The states a transaction goes through, as pushed to subscribers. */
 export type FeedState = 'accepted' | 'queued' | 'retrying' | 'parked' | 'applied' | 'rejected';
 
+/**
+ * States after which nothing more happens by itself. `parked` is not one: an operator may replay
+ * the message (`txsim replay-dead`), and it is then retried, applied or rejected like any other.
+ */
 export const FINAL_STATES: ReadonlySet<FeedState> = new Set(['applied', 'rejected']);
 
 /** One pushed event (money as strings of minor units, like the accounting event). */
@@ -23,6 +28,9 @@ export interface FeedEvent {
   readonly balanceAfterMinor: string | null;
   readonly reason: string | null;
   readonly at: string;
+  /** `retrying` and `parked` only: the attempt that failed and why (the worker's error code and first line). */
+  readonly attempt?: number;
+  readonly lastError?: { readonly code: string; readonly message: string };
 }
 
 export function feedEventOf(event: AccountingEvent): FeedEvent {
@@ -36,6 +44,23 @@ export function feedEventOf(event: AccountingEvent): FeedEvent {
     balanceAfterMinor: event.balanceAfterMinor?.toString() ?? null,
     reason: event.reason,
     at: event.occurredAt,
+  };
+}
+
+/** The feed event of a worker's attempt event (a retry scheduled, or the message parked). */
+export function feedEventOfAttempt(event: AttemptEvent): FeedEvent {
+  return {
+    event: event.state,
+    transactionId: event.transactionId,
+    accountId: event.accountId,
+    type: event.type,
+    amountMinor: event.amountMinor,
+    currency: event.currency,
+    balanceAfterMinor: null,
+    reason: null,
+    at: event.at,
+    attempt: event.attempt,
+    lastError: { code: event.errorCode, message: event.errorMessage },
   };
 }
 

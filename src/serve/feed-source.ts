@@ -1,7 +1,10 @@
 import { ManagedConnection } from '../amqp/managed-channel.js';
-import type { Topology } from '../amqp/topology.js';
-import { decodeAccountingEvent, type AccountingEvent } from '../domain/accounting-event.js';
+import type { ConsumeMessage } from 'amqplib';
+import { FEED_EXCHANGE_OPTIONS, type Topology } from '../amqp/topology.js';
+import { decodeAccountingEvent } from '../domain/accounting-event.js';
+import { decodeAttemptEvent } from '../domain/attempt-event.js';
 import type { Logger } from '../log.js';
+import { feedEventOf, feedEventOfAttempt, type FeedEvent } from './feed-hub.js';
 
 export interface FeedSourceOptions {
   readonly amqpUrl: string;
@@ -12,11 +15,13 @@ export interface FeedSourceOptions {
 }
 
 /**
- * The accounting events a server pushes to its WebSocket clients. Each server binds its own
- * exclusive, auto-delete, server-named queue to `<ns>.accounting` (`#`), so any number of servers
- * run side by side and each sees every committed outcome — the outbox relay publishes only what
- * committed, so nothing that rolled back is ever pushed. The feed is live, not durable: no acks,
- * a bounded queue; after a reconnect `onReconnect` lets the server re-read what its clients wait for.
+ * The events a server pushes to its WebSocket clients. Each server binds its own exclusive,
+ * auto-delete, server-named queue to `<ns>.accounting` (`#`) and to `<ns>.feed` (`#`), so any number
+ * of servers run side by side and each sees every committed outcome and every failed attempt.
+ * Outcomes come only from the outbox relay, which publishes only what committed, so nothing that
+ * rolled back is ever pushed; `retrying` and `parked` come from the workers, published after the
+ * message was moved. The feed is live, not durable: no acks, a bounded queue; after a reconnect
+ * `onReconnect` lets the server re-read what its clients wait for.
  */
 export class FeedSource {
   private readonly connection: ManagedConnection;
@@ -25,7 +30,7 @@ export class FeedSource {
   constructor(
     private readonly options: FeedSourceOptions,
     private readonly log: Logger,
-    private readonly handlers: { onEvent: (event: AccountingEvent) => void; onReconnect: () => void },
+    private readonly handlers: { onEvent: (event: FeedEvent) => void; onReconnect: () => void },
   ) {
     const { topology } = options;
     this.connection = new ManagedConnection({
@@ -34,6 +39,7 @@ export class FeedSource {
       log,
       setup: async (channel) => {
         await channel.assertExchange(topology.accountingExchange, 'topic', { durable: true });
+        await channel.assertExchange(topology.feedExchange, 'topic', FEED_EXCHANGE_OPTIONS);
       },
     });
     const channel = this.connection.channel({
@@ -51,15 +57,29 @@ export class FeedSource {
           arguments: { 'x-max-length': options.queueLengthMax, 'x-overflow': 'drop-head' },
         });
         await ch.bindQueue(q.queue, topology.accountingExchange, '#');
+        await ch.bindQueue(q.queue, topology.feedExchange, '#');
         return q.queue;
       },
       (delivery) => {
-        const decoded = decodeAccountingEvent(delivery.msg.content);
-        if (decoded.ok) this.handlers.onEvent(decoded.event);
-        else this.log.warn({ detail: decoded.detail }, 'feed: not an accounting event; ignored');
+        const event = this.decode(delivery.msg);
+        if (event) this.handlers.onEvent(event);
       },
       { noAck: true, label: 'feed consumer' },
     );
+  }
+
+  /** The feed event of a message from either exchange; null (logged) for one that is not a valid event. */
+  private decode(msg: ConsumeMessage): FeedEvent | null {
+    if (msg.fields.exchange === this.options.topology.feedExchange) {
+      const decoded = decodeAttemptEvent(msg.content);
+      if (decoded.ok) return feedEventOfAttempt(decoded.event);
+      this.log.warn({ detail: decoded.detail }, 'feed: not an attempt event; ignored');
+      return null;
+    }
+    const decoded = decodeAccountingEvent(msg.content);
+    if (decoded.ok) return feedEventOf(decoded.event);
+    this.log.warn({ detail: decoded.detail }, 'feed: not an accounting event; ignored');
+    return null;
   }
 
   /** Connects (retrying a few times, then throwing ServiceUnavailableError). */

@@ -78,7 +78,8 @@ export function transactionRoutes(app: FastifyInstance, ctx: ServeContext): void
     '/v1/transactions/:id',
     {
       schema: {
-        summary: 'Where a transaction is: accepted, queued, applied (balance after) or rejected (reason), with its timeline',
+        summary:
+          'Where a transaction is: accepted, queued, retrying or parked (attempts, last error), applied (balance after) or rejected (reason), with its timeline',
         tags: ['transactions'],
         params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] },
         security: [{ bearer: [] }],

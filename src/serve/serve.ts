@@ -7,7 +7,7 @@ import { checkDatabase, createDatabase } from '../db/knex.js';
 import { UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DASHBOARD_DEFAULTS, DashboardStats } from './dashboard-stats.js';
-import { FeedHub, feedEventOf, FINAL_STATES } from './feed-hub.js';
+import { FeedHub, FINAL_STATES } from './feed-hub.js';
 import { FeedSource } from './feed-source.js';
 import type { ServeContext, ServeOptions } from './serve-context.js';
 import { buildServer } from './server.js';
@@ -58,7 +58,7 @@ export async function startServer(config: Config, options: ServeOptions, log: Lo
     { amqpUrl: config.amqpUrl, topology, clientName: `${clientName} feed`, queueLengthMax: 100_000 },
     log.child({ component: 'feed' }),
     {
-      onEvent: (event) => hub.publish(feedEventOf(event)),
+      onEvent: (event) => hub.publish(event),
       // Events published while the feed was away are gone: re-read what clients still wait for.
       onReconnect: () => void resync(ctx),
     },
@@ -95,7 +95,9 @@ async function resync(ctx: ServeContext): Promise<void> {
   for (const id of ctx.hub.openTransactions()) {
     try {
       const view = await readTransactionView(ctx.db, id);
-      if (view && FINAL_STATES.has(view.status)) ctx.hub.publish(feedEventOfView(view));
+      // Final states, and the failed attempts a client may have missed (a parked one waits for nothing else).
+      if (view && (FINAL_STATES.has(view.status) || view.status === 'retrying' || view.status === 'parked'))
+        ctx.hub.publish(feedEventOfView(view));
     } catch (err) {
       ctx.log.warn({ err: (err as Error).message }, 'feed resync failed');
       return;

@@ -5,12 +5,14 @@ import type { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
 import { pingDatabase } from '../db/ping.js';
+import { insertFailures, type FailureRecord } from '../db/transaction-failures.js';
 import { decodeTransaction } from '../domain/message-schema.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { WorkerMetrics } from '../stats/worker-metrics.js';
 import { applyBatch, type ApplyContext, type Incoming, type Outcome } from './apply-batch.js';
 import { classifyFailure, type ClassifiedFailure } from './classify-failure.js';
+import { FailureReport } from './failure-report.js';
 
 /** Settings of one worker replica. Units are in the names. */
 export interface WorkerOptions {
@@ -54,11 +56,17 @@ export interface WorkerDeps {
   readonly pingDatabase: () => Promise<void>;
   /** Opens the recovering AMQP connection; the real one unless a test passes a fake. */
   readonly connect?: ConnectionFactory;
+  /** Records failed attempts (`transaction_failures`), best-effort; absent = not recorded. */
+  readonly recordFailures?: (records: readonly FailureRecord[]) => Promise<void>;
 }
 
 /** The real dependencies over one knex pool. */
 export function workerDepsFor(db: Knex): WorkerDeps {
-  return { applyBatch: (items, context) => applyBatch(db, items, context), pingDatabase: () => pingDatabase(db) };
+  return {
+    applyBatch: (items, context) => applyBatch(db, items, context),
+    pingDatabase: () => pingDatabase(db),
+    recordFailures: (records) => insertFailures(db, records),
+  };
 }
 
 /** A delivery (tagged with its channel generation) as the worker holds it. */
@@ -66,6 +74,9 @@ interface Delivery extends AmqpDelivery {
   readonly incoming: Incoming;
   readonly receivedAtMs: number;
 }
+
+/** How long shutdown waits for failed-attempt records still being written. */
+const FAILURE_RECORDS_DEADLINE_MS = 2_000;
 
 /** Capped backoff of the database probe while paused. */
 const DB_PROBE_FIRST_MS = 250;
@@ -86,6 +97,8 @@ export class Worker {
   /** Consumes the process queue; its deliveries are settled with multiple-acks, in order. */
   private readonly consumeChannel: ManagedChannel;
   private readonly consumer: ManagedConsumer;
+  /** Retries and parks as events for the live feed and rows for the status reads (best-effort). */
+  private readonly failureReport: FailureReport;
   private buffer: Delivery[] = [];
   /** Batches being applied right now (at most `transactionsMax`). */
   private readonly flushes = new Set<Promise<void>>();
@@ -124,6 +137,14 @@ export class Worker {
       onLost: () => this.dropBuffered(),
     });
     this.consumer = this.consumeChannel.consume(options.topology.processQueue, (d) => this.onDelivery(d));
+    // Its own plain channel: the feed's events are unconfirmed and must not share the confirm window
+    // of the retry and park publishes.
+    const feedChannel = this.connection.channel({ name: 'feed channel' });
+    this.failureReport = new FailureReport(
+      { workerId: options.workerId, feedExchange: options.topology.feedExchange },
+      { channel: () => feedChannel.channel, ...(deps.recordFailures ? { write: deps.recordFailures } : {}) },
+      log,
+    );
   }
 
   /**
@@ -298,6 +319,7 @@ export class Worker {
     const t = this.options.topology;
     const park = incoming.attempt >= this.options.attemptsMax;
     const target = park ? t.deadQueue : t.retryQueues[Math.min(incoming.attempt - 1, t.retryQueues.length - 1)]!.name;
+    const failedAt = new Date();
     const ok = await this.publishTo(delivery, target, msg.content, {
       contentType: properties.contentType,
       messageId: properties.messageId,
@@ -307,7 +329,7 @@ export class Worker {
         [HEADERS.attempts]: incoming.attempt,
         [HEADERS.lastError]: `${failure.code}: ${failure.message}`.slice(0, 500),
         [HEADERS.workerId]: this.options.workerId,
-        [HEADERS.failedAt]: new Date().toISOString(),
+        [HEADERS.failedAt]: failedAt.toISOString(),
         [HEADERS.originalRoutingKey]: properties.headers[HEADERS.originalRoutingKey] ?? msg.fields.routingKey,
       },
     });
@@ -321,6 +343,22 @@ export class Worker {
       park ? 'parked' : 'retry scheduled',
     );
     this.ack(delivery);
+    // Only once the message is safely in its delay or parking queue: the report never announces a
+    // move that did not happen, and it neither waits nor throws, so it cannot hold the message back.
+    const m = incoming.decoded.ok ? incoming.decoded.message : null;
+    if (id)
+      this.failureReport.report({
+        transactionId: id,
+        state: park ? 'parked' : 'retrying',
+        attempt: incoming.attempt,
+        accountId: m?.accountId ?? null,
+        type: m?.type ?? null,
+        amountMinor: m ? String(m.amountMinor) : null,
+        currency: m?.currency ?? null,
+        errorCode: failure.code,
+        errorMessage: failure.message,
+        failedAt,
+      });
   }
 
   /** Publishes with confirm via the default exchange; false when the delivery must be left unacked. */
@@ -418,6 +456,7 @@ export class Worker {
       [
         ['cancel consumer', () => this.consumer.cancel()],
         ['finish in-flight', () => this.drain(this.options.shutdownDeadlineMs)],
+        ['record failed attempts', () => this.failureReport.close(FAILURE_RECORDS_DEADLINE_MS)],
         ['close connection', () => this.connection.close()],
       ],
       this.log,

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { topologyFor } from '../../src/amqp/topology.js';
 import { createLogger, type Logger } from '../../src/log.js';
 import type { Incoming, Outcome } from '../../src/worker/apply-batch.js';
-import { Worker, type WorkerOptions } from '../../src/worker/worker.js';
+import { Worker, type WorkerDeps, type WorkerOptions } from '../../src/worker/worker.js';
 import { FakeBroker } from '../helpers/fake-amqp.js';
 
 /** A worker on the fake broker with an injected apply step: what the worker unit tests drive. */
@@ -78,6 +78,8 @@ export interface HarnessOptions {
   /** The apply step; every item applied at once by default. */
   readonly apply?: (items: readonly Incoming[], call: number) => Promise<Outcome[]>;
   readonly ping?: () => Promise<void>;
+  /** Records failed attempts (the worker's `recordFailures`); none by default. */
+  readonly recordFailures?: WorkerDeps['recordFailures'];
 }
 
 export async function startWorkerHarness(o: HarnessOptions = {}): Promise<Harness> {
@@ -112,6 +114,7 @@ export async function startWorkerHarness(o: HarnessOptions = {}): Promise<Harnes
       },
       pingDatabase: o.ping ?? (() => Promise.resolve()),
       connect: broker.connect,
+      ...(o.recordFailures ? { recordFailures: o.recordFailures } : {}),
     },
     log,
   );
