@@ -10,8 +10,7 @@ const options = (seed: string, over: Partial<GeneratorOptions> = {}): GeneratorO
   mix: { deposit: 40, withdrawal: 30, card_payment: 30 },
   amountMinMinor: 100,
   amountMaxMinor: 50_000,
-  hotShare: 0,
-  hotSetSize: 3,
+  accountsDist: { kind: 'uniform' },
   invalidShare: 0,
   ...over,
 });
@@ -62,7 +61,7 @@ describe('generator', () => {
   });
 
   it('puts the hot share of traffic on the hot set', () => {
-    const g = createGenerator(options('11', { hotShare: 0.8, hotSetSize: 2 }));
+    const g = createGenerator(options('11', { accountsDist: { kind: 'hot', share: 0.8, setSize: 2 } }));
     const hot = Array.from({ length: 5000 }, (_, i) => g.at(i).message!.accountId).filter((id) => id <= 2).length;
     expect(hot / 5000).toBeGreaterThan(0.75);
   });
