@@ -305,7 +305,7 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     confirmLatencyMs: percentilesOf(run.histogram),
     completed,
     firstError: run.firstError,
-    ...tracker.summary(elapsedMs),
+    ...tracker.summary(run.scheduleElapsedMs),
     profile: schedule.profile ? { stages: schedule.profile.stages, durationMs: schedule.profile.durationMs } : null,
     instance,
     accountsDist: describeAccountsDist(options.accountsDist),
@@ -358,6 +358,9 @@ class RunPublisher {
     return this.record.runId;
   }
 
+  /** Ms from the start of the schedule (the channel open) to the end of publishing: the span of the per-second lines. */
+  scheduleElapsedMs = 0;
+
   get unconfirmedCount(): number {
     return this.unconfirmed.size;
   }
@@ -380,16 +383,23 @@ class RunPublisher {
     // A failed save (database down) is not fatal: the counts stay here and the next save writes them.
     const saveTimer = setInterval(() => void this.record.saveProgress(this.counts()), 1_000);
     const onSecond = this.hooks.onSecond;
-    const secondTimer = onSecond
-      ? setInterval(() => this.tracker.takeCompleted(performance.now() - t0).forEach((line) => onSecond(line)), 250)
-      : null;
+    // The schedule starts once the channel is open: declaring the topology is not the publisher falling behind.
+    let scheduleStart: number | null = null;
+    const emitSeconds = (uptoMs: number) => onSecond && this.tracker.takeCompleted(uptoMs).forEach((line) => onSecond(line));
+    const secondTimer = onSecond ? setInterval(() => scheduleStart !== null && emitSeconds(performance.now() - scheduleStart), 250) : null;
     try {
       this.session = await openSession(this.deps.connection, this.deps.topology, this.options);
-      if (await this.sendAll(t0)) await this.settle();
+      scheduleStart = performance.now();
+      if (await this.sendAll(scheduleStart)) await this.settle();
     } finally {
       if (progressTimer) clearInterval(progressTimer);
       clearInterval(saveTimer);
       if (secondTimer) clearInterval(secondTimer);
+      // The last, partial second too: every line the summary's `seconds` has.
+      if (scheduleStart !== null) {
+        this.scheduleElapsedMs = performance.now() - scheduleStart;
+        emitSeconds(Math.ceil(this.scheduleElapsedMs / 1000) * 1000);
+      }
       await this.closeSession();
     }
     // Let the last confirm callbacks run before counting.
