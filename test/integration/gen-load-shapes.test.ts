@@ -41,6 +41,23 @@ interface VerifyJson {
   };
 }
 
+describe('gen load-shape flags outside their syntax', () => {
+  it.each([
+    [['--profile', '500@10s,abc@5s'], /--profile: rate "abc" must be a number of messages per second/],
+    [['--profile', 'ramp:5@1s'], /--profile: "ramp:" is not a profile kind/],
+    [['10', '--profile', '5@1s'], /<count>: 10 is more than the profile sends \(3 messages in 1 s\)/],
+    [['--rate', '5'], /<count> is required unless --profile gives it/],
+    [['10', '--accounts-dist', 'zipf:-1'], /--accounts-dist: exponent "-1"/],
+    [['10', '--accounts-dist', 'uniform', '--hot-accounts', '0.5'], /--accounts-dist and --hot-accounts\/--hot-set exclude each other/],
+    [['10', '--instance', '3/2'], /--instance: "3\/2" must look like k\/n/],
+    [['10', '--drop-late', '100'], /--drop-late needs a paced run/],
+  ])('gen %j is a usage error naming the bad part (exit 2)', async (args, message) => {
+    const r = await runTxsim(['gen', ...args], process.env, 30_000);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+});
+
 describe('gen load shapes', () => {
   let ns: TestNamespace;
   let worker: WorkerProcess;
