@@ -187,8 +187,9 @@ export function registerGen(program: Command): void {
         newRun: Boolean(opts.newRun),
       };
       const ctx = contextFor(command);
+      // The per-second lines and the bar share stderr: with --per-second the lines replace the bar.
       const bar =
-        opts.progress !== false && process.stderr.isTTY
+        opts.progress !== false && !opts.perSecond && process.stderr.isTTY
           ? new ProgressBar(instanceShare(options.count, shape.instance), (text) => process.stderr.write(text))
           : null;
       // Registered before the shutdown signal's own listener, so the bar's line ends before "stopping" is logged.

@@ -5,6 +5,7 @@ import { latenessText, secondText } from '../../src/gen/load-text.js';
 import { instanceShare, LatenessTracker, parseInstance, SendSchedule } from '../../src/gen/send-schedule.js';
 import { UsageError } from '../../src/errors.js';
 import { idScopeOf } from '../../src/verify/run-account.js';
+import { streamOptionsOf, type PublishRunOptions } from '../../src/gen/publish-run.js';
 
 describe('instances: disjoint shares whose union is the run', () => {
   it.each([
@@ -145,5 +146,36 @@ describe('verify: which ids of a run are to be accounted for', () => {
     // Instance 1 holds the even indices; it finished after 3 of them (0, 2, 4).
     expect([0, 2, 4, 6].map(scope)).toEqual(['sent', 'sent', 'sent', 'unsent']);
     expect([1, 3].map(scope)).toEqual(['unreported', 'unreported']);
+  });
+});
+
+describe('stream options of a run (compared when a seed is re-used)', () => {
+  const base: PublishRunOptions = {
+    count: 100,
+    seed: 's',
+    ratePerS: 0,
+    mix: { deposit: 1, withdrawal: 1, card_payment: 1 },
+    accountIds: null,
+    amountMinMinor: 100,
+    amountMaxMinor: 50_000,
+    accountsDist: { kind: 'uniform' },
+    invalidShare: 0,
+    windowMax: 1000,
+    confirmTimeoutMs: 30_000,
+    reconnectTimeoutMs: 60_000,
+  };
+
+  it('a uniform run compares equal to one recorded before --accounts-dist (hot share 0, hot set 3)', () => {
+    expect(streamOptionsOf(base)).toMatchObject({ hotShare: 0, hotSetSize: 3, accountsDist: 'uniform', instances: 1 });
+    expect(streamOptionsOf({ ...base, accountsDist: { kind: 'hot', share: 0.5, setSize: 2 } })).toMatchObject({
+      hotShare: 0.5,
+      hotSetSize: 2,
+    });
+  });
+
+  it('the instance count is part of the stream (it decides who sends which id); the instance number and the profile are not', () => {
+    const half = streamOptionsOf({ ...base, instance: { no: 1, count: 2 } });
+    expect(streamOptionsOf({ ...base, instance: { no: 2, count: 2 }, profile: parseProfile('5@1s') })).toEqual(half);
+    expect(streamOptionsOf({ ...base, instance: { no: 1, count: 3 } })).not.toEqual(half);
   });
 });
