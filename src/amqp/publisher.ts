@@ -128,6 +128,13 @@ export class ConfirmPublisher {
     return { confirmed: outcome };
   }
 
+  /** Resolves once the window has room for one more message (at once when it has; also when the channel closed). */
+  async waitForRoom(): Promise<void> {
+    while (this.pending.size >= this.options.windowMax && !this.closedError) {
+      await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+    }
+  }
+
   /** Resolves when everything published so far is settled (confirmed, returned or failed). */
   async settled(): Promise<void> {
     while (this.pending.size > 0) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));

@@ -2,9 +2,12 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
+import { loadShapeOf } from '../gen/load-flags.js';
+import { latenessText, secondText } from '../gen/load-text.js';
 import { ProgressBar } from '../gen/progress-bar.js';
+import { instanceShare } from '../gen/send-schedule.js';
 import { publishRun, type PublishRunOptions, type RunSummary } from '../gen/publish-run.js';
-import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseNumberFlag, parseRangeFlag, parseWeightsFlag } from '../config/parse.js';
+import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseRangeFlag, parseWeightsFlag } from '../config/parse.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
@@ -22,7 +25,7 @@ const ACCOUNT_ID_MAX = Number.MAX_SAFE_INTEGER;
 export async function handleGen(
   ctx: CommandContext,
   options: PublishRunOptions,
-  io: { json: boolean; progress: ProgressBar | null; signal?: AbortSignal },
+  io: { json: boolean; progress: ProgressBar | null; signal?: AbortSignal; onSecond?: (line: string) => void },
 ): Promise<RunSummary> {
   const { config, log } = ctx;
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 2 });
@@ -44,6 +47,7 @@ export async function handleGen(
         onRecordRecovered: (failedSaves: number) => log.warn({ failedSaves }, 'database back: run record saved'),
         ...(io.signal ? { signal: io.signal } : {}),
         ...(bar ? { onProgress: (p) => bar.draw(p) } : {}),
+        ...(io.onSecond ? { onSecond: (line) => io.onSecond?.(secondText(line)) } : {}),
       });
     } catch (err) {
       // Only the run record's final save can still fail this way: the database stayed away longer than --reconnect-timeout.
@@ -102,6 +106,11 @@ function parseAccountsFlag(value: string): number[] {
   return parseIdListFlag('--accounts', value);
 }
 
+/** The string flags among `keys` that were given. */
+function pickDefined<K extends string>(opts: Record<string, string | boolean | undefined>, keys: readonly K[]): Partial<Record<K, string>> {
+  return Object.fromEntries(keys.filter((k) => typeof opts[k] === 'string').map((k) => [k, opts[k]])) as Partial<Record<K, string>>;
+}
+
 function printSummary(ctx: CommandContext, s: RunSummary): void {
   ctx.out(`run ${s.runId} (seed ${s.seed})${s.interrupted ? ' — interrupted' : ''}`);
   ctx.out(
@@ -111,20 +120,37 @@ function printSummary(ctx: CommandContext, s: RunSummary): void {
   ctx.out(
     `  ${(s.elapsedMs / 1000).toFixed(2)} s, ${s.ratePerS} msg/s; confirm latency p50 ${s.confirmLatencyMs.p50} ms, p99 ${s.confirmLatencyMs.p99} ms, max ${s.confirmLatencyMs.max} ms`,
   );
+  if (s.profile) ctx.out(`  ${latenessText(s)}`);
+  if (s.instance.count > 1)
+    ctx.out(
+      `  instance ${s.instance.no}/${s.instance.count} of the run: verify accounts for it once all ${s.instance.count} have reported`,
+    );
   ctx.out(`  check it: txsim verify --run ${s.runId}`);
 }
 
 export function registerGen(program: Command): void {
   program
-    .command('gen <count>')
+    .command('gen [count]')
     .description('generate random deposits, withdrawals and card payments and publish them with confirms')
     .option('--seed <seed>', 'seed of the stream: same seed, same ids and transactions (default: random)')
-    .option('--rate <tx/s>', 'target rate; 0 = as fast as the broker confirms', '0')
+    .option('--rate <tx/s>', 'target rate; 0 = as fast as the broker confirms (default 0)')
+    .option(
+      '--profile <stages>',
+      'load profile: 500@10s,2000@30s (k6 stages, each ramping from the previous rate), constant:500@60s, steps:500,1000@30s, spike:500,5000@10s[/2s]',
+    )
+    .option('--late-threshold <ms>', 'a paced message sent more than this after it was due counts as late', '10')
+    .option('--drop-late <ms>', 'drop (record, never send) a paced message already more than this late, instead of sending it late')
+    .option('--per-second', 'a line per second on stderr: due, sent, late, dropped')
+    .option(
+      '--instance <k/n>',
+      'publish share k of n of one run (index i belongs to instance i mod n + 1); run n gens with the same seed and options',
+    )
     .option('--mix <weights>', 'type weights', 'deposit=40,withdrawal=30,card_payment=30')
     .option('--accounts <ids>', 'account ids or ranges, e.g. 1-100,200 (default: every customer account)')
     .option('--amount <min..max>', 'amount range in minor units (log-uniform: most are small)', '100..50000')
-    .option('--hot-accounts <share>', 'share of traffic (0..1) on the hot set', '0')
-    .option('--hot-set <n>', 'size of the hot set (the first N accounts)', '3')
+    .option('--accounts-dist <dist>', 'account choice: uniform, zipf:<exponent> (rank 1 = lowest id) or hot:<share>/<n> (default uniform)')
+    .option('--hot-accounts <share>', 'share of traffic (0..1) on the hot set (= --accounts-dist hot:<share>/<hot-set>)')
+    .option('--hot-set <n>', 'size of the hot set (the first N accounts; default 3)')
     .option(
       '--invalid <share>',
       'share (0..1) of poison messages: bad JSON, wrong schema, unknown account, currency mismatch, negative amount',
@@ -138,21 +164,22 @@ export function registerGen(program: Command): void {
     .option('--no-progress', 'no progress bar even on a TTY')
     .addHelpText(
       'after',
-      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n  $ txsim gen --profile 500@10s,2000@30s,2000@60s,0@10s --accounts-dist zipf:1.1\n  $ txsim gen 20000 --seed 7 --instance 1/2   # and --instance 2/2 elsewhere\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
-    .action(async (count: string, opts: Record<string, string | boolean | undefined>, command: Command) => {
+    .action(async (count: string | undefined, opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (key: string) => opts[key] as string | undefined;
       const [amountMin, amountMax] = parseAmountFlag(str('amount'));
+      const shape = loadShapeOf({
+        ...(count !== undefined ? { count } : {}),
+        ...pickDefined(opts, ['rate', 'profile', 'accountsDist', 'hotAccounts', 'hotSet', 'instance', 'lateThreshold', 'dropLate']),
+      });
       const options: PublishRunOptions = {
-        count: parseIntFlag('<count>', count, 0, 1, 100_000_000),
+        ...shape,
         seed: parseSeedFlag(str('seed')),
-        ratePerS: parseNumberFlag('--rate', str('rate'), 0),
         mix: parseWeightsFlag('--mix', str('mix'), TRANSACTION_TYPES, { deposit: 40, withdrawal: 30, card_payment: 30 }),
         accountIds: str('accounts') ? parseAccountsFlag(str('accounts')!) : null,
         amountMinMinor: amountMin,
         amountMaxMinor: amountMax,
-        hotShare: parseFractionFlag('--hot-accounts', str('hotAccounts'), 0),
-        hotSetSize: parseIntFlag('--hot-set', str('hotSet'), 3, 1, 1_000_000),
         invalidShare: parseFractionFlag('--invalid', str('invalid'), 0),
         windowMax: parseIntFlag('--window', str('window'), 1000, 1, 100_000),
         confirmTimeoutMs: parseIntFlag('--confirm-timeout', str('confirmTimeout'), 30_000, 100, 600_000),
@@ -160,10 +187,18 @@ export function registerGen(program: Command): void {
         newRun: Boolean(opts.newRun),
       };
       const ctx = contextFor(command);
+      // The per-second lines and the bar share stderr: with --per-second the lines replace the bar.
       const bar =
-        opts.progress !== false && process.stderr.isTTY ? new ProgressBar(options.count, (text) => process.stderr.write(text)) : null;
+        opts.progress !== false && !opts.perSecond && process.stderr.isTTY
+          ? new ProgressBar(instanceShare(options.count, shape.instance), (text) => process.stderr.write(text))
+          : null;
       // Registered before the shutdown signal's own listener, so the bar's line ends before "stopping" is logged.
       if (bar) process.once('SIGINT', () => bar.interrupt());
-      await handleGen(ctx, options, { json: Boolean(opts.json), progress: bar, signal: shutdownSignal(ctx) });
+      await handleGen(ctx, options, {
+        json: Boolean(opts.json),
+        progress: bar,
+        signal: shutdownSignal(ctx),
+        ...(opts.perSecond ? { onSecond: (line: string) => process.stderr.write(`${line}\n`) } : {}),
+      });
     });
 }

@@ -28,6 +28,11 @@ export function pendingText(pending: VerifyReport['pending']): string {
   const parts = [
     ...(pending.runIds > 0 ? [`${plural(pending.runIds, 'id')} of the run still queued`] : []),
     ...(pending.statementLines > 0 ? [`${plural(pending.statementLines, 'statement line')} on their way`] : []),
+    ...(pending.missingInstances.length > 0
+      ? [
+          `${pending.missingInstances.length === 1 ? 'instance' : 'instances'} ${pending.missingInstances.join(', ')} of the run ${pending.missingInstances.length === 1 ? 'has' : 'have'} not reported (no gen --instance has started ${pending.missingInstances.length === 1 ? 'it' : 'them'})`,
+        ]
+      : []),
   ];
   return parts.join(', ');
 }
@@ -57,7 +62,8 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
       try {
         for (;;) {
           const r = await verifyBooks(deps, { runId: options.runId?.toLowerCase() ?? null });
-          const unsettled = r.run !== null && (r.run.pending > 0 || r.run.queued > 0 || r.run.lost > 0);
+          const unsettled =
+            r.run !== null && (r.run.pending > 0 || r.run.queued > 0 || r.run.lost > 0 || r.pending.missingInstances.length > 0);
           // The accounting side is waited for only while a consumer is there to make progress: without
           // one, its events just stay queued (not counted as pending) and waiting would change nothing.
           const accountingBusy = r.accounting !== null && !r.accounting.settled && (r.accounting.consumers ?? 0) > 0;
@@ -128,6 +134,7 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
           ['rejected', run.rejected],
           ['parked', run.parked],
           ['returned unroutable', run.returned],
+          ['dropped late (gen --drop-late)', run.dropped],
           ['still queued', run.pending],
           ['never published (run cut short)', run.notPublished],
           ['LOST', run.lost],
@@ -136,6 +143,12 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
       ),
     );
     if (reasons) ctx.out(`rejected by reason: ${reasons}`);
+    if (run.instances) {
+      const { count, reported, missing } = run.instances;
+      ctx.out(
+        `instances: ${reported.length} of ${count} reported${missing.length > 0 ? `; not reported: ${missing.map((k) => `${k}/${count}`).join(', ')} (their ids are not accounted for yet)` : ''}`,
+      );
+    }
     // Each list is labelled by what its ids are known to be; with ids both queued and lost, a missing id may be either.
     if (run.lostExamples.length) ctx.out(`lost, e.g. ${run.lostExamples.join(', ')}`);
     else if (run.queuedExamples.length) ctx.out(`still queued, e.g. ${run.queuedExamples.join(', ')}`);

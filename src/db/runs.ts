@@ -103,3 +103,133 @@ export async function runReturnedIds(db: Knex, runId: string): Promise<Set<strin
   const rows = await db('run_returns').where('run_id', runId).select<{ transaction_id: string }[]>('transaction_id');
   return new Set(rows.map((r) => r.transaction_id));
 }
+
+/** Records the ids a paced run dropped rather than sent late (idempotent). */
+export async function recordRunDrops(db: Knex, runId: string, transactionIds: readonly string[]): Promise<void> {
+  for (let i = 0; i < transactionIds.length; i += RETURNS_CHUNK) {
+    await db('run_drops')
+      .insert(transactionIds.slice(i, i + RETURNS_CHUNK).map((id) => ({ run_id: runId, transaction_id: id })))
+      .onConflict()
+      .ignore();
+  }
+}
+
+/** Ids of a run dropped rather than sent late. */
+export async function runDroppedIds(db: Knex, runId: string): Promise<Set<string>> {
+  const rows = await orNoneBeforeSetup(db('run_drops').where('run_id', runId).select<{ transaction_id: string }[]>('transaction_id'));
+  return new Set(rows.map((r) => r.transaction_id));
+}
+
+/** MySQL's "table doesn't exist". */
+const ER_NO_SUCH_TABLE = 1146;
+
+/**
+ * The rows, or none when the table does not exist: a namespace set up before sql/005-gen-load.sql has
+ * no split runs and no drops, and verify must still account for its runs (`txsim setup` adds the tables).
+ */
+async function orNoneBeforeSetup<T>(query: PromiseLike<T[]>): Promise<T[]> {
+  try {
+    return await query;
+  } catch (err) {
+    if ((err as { errno?: number }).errno === ER_NO_SUCH_TABLE) return [];
+    throw err;
+  }
+}
+
+/** One instance of a run published by several gen processes (`gen --instance k/n`). */
+export interface RunInstanceRow {
+  readonly instanceNo: number;
+  readonly instanceCount: number;
+  readonly countShare: number;
+  readonly published: number;
+  readonly confirmed: number;
+  readonly dropped: number;
+  readonly late: number;
+  readonly status: RunStatus;
+}
+
+/** Counts of one instance, saved while it runs and at its end. */
+export interface InstanceCounts {
+  readonly published: number;
+  readonly confirmed: number;
+  readonly dropped: number;
+  readonly late: number;
+  readonly returned?: number;
+  readonly nacked?: number;
+  readonly invalid?: number;
+  readonly status?: Exclude<RunStatus, 'running'>;
+  readonly finishedAt?: Date;
+}
+
+/** Records the start of one instance of a run (a re-run of the same instance resumes its row). */
+export async function startRunInstance(
+  db: Knex,
+  runId: string,
+  instance: { no: number; count: number; countShare: number; startedAt: Date },
+): Promise<void> {
+  await db.raw(
+    `INSERT INTO run_instances (run_id, instance_no, instance_count, count_share, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)
+     ON DUPLICATE KEY UPDATE instance_count = VALUES(instance_count), count_share = VALUES(count_share), status = 'running', started_at = VALUES(started_at), finished_at = NULL`,
+    [runId, instance.no, instance.count, instance.countShare, instance.startedAt],
+  );
+}
+
+/**
+ * Saves one instance's counts, then rolls every instance of the run up into its `runs` row (sums;
+ * `running` until all instances have finished), in one transaction so the row never mixes two saves.
+ */
+export async function saveRunInstance(db: Knex, runId: string, instanceNo: number, counts: InstanceCounts): Promise<void> {
+  await db.transaction(async (trx) => {
+    await trx('run_instances')
+      .where({ run_id: runId, instance_no: instanceNo })
+      .update({
+        published: counts.published,
+        confirmed: counts.confirmed,
+        dropped: counts.dropped,
+        late: counts.late,
+        ...(counts.returned !== undefined ? { returned: counts.returned } : {}),
+        ...(counts.nacked !== undefined ? { nacked: counts.nacked } : {}),
+        ...(counts.invalid !== undefined ? { invalid: counts.invalid } : {}),
+        ...(counts.status ? { status: counts.status, finished_at: counts.finishedAt ?? new Date() } : {}),
+      });
+    await trx.raw(
+      `UPDATE runs r
+         JOIN (SELECT run_id, SUM(published) AS published, SUM(confirmed) AS confirmed, SUM(returned) AS returned,
+                      SUM(nacked) AS nacked, SUM(invalid) AS invalid, COUNT(*) AS reported, MAX(instance_count) AS instances,
+                      SUM(status = 'running') AS running, SUM(status = 'incomplete') AS incomplete, MAX(finished_at) AS finished_at
+                 FROM run_instances WHERE run_id = ? GROUP BY run_id) i ON i.run_id = r.id
+          SET r.published = i.published, r.confirmed = i.confirmed, r.returned = i.returned, r.nacked = i.nacked, r.invalid = i.invalid,
+              r.status = CASE WHEN i.running > 0 OR i.reported < i.instances THEN 'running' WHEN i.incomplete > 0 THEN 'incomplete' ELSE 'completed' END,
+              r.finished_at = CASE WHEN i.running > 0 OR i.reported < i.instances THEN NULL ELSE i.finished_at END`,
+      [runId],
+    );
+  });
+}
+
+/** Every instance of a run that has reported (empty for a run published by one gen). */
+export async function runInstances(db: Knex, runId: string): Promise<RunInstanceRow[]> {
+  const rows = await orNoneBeforeSetup(
+    db('run_instances').where('run_id', runId).orderBy('instance_no').select<
+      {
+        instance_no: number;
+        instance_count: number;
+        count_share: number;
+        published: number;
+        confirmed: number;
+        dropped: number;
+        late: number;
+        status: RunStatus;
+      }[]
+    >('instance_no', 'instance_count', 'count_share', 'published', 'confirmed', 'dropped', 'late', 'status'),
+  );
+  return rows.map((r) => ({
+    instanceNo: Number(r.instance_no),
+    instanceCount: Number(r.instance_count),
+    countShare: Number(r.count_share),
+    published: Number(r.published),
+    confirmed: Number(r.confirmed),
+    dropped: Number(r.dropped),
+    late: Number(r.late),
+    status: r.status,
+  }));
+}

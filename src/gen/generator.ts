@@ -1,4 +1,6 @@
 import { transactionIdFor } from '../domain/ids.js';
+import { createAccountChooser, type AccountsDist } from './account-choice.js';
+import { hashString, mulberry32 } from './random.js';
 import {
   MAX_AMOUNT_MINOR,
   routingKeyFor,
@@ -25,10 +27,8 @@ export interface GeneratorOptions {
   readonly mix: Readonly<Record<TransactionType, number>>;
   readonly amountMinMinor: number;
   readonly amountMaxMinor: number;
-  /** Share (0..1) of traffic sent to the hot set. */
-  readonly hotShare: number;
-  /** Size of the hot set: the first N accounts. */
-  readonly hotSetSize: number;
+  /** How the account of each message is chosen (the old hot set is `hot:<share>/<n>`). */
+  readonly accountsDist: AccountsDist;
   /** Share (0..1) of messages that are poison. */
   readonly invalidShare: number;
 }
@@ -69,7 +69,7 @@ export function createGenerator(options: GeneratorOptions) {
   const seedHash = hashString(options.seed);
   const typeWeights = TRANSACTION_TYPES.map((t) => options.mix[t]);
   const totalWeight = typeWeights.reduce((a, b) => a + b, 0);
-  const hotSet = options.accounts.slice(0, Math.max(1, Math.min(options.hotSetSize, options.accounts.length)));
+  const chooseAccount = createAccountChooser(options.accountsDist, options.accounts.length);
   const logMin = Math.log(options.amountMinMinor);
   const logSpan = Math.log(options.amountMaxMinor) - logMin;
 
@@ -85,8 +85,7 @@ export function createGenerator(options: GeneratorOptions) {
         break;
       }
     }
-    const pool = random() < options.hotShare ? hotSet : options.accounts;
-    const account = pool[Math.floor(random() * pool.length)]!;
+    const account = options.accounts[chooseAccount(random)]!;
     // Log-uniform: most payments are small, a few are large, as in real card traffic. The float only
     // chooses an integer; it is rounded and clamped before it becomes money.
     const amountMinor = clampInt(Math.round(Math.exp(logMin + random() * logSpan)), options.amountMinMinor, options.amountMaxMinor);
@@ -142,25 +141,4 @@ function poison(index: number, kind: PoisonKind, message: TransactionMessage, ra
 
 function clampInt(n: number, min: number, max: number): number {
   return Math.min(Math.max(n, min), max);
-}
-
-/** FNV-1a: a stable 32-bit hash of the seed string. */
-function hashString(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h | 0;
-}
-
-/** mulberry32: small, fast, good enough for load generation (not for cryptography). */
-function mulberry32(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }

@@ -4,9 +4,12 @@ import { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { customerTargets } from '../db/accounts.js';
 import type { Knex } from '../db/knex.js';
-import { runExists, runStart, startRun } from '../db/runs.js';
+import { runExists, runStart, startRun, startRunInstance } from '../db/runs.js';
+import { describeAccountsDist, type AccountsDist } from './account-choice.js';
 import { createGenerator, type GeneratedMessage } from './generator.js';
-import { runIdForSeed } from '../domain/ids.js';
+import { constantProfile, type LoadProfile, type Stage } from './load-profile.js';
+import { LatenessTracker, SendSchedule, WHOLE_RUN, type Instance, type LatenessSummary, type SecondLine } from './send-schedule.js';
+import { runIdForSeed, transactionIdFor } from '../domain/ids.js';
 import { validateTransaction } from '../domain/message-schema.js';
 import type { TransactionType } from '../domain/transaction.js';
 import { UsageError } from '../errors.js';
@@ -23,9 +26,17 @@ export interface PublishRunOptions {
   readonly accountIds: number[] | null;
   readonly amountMinMinor: number;
   readonly amountMaxMinor: number;
-  readonly hotShare: number;
-  readonly hotSetSize: number;
+  /** How each message's account is chosen (`--accounts-dist`; `--hot-accounts` is `hot:`). */
+  readonly accountsDist: AccountsDist;
   readonly invalidShare: number;
+  /** When each message is due (`--profile`); without it `ratePerS` paces the run (0: unpaced). */
+  readonly profile?: LoadProfile;
+  /** The share of the run this process publishes (`--instance k/n`); the whole run by default. */
+  readonly instance?: Instance;
+  /** A message sent more than this after it was due counts as late (default 10 ms). */
+  readonly lateThresholdMs?: number;
+  /** Drop, rather than send, a message already more than this late (`--drop-late`); null/absent: send it late. */
+  readonly dropLateMs?: number | null;
   /** Most unconfirmed messages at once. */
   readonly windowMax: number;
   readonly confirmTimeoutMs: number;
@@ -90,7 +101,10 @@ export interface RunProgress {
   readonly failed: number;
 }
 
-export interface RunSummary extends RunProgress {
+/** Late messages by default: sent more than this after they were due. */
+export const LATE_THRESHOLD_DEFAULT_MS = 10;
+
+export interface RunSummary extends RunProgress, LatenessSummary {
   readonly runId: string;
   readonly seed: string;
   readonly requested: number;
@@ -105,6 +119,10 @@ export interface RunSummary extends RunProgress {
   readonly confirmLatencyMs: Percentiles;
   readonly completed: boolean;
   readonly firstError: string | null;
+  /** The profile's stages (null when unpaced), and the instance this process published. */
+  readonly profile: { readonly stages: readonly Stage[]; readonly durationMs: number } | null;
+  readonly instance: Instance;
+  readonly accountsDist: string;
 }
 
 export interface PublishRunDeps {
@@ -123,6 +141,8 @@ export interface PublishRunHooks {
   readonly onRecordOutage?: (err: unknown) => void;
   /** The run record was saved again after `failedSaves` failed saves. */
   readonly onRecordRecovered?: (failedSaves: number) => void;
+  /** Each second of the run once it has passed: due, published, late, dropped. */
+  readonly onSecond?: (line: SecondLine) => void;
 }
 
 /**
@@ -139,9 +159,13 @@ export function streamOptionsOf(options: PublishRunOptions) {
     accounts,
     amountMinMinor: options.amountMinMinor,
     amountMaxMinor: options.amountMaxMinor,
-    hotShare: options.hotShare,
-    hotSetSize: options.hotSetSize,
+    // Kept for runs recorded before --accounts-dist: a hot set of 0 share was the uniform choice.
+    hotShare: options.accountsDist.kind === 'hot' ? options.accountsDist.share : options.accountsDist.kind === 'uniform' ? 0 : null,
+    hotSetSize: options.accountsDist.kind === 'hot' ? options.accountsDist.setSize : 3,
+    accountsDist: describeAccountsDist(options.accountsDist),
     invalidShare: options.invalidShare,
+    // The instance count decides which ids each instance sends, so every instance of a run must agree on it.
+    instances: (options.instance ?? WHOLE_RUN).count,
   };
 }
 
@@ -164,6 +188,10 @@ function newRunIdFor(seed: string, k: number): string {
  */
 async function chooseRunId(db: Knex, options: PublishRunOptions, stream: ReturnType<typeof streamOptionsOf>): Promise<string> {
   const runId = runIdForSeed(options.seed);
+  if (options.newRun && (options.instance ?? WHOLE_RUN).count > 1) {
+    // Each instance would pick its own next free id: the halves of one run would become two runs.
+    throw new UsageError('--new-run cannot be combined with --instance: give the instances a fresh --seed instead');
+  }
   if (options.newRun) {
     if (!(await runExists(db, runId))) return runId;
     for (let k = 2; ; k++) if (!(await runExists(db, newRunIdFor(options.seed, k)))) return newRunIdFor(options.seed, k);
@@ -208,27 +236,43 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     mix: options.mix,
     amountMinMinor: options.amountMinMinor,
     amountMaxMinor: options.amountMaxMinor,
-    hotShare: options.hotShare,
-    hotSetSize: options.hotSetSize,
+    accountsDist: options.accountsDist,
     invalidShare: options.invalidShare,
   });
+  const instance = options.instance ?? WHOLE_RUN;
+  const schedule = new SendSchedule(
+    options.profile ?? (options.ratePerS > 0 ? constantProfile(options.ratePerS, options.count) : null),
+    options.count,
+    instance,
+  );
+  const tracker = new LatenessTracker(schedule, options.lateThresholdMs ?? LATE_THRESHOLD_DEFAULT_MS, options.dropLateMs ?? null);
   const optionsJson = JSON.stringify({
     stream,
     ratePerS: options.ratePerS,
+    profile: options.profile?.stages ?? null,
     windowMax: options.windowMax,
     confirmTimeoutMs: options.confirmTimeoutMs,
     reconnectTimeoutMs: options.reconnectTimeoutMs,
   });
   await startRun(db, { id: runId, seed: options.seed, countRequested: options.count, optionsJson, startedAt: new Date() });
+  if (instance.count > 1) {
+    await startRunInstance(db, runId, { no: instance.no, count: instance.count, countShare: schedule.shareCount, startedAt: new Date() });
+  }
 
-  const record = new RunRecord(db, runId, {
-    ...(hooks.onRecordOutage ? { onOutage: hooks.onRecordOutage } : {}),
-    ...(hooks.onRecordRecovered ? { onRecovered: hooks.onRecordRecovered } : {}),
-  });
-  const run = new RunPublisher(deps, options, hooks, record, generator);
+  const record = new RunRecord(
+    db,
+    runId,
+    {
+      ...(hooks.onRecordOutage ? { onOutage: hooks.onRecordOutage } : {}),
+      ...(hooks.onRecordRecovered ? { onRecovered: hooks.onRecordRecovered } : {}),
+    },
+    instance,
+  );
+  const run = new RunPublisher(deps, options, hooks, record, generator, schedule, tracker);
   const elapsedMs = await run.publish();
   const failed = run.unconfirmedCount;
-  const completed = run.published === options.count && failed === 0;
+  // Dropped ids are accounted for (recorded as dropped), so a run that dropped some still completed its schedule.
+  const completed = run.published + tracker.dropped === schedule.shareCount && failed === 0;
   // The record says how far the run got: count_requested − published ids were never sent.
   await record.finish(
     run.returnedIds,
@@ -238,6 +282,8 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
       returned: run.returnedIds.length,
       nacked: failed,
       invalid: run.invalid,
+      late: tracker.late,
+      dropped: tracker.dropped,
       status: completed ? 'completed' : 'incomplete',
       finishedAt: new Date(),
     },
@@ -252,13 +298,17 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     returned: run.returnedIds.length,
     failed,
     invalid: run.invalid,
-    notPublished: options.count - run.published,
+    notPublished: schedule.shareCount - run.published - tracker.dropped,
     interrupted: hooks.signal?.aborted === true && !completed,
     elapsedMs,
     ratePerS: elapsedMs > 0 ? Math.round((run.confirmed * 1000) / elapsedMs) : 0,
     confirmLatencyMs: percentilesOf(run.histogram),
     completed,
     firstError: run.firstError,
+    ...tracker.summary(run.scheduleElapsedMs),
+    profile: schedule.profile ? { stages: schedule.profile.stages, durationMs: schedule.profile.durationMs } : null,
+    instance,
+    accountsDist: describeAccountsDist(options.accountsDist),
   };
 }
 
@@ -300,11 +350,16 @@ class RunPublisher {
     private readonly hooks: PublishRunHooks,
     private readonly record: RunRecord,
     private readonly generator: Generator,
+    private readonly schedule: SendSchedule,
+    private readonly tracker: LatenessTracker,
   ) {}
 
   private get runId(): string {
     return this.record.runId;
   }
+
+  /** Ms from the start of the schedule (the channel open) to the end of publishing: the span of the per-second lines. */
+  scheduleElapsedMs = 0;
 
   get unconfirmedCount(): number {
     return this.unconfirmed.size;
@@ -326,13 +381,25 @@ class RunPublisher {
     const progressTimer = onProgress ? setInterval(() => onProgress(this.progress()), 200) : null;
     // Progress is saved every second, so verify can tell a killed run's unsent tail from lost messages.
     // A failed save (database down) is not fatal: the counts stay here and the next save writes them.
-    const saveTimer = setInterval(() => void this.record.saveProgress({ published: this.published, confirmed: this.confirmed }), 1_000);
+    const saveTimer = setInterval(() => void this.record.saveProgress(this.counts()), 1_000);
+    const onSecond = this.hooks.onSecond;
+    // The schedule starts once the channel is open: declaring the topology is not the publisher falling behind.
+    let scheduleStart: number | null = null;
+    const emitSeconds = (uptoMs: number) => onSecond && this.tracker.takeCompleted(uptoMs).forEach((line) => onSecond(line));
+    const secondTimer = onSecond ? setInterval(() => scheduleStart !== null && emitSeconds(performance.now() - scheduleStart), 250) : null;
     try {
       this.session = await openSession(this.deps.connection, this.deps.topology, this.options);
-      if (await this.sendAll(t0)) await this.settle();
+      scheduleStart = performance.now();
+      if (await this.sendAll(scheduleStart)) await this.settle();
     } finally {
       if (progressTimer) clearInterval(progressTimer);
       clearInterval(saveTimer);
+      if (secondTimer) clearInterval(secondTimer);
+      // The last, partial second too: every line the summary's `seconds` has.
+      if (scheduleStart !== null) {
+        this.scheduleElapsedMs = performance.now() - scheduleStart;
+        emitSeconds(Math.ceil(this.scheduleElapsedMs / 1000) * 1000);
+      }
       await this.closeSession();
     }
     // Let the last confirm callbacks run before counting.
@@ -340,20 +407,34 @@ class RunPublisher {
     return performance.now() - t0;
   }
 
-  /** Publishes every index in order; false when a recovery gave up. */
+  private counts() {
+    return { published: this.published, confirmed: this.confirmed, late: this.tracker.late, dropped: this.tracker.dropped };
+  }
+
+  /** Publishes every index of this instance in order; false when a recovery gave up. */
   private async sendAll(t0: number): Promise<boolean> {
-    const { options } = this;
-    for (let index = 0; index < options.count; index++) {
+    for (const index of this.schedule.indices()) {
       if (this.hooks.signal?.aborted) break;
       if (this.broken && !(await this.recover())) return false;
-      // Paced mode: message i is due at i / rate. Latency is counted from that intended time, so a
-      // stall shows up in the percentiles instead of silently slowing the schedule.
-      const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
+      // Open loop: message i is due at its time in the profile, whatever happened before. Latency is
+      // counted from that intended time, and lateness is recorded, so a stall shows up instead of
+      // silently slowing the schedule.
+      const dueMs = this.schedule.dueMs(index);
+      const intendedMs = dueMs === null ? performance.now() : t0 + dueMs;
       const waitMs = intendedMs - performance.now();
       if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      // Waiting for room in the window is part of being late: the drop decision is taken once the
+      // message could actually go out.
+      await this.currentSession().publisher.waitForRoom();
+      const latenessMs = dueMs === null ? 0 : performance.now() - intendedMs;
+      if (this.tracker.shouldDrop(latenessMs)) {
+        this.tracker.droppedAt(performance.now() - t0);
+        this.record.addDrop(transactionIdFor(this.runId, index));
+        continue;
+      }
       // In paced mode a message is "created" at its intended time, so end-to-end latency also
       // counts any delay gen itself added.
-      const generated = this.generator.at(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
+      const generated = this.generator.at(index, new Date(dueMs !== null ? performance.timeOrigin + intendedMs : Date.now()));
       if (generated.kind === 'valid' && !validateTransaction(generated.message)) {
         throw new Error(`generator produced an invalid message at index ${index}: ${JSON.stringify(validateTransaction.errors)}`);
       }
@@ -361,6 +442,8 @@ class RunPublisher {
       this.published++;
       try {
         await this.send(index, { generated, intendedMs });
+        if (dueMs !== null) this.tracker.sent(performance.now() - intendedMs, performance.now() - t0);
+        else this.tracker.sent(0, performance.now() - t0);
       } catch (err) {
         // Kept in `unconfirmed`: the next recovery sends it again.
         this.broken = true;

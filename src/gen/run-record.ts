@@ -1,9 +1,18 @@
 import type { Knex } from '../db/knex.js';
-import { finishRun, recordRunReturns, saveRunProgress } from '../db/runs.js';
+import { finishRun, recordRunDrops, recordRunReturns, saveRunInstance, saveRunProgress } from '../db/runs.js';
 import { isConnectionError } from '../db/with-transaction.js';
+import { WHOLE_RUN, type Instance } from './send-schedule.js';
 
-/** How a run ended, as the `runs` row records it. */
-export type RunEnd = Parameters<typeof finishRun>[2];
+/** How a run ended, as the `runs` row records it (late and dropped go to the instance row of a split run). */
+export type RunEnd = Parameters<typeof finishRun>[2] & { readonly late: number; readonly dropped: number };
+
+/** How far a run got, saved every second. */
+export interface RunProgressCounts {
+  readonly published: number;
+  readonly confirmed: number;
+  readonly late: number;
+  readonly dropped: number;
+}
 
 export interface RunRecordHooks {
   /** A save failed (the database is down or unreachable): the counts stay in memory and are saved again. */
@@ -27,11 +36,21 @@ export class RunRecord {
   /** One progress save at a time: during an outage a save may take seconds to fail. */
   private saving = false;
 
+  /** Dropped ids not saved yet: written with the next save, so a killed run's drops are not taken for losses. */
+  private unsavedDrops: string[] = [];
+
   constructor(
     private readonly db: Knex,
     readonly runId: string,
     private readonly hooks: RunRecordHooks = {},
+    /** The share of the run this gen publishes; a split run saves into its instance row. */
+    private readonly instance: Instance = WHOLE_RUN,
   ) {}
+
+  /** An id dropped rather than sent late: recorded with the next save. */
+  addDrop(transactionId: string): void {
+    this.unsavedDrops.push(transactionId);
+  }
 
   /** True while the last save failed (the database has not answered since). */
   get inOutage(): boolean {
@@ -39,11 +58,13 @@ export class RunRecord {
   }
 
   /** Saves how far the run got. Never throws; skipped while the previous save is still going. */
-  async saveProgress(progress: { published: number; confirmed: number }): Promise<void> {
+  async saveProgress(progress: RunProgressCounts): Promise<void> {
     if (this.saving) return;
     this.saving = true;
     try {
-      await saveRunProgress(this.db, this.runId, progress);
+      await this.saveDrops();
+      if (this.instance.count > 1) await saveRunInstance(this.db, this.runId, this.instance.no, progress);
+      else await saveRunProgress(this.db, this.runId, progress);
       this.succeeded();
     } catch (err) {
       this.failed(err);
@@ -62,7 +83,9 @@ export class RunRecord {
     for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, FINISH_RETRY_DELAY_MAX_MS)) {
       try {
         await recordRunReturns(this.db, this.runId, returnedIds);
-        await finishRun(this.db, this.runId, end);
+        await this.saveDrops();
+        if (this.instance.count > 1) await saveRunInstance(this.db, this.runId, this.instance.no, end);
+        else await finishRun(this.db, this.runId, end);
         this.succeeded();
         return;
       } catch (err) {
@@ -70,6 +93,19 @@ export class RunRecord {
         this.failed(err);
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
+    }
+  }
+
+  /** Writes the drops not saved yet; on failure they stay for the next save. */
+  private async saveDrops(): Promise<void> {
+    const drops = this.unsavedDrops;
+    if (drops.length === 0) return;
+    this.unsavedDrops = [];
+    try {
+      await recordRunDrops(this.db, this.runId, drops);
+    } catch (err) {
+      this.unsavedDrops = [...drops, ...this.unsavedDrops];
+      throw err;
     }
   }
 

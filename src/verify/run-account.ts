@@ -1,6 +1,6 @@
 import type { Knex } from '../db/knex.js';
 import { overappliedInRun } from '../db/ledger.js';
-import { getRun, runReturnedIds } from '../db/runs.js';
+import { getRun, runDroppedIds, runInstances, runReturnedIds, type RunInstanceRow, type RunRow } from '../db/runs.js';
 import { outcomesOfIds, type OutcomeOfId } from '../db/transactions.js';
 import { transactionIdFor } from '../domain/ids.js';
 import { NotFoundError } from '../errors.js';
@@ -26,6 +26,13 @@ export interface RunAccount {
   readonly rejectedByReason: Record<string, number>;
   readonly parked: number;
   readonly returned: number;
+  /** Ids a paced run dropped rather than sent late (`gen --drop-late`): never sent, on purpose. */
+  readonly dropped: number;
+  /**
+   * A run split over several gen processes (`gen --instance k/n`): how many, which have reported and
+   * which have not (their ids are not accounted for until they do). Null for a run of one gen.
+   */
+  readonly instances: { readonly count: number; readonly reported: number[]; readonly missing: number[] } | null;
   /** Missing ids while messages are still in the process/retry queues. */
   readonly pending: number;
   /** Missing ids with nothing left in the queues: lost. */
@@ -45,18 +52,22 @@ export interface RunAccount {
 }
 
 /** Where one id of a run is. */
-export type IdPlace = 'applied' | 'rejected' | 'parked' | 'returned' | 'not_published' | 'missing';
+export type IdPlace = 'applied' | 'rejected' | 'parked' | 'returned' | 'dropped' | 'not_published' | 'missing';
 
 /**
  * Places one id: its outcome if it has one, else the parking queue, else returned by the broker;
  * an id of an unfinished run past its last saved progress was probably never sent; anything else
  * is missing (still queued, or lost).
  */
-export function placeId(outcome: OutcomeOfId | undefined, where: { parked: boolean; returned: boolean; pastProgress: boolean }): IdPlace {
+export function placeId(
+  outcome: OutcomeOfId | undefined,
+  where: { parked: boolean; returned: boolean; dropped?: boolean; pastProgress: boolean },
+): IdPlace {
   if (outcome?.status === 'applied') return 'applied';
   if (outcome?.status === 'rejected') return 'rejected';
   if (where.parked) return 'parked';
   if (where.returned) return 'returned';
+  if (where.dropped) return 'dropped';
   if (where.pastProgress) return 'not_published';
   return 'missing';
 }
@@ -85,6 +96,7 @@ export class RunTally {
         this.parked++;
         return;
       case 'returned':
+      case 'dropped':
         return;
       case 'not_published':
         this.notPublished++;
@@ -107,21 +119,42 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
   const { db } = deps;
   const run = await getRun(db, runId);
   if (!run) throw new NotFoundError(`run ${runId} not found (txsim gen prints its run id)`);
-  // A finished run sent exactly `published` ids: 0..published-1. A run still going (or killed) may
-  // have sent any prefix of what it was asked for, so every requested id counts.
-  const expected = run.status === 'running' ? run.countRequested : run.published;
   const returned = await runReturnedIds(db, runId);
+  const dropped = await runDroppedIds(db, runId);
+  const instanceRows = await runInstances(db, runId);
+  const scope = idScopeOf(run, instanceRows, dropped.size);
   const parkedIds = await peekDeadIds(deps, peekLimit);
   const tally = new RunTally();
-  for (let start = 0; start < expected; start += ID_CHUNK) {
-    const ids = Array.from({ length: Math.min(ID_CHUNK, expected - start) }, (_, i) => transactionIdFor(runId, start + i));
-    const found = new Map((await outcomesOfIds(db, ids)).map((r) => [r.id, r]));
-    for (const [offset, id] of ids.entries()) {
+  let expected = 0;
+  let notPublishedFinished = 0;
+  for (let start = 0; start < run.countRequested; start += ID_CHUNK) {
+    const indices = Array.from({ length: Math.min(ID_CHUNK, run.countRequested - start) }, (_, i) => start + i);
+    const inScope = indices.filter((index) => {
+      const where = scope(index);
+      if (where === 'unsent') notPublishedFinished++;
+      return where === 'sent' || where === 'maybe';
+    });
+    expected += inScope.length;
+    const ids = inScope.map((index) => transactionIdFor(runId, index));
+    const found = new Map((ids.length > 0 ? await outcomesOfIds(db, ids) : []).map((r) => [r.id, r]));
+    for (const [at, id] of ids.entries()) {
       const outcome = found.get(id);
-      const pastProgress = run.status === 'running' && start + offset >= run.published;
-      tally.add(id, placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), pastProgress }), outcome);
+      const pastProgress = scope(inScope[at]!) === 'maybe';
+      tally.add(
+        id,
+        placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), dropped: dropped.has(id), pastProgress }),
+        outcome,
+      );
     }
   }
+  const instances =
+    instanceRows.length === 0
+      ? null
+      : (() => {
+          const count = Math.max(...instanceRows.map((r) => r.instanceCount));
+          const reported = instanceRows.map((r) => r.instanceNo);
+          return { count, reported, missing: Array.from({ length: count }, (_, i) => i + 1).filter((k) => !reported.includes(k)) };
+        })();
   const duplicated = await overappliedInRun(db, runId);
   const queued = await queuedCount(deps);
   const pending = Math.min(tally.missing.length, queued);
@@ -134,12 +167,14 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     published: run.published,
     confirmed: run.confirmed,
     expected,
-    notPublished: run.status === 'running' ? tally.notPublished : Math.max(0, run.countRequested - run.published),
+    notPublished: tally.notPublished + notPublishedFinished,
     applied: tally.applied,
     rejected: tally.rejected,
     rejectedByReason: tally.rejectedByReason,
     parked: tally.parked,
     returned: returned.size,
+    dropped: dropped.size,
+    instances,
     pending,
     lost,
     duplicated: duplicated.length,
@@ -148,5 +183,34 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     queuedExamples: lost === 0 ? missingExamples : [],
     lostExamples: pending === 0 ? missingExamples : [],
     duplicatedExamples: duplicated.slice(0, EXAMPLES),
+  };
+}
+
+/**
+ * Where an index of a run stands before looking it up: `sent` (a finished gen went past it, so it
+ * was published or dropped), `maybe` (its gen is still running or was killed, past its last saved
+ * progress: probably never sent), `unsent` (its gen finished without reaching it: never published),
+ * `unreported` (its instance of a split run has not reported: nothing to account for yet).
+ * A gen goes through its ids in order, so "how far" is a prefix: published + dropped of its ids.
+ */
+export type IdScope = 'sent' | 'maybe' | 'unsent' | 'unreported';
+
+export function idScopeOf(
+  run: Pick<RunRow, 'status' | 'published'>,
+  instances: readonly Pick<RunInstanceRow, 'instanceNo' | 'instanceCount' | 'status' | 'published' | 'dropped'>[],
+  droppedCount: number,
+): (index: number) => IdScope {
+  if (instances.length === 0) {
+    const reached = run.published + droppedCount;
+    return (index) => (index < reached ? 'sent' : run.status === 'running' ? 'maybe' : 'unsent');
+  }
+  const count = Math.max(...instances.map((r) => r.instanceCount));
+  const byNo = new Map(instances.map((r) => [r.instanceNo, r]));
+  return (index) => {
+    const row = byNo.get((index % count) + 1);
+    if (!row) return 'unreported';
+    const position = Math.floor(index / count);
+    if (position < row.published + row.dropped) return 'sent';
+    return row.status === 'running' ? 'maybe' : 'unsent';
   };
 }

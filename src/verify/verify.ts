@@ -18,6 +18,8 @@ export interface PendingState {
   readonly runIds: number;
   /** Outcomes whose statement line is on its way (unsent in the outbox, queued or held) while an accounting consumer is connected. */
   readonly statementLines: number;
+  /** Instances of a split run (`gen --instance k/n`) that have not reported yet, as `k/n`. */
+  readonly missingInstances: string[];
 }
 
 export interface VerifyReport {
@@ -73,7 +75,11 @@ export async function verifyBooks(
     (run === null || (run.lost === 0 && run.duplicated === 0)) &&
     (accounting === null || accounting.ok);
   const pending = pendingStateOf(run, accounting);
-  const status: VerifyStatus = !clean ? 'failed' : pending.runIds + pending.statementLines > 0 ? 'pending' : 'ok';
+  const status: VerifyStatus = !clean
+    ? 'failed'
+    : pending.runIds + pending.statementLines + pending.missingInstances.length > 0
+      ? 'pending'
+      : 'ok';
   return { ok: status === 'ok', status, pending, checks, totals, run, accounting };
 }
 
@@ -82,11 +88,13 @@ export async function verifyBooks(
  * without one its events simply wait in the queue for `txsim accounting`, and waiting changes nothing.
  */
 export function pendingStateOf(
-  run: Pick<RunAccount, 'pending'> | null,
+  run: (Pick<RunAccount, 'pending'> & Partial<Pick<RunAccount, 'instances'>>) | null,
   accounting: Pick<AccountingReconciliation, 'pending' | 'consumers'> | null,
 ): PendingState {
   return {
     runIds: run?.pending ?? 0,
     statementLines: accounting !== null && (accounting.consumers ?? 0) > 0 ? accounting.pending : 0,
+    // A run split over n gens is whole only once every instance has reported: until then nothing proves it.
+    missingInstances: run?.instances ? run.instances.missing.map((k) => `${k}/${run.instances!.count}`) : [],
   };
 }

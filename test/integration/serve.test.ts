@@ -488,8 +488,7 @@ describe('txsim serve', () => {
       mix: { deposit: 1, withdrawal: 1, card_payment: 1 },
       amountMinMinor: 1,
       amountMaxMinor: 100,
-      hotShare: 0,
-      hotSetSize: 1,
+      accountsDist: { kind: 'uniform' },
       invalidShare: 0.1,
     });
     const summary = await sendOverHttp((index, createdAt) => generator.at(index, createdAt), {

@@ -10,8 +10,7 @@ const options = (seed: string, over: Partial<GeneratorOptions> = {}): GeneratorO
   mix: { deposit: 40, withdrawal: 30, card_payment: 30 },
   amountMinMinor: 100,
   amountMaxMinor: 50_000,
-  hotShare: 0,
-  hotSetSize: 3,
+  accountsDist: { kind: 'uniform' },
   invalidShare: 0,
   ...over,
 });
@@ -61,8 +60,21 @@ describe('generator', () => {
     expect(median).toBeLessThan((100 + 50_000) / 2 / 4);
   });
 
+  it('a Zipf choice is seeded too, and changes only the accounts: types and amounts stay those of the uniform stream', () => {
+    const zipf = { accountsDist: { kind: 'zipf', exponent: 1.1 } } as const;
+    expect(bodies('7', 300, zipf)).toEqual(bodies('7', 300, zipf));
+    const at = new Date('2026-01-01T00:00:00Z');
+    const [z, u] = [createGenerator(options('7', zipf)), createGenerator(options('7'))];
+    for (let i = 0; i < 300; i++) {
+      const [a, b] = [z.at(i, at).message!, u.at(i, at).message!];
+      expect({ ...a, accountId: 0 }).toEqual({ ...b, accountId: 0 });
+    }
+    const ids = Array.from({ length: 3000 }, (_, i) => z.at(i, at).message!.accountId);
+    expect(ids.filter((id) => id === 1).length).toBeGreaterThan(ids.filter((id) => id === 50).length * 20);
+  });
+
   it('puts the hot share of traffic on the hot set', () => {
-    const g = createGenerator(options('11', { hotShare: 0.8, hotSetSize: 2 }));
+    const g = createGenerator(options('11', { accountsDist: { kind: 'hot', share: 0.8, setSize: 2 } }));
     const hot = Array.from({ length: 5000 }, (_, i) => g.at(i).message!.accountId).filter((id) => id <= 2).length;
     expect(hot / 5000).toBeGreaterThan(0.75);
   });

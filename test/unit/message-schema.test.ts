@@ -71,8 +71,7 @@ describe('message contract v1', () => {
       mix: { deposit: 1, withdrawal: 1, card_payment: 1 },
       amountMinMinor: 100,
       amountMaxMinor: 1000,
-      hotShare: 0,
-      hotSetSize: 1,
+      accountsDist: { kind: 'uniform' },
       invalidShare: 1,
     });
     const seen = new Map<PoisonKind, boolean>();
