@@ -48,6 +48,19 @@ export default defineConfig({
           globalSetup: ['test/helpers/global-setup.ts'],
         },
       },
+      {
+        // A seeded chaos run (`npm run test:chaos -- --seed S --duration 120`): breaks the real services on a
+        // schedule drawn from the seed (needs root); scripts/chaos.sh sets CHAOS_SEED and CHAOS_DURATION_S.
+        test: {
+          name: 'chaos',
+          include: ['test/chaos/**/*.test.ts'],
+          environment: 'node',
+          fileParallelism: false,
+          testTimeout: 1_800_000,
+          hookTimeout: 180_000,
+          globalSetup: ['test/helpers/global-setup.ts'],
+        },
+      },
     ],
   },
 });
