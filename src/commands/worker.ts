@@ -65,6 +65,7 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
         log,
         relayId: options.workerId,
         connectTimeoutMs: Number.POSITIVE_INFINITY,
+        hops: worker.metrics.hops,
       });
       await relay.start(signal);
     }

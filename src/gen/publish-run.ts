@@ -393,7 +393,8 @@ class RunPublisher {
         messageId: generated.id,
         contentType: generated.contentType,
         timestamp: Math.floor(Date.now() / 1000),
-        headers: { [HEADERS.runId]: this.runId },
+        // The start of the queue-wait hop, in ms (the AMQP timestamp has whole seconds only).
+        headers: { [HEADERS.runId]: this.runId, [HEADERS.publishedAtMs]: Date.now() },
       },
     );
     handle.confirmed.then(

@@ -60,7 +60,14 @@ describe('planLayout', () => {
       queueRows: 'each',
       details: false,
       gaps: true,
+      hops: true,
     });
+  });
+
+  it('shows the hop latency line only in a line left over', () => {
+    // 80×24 with three workers is filled exactly by the other panels (see above); a taller one has room.
+    expect(planLayout({ columns: 80, rows: 24 }, { workers: 8, retryQueues: 4 }, false).hops).toBeUndefined();
+    expect(planLayout({ columns: 80, rows: 40 }, { workers: 3, retryQueues: 4 }, false).hops).toBe(true);
   });
 
   it('gives up spacing and per-worker sparklines before worker rows', () => {
