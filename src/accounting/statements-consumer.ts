@@ -130,6 +130,16 @@ export class AccountingConsumer {
     return this.started;
   }
 
+  /** Events in progress (delivered, not yet acked). */
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** The accounting channel is open. */
+  get connected(): boolean {
+    return this.channel.channel !== null;
+  }
+
   /** amqplib does not await the consume callback: track the work so shutdown can wait for it. */
   private track(delivery: Delivery): void {
     const task = this.handle(delivery)

@@ -10,7 +10,10 @@ import { checkDatabase, createDatabase } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
 import { MAX_AMOUNT_MINOR, TRANSACTION_TYPES } from '../domain/transaction.js';
 import { describeCause, ExitCode, FatalError, PublishIncompleteError, ServiceUnavailableError, UsageError } from '../errors.js';
+import { createMetricsRegistry, exportGenMetrics, type GenCounts } from '../stats/prometheus.js';
+import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
+import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 import { plural, toJson } from './format.js';
 
 /** Longest `--seed`: the `runs.seed` column is VARCHAR(64). */
@@ -22,11 +25,18 @@ const ACCOUNT_ID_MAX = Number.MAX_SAFE_INTEGER;
 export async function handleGen(
   ctx: CommandContext,
   options: PublishRunOptions,
-  io: { json: boolean; progress: ProgressBar | null; signal?: AbortSignal },
+  io: { json: boolean; progress: ProgressBar | null; signal?: AbortSignal; metrics?: MetricsServerOptions | null },
 ): Promise<RunSummary> {
   const { config, log } = ctx;
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 2 });
+  let readProgress: (() => GenCounts) | null = null;
+  let metricsServer: RunningMetricsServer | null = null;
   try {
+    if (io.metrics) {
+      const registry = createMetricsRegistry('gen');
+      exportGenMetrics(registry, () => readProgress?.() ?? null);
+      metricsServer = await startMetricsServer(registry, io.metrics, log);
+    }
     await checkDatabase(db, config.databaseUrl, config.databaseName);
     const connection = await connectOnce(config.amqpUrl, log, 'txsim gen');
     let summary: RunSummary | null = null;
@@ -44,6 +54,7 @@ export async function handleGen(
         onRecordRecovered: (failedSaves: number) => log.warn({ failedSaves }, 'database back: run record saved'),
         ...(io.signal ? { signal: io.signal } : {}),
         ...(bar ? { onProgress: (p) => bar.draw(p) } : {}),
+        onPublisher: (progress) => (readProgress = progress),
       });
     } catch (err) {
       // Only the run record's final save can still fail this way: the database stayed away longer than --reconnect-timeout.
@@ -70,6 +81,7 @@ export async function handleGen(
     }
     return summary;
   } finally {
+    await metricsServer?.close();
     await db.destroy();
   }
 }
@@ -136,6 +148,8 @@ export function registerGen(program: Command): void {
     .option('--new-run', 'start a new run (new run id, new transaction ids) from a seed an earlier run used, instead of resuming it')
     .option('--json', 'print the summary as JSON')
     .option('--no-progress', 'no progress bar even on a TTY')
+    .option(...METRICS_PORT_OPTION)
+    .option(...METRICS_HOST_OPTION)
     .addHelpText(
       'after',
       '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
@@ -164,6 +178,11 @@ export function registerGen(program: Command): void {
         opts.progress !== false && process.stderr.isTTY ? new ProgressBar(options.count, (text) => process.stderr.write(text)) : null;
       // Registered before the shutdown signal's own listener, so the bar's line ends before "stopping" is logged.
       if (bar) process.once('SIGINT', () => bar.interrupt());
-      await handleGen(ctx, options, { json: Boolean(opts.json), progress: bar, signal: shutdownSignal(ctx) });
+      await handleGen(ctx, options, {
+        json: Boolean(opts.json),
+        progress: bar,
+        signal: shutdownSignal(ctx),
+        metrics: metricsOptionsFrom(opts),
+      });
     });
 }

@@ -123,6 +123,8 @@ export interface PublishRunHooks {
   readonly onRecordOutage?: (err: unknown) => void;
   /** The run record was saved again after `failedSaves` failed saves. */
   readonly onRecordRecovered?: (failedSaves: number) => void;
+  /** Hands over a reader of the live counters once publishing starts (the Prometheus exporter reads it per scrape). */
+  readonly onPublisher?: (progress: () => RunProgress) => void;
 }
 
 /**
@@ -226,6 +228,7 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     ...(hooks.onRecordRecovered ? { onRecovered: hooks.onRecordRecovered } : {}),
   });
   const run = new RunPublisher(deps, options, hooks, record, generator);
+  hooks.onPublisher?.(() => run.progress());
   const elapsedMs = await run.publish();
   const failed = run.unconfirmedCount;
   const completed = run.published === options.count && failed === 0;

@@ -184,7 +184,11 @@ function hops(value: unknown, field: string): HopsMs {
     for (const hop of HOPS) if (h[hop] !== undefined) out[hop] = summary(h[hop], `${name}.${hop}`);
     return out;
   };
-  return { windowS: count(o.windowS, `${field}.windowS`), window: byHop(o.window, `${field}.window`), total: byHop(o.total, `${field}.total`) };
+  return {
+    windowS: count(o.windowS, `${field}.windowS`),
+    window: byHop(o.window, `${field}.window`),
+    total: byHop(o.total, `${field}.total`),
+  };
 }
 
 function obj(value: unknown, field: string): Record<string, unknown> {

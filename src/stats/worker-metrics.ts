@@ -1,4 +1,4 @@
-import type { RejectReason } from '../domain/transaction.js';
+import { REJECT_REASONS, TRANSACTION_TYPES, type RejectReason, type TransactionType } from '../domain/transaction.js';
 import { createLatencyHistogram, recordMs } from './histogram.js';
 import { HopTimings } from './hops.js';
 
@@ -16,6 +16,8 @@ export class WorkerMetrics {
     insufficient_funds: 0,
     duplicate_conflict: 0,
   };
+  /** The same outcomes by transaction type (`unknown`: a message too broken to have one), for Prometheus. */
+  readonly outcomesByType: Record<'applied' | RejectReason, Record<TransactionType | 'unknown', number>> = outcomeMatrix();
   retried = 0;
   parked = 0;
   duplicates = 0;
@@ -38,6 +40,13 @@ export class WorkerMetrics {
     return this.applied + Object.values(this.rejected).reduce((a, b) => a + b, 0);
   }
 
+  /** Counts one final outcome: `applied`, or the reject reason. */
+  recordOutcome(outcome: 'applied' | RejectReason, type: TransactionType | undefined): void {
+    if (outcome === 'applied') this.applied++;
+    else this.rejected[outcome]++;
+    this.outcomesByType[outcome][type ?? 'unknown']++;
+  }
+
   /** A message with an outcome: `startedAtMs` is when its batch's DB transaction began. */
   recordCommitted(createdAtMs: number | null, receivedAtMs: number, startedAtMs: number, committedAtMs: number): void {
     if (createdAtMs !== null) this.hops.record('end_to_end', committedAtMs - createdAtMs);
@@ -55,4 +64,12 @@ export class WorkerMetrics {
   recordError(err: unknown): void {
     this.lastError = { message: err instanceof Error ? err.message.slice(0, 200) : String(err).slice(0, 200), at: Date.now() };
   }
+}
+
+function outcomeMatrix(): Record<'applied' | RejectReason, Record<TransactionType | 'unknown', number>> {
+  const row = () => Object.fromEntries([...TRANSACTION_TYPES, 'unknown'].map((t) => [t, 0])) as Record<TransactionType | 'unknown', number>;
+  return Object.fromEntries((['applied', ...REJECT_REASONS] as const).map((k) => [k, row()])) as Record<
+    'applied' | RejectReason,
+    Record<TransactionType | 'unknown', number>
+  >;
 }

@@ -84,4 +84,3 @@ export function hopLatencyText(hops: Readonly<Partial<Record<Hop, { count: numbe
     return l && l.count > 0 ? [`${HOP_LABEL[hop]} ${formatMs(l.p50)}/${formatMs(l.p99)}`] : [];
   }).join(' · ');
 }
-

@@ -138,6 +138,11 @@ export class Worker {
     return true;
   }
 
+  /** The consume channel is open (the Prometheus connection gauge). */
+  get connected(): boolean {
+    return this.consumeChannel.channel !== null;
+  }
+
   private dropBuffered(): void {
     // Deliveries of the old channel can no longer be acked; RabbitMQ will redeliver them.
     const dropped = this.buffer.length;
@@ -247,13 +252,13 @@ export class Worker {
     const fields = { id: outcome.id, type: m?.type, account: m?.accountId, amountMinor: m?.amountMinor, latencyMs };
     switch (outcome.kind) {
       case 'applied':
-        this.metrics.applied++;
+        this.metrics.recordOutcome('applied', m?.type);
         this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, startedAtMs, committedAtMs);
         this.log.debug({ ...fields, outcome: 'applied', balanceAfterMinor: outcome.balanceAfterMinor.toString() }, 'applied');
         break;
       case 'rejected':
         if (!(await this.publishReject(delivery, outcome.reason, outcome.detail))) return;
-        this.metrics.rejected[outcome.reason]++;
+        this.metrics.recordOutcome(outcome.reason, m?.type);
         this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, startedAtMs, committedAtMs);
         this.log.debug({ ...fields, outcome: 'rejected', reason: outcome.reason, detail: outcome.detail }, 'rejected');
         break;

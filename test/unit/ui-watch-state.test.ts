@@ -65,8 +65,8 @@ describe('planLayout', () => {
   });
 
   it('shows the hop latency line only in a line left over', () => {
-    // 80×24 with three workers is filled exactly by the other panels (see above); a taller one has room.
-    expect(planLayout({ columns: 80, rows: 24 }, { workers: 8, retryQueues: 4 }, false).hops).toBeUndefined();
+    // Twenty workers in 12 rows: worker rows are cut to fill the frame, no line is left over.
+    expect(planLayout({ columns: 80, rows: 12 }, { workers: 20, retryQueues: 4 }, false).hops).toBeUndefined();
     expect(planLayout({ columns: 80, rows: 40 }, { workers: 3, retryQueues: 4 }, false).hops).toBe(true);
   });
 
