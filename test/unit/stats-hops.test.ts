@@ -40,7 +40,7 @@ describe('per-hop latency in snapshots, watch and bench', () => {
     expect(decoded.ok && decoded.snapshot.hopsMs).toEqual(last.hopsMs);
     // Older workers send no hops: still a valid snapshot.
     const { hopsMs: _hops, ...old } = last;
-    const oldDecoded = decodeSnapshot(encodeSnapshot(old as typeof last));
+    const oldDecoded = decodeSnapshot(encodeSnapshot(old));
     expect(oldDecoded.ok && oldDecoded.snapshot.hopsMs).toBeUndefined();
     // A mistyped hop is refused, naming the field.
     const bad = { ...last, hopsMs: { ...last.hopsMs, window: { queue_wait: { count: -1 } } } };
