@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { HopTimings } from '../../src/stats/hops.js';
 import {
@@ -144,5 +145,31 @@ describe('Prometheus export', () => {
       await server.close();
       await server.close();
     }
+  });
+
+  it('the Grafana dashboard only queries metrics the processes export', async () => {
+    const exported = new Set<string>();
+    const worker = createMetricsRegistry('worker');
+    exportWorkerMetrics(worker, { metrics: new WorkerMetrics(), connected: () => true, relay: () => null });
+    const gen = createMetricsRegistry('gen');
+    exportGenMetrics(gen, () => null);
+    const accounting = createMetricsRegistry('accounting');
+    exportAccountingMetrics(accounting, {
+      metrics: { statements: 0, duplicates: 0, invalid: 0, webhooksDelivered: 0, webhooksFailed: 0 },
+      hops: new HopTimings(),
+      inFlight: () => 0,
+      connected: () => true,
+    });
+    const serve = createMetricsRegistry('serve');
+    exportHttpMetrics(serve)('GET', '/', 200, 1);
+    for (const registry of [worker, gen, accounting, serve])
+      for (const [name, type] of Object.entries(await txsimMetrics(registry.metrics())))
+        for (const suffix of type === 'histogram' ? ['_bucket', '_sum', '_count'] : ['']) exported.add(name + suffix);
+    const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana/txsim.json', import.meta.url), 'utf8')) as {
+      panels: { title: string; targets: { expr: string }[] }[];
+    };
+    const queried = dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/\btxsim_[a-z_]+/g) ?? []));
+    expect(queried.length).toBeGreaterThan(20);
+    expect(queried.filter((name) => !exported.has(name))).toEqual([]);
   });
 });
