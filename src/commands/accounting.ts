@@ -17,7 +17,6 @@ import { createWebhookReceiver } from '../accounting/webhook-receiver.js';
 import { flushLogger } from '../log.js';
 import { registerAccountingRedeliver } from './accounting-redeliver.js';
 import { withDatabase } from './accounts.js';
-import { createMetricsRegistry, exportAccountingMetrics } from '../stats/prometheus.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
@@ -81,6 +80,8 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
   let metricsServer: RunningMetricsServer | null = null;
   try {
     if (options.metrics) {
+      // prom-client is loaded only when asked for: every other run of the CLI starts without it.
+      const { createMetricsRegistry, exportAccountingMetrics } = await import('../stats/prometheus.js');
       const registry = createMetricsRegistry('accounting');
       exportAccountingMetrics(registry, {
         metrics: consumer.metrics,

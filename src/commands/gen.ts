@@ -10,7 +10,7 @@ import { checkDatabase, createDatabase } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
 import { MAX_AMOUNT_MINOR, TRANSACTION_TYPES } from '../domain/transaction.js';
 import { describeCause, ExitCode, FatalError, PublishIncompleteError, ServiceUnavailableError, UsageError } from '../errors.js';
-import { createMetricsRegistry, exportGenMetrics, type GenCounts } from '../stats/prometheus.js';
+import type { GenCounts } from '../stats/prometheus.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
@@ -33,6 +33,8 @@ export async function handleGen(
   let metricsServer: RunningMetricsServer | null = null;
   try {
     if (io.metrics) {
+      // prom-client is loaded only when asked for: every other run of the CLI starts without it.
+      const { createMetricsRegistry, exportGenMetrics } = await import('../stats/prometheus.js');
       const registry = createMetricsRegistry('gen');
       exportGenMetrics(registry, () => readProgress?.() ?? null);
       metricsServer = await startMetricsServer(registry, io.metrics, log);

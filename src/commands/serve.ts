@@ -4,7 +4,6 @@ import { UsageError } from '../errors.js';
 import { flushLogger } from '../log.js';
 import { SERVE_DEFAULTS, type ServeOptions } from '../serve/serve-context.js';
 import { startServer } from '../serve/serve.js';
-import { createMetricsRegistry, exportHttpMetrics } from '../stats/prometheus.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
@@ -24,8 +23,15 @@ export async function handleServe(
     log.warn(warning);
     process.stderr.write(`\n*** ${warning} ***\n\n`);
   }
-  const registry = metrics ? createMetricsRegistry('serve') : null;
-  const server = await startServer(ctx.config, options, log, registry ? { onResponse: exportHttpMetrics(registry) } : {});
+  // prom-client is loaded only when asked for: every other run of the CLI starts without it.
+  const prometheus = metrics ? await import('../stats/prometheus.js') : null;
+  const registry = prometheus ? prometheus.createMetricsRegistry('serve') : null;
+  const server = await startServer(
+    ctx.config,
+    options,
+    log,
+    prometheus && registry ? { onResponse: prometheus.exportHttpMetrics(registry) } : {},
+  );
   let metricsServer: RunningMetricsServer | null = null;
   try {
     if (registry && metrics) metricsServer = await startMetricsServer(registry, metrics, log);

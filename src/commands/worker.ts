@@ -7,7 +7,6 @@ import { parseIntFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { flushLogger } from '../log.js';
 import { StatsPublisher } from '../stats/stats-publisher.js';
-import { createMetricsRegistry, exportWorkerMetrics } from '../stats/prometheus.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
@@ -46,6 +45,8 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
   let metricsServer: RunningMetricsServer | null = null;
   try {
     if (options.metrics) {
+      // prom-client is loaded only when asked for: every other run of the CLI starts without it.
+      const { createMetricsRegistry, exportWorkerMetrics } = await import('../stats/prometheus.js');
       const registry = createMetricsRegistry('worker', { worker_id: options.workerId });
       exportWorkerMetrics(registry, {
         metrics: worker.metrics,
