@@ -9,6 +9,8 @@ import {
   exportWorkerMetrics,
 } from '../../src/stats/prometheus.js';
 import { startMetricsServer } from '../../src/stats/metrics-server.js';
+import { metricsOptionsFrom } from '../../src/commands/metrics-flags.js';
+import { UsageError } from '../../src/errors.js';
 import { WorkerMetrics } from '../../src/stats/worker-metrics.js';
 import { createLogger } from '../../src/log.js';
 import { parsePrometheusText, sumOf } from '../helpers/prometheus-text.js';
@@ -171,5 +173,14 @@ describe('Prometheus export', () => {
     const queried = dashboard.panels.flatMap((p) => p.targets.flatMap((t) => t.expr.match(/\btxsim_[a-z_]+/g) ?? []));
     expect(queried.length).toBeGreaterThan(20);
     expect(queried.filter((name) => !exported.has(name))).toEqual([]);
+  });
+
+  it('--metrics-port and --metrics-host: off by default, a bad value is a usage error naming the flag', () => {
+    expect(metricsOptionsFrom({})).toBeNull();
+    expect(metricsOptionsFrom({ metricsPort: '9401', metricsHost: '127.0.0.1' })).toEqual({ host: '127.0.0.1', port: 9401 });
+    expect(metricsOptionsFrom({ metricsPort: '0' })).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(() => metricsOptionsFrom({ metricsPort: 'abc' })).toThrow(UsageError);
+    expect(() => metricsOptionsFrom({ metricsPort: '70000' })).toThrow(/--metrics-port/);
+    expect(() => metricsOptionsFrom({ metricsPort: '9401', metricsHost: ' ' })).toThrow(/--metrics-host/);
   });
 });
