@@ -1,10 +1,11 @@
 import type { ConnectionFactory } from '../amqp/connect.js';
 import { ManagedConnection, type ManagedChannel } from '../amqp/managed-channel.js';
 import { PublishError, type ConfirmPublisher } from '../amqp/publisher.js';
-import { assertTopology, type Topology } from '../amqp/topology.js';
+import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
 import { claimUnsentOutboxEvents, deleteSentOutboxEvents, markOutboxEventsSent } from '../db/outbox.js';
 import type { Logger } from '../log.js';
+import type { HopTimings } from '../stats/hops.js';
 import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent } from '../domain/accounting-event.js';
 
 /**
@@ -56,6 +57,8 @@ export const DEFAULT_RELAY_OPTIONS: OutboxRelayOptions = {
  */
 export interface RelayHooks {
   readonly afterPublish?: (events: readonly AccountingEvent[], trx: Knex.Transaction) => Promise<void> | void;
+  /** Every event of the batch is confirmed, at `confirmedAtMs`: the end of the relay hop. */
+  readonly onConfirmed?: (events: readonly AccountingEvent[], confirmedAtMs: number) => void;
 }
 
 /** A batch could not be published completely; the whole claim is rolled back and retried. */
@@ -89,6 +92,7 @@ export async function relayOutboxBatch(
     if (rows.length === 0) return 0;
     const events = rows.map(eventFromOutboxRow);
     await publishAll(publisher, exchange, events);
+    hooks.onConfirmed?.(events, Date.now());
     await hooks.afterPublish?.(events, trx);
     await markOutboxEventsSent(
       trx,
@@ -109,6 +113,8 @@ async function publishAll(publisher: ConfirmPublisher, exchange: string, events:
         contentType: 'application/json',
         type: `transaction.${event.outcome}`,
         timestamp: Math.floor(Date.parse(event.occurredAt) / 1000),
+        // The start of the statement hop (the accounting consumer measures relayed → statement written).
+        headers: { [HEADERS.relayedAtMs]: Date.now() },
       });
       confirms.push(
         confirmed.then((outcome) => {
@@ -168,6 +174,7 @@ export class OutboxRelay {
   private closed: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private nextPruneAtMs: number;
+  private readonly hooks: RelayHooks;
 
   constructor(
     private readonly deps: {
@@ -179,9 +186,16 @@ export class OutboxRelay {
       connect?: ConnectionFactory;
       /** How long start() waits for the broker (default 15 s). */
       connectTimeoutMs?: number;
+      /** Where the relay hop (outcome recorded → event confirmed) is recorded: the worker's hop timings. */
+      hops?: Pick<HopTimings, 'record'>;
     },
     private readonly options: OutboxRelayOptions = DEFAULT_RELAY_OPTIONS,
   ) {
+    const hops = deps.hops;
+    // occurredAt is the outcome's time (the worker's batch, to the ms): the relay hop counts from there.
+    this.hooks = hops
+      ? { onConfirmed: (events, confirmedAtMs) => events.forEach((e) => hops.record('relay', confirmedAtMs - Date.parse(e.occurredAt))) }
+      : {};
     // Replicas started together should not all prune at the same moment.
     this.nextPruneAtMs = Date.now() + Math.round(options.pruneIntervalMs * (0.5 + Math.random() / 2));
     this.connection = new ManagedConnection({
@@ -220,7 +234,7 @@ export class OutboxRelay {
         continue;
       }
       try {
-        const relayed = await relayOutboxBatch(db, publisher, topology.accountingExchange, this.options.batchSizeMax);
+        const relayed = await relayOutboxBatch(db, publisher, topology.accountingExchange, this.options.batchSizeMax, this.hooks);
         backoffMs = 0;
         if (relayed > 0) {
           this.metrics.relayed += relayed;

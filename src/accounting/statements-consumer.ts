@@ -2,13 +2,14 @@ import { setMaxListeners } from 'node:events';
 import type { ConnectionFactory } from '../amqp/connect.js';
 import { ManagedConnection, type Delivery, type ManagedChannel, type ManagedConsumer } from '../amqp/managed-channel.js';
 import { typedProperties } from '../amqp/message-properties.js';
-import { assertTopology, type Topology } from '../amqp/topology.js';
+import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { redactUrl } from '../config/redact.js';
 import type { Knex } from '../db/knex.js';
 import { recordInvalidEvent, recordStatement, recordWebhookOutcome } from '../db/statements.js';
 import { decodeAccountingEvent, encodeAccountingEvent, type AccountingEvent } from '../domain/accounting-event.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
+import { HopTimings } from '../stats/hops.js';
 import { deliverWebhook, type WebhookRetryPolicy, type WebhookTransport } from './webhook-delivery.js';
 
 /**
@@ -66,6 +67,8 @@ const DB_RETRY_MAX_MS = 5_000;
  */
 export class AccountingConsumer {
   readonly metrics: AccountingMetrics = { statements: 0, duplicates: 0, invalid: 0, webhooksDelivered: 0, webhooksFailed: 0 };
+  /** The statement hop (relayed → statement line committed); see stats/hops.ts. */
+  readonly hops = new HopTimings();
   private readonly connection: ManagedConnection;
   /** Events are acked one by one ('single'): a webhook retrying for minutes must not hold back the acks of later events. */
   private readonly channel: ManagedChannel;
@@ -127,6 +130,16 @@ export class AccountingConsumer {
     return this.started;
   }
 
+  /** Events in progress (delivered, not yet acked). */
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /** The accounting channel is open. */
+  get connected(): boolean {
+    return this.channel.channel !== null;
+  }
+
   /** amqplib does not await the consume callback: track the work so shutdown can wait for it. */
   private track(delivery: Delivery): void {
     const task = this.handle(delivery)
@@ -156,6 +169,8 @@ export class AccountingConsumer {
     if (!stored) return;
     if (stored.value.inserted) {
       this.metrics.statements++;
+      const relayedAtMs = typedProperties(msg).headers[HEADERS.relayedAtMs];
+      if (typeof relayedAtMs === 'number') this.hops.record('statement', Date.now() - relayedAtMs);
       this.deps.onStatement(event);
     } else {
       this.metrics.duplicates++;

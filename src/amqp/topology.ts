@@ -132,4 +132,8 @@ export const HEADERS = {
   failedAt: 'x-txsim-failed-at',
   runId: 'x-txsim-run',
   originalRoutingKey: 'x-txsim-routing-key',
+  /** When gen (or serve) handed the message to the broker, ms since the epoch: the start of the queue-wait hop. */
+  publishedAtMs: 'x-txsim-published-at',
+  /** When the outbox relay published an accounting event, ms since the epoch: the start of the statement hop. */
+  relayedAtMs: 'x-txsim-relayed-at',
 } as const;

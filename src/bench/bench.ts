@@ -12,6 +12,7 @@ import type { Logger } from '../log.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
 import { publishRun, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
 import { verifyBooks } from '../verify/verify.js';
+import { HopLatencyCollector, type BenchHopLatency } from './hop-latency.js';
 
 /** Options of one bench run. Units are in the names. */
 export interface BenchOptions {
@@ -70,6 +71,11 @@ export interface BenchReport {
   readonly elapsedS: number;
   readonly confirmLatencyMs: Percentiles;
   readonly endToEndLatencyMs: Percentiles;
+  /**
+   * Latency per hop (queue_wait, processing, commit, ack, end_to_end; see README "Where the time goes"),
+   * as the workers measured it, merged over all of them.
+   */
+  readonly hopLatencyMs: BenchHopLatency;
   readonly workerCpuPctAvg: number;
   /** Average CPU % (of one core) over the busy seconds: where the machine's cores went. */
   readonly cpuPctAvg: { workers: number; broker: number; database: number; gen: number };
@@ -118,7 +124,9 @@ export async function runBench(
   await resetNamespace(config, connection, topology);
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 2 });
   const workers: ChildProcess[] = [];
+  const hops = new HopLatencyCollector();
   try {
+    await hops.start(connection, topology.statsExchange);
     await seedAccounts(db, { count: options.accounts, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
     for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
@@ -140,10 +148,11 @@ export async function runBench(
     // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
     // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.
     await Promise.all(workers.map(stopProcess));
+    await hops.stop();
 
     const latency = await endToEndLatency(db, summary.runId);
     const verify = await verifyBooks({ db, connection, topology }, { runId: summary.runId });
-    return benchReport(options, summary, latency, sampler, {
+    return benchReport(options, summary, latency, sampler, hops.result(), {
       drained,
       verifyOk: verify.ok,
       lost: verify.run?.lost ?? 0,
@@ -151,6 +160,7 @@ export async function runBench(
     });
   } finally {
     await Promise.all(workers.map(stopProcess));
+    await hops.stop();
     await db.destroy();
   }
 }
@@ -177,6 +187,7 @@ function benchReport(
   summary: RunSummary,
   latency: EndToEndLatency,
   sampler: SecondSampler,
+  hopLatencyMs: BenchHopLatency,
   outcome: { drained: boolean; verifyOk: boolean; lost: number; duplicated: number },
 ): BenchReport {
   const seconds = withSecondLatencies(sampler.seconds, latency.timeline);
@@ -193,6 +204,7 @@ function benchReport(
     elapsedS: (Date.now() - sampler.t0) / 1000,
     confirmLatencyMs: summary.confirmLatencyMs,
     endToEndLatencyMs: latency.percentiles,
+    hopLatencyMs,
     workerCpuPctAvg: avg(busy, (s) => s.workerCpuPct),
     cpuPctAvg: {
       workers: avg(busy, (s) => s.workerCpuPct),

@@ -56,6 +56,8 @@ export interface BenchJson {
   readonly endToEndRatePerS: number;
   readonly confirmLatencyMs: BenchPercentiles;
   readonly endToEndLatencyMs: BenchPercentiles;
+  /** Per-hop latency as the workers measured it (absent from reports older than it). */
+  readonly hopLatencyMs?: { readonly hops?: Readonly<Record<string, BenchPercentiles | undefined>>; readonly exact?: boolean };
   readonly cpuPctAvg?: { readonly workers: number; readonly broker: number; readonly database: number; readonly gen: number };
   readonly workerCpuPctAvg?: number;
   readonly workerRssMbMax?: number;
@@ -160,6 +162,28 @@ function summaryTable(runs: readonly NamedBenchReport[]): string {
   return `<table id="summary"><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
+/** The hops in the order a message passes them (src/stats/hops.ts). */
+const HOP_ORDER = ['queue_wait', 'processing', 'commit', 'ack', 'relay', 'statement', 'end_to_end'];
+
+/** Where the time went, per run and hop; empty when no report has per-hop latency. */
+function hopTable(runs: readonly NamedBenchReport[]): string {
+  const rows = runs.flatMap(({ name, report }) => {
+    const hops = report.hopLatencyMs?.hops;
+    if (typeof hops !== 'object' || hops === null) return [];
+    return Object.entries(hops)
+      .filter((e): e is [string, BenchPercentiles] => typeof e[1]?.p50 === 'number' && typeof e[1].p99 === 'number')
+      .sort((a, b) => HOP_ORDER.indexOf(a[0]) - HOP_ORDER.indexOf(b[0]))
+      .map(([hop, p]) => {
+        const cells = [name, hop, p.count, p.p50, p.p90, p.p99, p.p999, p.max].map((c) => escapeHtml(String(c)));
+        return `<tr>${cells.map((c, i) => `<td${i < 2 ? '' : ' class="n"'}>${c}</td>`).join('')}</tr>`;
+      });
+  });
+  if (rows.length === 0) return '';
+  const head = ['run', 'hop', 'count', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms'];
+  return `<h2>Where the time goes: latency per hop</h2>
+<div class="scroll"><table id="hops"><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
+}
+
 /** Renders the report. Pure apart from reading uPlot's files from node_modules. */
 export function renderBenchHtml(runs: readonly NamedBenchReport[], options: HtmlReportOptions = {}): string {
   if (runs.length === 0) throw new Error('no bench reports to render');
@@ -216,6 +240,7 @@ td.n { text-align: right; }
 </div>
 <h2>Summary</h2>
 <div class="scroll">${summaryTable(runs)}</div>
+${hopTable(runs)}
 ${perRun}
 <script type="application/json" id="bench-data">${scriptJson(data)}</script>
 <script>${js}</script>

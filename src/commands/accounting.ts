@@ -17,7 +17,9 @@ import { createWebhookReceiver } from '../accounting/webhook-receiver.js';
 import { flushLogger } from '../log.js';
 import { registerAccountingRedeliver } from './accounting-redeliver.js';
 import { withDatabase } from './accounts.js';
+import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
+import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 import { table, toJson } from './format.js';
 
 /** The environment variable holding the shared webhook secret (never a flag: argv is visible in `ps`). */
@@ -48,6 +50,8 @@ export interface AccountingCommandOptions {
     readonly attemptTimeoutMs: number;
     readonly policy: WebhookRetryPolicy;
   } | null;
+  /** Serve Prometheus metrics there (`--metrics-port`); null/absent = off. */
+  readonly metrics?: MetricsServerOptions | null;
 }
 
 /**
@@ -73,7 +77,20 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
     },
     { db, log, transport, onStatement: (event) => ctx.out(options.json ? JSON.stringify(eventToWire(event)) : formatStatementLine(event)) },
   );
+  let metricsServer: RunningMetricsServer | null = null;
   try {
+    if (options.metrics) {
+      // prom-client is loaded only when asked for: every other run of the CLI starts without it.
+      const { createMetricsRegistry, exportAccountingMetrics } = await import('../stats/prometheus.js');
+      const registry = createMetricsRegistry('accounting');
+      exportAccountingMetrics(registry, {
+        metrics: consumer.metrics,
+        hops: consumer.hops,
+        inFlight: () => consumer.inFlightCount,
+        connected: () => consumer.connected,
+      });
+      metricsServer = await startMetricsServer(registry, options.metrics, log);
+    }
     await checkDatabase(db, config.databaseUrl, config.databaseName);
     // A SIGINT while waiting for the broker ends the wait at once (start resolves false).
     if (!signal.aborted) await consumer.start(signal);
@@ -81,6 +98,7 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
     log.info('shutting down');
   } finally {
     await consumer.close();
+    await metricsServer?.close();
     await transport?.close();
     await db.destroy().catch(() => {});
     await flushLogger(log);
@@ -219,6 +237,8 @@ export function registerAccounting(program: Command): void {
       'how long to wait for RabbitMQ at start before giving up with exit 3 (env TXSIM_CONNECT_TIMEOUT; default 15)',
     )
     .option('--json', 'print each new statement line as a JSON event')
+    .option(...METRICS_PORT_OPTION)
+    .option(...METRICS_HOST_OPTION)
     .addHelpText(
       'after',
       `
@@ -239,6 +259,7 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
         prefetchCount: parseIntFlag('--prefetch', str('prefetch'), 50, 1, ACCOUNTING_PREFETCH_MAX),
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', str('shutdownDeadline'), 10_000, 0, 600_000),
         json: Boolean(opts.json),
+        metrics: metricsOptionsFrom(opts),
         webhook: url
           ? {
               url: parseWebhookUrl(url),

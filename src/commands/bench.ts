@@ -100,6 +100,12 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
   ctx.out(`end-to-end rate     ${r.endToEndRatePerS} tx/s (first created → last committed)`);
   ctx.out(`confirm latency     ${p(r.confirmLatencyMs)}`);
   ctx.out(`created → committed ${p(r.endToEndLatencyMs)}`);
+  // Where the time went, hop by hop, as the workers measured it.
+  for (const [hop, l] of Object.entries(r.hopLatencyMs?.hops ?? {})) ctx.out(`  hop ${hop.padEnd(15)} ${p(l)}`);
+  if (r.hopLatencyMs && !r.hopLatencyMs.exact)
+    ctx.out(
+      `  (hops: final snapshots of ${r.hopLatencyMs.workersFinal} of ${r.hopLatencyMs.workersReporting} workers; the others' percentiles are upper bounds)`,
+    );
   ctx.out(
     `workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB`,
   );

@@ -13,7 +13,10 @@ import { checkDatabase, createDatabase } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
 import { MAX_AMOUNT_MINOR, TRANSACTION_TYPES } from '../domain/transaction.js';
 import { describeCause, ExitCode, FatalError, PublishIncompleteError, ServiceUnavailableError, UsageError } from '../errors.js';
+import type { GenCounts } from '../stats/prometheus.js';
+import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
+import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 import { plural, toJson } from './format.js';
 
 /** Longest `--seed`: the `runs.seed` column is VARCHAR(64). */
@@ -25,11 +28,26 @@ const ACCOUNT_ID_MAX = Number.MAX_SAFE_INTEGER;
 export async function handleGen(
   ctx: CommandContext,
   options: PublishRunOptions,
-  io: { json: boolean; progress: ProgressBar | null; signal?: AbortSignal; onSecond?: (line: string) => void },
+  io: {
+    json: boolean;
+    progress: ProgressBar | null;
+    signal?: AbortSignal;
+    onSecond?: (line: string) => void;
+    metrics?: MetricsServerOptions | null;
+  },
 ): Promise<RunSummary> {
   const { config, log } = ctx;
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 2 });
+  let readProgress: (() => GenCounts) | null = null;
+  let metricsServer: RunningMetricsServer | null = null;
   try {
+    if (io.metrics) {
+      // prom-client is loaded only when asked for: every other run of the CLI starts without it.
+      const { createMetricsRegistry, exportGenMetrics } = await import('../stats/prometheus.js');
+      const registry = createMetricsRegistry('gen');
+      exportGenMetrics(registry, () => readProgress?.() ?? null);
+      metricsServer = await startMetricsServer(registry, io.metrics, log);
+    }
     await checkDatabase(db, config.databaseUrl, config.databaseName);
     const connection = await connectOnce(config.amqpUrl, log, 'txsim gen');
     let summary: RunSummary | null = null;
@@ -48,6 +66,7 @@ export async function handleGen(
         ...(io.signal ? { signal: io.signal } : {}),
         ...(bar ? { onProgress: (p) => bar.draw(p) } : {}),
         ...(io.onSecond ? { onSecond: (line) => io.onSecond?.(secondText(line)) } : {}),
+        onPublisher: (progress) => (readProgress = progress),
       });
     } catch (err) {
       // Only the run record's final save can still fail this way: the database stayed away longer than --reconnect-timeout.
@@ -74,6 +93,7 @@ export async function handleGen(
     }
     return summary;
   } finally {
+    await metricsServer?.close();
     await db.destroy();
   }
 }
@@ -162,6 +182,8 @@ export function registerGen(program: Command): void {
     .option('--new-run', 'start a new run (new run id, new transaction ids) from a seed an earlier run used, instead of resuming it')
     .option('--json', 'print the summary as JSON')
     .option('--no-progress', 'no progress bar even on a TTY')
+    .option(...METRICS_PORT_OPTION)
+    .option(...METRICS_HOST_OPTION)
     .addHelpText(
       'after',
       '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n  $ txsim gen --profile 500@10s,2000@30s,2000@60s,0@10s --accounts-dist zipf:1.1\n  $ txsim gen 20000 --seed 7 --instance 1/2   # and --instance 2/2 elsewhere\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
@@ -199,6 +221,7 @@ export function registerGen(program: Command): void {
         progress: bar,
         signal: shutdownSignal(ctx),
         ...(opts.perSecond ? { onSecond: (line: string) => process.stderr.write(`${line}\n`) } : {}),
+        metrics: metricsOptionsFrom(opts),
       });
     });
 }

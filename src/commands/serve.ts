@@ -4,11 +4,18 @@ import { UsageError } from '../errors.js';
 import { flushLogger } from '../log.js';
 import { SERVE_DEFAULTS, type ServeOptions } from '../serve/serve-context.js';
 import { startServer } from '../serve/serve.js';
+import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
+import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 import { registerTokens } from './tokens.js';
 
 /** Runs the HTTP API until `signal` aborts. */
-export async function handleServe(ctx: CommandContext, options: ServeOptions, signal: AbortSignal): Promise<void> {
+export async function handleServe(
+  ctx: CommandContext,
+  options: ServeOptions,
+  signal: AbortSignal,
+  metrics: MetricsServerOptions | null = null,
+): Promise<void> {
   const log = ctx.log.child({ component: 'serve' });
   if (options.noAuth) {
     const warning =
@@ -16,14 +23,25 @@ export async function handleServe(ctx: CommandContext, options: ServeOptions, si
     log.warn(warning);
     process.stderr.write(`\n*** ${warning} ***\n\n`);
   }
-  const server = await startServer(ctx.config, options, log);
+  // prom-client is loaded only when asked for: every other run of the CLI starts without it.
+  const prometheus = metrics ? await import('../stats/prometheus.js') : null;
+  const registry = prometheus ? prometheus.createMetricsRegistry('serve') : null;
+  const server = await startServer(
+    ctx.config,
+    options,
+    log,
+    prometheus && registry ? { onResponse: prometheus.exportHttpMetrics(registry) } : {},
+  );
+  let metricsServer: RunningMetricsServer | null = null;
   try {
+    if (registry && metrics) metricsServer = await startMetricsServer(registry, metrics, log);
     ctx.out(
       `txsim serve: listening on ${server.url} (dashboard ${server.url}/, API docs ${server.url}/docs, OpenAPI ${server.url}/openapi.json)`,
     );
     if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     log.info('shutting down');
   } finally {
+    await metricsServer?.close();
     await server.close();
     await flushLogger(log);
   }
@@ -49,6 +67,8 @@ export function registerServe(program: Command): void {
       String(SERVE_DEFAULTS.heartbeatMs),
     )
     .option('--confirm-timeout <ms>', 'a broker confirm that takes longer answers 503', String(SERVE_DEFAULTS.confirmTimeoutMs))
+    .option(...METRICS_PORT_OPTION)
+    .option(...METRICS_HOST_OPTION)
     .addHelpText(
       'after',
       `
@@ -80,7 +100,7 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
         confirmTimeoutMs: parseIntFlag('--confirm-timeout', str('confirmTimeout'), SERVE_DEFAULTS.confirmTimeoutMs, 100, 600_000),
       };
       const ctx = contextFor(command);
-      await handleServe(ctx, options, shutdownSignal(ctx));
+      await handleServe(ctx, options, shutdownSignal(ctx), metricsOptionsFrom(opts));
     });
   registerTokens(program);
 }

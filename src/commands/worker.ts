@@ -7,12 +7,16 @@ import { parseIntFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { flushLogger } from '../log.js';
 import { StatsPublisher } from '../stats/stats-publisher.js';
+import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
+import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 
 export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 'topology'> {
   readonly lockWaitTimeoutS: number;
   /** Run the outbox relay in this process (publishes committed accounting events; safe in every replica). Default true. */
   readonly relay?: boolean;
+  /** Serve Prometheus metrics there (`--metrics-port`); null/absent = off. */
+  readonly metrics?: MetricsServerOptions | null;
 }
 
 /**
@@ -41,7 +45,19 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
   );
   let relay: OutboxRelay | null = null;
   let stats: StatsPublisher | null = null;
+  let metricsServer: RunningMetricsServer | null = null;
   try {
+    if (options.metrics) {
+      // prom-client is loaded only when asked for: every other run of the CLI starts without it.
+      const { createMetricsRegistry, exportWorkerMetrics } = await import('../stats/prometheus.js');
+      const registry = createMetricsRegistry('worker', { worker_id: options.workerId });
+      exportWorkerMetrics(registry, {
+        metrics: worker.metrics,
+        connected: () => worker.connected,
+        relay: options.relay === false ? null : () => relay?.metrics ?? null,
+      });
+      metricsServer = await startMetricsServer(registry, options.metrics, log);
+    }
     await checkDatabase(db, config.databaseUrl, config.databaseName);
     // A SIGINT while waiting for the broker ends the wait at once (start resolves false).
     if (!signal.aborted) await worker.start(signal);
@@ -68,6 +84,7 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
         log,
         relayId: options.workerId,
         connectTimeoutMs: Number.POSITIVE_INFINITY,
+        hops: worker.metrics.hops,
       });
       await relay.start(signal);
     }
@@ -79,6 +96,7 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
     await stats?.close();
     // After the worker: events of its last commits are still relayed (or left for another replica).
     await relay?.close();
+    await metricsServer?.close();
     await db.destroy().catch(() => {});
     await flushLogger(log);
   }
@@ -101,6 +119,8 @@ export function registerWorker(program: Command): void {
       'how long to wait for RabbitMQ at start before giving up with exit 3 (env TXSIM_CONNECT_TIMEOUT; default 15)',
     )
     .option('--no-relay', 'do not run the outbox relay here (accounting events then wait for a replica that does)')
+    .option(...METRICS_PORT_OPTION)
+    .option(...METRICS_HOST_OPTION)
     .addOption(
       new Option('--fault-crash-after-commits <n>', 'fault injection: SIGKILL itself after the n-th commit, before acking').hideHelp(),
     )
@@ -119,6 +139,7 @@ export function registerWorker(program: Command): void {
         lockWaitTimeoutS: parseIntFlag('--lock-wait-timeout', opts.lockWaitTimeout, 10, 1, 3_600),
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', opts.shutdownDeadline, 15_000, 0, 600_000),
         relay: (opts as Record<string, unknown>).relay !== false,
+        metrics: metricsOptionsFrom(opts),
         ...(opts.faultCrashAfterCommits
           ? { crashAfterCommits: parseIntFlag('--fault-crash-after-commits', opts.faultCrashAfterCommits, 1, 1) }
           : {}),

@@ -143,6 +143,8 @@ export interface PublishRunHooks {
   readonly onRecordRecovered?: (failedSaves: number) => void;
   /** Each second of the run once it has passed: due, published, late, dropped. */
   readonly onSecond?: (line: SecondLine) => void;
+  /** Hands over a reader of the live counters once publishing starts (the Prometheus exporter reads it per scrape). */
+  readonly onPublisher?: (progress: () => RunProgress) => void;
 }
 
 /**
@@ -269,6 +271,7 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     instance,
   );
   const run = new RunPublisher(deps, options, hooks, record, generator, schedule, tracker);
+  hooks.onPublisher?.(() => run.progress());
   const elapsedMs = await run.publish();
   const failed = run.unconfirmedCount;
   // Dropped ids are accounted for (recorded as dropped), so a run that dropped some still completed its schedule.
@@ -476,7 +479,8 @@ class RunPublisher {
         messageId: generated.id,
         contentType: generated.contentType,
         timestamp: Math.floor(Date.now() / 1000),
-        headers: { [HEADERS.runId]: this.runId },
+        // The start of the queue-wait hop, in ms (the AMQP timestamp has whole seconds only).
+        headers: { [HEADERS.runId]: this.runId, [HEADERS.publishedAtMs]: Date.now() },
       },
     );
     handle.confirmed.then(

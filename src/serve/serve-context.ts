@@ -15,6 +15,8 @@ export interface ServeContext {
   readonly options: ServeOptions;
   /** The workers' stats and queue depths behind the dashboard (absent in servers built without it). */
   readonly dashboard?: { readonly stats: DashboardStats; readonly tickMs: number } | null;
+  /** Told of every response (the Prometheus exporter, with `--metrics-port`). */
+  readonly onResponse?: ((method: string, route: string, status: number, durationMs: number) => void) | null;
 }
 
 export interface ServeOptions {

@@ -27,7 +27,12 @@ export interface RunningServer {
  * ServiceUnavailableError when the database or the broker is unreachable at start (later outages
  * are answered per request with 503).
  */
-export async function startServer(config: Config, options: ServeOptions, log: Logger): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  options: ServeOptions,
+  log: Logger,
+  hooks: Pick<ServeContext, 'onResponse'> = {},
+): Promise<RunningServer> {
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 16 });
   const topology = topologyOf(config);
   const clientName = `txsim serve ${hostname()}-${process.pid}`;
@@ -53,7 +58,7 @@ export async function startServer(config: Config, options: ServeOptions, log: Lo
     log.child({ component: 'dashboard' }),
   );
   const dashboard = { stats, tickMs: DASHBOARD_DEFAULTS.tickMs };
-  const ctx: ServeContext = { db, publisher, hub, log, namespace: config.namespace, options, dashboard };
+  const ctx: ServeContext = { db, publisher, hub, log, namespace: config.namespace, options, dashboard, ...hooks };
   const feed = new FeedSource(
     { amqpUrl: config.amqpUrl, topology, clientName: `${clientName} feed`, queueLengthMax: 100_000 },
     log.child({ component: 'feed' }),

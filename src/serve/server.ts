@@ -106,6 +106,8 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
     }
   });
   app.addHook('onResponse', async (request, reply) => {
+    // The route pattern, never the URL: an id in a label would make a series per account.
+    ctx.onResponse?.(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
     request.log.info(
       { method: request.method, path: loggablePath(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
       'request',

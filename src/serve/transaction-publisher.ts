@@ -82,7 +82,7 @@ export class TransactionPublisher {
           messageId: message.id,
           contentType: 'application/json',
           timestamp: Math.floor(Date.now() / 1000),
-          headers: runId ? { [HEADERS.runId]: runId } : {},
+          headers: { ...(runId ? { [HEADERS.runId]: runId } : {}), [HEADERS.publishedAtMs]: Date.now() },
         },
       );
     } catch (err) {

@@ -23,7 +23,9 @@ export function percentilesOf(h: LatencyHistogram): Percentiles {
     p90: h.getValueAtPercentile(90),
     p99: h.getValueAtPercentile(99),
     p999: h.getValueAtPercentile(99.9),
-    max: h.maxValue,
+    // The 100th percentile, not maxValue: percentiles are reported as the highest value equivalent
+    // to their bucket, which can lie just above the exact maximum (p99.9 3461 > max 3460).
+    max: h.getValueAtPercentile(100),
   };
 }
 

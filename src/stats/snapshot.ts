@@ -5,6 +5,8 @@
  * client can publish to the exchange, and one malformed message must not break `watch`.
  */
 
+import { HOPS, type Hop } from './hops.js';
+
 /** Value of the `schema` field and of the AMQP `type` property. Bump it for incompatible changes. */
 export const SNAPSHOT_SCHEMA = 'txsim.stats.v1';
 
@@ -75,6 +77,18 @@ export interface WorkerSnapshot {
   /** The worker stopped consuming because the database is unreachable. */
   readonly paused: boolean;
   readonly lastError: { readonly message: string; readonly atMs: number } | null;
+  /**
+   * Latency per hop (stats/hops.ts), of the hops this worker measured (those with a count): over the
+   * last `windowS` seconds with histograms, and since start (histograms only on the `stopping`
+   * snapshot, which `bench` merges into exact totals). Absent from workers older than this field.
+   */
+  readonly hopsMs?: HopsMs;
+}
+
+export interface HopsMs {
+  readonly windowS: number;
+  readonly window: Readonly<Partial<Record<Hop, LatencySummary>>>;
+  readonly total: Readonly<Partial<Record<Hop, LatencySummary>>>;
 }
 
 export type DecodeSnapshotResult =
@@ -157,6 +171,23 @@ function readSnapshot(raw: unknown): WorkerSnapshot {
       lastErrorRaw === null
         ? null
         : { message: str(lastErrorRaw.message, 'lastError.message', 500), atMs: count(lastErrorRaw.atMs, 'lastError.atMs') },
+    ...(o.hopsMs === undefined ? {} : { hopsMs: hops(o.hopsMs, 'hopsMs') }),
+  };
+}
+
+function hops(value: unknown, field: string): HopsMs {
+  const o = obj(value, field);
+  const byHop = (raw: unknown, name: string): Partial<Record<Hop, LatencySummary>> => {
+    const h = obj(raw, name);
+    const out: Partial<Record<Hop, LatencySummary>> = {};
+    // Hops this build does not know (a newer worker's) are ignored.
+    for (const hop of HOPS) if (h[hop] !== undefined) out[hop] = summary(h[hop], `${name}.${hop}`);
+    return out;
+  };
+  return {
+    windowS: count(o.windowS, `${field}.windowS`),
+    window: byHop(o.window, `${field}.window`),
+    total: byHop(o.total, `${field}.total`),
   };
 }
 

@@ -4,8 +4,9 @@ import type { ConnectionFactory } from '../amqp/connect.js';
 import { ManagedConnection, type ManagedChannel } from '../amqp/managed-channel.js';
 import type { Logger } from '../log.js';
 import type { LatencyHistogram } from './histogram.js';
+import { HOPS, type Hop } from './hops.js';
 import { ratePerS, round1, type CounterSample } from './rates.js';
-import { encodeSnapshot, SNAPSHOT_SCHEMA, type LatencySummary, type WorkerSnapshot } from './snapshot.js';
+import { encodeSnapshot, SNAPSHOT_SCHEMA, type HopsMs, type LatencySummary, type WorkerSnapshot } from './snapshot.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 /** Workers publish one snapshot per second. */
@@ -88,6 +89,7 @@ export class SnapshotBuilder {
   private readonly applied: CounterSample[] = [];
   private readonly endToEnd: WindowedHistogram;
   private readonly processing: WindowedHistogram;
+  private readonly hops: [Hop, WindowedHistogram][];
 
   constructor(
     private readonly metrics: WorkerMetrics,
@@ -95,6 +97,22 @@ export class SnapshotBuilder {
   ) {
     this.endToEnd = new WindowedHistogram(metrics.endToEndMs, LATENCY_WINDOW_TICKS);
     this.processing = new WindowedHistogram(metrics.processingMs, LATENCY_WINDOW_TICKS);
+    this.hops = HOPS.map((hop) => [hop, new WindowedHistogram(metrics.hops.histograms[hop], LATENCY_WINDOW_TICKS)]);
+  }
+
+  /** Hops with values only: a worker never sees `statement`, one with --no-relay never sees `relay`. */
+  private hopsMs(stopping: boolean): HopsMs {
+    const window: Partial<Record<Hop, LatencySummary>> = {};
+    const total: Partial<Record<Hop, LatencySummary>> = {};
+    for (const [hop, windowed] of this.hops) {
+      const source = this.metrics.hops.histograms[hop];
+      // Sampled every tick even when empty, so the window's history stays aligned.
+      const w = windowed.sample();
+      if (source.totalCount === 0) continue;
+      window[hop] = w;
+      total[hop] = summarize(source, stopping);
+    }
+    return { windowS: LATENCY_WINDOW_TICKS, window, total };
   }
 
   build(nowMs: number, stopping = false): WorkerSnapshot {
@@ -127,6 +145,7 @@ export class SnapshotBuilder {
       blocked: m.blocked,
       paused: m.paused,
       lastError: m.lastError ? { message: m.lastError.message, atMs: m.lastError.at } : null,
+      hopsMs: this.hopsMs(stopping),
     };
   }
 }

@@ -2,6 +2,7 @@ import { Box, Text, useApp, useInput, useStdin } from 'ink';
 import { useReducer } from 'react';
 import { sortRows } from '../watch/stats-aggregator.js';
 import { Header } from './Header.js';
+import { HopLatency } from './HopLatency.js';
 import { QueuePanel } from './QueuePanel.js';
 import { RejectReasons } from './RejectReasons.js';
 import { Throughput } from './Throughput.js';
@@ -146,6 +147,7 @@ export function WatchApp({
         ) : null}
         {gap}
         <RejectReasons reasons={data.stats.rejectReasons} />
+        {layout.hops ? <HopLatency hops={data.stats.totals.hopsMs} windowS={rows[0]?.latencyWindowS ?? 10} /> : null}
         <Text wrap="truncate" dimColor>
           {hidden.length > 0 ? `hidden: ${hidden.join(', ')} (too small) · ` : ''}
           {`q quit  p ${ui.paused ? 'resume' : 'pause'}  s sort (${ui.sortKey})  ↑↓ ${selected ? 'select' : 'details'}${selected ? '  esc close' : ''}`}

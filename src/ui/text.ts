@@ -1,3 +1,5 @@
+import { HOPS, type Hop } from '../stats/hops.js';
+
 /**
  * Text helpers of the TUI: fixed-width cells (the tables are monospace lines, which truncate
  * predictably at 80 columns) and the sparkline. Pure; shared by the components.
@@ -62,4 +64,23 @@ export function formatDuration(ms: number): string {
   if (s < 60) return `${s}s`;
   if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** Short names of the hops, as the line shows them. */
+const HOP_LABEL: Record<Hop, string> = {
+  queue_wait: 'queue',
+  processing: 'processing',
+  commit: 'commit',
+  ack: 'ack',
+  relay: 'relay',
+  statement: 'statement',
+  end_to_end: 'e2e',
+};
+
+/** `queue 2/9 · commit 8/30 · …`: p50/p99 of each hop measured, in the order a message passes them. */
+export function hopLatencyText(hops: Readonly<Partial<Record<Hop, { count: number; p50: number; p99: number }>>>): string {
+  return HOPS.flatMap((hop) => {
+    const l = hops[hop];
+    return l && l.count > 0 ? [`${HOP_LABEL[hop]} ${formatMs(l.p50)}/${formatMs(l.p99)}`] : [];
+  }).join(' · ');
 }

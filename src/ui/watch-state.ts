@@ -89,6 +89,8 @@ export interface Layout {
   readonly details: boolean;
   /** Blank lines between panels. */
   readonly gaps: boolean;
+  /** The per-hop latency line: the least important, shown only in a line nothing else needs. */
+  readonly hops?: boolean;
 }
 
 /** Widths at or above this get the wide table. */
@@ -118,8 +120,8 @@ export function planLayout(
     const queues = l.queueRows === 'none' ? 0 : 1 + Math.min(l.queueRowsMax ?? Infinity, queueBodyRows(l.queueRows, counts.retryQueues));
     const sections = [table, sparks + details, queues, 1].filter((h) => h > 0).length;
     const gaps = l.gaps ? sections : 0;
-    // header 2 + table + sparklines/details + queues + reject reasons 1 + footer 1
-    return 2 + table + sparks + details + queues + 1 + 1 + gaps;
+    // header 2 + table + sparklines/details + queues + reject reasons 1 + hop latency 0/1 + footer 1
+    return 2 + table + sparks + details + queues + 1 + (l.hops ? 1 : 0) + 1 + gaps;
   };
   const candidates: Layout[] = [
     { wide, workerRowsMax: counts.workers, sparklines: 'each', queueRows: 'each', details: detailsOpen, gaps: true },
@@ -128,7 +130,9 @@ export function planLayout(
     { wide, workerRowsMax: counts.workers, sparklines: 'total', queueRows: 'merged', details: detailsOpen, gaps: false },
     { wide, workerRowsMax: counts.workers, sparklines: 'none', queueRows: 'merged', details: detailsOpen, gaps: false },
   ];
-  for (const c of candidates) if (heightOf(c) <= budget) return c;
+  // The hop line gets a line left over once everything else is placed.
+  const withHops = (l: Layout): Layout => (heightOf({ ...l, hops: true }) <= budget ? { ...l, hops: true } : l);
+  for (const c of candidates) if (heightOf(c) <= budget) return withHops(c);
   // Still too tall: drop the details pane (when open), then the queue panel, then cut worker rows.
   const last = candidates[candidates.length - 1]!;
   let fallback: Layout =
@@ -151,7 +155,7 @@ export function planLayout(
     fallback = { ...fallback, queueRows: 'merged', queueRowsMax: Math.min(queueBodyRows('merged', counts.retryQueues), free() - 1) };
   }
   if (!fallback.details && fallback.sparklines === 'none' && free() >= 1) fallback = { ...fallback, sparklines: 'total' };
-  return fallback;
+  return withHops(fallback);
 }
 
 /** Rows of the queue panel below its title: process, errors, dead, accounting and the retry steps. */

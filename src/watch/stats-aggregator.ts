@@ -1,5 +1,6 @@
 // hdr-histogram-js is CommonJS: its default import is the whole module.exports.
 import hdr from 'hdr-histogram-js';
+import { HOPS, type Hop } from '../stats/hops.js';
 import type { LatencySummary, WorkerSnapshot } from '../stats/snapshot.js';
 import { round1 } from '../stats/rates.js';
 
@@ -122,6 +123,8 @@ export interface WorkerRow {
   readonly endToEndMs: LatencySummary;
   /** Processing latency (delivered → committed) over the worker's last window. */
   readonly processingMs: LatencySummary;
+  /** Latency per hop over the worker's last window (hops it measured; none from an older worker). */
+  readonly hopsMs: Readonly<Partial<Record<Hop, LatencySummary>>>;
   readonly inFlight: number;
   readonly prefetchCount: number;
   readonly blocked: boolean;
@@ -151,6 +154,7 @@ export function rowOf(entry: WorkerEntry, nowMs: number, options: StalenessOptio
     latencyWindowS: s.latencyMs.windowS,
     endToEndMs: s.latencyMs.endToEnd,
     processingMs: s.latencyMs.processing,
+    hopsMs: s.hopsMs?.window ?? {},
     inFlight: s.inFlight,
     prefetchCount: s.prefetchCount,
     blocked: s.blocked,
@@ -243,6 +247,18 @@ export interface Totals {
   /** Over live (active and idle) workers' windows. */
   readonly endToEndMs: MergedLatency;
   readonly processingMs: MergedLatency;
+  /** Per hop, over live workers' windows; a hop no live worker measured is absent. */
+  readonly hopsMs: Readonly<Partial<Record<Hop, MergedLatency>>>;
+}
+
+/** Each hop merged over the rows that measured it. */
+export function mergeHops(rows: readonly WorkerRow[]): Partial<Record<Hop, MergedLatency>> {
+  const merged: Partial<Record<Hop, MergedLatency>> = {};
+  for (const hop of HOPS) {
+    const summaries = rows.flatMap((r) => (r.hopsMs[hop] ? [r.hopsMs[hop]] : []));
+    if (summaries.length > 0) merged[hop] = mergeLatency(summaries);
+  }
+  return merged;
 }
 
 /** The totals row: counts over every row shown (gone ones too: their work happened), rates over live rows. */
@@ -263,6 +279,7 @@ export function totalsOf(rows: readonly WorkerRow[]): Totals {
     inFlight: sum(live.map((r) => r.inFlight)),
     endToEndMs: mergeLatency(live.map((r) => r.endToEndMs)),
     processingMs: mergeLatency(live.map((r) => r.processingMs)),
+    hopsMs: mergeHops(live),
   };
 }
 

@@ -19,6 +19,7 @@ import {
 import type { WorkerSnapshot } from '../stats/snapshot.js';
 import { declareStatsQueue, snapshotHandler, subscribeStats, type StatsListener } from './stats-subscriber.js';
 import type { WatchData, WatchFeed } from '../ui/watch-state.js';
+import { hopLatencyText } from '../ui/text.js';
 import type { CommandContext } from '../commands/context.js';
 import { table, toJson } from '../commands/format.js';
 
@@ -298,7 +299,14 @@ export function jsonDocument(config: Config, data: WatchData) {
     if (l.count > 0) return rest;
     return { ...rest, p50: null, p99: null, max: null, ...(l.p90 === undefined ? {} : { p90: null }) };
   };
-  const stripHistograms = (r: WorkerRow) => ({ ...r, endToEndMs: latency(r.endToEndMs), processingMs: latency(r.processingMs) });
+  const hops = <L extends Parameters<typeof latency>[0]>(byHop: Readonly<Partial<Record<string, L>>>) =>
+    Object.fromEntries(Object.entries(byHop).map(([hop, l]) => [hop, latency(l!)]));
+  const stripHistograms = (r: WorkerRow) => ({
+    ...r,
+    endToEndMs: latency(r.endToEndMs),
+    processingMs: latency(r.processingMs),
+    hopsMs: hops(r.hopsMs),
+  });
   return {
     at: new Date(data.stats.atMs).toISOString(),
     namespace: config.namespace,
@@ -308,6 +316,7 @@ export function jsonDocument(config: Config, data: WatchData) {
       ...data.stats.totals,
       endToEndMs: latency(data.stats.totals.endToEndMs),
       processingMs: latency(data.stats.totals.processingMs),
+      hopsMs: hops(data.stats.totals.hopsMs),
     },
     rejectReasons: data.stats.rejectReasons,
     invalidSnapshots: data.stats.invalidCount,
@@ -401,6 +410,7 @@ function printOnce(ctx: CommandContext, config: Config, data: WatchData): void {
   }
   ctx.out('');
   ctx.out(`top rejects: ${data.stats.rejectReasons.map((r) => `${r.reason} ${r.count}`).join(', ') || 'none'}`);
+  ctx.out(`hops p50/p99 ms: ${hopLatencyText(totals.hopsMs) || 'no messages'}`);
 }
 
 /**
@@ -411,11 +421,15 @@ export function plainLines(data: WatchData, at: Date): string[] {
   const ts = at.toISOString();
   const t = data.stats.totals;
   const lat = (l: { count: number; p50: number; p99: number }) => (l.count === 0 ? 'p50_ms=- p99_ms=-' : `p50_ms=${l.p50} p99_ms=${l.p99}`);
+  const hopFields = Object.entries(t.hopsMs)
+    .filter(([, l]) => l.count > 0)
+    .map(([hop, l]) => ` ${hop}_p50_ms=${l.p50} ${hop}_p99_ms=${l.p99}`)
+    .join('');
   const queues = data.queues
     ? `queues=${data.queues.source} ${data.queues.queues.map((q) => `${q.role === 'retry' ? `retry_${q.name.slice(q.name.lastIndexOf('.') + 1)}` : q.role}=${q.ready ?? '-'}/${q.unacked ?? '-'}`).join(' ')}`
     : `queues=unavailable`;
   const lines = [
-    `ts=${ts} kind=total workers=${t.workers} active=${t.byStatus.active} idle=${t.byStatus.idle} stale=${t.byStatus.stale} gone=${t.byStatus.gone} tx_per_s=${t.ratePerS} applied=${t.applied} rejected=${t.rejected} retried=${t.retried} parked=${t.parked} ${lat(t.endToEndMs)} broker=${data.broker.state}${data.broker.detail ? ` broker_detail=${JSON.stringify(data.broker.detail)}` : ''} ${queues}`,
+    `ts=${ts} kind=total workers=${t.workers} active=${t.byStatus.active} idle=${t.byStatus.idle} stale=${t.byStatus.stale} gone=${t.byStatus.gone} tx_per_s=${t.ratePerS} applied=${t.applied} rejected=${t.rejected} retried=${t.retried} parked=${t.parked} ${lat(t.endToEndMs)}${hopFields} broker=${data.broker.state}${data.broker.detail ? ` broker_detail=${JSON.stringify(data.broker.detail)}` : ''} ${queues}`,
   ];
   for (const r of data.stats.rows) {
     lines.push(

@@ -159,6 +159,11 @@ export class Worker {
     return true;
   }
 
+  /** The consume channel is open (the Prometheus connection gauge). */
+  get connected(): boolean {
+    return this.consumeChannel.channel !== null;
+  }
+
   private dropBuffered(): void {
     // Deliveries of the old channel can no longer be acked; RabbitMQ will redeliver them.
     const dropped = this.buffer.length;
@@ -172,12 +177,17 @@ export class Worker {
     const { headers } = properties;
     const priorAttempts = Number(headers[HEADERS.attempts] ?? 0);
     const runId = headers[HEADERS.runId];
+    const receivedAtMs = Date.now();
+    // Queue wait of a first attempt only: a retry's header still holds gen's publish time, and its
+    // wait would count the retry delay as queueing.
+    const publishedAtMs = headers[HEADERS.publishedAtMs];
+    if (typeof publishedAtMs === 'number' && !(priorAttempts > 0)) this.metrics.hops.record('queue_wait', receivedAtMs - publishedAtMs);
     const incoming: Incoming = {
       decoded: decodeTransaction(msg.content, properties),
       attempt: (Number.isSafeInteger(priorAttempts) && priorAttempts > 0 ? priorAttempts : 0) + 1,
       runId: typeof runId === 'string' ? runId : null,
     };
-    this.buffer.push({ msg, generation, incoming, receivedAtMs: Date.now() });
+    this.buffer.push({ msg, generation, incoming, receivedAtMs });
     this.metrics.inFlight = this.buffer.length;
     this.schedule();
   }
@@ -229,6 +239,7 @@ export class Worker {
     const live = batch.filter((d) => this.consumeChannel.isCurrent(d));
     if (live.length === 0) return;
     let outcomes: Outcome[];
+    const startedAtMs = Date.now();
     try {
       outcomes = await this.deps.applyBatch(
         live.map((d) => d.incoming),
@@ -244,32 +255,32 @@ export class Worker {
       for (const delivery of live) await this.processBatch([delivery]);
       return;
     }
-    this.metrics.batches++;
+    const committedAtMs = Date.now();
+    this.metrics.recordBatch(live.length, startedAtMs, committedAtMs);
     if (this.options.crashAfterCommits !== undefined && this.metrics.batches >= this.options.crashAfterCommits) {
       this.log.warn({ batches: this.metrics.batches }, 'fault injection: crashing after commit, before ack');
       process.kill(process.pid, 'SIGKILL');
     }
-    const committedAtMs = Date.now();
     // Rejects' errors-queue publishes are pipelined; each delivery is acked after its own confirm.
-    await Promise.all(live.map((delivery, i) => this.finish(delivery, outcomes[i]!, committedAtMs)));
+    await Promise.all(live.map((delivery, i) => this.finish(delivery, outcomes[i]!, startedAtMs, committedAtMs)));
   }
 
   /** After commit: publish rejects to the errors queue, then ack. Logs one line per transaction at debug. */
-  private async finish(delivery: Delivery, outcome: Outcome, committedAtMs: number): Promise<void> {
+  private async finish(delivery: Delivery, outcome: Outcome, startedAtMs: number, committedAtMs: number): Promise<void> {
     const m = delivery.incoming.decoded.ok ? delivery.incoming.decoded.message : undefined;
     const createdAtMs = m ? Date.parse(m.createdAt) : NaN;
     const latencyMs = Number.isFinite(createdAtMs) ? committedAtMs - createdAtMs : null;
     const fields = { id: outcome.id, type: m?.type, account: m?.accountId, amountMinor: m?.amountMinor, latencyMs };
     switch (outcome.kind) {
       case 'applied':
-        this.metrics.applied++;
-        this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, committedAtMs);
+        this.metrics.recordOutcome('applied', m?.type);
+        this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, startedAtMs, committedAtMs);
         this.log.debug({ ...fields, outcome: 'applied', balanceAfterMinor: outcome.balanceAfterMinor.toString() }, 'applied');
         break;
       case 'rejected':
         if (!(await this.publishReject(delivery, outcome.reason, outcome.detail))) return;
-        this.metrics.rejected[outcome.reason]++;
-        this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, committedAtMs);
+        this.metrics.recordOutcome(outcome.reason, m?.type);
+        this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, startedAtMs, committedAtMs);
         this.log.debug({ ...fields, outcome: 'rejected', reason: outcome.reason, detail: outcome.detail }, 'rejected');
         break;
       case 'duplicate':
@@ -284,6 +295,7 @@ export class Worker {
         break;
     }
     this.ack(delivery);
+    this.metrics.hops.record('ack', Date.now() - committedAtMs);
   }
 
   private async publishReject(delivery: Delivery, reason: string, detail: string): Promise<boolean> {

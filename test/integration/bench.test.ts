@@ -59,6 +59,15 @@ describe('txsim bench', () => {
     expect(report.publishRatePerS).toBeGreaterThan(0);
     expect(report.seconds.length).toBeGreaterThan(0);
     expect(report.workerRssMbMax).toBeGreaterThan(0);
+    // Where the time went: each hop the workers measure, from both workers' final snapshots, merged exactly.
+    expect(report.hopLatencyMs).toMatchObject({ workersFinal: 2, workersReporting: 2, exact: true });
+    expect(Object.keys(report.hopLatencyMs.hops).sort()).toEqual(['ack', 'commit', 'end_to_end', 'processing', 'queue_wait']);
+    for (const [hop, p] of Object.entries(report.hopLatencyMs.hops)) {
+      // Every message passes every hop once (end to end: the poison-free run has a createdAt on each).
+      expect(p.count, hop).toBe(1500);
+      expect(p.p50, hop).toBeLessThanOrEqual(p.p99);
+      expect(p.p99, hop).toBeLessThanOrEqual(p.max);
+    }
 
     // What the report says is what the bench database holds.
     const config = benchConfig(ns.config);

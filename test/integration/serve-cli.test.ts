@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { scrape, sumOf } from '../helpers/prometheus-text.js';
 import { runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
+import { freePort } from './accounting-helpers.js';
 
 // The built CLI as a user runs it: `txsim tokens` and `txsim serve` as a child process.
 describe('txsim serve and txsim tokens (CLI)', () => {
@@ -67,6 +69,28 @@ describe('txsim serve and txsim tokens (CLI)', () => {
       const second = await runTxsim(['serve', '--port', port], ns.env, 30_000);
       expect(second.code).toBe(2);
       expect(second.stderr).toContain(`cannot listen on 127.0.0.1:${port} (EADDRINUSE)`);
+    } finally {
+      serve.child.kill('SIGTERM');
+    }
+    expect((await serve.done).code).toBe(0);
+  });
+
+  it('--metrics-port: requests counted by route pattern and status, on a port of their own without a token', async () => {
+    const metricsPort = await freePort();
+    const serve = spawnTxsim(['serve', '--port', '0', '--no-auth', '--metrics-port', String(metricsPort)], ns.env, 60_000);
+    let out = '';
+    serve.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    serve.child.stderr!.on('data', () => {});
+    try {
+      await waitFor(() => out.includes('listening on'), 20_000, 'serve to listen');
+      const url = /listening on (http:\/\/\S+) /.exec(out)![1]!;
+      for (const id of [1, 2, 424242]) await fetch(`${url}/v1/accounts/${id}`);
+      const samples = await scrape(`http://127.0.0.1:${metricsPort}/metrics`);
+      // Ids never become label values: the route's pattern does.
+      expect(sumOf(samples, 'txsim_http_requests_total', { method: 'GET', route: '/v1/accounts/:id', status: '200' })).toBe(2);
+      expect(sumOf(samples, 'txsim_http_requests_total', { route: '/v1/accounts/:id', status: '404' })).toBe(1);
+      expect(samples.some((s) => s.labels.route?.includes('424242'))).toBe(false);
+      expect(sumOf(samples, 'txsim_http_request_duration_seconds_count', { route: '/v1/accounts/:id', process: 'serve' })).toBe(3);
     } finally {
       serve.child.kill('SIGTERM');
     }

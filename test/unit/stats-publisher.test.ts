@@ -67,12 +67,12 @@ describe('SnapshotBuilder', () => {
   it('latency percentiles cover the last window only; totals cover everything', () => {
     const { metrics, step } = setup();
     step();
-    for (let i = 0; i < 100; i++) metrics.recordCommitted(0, 0, 2_000); // slow: 2 s end-to-end and processing
+    for (let i = 0; i < 100; i++) metrics.recordCommitted(0, 0, 0, 2_000); // slow: 2 s end-to-end and processing
     const slow = step();
     expect(slow.latencyMs.endToEnd).toMatchObject({ count: 100, p50: 2_000, p99: 2_000 });
     expect(slow.latencyMs.endToEnd.histogram).toEqual(expect.any(String));
     for (let i = 0; i < LATENCY_WINDOW_TICKS; i++) {
-      for (let j = 0; j < 10; j++) metrics.recordCommitted(990, 995, 1_000); // fast: 10 ms end-to-end, 5 ms processing
+      for (let j = 0; j < 10; j++) metrics.recordCommitted(990, 995, 995, 1_000); // fast: 10 ms end-to-end, 5 ms processing
       step();
     }
     const later = step();

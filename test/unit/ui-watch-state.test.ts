@@ -60,7 +60,14 @@ describe('planLayout', () => {
       queueRows: 'each',
       details: false,
       gaps: true,
+      hops: true,
     });
+  });
+
+  it('shows the hop latency line only in a line left over', () => {
+    // Twenty workers in 12 rows: worker rows are cut to fill the frame, no line is left over.
+    expect(planLayout({ columns: 80, rows: 12 }, { workers: 20, retryQueues: 4 }, false).hops).toBeUndefined();
+    expect(planLayout({ columns: 80, rows: 40 }, { workers: 3, retryQueues: 4 }, false).hops).toBe(true);
   });
 
   it('gives up spacing and per-worker sparklines before worker rows', () => {
