@@ -76,7 +76,7 @@ pid_of() {
   [[ -s $file ]] || return 1
   local pid
   pid=$(tr -dc '0-9' <"$file")
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && printf '%s' "$pid"
+  txsim_pid_alive "$pid" && printf '%s' "$pid"
 }
 
 is_running() {
@@ -147,23 +147,14 @@ join_node() {
 }
 
 stop_node() {
-  local n=$1 pid
-  if pid=$(pid_of "$n"); then
-    txsim_say "stopping $(node_name "$n")"
-    nodectl "$n" shutdown >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do
-      kill -0 "$pid" 2>/dev/null || return 0
-      sleep 0.5
-    done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
+  local pid
+  if pid=$(pid_of "$1"); then txsim_stop_process "$(node_name "$1")" "$pid" 30 nodectl "$1" shutdown; fi
 }
 
 kill_node() {
-  local n=$1 pid
-  pid=$(pid_of "$n") || txsim_die 3 "$(node_name "$n") is not running"
-  txsim_say "kill -9 $(node_name "$n") (pid $pid)"
-  kill -9 "$pid"
+  local pid
+  pid=$(pid_of "$1") || txsim_die 3 "$(node_name "$1") is not running"
+  txsim_kill_process "$(node_name "$1")" "$pid"
 }
 
 status_line() {

@@ -95,7 +95,7 @@ pid_of() {
   file="$(node_dir "$1")/mariadbd.pid"
   [[ -s $file ]] || return 1
   pid=$(tr -dc '0-9' <"$file")
-  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && printf '%s' "$pid"
+  txsim_pid_alive "$pid" && printf '%s' "$pid"
 }
 
 # A query on node n through its socket (as root, no password needed there).
@@ -106,8 +106,9 @@ node_sql() {
 }
 
 wsrep_status() {
+  # A node that is starting or dying does not answer: say so rather than fail the status.
   node_sql "$1" "SHOW STATUS WHERE Variable_name IN ('wsrep_local_state_comment','wsrep_cluster_size','wsrep_cluster_status')" |
-    awk '{ printf "%s=%s ", $1, $2 }'
+    awk '{ printf "%s=%s ", $1, $2 }' || printf 'not-answering'
 }
 
 is_synced() {
@@ -157,23 +158,14 @@ start_node() {
 }
 
 stop_node() {
-  local n=$1 pid
-  if pid=$(pid_of "$n"); then
-    txsim_say "stopping $(node_name "$n")"
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 120); do
-      kill -0 "$pid" 2>/dev/null || return 0
-      sleep 0.5
-    done
-    kill -9 "$pid" 2>/dev/null || true
-  fi
+  local pid
+  if pid=$(pid_of "$1"); then txsim_stop_process "$(node_name "$1")" "$pid" 60; fi
 }
 
 kill_node() {
-  local n=$1 pid
-  pid=$(pid_of "$n") || txsim_die 3 "$(node_name "$n") is not running"
-  txsim_say "kill -9 $(node_name "$n") (pid $pid)"
-  kill -9 "$pid"
+  local pid
+  pid=$(pid_of "$1") || txsim_die 3 "$(node_name "$1") is not running"
+  txsim_kill_process "$(node_name "$1")" "$pid"
 }
 
 status_line() {

@@ -129,3 +129,29 @@ txsim_bounded() {
     "$@"
   fi
 }
+
+# Stops process PID (named NAME in the message): runs the given polite stop command, or sends SIGTERM when
+# there is none or it fails, waits up to SECONDS for the process to go, then SIGKILLs it.
+#   txsim_stop_process NAME PID SECONDS [stop command...]
+txsim_stop_process() {
+  local name=$1 pid=$2 seconds=$3 i
+  shift 3
+  txsim_say "stopping $name"
+  if (($# == 0)) || ! "$@" >/dev/null 2>&1; then kill -TERM "$pid" 2>/dev/null || true; fi
+  for ((i = 0; i < seconds * 2; i++)); do
+    txsim_pid_alive "$pid" || return 0
+    sleep 0.5
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+# kill -9 of process PID (named NAME in the message): a crash, for the fault scripts.
+txsim_kill_process() {
+  txsim_say "kill -9 $1 (pid $2)"
+  kill -9 "$2"
+}
+
+# Is process PID alive? A killed process that its parent has not reaped yet (a zombie) is not.
+txsim_pid_alive() {
+  [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
+}

@@ -11,19 +11,8 @@ import {
 import type { FailureRecord } from '../db/transaction-failures.js';
 import type { Logger } from '../log.js';
 
-/** One failed attempt as the worker saw it, after its retry or park publish was confirmed. */
-export interface FailedAttempt {
-  readonly transactionId: string;
-  readonly state: AttemptState;
-  readonly attempt: number;
-  readonly accountId: number | null;
-  readonly type: string | null;
-  readonly amountMinor: string | null;
-  readonly currency: string | null;
-  readonly errorCode: string;
-  readonly errorMessage: string;
-  readonly failedAt: Date;
-}
+/** One failed attempt as the worker saw it, after its retry or park publish was confirmed (its worker is the reporter's). */
+export type FailedAttempt = Omit<AttemptEvent, 'at' | 'workerId'> & { readonly failedAt: Date };
 
 export interface FailureReportOptions {
   readonly workerId: string;
