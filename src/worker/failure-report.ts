@@ -6,7 +6,6 @@ import {
   ERROR_CODE_CHARS_MAX,
   ERROR_MESSAGE_CHARS_MAX,
   type AttemptEvent,
-  type AttemptState,
 } from '../domain/attempt-event.js';
 import type { FailureRecord } from '../db/transaction-failures.js';
 import type { Logger } from '../log.js';
