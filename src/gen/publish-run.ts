@@ -93,6 +93,8 @@ export interface RunProgress {
 export interface RunSummary extends RunProgress {
   readonly runId: string;
   readonly seed: string;
+  /** How the run was sent: published to RabbitMQ, or posted to `txsim serve` (`gen --via`). */
+  readonly via: 'amqp' | 'http';
   readonly requested: number;
   readonly invalid: number;
   /** Ids of the run that were never sent (the run was interrupted or gave up before publishing them). */
@@ -105,6 +107,28 @@ export interface RunSummary extends RunProgress {
   readonly confirmLatencyMs: Percentiles;
   readonly completed: boolean;
   readonly firstError: string | null;
+  /**
+   * Over HTTP: poison the API refused at the door (400), as it should; `verify --run` expects no
+   * outcome for these. Always 0 over AMQP, where every poison message reaches a worker.
+   */
+  readonly refused: number;
+  /** The HTTP figures of a run sent with `--via`; null over AMQP. */
+  readonly http: HttpRunFigures | null;
+}
+
+/** What a run sent through `txsim serve` measured beside the counts every run has. */
+export interface HttpRunFigures {
+  /** The server's origin, e.g. http://127.0.0.1:8080. */
+  readonly url: string;
+  readonly concurrency: number;
+  /** Answers by HTTP status, e.g. {"202": 990, "400": 10}. */
+  readonly byStatus: Record<string, number>;
+  /** Requests that got no answer (connection refused or reset, timeout). */
+  readonly noAnswer: number;
+  /** Requests answered per second (every status). */
+  readonly requestsPerS: number;
+  /** Request latency from each request's intended send time to its answer (the API answers 202 after the broker's confirm). */
+  readonly requestLatencyMs: Percentiles;
 }
 
 export interface PublishRunDeps {
@@ -184,13 +208,25 @@ function pick(from: Record<string, unknown>, keys: readonly string[]): Record<st
   return Object.fromEntries(keys.map((k) => [k, from[k]]));
 }
 
+/** A run ready to send: its id (new or resumed), its generator and its record (already started). */
+export interface PreparedRun {
+  readonly runId: string;
+  readonly generator: ReturnType<typeof createGenerator>;
+  readonly record: RunRecord;
+}
+
 /**
- * Publishes one run of generated transactions with confirms and records it, so `verify` can
- * account for every id. Stops early (summary.completed = false) on abort or when the broker goes
- * away; the summary then says exactly how many messages were never confirmed.
+ * What every run does before sending, whatever it is sent through: the target accounts, the run id
+ * (a re-used seed resumes its run, or is refused when its stream options differ), the seeded
+ * generator, and the `runs` row marked running. `sendOptions` are how it is sent (stored with the
+ * run; they never change the stream).
  */
-export async function publishRun(deps: PublishRunDeps, options: PublishRunOptions, hooks: PublishRunHooks = {}): Promise<RunSummary> {
-  const { db } = deps;
+export async function prepareRun(
+  db: Knex,
+  options: PublishRunOptions,
+  hooks: Pick<PublishRunHooks, 'onRecordOutage' | 'onRecordRecovered'>,
+  sendOptions: Record<string, unknown>,
+): Promise<PreparedRun> {
   const accounts = await customerTargets(db, options.accountIds);
   if (accounts.length === 0) {
     throw new UsageError(
@@ -218,13 +254,23 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     windowMax: options.windowMax,
     confirmTimeoutMs: options.confirmTimeoutMs,
     reconnectTimeoutMs: options.reconnectTimeoutMs,
+    ...sendOptions,
   });
   await startRun(db, { id: runId, seed: options.seed, countRequested: options.count, optionsJson, startedAt: new Date() });
-
   const record = new RunRecord(db, runId, {
     ...(hooks.onRecordOutage ? { onOutage: hooks.onRecordOutage } : {}),
     ...(hooks.onRecordRecovered ? { onRecovered: hooks.onRecordRecovered } : {}),
   });
+  return { runId, generator, record };
+}
+
+/**
+ * Publishes one run of generated transactions with confirms and records it, so `verify` can
+ * account for every id. Stops early (summary.completed = false) on abort or when the broker goes
+ * away; the summary then says exactly how many messages were never confirmed.
+ */
+export async function publishRun(deps: PublishRunDeps, options: PublishRunOptions, hooks: PublishRunHooks = {}): Promise<RunSummary> {
+  const { runId, generator, record } = await prepareRun(deps.db, options, hooks, {});
   const run = new RunPublisher(deps, options, hooks, record, generator);
   const elapsedMs = await run.publish();
   const failed = run.unconfirmedCount;
@@ -246,6 +292,7 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
   return {
     runId,
     seed: options.seed,
+    via: 'amqp',
     requested: options.count,
     published: run.published,
     confirmed: run.confirmed,
@@ -259,6 +306,8 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     confirmLatencyMs: percentilesOf(run.histogram),
     completed,
     firstError: run.firstError,
+    refused: 0,
+    http: null,
   };
 }
 

@@ -1,6 +1,6 @@
 import type { Knex } from '../db/knex.js';
 import { overappliedInRun } from '../db/ledger.js';
-import { getRun, runReturnedIds } from '../db/runs.js';
+import { getRun, runRefusedIds, runReturnedIds } from '../db/runs.js';
 import { outcomesOfIds, type OutcomeOfId } from '../db/transactions.js';
 import { transactionIdFor } from '../domain/ids.js';
 import { NotFoundError } from '../errors.js';
@@ -26,6 +26,11 @@ export interface RunAccount {
   readonly rejectedByReason: Record<string, number>;
   readonly parked: number;
   readonly returned: number;
+  /**
+   * Ids of a run sent over HTTP (`gen --via`) that the API did not accept (answered non-2xx, or not
+   * at all) and that have no outcome: nothing was queued for them, so none is expected.
+   */
+  readonly refused: number;
   /** Missing ids while messages are still in the process/retry queues. */
   readonly pending: number;
   /** Missing ids with nothing left in the queues: lost. */
@@ -45,18 +50,22 @@ export interface RunAccount {
 }
 
 /** Where one id of a run is. */
-export type IdPlace = 'applied' | 'rejected' | 'parked' | 'returned' | 'not_published' | 'missing';
+export type IdPlace = 'applied' | 'rejected' | 'parked' | 'returned' | 'refused' | 'not_published' | 'missing';
 
 /**
- * Places one id: its outcome if it has one, else the parking queue, else returned by the broker;
- * an id of an unfinished run past its last saved progress was probably never sent; anything else
+ * Places one id: its outcome if it has one, else the parking queue, else returned by the broker,
+ * else refused by the API (a run sent over HTTP, answered non-2xx or not at all); an id of an unfinished run past its last saved progress was probably never sent; anything else
  * is missing (still queued, or lost).
  */
-export function placeId(outcome: OutcomeOfId | undefined, where: { parked: boolean; returned: boolean; pastProgress: boolean }): IdPlace {
+export function placeId(
+  outcome: OutcomeOfId | undefined,
+  where: { parked: boolean; returned: boolean; refused?: boolean; pastProgress: boolean },
+): IdPlace {
   if (outcome?.status === 'applied') return 'applied';
   if (outcome?.status === 'rejected') return 'rejected';
   if (where.parked) return 'parked';
   if (where.returned) return 'returned';
+  if (where.refused) return 'refused';
   if (where.pastProgress) return 'not_published';
   return 'missing';
 }
@@ -66,6 +75,7 @@ export class RunTally {
   applied = 0;
   rejected = 0;
   parked = 0;
+  refused = 0;
   notPublished = 0;
   readonly rejectedByReason: Record<string, number> = {};
   readonly missing: string[] = [];
@@ -85,6 +95,9 @@ export class RunTally {
         this.parked++;
         return;
       case 'returned':
+        return;
+      case 'refused':
+        this.refused++;
         return;
       case 'not_published':
         this.notPublished++;
@@ -111,6 +124,7 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
   // have sent any prefix of what it was asked for, so every requested id counts.
   const expected = run.status === 'running' ? run.countRequested : run.published;
   const returned = await runReturnedIds(db, runId);
+  const refused = await runRefusedIds(db, runId);
   const parkedIds = await peekDeadIds(deps, peekLimit);
   const tally = new RunTally();
   for (let start = 0; start < expected; start += ID_CHUNK) {
@@ -119,7 +133,7 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     for (const [offset, id] of ids.entries()) {
       const outcome = found.get(id);
       const pastProgress = run.status === 'running' && start + offset >= run.published;
-      tally.add(id, placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), pastProgress }), outcome);
+      tally.add(id, placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), refused: refused.has(id), pastProgress }), outcome);
     }
   }
   const duplicated = await overappliedInRun(db, runId);
@@ -140,6 +154,7 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     rejectedByReason: tally.rejectedByReason,
     parked: tally.parked,
     returned: returned.size,
+    refused: tally.refused,
     pending,
     lost,
     duplicated: duplicated.length,

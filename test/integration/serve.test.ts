@@ -11,7 +11,7 @@ import { buildServer } from '../../src/serve/server.js';
 import { TransactionPublisher } from '../../src/serve/transaction-publisher.js';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { createGenerator } from '../../src/gen/generator.js';
-import { sendOverHttp } from '../../src/serve/http-sender.js';
+import { sendOverHttp } from '../../src/gen/http-sender.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
