@@ -4,7 +4,14 @@ import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { sendRunOverHttp, type HttpRunOptions } from '../gen/http-run.js';
 import { ProgressBar } from '../gen/progress-bar.js';
-import { publishRun, type HttpRunFigures, type PublishRunHooks, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
+import {
+  publishRun,
+  type HttpRunFigures,
+  type PublishRunHooks,
+  type PublishRunOptions,
+  type RunProgress,
+  type RunSummary,
+} from '../gen/publish-run.js';
 import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseNumberFlag, parseRangeFlag, parseWeightsFlag } from '../config/parse.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';

@@ -144,7 +144,11 @@ async function waitForDatabase(db: Knex, config: Config, deadline: number): Prom
     (err) => err instanceof ServiceUnavailableError && isConnectionError(err.cause),
   );
   if (failure !== null)
-    throw new ServiceUnavailableError('database', redactUrl(config.databaseUrl), new Error(`${stripPrefix(failure)}; ${waitedText(config)}`));
+    throw new ServiceUnavailableError(
+      'database',
+      redactUrl(config.databaseUrl),
+      new Error(`${stripPrefix(failure)}; ${waitedText(config)}`),
+    );
 }
 
 /** The broker, through the producer's own connection (kept for the first requests). */

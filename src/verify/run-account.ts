@@ -133,7 +133,11 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     for (const [offset, id] of ids.entries()) {
       const outcome = found.get(id);
       const pastProgress = run.status === 'running' && start + offset >= run.published;
-      tally.add(id, placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), refused: refused.has(id), pastProgress }), outcome);
+      tally.add(
+        id,
+        placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), refused: refused.has(id), pastProgress }),
+        outcome,
+      );
     }
   }
   const duplicated = await overappliedInRun(db, runId);

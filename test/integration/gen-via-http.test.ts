@@ -26,7 +26,12 @@ interface GenJson {
   invalid: number;
   refused: number;
   completed: boolean;
-  http: { byStatus: Record<string, number>; noAnswer: number; requestsPerS: number; requestLatencyMs: { count: number; p50: number } } | null;
+  http: {
+    byStatus: Record<string, number>;
+    noAnswer: number;
+    requestsPerS: number;
+    requestLatencyMs: { count: number; p50: number };
+  } | null;
 }
 
 interface VerifyJson {

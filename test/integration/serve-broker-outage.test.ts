@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { transactionIdFor } from '../../src/domain/ids.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { createAdminToken, startServe, type ServeProcess } from '../helpers/serve.js';
+import { createAdminToken, httpRunOutcomes, startServe, type ServeProcess } from '../helpers/serve.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { runTxsim, spawnTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { freePort } from './accounting-helpers.js';
@@ -72,39 +71,17 @@ describe('POST /v1/transactions under load with the broker cut mid-way', () => {
     expect(summary.confirmed).toBeGreaterThan(count / 2);
     expect(summary.confirmed + summary.failed).toBe(count);
 
-    const refusedIds = new Set(
-      (await ns.db('run_refusals').where('run_id', summary.runId).select<{ transaction_id: string }[]>('transaction_id')).map(
-        (r) => r.transaction_id,
-      ),
-    );
-    expect(refusedIds.size).toBe(summary.failed);
-    const accepted = Array.from({ length: count }, (_, i) => transactionIdFor(summary.runId, i)).filter((id) => !refusedIds.has(id));
-    expect(accepted).toHaveLength(summary.confirmed);
-    const appliedIds = async () =>
-      new Set(
-        (await ns.db('transactions').where({ run_id: summary.runId, status: 'applied' }).select<{ id: string }[]>('id')).map((r) => r.id),
-      );
-    let applied = new Set<string>();
-    // A lost one would wait forever: give up after a minute and let the assertions below name it.
-    await waitFor(
-      async () => {
-        applied = await appliedIds();
-        return accepted.every((id) => applied.has(id));
-      },
-      60_000,
-      'every 202 applied',
-      500,
-    ).catch(() => {});
+    const outcomes = await httpRunOutcomes(ns.db, summary.runId, count);
+    expect(outcomes.accepted).toHaveLength(summary.confirmed);
     // Every id answered 202/200 is applied …
-    expect(accepted.filter((id) => !applied.has(id))).toEqual([]);
+    expect(outcomes.acceptedNotApplied).toEqual([]);
     // … and every id without an outcome got a non-2xx or no answer.
-    const notApplied = Array.from({ length: count }, (_, i) => transactionIdFor(summary.runId, i)).filter((id) => !applied.has(id));
-    expect(notApplied.filter((id) => !refusedIds.has(id))).toEqual([]);
-    expect(notApplied.length).toBeGreaterThan(0);
+    expect(outcomes.notAppliedNotRefused).toEqual([]);
+    expect(outcomes.refusedNotApplied).toBeGreaterThan(0);
 
     const verify = await runTxsim(['verify', '--run', summary.runId, '--wait', '60', '--json'], ns.env, 120_000);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
     const report = JSON.parse(verify.stdout) as { run: { lost: number; duplicated: number; refused: number; applied: number } };
-    expect(report.run).toMatchObject({ lost: 0, duplicated: 0, refused: notApplied.length, applied: applied.size });
+    expect(report.run).toMatchObject({ lost: 0, duplicated: 0, refused: outcomes.refusedNotApplied, applied: outcomes.applied.size });
   });
 });
