@@ -418,11 +418,11 @@ async function startServeProcess(config: Config, db: Knex): Promise<{ child: Chi
       if (!match) return;
       clearTimeout(timer);
       child.removeListener('exit', onExit);
-      child.stdout!.removeListener('data', onData);
-      child.stdout!.resume(); // nothing more is read from it; it must not fill up and block serve
+      child.stdout.removeListener('data', onData);
+      child.stdout.resume(); // nothing more is read from it; it must not fill up and block serve
       resolve(match[1]!);
     };
-    child.stdout!.on('data', onData);
+    child.stdout.on('data', onData);
     child.once('exit', onExit);
   });
   return { child, url, token: token.token };
