@@ -492,21 +492,28 @@ describe('txsim serve', () => {
       hotSetSize: 1,
       invalidShare: 0.1,
     });
-    const summary = await sendOverHttp((index, createdAt) => generator.at(index, createdAt), {
-      baseUrl: server.url,
-      token: admin,
-      runId,
-      count: 300,
-      concurrency: 20,
-      ratePerS: 0,
-      requestTimeoutMs: 10_000,
-    });
+    const summary = await sendOverHttp(
+      (index, createdAt) => {
+        const generated = generator.at(index, createdAt);
+        return { ...generated, poison: generated.kind !== 'valid' };
+      },
+      {
+        baseUrl: server.url,
+        token: admin,
+        runId,
+        count: 300,
+        concurrency: 20,
+        ratePerS: 0,
+        requestTimeoutMs: 10_000,
+      },
+    );
     expect(summary.sent).toBe(300);
     expect(summary.failed).toBe(0);
     // Poison the API can see is refused at the door (400), the rest accepted; unknown accounts and
     // currency mismatches are accepted and rejected by the worker, as over AMQP.
     expect(summary.accepted + (summary.byStatus['400'] ?? 0)).toBe(300);
     expect(summary.byStatus['400']).toBeGreaterThan(0);
+    expect(summary.refused).toBe(summary.byStatus['400']);
     expect(summary.requestLatencyMs.p50).toBeGreaterThan(0);
     await waitFor(
       async () => {
