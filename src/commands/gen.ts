@@ -107,10 +107,11 @@ function throwUnlessComplete(summary: RunSummary): void {
   }
 }
 
-/** `202 ×990, 400 ×10, no answer ×3`. */
+/** `202 ×990, 400 ×10, no answer ×3, 429 waited out and sent again ×7`. */
 function statusText(http: HttpRunFigures): string {
   const parts = Object.entries(http.byStatus).map(([status, n]) => `${status} ×${n}`);
   if (http.noAnswer > 0) parts.push(`no answer ×${http.noAnswer}`);
+  if (http.throttled > 0) parts.push(`429 waited out and sent again ×${http.throttled}`);
   return parts.join(', ') || 'no answers';
 }
 

@@ -119,6 +119,7 @@ export async function sendRunOverHttp(
       concurrency: http.concurrency,
       byStatus: sent.byStatus,
       noAnswer: sent.noAnswer,
+      throttled: sent.throttled,
       requestsPerS: sent.elapsedMs > 0 ? Math.round((answered * 1000) / sent.elapsedMs) : 0,
       requestLatencyMs: sent.requestLatencyMs,
     },

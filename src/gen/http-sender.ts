@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { Pool } from 'undici';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
 
@@ -55,6 +56,8 @@ export interface HttpSendSummary extends HttpProgress {
   readonly byStatus: Record<string, number>;
   /** Requests with no answer (connection refused, reset, timeout). */
   readonly noAnswer: number;
+  /** 429 answers waited out and sent again (not in `byStatus`, which holds each request's last answer). */
+  readonly throttled: number;
   /** Ids answered 202/200: the broker confirmed these. */
   readonly acceptedIds: string[];
   /** Every other id, with its status (or null): `verify --run` does not expect these to be applied. */
@@ -72,6 +75,11 @@ export interface HttpSendSummary extends HttpProgress {
 /** Statuses that say the token is wrong for this: every further request would get the same. */
 const AUTH_STATUSES = new Set([401, 403]);
 
+/** Times one request is sent again after a 429 before its 429 counts as its answer. */
+const THROTTLE_RETRIES_MAX = 10;
+/** Longest wait after a 429, whatever its Retry-After says. */
+const THROTTLE_WAIT_MAX_MS = 5_000;
+
 /** Longest error text kept from an answer body for the summary. */
 const ERROR_TEXT_MAX = 300;
 
@@ -81,6 +89,8 @@ export async function sendOverHttp(
   hooks: { signal?: AbortSignal; onProgress?: (progress: HttpProgress) => void } = {},
 ): Promise<HttpSendSummary> {
   const origin = new URL(options.baseUrl).origin;
+  // Every request in flight listens on the signal: `concurrency` listeners are expected, not a leak.
+  if (hooks.signal) setMaxListeners(options.concurrency + 10, hooks.signal);
   const pool = new Pool(origin, {
     connections: options.concurrency,
     pipelining: 1,
@@ -96,20 +106,20 @@ export async function sendOverHttp(
   let sent = 0;
   let refused = 0;
   let noAnswer = 0;
+  let throttled = 0;
   let authStatus: number | null = null;
   let firstError: string | null = null;
   let nextIndex = 0;
   const t0 = performance.now();
   const progress = (): HttpProgress => ({ sent, accepted: acceptedIds.length, refused, failed: refusals.length - refused });
 
-  const sendOne = async (index: number): Promise<void> => {
-    const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
-    const waitMs = intendedMs - performance.now();
-    if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
-    // In paced mode a message is "created" at its intended time, as over AMQP.
-    const message = messageAt(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
-    sent++;
-    try {
+  /**
+   * One POST; a 429 (the server's per-token rate limit) is waited out as its Retry-After says and the
+   * same request sent again, a bounded number of times: being throttled is the server pacing the run,
+   * not a refusal (the same id and body are idempotent). The last answer is returned whatever it is.
+   */
+  const requestWithThrottle = async (message: HttpMessage) => {
+    for (let attempt = 1; ; attempt++) {
       const response = await pool.request({
         path: '/v1/transactions',
         method: 'POST',
@@ -121,6 +131,24 @@ export async function sendOverHttp(
         body: message.body,
         ...(hooks.signal ? { signal: hooks.signal } : {}),
       });
+      if (response.statusCode !== 429 || attempt >= THROTTLE_RETRIES_MAX || hooks.signal?.aborted) return response;
+      throttled++;
+      await response.body.dump();
+      const retryAfterS = Number(response.headers['retry-after']);
+      const delayMs = Math.min(THROTTLE_WAIT_MAX_MS, Number.isFinite(retryAfterS) && retryAfterS > 0 ? retryAfterS * 1000 : 1000);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  };
+
+  const sendOne = async (index: number): Promise<void> => {
+    const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
+    const waitMs = intendedMs - performance.now();
+    if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    // In paced mode a message is "created" at its intended time, as over AMQP.
+    const message = messageAt(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
+    sent++;
+    try {
+      const response = await requestWithThrottle(message);
       const status = response.statusCode;
       byStatus[status] = (byStatus[status] ?? 0) + 1;
       if (status === 200 || status === 202) {
@@ -160,6 +188,7 @@ export async function sendOverHttp(
     ...progress(),
     byStatus,
     noAnswer,
+    throttled,
     acceptedIds,
     refusals,
     stoppedEarly: sent < options.count,

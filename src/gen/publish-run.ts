@@ -125,6 +125,8 @@ export interface HttpRunFigures {
   readonly byStatus: Record<string, number>;
   /** Requests that got no answer (connection refused or reset, timeout). */
   readonly noAnswer: number;
+  /** 429 answers (the server's per-token rate limit) waited out as Retry-After said, and sent again. */
+  readonly throttled: number;
   /** Requests answered per second (every status). */
   readonly requestsPerS: number;
   /** Request latency from each request's intended send time to its answer (the API answers 202 after the broker's confirm). */

@@ -133,6 +133,22 @@ describe('gen --via http', () => {
     expect((JSON.parse(gen.stdout) as GenJson).confirmed).toBe(60);
   });
 
+  it("the server's rate limit (429) is waited out and the request sent again, not counted as a failure", async () => {
+    const limited = await startServe(ns.env, ['--rate-limit', '20', '--rate-burst', '5']);
+    try {
+      const gen = await txsim(['gen', '40', '--via', limited.url, '--seed', 'via-429', '--concurrency', '10', '--json'], {
+        TXSIM_TOKEN: token,
+      });
+      expect(gen.code, gen.stderr).toBe(0);
+      const summary = JSON.parse(gen.stdout) as GenJson & { http: { throttled: number } };
+      expect(summary.confirmed).toBe(40);
+      expect(summary.http.throttled).toBeGreaterThan(0);
+      expect(summary.http.byStatus['429']).toBeUndefined();
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('a server that is not there: one line naming it, exit 3, no run recorded', async () => {
     const before = await ns.db('runs').count<{ n: number }[]>({ n: '*' });
     const gen = await txsim(['gen', '10', '--via', 'http://127.0.0.1:1', '--seed', 'via-down'], { TXSIM_TOKEN: token });
