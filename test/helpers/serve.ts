@@ -9,13 +9,13 @@ export interface ServeProcess extends TxsimProcess {
 }
 
 /** Starts `txsim serve --port 0` (plus `args`) and waits until it listens. */
-export async function startServe(env: NodeJS.ProcessEnv, args: readonly string[] = []): Promise<ServeProcess> {
+export async function startServe(env: NodeJS.ProcessEnv, args: readonly string[] = [], listenTimeoutMs = 30_000): Promise<ServeProcess> {
   const serve = startTxsim(['serve', '--port', '0', '--rate-limit', '0', ...args], env);
   const listening = /listening on (http:\/\/\S+) /;
   try {
     await waitFor(
       () => listening.test(serve.stdout()) || serve.child.exitCode !== null,
-      30_000,
+      listenTimeoutMs,
       `serve to listen: ${serve.stdout()}${serve.stderr()}`,
     );
   } catch (err) {

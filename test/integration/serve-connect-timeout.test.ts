@@ -45,15 +45,15 @@ describe('txsim serve --connect-timeout', () => {
     expect(r.stderr).toMatch(/database unreachable at mysql:\/\/\S+: .*\(--connect-timeout\)/);
   });
 
-  // (The feed's own connection would also wait up to 15 s; this checks the wait as a whole, not the flag.)
   it('a broker that comes up while serve waits: serve starts and accepts a transaction', async () => {
     const target = new URL(ns.config.amqpUrl);
     const proxy = new TcpProxy(target.hostname, Number(target.port || 5672));
     proxy.port = await freePort();
     const env = { ...ns.env, AMQP_URL: withPort(ns.config.amqpUrl, proxy.port) };
-    // Nothing listens for the first 3 s: longer than serve's feed would retry on its own.
-    const opening = new Promise((resolve) => setTimeout(resolve, 3_000)).then(() => proxy.listen());
-    const serve = await startServe(env, ['--connect-timeout', '30', '--no-auth']);
+    // Nothing listens for the first 16 s: longer than the feed's own connection waits at start (15 s),
+    // so only --connect-timeout 40 gets serve through.
+    const opening = new Promise((resolve) => setTimeout(resolve, 16_000)).then(() => proxy.listen());
+    const serve = await startServe(env, ['--connect-timeout', '40', '--no-auth'], 45_000);
     try {
       await opening;
       const res = await fetch(`${serve.url}/v1/transactions`, {
