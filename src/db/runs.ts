@@ -85,10 +85,22 @@ export async function clearRunRefusals(db: Knex, runId: string, acceptedIds: rea
   }
 }
 
-/** Ids of a run sent over HTTP that the API did not accept (answered non-2xx, or not at all). */
+/** MySQL/MariaDB errno of a table that does not exist. */
+const ER_NO_SUCH_TABLE = 1146;
+
+/**
+ * Ids of a run sent over HTTP that the API did not accept (answered non-2xx, or not at all). A
+ * database set up before `run_refusals` existed has no such runs: verify of an AMQP run must not
+ * need `txsim setup` again to work.
+ */
 export async function runRefusedIds(db: Knex, runId: string): Promise<Set<string>> {
-  const rows = await db('run_refusals').where('run_id', runId).select<{ transaction_id: string }[]>('transaction_id');
-  return new Set(rows.map((r) => r.transaction_id));
+  try {
+    const rows = await db('run_refusals').where('run_id', runId).select<{ transaction_id: string }[]>('transaction_id');
+    return new Set(rows.map((r) => r.transaction_id));
+  } catch (err) {
+    if ((err as { errno?: number }).errno === ER_NO_SUCH_TABLE) return new Set();
+    throw err;
+  }
 }
 
 /** Records how a run ended. */
