@@ -78,6 +78,16 @@ CREATE TABLE IF NOT EXISTS run_returns (
   PRIMARY KEY (run_id, transaction_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
 
+-- Ids of a run sent through the HTTP API (`gen --via`) that the API did not accept: answered with a
+-- non-2xx status (http_status), or never answered (NULL). Nothing was queued for them as far as gen
+-- knows, so `verify --run` expects no outcome (one that appears anyway counts as applied/rejected).
+CREATE TABLE IF NOT EXISTS run_refusals (
+  run_id         CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  transaction_id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  http_status    SMALLINT NULL,
+  PRIMARY KEY (run_id, transaction_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
+
 -- Transactional outbox: written in the same DB transaction as the outcome, relayed afterwards.
 CREATE TABLE IF NOT EXISTS outbox_events (
   id                  BIGINT      NOT NULL AUTO_INCREMENT PRIMARY KEY,

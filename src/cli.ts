@@ -84,12 +84,18 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Passwords from URLs in env and argv, so no error message can echo one. */
+/** Passwords from URLs in env and argv, and bearer tokens, so no error message can echo one. */
 function secretsFromArgv(argv: string[]): string[] {
   const candidates = [...argv, process.env.AMQP_URL, process.env.DATABASE_URL, process.env.RABBITMQ_API_URL].filter(
     (v): v is string => typeof v === 'string',
   );
   const out: string[] = [];
+  // Bearer tokens (`gen --via … --token`, TXSIM_TOKEN) are secrets whole.
+  for (const [i, arg] of argv.entries()) {
+    const token = arg === '--token' ? argv[i + 1] : arg.startsWith('--token=') ? arg.slice('--token='.length) : undefined;
+    if (token && token.length >= 3) out.push(token);
+  }
+  if (process.env.TXSIM_TOKEN && process.env.TXSIM_TOKEN.length >= 3) out.push(process.env.TXSIM_TOKEN);
   for (const c of candidates) {
     try {
       const password = decodeURIComponent(new URL(c).password);

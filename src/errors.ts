@@ -44,7 +44,7 @@ export class UsageError extends FatalError {
 /** RabbitMQ, the database or the management API could not be reached. */
 export class ServiceUnavailableError extends FatalError {
   constructor(
-    readonly service: 'rabbitmq' | 'database' | 'rabbitmq-management' | 'webhook',
+    readonly service: 'rabbitmq' | 'database' | 'rabbitmq-management' | 'webhook' | 'txsim-serve',
     readonly endpoint: string,
     cause?: unknown,
   ) {

@@ -10,7 +10,10 @@ import { runLatencyTimeline, runOutcomeCount, runSpan } from '../db/transactions
 import { dropDatabase, ensureSchema } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
-import { publishRun, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
+import { insertToken } from '../db/api-tokens.js';
+import { sendRunOverHttp } from '../gen/http-run.js';
+import { publishRun, type HttpRunFigures, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
+import { newToken } from '../serve/credentials.js';
 import { verifyBooks } from '../verify/verify.js';
 import { HopLatencyCollector, type BenchHopLatency } from './hop-latency.js';
 
@@ -35,6 +38,13 @@ export interface BenchOptions {
   /** Extra node flags for the worker processes (e.g. --cpu-prof). */
   readonly workerNodeArgs: readonly string[];
   readonly seed: string;
+  /**
+   * How the transactions go in: published to RabbitMQ as `gen` does, or posted to a `txsim serve` the
+   * bench starts (`gen --via`), so the API's requests/s and request latency are measured too.
+   */
+  readonly via: 'amqp' | 'http';
+  /** With `via: 'http'`: requests in flight at once. */
+  readonly httpConcurrency: number;
 }
 
 /** One line per second while the bench runs, like PerfTest's. */
@@ -50,6 +60,8 @@ export interface SecondSample {
   readonly brokerCpuPct: number;
   readonly databaseCpuPct: number;
   readonly genCpuPct: number;
+  /** CPU % of the `txsim serve` process (0 when the bench publishes over AMQP). */
+  readonly serveCpuPct?: number;
   readonly workerRssMb: number;
   /**
    * created → committed latency of the outcomes committed in this interval, from the database after the
@@ -69,6 +81,7 @@ export interface BenchReport {
   /** Outcomes per second from the first message created to the last committed. */
   readonly endToEndRatePerS: number;
   readonly elapsedS: number;
+  /** Over HTTP: from each request's intended send time to its 202 (which the API sends after the broker's confirm). */
   readonly confirmLatencyMs: Percentiles;
   readonly endToEndLatencyMs: Percentiles;
   /**
@@ -76,9 +89,13 @@ export interface BenchReport {
    * as the workers measured it, merged over all of them.
    */
   readonly hopLatencyMs: BenchHopLatency;
+  /** How the transactions went in (see BenchOptions.via). */
+  readonly via: 'amqp' | 'http';
+  /** Requests/s, request latency and answers by status of a bench through the API; null over AMQP. */
+  readonly http: HttpRunFigures | null;
   readonly workerCpuPctAvg: number;
   /** Average CPU % (of one core) over the busy seconds: where the machine's cores went. */
-  readonly cpuPctAvg: { workers: number; broker: number; database: number; gen: number };
+  readonly cpuPctAvg: { workers: number; broker: number; database: number; gen: number; serve: number };
   readonly workerRssMbMax: number;
   readonly workerRssMbFirst: number;
   readonly workerRssMbLast: number;
@@ -125,21 +142,31 @@ export async function runBench(
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 2 });
   const workers: ChildProcess[] = [];
   const hops = new HopLatencyCollector();
+  /** Other processes the bench started (`txsim serve`). */
+  const children: ChildProcess[] = [];
   try {
     await hops.start(connection, topology.statsExchange);
     await seedAccounts(db, { count: options.accounts, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
     for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
 
+    const serve = options.via === 'http' ? await startServeProcess(config, db) : null;
+    if (serve) children.push(serve.child);
+
     // Seeding posted opening balances: count only what happens from here on.
-    const sampler = new SecondSampler(db, workers, await outcomeMarks(db), onSecond);
+    const sampler = new SecondSampler(db, workers, serve?.child ?? null, await outcomeMarks(db), onSecond);
     sampler.start(log);
     const controller = new AbortController();
     const stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
-    const summary = await publishRun({ db, connection, topology }, benchRunOptions(options), {
-      signal: controller.signal,
-      onProgress: (p) => sampler.setProgress(p),
-    });
+    const hooks = { signal: controller.signal, onProgress: (p: RunProgress) => sampler.setProgress(p) };
+    const summary = serve
+      ? await sendRunOverHttp(
+          db,
+          benchRunOptions(options),
+          { baseUrl: serve.url, token: serve.token, concurrency: options.httpConcurrency, requestTimeoutMs: 60_000 },
+          hooks,
+        )
+      : await publishRun({ db, connection, topology }, benchRunOptions(options), hooks);
     if (stopTimer) clearTimeout(stopTimer);
     sampler.setProgress(summary);
 
@@ -148,6 +175,7 @@ export async function runBench(
     // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
     // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.
     await Promise.all(workers.map(stopProcess));
+    await Promise.all(children.map(stopProcess));
     await hops.stop();
 
     const latency = await endToEndLatency(db, summary.runId);
@@ -159,7 +187,7 @@ export async function runBench(
       duplicated: verify.run?.duplicated ?? 0,
     });
   } finally {
-    await Promise.all(workers.map(stopProcess));
+    await Promise.all([...workers, ...children].map(stopProcess));
     await hops.stop();
     await db.destroy();
   }
@@ -205,12 +233,15 @@ function benchReport(
     confirmLatencyMs: summary.confirmLatencyMs,
     endToEndLatencyMs: latency.percentiles,
     hopLatencyMs,
+    via: summary.via,
+    http: summary.http,
     workerCpuPctAvg: avg(busy, (s) => s.workerCpuPct),
     cpuPctAvg: {
       workers: avg(busy, (s) => s.workerCpuPct),
       broker: avg(busy, (s) => s.brokerCpuPct),
       database: avg(busy, (s) => s.databaseCpuPct),
       gen: avg(busy, (s) => s.genCpuPct),
+      serve: avg(busy, (s) => s.serveCpuPct ?? 0),
     },
     workerRssMbMax: rss.length ? Math.max(...rss) : 0,
     workerRssMbFirst: rss[0] ?? 0,
@@ -240,6 +271,7 @@ class SecondSampler {
   private readonly broker = new CpuSampler(pidsNamed(['beam.smp']));
   private readonly database = new CpuSampler(pidsNamed(['mariadbd', 'mysqld']));
   private readonly self = new CpuSampler([process.pid]);
+  private readonly serve: CpuSampler;
   /** Samples run one after another: a slow one delays the next rather than overlapping it. */
   private sampling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -247,10 +279,12 @@ class SecondSampler {
   constructor(
     private readonly db: Knex,
     workers: readonly ChildProcess[],
+    serve: ChildProcess | null,
     readonly baseline: OutcomeMarks,
     private readonly onSecond: (sample: SecondSample) => void,
   ) {
     this.cpu = new CpuSampler(workers.map((w) => w.pid!));
+    this.serve = new CpuSampler(serve?.pid ? [serve.pid] : []);
   }
 
   setProgress(progress: RunProgress): void {
@@ -291,6 +325,7 @@ class SecondSampler {
       brokerCpuPct: this.broker.sample().cpuPct,
       databaseCpuPct: this.database.sample().cpuPct,
       genCpuPct: this.self.sample().cpuPct,
+      serveCpuPct: this.serve.sample().cpuPct,
     };
     this.last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
     this.seconds.push(s);
@@ -345,6 +380,63 @@ function startWorkerProcess(config: Config, options: BenchOptions, id: string): 
     },
   );
   return child;
+}
+
+/** Longest wait for the bench's `txsim serve` to listen. */
+const SERVE_START_TIMEOUT_MS = 30_000;
+
+/**
+ * Starts `txsim serve` for a bench through the API: a child process (its CPU is measured apart from
+ * gen's), on a free port, without rate limiting, with an admin token the bench creates for itself
+ * (only an admin may name the run). Resolves once it listens.
+ */
+async function startServeProcess(config: Config, db: Knex): Promise<{ child: ChildProcess; url: string; token: string }> {
+  const token = newToken();
+  await insertToken(db, {
+    id: token.id,
+    secretHash: token.secretHash,
+    isAdmin: true,
+    accountId: null,
+    label: 'txsim bench',
+    createdAt: new Date(),
+    expiresAt: new Date(Date.now() + 24 * 3_600_000),
+  });
+  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--rate-limit', '0', '--log-level', 'warn'], {
+    env: {
+      ...process.env,
+      TXSIM_NAMESPACE: config.namespace,
+      AMQP_URL: config.amqpUrl,
+      DATABASE_URL: config.databaseUrl,
+      TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(','),
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(
+      () => fail(new Error(`txsim serve did not listen within ${SERVE_START_TIMEOUT_MS} ms`)),
+      SERVE_START_TIMEOUT_MS,
+    );
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(err);
+    };
+    const onExit = (code: number | null) => fail(new Error(`txsim serve exited with code ${code} before listening`));
+    const onData = (d: Buffer) => {
+      out += d.toString();
+      const match = /listening on (http:\/\/\S+) /.exec(out);
+      if (!match) return;
+      clearTimeout(timer);
+      child.removeListener('exit', onExit);
+      child.stdout.removeListener('data', onData);
+      child.stdout.resume(); // nothing more is read from it; it must not fill up and block serve
+      resolve(match[1]!);
+    };
+    child.stdout.on('data', onData);
+    child.once('exit', onExit);
+  });
+  return { child, url, token: token.token };
 }
 
 function stopProcess(child: ChildProcess): Promise<void> {

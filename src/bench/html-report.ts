@@ -58,7 +58,15 @@ export interface BenchJson {
   readonly endToEndLatencyMs: BenchPercentiles;
   /** Per-hop latency as the workers measured it (absent from reports older than it). */
   readonly hopLatencyMs?: { readonly hops?: Readonly<Record<string, BenchPercentiles | undefined>>; readonly exact?: boolean };
-  readonly cpuPctAvg?: { readonly workers: number; readonly broker: number; readonly database: number; readonly gen: number };
+  readonly cpuPctAvg?: {
+    readonly workers: number;
+    readonly broker: number;
+    readonly database: number;
+    readonly gen: number;
+    readonly serve?: number;
+  };
+  /** A bench through the API (`bench --via http`); absent or null over AMQP. */
+  readonly http?: { readonly requestsPerS: number; readonly requestLatencyMs: BenchPercentiles } | null;
   readonly workerCpuPctAvg?: number;
   readonly workerRssMbMax?: number;
   readonly verifyOk?: boolean;
@@ -133,6 +141,7 @@ function summaryTable(runs: readonly NamedBenchReport[]): string {
     'publish msg/s',
     'end-to-end tx/s',
     'confirm p99 ms',
+    'HTTP req/s, request p50 / p99 ms',
     'e2e p50 / p99 / max ms',
     'CPU % workers / broker / DB / gen',
     'verify',
@@ -140,7 +149,7 @@ function summaryTable(runs: readonly NamedBenchReport[]): string {
   const rows = runs.map(({ name, report: r }) => {
     const o = r.options;
     const cpu = r.cpuPctAvg
-      ? `${r.cpuPctAvg.workers} / ${r.cpuPctAvg.broker} / ${r.cpuPctAvg.database} / ${r.cpuPctAvg.gen}`
+      ? `${r.cpuPctAvg.workers} / ${r.cpuPctAvg.broker} / ${r.cpuPctAvg.database} / ${r.cpuPctAvg.gen}${r.http ? ` / serve ${r.cpuPctAvg.serve ?? 0}` : ''}`
       : String(r.workerCpuPctAvg ?? '–');
     const verify = r.verifyOk === undefined ? '–' : r.verifyOk ? `OK, ${r.lost ?? 0} lost, ${r.duplicated ?? 0} dup` : 'FAILED';
     const cells = [
@@ -153,6 +162,8 @@ function summaryTable(runs: readonly NamedBenchReport[]): string {
       r.publishRatePerS,
       `<b>${r.endToEndRatePerS}</b>`,
       r.confirmLatencyMs.p99,
+      // Over HTTP the confirm column is the request latency too: the API answers 202 after the confirm.
+      r.http ? `${r.http.requestsPerS}, ${r.http.requestLatencyMs.p50} / ${r.http.requestLatencyMs.p99}` : '–',
       `${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max}`,
       cpu,
       verify,

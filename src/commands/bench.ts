@@ -43,7 +43,7 @@ export async function handleBench(
     if (format === 'csv') ctx.out('t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb');
     else if (format === 'table')
       ctx.out(
-        `bench ${config.namespace}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}`,
+        `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}`,
       );
     report = await runBench({ config, connection, topology: topologyOf(config), log: ctx.log }, options, (s) =>
       printSecond(ctx, s, format),
@@ -98,7 +98,15 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
   ctx.out(`run ${r.runId}: published ${r.published}, confirmed ${r.confirmed}, outcomes ${r.outcomes} in ${r.elapsedS.toFixed(1)} s`);
   ctx.out(`publish rate        ${r.publishRatePerS} msg/s`);
   ctx.out(`end-to-end rate     ${r.endToEndRatePerS} tx/s (first created → last committed)`);
-  ctx.out(`confirm latency     ${p(r.confirmLatencyMs)}`);
+  if (r.http) {
+    const statuses = Object.entries(r.http.byStatus)
+      .map(([status, n]) => `${status} ×${n}`)
+      .join(', ');
+    ctx.out(
+      `http requests       ${r.http.requestsPerS} req/s, ${r.http.concurrency} at once via ${r.http.url} (${statuses}${r.http.noAnswer ? `, no answer ×${r.http.noAnswer}` : ''})`,
+    );
+    ctx.out(`request latency     ${p(r.http.requestLatencyMs)} (intended send → 202, after the broker's confirm)`);
+  } else ctx.out(`confirm latency     ${p(r.confirmLatencyMs)}`);
   ctx.out(`created → committed ${p(r.endToEndLatencyMs)}`);
   // Where the time went, hop by hop, as the workers measured it.
   for (const [hop, l] of Object.entries(r.hopLatencyMs?.hops ?? {})) ctx.out(`  hop ${hop.padEnd(15)} ${p(l)}`);
@@ -110,10 +118,16 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
     `workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB`,
   );
   ctx.out(
-    `cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}`,
+    `cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}${r.http ? `, serve ${r.cpuPctAvg.serve}` : ''}`,
   );
   if (!r.drained) ctx.out(`drained             NO: ${r.outcomes} of ${r.confirmed} confirmed messages have an outcome`);
   ctx.out(`verify              ${r.verifyOk ? 'OK' : 'FAILED'} (lost ${r.lost}, duplicated ${r.duplicated})`);
+}
+
+/** `--via amqp|http`. */
+function parseTransportFlag(value: string | undefined): BenchOptions['via'] {
+  if (value === undefined || value === 'amqp' || value === 'http') return value ?? 'amqp';
+  throw new UsageError(`--via: "${value}" must be amqp or http`);
 }
 
 export function registerBench(program: Command): void {
@@ -133,13 +147,15 @@ export function registerBench(program: Command): void {
     .option('--invalid <share>', 'share of poison messages', '0')
     .option('--drain-timeout <s>', 'most time to wait for the workers to finish', '300')
     .option('--seed <seed>', 'seed (default: random)')
+    .option('--via <transport>', 'amqp: publish as gen does; http: post through a txsim serve the bench starts (gen --via)', 'amqp')
+    .option('--concurrency <n>', 'with --via http: requests in flight at once', '50')
     .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
     .option('--json', 'print the report as JSON')
     .option('--csv', 'print per-second lines as CSV')
     .option('--html <file>', 'also write a self-contained HTML report with charts')
     .addHelpText(
       'after',
-      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n  $ txsim bench --via http --concurrency 50 --count 20000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (k: string) => opts[k] as string | undefined;
@@ -168,6 +184,8 @@ export function registerBench(program: Command): void {
         drainTimeoutS: parseIntFlag('--drain-timeout', str('drainTimeout'), 300, 1, 86_400),
         workerNodeArgs: opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', '.txsim/profiles'] : [],
         seed: str('seed') ?? `bench-${randomBytes(4).toString('hex')}`,
+        via: parseTransportFlag(str('via')),
+        httpConcurrency: parseIntFlag('--concurrency', str('concurrency'), 50, 1, 1_000),
       };
       await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table', { htmlPath: str('html') });
     });

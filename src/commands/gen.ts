@@ -2,14 +2,22 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
+import { sendRunOverHttp, type HttpRunOptions } from '../gen/http-run.js';
 import { loadShapeOf } from '../gen/load-flags.js';
 import { latenessText, secondText } from '../gen/load-text.js';
 import { ProgressBar } from '../gen/progress-bar.js';
 import { instanceShare } from '../gen/send-schedule.js';
-import { publishRun, type PublishRunOptions, type RunSummary } from '../gen/publish-run.js';
+import {
+  publishRun,
+  type HttpRunFigures,
+  type PublishRunHooks,
+  type PublishRunOptions,
+  type RunProgress,
+  type RunSummary,
+} from '../gen/publish-run.js';
 import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseRangeFlag, parseWeightsFlag } from '../config/parse.js';
 import { redactUrl } from '../config/redact.js';
-import { checkDatabase, createDatabase } from '../db/knex.js';
+import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
 import { MAX_AMOUNT_MINOR, TRANSACTION_TYPES } from '../domain/transaction.js';
 import { describeCause, ExitCode, FatalError, PublishIncompleteError, ServiceUnavailableError, UsageError } from '../errors.js';
@@ -34,6 +42,7 @@ export async function handleGen(
     signal?: AbortSignal;
     onSecond?: (line: string) => void;
     metrics?: MetricsServerOptions | null;
+    via?: HttpRunOptions | null;
   },
 ): Promise<RunSummary> {
   const { config, log } = ctx;
@@ -49,53 +58,111 @@ export async function handleGen(
       metricsServer = await startMetricsServer(registry, io.metrics, log);
     }
     await checkDatabase(db, config.databaseUrl, config.databaseName);
-    const connection = await connectOnce(config.amqpUrl, log, 'txsim gen');
-    let summary: RunSummary | null = null;
     const bar = io.progress;
+    let summary: RunSummary | null = null;
+    const recordHooks = {
+      onRecordOutage: (err: unknown) =>
+        log.warn({ err: describeCause(err) }, "database unreachable: keeping the run's counts and retrying the save (publishing goes on)"),
+      onRecordRecovered: (failedSaves: number) => log.warn({ failedSaves }, 'database back: run record saved'),
+      ...(io.signal ? { signal: io.signal } : {}),
+      ...(bar ? { onProgress: (p: RunProgress) => bar.draw(p) } : {}),
+    };
     try {
-      const reconnect = () => connectOnce(config.amqpUrl, log, 'txsim gen');
-      summary = await publishRun({ db, connection, topology: topologyOf(config), reconnect }, options, {
-        onRecover: (unconfirmed: number) =>
-          log.warn({ unconfirmed }, 'broker back; re-sending unconfirmed messages (duplicates are ignored by id)'),
-        onRecordOutage: (err: unknown) =>
-          log.warn(
-            { err: describeCause(err) },
-            "database unreachable: keeping the run's counts and retrying the save (publishing goes on)",
-          ),
-        onRecordRecovered: (failedSaves: number) => log.warn({ failedSaves }, 'database back: run record saved'),
-        ...(io.signal ? { signal: io.signal } : {}),
-        ...(bar ? { onProgress: (p) => bar.draw(p) } : {}),
-        ...(io.onSecond ? { onSecond: (line) => io.onSecond?.(secondText(line)) } : {}),
-        onPublisher: (progress) => (readProgress = progress),
-      });
+      summary = io.via
+        ? await sendRunOverHttp(db, options, io.via, recordHooks)
+        : await publishOverAmqp(ctx, db, options, {
+            ...recordHooks,
+            ...(io.onSecond ? { onSecond: (line) => io.onSecond?.(secondText(line)) } : {}),
+            onPublisher: (progress) => (readProgress = progress),
+          });
     } catch (err) {
       // Only the run record's final save can still fail this way: the database stayed away longer than --reconnect-timeout.
       if (isConnectionError(err)) throw new ServiceUnavailableError('database', redactUrl(config.databaseUrl), err);
       throw err;
     } finally {
       bar?.finish(summary);
-      await connection.close().catch(() => {});
     }
     if (io.json) ctx.out(toJson(summary));
     else printSummary(ctx, summary);
-    if (summary.interrupted) {
-      throw new FatalError(
-        `run ${summary.runId} interrupted: ${summary.published} of ${summary.requested} published, ${plural(summary.notPublished, 'id')} never published, ` +
-          `${summary.published - summary.confirmed - summary.returned} unconfirmed; run the same command again to resume it`,
-        ExitCode.interrupted,
-      );
-    }
-    if (!summary.completed || summary.returned > 0) {
-      const unconfirmed = summary.published - summary.confirmed - summary.returned;
-      throw new PublishIncompleteError(
-        `run ${summary.runId} incomplete: ${summary.confirmed} of ${summary.requested} confirmed, ${unconfirmed} unconfirmed, ${summary.returned} returned unroutable${summary.firstError ? ` (${summary.firstError})` : ''}`,
-      );
-    }
+    throwUnlessComplete(summary);
     return summary;
   } finally {
     await metricsServer?.close();
     await db.destroy();
   }
+}
+
+/** The AMQP run: one connection (reconnected after a broker restart), confirms, the run record. */
+async function publishOverAmqp(ctx: CommandContext, db: Knex, options: PublishRunOptions, hooks: PublishRunHooks): Promise<RunSummary> {
+  const { config, log } = ctx;
+  const connection = await connectOnce(config.amqpUrl, log, 'txsim gen');
+  try {
+    const reconnect = () => connectOnce(config.amqpUrl, log, 'txsim gen');
+    return await publishRun({ db, connection, topology: topologyOf(config), reconnect }, options, {
+      ...hooks,
+      onRecover: (unconfirmed: number) =>
+        log.warn({ unconfirmed }, 'broker back; re-sending unconfirmed messages (duplicates are ignored by id)'),
+    });
+  } finally {
+    await connection.close().catch(() => {});
+  }
+}
+
+/** The exit of a run that did not send and get confirmed everything: interrupted (130), token refused (2), incomplete (6). */
+function throwUnlessComplete(summary: RunSummary): void {
+  if (summary.interrupted) {
+    throw new FatalError(
+      `run ${summary.runId} interrupted: ${summary.published} of ${summary.requested} published, ${plural(summary.notPublished, 'id')} never published, ` +
+        `${summary.published - summary.confirmed - summary.returned - summary.refused} unconfirmed; run the same command again to resume it`,
+      ExitCode.interrupted,
+    );
+  }
+  const authStatus = ['401', '403'].find((status) => (summary.http?.byStatus[status] ?? 0) > 0);
+  if (authStatus) {
+    throw new UsageError(
+      `--token: ${summary.http!.url} answered ${authStatus} (${summary.firstError ?? ''}); gen --via needs an admin token (txsim tokens create --admin), in --token or TXSIM_TOKEN`,
+    );
+  }
+  if (!summary.completed || summary.returned > 0) {
+    if (summary.http) {
+      throw new PublishIncompleteError(
+        `run ${summary.runId} incomplete: ${summary.confirmed} of ${summary.requested} accepted, ${summary.failed} not accepted (${statusText(summary.http)})${summary.firstError ? `, first: ${summary.firstError}` : ''}`,
+      );
+    }
+    const unconfirmed = summary.published - summary.confirmed - summary.returned;
+    throw new PublishIncompleteError(
+      `run ${summary.runId} incomplete: ${summary.confirmed} of ${summary.requested} confirmed, ${unconfirmed} unconfirmed, ${summary.returned} returned unroutable${summary.firstError ? ` (${summary.firstError})` : ''}`,
+    );
+  }
+}
+
+/** `202 ×990, 400 ×10, no answer ×3, 429 waited out and sent again ×7`. */
+function statusText(http: HttpRunFigures): string {
+  const parts = Object.entries(http.byStatus).map(([status, n]) => `${status} ×${n}`);
+  if (http.noAnswer > 0) parts.push(`no answer ×${http.noAnswer}`);
+  if (http.throttled > 0) parts.push(`429 waited out and sent again ×${http.throttled}`);
+  return parts.join(', ') || 'no answers';
+}
+
+/**
+ * `--via <url>`: the base URL of a txsim server, http or https, nothing but scheme, host and port
+ * (the API's paths are fixed). Credentials in the URL are refused: the token goes in --token.
+ */
+export function parseViaFlag(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--via: "${redactUrl(value)}" is not a URL; e.g. --via http://127.0.0.1:8080`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`--via: "${redactUrl(value)}" must be an http:// or https:// URL of a txsim serve`);
+  }
+  if (url.username || url.password) throw new UsageError('--via: no credentials in the URL; pass the token with --token or TXSIM_TOKEN');
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
+    throw new UsageError(`--via: "${url.origin}${url.pathname}${url.search}" must be the server's base URL only, e.g. ${url.origin}`);
+  }
+  return url.origin;
 }
 
 /** `--amount min..max` within the message contract: 1..10^12 minor units. */
@@ -132,15 +199,26 @@ function pickDefined<K extends string>(opts: Record<string, string | boolean | u
 }
 
 function printSummary(ctx: CommandContext, s: RunSummary): void {
-  ctx.out(`run ${s.runId} (seed ${s.seed})${s.interrupted ? ' — interrupted' : ''}`);
-  ctx.out(
-    `  published ${s.published} of ${s.requested}, confirmed ${s.confirmed}, returned ${s.returned}, failed ${s.failed}, of which poison ${s.invalid}` +
-      (s.notPublished > 0 ? `; ${s.notPublished} never published` : ''),
-  );
-  ctx.out(
-    `  ${(s.elapsedMs / 1000).toFixed(2)} s, ${s.ratePerS} msg/s; confirm latency p50 ${s.confirmLatencyMs.p50} ms, p99 ${s.confirmLatencyMs.p99} ms, max ${s.confirmLatencyMs.max} ms`,
-  );
-  if (s.profile) ctx.out(`  ${latenessText(s)}`);
+  ctx.out(`run ${s.runId} (seed ${s.seed})${s.http ? ` via ${s.http.url}` : ''}${s.interrupted ? ' — interrupted' : ''}`);
+  if (s.http) {
+    ctx.out(
+      `  sent ${s.published} of ${s.requested}, accepted ${s.confirmed}, refused ${s.refused} (invalid, 400), failed ${s.failed}, of which poison ${s.invalid}` +
+        (s.notPublished > 0 ? `; ${s.notPublished} never sent` : '') +
+        `; answers ${statusText(s.http)}`,
+    );
+    ctx.out(
+      `  ${(s.elapsedMs / 1000).toFixed(2)} s, ${s.http.requestsPerS} req/s (${s.ratePerS} accepted/s, ${s.http.concurrency} at once); request latency p50 ${s.http.requestLatencyMs.p50} ms, p99 ${s.http.requestLatencyMs.p99} ms, max ${s.http.requestLatencyMs.max} ms`,
+    );
+  } else {
+    ctx.out(
+      `  published ${s.published} of ${s.requested}, confirmed ${s.confirmed}, returned ${s.returned}, failed ${s.failed}, of which poison ${s.invalid}` +
+        (s.notPublished > 0 ? `; ${s.notPublished} never published` : ''),
+    );
+    ctx.out(
+      `  ${(s.elapsedMs / 1000).toFixed(2)} s, ${s.ratePerS} msg/s; confirm latency p50 ${s.confirmLatencyMs.p50} ms, p99 ${s.confirmLatencyMs.p99} ms, max ${s.confirmLatencyMs.max} ms`,
+    );
+    if (s.profile) ctx.out(`  ${latenessText(s)}`);
+  }
   if (s.instance.count > 1)
     ctx.out(
       `  instance ${s.instance.no}/${s.instance.count} of the run: verify accounts for it once all ${s.instance.count} have reported`,
@@ -179,6 +257,10 @@ export function registerGen(program: Command): void {
     .option('--window <n>', 'most unconfirmed messages in flight', '1000')
     .option('--confirm-timeout <ms>', 'fail a publish whose confirm takes longer', '30000')
     .option('--reconnect-timeout <s>', 'after losing the broker, keep reconnecting and re-sending unconfirmed messages this long', '60')
+    .option('--via <url>', 'send through the HTTP API of a txsim serve at this base URL instead of publishing to RabbitMQ')
+    .option('--concurrency <n>', 'with --via: requests in flight at once', '50')
+    .option('--token <token>', 'with --via: an admin bearer token (default: env TXSIM_TOKEN; never printed)')
+    .option('--request-timeout <ms>', 'with --via: a request unanswered this long counts as failed', '30000')
     .option('--new-run', 'start a new run (new run id, new transaction ids) from a seed an earlier run used, instead of resuming it')
     .option('--json', 'print the summary as JSON')
     .option('--no-progress', 'no progress bar even on a TTY')
@@ -186,7 +268,7 @@ export function registerGen(program: Command): void {
     .option(...METRICS_HOST_OPTION)
     .addHelpText(
       'after',
-      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n  $ txsim gen --profile 500@10s,2000@30s,2000@60s,0@10s --accounts-dist zipf:1.1\n  $ txsim gen 20000 --seed 7 --instance 1/2   # and --instance 2/2 elsewhere\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n  $ txsim gen --profile 500@10s,2000@30s,2000@60s,0@10s --accounts-dist zipf:1.1\n  $ txsim gen 20000 --seed 7 --instance 1/2   # and --instance 2/2 elsewhere\n  $ TXSIM_TOKEN=$(txsim tokens create --admin) txsim gen 5000 --via http://127.0.0.1:8080 --concurrency 50\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (count: string | undefined, opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (key: string) => opts[key] as string | undefined;
@@ -208,6 +290,7 @@ export function registerGen(program: Command): void {
         reconnectTimeoutMs: parseIntFlag('--reconnect-timeout', str('reconnectTimeout'), 60, 0, 86_400) * 1000,
         newRun: Boolean(opts.newRun),
       };
+      const via = viaOptionsOf(opts, process.env.TXSIM_TOKEN);
       const ctx = contextFor(command);
       // The per-second lines and the bar share stderr: with --per-second the lines replace the bar.
       const bar =
@@ -222,6 +305,32 @@ export function registerGen(program: Command): void {
         signal: shutdownSignal(ctx),
         ...(opts.perSecond ? { onSecond: (line: string) => process.stderr.write(`${line}\n`) } : {}),
         metrics: metricsOptionsFrom(opts),
+        via,
       });
     });
+}
+
+/** `--via`, `--concurrency`, `--token` (or TXSIM_TOKEN), `--request-timeout`; null without `--via`. */
+function viaOptionsOf(opts: Record<string, string | boolean | undefined>, envToken: string | undefined): HttpRunOptions | null {
+  const str = (key: string) => opts[key] as string | undefined;
+  const via = str('via');
+  if (via === undefined) {
+    if (opts.token !== undefined) throw new UsageError('--token: only with --via (without it gen publishes to RabbitMQ)');
+    return null;
+  }
+  // Over HTTP the requests are paced by --rate alone: the load-shape flags drive the AMQP publisher only.
+  for (const [key, flag] of [
+    ['profile', '--profile'],
+    ['dropLate', '--drop-late'],
+    ['instance', '--instance'],
+  ] as const) {
+    if (opts[key] !== undefined) throw new UsageError(`${flag}: not with --via (over HTTP, --rate paces the run)`);
+  }
+  const token = (str('token') ?? envToken ?? '').trim() || null;
+  return {
+    baseUrl: parseViaFlag(via),
+    token,
+    concurrency: parseIntFlag('--concurrency', str('concurrency'), 50, 1, 1_000),
+    requestTimeoutMs: parseIntFlag('--request-timeout', str('requestTimeout'), 30_000, 100, 600_000),
+  };
 }

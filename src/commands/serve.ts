@@ -69,6 +69,10 @@ export function registerServe(program: Command): void {
     .option('--confirm-timeout <ms>', 'a broker confirm that takes longer answers 503', String(SERVE_DEFAULTS.confirmTimeoutMs))
     .option(...METRICS_PORT_OPTION)
     .option(...METRICS_HOST_OPTION)
+    .option(
+      '--connect-timeout <s>',
+      'how long to wait at start for the database and RabbitMQ before giving up with exit 3 (env TXSIM_CONNECT_TIMEOUT; default 15)',
+    )
     .addHelpText(
       'after',
       `

@@ -135,6 +135,8 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
           ['parked', run.parked],
           ['returned unroutable', run.returned],
           ['dropped late (gen --drop-late)', run.dropped],
+          // Only runs sent over HTTP (gen --via) have refusals.
+          ...(run.refused > 0 ? [['refused by the API (non-2xx or no answer)', run.refused] as [string, number]] : []),
           ['still queued', run.pending],
           ['never published (run cut short)', run.notPublished],
           ['LOST', run.lost],

@@ -56,6 +56,45 @@ export async function recordRunReturns(db: Knex, runId: string, transactionIds: 
   }
 }
 
+/** An id of a run sent over HTTP that the API did not accept: the status it answered, or null for no answer. */
+export interface RunRefusal {
+  readonly id: string;
+  readonly status: number | null;
+}
+
+/**
+ * Records the ids of a run sent over HTTP (`gen --via`) that were not accepted (idempotent: a resumed
+ * run that gets another answer for an id keeps the latest). Once accepted, an id leaves the list.
+ */
+export async function recordRunRefusals(db: Knex, runId: string, refusals: readonly RunRefusal[]): Promise<void> {
+  for (let i = 0; i < refusals.length; i += RETURNS_CHUNK) {
+    await db('run_refusals')
+      .insert(refusals.slice(i, i + RETURNS_CHUNK).map((r) => ({ run_id: runId, transaction_id: r.id, http_status: r.status })))
+      .onConflict(['run_id', 'transaction_id'])
+      .merge(['http_status']);
+  }
+}
+
+/** Removes ids a resumed HTTP run got accepted this time from its refusals. */
+export async function clearRunRefusals(db: Knex, runId: string, acceptedIds: readonly string[]): Promise<void> {
+  for (let i = 0; i < acceptedIds.length; i += RETURNS_CHUNK) {
+    await db('run_refusals')
+      .where('run_id', runId)
+      .whereIn('transaction_id', acceptedIds.slice(i, i + RETURNS_CHUNK))
+      .delete();
+  }
+}
+
+/**
+ * Ids of a run sent over HTTP that the API did not accept (answered non-2xx, or not at all). A
+ * database set up before `run_refusals` existed has no such runs: verify of an AMQP run must not
+ * need `txsim setup` again to work.
+ */
+export async function runRefusedIds(db: Knex, runId: string): Promise<Set<string>> {
+  const rows = await orNoneBeforeSetup(db('run_refusals').where('run_id', runId).select<{ transaction_id: string }[]>('transaction_id'));
+  return new Set(rows.map((r) => r.transaction_id));
+}
+
 /** Records how a run ended. */
 export async function finishRun(
   db: Knex,
@@ -124,8 +163,8 @@ export async function runDroppedIds(db: Knex, runId: string): Promise<Set<string
 const ER_NO_SUCH_TABLE = 1146;
 
 /**
- * The rows, or none when the table does not exist: a namespace set up before sql/005-gen-load.sql has
- * no split runs and no drops, and verify must still account for its runs (`txsim setup` adds the tables).
+ * The rows, or none when the table does not exist: a namespace set up before the table's sql file has
+ * no split runs, drops or refusals, and verify must still account for its runs (`txsim setup` adds the tables).
  */
 async function orNoneBeforeSetup<T>(query: PromiseLike<T[]>): Promise<T[]> {
   try {

@@ -107,6 +107,8 @@ export const LATE_THRESHOLD_DEFAULT_MS = 10;
 export interface RunSummary extends RunProgress, LatenessSummary {
   readonly runId: string;
   readonly seed: string;
+  /** How the run was sent: published to RabbitMQ, or posted to `txsim serve` (`gen --via`). */
+  readonly via: 'amqp' | 'http';
   readonly requested: number;
   readonly invalid: number;
   /** Ids of the run that were never sent (the run was interrupted or gave up before publishing them). */
@@ -123,6 +125,30 @@ export interface RunSummary extends RunProgress, LatenessSummary {
   readonly profile: { readonly stages: readonly Stage[]; readonly durationMs: number } | null;
   readonly instance: Instance;
   readonly accountsDist: string;
+  /**
+   * Over HTTP: poison the API refused at the door (400), as it should; `verify --run` expects no
+   * outcome for these. Always 0 over AMQP, where every poison message reaches a worker.
+   */
+  readonly refused: number;
+  /** The HTTP figures of a run sent with `--via`; null over AMQP. */
+  readonly http: HttpRunFigures | null;
+}
+
+/** What a run sent through `txsim serve` measured beside the counts every run has. */
+export interface HttpRunFigures {
+  /** The server's origin, e.g. http://127.0.0.1:8080. */
+  readonly url: string;
+  readonly concurrency: number;
+  /** Answers by HTTP status, e.g. {"202": 990, "400": 10}. */
+  readonly byStatus: Record<string, number>;
+  /** Requests that got no answer (connection refused or reset, timeout). */
+  readonly noAnswer: number;
+  /** 429 answers (the server's per-token rate limit) waited out as Retry-After said, and sent again. */
+  readonly throttled: number;
+  /** Requests answered per second (every status). */
+  readonly requestsPerS: number;
+  /** Request latency from each request's intended send time to its answer (the API answers 202 after the broker's confirm). */
+  readonly requestLatencyMs: Percentiles;
 }
 
 export interface PublishRunDeps {
@@ -214,13 +240,29 @@ function pick(from: Record<string, unknown>, keys: readonly string[]): Record<st
   return Object.fromEntries(keys.map((k) => [k, from[k]]));
 }
 
+/** A run ready to send: its id (new or resumed), its generator and its record (already started). */
+export interface PreparedRun {
+  readonly runId: string;
+  readonly generator: ReturnType<typeof createGenerator>;
+  readonly record: RunRecord;
+  /** When each message of this instance is due (the profile or --rate), and how late they went out. */
+  readonly schedule: SendSchedule;
+  readonly tracker: LatenessTracker;
+  readonly instance: Instance;
+}
+
 /**
- * Publishes one run of generated transactions with confirms and records it, so `verify` can
- * account for every id. Stops early (summary.completed = false) on abort or when the broker goes
- * away; the summary then says exactly how many messages were never confirmed.
+ * What every run does before sending, whatever it is sent through: the target accounts, the run id
+ * (a re-used seed resumes its run, or is refused when its stream options differ), the seeded
+ * generator, and the `runs` row marked running. `sendOptions` are how it is sent (stored with the
+ * run; they never change the stream).
  */
-export async function publishRun(deps: PublishRunDeps, options: PublishRunOptions, hooks: PublishRunHooks = {}): Promise<RunSummary> {
-  const { db } = deps;
+export async function prepareRun(
+  db: Knex,
+  options: PublishRunOptions,
+  hooks: Pick<PublishRunHooks, 'onRecordOutage' | 'onRecordRecovered'>,
+  sendOptions: Record<string, unknown>,
+): Promise<PreparedRun> {
   const accounts = await customerTargets(db, options.accountIds);
   if (accounts.length === 0) {
     throw new UsageError(
@@ -255,12 +297,12 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     windowMax: options.windowMax,
     confirmTimeoutMs: options.confirmTimeoutMs,
     reconnectTimeoutMs: options.reconnectTimeoutMs,
+    ...sendOptions,
   });
   await startRun(db, { id: runId, seed: options.seed, countRequested: options.count, optionsJson, startedAt: new Date() });
   if (instance.count > 1) {
     await startRunInstance(db, runId, { no: instance.no, count: instance.count, countShare: schedule.shareCount, startedAt: new Date() });
   }
-
   const record = new RunRecord(
     db,
     runId,
@@ -270,6 +312,16 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     },
     instance,
   );
+  return { runId, generator, record, schedule, tracker, instance };
+}
+
+/**
+ * Publishes one run of generated transactions with confirms and records it, so `verify` can
+ * account for every id. Stops early (summary.completed = false) on abort or when the broker goes
+ * away; the summary then says exactly how many messages were never confirmed.
+ */
+export async function publishRun(deps: PublishRunDeps, options: PublishRunOptions, hooks: PublishRunHooks = {}): Promise<RunSummary> {
+  const { runId, generator, record, schedule, tracker, instance } = await prepareRun(deps.db, options, hooks, {});
   const run = new RunPublisher(deps, options, hooks, record, generator, schedule, tracker);
   hooks.onPublisher?.(() => run.progress());
   const elapsedMs = await run.publish();
@@ -295,6 +347,7 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
   return {
     runId,
     seed: options.seed,
+    via: 'amqp',
     requested: options.count,
     published: run.published,
     confirmed: run.confirmed,
@@ -312,6 +365,8 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     profile: schedule.profile ? { stages: schedule.profile.stages, durationMs: schedule.profile.durationMs } : null,
     instance,
     accountsDist: describeAccountsDist(options.accountsDist),
+    refused: 0,
+    http: null,
   };
 }
 

@@ -1,5 +1,14 @@
 import type { Knex } from '../db/knex.js';
-import { finishRun, recordRunDrops, recordRunReturns, saveRunInstance, saveRunProgress } from '../db/runs.js';
+import {
+  clearRunRefusals,
+  finishRun,
+  recordRunDrops,
+  recordRunRefusals,
+  recordRunReturns,
+  saveRunInstance,
+  saveRunProgress,
+  type RunRefusal,
+} from '../db/runs.js';
 import { isConnectionError } from '../db/with-transaction.js';
 import { WHOLE_RUN, type Instance } from './send-schedule.js';
 
@@ -74,16 +83,26 @@ export class RunRecord {
   }
 
   /**
-   * Saves the end of the run (returned ids, then the counts and status), retrying with backoff while
-   * the database is unreachable, for up to `timeoutMs`. Throws the last error after that, or at once
-   * for anything that is not an outage.
+   * Saves the end of the run (returned ids, ids the API refused, then the counts and status),
+   * retrying with backoff while the database is unreachable, for up to `timeoutMs`. Throws the last
+   * error after that, or at once for anything that is not an outage.
    */
-  async finish(returnedIds: readonly string[], end: RunEnd, timeoutMs: number): Promise<void> {
+  async finish(
+    returnedIds: readonly string[],
+    end: RunEnd,
+    timeoutMs: number,
+    http: { readonly refusals: readonly RunRefusal[]; readonly acceptedIds: readonly string[] } | null = null,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, FINISH_RETRY_DELAY_MAX_MS)) {
       try {
         await recordRunReturns(this.db, this.runId, returnedIds);
         await this.saveDrops();
+        if (http) {
+          // A resumed run: an id refused last time and accepted now is no longer a refusal.
+          await clearRunRefusals(this.db, this.runId, http.acceptedIds);
+          await recordRunRefusals(this.db, this.runId, http.refusals);
+        }
         if (this.instance.count > 1) await saveRunInstance(this.db, this.runId, this.instance.no, end);
         else await finishRun(this.db, this.runId, end);
         this.succeeded();

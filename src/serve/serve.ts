@@ -3,8 +3,10 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { topologyOf } from '../amqp/topology.js';
 import type { Config } from '../config/config.js';
-import { checkDatabase, createDatabase } from '../db/knex.js';
-import { UsageError } from '../errors.js';
+import { redactUrl } from '../config/redact.js';
+import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
+import { isConnectionError } from '../db/with-transaction.js';
+import { describeCause, ServiceUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DASHBOARD_DEFAULTS, DashboardStats } from './dashboard-stats.js';
 import { FeedHub, FINAL_STATES } from './feed-hub.js';
@@ -23,9 +25,10 @@ export interface RunningServer {
 }
 
 /**
- * Starts `txsim serve`: database pool, producer, live feed, HTTP server. Throws
- * ServiceUnavailableError when the database or the broker is unreachable at start (later outages
- * are answered per request with 503).
+ * Starts `txsim serve`: database pool, producer, live feed, HTTP server. Waits up to
+ * `config.connectTimeoutMs` (`--connect-timeout`) for the database and the broker, then throws
+ * ServiceUnavailableError naming the one that is not there (exit 3); later outages are answered per
+ * request with 503.
  */
 export async function startServer(
   config: Config,
@@ -78,7 +81,9 @@ export async function startServer(
   };
   let closing: Promise<void> | null = null;
   try {
-    await checkDatabase(db, config.databaseUrl, config.databaseName);
+    const deadline = Date.now() + config.connectTimeoutMs;
+    await waitForDatabase(db, config, deadline);
+    await waitForBroker(publisher, config, deadline);
     await feed.start();
     await stats.start();
     app = await buildServer(ctx);
@@ -94,6 +99,81 @@ export async function startServer(
   const address = app.server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return { url: `http://${host}:${address.port}`, app, close: () => (closing ??= close()) };
+}
+
+/** Pause between two start-up attempts at a service, growing to this. */
+const START_RETRY_DELAY_MAX_MS = 2_000;
+
+/**
+ * Tries `attempt` until it succeeds or `deadline` passes (an attempt still running then is given
+ * up): a server started beside its services (compose, CI) waits for them, one started against a
+ * wrong address fails within `--connect-timeout`. `retryable` says which failures waiting can cure.
+ */
+async function untilDeadline(
+  attempt: () => Promise<string | null>,
+  deadline: number,
+  retryable: (err: unknown) => boolean,
+): Promise<string | null> {
+  let last: string | null = null;
+  for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, START_RETRY_DELAY_MAX_MS)) {
+    const remainingMs = deadline - Date.now();
+    if (remainingMs <= 0) return last ?? 'no answer';
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(last ?? 'no answer'), remainingMs)));
+    try {
+      last = await Promise.race([attempt(), timeout]);
+      if (last === null) return null;
+    } catch (err) {
+      if (!retryable(err)) throw err;
+      last = describeCause(err);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (Date.now() + delayMs >= deadline) return last;
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
+function waitedText(config: Config): string {
+  return `no connection within ${Number((config.connectTimeoutMs / 1000).toFixed(1))} s (--connect-timeout)`;
+}
+
+/** The database, waited for while it refuses connections; a missing database or bad credentials fail at once. */
+async function waitForDatabase(db: Knex, config: Config, deadline: number): Promise<void> {
+  const failure = await untilDeadline(
+    async () => {
+      await checkDatabase(db, config.databaseUrl, config.databaseName);
+      return null;
+    },
+    deadline,
+    (err) => err instanceof ServiceUnavailableError && isConnectionError(err.cause),
+  );
+  if (failure !== null)
+    throw new ServiceUnavailableError(
+      'database',
+      redactUrl(config.databaseUrl),
+      new Error(`${stripPrefix(failure)}; ${waitedText(config)}`),
+    );
+}
+
+/** The broker, through the producer's own connection (kept for the first requests). */
+async function waitForBroker(publisher: TransactionPublisher, config: Config, deadline: number): Promise<void> {
+  const failure = await untilDeadline(
+    async () => {
+      const ready = await publisher.ready();
+      // Blocked by an alarm is still a broker: serve starts, and answers 503 until it clears.
+      return ready.ok || ready.detail.startsWith('connection blocked') ? null : ready.detail;
+    },
+    deadline,
+    () => true,
+  );
+  if (failure !== null)
+    throw new ServiceUnavailableError('rabbitmq', redactUrl(config.amqpUrl), new Error(`${stripPrefix(failure)}; ${waitedText(config)}`));
+}
+
+/** `database unreachable at …: ECONNREFUSED …` → `ECONNREFUSED …` (the outer error names the service again). */
+function stripPrefix(text: string): string {
+  return text.replace(/^[a-z-]+ unreachable at \S+: /, '');
 }
 
 async function resync(ctx: ServeContext): Promise<void> {

@@ -1,6 +1,6 @@
 import type { Knex } from '../db/knex.js';
 import { overappliedInRun } from '../db/ledger.js';
-import { getRun, runDroppedIds, runInstances, runReturnedIds, type RunInstanceRow, type RunRow } from '../db/runs.js';
+import { getRun, runDroppedIds, runInstances, runRefusedIds, runReturnedIds, type RunInstanceRow, type RunRow } from '../db/runs.js';
 import { outcomesOfIds, type OutcomeOfId } from '../db/transactions.js';
 import { transactionIdFor } from '../domain/ids.js';
 import { NotFoundError } from '../errors.js';
@@ -33,6 +33,11 @@ export interface RunAccount {
    * which have not (their ids are not accounted for until they do). Null for a run of one gen.
    */
   readonly instances: { readonly count: number; readonly reported: number[]; readonly missing: number[] } | null;
+  /**
+   * Ids of a run sent over HTTP (`gen --via`) that the API did not accept (answered non-2xx, or not
+   * at all) and that have no outcome: nothing was queued for them, so none is expected.
+   */
+  readonly refused: number;
   /** Missing ids while messages are still in the process/retry queues. */
   readonly pending: number;
   /** Missing ids with nothing left in the queues: lost. */
@@ -52,22 +57,23 @@ export interface RunAccount {
 }
 
 /** Where one id of a run is. */
-export type IdPlace = 'applied' | 'rejected' | 'parked' | 'returned' | 'dropped' | 'not_published' | 'missing';
+export type IdPlace = 'applied' | 'rejected' | 'parked' | 'returned' | 'dropped' | 'refused' | 'not_published' | 'missing';
 
 /**
- * Places one id: its outcome if it has one, else the parking queue, else returned by the broker;
- * an id of an unfinished run past its last saved progress was probably never sent; anything else
+ * Places one id: its outcome if it has one, else the parking queue, else returned by the broker,
+ * else refused by the API (a run sent over HTTP, answered non-2xx or not at all); an id of an unfinished run past its last saved progress was probably never sent; anything else
  * is missing (still queued, or lost).
  */
 export function placeId(
   outcome: OutcomeOfId | undefined,
-  where: { parked: boolean; returned: boolean; dropped?: boolean; pastProgress: boolean },
+  where: { parked: boolean; returned: boolean; dropped?: boolean; refused?: boolean; pastProgress: boolean },
 ): IdPlace {
   if (outcome?.status === 'applied') return 'applied';
   if (outcome?.status === 'rejected') return 'rejected';
   if (where.parked) return 'parked';
   if (where.returned) return 'returned';
   if (where.dropped) return 'dropped';
+  if (where.refused) return 'refused';
   if (where.pastProgress) return 'not_published';
   return 'missing';
 }
@@ -77,6 +83,7 @@ export class RunTally {
   applied = 0;
   rejected = 0;
   parked = 0;
+  refused = 0;
   notPublished = 0;
   readonly rejectedByReason: Record<string, number> = {};
   readonly missing: string[] = [];
@@ -97,6 +104,9 @@ export class RunTally {
         return;
       case 'returned':
       case 'dropped':
+        return;
+      case 'refused':
+        this.refused++;
         return;
       case 'not_published':
         this.notPublished++;
@@ -121,6 +131,7 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
   if (!run) throw new NotFoundError(`run ${runId} not found (txsim gen prints its run id)`);
   const returned = await runReturnedIds(db, runId);
   const dropped = await runDroppedIds(db, runId);
+  const refused = await runRefusedIds(db, runId);
   const instanceRows = await runInstances(db, runId);
   const scope = idScopeOf(run, instanceRows, dropped.size);
   const parkedIds = await peekDeadIds(deps, peekLimit);
@@ -142,7 +153,13 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
       const pastProgress = scope(inScope[at]!) === 'maybe';
       tally.add(
         id,
-        placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), dropped: dropped.has(id), pastProgress }),
+        placeId(outcome, {
+          parked: parkedIds.has(id),
+          returned: returned.has(id),
+          dropped: dropped.has(id),
+          refused: refused.has(id),
+          pastProgress,
+        }),
         outcome,
       );
     }
@@ -175,6 +192,7 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     returned: returned.size,
     dropped: dropped.size,
     instances,
+    refused: tally.refused,
     pending,
     lost,
     duplicated: duplicated.length,

@@ -230,6 +230,8 @@ interface VerifyJson {
     readonly rejected: number;
     readonly parked: number;
     readonly returned: number;
+    /** Ids of a run sent over HTTP (`gen --via`) that the API refused and that have no outcome. */
+    readonly refused?: number;
     readonly lost: number;
     readonly duplicated: number;
   };
@@ -261,7 +263,7 @@ export async function verifyScenario(s: Stage, scenario: string, runId: string, 
   expect(result).toMatchObject({ lost: 0, duplicated: 0, invariantViolations: 0 });
   const run = report.run;
   if (!run) throw new Error(`verify --json printed no run:\n${verify.stdout}`);
-  expect(run.applied + run.rejected + run.parked + run.returned).toBe(run.expected);
+  expect(run.applied + run.rejected + run.parked + run.returned + (run.refused ?? 0)).toBe(run.expected);
   for (const w of s.workers) expect(w.child.exitCode, `worker ${w.id} died:\n${w.output().slice(-2000)}`).toBeNull();
   return result;
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
+import { createAdminToken, httpRunOutcomes, startServe } from '../helpers/serve.js';
 import { peekQueue, queueState, runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
 import { canControlServices, database, rabbit, restoreServices, sleep, stage, verifyScenario, type Stage } from './fault-kit.js';
 
@@ -322,7 +323,58 @@ describe('fault suite', () => {
     );
   });
 
-  it.skipIf(!canControlServices)('10. kill -9 of the RabbitMQ server mid-run, started again', async () => {
+  it.skipIf(!canControlServices)(
+    '10. txsim serve under load (2,500 POSTs from 50 clients), RabbitMQ stop_app / start_app mid-way',
+    async () => {
+      const s = (current = await stage('serve', { accounts: 50 }));
+      const token = await createAdminToken(s.ns.env);
+      // A short confirm timeout: a publish caught by the stop is answered 503 within 2 s.
+      const serve = await startServe(s.ns.env, ['--confirm-timeout', '2000']);
+      try {
+        const count = 2_500;
+        const run = spawnTxsim(
+          ['gen', String(count), '--via', serve.url, '--concurrency', '50', '--rate', '200', '--seed', 'fault-serve', '--json'],
+          { ...s.ns.env, TXSIM_TOKEN: token },
+          300_000,
+        );
+        // 12.5 s of requests at 200/s. Stop the broker once a fifth are in, so the outage lies well inside the run.
+        const submitted = async () => Number((await s.ns.db('api_submissions').count<{ n: number }[]>({ n: '*' }))[0]!.n);
+        await waitFor(async () => (await submitted()) >= count / 5, 60_000, 'a fifth of the requests', 50);
+        await rabbit.stopApp();
+        await sleep(3_000);
+        expect(run.child.exitCode, 'gen ended before the broker came back').toBeNull();
+        await rabbit.startApp();
+        const result = await run.done;
+        // Exit 6: the requests of the outage were refused (503), as they should be; gen says so.
+        expect(result.code, result.stderr).toBe(6);
+        const summary = JSON.parse(result.stdout) as {
+          runId: string;
+          published: number;
+          confirmed: number;
+          failed: number;
+          http: { byStatus: Record<string, number> };
+        };
+        expect(summary.published).toBe(count);
+        expect(summary.http.byStatus['503']).toBeGreaterThan(0);
+        expect(summary.confirmed + summary.failed).toBe(count);
+        const outcomes = await httpRunOutcomes(s.ns.db, summary.runId, count, 90_000);
+        // Every 202/200 was applied; every id not applied got a non-2xx or no answer.
+        expect(outcomes.acceptedNotApplied).toEqual([]);
+        expect(outcomes.notAppliedNotRefused).toEqual([]);
+        expect(outcomes.accepted).toHaveLength(summary.confirmed);
+        await verifyScenario(
+          s,
+          'txsim serve: 2,500 POSTs from 50 clients, RabbitMQ stop_app 3 s / start_app mid-way',
+          summary.runId,
+          `${summary.confirmed} answered 202/200 (all applied), ${outcomes.refusedNotApplied} refused and not applied (${JSON.stringify(summary.http.byStatus)})`,
+        );
+      } finally {
+        await serve.stop();
+      }
+    },
+  );
+
+  it.skipIf(!canControlServices)('11. kill -9 of the RabbitMQ server mid-run, started again', async () => {
     const s = (current = await stage('rkill'));
     const run = gen(s, 6000, 'fault-rabbit-kill', ['--rate', '1000']);
     await sleep(2_000);
@@ -339,7 +391,7 @@ describe('fault suite', () => {
     );
   });
 
-  it.skipIf(!canControlServices)('11. kill -9 of mariadbd mid-run, started again', async () => {
+  it.skipIf(!canControlServices)('12. kill -9 of mariadbd mid-run, started again', async () => {
     const s = (current = await stage('dkill'));
     const run = gen(s, 10_000, 'fault-db-kill', ['--rate', '1000']);
     await waitFor(async () => Number((await s.ns.db('transactions').count({ n: '*' }))[0]!.n) > 500, 20_000, 'the first outcomes');
@@ -357,7 +409,7 @@ describe('fault suite', () => {
     );
   });
 
-  it.skipIf(!canControlServices)('12. a RabbitMQ memory alarm raised and cleared mid-run', async () => {
+  it.skipIf(!canControlServices)('13. a RabbitMQ memory alarm raised and cleared mid-run', async () => {
     const s = (current = await stage('mem'));
     const watermark = await rabbit.memoryWatermark();
     const run = gen(s, 4000, 'fault-mem', ['--rate', '1000']);
@@ -372,7 +424,7 @@ describe('fault suite', () => {
     await verifyScenario(s, `memory alarm for 3 s mid-run (watermark ${watermark} restored)`, runIdForSeed('fault-mem'));
   });
 
-  it.skipIf(!canControlServices)("13. a worker holding deliveries past the broker's consumer timeout", async () => {
+  it.skipIf(!canControlServices)("14. a worker holding deliveries past the broker's consumer timeout", async () => {
     // Channels read the timeout when they open: shorten it before the workers start (restored after the scenario).
     await rabbit.setConsumerTimeout(3_000);
     const s = (current = await stage('ctimeout'));

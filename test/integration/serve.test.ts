@@ -11,7 +11,7 @@ import { buildServer } from '../../src/serve/server.js';
 import { TransactionPublisher } from '../../src/serve/transaction-publisher.js';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { createGenerator } from '../../src/gen/generator.js';
-import { sendOverHttp } from '../../src/serve/http-sender.js';
+import { sendOverHttp } from '../../src/gen/http-sender.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
@@ -491,21 +491,28 @@ describe('txsim serve', () => {
       accountsDist: { kind: 'uniform' },
       invalidShare: 0.1,
     });
-    const summary = await sendOverHttp((index, createdAt) => generator.at(index, createdAt), {
-      baseUrl: server.url,
-      token: admin,
-      runId,
-      count: 300,
-      concurrency: 20,
-      ratePerS: 0,
-      requestTimeoutMs: 10_000,
-    });
+    const summary = await sendOverHttp(
+      (index, createdAt) => {
+        const generated = generator.at(index, createdAt);
+        return { ...generated, poison: generated.kind !== 'valid' };
+      },
+      {
+        baseUrl: server.url,
+        token: admin,
+        runId,
+        count: 300,
+        concurrency: 20,
+        ratePerS: 0,
+        requestTimeoutMs: 10_000,
+      },
+    );
     expect(summary.sent).toBe(300);
     expect(summary.failed).toBe(0);
     // Poison the API can see is refused at the door (400), the rest accepted; unknown accounts and
     // currency mismatches are accepted and rejected by the worker, as over AMQP.
     expect(summary.accepted + (summary.byStatus['400'] ?? 0)).toBe(300);
     expect(summary.byStatus['400']).toBeGreaterThan(0);
+    expect(summary.refused).toBe(summary.byStatus['400']);
     expect(summary.requestLatencyMs.p50).toBeGreaterThan(0);
     await waitFor(
       async () => {

@@ -9,9 +9,10 @@ describe('placing one id of a run', () => {
     expect(placeId({ id: 'a', status: 'rejected', reason: 'insufficient_funds' }, { ...nowhere, parked: true })).toBe('rejected');
   });
 
-  it('without an outcome: parked, then returned, then never published, else missing', () => {
+  it('without an outcome: parked, then returned, then refused by the API, then never published, else missing', () => {
     expect(placeId(undefined, { parked: true, returned: true, pastProgress: true })).toBe('parked');
     expect(placeId(undefined, { parked: false, returned: true, pastProgress: true })).toBe('returned');
+    expect(placeId(undefined, { ...nowhere, refused: true, pastProgress: true })).toBe('refused');
     expect(placeId(undefined, { ...nowhere, pastProgress: true })).toBe('not_published');
     expect(placeId(undefined, nowhere)).toBe('missing');
   });
@@ -26,6 +27,7 @@ describe('the tally of a run', () => {
     tally.add('4', 'rejected', { id: '4', status: 'rejected', reason: null });
     tally.add('5', 'parked', undefined);
     tally.add('6', 'returned', undefined);
+    tally.add('6b', 'refused', undefined);
     tally.add('7', 'not_published', undefined);
     tally.add('8', 'missing', undefined);
     tally.add('9', 'missing', undefined);
@@ -33,6 +35,7 @@ describe('the tally of a run', () => {
       applied: 1,
       rejected: 3,
       parked: 1,
+      refused: 1,
       notPublished: 1,
       rejectedByReason: { unknown_account: 2, unknown: 1 },
       missing: ['8', '9'],

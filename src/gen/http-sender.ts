@@ -1,0 +1,220 @@
+import { setMaxListeners } from 'node:events';
+import { Pool } from 'undici';
+import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
+
+/**
+ * The HTTP half of `txsim gen <count> --via <url>`: sends a seeded stream through `POST
+ * /v1/transactions` instead of AMQP, on a keep-alive pool with bounded concurrency, measuring each
+ * request's latency from its intended send time (as gen measures confirm latency, so a stall shows
+ * in the percentiles instead of slowing the schedule). gen supplies the messages and records the
+ * run (http-run.ts); this module only sends and counts. Every request carries `X-Txsim-Run`, so the
+ * workers record the run id and `verify --run` accounts for it (an admin token is needed for that
+ * header).
+ */
+
+/** What gen hands over per index: the id and the exact body bytes it would publish. */
+export interface HttpMessage {
+  readonly id: string;
+  readonly body: Buffer;
+  readonly contentType: string;
+  /** A poison message (`--invalid`): a 400 for it is the API doing its job, not a failure. */
+  readonly poison?: boolean;
+}
+
+export interface HttpSendOptions {
+  /** e.g. http://127.0.0.1:8080 */
+  readonly baseUrl: string;
+  readonly token: string | null;
+  readonly runId: string;
+  readonly count: number;
+  /** Requests in flight at once (and connections in the pool). */
+  readonly concurrency: number;
+  /** 0 = as fast as answers come. */
+  readonly ratePerS: number;
+  /** Longest one request may take before it counts as failed. */
+  readonly requestTimeoutMs: number;
+}
+
+/** An id the API did not accept: its answer's status, or null when no answer came. */
+export interface HttpRefusal {
+  readonly id: string;
+  readonly status: number | null;
+}
+
+/** Counts while the run goes (for a progress bar and bench's per-second lines). */
+export interface HttpProgress {
+  readonly sent: number;
+  readonly accepted: number;
+  /** Poison answered 400: refused at the door, as it should be. */
+  readonly refused: number;
+  /** Every other request that was not accepted (another status, or no answer). */
+  readonly failed: number;
+}
+
+export interface HttpSendSummary extends HttpProgress {
+  /** Answers by status, e.g. {"202": 990, "400": 10}. */
+  readonly byStatus: Record<string, number>;
+  /** Requests with no answer (connection refused, reset, timeout). */
+  readonly noAnswer: number;
+  /** 429 answers waited out and sent again (not in `byStatus`, which holds each request's last answer). */
+  readonly throttled: number;
+  /** Ids answered 202/200: the broker confirmed these. */
+  readonly acceptedIds: string[];
+  /** Every other id, with its status (or null): `verify --run` does not expect these to be applied. */
+  readonly refusals: HttpRefusal[];
+  /** Sending stopped early: the server refused the token (401/403), or the signal aborted. */
+  readonly stoppedEarly: boolean;
+  /** The answer that stopped the run (401/403), if one did. */
+  readonly authStatus: number | null;
+  readonly firstError: string | null;
+  readonly elapsedMs: number;
+  /** Every answered or failed request, from its intended send time to its answer. */
+  readonly requestLatencyMs: Percentiles;
+}
+
+/** Statuses that say the token is wrong for this: every further request would get the same. */
+const AUTH_STATUSES = new Set([401, 403]);
+
+/** Times one request is sent again after a 429 before its 429 counts as its answer. */
+const THROTTLE_RETRIES_MAX = 10;
+/** Longest wait after a 429, whatever its Retry-After says. */
+const THROTTLE_WAIT_MAX_MS = 5_000;
+
+/** Longest error text kept from an answer body for the summary. */
+const ERROR_TEXT_MAX = 300;
+
+export async function sendOverHttp(
+  messageAt: (index: number, createdAt: Date) => HttpMessage,
+  options: HttpSendOptions,
+  hooks: { signal?: AbortSignal; onProgress?: (progress: HttpProgress) => void } = {},
+): Promise<HttpSendSummary> {
+  const origin = new URL(options.baseUrl).origin;
+  // Every request in flight listens on the signal: `concurrency` listeners are expected, not a leak.
+  if (hooks.signal) setMaxListeners(options.concurrency + 10, hooks.signal);
+  const pool = new Pool(origin, {
+    connections: options.concurrency,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    connectTimeout: Math.min(options.requestTimeoutMs, 10_000),
+    headersTimeout: options.requestTimeoutMs,
+    bodyTimeout: options.requestTimeoutMs,
+  });
+  const histogram = createLatencyHistogram();
+  const byStatus: Record<string, number> = {};
+  const acceptedIds: string[] = [];
+  const refusals: HttpRefusal[] = [];
+  let sent = 0;
+  let refused = 0;
+  let noAnswer = 0;
+  let throttled = 0;
+  let authStatus: number | null = null;
+  let firstError: string | null = null;
+  let nextIndex = 0;
+  const t0 = performance.now();
+  const progress = (): HttpProgress => ({ sent, accepted: acceptedIds.length, refused, failed: refusals.length - refused });
+
+  /**
+   * One POST; a 429 (the server's per-token rate limit) is waited out as its Retry-After says and the
+   * same request sent again, a bounded number of times: being throttled is the server pacing the run,
+   * not a refusal (the same id and body are idempotent). The last answer is returned whatever it is.
+   */
+  const requestWithThrottle = async (message: HttpMessage) => {
+    for (let attempt = 1; ; attempt++) {
+      const response = await pool.request({
+        path: '/v1/transactions',
+        method: 'POST',
+        headers: {
+          'content-type': message.contentType,
+          'x-txsim-run': options.runId,
+          ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+        },
+        body: message.body,
+        ...(hooks.signal ? { signal: hooks.signal } : {}),
+      });
+      if (response.statusCode !== 429 || attempt >= THROTTLE_RETRIES_MAX || hooks.signal?.aborted) return response;
+      throttled++;
+      await response.body.dump();
+      const retryAfterS = Number(response.headers['retry-after']);
+      const delayMs = Math.min(THROTTLE_WAIT_MAX_MS, Number.isFinite(retryAfterS) && retryAfterS > 0 ? retryAfterS * 1000 : 1000);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
+  };
+
+  const sendOne = async (index: number): Promise<void> => {
+    const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
+    const waitMs = intendedMs - performance.now();
+    if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+    // In paced mode a message is "created" at its intended time, as over AMQP.
+    const message = messageAt(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
+    sent++;
+    try {
+      const response = await requestWithThrottle(message);
+      const status = response.statusCode;
+      byStatus[status] = (byStatus[status] ?? 0) + 1;
+      if (status === 200 || status === 202) {
+        await response.body.dump();
+        acceptedIds.push(message.id);
+      } else {
+        refusals.push({ id: message.id, status });
+        if (status === 400 && message.poison) refused++;
+        else firstError ??= `${status} ${(await response.body.text()).slice(0, ERROR_TEXT_MAX)}`;
+        if (AUTH_STATUSES.has(status)) authStatus ??= status;
+        await response.body.dump().catch(() => {});
+      }
+    } catch (err) {
+      noAnswer++;
+      refusals.push({ id: message.id, status: null });
+      firstError ??= (err as Error).message;
+    }
+    recordMs(histogram, performance.now() - intendedMs);
+  };
+
+  // `concurrency` lanes each take the next index: never more requests in flight than that.
+  const lane = async (): Promise<void> => {
+    for (let index = nextIndex++; index < options.count && !hooks.signal?.aborted && authStatus === null; index = nextIndex++) {
+      await sendOne(index);
+    }
+  };
+  const onProgress = hooks.onProgress;
+  const progressTimer = onProgress ? setInterval(() => onProgress(progress()), 200) : null;
+  try {
+    await Promise.all(Array.from({ length: Math.max(1, options.concurrency) }, lane));
+  } finally {
+    if (progressTimer) clearInterval(progressTimer);
+    await pool.close().catch(() => {});
+  }
+  onProgress?.(progress());
+  return {
+    ...progress(),
+    byStatus,
+    noAnswer,
+    throttled,
+    acceptedIds,
+    refusals,
+    stoppedEarly: sent < options.count,
+    authStatus,
+    firstError,
+    elapsedMs: performance.now() - t0,
+    requestLatencyMs: percentilesOf(histogram),
+  };
+}
+
+/**
+ * Whether a txsim server answers at `baseUrl` (`GET /healthz`, no dependencies, no token): null when
+ * it does, else what went wrong, so gen can say which server is unreachable before it starts a run.
+ */
+export async function probeServer(baseUrl: string, timeoutMs: number): Promise<string | null> {
+  const origin = new URL(baseUrl).origin;
+  const pool = new Pool(origin, { connections: 1, connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  try {
+    const response = await pool.request({ path: '/healthz', method: 'GET', signal: AbortSignal.timeout(timeoutMs) });
+    await response.body.dump();
+    return response.statusCode === 200 ? null : `GET /healthz answered ${response.statusCode} (is this a txsim serve?)`;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const text = (err as Error).message;
+    return code && !text.includes(code) ? `${code} ${text}` : text;
+  } finally {
+    await pool.close().catch(() => {});
+  }
+}

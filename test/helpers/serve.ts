@@ -1,0 +1,80 @@
+import type { Knex } from '../../src/db/knex.js';
+import { transactionIdFor } from '../../src/domain/ids.js';
+import { startTxsim, type TxsimProcess } from '../integration/accounting-helpers.js';
+import { runTxsim, waitFor } from './txsim.js';
+
+/** A `txsim serve` child on a free port, with where it listens. */
+export interface ServeProcess extends TxsimProcess {
+  readonly url: string;
+}
+
+/** Starts `txsim serve --port 0` (plus `args`) and waits until it listens. */
+export async function startServe(env: NodeJS.ProcessEnv, args: readonly string[] = [], listenTimeoutMs = 30_000): Promise<ServeProcess> {
+  const serve = startTxsim(['serve', '--port', '0', '--rate-limit', '0', ...args], env);
+  const listening = /listening on (http:\/\/\S+) /;
+  try {
+    await waitFor(
+      () => listening.test(serve.stdout()) || serve.child.exitCode !== null,
+      listenTimeoutMs,
+      `serve to listen: ${serve.stdout()}${serve.stderr()}`,
+    );
+  } catch (err) {
+    await serve.kill();
+    throw err;
+  }
+  const match = listening.exec(serve.stdout());
+  if (!match) throw new Error(`serve exited ${serve.child.exitCode}: ${serve.stderr()}`);
+  return { ...serve, url: match[1]! };
+}
+
+/** A new admin token of the namespace (`txsim tokens create --admin --json`). */
+export async function createAdminToken(env: NodeJS.ProcessEnv): Promise<string> {
+  const created = await runTxsim(['tokens', 'create', '--admin', '--json'], env);
+  if (created.code !== 0) throw new Error(`tokens create: ${created.stderr}`);
+  return (JSON.parse(created.stdout) as { token: string }).token;
+}
+
+/** Where the ids of a run sent with `gen --via` ended up, read from the database. */
+export interface HttpRunOutcomes {
+  /** Ids answered 202/200 (every id of the run not in `run_refusals`). */
+  readonly accepted: string[];
+  /** Ids with an applied outcome. */
+  readonly applied: Set<string>;
+  /** Accepted ids without an applied outcome: acknowledged, then lost. Must be empty. */
+  readonly acceptedNotApplied: string[];
+  /** Ids neither applied nor refused (non-2xx or no answer): not applied, and nobody was told. Must be empty. */
+  readonly notAppliedNotRefused: string[];
+  /** Ids refused (non-2xx or no answer) that are not applied. */
+  readonly refusedNotApplied: number;
+}
+
+/**
+ * Reads a `gen --via` run's outcomes, waiting (up to `waitMs`) until every accepted id is applied.
+ * A lost one would wait forever: the wait gives up and the result names it.
+ */
+export async function httpRunOutcomes(db: Knex, runId: string, count: number, waitMs = 60_000): Promise<HttpRunOutcomes> {
+  const refused = new Set(
+    (await db('run_refusals').where('run_id', runId).select<{ transaction_id: string }[]>('transaction_id')).map((r) => r.transaction_id),
+  );
+  const ids = Array.from({ length: count }, (_, i) => transactionIdFor(runId, i));
+  const accepted = ids.filter((id) => !refused.has(id));
+  const appliedIds = async () =>
+    new Set((await db('transactions').where({ run_id: runId, status: 'applied' }).select<{ id: string }[]>('id')).map((r) => r.id));
+  let applied = new Set<string>();
+  await waitFor(
+    async () => {
+      applied = await appliedIds();
+      return accepted.every((id) => applied.has(id));
+    },
+    waitMs,
+    'every accepted id applied',
+    500,
+  ).catch(() => {});
+  return {
+    accepted,
+    applied,
+    acceptedNotApplied: accepted.filter((id) => !applied.has(id)),
+    notAppliedNotRefused: ids.filter((id) => !applied.has(id) && !refused.has(id)),
+    refusedNotApplied: [...refused].filter((id) => !applied.has(id)).length,
+  };
+}
