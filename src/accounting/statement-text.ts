@@ -3,7 +3,17 @@ import { formatMinor } from '../domain/money.js';
 
 /** Statement lines: how an accounting event reads to a person. */
 
-const TYPE_LABELS: Record<string, string> = { deposit: 'deposit', withdrawal: 'withdrawal', card_payment: 'card payment' };
+const TYPE_LABELS: Record<string, string> = {
+  deposit: 'deposit',
+  withdrawal: 'withdrawal',
+  card_payment: 'card payment',
+  // A transfer's source line carries the transaction's type; its destination line is `transfer_in`.
+  transfer: 'transfer out',
+  transfer_in: 'transfer in',
+};
+
+/** Event types that put money into the account. */
+const MONEY_IN = new Set(['deposit', 'transfer_in']);
 
 /** "insufficient_funds" → "insufficient funds". */
 function humanize(code: string): string {
@@ -15,7 +25,7 @@ export function signedAmountText(event: Pick<AccountingEvent, 'type' | 'outcome'
   if (event.amountMinor === null) return '-';
   const text = formatMinor(event.amountMinor, event.currency ?? undefined);
   if (event.outcome === 'rejected') return text;
-  return event.type === 'deposit' ? `+${text}` : `-${text}`;
+  return event.type !== null && MONEY_IN.has(event.type) ? `+${text}` : `-${text}`;
 }
 
 /** What happened, in words: "deposit", "card payment"; just "transaction" when the message was unreadable. */

@@ -147,7 +147,7 @@ export function registerGen(program: Command): void {
         count: parseIntFlag('<count>', count, 0, 1, 100_000_000),
         seed: parseSeedFlag(str('seed')),
         ratePerS: parseNumberFlag('--rate', str('rate'), 0),
-        mix: parseWeightsFlag('--mix', str('mix'), TRANSACTION_TYPES, { deposit: 40, withdrawal: 30, card_payment: 30 }),
+        mix: parseWeightsFlag('--mix', str('mix'), TRANSACTION_TYPES, { deposit: 40, withdrawal: 30, card_payment: 30, transfer: 0 }),
         accountIds: str('accounts') ? parseAccountsFlag(str('accounts')!) : null,
         amountMinMinor: amountMin,
         amountMaxMinor: amountMax,

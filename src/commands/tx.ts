@@ -27,8 +27,12 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
     }
     const r = found.row;
     ctx.out(`${r.id}: ${r.status}${r.reason ? ` (${r.reason}: ${r.detail})` : ''}`);
+    const amount = r.amount_minor ? formatMinor(BigInt(r.amount_minor), r.currency ?? undefined) : '?';
+    const balance = (v: string | null) => (v ? formatMinor(BigInt(v)) : '-');
     ctx.out(
-      `  ${r.type ?? '?'} of ${r.amount_minor ? formatMinor(BigInt(r.amount_minor), r.currency ?? undefined) : '?'} on account ${r.account_id ?? '?'}; balance after ${r.balance_after_minor ? formatMinor(BigInt(r.balance_after_minor)) : '-'}`,
+      r.to_account_id === null
+        ? `  ${r.type ?? '?'} of ${amount} on account ${r.account_id ?? '?'}; balance after ${balance(r.balance_after_minor)}`
+        : `  ${r.type ?? '?'} of ${amount} from account ${r.account_id ?? '?'} to account ${r.to_account_id}; balances after ${balance(r.balance_after_minor)} and ${balance(r.to_balance_after_minor)}`,
     );
     ctx.out(
       `  worker ${r.worker_id}, attempt ${r.attempts}, created ${r.created_at ? new Date(r.created_at).toISOString() : '-'}, processed ${new Date(r.processed_at).toISOString()}`,

@@ -49,6 +49,10 @@ export interface OutcomeRecord {
   readonly amountMinor: bigint | null;
   readonly currency: string | null;
   readonly merchant: string | null;
+  /** A transfer's destination (v1.1); null for the other types. */
+  readonly toAccountId: number | null;
+  /** An applied transfer's destination balance after the credit; null otherwise. */
+  readonly toBalanceAfterMinor: bigint | null;
   readonly bodyHash: string;
   readonly status: 'applied' | 'rejected';
   readonly reason: string | null;
@@ -85,7 +89,7 @@ export interface AccountUpdate {
 }
 
 const TRANSACTION_COLUMNS =
-  'id, run_id, type, account_id, amount_minor, currency, merchant, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at';
+  'id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at';
 const ENTRY_COLUMNS = 'transaction_id, account_id, amount_minor, created_at';
 const OUTBOX_COLUMNS =
   'event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at';
@@ -106,6 +110,8 @@ export class BatchWrites {
         r.amountMinor,
         r.currency,
         r.merchant,
+        r.toAccountId,
+        r.toBalanceAfterMinor,
         r.bodyHash,
         r.status,
         r.reason,

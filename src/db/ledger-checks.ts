@@ -47,3 +47,23 @@ export const ENTRIES_WITHOUT_OUTCOME: ViolationQuery<{ transaction_id: string }>
   countSql: `SELECT COUNT(*) AS n FROM ledger_entries e LEFT JOIN transactions t ON t.id = e.transaction_id WHERE t.id IS NULL`,
   examplesSql: `SELECT e.transaction_id FROM ledger_entries e LEFT JOIN transactions t ON t.id = e.transaction_id WHERE t.id IS NULL`,
 };
+
+/**
+ * Applied transfers that do anything but move their amount from the source to the destination: not
+ * exactly two entries, −amount on the source and +amount on the destination. A transfer that passes
+ * touches no system account, so transfers leave the total of customer balances unchanged.
+ */
+export const TRANSFERS_OFF_CUSTOMERS: ViolationQuery<{ id: string; c: string; debits: string; credits: string }> = (() => {
+  const from = `FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
+     WHERE t.type = 'transfer' AND t.status = 'applied'
+     GROUP BY t.id
+     HAVING COUNT(e.id) <> 2
+         OR SUM(CASE WHEN e.account_id = t.account_id AND e.amount_minor = -t.amount_minor THEN 1 ELSE 0 END) <> 1
+         OR SUM(CASE WHEN e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor THEN 1 ELSE 0 END) <> 1`;
+  return {
+    countSql: `SELECT COUNT(*) AS n FROM (SELECT t.id ${from}) x`,
+    examplesSql: `SELECT t.id, COUNT(e.id) AS c,
+        SUM(CASE WHEN e.account_id = t.account_id AND e.amount_minor = -t.amount_minor THEN 1 ELSE 0 END) AS debits,
+        SUM(CASE WHEN e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor THEN 1 ELSE 0 END) AS credits ${from}`,
+  };
+})();

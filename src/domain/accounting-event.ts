@@ -18,7 +18,11 @@ export interface AccountingEvent {
   readonly accountId: number | null;
   /** 1, 2, 3 … per account, in commit order; null exactly when `accountId` is. */
   readonly accountSeq: number | null;
-  /** deposit, withdrawal, card_payment; null for an unreadable message. */
+  /**
+   * deposit, withdrawal, card_payment, transfer; null for an unreadable message. An applied transfer
+   * has two events: `transfer` on the source (money out) and `transfer_in` on the destination
+   * (money in, its own sequence number and balance after), both with the transfer's transactionId.
+   */
   readonly type: string | null;
   readonly outcome: EventOutcome;
   /** Why it was rejected; null when applied. */

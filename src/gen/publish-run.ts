@@ -8,7 +8,7 @@ import { runExists, runStart, startRun } from '../db/runs.js';
 import { createGenerator, type GeneratedMessage } from './generator.js';
 import { runIdForSeed } from '../domain/ids.js';
 import { validateTransaction } from '../domain/message-schema.js';
-import type { TransactionType } from '../domain/transaction.js';
+import { V1_TRANSACTION_TYPES, type TransactionType } from '../domain/transaction.js';
 import { UsageError } from '../errors.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
 import { RunRecord } from './run-record.js';
@@ -135,7 +135,7 @@ export function streamOptionsOf(options: PublishRunOptions) {
     : 'all';
   return {
     count: options.count,
-    mix: options.mix,
+    mix: recordedMix(options.mix),
     accounts,
     amountMinMinor: options.amountMinMinor,
     amountMaxMinor: options.amountMaxMinor,
@@ -143,6 +143,16 @@ export function streamOptionsOf(options: PublishRunOptions) {
     hotSetSize: options.hotSetSize,
     invalidShare: options.invalidShare,
   };
+}
+
+/**
+ * The mix as a run records it: the v1 types always, a v1.1 type only when it has a weight, so a run
+ * recorded before v1.1 existed compares equal to the same options now (and can be resumed).
+ */
+function recordedMix(mix: Record<TransactionType, number>): Partial<Record<TransactionType, number>> {
+  return Object.fromEntries(
+    Object.entries(mix).filter(([type, weight]) => weight > 0 || V1_TRANSACTION_TYPES.includes(type as TransactionType)),
+  );
 }
 
 /** Where the stream options of a re-used seed differ from the earlier run's: `count 20000 → 500`, … */
@@ -199,6 +209,8 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
         : 'no customer accounts — run `txsim accounts seed --count 100` first',
     );
   }
+  if (options.mix.transfer > 0 && accounts.length < 2)
+    throw new UsageError('--mix: a transfer needs two accounts, and only one customer account is in play');
   const stream = streamOptionsOf(options);
   const runId = await chooseRunId(db, options, stream);
   const generator = createGenerator({

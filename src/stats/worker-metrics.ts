@@ -1,4 +1,4 @@
-import type { RejectReason } from '../domain/transaction.js';
+import { REJECT_REASONS, type RejectReason } from '../domain/transaction.js';
 import { createLatencyHistogram, recordMs } from './histogram.js';
 
 /**
@@ -8,13 +8,8 @@ import { createLatencyHistogram, recordMs } from './histogram.js';
 export class WorkerMetrics {
   readonly startedAt = Date.now();
   applied = 0;
-  readonly rejected: Record<RejectReason, number> = {
-    invalid_message: 0,
-    unknown_account: 0,
-    currency_mismatch: 0,
-    insufficient_funds: 0,
-    duplicate_conflict: 0,
-  };
+  /** Every reason starts at 0, so a snapshot lists each one the contract knows. */
+  readonly rejected = Object.fromEntries(REJECT_REASONS.map((reason) => [reason, 0])) as Record<RejectReason, number>;
   retried = 0;
   parked = 0;
   duplicates = 0;

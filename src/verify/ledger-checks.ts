@@ -4,6 +4,7 @@ import {
   ENTRIES_WITHOUT_OUTCOME,
   NEGATIVE_BALANCES,
   REJECTED_WITH_ENTRIES,
+  TRANSFERS_OFF_CUSTOMERS,
   UNBALANCED_LEDGER,
   UNBALANCED_TRANSACTIONS,
 } from '../db/ledger-checks.js';
@@ -53,5 +54,11 @@ export const LEDGER_CHECKS: readonly AnyCheck[] = [
     description: 'every entry belongs to a recorded transaction',
     query: ENTRIES_WITHOUT_OUTCOME,
     example: (r) => `entry of unknown transaction ${r.transaction_id}`,
+  }),
+  defineCheck({
+    name: 'transfers_keep_customer_total',
+    description: 'each transfer moves its amount from one customer to another and touches nothing else (customer total unchanged)',
+    query: TRANSFERS_OFF_CUSTOMERS,
+    example: (r) => `${r.id}: ${r.c} entries, ${r.debits} matching debit, ${r.credits} matching credit`,
   }),
 ];

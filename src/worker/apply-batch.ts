@@ -41,6 +41,9 @@ export interface ApplyContext {
   readonly now?: () => Date;
 }
 
+/** Name of a transfer's destination event in its id (uuidV5(transaction id, this)): the same on every copy. */
+export const TRANSFER_CREDIT_EVENT = 'transfer-in';
+
 interface Existing {
   bodyHash: string;
   status: 'applied' | 'rejected';
@@ -64,6 +67,11 @@ export async function applyBatch(db: Knex, items: readonly Incoming[], context: 
 
 type LockedAccount = AccountState & { eventSeq: bigint };
 
+/** The customer accounts a message touches: its own, and a transfer's destination. */
+function accountsOf(m: TransactionMessage): number[] {
+  return m.toAccountId === undefined ? [m.accountId] : [m.accountId, m.toAccountId];
+}
+
 async function applyInTransaction(trx: PipelinedTransaction, items: readonly Incoming[], context: ApplyContext): Promise<Outcome[]> {
   const now = context.now?.() ?? new Date();
   const ids = [
@@ -72,7 +80,9 @@ async function applyInTransaction(trx: PipelinedTransaction, items: readonly Inc
   // Locks first, in ascending id order (the one lock order every worker uses: no lock cycles). The
   // idempotency read comes after them: at READ COMMITTED it then sees the outcome of any batch that
   // held those locks before us, so a redelivery racing its original is found here, not by a key clash.
-  const accountIds = [...new Set(items.flatMap((i) => (i.decoded.ok ? [i.decoded.message.accountId] : [])))].sort((a, b) => a - b);
+  // A transfer's two accounts join the batch's one ascending lock order like every other account,
+  // so transfers A→B and B→A in concurrent batches wait for each other instead of deadlocking.
+  const accountIds = [...new Set(items.flatMap((i) => (i.decoded.ok ? accountsOf(i.decoded.message) : [])))].sort((a, b) => a - b);
   const results = await trx.begin(batchReadStatements(accountIds, ids));
   const batch = new BatchDecisions(batchReadRows(results, accountIds, ids), context.workerId, now);
   for (const item of items) batch.decide(item);
@@ -134,18 +144,61 @@ class BatchDecisions {
       return;
     }
     const m = d.message;
-    const decision = authorize(m, this.accounts.get(m.accountId));
+    const decision = authorize(
+      m,
+      this.accounts.get(m.accountId),
+      m.toAccountId === undefined ? undefined : this.accounts.get(m.toAccountId),
+    );
     if (!decision.ok) {
       this.record(item, m.id, { status: 'rejected', reason: decision.reason, detail: decision.detail, message: m });
       this.outcomes.push({ kind: 'rejected', id: m.id, reason: decision.reason, detail: decision.detail, recorded: true, message: m });
       return;
     }
-    const account = this.accounts.get(m.accountId)!;
-    this.accounts.set(account.id, { ...account, balanceMinor: decision.balanceAfterMinor });
-    this.touched.add(account.id);
-    this.record(item, m.id, { status: 'applied', balanceAfterMinor: decision.balanceAfterMinor, message: m });
+    this.setBalance(m.accountId, decision.balanceAfterMinor);
+    const toBalanceAfterMinor = decision.toBalanceAfterMinor ?? null;
+    if (m.toAccountId !== undefined && toBalanceAfterMinor !== null) this.setBalance(m.toAccountId, toBalanceAfterMinor);
+    this.record(item, m.id, { status: 'applied', balanceAfterMinor: decision.balanceAfterMinor, toBalanceAfterMinor, message: m });
+    if (m.toAccountId !== undefined && toBalanceAfterMinor !== null) this.recordTransferCredit(m, m.toAccountId, toBalanceAfterMinor);
     for (const p of decision.postings) this.writes.addEntry(m.id, p.accountId, p.amountMinor, this.now);
     this.outcomes.push({ kind: 'applied', id: m.id, message: m, balanceAfterMinor: decision.balanceAfterMinor });
+  }
+
+  private setBalance(accountId: number, balanceMinor: bigint): void {
+    const account = this.accounts.get(accountId)!;
+    this.accounts.set(accountId, { ...account, balanceMinor });
+    this.touched.add(accountId);
+  }
+
+  /**
+   * The destination's accounting event of an applied transfer: a `transfer_in` line on its own
+   * statement, numbered in its own sequence, with its balance after. The source's line is the
+   * outcome's event (`record`); each account's statement thus shows its side of the transfer.
+   */
+  private recordTransferCredit(m: TransactionMessage, toAccountId: number, toBalanceAfterMinor: bigint): void {
+    const account = this.nextEventSeq(toAccountId)!;
+    this.writes.addOutboxEvent({
+      eventId: uuidV5(m.id, TRANSFER_CREDIT_EVENT),
+      transactionId: m.id,
+      accountId: account.id,
+      accountSeq: account.eventSeq,
+      type: 'transfer_in',
+      amountMinor: toMinor(m.amountMinor),
+      currency: m.currency,
+      outcome: 'applied',
+      reason: null,
+      balanceAfterMinor: toBalanceAfterMinor,
+      createdAt: this.now,
+    });
+  }
+
+  /** Gives the locked account its next event sequence number; undefined when the account is not locked here. */
+  private nextEventSeq(accountId: number): LockedAccount | undefined {
+    const account = this.accounts.get(accountId);
+    if (!account) return undefined;
+    const next = { ...account, eventSeq: account.eventSeq + 1n };
+    this.accounts.set(accountId, next);
+    this.touched.add(accountId);
+    return next;
   }
 
   /** The touched accounts' new balances and counters, in ascending id order. */
@@ -167,6 +220,7 @@ class BatchDecisions {
       reason?: RejectReason;
       detail?: string;
       balanceAfterMinor?: bigint;
+      toBalanceAfterMinor?: bigint | null;
       message?: TransactionMessage;
     },
   ): void {
@@ -182,6 +236,8 @@ class BatchDecisions {
       amountMinor,
       currency: m?.currency ?? null,
       merchant: m?.merchant ?? null,
+      toAccountId: m?.toAccountId ?? null,
+      toBalanceAfterMinor: fields.toBalanceAfterMinor ?? null,
       bodyHash: item.decoded.bodyHash,
       status: fields.status,
       reason,
@@ -193,18 +249,12 @@ class BatchDecisions {
       processedAt: this.now,
     });
     this.existing.set(id, { bodyHash: item.decoded.bodyHash, status: fields.status, reason });
-    const account = m ? this.accounts.get(m.accountId) : undefined;
-    let accountSeq: bigint | null = null;
-    if (account) {
-      accountSeq = account.eventSeq + 1n;
-      this.accounts.set(account.id, { ...account, eventSeq: accountSeq });
-      this.touched.add(account.id);
-    }
+    const account = m ? this.nextEventSeq(m.accountId) : undefined;
     this.writes.addOutboxEvent({
       eventId: uuidV5(id, 'outcome'),
       transactionId: id,
       accountId: account ? account.id : null,
-      accountSeq,
+      accountSeq: account ? account.eventSeq : null,
       type: m?.type ?? null,
       amountMinor,
       currency: m?.currency ?? null,

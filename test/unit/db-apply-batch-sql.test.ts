@@ -10,6 +10,8 @@ const outcome: OutcomeRecord = {
   amountMinor: 1234n,
   currency: 'EUR',
   merchant: "O'Brien",
+  toAccountId: null,
+  toBalanceAfterMinor: null,
   bodyHash: 'h',
   status: 'applied',
   reason: null,
@@ -56,6 +58,9 @@ describe('the batch writes', () => {
       detail: 'x'.repeat(300),
       balanceAfterMinor: null,
       createdAtIso: '0001-01-01T00:00:00Z',
+      type: 'transfer',
+      merchant: null,
+      toAccountId: 8,
     });
     writes.addEntry('t1', 7, 1234n, at);
     writes.addEntry('t1', -1, -1234n, at);
@@ -78,9 +83,9 @@ describe('the batch writes', () => {
     ]);
     expect(statements).toHaveLength(4);
     expect(statements[0]).toBe(
-      'INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at) VALUES ' +
-        "('t1', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', 'h', 'applied', NULL, NULL, 99000000000000000, 'w1', 2, '2026-01-01 00:00:00.000', '2026-01-02 03:04:05.678'), " +
-        `('t2', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', 'h', 'rejected', 'insufficient_funds', '${'x'.repeat(255)}', NULL, 'w1', 2, NULL, '2026-01-02 03:04:05.678')`,
+      'INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at) VALUES ' +
+        "('t1', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', NULL, NULL, 'h', 'applied', NULL, NULL, 99000000000000000, 'w1', 2, '2026-01-01 00:00:00.000', '2026-01-02 03:04:05.678'), " +
+        `('t2', NULL, 'transfer', 7, 1234, 'EUR', NULL, 8, NULL, 'h', 'rejected', 'insufficient_funds', '${'x'.repeat(255)}', NULL, 'w1', 2, NULL, '2026-01-02 03:04:05.678')`,
     );
     expect(statements[1]).toBe(
       "INSERT INTO ledger_entries (transaction_id, account_id, amount_minor, created_at) VALUES ('t1', 7, 1234, '2026-01-02 03:04:05.678'), ('t1', -1, -1234, '2026-01-02 03:04:05.678')",

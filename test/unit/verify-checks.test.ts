@@ -64,6 +64,7 @@ describe('the ledger checks', () => {
       'applied_once',
       'rejected_without_effect',
       'entries_have_outcome',
+      'transfers_keep_customer_total',
     ]);
   });
 
