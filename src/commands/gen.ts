@@ -8,7 +8,7 @@ import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseNumberFlag, pars
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
-import { MAX_AMOUNT_MINOR, TRANSACTION_TYPES } from '../domain/transaction.js';
+import { GENERATED_TYPES, MAX_AMOUNT_MINOR } from '../domain/transaction.js';
 import { describeCause, ExitCode, FatalError, PublishIncompleteError, ServiceUnavailableError, UsageError } from '../errors.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { plural, toJson } from './format.js';
@@ -147,7 +147,13 @@ export function registerGen(program: Command): void {
         count: parseIntFlag('<count>', count, 0, 1, 100_000_000),
         seed: parseSeedFlag(str('seed')),
         ratePerS: parseNumberFlag('--rate', str('rate'), 0),
-        mix: parseWeightsFlag('--mix', str('mix'), TRANSACTION_TYPES, { deposit: 40, withdrawal: 30, card_payment: 30, transfer: 0 }),
+        mix: parseWeightsFlag('--mix', str('mix'), GENERATED_TYPES, {
+          deposit: 40,
+          withdrawal: 30,
+          card_payment: 30,
+          transfer: 0,
+          card_authorization: 0,
+        }),
         accountIds: str('accounts') ? parseAccountsFlag(str('accounts')!) : null,
         amountMinMinor: amountMin,
         amountMaxMinor: amountMax,

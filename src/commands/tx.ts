@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { entriesOfTransaction } from '../db/ledger.js';
+import { getHold } from '../db/holds.js';
 import { getTransaction, outcomeOfRow } from '../db/transactions.js';
 import { peekDeadIds } from '../verify/broker-counts.js';
 import { formatMinor } from '../domain/money.js';
@@ -17,13 +18,16 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
   const found = await withDatabase(ctx, async (db) => {
     const row = await getTransaction(db, txId);
     const entries = row ? await entriesOfTransaction(db, txId) : [];
-    return row ? { row, entries } : null;
+    // A card transaction's hold: its own for an authorization, the one it acted on otherwise.
+    const holdId = row?.type === 'card_authorization' ? row.id : (row?.authorization_id ?? null);
+    const hold = holdId ? ((await getHold(db, holdId)) ?? null) : null;
+    return row ? { row, entries, hold } : null;
   });
   if (found) {
     if (options.json) {
       // The outcome in the JSON convention (camelCase, account ids as numbers, money as strings).
       const entries = found.entries.map((e) => ({ accountId: Number(e.account_id), amountMinor: BigInt(e.amount_minor) }));
-      return ctx.out(toJson({ ...outcomeOfRow(found.row), entries }));
+      return ctx.out(toJson({ ...outcomeOfRow(found.row), entries, hold: found.hold }));
     }
     const r = found.row;
     ctx.out(`${r.id}: ${r.status}${r.reason ? ` (${r.reason}: ${r.detail})` : ''}`);
@@ -37,6 +41,11 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
     ctx.out(
       `  worker ${r.worker_id}, attempt ${r.attempts}, created ${r.created_at ? new Date(r.created_at).toISOString() : '-'}, processed ${new Date(r.processed_at).toISOString()}`,
     );
+    const h = found.hold;
+    if (h)
+      ctx.out(
+        `  hold ${h.id} (${h.merchant}): ${h.state}; authorized ${formatMinor(h.authorizedMinor)}, captured ${formatMinor(h.capturedMinor)}, refunded ${formatMinor(h.refundedMinor)}, still held ${formatMinor(h.heldMinor)}; expires ${h.expiresAt.toISOString()}`,
+      );
     if (found.entries.length > 0)
       ctx.out(
         table(

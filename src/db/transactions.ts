@@ -18,6 +18,7 @@ export interface TransactionRow {
   readonly merchant: string | null;
   readonly to_account_id: string | null;
   readonly to_balance_after_minor: string | null;
+  readonly authorization_id: string | null;
   readonly body_hash: string;
   readonly status: 'applied' | 'rejected';
   readonly reason: string | null;

@@ -1,5 +1,5 @@
 import { toMinor } from './money.js';
-import type { RejectReason, TransactionMessage } from './transaction.js';
+import { amountOf, type RejectReason, type TransactionMessage } from './transaction.js';
 
 /** System accounts, one of each per currency. They absorb the other side of every posting. */
 export const SYSTEM_ACCOUNT_CODES = ['opening_equity', 'cash_in', 'cash_out', 'card_settlement'] as const;
@@ -21,6 +21,8 @@ export interface AccountState {
   readonly id: number;
   readonly currency: string;
   readonly balanceMinor: bigint;
+  /** What open card authorizations reserve (v1.1); spending authorizes against balance − held. */
+  readonly heldMinor?: bigint;
 }
 
 export type Authorization =
@@ -48,10 +50,10 @@ export function authorize(message: TransactionMessage, account: AccountState | u
   if (message.type === 'transfer') return authorizeTransfer(message, account, toAccount);
   const checked = checkAccount(message, account);
   if (!checked.ok) return checked;
-  const amount = toMinor(message.amountMinor);
+  const amount = toMinor(amountOf(message));
   const signed = message.type === 'deposit' ? amount : -amount;
   const after = checked.account.balanceMinor + signed;
-  if (after < 0n) return insufficient(checked.account, amount);
+  if (after < (checked.account.heldMinor ?? 0n)) return insufficient(checked.account, amount);
   const counterCode: SystemAccountCode =
     message.type === 'deposit' ? 'cash_in' : message.type === 'withdrawal' ? 'cash_out' : 'card_settlement';
   return {
@@ -83,8 +85,14 @@ function checkAccount(
   return { ok: true, account };
 }
 
+/** Withdrawals, card payments and transfers spend only what open holds leave available. */
 function insufficient(account: AccountState, amount: bigint): Rejection {
-  return { ok: false, reason: 'insufficient_funds', detail: `balance ${account.balanceMinor} < amount ${amount}` };
+  const held = account.heldMinor ?? 0n;
+  const detail =
+    held === 0n
+      ? `balance ${account.balanceMinor} < amount ${amount}`
+      : `available ${account.balanceMinor - held} (balance ${account.balanceMinor}, held ${held}) < amount ${amount}`;
+  return { ok: false, reason: 'insufficient_funds', detail };
 }
 
 /**
@@ -105,9 +113,9 @@ function authorizeTransfer(
   if (!source.ok) return source;
   const destination = checkAccount(message, toAccount, toAccountId);
   if (!destination.ok) return destination;
-  const amount = toMinor(message.amountMinor);
+  const amount = toMinor(amountOf(message));
   const after = source.account.balanceMinor - amount;
-  if (after < 0n) return insufficient(source.account, amount);
+  if (after < (source.account.heldMinor ?? 0n)) return insufficient(source.account, amount);
   return {
     ok: true,
     balanceAfterMinor: after,

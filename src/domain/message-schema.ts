@@ -84,8 +84,12 @@ function describeSchemaError(error: ErrorObject | undefined): string {
  * `allOf` (a `not` error names the block by its schema path, e.g. `#/allOf/1/else/not`).
  */
 const TYPE_ONLY_FIELDS: readonly { field: string; types: string }[] = [
-  { field: 'merchant', types: 'card_payment' },
+  { field: 'merchant', types: 'card_payment, card_authorization' },
   { field: 'toAccountId', types: 'transfer' },
+  { field: 'authorizationId', types: 'card_capture, card_void, card_refund' },
+  { field: 'final', types: 'card_capture' },
+  { field: 'expiresAt', types: 'card_authorization' },
+  { field: 'amountMinor', types: 'every type but card_void' },
 ];
 
 function notAllowedDetail(schemaPath: string): string {
@@ -108,6 +112,10 @@ export function identityHash(message: TransactionMessage): string {
     message.merchant ?? null,
     // v1.1 fields are appended only when present, so every v1 message keeps the hash it always had.
     ...(message.toAccountId === undefined ? [] : [message.toAccountId]),
+    // Later v1.1 fields, named so that no two messages can give the same array.
+    ...(message.authorizationId === undefined ? [] : [['authorizationId', message.authorizationId.toLowerCase()]]),
+    ...(message.final === undefined ? [] : [['final', message.final]]),
+    ...(message.expiresAt === undefined ? [] : [['expiresAt', message.expiresAt]]),
   ]);
   return sha256(Buffer.from(canonical));
 }

@@ -1,11 +1,5 @@
 import { transactionIdFor } from '../domain/ids.js';
-import {
-  MAX_AMOUNT_MINOR,
-  routingKeyFor,
-  TRANSACTION_TYPES,
-  type TransactionMessage,
-  type TransactionType,
-} from '../domain/transaction.js';
+import { GENERATED_TYPES, MAX_AMOUNT_MINOR, routingKeyFor, type GeneratedType, type TransactionMessage } from '../domain/transaction.js';
 
 /** Kinds of poison gen can mix in to exercise the reject path. */
 export const POISON_KINDS = ['bad_json', 'wrong_schema', 'unknown_account', 'currency_mismatch', 'negative_amount'] as const;
@@ -34,7 +28,7 @@ export interface GeneratorOptions {
   readonly seed: string;
   readonly accounts: readonly TargetAccount[];
   /** Weights by type; a type left out has weight 0. */
-  readonly mix: Readonly<Partial<Record<TransactionType, number>>>;
+  readonly mix: Readonly<Partial<Record<GeneratedType, number>>>;
   readonly amountMinMinor: number;
   readonly amountMaxMinor: number;
   /** Share (0..1) of traffic sent to the hot set. */
@@ -79,13 +73,13 @@ export function createGenerator(options: GeneratorOptions) {
     throw new RangeError(`amount range ${amountMinMinor}..${amountMaxMinor} is outside 1..${MAX_AMOUNT_MINOR} minor units`);
   }
   const seedHash = hashString(options.seed);
-  const typeWeights = TRANSACTION_TYPES.map((t) => options.mix[t] ?? 0);
+  const typeWeights = GENERATED_TYPES.map((t) => options.mix[t] ?? 0);
   const totalWeight = typeWeights.reduce((a, b) => a + b, 0);
   const hotSet = options.accounts.slice(0, Math.max(1, Math.min(options.hotSetSize, options.accounts.length)));
   const hotByCurrency = byCurrency(hotSet);
   const allByCurrency = byCurrency(options.accounts);
   // The last type with a weight: what a pick lands on if float rounding runs it off the end.
-  const lastWeighted = TRANSACTION_TYPES.filter((_, i) => typeWeights[i]! > 0).at(-1) ?? TRANSACTION_TYPES[0];
+  const lastWeighted: GeneratedType = GENERATED_TYPES.filter((_, i) => typeWeights[i]! > 0).at(-1) ?? GENERATED_TYPES[0];
   const logMin = Math.log(options.amountMinMinor);
   const logSpan = Math.log(options.amountMaxMinor) - logMin;
 
@@ -93,11 +87,11 @@ export function createGenerator(options: GeneratorOptions) {
     const random = mulberry32((seedHash + Math.imul(index + 1, 0x9e3779b9)) | 0);
     const id = transactionIdFor(options.runId, index);
     let pick = random() * totalWeight;
-    let type: TransactionType = lastWeighted;
-    for (let i = 0; i < TRANSACTION_TYPES.length; i++) {
+    let type: GeneratedType = lastWeighted;
+    for (let i = 0; i < GENERATED_TYPES.length; i++) {
       pick -= typeWeights[i]!;
       if (pick < 0) {
-        type = TRANSACTION_TYPES[i]!;
+        type = GENERATED_TYPES[i]!;
         break;
       }
     }
@@ -106,7 +100,9 @@ export function createGenerator(options: GeneratorOptions) {
     // Log-uniform: most payments are small, a few are large, as in real card traffic. The float only
     // chooses an integer; it is rounded and clamped before it becomes money.
     const amountMinor = clampInt(Math.round(Math.exp(logMin + random() * logSpan)), options.amountMinMinor, options.amountMaxMinor);
-    const merchant = type === 'card_payment' ? MERCHANTS[Math.floor(random() * MERCHANTS.length)] : undefined;
+    // Only card types draw a merchant (so v1 streams are unchanged by the types v1.1 added).
+    const merchant =
+      type === 'card_payment' || type === 'card_authorization' ? MERCHANTS[Math.floor(random() * MERCHANTS.length)] : undefined;
     // Only transfers draw this number: the streams of v1 mixes are the same as before transfers existed.
     const toAccount =
       type === 'transfer'
@@ -159,7 +155,7 @@ function poison(index: number, kind: PoisonKind, message: TransactionMessage, ra
     case 'currency_mismatch':
       return { ...base, body: Buffer.from(JSON.stringify({ ...message, currency: message.currency === 'XTS' ? 'XXX' : 'XTS' })) };
     case 'negative_amount':
-      return { ...base, body: Buffer.from(JSON.stringify({ ...message, amountMinor: -message.amountMinor })) };
+      return { ...base, body: Buffer.from(JSON.stringify({ ...message, amountMinor: -(message.amountMinor ?? 1) })) };
     case 'transfer_same_account':
       return { ...base, body: Buffer.from(JSON.stringify({ ...message, toAccountId: message.accountId })) };
     case 'transfer_unknown_destination':

@@ -8,7 +8,7 @@ import { runExists, runStart, startRun } from '../db/runs.js';
 import { createGenerator, type GeneratedMessage } from './generator.js';
 import { runIdForSeed } from '../domain/ids.js';
 import { validateTransaction } from '../domain/message-schema.js';
-import { V1_TRANSACTION_TYPES, type TransactionType } from '../domain/transaction.js';
+import { V1_TRANSACTION_TYPES, type GeneratedType, type TransactionType } from '../domain/transaction.js';
 import { UsageError } from '../errors.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
 import { RunRecord } from './run-record.js';
@@ -18,7 +18,7 @@ export interface PublishRunOptions {
   readonly seed: string;
   /** Target rate in messages per second; 0 = as fast as the broker confirms. */
   readonly ratePerS: number;
-  readonly mix: Record<TransactionType, number>;
+  readonly mix: Record<GeneratedType, number>;
   /** Explicit account ids, or null for every customer account. */
   readonly accountIds: number[] | null;
   readonly amountMinMinor: number;
@@ -149,7 +149,7 @@ export function streamOptionsOf(options: PublishRunOptions) {
  * The mix as a run records it: the v1 types always, a v1.1 type only when it has a weight, so a run
  * recorded before v1.1 existed compares equal to the same options now (and can be resumed).
  */
-function recordedMix(mix: Record<TransactionType, number>): Partial<Record<TransactionType, number>> {
+function recordedMix(mix: Record<GeneratedType, number>): Partial<Record<GeneratedType, number>> {
   return Object.fromEntries(
     Object.entries(mix).filter(([type, weight]) => weight > 0 || V1_TRANSACTION_TYPES.includes(type as TransactionType)),
   );

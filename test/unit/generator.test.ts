@@ -56,7 +56,7 @@ describe('generator', () => {
 
   it('follows the mix and skews amounts toward small values', () => {
     const g = createGenerator(options('10', { mix: { deposit: 1, withdrawal: 0, card_payment: 0 } }));
-    const amounts = Array.from({ length: 2000 }, (_, i) => g.at(i).message!.amountMinor);
+    const amounts = Array.from({ length: 2000 }, (_, i) => g.at(i).message!.amountMinor!);
     expect(new Set(Array.from({ length: 200 }, (_, i) => g.at(i).message!.type))).toEqual(new Set(['deposit']));
     const median = [...amounts].sort((a, b) => a - b)[1000]!;
     expect(median).toBeLessThan((100 + 50_000) / 2 / 4);
