@@ -77,7 +77,7 @@ export function reconciliationChecks(settled: boolean): readonly AnyCheck[] {
   return [
     defineCheck({
       name: 'statement_once_per_outcome',
-      description: 'no outcome has more than one statement line',
+      description: 'no outcome has more than one statement line of a type (a transfer has one per account)',
       query: REPEATED_STATEMENTS,
       example: (r) => `${r.transaction_id} has ${r.c} lines`,
     }),
