@@ -3,7 +3,24 @@ import { formatMinor } from '../domain/money.js';
 
 /** Statement lines: how an accounting event reads to a person. */
 
-const TYPE_LABELS: Record<string, string> = { deposit: 'deposit', withdrawal: 'withdrawal', card_payment: 'card payment' };
+const TYPE_LABELS: Record<string, string> = {
+  deposit: 'deposit',
+  withdrawal: 'withdrawal',
+  card_payment: 'card payment',
+  // A transfer's source line carries the transaction's type; its destination line is `transfer_in`.
+  transfer: 'transfer out',
+  transfer_in: 'transfer in',
+  card_authorization: 'card hold',
+  card_capture: 'card capture',
+  card_void: 'card hold released',
+  card_refund: 'card refund',
+};
+
+/** Event types that move no posted money (a hold or its release): their amount has no sign. */
+const NOT_POSTED = new Set(['card_authorization', 'card_void']);
+
+/** Event types that put money into the account. */
+const MONEY_IN = new Set(['deposit', 'transfer_in', 'card_refund']);
 
 /** "insufficient_funds" → "insufficient funds". */
 function humanize(code: string): string {
@@ -14,8 +31,8 @@ function humanize(code: string): string {
 export function signedAmountText(event: Pick<AccountingEvent, 'type' | 'outcome' | 'amountMinor' | 'currency'>): string {
   if (event.amountMinor === null) return '-';
   const text = formatMinor(event.amountMinor, event.currency ?? undefined);
-  if (event.outcome === 'rejected') return text;
-  return event.type === 'deposit' ? `+${text}` : `-${text}`;
+  if (event.outcome === 'rejected' || (event.type !== null && NOT_POSTED.has(event.type))) return text;
+  return event.type !== null && MONEY_IN.has(event.type) ? `+${text}` : `-${text}`;
 }
 
 /** What happened, in words: "deposit", "card payment"; just "transaction" when the message was unreadable. */

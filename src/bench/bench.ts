@@ -115,7 +115,7 @@ export function benchRunOptions(options: BenchOptions): PublishRunOptions {
     count: options.count,
     seed: options.seed,
     ratePerS: options.ratePerS,
-    mix: { deposit: 40, withdrawal: 30, card_payment: 30 },
+    mix: { deposit: 40, withdrawal: 30, card_payment: 30, transfer: 0, card_authorization: 0 },
     accountIds: null,
     amountMinMinor: 100,
     amountMaxMinor: 50_000,

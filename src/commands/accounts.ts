@@ -150,13 +150,21 @@ export async function handleAccountsShow(ctx: CommandContext, id: number, option
         processedAt: o.processedAt.toISOString(),
       };
     });
-    if (options.json) return ctx.out(toJson({ account, entries: { count: entries.count, sumMinor: entries.sumMinor }, recent }));
+    const funds =
+      row.kind === 'customer'
+        ? { balanceMinor: row.balanceMinor, heldMinor: row.heldMinor, availableMinor: row.balanceMinor - row.heldMinor }
+        : null;
+    if (options.json) return ctx.out(toJson({ account, funds, entries: { count: entries.count, sumMinor: entries.sumMinor }, recent }));
     ctx.out(`account ${account.id} — ${account.name} (${account.kind}, ${account.currency})`);
     ctx.out(
       account.kind === 'system'
         ? `balance ${formatMinor(account.balanceMinor, account.currency)} (a system account's balance is the sum of its ${plural(entries.count, 'ledger entry', 'ledger entries')})`
         : `balance ${formatMinor(account.balanceMinor, account.currency)}; ${plural(entries.count, 'ledger entry', 'ledger entries')} summing to ${formatMinor(entries.sumMinor, account.currency)}`,
     );
+    if (funds)
+      ctx.out(
+        `held ${formatMinor(funds.heldMinor, account.currency)} by open card authorizations; available ${formatMinor(funds.availableMinor, account.currency)}`,
+      );
     ctx.out('');
     ctx.out(
       table(

@@ -19,7 +19,7 @@ import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseRangeFlag, parse
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
-import { MAX_AMOUNT_MINOR, TRANSACTION_TYPES } from '../domain/transaction.js';
+import { GENERATED_TYPES, MAX_AMOUNT_MINOR } from '../domain/transaction.js';
 import { describeCause, ExitCode, FatalError, PublishIncompleteError, ServiceUnavailableError, UsageError } from '../errors.js';
 import type { GenCounts } from '../stats/prometheus.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
@@ -280,7 +280,13 @@ export function registerGen(program: Command): void {
       const options: PublishRunOptions = {
         ...shape,
         seed: parseSeedFlag(str('seed')),
-        mix: parseWeightsFlag('--mix', str('mix'), TRANSACTION_TYPES, { deposit: 40, withdrawal: 30, card_payment: 30 }),
+        mix: parseWeightsFlag('--mix', str('mix'), GENERATED_TYPES, {
+          deposit: 40,
+          withdrawal: 30,
+          card_payment: 30,
+          transfer: 0,
+          card_authorization: 0,
+        }),
         accountIds: str('accounts') ? parseAccountsFlag(str('accounts')!) : null,
         amountMinMinor: amountMin,
         amountMaxMinor: amountMax,

@@ -3,6 +3,7 @@ import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { entriesOfTransaction } from '../db/ledger.js';
 import { findFailures, type FailureRecord } from '../db/transaction-failures.js';
+import { getHold } from '../db/holds.js';
 import { getTransaction, outcomeOfRow } from '../db/transactions.js';
 import { peekDeadIds } from '../verify/broker-counts.js';
 import { formatMinor } from '../domain/money.js';
@@ -33,24 +34,41 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
   const { found, failures } = await withDatabase(ctx, async (db) => {
     const [row, failures] = await Promise.all([getTransaction(db, txId), findFailures(db, txId)]);
     const entries = row ? await entriesOfTransaction(db, txId) : [];
-    return { found: row ? { row, entries } : null, failures };
+    // A card transaction's hold: its own for an authorization, the one it acted on otherwise.
+    const holdId = row?.type === 'card_authorization' ? row.id : (row?.authorization_id ?? null);
+    const hold = holdId ? ((await getHold(db, holdId)) ?? null) : null;
+    return { found: row ? { row, entries, hold } : null, failures };
   });
   if (found) {
     if (options.json) {
       // The outcome in the JSON convention (camelCase, account ids as numbers, money as strings).
       const entries = found.entries.map((e) => ({ accountId: Number(e.account_id), amountMinor: BigInt(e.amount_minor) }));
       return ctx.out(
-        toJson({ ...outcomeOfRow(found.row), entries, ...(failures.length > 0 ? { failures: failures.map(failureJson) } : {}) }),
+        toJson({
+          ...outcomeOfRow(found.row),
+          entries,
+          hold: found.hold,
+          ...(failures.length > 0 ? { failures: failures.map(failureJson) } : {}),
+        }),
       );
     }
     const r = found.row;
     ctx.out(`${r.id}: ${r.status}${r.reason ? ` (${r.reason}: ${r.detail})` : ''}`);
+    const amount = r.amount_minor ? formatMinor(BigInt(r.amount_minor), r.currency ?? undefined) : '?';
+    const balance = (v: string | null) => (v ? formatMinor(BigInt(v)) : '-');
     ctx.out(
-      `  ${r.type ?? '?'} of ${r.amount_minor ? formatMinor(BigInt(r.amount_minor), r.currency ?? undefined) : '?'} on account ${r.account_id ?? '?'}; balance after ${r.balance_after_minor ? formatMinor(BigInt(r.balance_after_minor)) : '-'}`,
+      r.to_account_id === null
+        ? `  ${r.type ?? '?'} of ${amount} on account ${r.account_id ?? '?'}; balance after ${balance(r.balance_after_minor)}`
+        : `  ${r.type ?? '?'} of ${amount} from account ${r.account_id ?? '?'} to account ${r.to_account_id}; balances after ${balance(r.balance_after_minor)} and ${balance(r.to_balance_after_minor)}`,
     );
     ctx.out(
       `  worker ${r.worker_id}, attempt ${r.attempts}, created ${r.created_at ? new Date(r.created_at).toISOString() : '-'}, processed ${new Date(r.processed_at).toISOString()}`,
     );
+    const h = found.hold;
+    if (h)
+      ctx.out(
+        `  hold ${h.id} (${h.merchant}): ${h.state}; authorized ${formatMinor(h.authorizedMinor)}, captured ${formatMinor(h.capturedMinor)}, refunded ${formatMinor(h.refundedMinor)}, still held ${formatMinor(h.heldMinor)}; expires ${h.expiresAt.toISOString()}`,
+      );
     if (found.entries.length > 0)
       ctx.out(
         table(

@@ -180,7 +180,7 @@ function printAccounting(ctx: CommandContext, a: AccountingReconciliation): void
     : `not drained: ${a.outboxUnsent} unsent in the outbox, ${a.queued ?? '?'} queued, ${a.consumers ?? '?'} consumers`;
   ctx.out(`Accounting statements (${state})`);
   ctx.out(
-    `${plural(a.outcomes, 'recorded outcome')}, ${plural(a.statements, 'statement line')}; ${plural(a.missing, 'outcome')} without a line (${a.pending} on their way, ${a.lost} LOST)`,
+    `${plural(a.outcomes, 'statement line')} expected, ${a.statements} stored; ${a.missing} missing (${a.pending} on their way, ${a.lost} LOST)`,
   );
   ctx.out(
     table(

@@ -12,6 +12,8 @@ export interface AccountRow {
   readonly name: string;
   readonly currency: string;
   readonly balanceMinor: bigint;
+  /** What open card authorizations hold (v1.1); available = balance − held. */
+  readonly heldMinor: bigint;
   readonly eventSeq: bigint;
 }
 
@@ -22,6 +24,8 @@ type RawAccount = {
   name: string;
   currency: string;
   balance_minor: string;
+  /** Absent when a query did not select it. */
+  held_minor?: string;
   event_seq: string;
 };
 
@@ -33,6 +37,7 @@ function toAccount(row: RawAccount): AccountRow {
     name: row.name,
     currency: row.currency,
     balanceMinor: parseMinor(row.balance_minor),
+    heldMinor: row.held_minor === undefined ? 0n : parseMinor(row.held_minor),
     eventSeq: parseMinor(row.event_seq),
   };
 }
@@ -166,7 +171,7 @@ export async function existingCurrenciesInRange(db: Knex, firstId: number, lastI
 export async function getAccount(db: Knex, id: number): Promise<AccountRow | undefined> {
   const row = await db('accounts')
     .where('id', id)
-    .first<RawAccount | undefined>('id', 'kind', 'code', 'name', 'currency', 'balance_minor', 'event_seq');
+    .first<RawAccount | undefined>('id', 'kind', 'code', 'name', 'currency', 'balance_minor', 'held_minor', 'event_seq');
   return row ? toAccount(row) : undefined;
 }
 

@@ -9,35 +9,71 @@ import type { StatementResult } from './with-transaction.js';
  */
 
 /** A locked customer account as the batch reads it (BIGINTs as strings). */
-export type LockedAccountRow = { id: string; currency: string; balance_minor: string; event_seq: string };
+export type LockedAccountRow = { id: string; currency: string; balance_minor: string; held_minor: string; event_seq: string };
+/** A hold (v1.1 card authorizations) as the batch reads it. */
+export type HoldRow = {
+  id: string;
+  account_id: string;
+  currency: string;
+  merchant: string;
+  state: 'open' | 'partially_captured' | 'captured' | 'voided' | 'expired';
+  authorized_minor: string;
+  captured_minor: string;
+  refunded_minor: string;
+  expires_at: Date;
+  created_at: Date;
+};
 /** An outcome already recorded for one of the batch's ids. */
 export type RecordedOutcomeRow = { id: string; body_hash: string; status: 'applied' | 'rejected'; reason: string | null };
 
+const HOLD_COLUMNS = 'id, account_id, currency, merchant, state, authorized_minor, captured_minor, refunded_minor, expires_at, created_at';
+
 /**
  * The batch's reads: its customer accounts locked in ascending id order (`accountIds` sorted by the
- * caller: the one lock order every worker uses), then the outcomes already recorded for its ids.
- * Either is left out when its list is empty.
+ * caller: the one lock order every worker uses), the holds its captures, voids and refunds name
+ * (read after the account locks: a hold only changes under its account's lock), then the outcomes
+ * already recorded for its ids. Each is left out when its list is empty, so a batch of the older
+ * types reads exactly what it always did.
  */
-export function batchReadStatements(accountIds: readonly number[], ids: readonly string[]): string[] {
+export function batchReadStatements(accountIds: readonly number[], ids: readonly string[], holdIds: readonly string[] = []): string[] {
   const reads: string[] = [];
   if (accountIds.length > 0)
     reads.push(
-      `SELECT id, currency, balance_minor, event_seq FROM accounts WHERE id IN (${sqlList(accountIds)}) AND kind = 'customer' ORDER BY id FOR UPDATE`,
+      `SELECT id, currency, balance_minor, held_minor, event_seq FROM accounts WHERE id IN (${sqlList(accountIds)}) AND kind = 'customer' ORDER BY id FOR UPDATE`,
     );
+  if (holdIds.length > 0) reads.push(`SELECT ${HOLD_COLUMNS} FROM holds WHERE id IN (${sqlList(holdIds)})`);
   if (ids.length > 0) reads.push(`SELECT id, body_hash, status, reason FROM transactions WHERE id IN (${sqlList(ids)})`);
   return reads;
 }
 
-/** The rows of `batchReadStatements(accountIds, ids)`'s results, by statement. */
+/** The rows of `batchReadStatements(accountIds, ids, holdIds)`'s results, by statement. */
 export function batchReadRows(
   results: readonly StatementResult[],
   accountIds: readonly number[],
   ids: readonly string[],
-): { locked: LockedAccountRow[]; recorded: RecordedOutcomeRow[] } {
+  holdIds: readonly string[] = [],
+): { locked: LockedAccountRow[]; holds: HoldRow[]; recorded: RecordedOutcomeRow[] } {
+  const holdsAt = accountIds.length > 0 ? 1 : 0;
   return {
     locked: (accountIds.length > 0 ? results[0] : []) as LockedAccountRow[],
+    holds: (holdIds.length > 0 ? results[holdsAt] : []) as HoldRow[],
     recorded: (ids.length > 0 ? results[results.length - 1] : []) as RecordedOutcomeRow[],
   };
+}
+
+/** A hold as written back: new (an authorization) or changed (a capture, void or refund). */
+export interface HoldRecord {
+  readonly id: string;
+  readonly accountId: number;
+  readonly currency: string;
+  readonly merchant: string;
+  readonly state: HoldRow['state'];
+  readonly authorizedMinor: bigint;
+  readonly capturedMinor: bigint;
+  readonly refundedMinor: bigint;
+  readonly expiresAt: Date;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
 }
 
 /** One outcome row of `transactions`. */
@@ -49,6 +85,12 @@ export interface OutcomeRecord {
   readonly amountMinor: bigint | null;
   readonly currency: string | null;
   readonly merchant: string | null;
+  /** A transfer's destination (v1.1); null for the other types. */
+  readonly toAccountId: number | null;
+  /** An applied transfer's destination balance after the credit; null otherwise. */
+  readonly toBalanceAfterMinor: bigint | null;
+  /** The authorization a capture, void or refund acts on (v1.1); null otherwise. */
+  readonly authorizationId: string | null;
   readonly bodyHash: string;
   readonly status: 'applied' | 'rejected';
   readonly reason: string | null;
@@ -81,11 +123,13 @@ export interface OutboxRecord {
 export interface AccountUpdate {
   readonly id: number;
   readonly balanceMinor: bigint;
+  /** Held by open authorizations (v1.1). */
+  readonly heldMinor: bigint;
   readonly eventSeq: bigint;
 }
 
 const TRANSACTION_COLUMNS =
-  'id, run_id, type, account_id, amount_minor, currency, merchant, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at';
+  'id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at';
 const ENTRY_COLUMNS = 'transaction_id, account_id, amount_minor, created_at';
 const OUTBOX_COLUMNS =
   'event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at';
@@ -95,6 +139,8 @@ export class BatchWrites {
   private readonly transactionRows: string[] = [];
   private readonly entryRows: string[] = [];
   private readonly outboxRows: string[] = [];
+  /** Holds by id: a later change in the batch replaces an earlier one (the last state is written). */
+  private readonly holdRows = new Map<string, string>();
 
   addOutcome(r: OutcomeRecord): void {
     this.transactionRows.push(
@@ -106,6 +152,9 @@ export class BatchWrites {
         r.amountMinor,
         r.currency,
         r.merchant,
+        r.toAccountId,
+        r.toBalanceAfterMinor,
+        r.authorizationId,
         r.bodyHash,
         r.status,
         r.reason,
@@ -141,6 +190,25 @@ export class BatchWrites {
     );
   }
 
+  addHold(h: HoldRecord): void {
+    this.holdRows.set(
+      h.id,
+      sqlTuple([
+        h.id,
+        h.accountId,
+        h.currency,
+        h.merchant,
+        h.state,
+        h.authorizedMinor,
+        h.capturedMinor,
+        h.refundedMinor,
+        h.expiresAt,
+        h.createdAt,
+        h.updatedAt,
+      ]),
+    );
+  }
+
   /**
    * The statements to send with COMMIT: the inserts, then one UPDATE for every touched account
    * (`accounts` in ascending id order). The rows are locked, so these values are exact; the CHECK
@@ -152,11 +220,17 @@ export class BatchWrites {
       writes.push(`INSERT INTO transactions (${TRANSACTION_COLUMNS}) VALUES ${this.transactionRows.join(', ')}`);
     if (this.entryRows.length > 0) writes.push(`INSERT INTO ledger_entries (${ENTRY_COLUMNS}) VALUES ${this.entryRows.join(', ')}`);
     if (this.outboxRows.length > 0) writes.push(`INSERT INTO outbox_events (${OUTBOX_COLUMNS}) VALUES ${this.outboxRows.join(', ')}`);
+    if (this.holdRows.size > 0)
+      writes.push(
+        `INSERT INTO holds (${HOLD_COLUMNS}, updated_at) VALUES ${[...this.holdRows.values()].join(', ')} ` +
+          'ON DUPLICATE KEY UPDATE state = VALUES(state), captured_minor = VALUES(captured_minor), refunded_minor = VALUES(refunded_minor), updated_at = VALUES(updated_at)',
+      );
     if (accounts.length > 0) {
       const balanceCase = accounts.map((a) => `WHEN ${a.id} THEN ${a.balanceMinor}`).join(' ');
       const seqCase = accounts.map((a) => `WHEN ${a.id} THEN ${a.eventSeq}`).join(' ');
+      const heldCase = accounts.map((a) => `WHEN ${a.id} THEN ${a.heldMinor}`).join(' ');
       writes.push(
-        `UPDATE accounts SET balance_minor = CASE id ${balanceCase} END, event_seq = CASE id ${seqCase} END WHERE id IN (${sqlList(accounts.map((a) => a.id))})`,
+        `UPDATE accounts SET balance_minor = CASE id ${balanceCase} END, held_minor = CASE id ${heldCase} END, event_seq = CASE id ${seqCase} END WHERE id IN (${sqlList(accounts.map((a) => a.id))})`,
       );
     }
     return writes;

@@ -1,4 +1,4 @@
-import type { ViolationQuery } from './violations.js';
+import { violationsFrom, type ViolationQuery } from './violations.js';
 
 /**
  * The ledger's invariants as queries for the rows that break them (verify/ledger-checks.ts names and
@@ -30,10 +30,13 @@ export const NEGATIVE_BALANCES: ViolationQuery<{ id: string; balance_minor: stri
   examplesSql: `SELECT id, balance_minor FROM accounts WHERE kind = 'customer' AND balance_minor < 0`,
 };
 
-/** Applied transactions without exactly one pair of entries. */
+/** Types that post no entries when applied: an authorization reserves, a void releases (v1.1). */
+const POSTS_NOTHING = `t.type IN ('card_authorization', 'card_void')`;
+
+/** Applied transactions without exactly one pair of entries (none for those that post nothing). */
 export const APPLIED_NOT_ONCE: ViolationQuery<{ id: string; c: string }> = {
-  countSql: `SELECT COUNT(*) AS n FROM (SELECT t.id FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.status = 'applied' GROUP BY t.id HAVING COUNT(e.id) <> 2) x`,
-  examplesSql: `SELECT t.id, COUNT(e.id) AS c FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.status = 'applied' GROUP BY t.id HAVING COUNT(e.id) <> 2`,
+  countSql: `SELECT COUNT(*) AS n FROM (SELECT t.id FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.status = 'applied' GROUP BY t.id, t.type HAVING COUNT(e.id) <> CASE WHEN ${POSTS_NOTHING} THEN 0 ELSE 2 END) x`,
+  examplesSql: `SELECT t.id, COUNT(e.id) AS c FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id WHERE t.status = 'applied' GROUP BY t.id, t.type HAVING COUNT(e.id) <> CASE WHEN ${POSTS_NOTHING} THEN 0 ELSE 2 END`,
 };
 
 /** Entries of rejected transactions. */
@@ -47,3 +50,63 @@ export const ENTRIES_WITHOUT_OUTCOME: ViolationQuery<{ transaction_id: string }>
   countSql: `SELECT COUNT(*) AS n FROM ledger_entries e LEFT JOIN transactions t ON t.id = e.transaction_id WHERE t.id IS NULL`,
   examplesSql: `SELECT e.transaction_id FROM ledger_entries e LEFT JOIN transactions t ON t.id = e.transaction_id WHERE t.id IS NULL`,
 };
+
+/**
+ * Applied transfers that do anything but move their amount from the source to the destination: not
+ * exactly two entries, −amount on the source and +amount on the destination. A transfer that passes
+ * touches no system account, so transfers leave the total of customer balances unchanged.
+ */
+export const TRANSFERS_OFF_CUSTOMERS: ViolationQuery<{ id: string; c: string; debits: string; credits: string }> = (() => {
+  const from = `FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
+     WHERE t.type = 'transfer' AND t.status = 'applied'
+     GROUP BY t.id
+     HAVING COUNT(e.id) <> 2
+         OR SUM(CASE WHEN e.account_id = t.account_id AND e.amount_minor = -t.amount_minor THEN 1 ELSE 0 END) <> 1
+         OR SUM(CASE WHEN e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor THEN 1 ELSE 0 END) <> 1`;
+  return {
+    countSql: `SELECT COUNT(*) AS n FROM (SELECT t.id ${from}) x`,
+    examplesSql: `SELECT t.id, COUNT(e.id) AS c,
+        SUM(CASE WHEN e.account_id = t.account_id AND e.amount_minor = -t.amount_minor THEN 1 ELSE 0 END) AS debits,
+        SUM(CASE WHEN e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor THEN 1 ELSE 0 END) AS credits ${from}`,
+  };
+})();
+
+/** What each customer's open holds reserve (v1.1): the rest of every open or partially captured hold. */
+const OPEN_HOLDS = `SELECT account_id, SUM(authorized_minor - captured_minor) AS s FROM holds WHERE state IN ('open', 'partially_captured') GROUP BY account_id`;
+
+/** Customer accounts whose `held_minor` is not what their open holds reserve. */
+export const HELD_OFF_HOLDS = violationsFrom<{ id: string; held_minor: string; s: string }>(
+  `FROM accounts a LEFT JOIN (${OPEN_HOLDS}) h ON h.account_id = a.id WHERE a.kind = 'customer' AND a.held_minor <> COALESCE(h.s, 0)`,
+  'a.id, a.held_minor, COALESCE(h.s, 0) AS s',
+);
+
+/** Customer accounts whose available money (balance − held) is negative. */
+export const NEGATIVE_AVAILABLE = violationsFrom<{ id: string; balance_minor: string; held_minor: string }>(
+  `FROM accounts a WHERE a.kind = 'customer' AND a.balance_minor - a.held_minor < 0`,
+  'a.id, a.balance_minor, a.held_minor',
+);
+
+/** Holds captured beyond what they authorized, or refunded beyond what they captured. */
+export const HOLDS_OVERDRAWN = violationsFrom<{ id: string; authorized_minor: string; captured_minor: string; refunded_minor: string }>(
+  'FROM holds WHERE captured_minor > authorized_minor OR refunded_minor > captured_minor OR captured_minor < 0 OR refunded_minor < 0',
+  'id, authorized_minor, captured_minor, refunded_minor',
+);
+
+/**
+ * Holds whose captured and refunded amounts are not the sums of their applied captures and refunds
+ * (the ledger's record of them): a capture counted twice or lost would show here.
+ */
+export const HOLDS_OFF_LEDGER = violationsFrom<{
+  id: string;
+  captured_minor: string;
+  captures: string;
+  refunded_minor: string;
+  refunds: string;
+}>(
+  `FROM holds h LEFT JOIN (SELECT authorization_id,
+            SUM(CASE WHEN type = 'card_capture' THEN amount_minor ELSE 0 END) AS captures,
+            SUM(CASE WHEN type = 'card_refund' THEN amount_minor ELSE 0 END) AS refunds
+       FROM transactions WHERE status = 'applied' AND authorization_id IS NOT NULL GROUP BY authorization_id) t ON t.authorization_id = h.id
+     WHERE h.captured_minor <> COALESCE(t.captures, 0) OR h.refunded_minor <> COALESCE(t.refunds, 0)`,
+  'h.id, h.captured_minor, COALESCE(t.captures, 0) AS captures, h.refunded_minor, COALESCE(t.refunds, 0) AS refunds',
+);

@@ -11,7 +11,13 @@ import { violationsFrom, type ViolationQuery } from './violations.js';
 
 /** Transactions that have an accounting event: all but seeded opening balances (those have no outbox event). */
 const HAS_EVENT = `(t.type IS NULL OR t.type <> 'opening')`;
-const MISSING_STATEMENT = `FROM transactions t WHERE ${HAS_EVENT} AND NOT EXISTS (SELECT 1 FROM accounting_statements s WHERE s.transaction_id = t.id)`;
+/**
+ * The statement lines the ledger expects, one row each: the outcome's line (type as recorded, or
+ * NULL), and for an applied transfer also the destination's `transfer_in` line.
+ */
+const EXPECTED_LINES = `(SELECT t.id, t.type AS line_type, t.processed_at FROM transactions t WHERE ${HAS_EVENT}
+   UNION ALL SELECT t.id, 'transfer_in', t.processed_at FROM transactions t WHERE t.type = 'transfer' AND t.status = 'applied')`;
+const MISSING_STATEMENT = `FROM ${EXPECTED_LINES} e WHERE NOT EXISTS (SELECT 1 FROM accounting_statements s WHERE s.transaction_id = e.id AND s.type <=> e.line_type)`;
 
 async function scalar(db: Knex, sql: string): Promise<number> {
   return countOf(rowsOf<{ n: string }>(await db.raw(sql))[0]?.n);
@@ -22,24 +28,24 @@ export function unsentOutboxCount(db: Knex): Promise<number> {
   return scalar(db, 'SELECT COUNT(*) AS n FROM outbox_events WHERE sent_at IS NULL');
 }
 
-/** Recorded outcomes that should have a statement line. */
+/** Statement lines the recorded outcomes should have (an applied transfer has two: one per account). */
 export function outcomesWithEventCount(db: Knex): Promise<number> {
-  return scalar(db, `SELECT COUNT(*) AS n FROM transactions t WHERE ${HAS_EVENT}`);
+  return scalar(db, `SELECT COUNT(*) AS n FROM ${EXPECTED_LINES} e`);
 }
 
 export function statementLineCount(db: Knex): Promise<number> {
   return scalar(db, 'SELECT COUNT(*) AS n FROM accounting_statements');
 }
 
-/** Outcomes that should have a statement line and have none. */
+/** Statement lines the outcomes should have and do not. */
 export function missingStatementCount(db: Knex): Promise<number> {
   return scalar(db, `SELECT COUNT(*) AS n ${MISSING_STATEMENT}`);
 }
 
-/** The oldest `limit` outcomes without a statement line. */
+/** The oldest `limit` outcomes missing a statement line. */
 export async function missingStatementIds(db: Knex, limit: number): Promise<string[]> {
   if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`bad limit ${limit}`);
-  return rowsOf<{ id: string }>(await db.raw(`SELECT t.id ${MISSING_STATEMENT} ORDER BY t.processed_at LIMIT ${limit}`)).map((r) =>
+  return rowsOf<{ id: string }>(await db.raw(`SELECT e.id ${MISSING_STATEMENT} ORDER BY e.processed_at LIMIT ${limit}`)).map((r) =>
     String(r.id),
   );
 }
@@ -56,9 +62,9 @@ export function invalidEventCount(db: Knex): Promise<number> {
   return scalar(db, 'SELECT COUNT(*) AS n FROM accounting_invalid_events');
 }
 
-/** Outcomes with more than one statement line. */
+/** Outcomes with more than one statement line of a kind (a transfer has one `transfer` and one `transfer_in` line). */
 export const REPEATED_STATEMENTS = violationsFrom<{ transaction_id: string; c: string }>(
-  'FROM accounting_statements GROUP BY transaction_id HAVING COUNT(*) > 1',
+  'FROM accounting_statements GROUP BY transaction_id, type HAVING COUNT(*) > 1',
   'transaction_id, COUNT(*) AS c',
 );
 
@@ -77,10 +83,13 @@ export const STATEMENTS_OFF_OUTCOME = violationsFrom<{
   ledger_balance: string | null;
 }>(
   `FROM accounting_statements s JOIN transactions t ON t.id = s.transaction_id
-      WHERE NOT (s.outcome <=> t.status AND s.reason <=> t.reason AND s.type <=> t.type AND s.currency <=> t.currency
-                 AND s.amount_minor <=> t.amount_minor AND s.balance_after_minor <=> t.balance_after_minor
-                 AND (s.account_id IS NULL OR s.account_id = t.account_id))`,
-  's.transaction_id, s.outcome, t.status, s.balance_after_minor, t.balance_after_minor AS ledger_balance',
+      WHERE NOT (s.outcome <=> t.status AND s.reason <=> t.reason AND s.currency <=> t.currency AND s.amount_minor <=> t.amount_minor
+                 AND CASE WHEN s.type = 'transfer_in'
+                          THEN t.type = 'transfer' AND s.account_id <=> t.to_account_id AND s.balance_after_minor <=> t.to_balance_after_minor
+                          ELSE s.type <=> t.type AND s.balance_after_minor <=> t.balance_after_minor
+                               AND (s.account_id IS NULL OR s.account_id = t.account_id) END)`,
+  `s.transaction_id, s.outcome, t.status, s.balance_after_minor,
+   CASE WHEN s.type = 'transfer_in' THEN t.to_balance_after_minor ELSE t.balance_after_minor END AS ledger_balance`,
 );
 
 export type SequenceRow = { account_id: string; c: string; d: string; m: string; event_seq: string | null };

@@ -16,6 +16,9 @@ export interface TransactionRow {
   readonly amount_minor: string | null;
   readonly currency: string | null;
   readonly merchant: string | null;
+  readonly to_account_id: string | null;
+  readonly to_balance_after_minor: string | null;
+  readonly authorization_id: string | null;
   readonly body_hash: string;
   readonly status: 'applied' | 'rejected';
   readonly reason: string | null;
@@ -46,9 +49,13 @@ export interface TransactionOutcome {
   readonly amountMinor: bigint | null;
   readonly currency: string | null;
   readonly merchant: string | null;
+  /** A transfer's destination (contract v1.1); null for the other types. */
+  readonly toAccountId: number | null;
   readonly reason: string | null;
   readonly detail: string | null;
   readonly balanceAfterMinor: bigint | null;
+  /** An applied transfer's destination balance after the credit; null otherwise. */
+  readonly toBalanceAfterMinor: bigint | null;
   readonly workerId: string;
   readonly attempts: number | null;
   readonly createdAt: Date | null;
@@ -69,9 +76,11 @@ export function outcomeOfRow(
     amountMinor: money(row.amount_minor),
     currency: row.currency ?? null,
     merchant: row.merchant ?? null,
+    toAccountId: row.to_account_id === null || row.to_account_id === undefined ? null : Number(row.to_account_id),
     reason: row.reason ?? null,
     detail: row.detail ?? null,
     balanceAfterMinor: money(row.balance_after_minor),
+    toBalanceAfterMinor: money(row.to_balance_after_minor),
     workerId: row.worker_id,
     attempts: row.attempts ?? null,
     createdAt: row.created_at ? new Date(row.created_at) : null,

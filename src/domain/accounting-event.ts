@@ -18,7 +18,11 @@ export interface AccountingEvent {
   readonly accountId: number | null;
   /** 1, 2, 3 … per account, in commit order; null exactly when `accountId` is. */
   readonly accountSeq: number | null;
-  /** deposit, withdrawal, card_payment; null for an unreadable message. */
+  /**
+   * deposit, withdrawal, card_payment, transfer; null for an unreadable message. An applied transfer
+   * has two events: `transfer` on the source (money out) and `transfer_in` on the destination
+   * (money in, its own sequence number and balance after), both with the transfer's transactionId.
+   */
   readonly type: string | null;
   readonly outcome: EventOutcome;
   /** Why it was rejected; null when applied. */
@@ -129,7 +133,7 @@ export function decodeAccountingEvent(body: Buffer): DecodedEvent {
   if (accountSeq !== null && !(Number.isSafeInteger(accountSeq) && (accountSeq as number) >= 1))
     return fail('accountSeq must be a positive integer or null');
   if ((accountId === null) !== (accountSeq === null)) return fail('accountId and accountSeq must both be set or both be null');
-  if (!nullableString(o.type, 16)) return fail('type must be a string of at most 16 characters or null');
+  if (!nullableString(o.type, 32)) return fail('type must be a string of at most 32 characters or null');
   if (!nullableString(o.reason, 32)) return fail('reason must be a string of at most 32 characters or null');
   if (o.currency !== null && !(typeof o.currency === 'string' && /^[A-Z]{3}$/.test(o.currency)))
     return fail('currency must be a 3-letter code or null');

@@ -12,7 +12,7 @@ export const TRANSACTION_SCHEMA_V1 = JSON.parse(
   readFileSync(new URL('../../schema/transaction.v1.json', import.meta.url), 'utf8'),
 ) as object;
 
-// strictRequired is off because the if/then/else names `merchant`, which is declared at the top level.
+// strictRequired is off because the if/then/else blocks name fields declared at the top level.
 const ajv = new Ajv({ allErrors: false, strict: true, strictRequired: false });
 addFormats(ajv);
 /** The one compiled validator: gen validates what it publishes with it, the worker what it consumes. */
@@ -71,12 +71,30 @@ function describeSchemaError(error: ErrorObject | undefined): string {
     case 'additionalProperties':
       return `unexpected field ${(error.params as { additionalProperty: string }).additionalProperty}`;
     case 'not':
-      return 'merchant is only allowed on card_payment';
+      return notAllowedDetail(error.schemaPath);
     case 'enum':
       return `${where} must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
     default:
       return `${where} ${error.message ?? 'is invalid'}`;
   }
+}
+
+/**
+ * Fields only some types may carry, by the index of their if/then/else block in the schema's
+ * `allOf` (a `not` error names the block by its schema path, e.g. `#/allOf/1/else/not`).
+ */
+const TYPE_ONLY_FIELDS: readonly { field: string; types: string }[] = [
+  { field: 'merchant', types: 'card_payment, card_authorization' },
+  { field: 'toAccountId', types: 'transfer' },
+  { field: 'authorizationId', types: 'card_capture, card_void, card_refund' },
+  { field: 'final', types: 'card_capture' },
+  { field: 'expiresAt', types: 'card_authorization' },
+  { field: 'amountMinor', types: 'every type but card_void' },
+];
+
+function notAllowedDetail(schemaPath: string): string {
+  const block = TYPE_ONLY_FIELDS[Number(/^#\/allOf\/(\d+)\//.exec(schemaPath)?.[1] ?? -1)];
+  return block ? `${block.field} is only allowed on ${block.types}` : 'a field is not allowed on this type';
 }
 
 /**
@@ -92,6 +110,12 @@ export function identityHash(message: TransactionMessage): string {
     message.amountMinor,
     message.currency,
     message.merchant ?? null,
+    // v1.1 fields are appended only when present, so every v1 message keeps the hash it always had.
+    ...(message.toAccountId === undefined ? [] : [message.toAccountId]),
+    // Later v1.1 fields, named so that no two messages can give the same array.
+    ...(message.authorizationId === undefined ? [] : [['authorizationId', message.authorizationId.toLowerCase()]]),
+    ...(message.final === undefined ? [] : [['final', message.final]]),
+    ...(message.expiresAt === undefined ? [] : [['expiresAt', message.expiresAt]]),
   ]);
   return sha256(Buffer.from(canonical));
 }

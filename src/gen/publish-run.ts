@@ -11,7 +11,7 @@ import { constantProfile, type LoadProfile, type Stage } from './load-profile.js
 import { LatenessTracker, SendSchedule, WHOLE_RUN, type Instance, type LatenessSummary, type SecondLine } from './send-schedule.js';
 import { runIdForSeed, transactionIdFor } from '../domain/ids.js';
 import { validateTransaction } from '../domain/message-schema.js';
-import type { TransactionType } from '../domain/transaction.js';
+import { V1_TRANSACTION_TYPES, type GeneratedType, type TransactionType } from '../domain/transaction.js';
 import { UsageError } from '../errors.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
 import { RunRecord } from './run-record.js';
@@ -21,7 +21,7 @@ export interface PublishRunOptions {
   readonly seed: string;
   /** Target rate in messages per second; 0 = as fast as the broker confirms. */
   readonly ratePerS: number;
-  readonly mix: Record<TransactionType, number>;
+  readonly mix: Record<GeneratedType, number>;
   /** Explicit account ids, or null for every customer account. */
   readonly accountIds: number[] | null;
   readonly amountMinMinor: number;
@@ -183,7 +183,7 @@ export function streamOptionsOf(options: PublishRunOptions) {
     : 'all';
   return {
     count: options.count,
-    mix: options.mix,
+    mix: recordedMix(options.mix),
     accounts,
     amountMinMinor: options.amountMinMinor,
     amountMaxMinor: options.amountMaxMinor,
@@ -195,6 +195,16 @@ export function streamOptionsOf(options: PublishRunOptions) {
     // The instance count decides which ids each instance sends, so every instance of a run must agree on it.
     instances: (options.instance ?? WHOLE_RUN).count,
   };
+}
+
+/**
+ * The mix as a run records it: the v1 types always, a v1.1 type only when it has a weight, so a run
+ * recorded before v1.1 existed compares equal to the same options now (and can be resumed).
+ */
+function recordedMix(mix: Record<GeneratedType, number>): Partial<Record<GeneratedType, number>> {
+  return Object.fromEntries(
+    Object.entries(mix).filter(([type, weight]) => weight > 0 || V1_TRANSACTION_TYPES.includes(type as TransactionType)),
+  );
 }
 
 /** Where the stream options of a re-used seed differ from the earlier run's: `count 20000 → 500`, … */
@@ -271,6 +281,8 @@ export async function prepareRun(
         : 'no customer accounts — run `txsim accounts seed --count 100` first',
     );
   }
+  if (options.mix.transfer > 0 && accounts.length < 2)
+    throw new UsageError('--mix: a transfer needs two accounts, and only one customer account is in play');
   const stream = streamOptionsOf(options);
   const runId = await chooseRunId(db, options, stream);
   const generator = createGenerator({

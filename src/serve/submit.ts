@@ -60,7 +60,8 @@ export async function submitTransaction(
       bodyHash,
       accountId: message.accountId,
       type: message.type,
-      amountMinor: BigInt(message.amountMinor),
+      // A card_void carries no amount (it releases what remains of its hold): recorded as 0.
+      amountMinor: BigInt(message.amountMinor ?? 0),
       currency: message.currency,
       destinationAccount: submission.destinationAccount,
       source: submission.source,
@@ -93,7 +94,7 @@ export async function submitTransaction(
     transactionId: message.id,
     accountId: message.accountId,
     type: message.type,
-    amountMinor: String(message.amountMinor),
+    amountMinor: String(message.amountMinor ?? 0),
     currency: message.currency,
     balanceAfterMinor: null,
     reason: null,

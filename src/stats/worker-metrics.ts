@@ -9,13 +9,8 @@ import { HopTimings } from './hops.js';
 export class WorkerMetrics {
   readonly startedAt = Date.now();
   applied = 0;
-  readonly rejected: Record<RejectReason, number> = {
-    invalid_message: 0,
-    unknown_account: 0,
-    currency_mismatch: 0,
-    insufficient_funds: 0,
-    duplicate_conflict: 0,
-  };
+  /** Every reason starts at 0, so a snapshot lists each one the contract knows. */
+  readonly rejected = Object.fromEntries(REJECT_REASONS.map((reason) => [reason, 0])) as Record<RejectReason, number>;
   /** The same outcomes by transaction type (`unknown`: a message too broken to have one), for Prometheus. */
   readonly outcomesByType: Record<'applied' | RejectReason, Record<TransactionType | 'unknown', number>> = outcomeMatrix();
   retried = 0;

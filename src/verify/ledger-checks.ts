@@ -2,8 +2,13 @@ import {
   APPLIED_NOT_ONCE,
   BALANCES_OFF_ENTRIES,
   ENTRIES_WITHOUT_OUTCOME,
+  HELD_OFF_HOLDS,
+  HOLDS_OFF_LEDGER,
+  HOLDS_OVERDRAWN,
+  NEGATIVE_AVAILABLE,
   NEGATIVE_BALANCES,
   REJECTED_WITH_ENTRIES,
+  TRANSFERS_OFF_CUSTOMERS,
   UNBALANCED_LEDGER,
   UNBALANCED_TRANSACTIONS,
 } from '../db/ledger-checks.js';
@@ -53,5 +58,36 @@ export const LEDGER_CHECKS: readonly AnyCheck[] = [
     description: 'every entry belongs to a recorded transaction',
     query: ENTRIES_WITHOUT_OUTCOME,
     example: (r) => `entry of unknown transaction ${r.transaction_id}`,
+  }),
+  defineCheck({
+    name: 'transfers_keep_customer_total',
+    description: 'each transfer moves its amount from one customer to another and touches nothing else (customer total unchanged)',
+    query: TRANSFERS_OFF_CUSTOMERS,
+    example: (r) => `${r.id}: ${r.c} entries, ${r.debits} matching debit, ${r.credits} matching credit`,
+  }),
+  defineCheck({
+    name: 'held_equals_open_holds',
+    description: "each customer's held amount equals what its open holds still reserve",
+    query: HELD_OFF_HOLDS,
+    example: (r) => `account ${r.id}: held ${r.held_minor}, open holds ${r.s}`,
+  }),
+  defineCheck({
+    name: 'no_negative_available',
+    description: "no customer's available money (balance − held) is negative",
+    query: NEGATIVE_AVAILABLE,
+    example: (r) => `account ${r.id}: balance ${r.balance_minor}, held ${r.held_minor}`,
+  }),
+  defineCheck({
+    name: 'holds_within_limits',
+    description: 'no hold captured beyond its authorization, no refund beyond its captures',
+    query: HOLDS_OVERDRAWN,
+    example: (r) => `hold ${r.id}: authorized ${r.authorized_minor}, captured ${r.captured_minor}, refunded ${r.refunded_minor}`,
+  }),
+  defineCheck({
+    name: 'holds_match_ledger',
+    description: "each hold's captured and refunded amounts are the sums of its applied captures and refunds",
+    query: HOLDS_OFF_LEDGER,
+    example: (r) =>
+      `hold ${r.id}: captured ${r.captured_minor} vs captures ${r.captures}, refunded ${r.refunded_minor} vs refunds ${r.refunds}`,
   }),
 ];

@@ -29,7 +29,10 @@ export interface AccountingReconciliation {
   readonly ok: boolean;
   /** Drained and complete: nothing unsent, nothing queued, no outcome without its line. */
   readonly settled: boolean;
-  /** Recorded outcomes that should have a statement line (every transaction except openings). */
+  /**
+   * Statement lines the recorded outcomes should have: one per transaction except openings, and a
+   * second (`transfer_in`, on the destination's statement) for each applied transfer.
+   */
   readonly outcomes: number;
   readonly statements: number;
   /** Outbox events not yet published. */
@@ -38,7 +41,7 @@ export interface AccountingReconciliation {
   readonly queued: number | null;
   /** Consumers on the accounting queue; null when the broker could not be asked. */
   readonly consumers: number | null;
-  /** Outcomes without a statement line … */
+  /** Expected statement lines not stored … */
   readonly missing: number;
   /** … of which may still be on their way … */
   readonly pending: number;
@@ -74,7 +77,7 @@ export function reconciliationChecks(settled: boolean): readonly AnyCheck[] {
   return [
     defineCheck({
       name: 'statement_once_per_outcome',
-      description: 'no outcome has more than one statement line',
+      description: 'no outcome has more than one statement line of a type (a transfer has one per account)',
       query: REPEATED_STATEMENTS,
       example: (r) => `${r.transaction_id} has ${r.c} lines`,
     }),

@@ -4,15 +4,17 @@ import {
   batchReadRows,
   batchReadStatements,
   type AccountUpdate,
+  type HoldRow,
   type LockedAccountRow,
   type RecordedOutcomeRow,
 } from '../db/apply-batch-sql.js';
 import { withPipelinedTransaction, type PipelinedTransaction } from '../db/with-transaction.js';
 import { uuidV5 } from '../domain/ids.js';
+import { authorizeCard, type Hold } from '../domain/holds.js';
 import { authorize, type AccountState } from '../domain/ledger.js';
 import { parseMinor, toMinor } from '../domain/money.js';
 import type { DecodeResult } from '../domain/message-schema.js';
-import type { RejectReason, TransactionMessage } from '../domain/transaction.js';
+import { amountOf, type RejectReason, type TransactionMessage } from '../domain/transaction.js';
 
 /** One delivery, decoded, as the apply step sees it (no AMQP types: this layer is broker-agnostic). */
 export interface Incoming {
@@ -33,13 +35,27 @@ export type Outcome =
       readonly recorded: boolean;
       readonly message?: TransactionMessage;
     }
+  /**
+   * A capture, void or refund whose authorization has no hold (yet): not recorded, retried through
+   * the delay queues while attempts remain (the authorization may still be on its way); on the last
+   * attempt it is rejected `unknown_authorization` instead.
+   */
+  | { readonly kind: 'deferred'; readonly id: string; readonly detail: string }
   /** The id already has an outcome from the same body: acknowledged, no second effect. */
   | { readonly kind: 'duplicate'; readonly id: string; readonly previous: 'applied' | 'rejected'; readonly previousReason: string | null };
 
 export interface ApplyContext {
   readonly workerId: string;
+  /**
+   * The worker's attempt limit: a capture, void or refund without its hold is deferred (retried)
+   * before this attempt and rejected `unknown_authorization` on it. Absent: rejected at once.
+   */
+  readonly attemptsMax?: number;
   readonly now?: () => Date;
 }
+
+/** Name of a transfer's destination event in its id (uuidV5(transaction id, this)): the same on every copy. */
+export const TRANSFER_CREDIT_EVENT = 'transfer-in';
 
 interface Existing {
   bodyHash: string;
@@ -64,6 +80,28 @@ export async function applyBatch(db: Knex, items: readonly Incoming[], context: 
 
 type LockedAccount = AccountState & { eventSeq: bigint };
 
+const CARD_TYPES: ReadonlySet<string> = new Set(['card_authorization', 'card_capture', 'card_void', 'card_refund']);
+
+function holdOfRow(r: HoldRow): Hold {
+  return {
+    id: r.id,
+    accountId: Number(r.account_id),
+    currency: r.currency,
+    merchant: r.merchant,
+    state: r.state,
+    authorizedMinor: parseMinor(r.authorized_minor),
+    capturedMinor: parseMinor(r.captured_minor),
+    refundedMinor: parseMinor(r.refunded_minor),
+    expiresAt: new Date(r.expires_at),
+    createdAt: new Date(r.created_at),
+  };
+}
+
+/** The customer accounts a message touches: its own, and a transfer's destination. */
+function accountsOf(m: TransactionMessage): number[] {
+  return m.toAccountId === undefined ? [m.accountId] : [m.accountId, m.toAccountId];
+}
+
 async function applyInTransaction(trx: PipelinedTransaction, items: readonly Incoming[], context: ApplyContext): Promise<Outcome[]> {
   const now = context.now?.() ?? new Date();
   const ids = [
@@ -72,9 +110,19 @@ async function applyInTransaction(trx: PipelinedTransaction, items: readonly Inc
   // Locks first, in ascending id order (the one lock order every worker uses: no lock cycles). The
   // idempotency read comes after them: at READ COMMITTED it then sees the outcome of any batch that
   // held those locks before us, so a redelivery racing its original is found here, not by a key clash.
-  const accountIds = [...new Set(items.flatMap((i) => (i.decoded.ok ? [i.decoded.message.accountId] : [])))].sort((a, b) => a - b);
-  const results = await trx.begin(batchReadStatements(accountIds, ids));
-  const batch = new BatchDecisions(batchReadRows(results, accountIds, ids), context.workerId, now);
+  // A transfer's two accounts join the batch's one ascending lock order like every other account,
+  // so transfers A→B and B→A in concurrent batches wait for each other instead of deadlocking.
+  const accountIds = [...new Set(items.flatMap((i) => (i.decoded.ok ? accountsOf(i.decoded.message) : [])))].sort((a, b) => a - b);
+  // Holds named by captures, voids and refunds; their authorizations' ids join the idempotency read,
+  // so a capture of an authorization that was rejected is rejected at once instead of retried.
+  const holdIds = [
+    ...new Set(
+      items.flatMap((i) => (i.decoded.ok && i.decoded.message.authorizationId ? [i.decoded.message.authorizationId.toLowerCase()] : [])),
+    ),
+  ];
+  const readIds = holdIds.length > 0 ? [...new Set([...ids, ...holdIds])] : ids;
+  const results = await trx.begin(batchReadStatements(accountIds, readIds, holdIds));
+  const batch = new BatchDecisions(batchReadRows(results, accountIds, readIds, holdIds), context, now);
   for (const item of items) batch.decide(item);
   await trx.commit(batch.writes.statements(batch.touchedAccounts()));
   return batch.outcomes;
@@ -92,19 +140,25 @@ class BatchDecisions {
   /** Outcomes recorded before this batch, and those this batch records. */
   private readonly existing = new Map<string, Existing>();
   private readonly touched = new Set<number>();
+  /** Holds read for this batch, and those it creates or changes (as it leaves them so far). */
+  private readonly holds = new Map<string, Hold>();
+  private readonly workerId: string;
 
   constructor(
-    rows: { locked: readonly LockedAccountRow[]; recorded: readonly RecordedOutcomeRow[] },
-    private readonly workerId: string,
+    rows: { locked: readonly LockedAccountRow[]; holds: readonly HoldRow[]; recorded: readonly RecordedOutcomeRow[] },
+    private readonly context: ApplyContext,
     private readonly now: Date,
   ) {
+    this.workerId = context.workerId;
     for (const r of rows.locked)
       this.accounts.set(Number(r.id), {
         id: Number(r.id),
         currency: r.currency,
         balanceMinor: parseMinor(r.balance_minor),
+        heldMinor: parseMinor(r.held_minor),
         eventSeq: parseMinor(r.event_seq),
       });
+    for (const h of rows.holds) this.holds.set(h.id, holdOfRow(h));
     for (const r of rows.recorded) this.existing.set(r.id, { bodyHash: r.body_hash, status: r.status, reason: r.reason });
   }
 
@@ -134,18 +188,102 @@ class BatchDecisions {
       return;
     }
     const m = d.message;
-    const decision = authorize(m, this.accounts.get(m.accountId));
+    if (CARD_TYPES.has(m.type)) return this.decideCard(item, m);
+    const decision = authorize(
+      m,
+      this.accounts.get(m.accountId),
+      m.toAccountId === undefined ? undefined : this.accounts.get(m.toAccountId),
+    );
+    if (!decision.ok) {
+      this.record(item, m.id, { status: 'rejected', reason: decision.reason, detail: decision.detail, message: m });
+      this.outcomes.push({ kind: 'rejected', id: m.id, reason: decision.reason, detail: decision.detail, recorded: true, message: m });
+      return;
+    }
+    this.setBalance(m.accountId, decision.balanceAfterMinor);
+    const toBalanceAfterMinor = decision.toBalanceAfterMinor ?? null;
+    if (m.toAccountId !== undefined && toBalanceAfterMinor !== null) this.setBalance(m.toAccountId, toBalanceAfterMinor);
+    this.record(item, m.id, { status: 'applied', balanceAfterMinor: decision.balanceAfterMinor, toBalanceAfterMinor, message: m });
+    if (m.toAccountId !== undefined && toBalanceAfterMinor !== null) this.recordTransferCredit(m, m.toAccountId, toBalanceAfterMinor);
+    for (const p of decision.postings) this.writes.addEntry(m.id, p.accountId, p.amountMinor, this.now);
+    this.outcomes.push({ kind: 'applied', id: m.id, message: m, balanceAfterMinor: decision.balanceAfterMinor });
+  }
+
+  /**
+   * A card authorization, capture, void or refund: decided against the locked account and its hold.
+   * A hold that does not exist (yet) defers the message while attempts remain — unless its
+   * authorization already has an outcome (then it was rejected and never will have a hold).
+   */
+  private decideCard(item: Incoming, m: TransactionMessage): void {
+    const authorizationId = m.authorizationId?.toLowerCase();
+    const hold = authorizationId === undefined ? undefined : this.holds.get(authorizationId);
+    const attemptsMax = this.context.attemptsMax;
+    if (
+      m.type !== 'card_authorization' &&
+      hold === undefined &&
+      authorizationId !== undefined &&
+      !this.existing.has(authorizationId) &&
+      attemptsMax !== undefined &&
+      item.attempt < attemptsMax
+    ) {
+      this.outcomes.push({
+        kind: 'deferred',
+        id: m.id,
+        detail: `authorization ${authorizationId} not applied yet (attempt ${item.attempt})`,
+      });
+      return;
+    }
+    const decision = authorizeCard(m, this.accounts.get(m.accountId), hold, this.now);
     if (!decision.ok) {
       this.record(item, m.id, { status: 'rejected', reason: decision.reason, detail: decision.detail, message: m });
       this.outcomes.push({ kind: 'rejected', id: m.id, reason: decision.reason, detail: decision.detail, recorded: true, message: m });
       return;
     }
     const account = this.accounts.get(m.accountId)!;
-    this.accounts.set(account.id, { ...account, balanceMinor: decision.balanceAfterMinor });
+    this.accounts.set(account.id, { ...account, balanceMinor: decision.balanceAfterMinor, heldMinor: decision.heldAfterMinor });
     this.touched.add(account.id);
+    this.holds.set(decision.hold.id, decision.hold);
+    this.writes.addHold({ ...decision.hold, updatedAt: this.now });
     this.record(item, m.id, { status: 'applied', balanceAfterMinor: decision.balanceAfterMinor, message: m });
     for (const p of decision.postings) this.writes.addEntry(m.id, p.accountId, p.amountMinor, this.now);
     this.outcomes.push({ kind: 'applied', id: m.id, message: m, balanceAfterMinor: decision.balanceAfterMinor });
+  }
+
+  private setBalance(accountId: number, balanceMinor: bigint): void {
+    const account = this.accounts.get(accountId)!;
+    this.accounts.set(accountId, { ...account, balanceMinor });
+    this.touched.add(accountId);
+  }
+
+  /**
+   * The destination's accounting event of an applied transfer: a `transfer_in` line on its own
+   * statement, numbered in its own sequence, with its balance after. The source's line is the
+   * outcome's event (`record`); each account's statement thus shows its side of the transfer.
+   */
+  private recordTransferCredit(m: TransactionMessage, toAccountId: number, toBalanceAfterMinor: bigint): void {
+    const account = this.nextEventSeq(toAccountId)!;
+    this.writes.addOutboxEvent({
+      eventId: uuidV5(m.id, TRANSFER_CREDIT_EVENT),
+      transactionId: m.id,
+      accountId: account.id,
+      accountSeq: account.eventSeq,
+      type: 'transfer_in',
+      amountMinor: toMinor(amountOf(m)),
+      currency: m.currency,
+      outcome: 'applied',
+      reason: null,
+      balanceAfterMinor: toBalanceAfterMinor,
+      createdAt: this.now,
+    });
+  }
+
+  /** Gives the locked account its next event sequence number; undefined when the account is not locked here. */
+  private nextEventSeq(accountId: number): LockedAccount | undefined {
+    const account = this.accounts.get(accountId);
+    if (!account) return undefined;
+    const next = { ...account, eventSeq: account.eventSeq + 1n };
+    this.accounts.set(accountId, next);
+    this.touched.add(accountId);
+    return next;
   }
 
   /** The touched accounts' new balances and counters, in ascending id order. */
@@ -154,7 +292,7 @@ class BatchDecisions {
       .sort((a, b) => a - b)
       .map((id) => {
         const account = this.accounts.get(id)!;
-        return { id, balanceMinor: account.balanceMinor, eventSeq: account.eventSeq };
+        return { id, balanceMinor: account.balanceMinor, heldMinor: account.heldMinor ?? 0n, eventSeq: account.eventSeq };
       });
   }
 
@@ -167,11 +305,12 @@ class BatchDecisions {
       reason?: RejectReason;
       detail?: string;
       balanceAfterMinor?: bigint;
+      toBalanceAfterMinor?: bigint | null;
       message?: TransactionMessage;
     },
   ): void {
     const m = fields.message;
-    const amountMinor = m ? toMinor(m.amountMinor) : null;
+    const amountMinor = m?.amountMinor === undefined ? null : toMinor(m.amountMinor);
     const balanceAfterMinor = fields.balanceAfterMinor ?? null;
     const reason = fields.reason ?? null;
     this.writes.addOutcome({
@@ -182,6 +321,9 @@ class BatchDecisions {
       amountMinor,
       currency: m?.currency ?? null,
       merchant: m?.merchant ?? null,
+      toAccountId: m?.toAccountId ?? null,
+      toBalanceAfterMinor: fields.toBalanceAfterMinor ?? null,
+      authorizationId: m?.authorizationId?.toLowerCase() ?? null,
       bodyHash: item.decoded.bodyHash,
       status: fields.status,
       reason,
@@ -193,18 +335,12 @@ class BatchDecisions {
       processedAt: this.now,
     });
     this.existing.set(id, { bodyHash: item.decoded.bodyHash, status: fields.status, reason });
-    const account = m ? this.accounts.get(m.accountId) : undefined;
-    let accountSeq: bigint | null = null;
-    if (account) {
-      accountSeq = account.eventSeq + 1n;
-      this.accounts.set(account.id, { ...account, eventSeq: accountSeq });
-      this.touched.add(account.id);
-    }
+    const account = m ? this.nextEventSeq(m.accountId) : undefined;
     this.writes.addOutboxEvent({
       eventId: uuidV5(id, 'outcome'),
       transactionId: id,
       accountId: account ? account.id : null,
-      accountSeq,
+      accountSeq: account ? account.eventSeq : null,
       type: m?.type ?? null,
       amountMinor,
       currency: m?.currency ?? null,

@@ -243,7 +243,7 @@ export class Worker {
     try {
       outcomes = await this.deps.applyBatch(
         live.map((d) => d.incoming),
-        { workerId: this.options.workerId },
+        { workerId: this.options.workerId, attemptsMax: this.options.attemptsMax },
       );
     } catch (err) {
       const failure = classifyFailure(err);
@@ -283,6 +283,10 @@ export class Worker {
         this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, startedAtMs, committedAtMs);
         this.log.debug({ ...fields, outcome: 'rejected', reason: outcome.reason, detail: outcome.detail }, 'rejected');
         break;
+      case 'deferred':
+        // A capture, void or refund ahead of its authorization: back through the delay queues, like
+        // a system error but not one (the batch committed). Never parked: the last attempt rejects it.
+        return this.retryOrPark(delivery, { class: 'transient', code: 'authorization_pending', message: outcome.detail });
       case 'duplicate':
         this.metrics.duplicates++;
         // A reject whose errors-queue publish was cut off by a crash is re-sent: at least once there.

@@ -11,6 +11,10 @@ describe('statement lines', () => {
   it('money in is +, money out is −', () => {
     expect(signedAmountText({ ...base, type: 'deposit' })).toBe('+12.34 EUR');
     expect(signedAmountText({ ...base, type: 'withdrawal' })).toBe('-12.34 EUR');
+    // A transfer's two lines: out of the source, into the destination.
+    expect(signedAmountText({ ...base, type: 'transfer' })).toBe('-12.34 EUR');
+    expect(signedAmountText({ ...base, type: 'transfer_in' })).toBe('+12.34 EUR');
+    expect(whatHappened({ type: 'transfer_in' })).toBe('transfer in');
     expect(signedAmountText({ ...base, amountMinor: 123_456_789n })).toBe('-1,234,567.89 EUR');
   });
 

@@ -52,4 +52,54 @@ describe('authorize', () => {
     expect(ids.every((id) => id < 0)).toBe(true);
     expect(openingPostings(3, 'EUR', 900n).reduce((s, p) => s + p.amountMinor, 0n)).toBe(0n);
   });
+
+  describe('a transfer', () => {
+    const transfer = (over: Partial<TransactionMessage> = {}) => message({ type: 'transfer', toAccountId: 8, ...over });
+    const destination = { id: 8, currency: 'EUR', balanceMinor: 50n };
+
+    it('debits the source and credits the destination, touching no system account', () => {
+      const result = authorize(transfer({ amountMinor: 400 }), account, destination);
+      expect(result).toEqual({
+        ok: true,
+        balanceAfterMinor: 600n,
+        toBalanceAfterMinor: 450n,
+        postings: [
+          { accountId: 7, amountMinor: -400n },
+          { accountId: 8, amountMinor: 400n },
+        ],
+      });
+    });
+
+    it('may spend the source down to zero, not one cent more', () => {
+      expect(authorize(transfer({ amountMinor: 1_000 }), account, destination)).toMatchObject({ ok: true, balanceAfterMinor: 0n });
+      expect(authorize(transfer({ amountMinor: 1_001 }), account, destination)).toMatchObject({
+        ok: false,
+        reason: 'insufficient_funds',
+      });
+    });
+
+    it('rejects a transfer to the same account, even one that does not exist', () => {
+      expect(authorize(transfer({ toAccountId: 7 }), account, account)).toMatchObject({ ok: false, reason: 'same_account' });
+      expect(authorize(transfer({ toAccountId: 7 }), undefined, undefined)).toMatchObject({ ok: false, reason: 'same_account' });
+    });
+
+    it('rejects an unknown source or destination, and either in another currency', () => {
+      expect(authorize(transfer(), undefined, destination)).toMatchObject({
+        ok: false,
+        reason: 'unknown_account',
+        detail: 'account 7 does not exist',
+      });
+      expect(authorize(transfer(), account, undefined)).toMatchObject({
+        ok: false,
+        reason: 'unknown_account',
+        detail: 'account 8 does not exist',
+      });
+      expect(authorize(transfer(), account, { ...destination, currency: 'USD' })).toMatchObject({
+        ok: false,
+        reason: 'currency_mismatch',
+        detail: 'account 8 holds USD, message is in EUR',
+      });
+      expect(authorize(transfer({ currency: 'USD' }), account, destination)).toMatchObject({ ok: false, reason: 'currency_mismatch' });
+    });
+  });
 });

@@ -10,6 +10,9 @@ const outcome: OutcomeRecord = {
   amountMinor: 1234n,
   currency: 'EUR',
   merchant: "O'Brien",
+  toAccountId: null,
+  toBalanceAfterMinor: null,
+  authorizationId: null,
   bodyHash: 'h',
   status: 'applied',
   reason: null,
@@ -24,7 +27,7 @@ const outcome: OutcomeRecord = {
 describe('the batch reads', () => {
   it('lock the accounts in the given order first, then read the recorded outcomes', () => {
     expect(batchReadStatements([1, 5], ['a', 'b'])).toEqual([
-      "SELECT id, currency, balance_minor, event_seq FROM accounts WHERE id IN (1, 5) AND kind = 'customer' ORDER BY id FOR UPDATE",
+      "SELECT id, currency, balance_minor, held_minor, event_seq FROM accounts WHERE id IN (1, 5) AND kind = 'customer' ORDER BY id FOR UPDATE",
       "SELECT id, body_hash, status, reason FROM transactions WHERE id IN ('a', 'b')",
     ]);
   });
@@ -33,10 +36,22 @@ describe('the batch reads', () => {
     expect(batchReadStatements([], ['a'])).toEqual(["SELECT id, body_hash, status, reason FROM transactions WHERE id IN ('a')"]);
     expect(batchReadStatements([], [])).toEqual([]);
     const recorded = [{ id: 'a', body_hash: 'h', status: 'applied', reason: null }];
-    expect(batchReadRows([recorded], [], ['a'])).toEqual({ locked: [], recorded });
-    const locked = [{ id: '1', currency: 'EUR', balance_minor: '5', event_seq: '0' }];
-    expect(batchReadRows([locked], [1], [])).toEqual({ locked, recorded: [] });
-    expect(batchReadRows([locked, recorded], [1], ['a'])).toEqual({ locked, recorded });
+    expect(batchReadRows([recorded], [], ['a'])).toEqual({ locked: [], holds: [], recorded });
+    const locked = [{ id: '1', currency: 'EUR', balance_minor: '5', held_minor: '0', event_seq: '0' }];
+    expect(batchReadRows([locked], [1], [])).toEqual({ locked, holds: [], recorded: [] });
+    expect(batchReadRows([locked, recorded], [1], ['a'])).toEqual({ locked, holds: [], recorded });
+  });
+
+  it('read the holds of captures, voids and refunds after the account locks, only when there are any', () => {
+    expect(batchReadStatements([1], ['a', 'h'], ['h'])).toEqual([
+      "SELECT id, currency, balance_minor, held_minor, event_seq FROM accounts WHERE id IN (1) AND kind = 'customer' ORDER BY id FOR UPDATE",
+      "SELECT id, account_id, currency, merchant, state, authorized_minor, captured_minor, refunded_minor, expires_at, created_at FROM holds WHERE id IN ('h')",
+      "SELECT id, body_hash, status, reason FROM transactions WHERE id IN ('a', 'h')",
+    ]);
+    const locked = [{ id: '1' }];
+    const holds = [{ id: 'h' }];
+    const recorded = [{ id: 'a' }];
+    expect(batchReadRows([locked, holds, recorded], [1], ['a', 'h'], ['h'])).toEqual({ locked, holds, recorded });
   });
 });
 
@@ -56,6 +71,9 @@ describe('the batch writes', () => {
       detail: 'x'.repeat(300),
       balanceAfterMinor: null,
       createdAtIso: '0001-01-01T00:00:00Z',
+      type: 'transfer',
+      merchant: null,
+      toAccountId: 8,
     });
     writes.addEntry('t1', 7, 1234n, at);
     writes.addEntry('t1', -1, -1234n, at);
@@ -73,14 +91,14 @@ describe('the batch writes', () => {
       createdAt: at,
     });
     const statements = writes.statements([
-      { id: 3, balanceMinor: 10n, eventSeq: 2n },
-      { id: 7, balanceMinor: 20n, eventSeq: 3n },
+      { id: 3, balanceMinor: 10n, heldMinor: 0n, eventSeq: 2n },
+      { id: 7, balanceMinor: 20n, heldMinor: 5n, eventSeq: 3n },
     ]);
     expect(statements).toHaveLength(4);
     expect(statements[0]).toBe(
-      'INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at) VALUES ' +
-        "('t1', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', 'h', 'applied', NULL, NULL, 99000000000000000, 'w1', 2, '2026-01-01 00:00:00.000', '2026-01-02 03:04:05.678'), " +
-        `('t2', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', 'h', 'rejected', 'insufficient_funds', '${'x'.repeat(255)}', NULL, 'w1', 2, NULL, '2026-01-02 03:04:05.678')`,
+      'INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at) VALUES ' +
+        "('t1', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', NULL, NULL, NULL, 'h', 'applied', NULL, NULL, 99000000000000000, 'w1', 2, '2026-01-01 00:00:00.000', '2026-01-02 03:04:05.678'), " +
+        `('t2', NULL, 'transfer', 7, 1234, 'EUR', NULL, 8, NULL, NULL, 'h', 'rejected', 'insufficient_funds', '${'x'.repeat(255)}', NULL, 'w1', 2, NULL, '2026-01-02 03:04:05.678')`,
     );
     expect(statements[1]).toBe(
       "INSERT INTO ledger_entries (transaction_id, account_id, amount_minor, created_at) VALUES ('t1', 7, 1234, '2026-01-02 03:04:05.678'), ('t1', -1, -1234, '2026-01-02 03:04:05.678')",
@@ -89,7 +107,7 @@ describe('the batch writes', () => {
       "INSERT INTO outbox_events (event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at) VALUES ('e1', 't1', 7, 3, 'deposit', 1234, 'EUR', 'applied', NULL, 5, '2026-01-02 03:04:05.678')",
     );
     expect(statements[3]).toBe(
-      'UPDATE accounts SET balance_minor = CASE id WHEN 3 THEN 10 WHEN 7 THEN 20 END, event_seq = CASE id WHEN 3 THEN 2 WHEN 7 THEN 3 END WHERE id IN (3, 7)',
+      'UPDATE accounts SET balance_minor = CASE id WHEN 3 THEN 10 WHEN 7 THEN 20 END, held_minor = CASE id WHEN 3 THEN 0 WHEN 7 THEN 5 END, event_seq = CASE id WHEN 3 THEN 2 WHEN 7 THEN 3 END WHERE id IN (3, 7)',
     );
   });
 });

@@ -154,7 +154,7 @@ describe('stream options of a run (compared when a seed is re-used)', () => {
     count: 100,
     seed: 's',
     ratePerS: 0,
-    mix: { deposit: 1, withdrawal: 1, card_payment: 1 },
+    mix: { deposit: 1, withdrawal: 1, card_payment: 1, transfer: 0, card_authorization: 0 },
     accountIds: null,
     amountMinMinor: 100,
     amountMaxMinor: 50_000,

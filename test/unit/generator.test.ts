@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createGenerator, POISON_KINDS, type GeneratorOptions } from '../../src/gen/generator.js';
+import { createHash } from 'node:crypto';
+import { createGenerator, POISON_KINDS, TRANSFER_POISON_KINDS, type GeneratorOptions } from '../../src/gen/generator.js';
 import { runIdForSeed, transactionIdFor } from '../../src/domain/ids.js';
 import { decodeTransaction } from '../../src/domain/message-schema.js';
 
@@ -54,7 +55,7 @@ describe('generator', () => {
 
   it('follows the mix and skews amounts toward small values', () => {
     const g = createGenerator(options('10', { mix: { deposit: 1, withdrawal: 0, card_payment: 0 } }));
-    const amounts = Array.from({ length: 2000 }, (_, i) => g.at(i).message!.amountMinor);
+    const amounts = Array.from({ length: 2000 }, (_, i) => g.at(i).message!.amountMinor!);
     expect(new Set(Array.from({ length: 200 }, (_, i) => g.at(i).message!.type))).toEqual(new Set(['deposit']));
     const median = [...amounts].sort((a, b) => a - b)[1000]!;
     expect(median).toBeLessThan((100 + 50_000) / 2 / 4);
@@ -86,5 +87,46 @@ describe('generator', () => {
     expect(poison.length / 5000).toBeGreaterThan(0.17);
     expect(poison.length / 5000).toBeLessThan(0.23);
     expect(new Set(poison)).toEqual(new Set(POISON_KINDS));
+  });
+
+  it('keeps the stream of a v1 mix byte for byte what it was before transfers existed (resumed runs stay duplicates)', () => {
+    // Hash of the first 3,000 bodies as the generator of contract v1 produced them (poison, hot set and two currencies included).
+    const g = createGenerator(
+      options('7', {
+        accounts: Array.from({ length: 50 }, (_, i) => ({ id: i + 1, currency: i % 7 === 0 ? 'USD' : 'EUR' })),
+        accountsDist: { kind: 'hot', share: 0.3, setSize: 3 },
+        invalidShare: 0.1,
+      }),
+    );
+    const at = new Date('2026-01-01T00:00:00Z');
+    const hash = createHash('sha256');
+    for (let i = 0; i < 3000; i++) hash.update(g.at(i, at).body);
+    expect(hash.digest('hex')).toBe('9c6ea6953219e3b1afd07f55705abe9aff2b2805a35176bb522485b8bf3cfd55');
+  });
+
+  it('sends transfers between two distinct accounts of the same currency', () => {
+    const accounts = Array.from({ length: 20 }, (_, i) => ({ id: i + 1, currency: i < 10 ? 'EUR' : 'USD' }));
+    const g = createGenerator(options('13', { accounts, mix: { transfer: 1 }, accountsDist: { kind: 'hot', share: 0.5, setSize: 2 } }));
+    const currencyOf = new Map(accounts.map((a) => [a.id, a.currency]));
+    const destinations = new Set<number>();
+    for (let i = 0; i < 2000; i++) {
+      const m = g.at(i);
+      const decoded = decodeTransaction(m.body, { contentType: m.contentType, messageId: m.id });
+      if (!decoded.ok) throw new Error(decoded.detail);
+      const { accountId, toAccountId, currency, type } = decoded.message;
+      expect(type).toBe('transfer');
+      expect(m.routingKey).toBe('tx.transfer');
+      expect(toAccountId).not.toBe(accountId);
+      expect(currencyOf.get(toAccountId!)).toBe(currency);
+      destinations.add(toAccountId!);
+    }
+    // Hot transfers stay within the hot pair (1 ↔ 2); the rest reach every account.
+    expect(destinations.size).toBe(20);
+  });
+
+  it('mixes transfer poison in for transfers only', () => {
+    const g = createGenerator(options('14', { mix: { transfer: 1 }, invalidShare: 1 }));
+    const kinds = new Set(Array.from({ length: 3000 }, (_, i) => g.at(i).kind));
+    expect(kinds).toEqual(new Set(TRANSFER_POISON_KINDS));
   });
 });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createGenerator, type PoisonKind } from '../../src/gen/generator.js';
 import { runIdForSeed } from '../../src/domain/ids.js';
@@ -14,6 +15,26 @@ describe('message contract v1', () => {
     expect(decode({ ...valid, type: 'card_payment', merchant: 'Cafe' }).ok).toBe(true);
   });
 
+  it('accepts a v1.1 transfer with its destination (a same-account transfer is a business reject, not a schema one)', () => {
+    expect(decode({ ...valid, type: 'transfer', toAccountId: 2 })).toMatchObject({ ok: true, message: { toAccountId: 2 } });
+    expect(decode({ ...valid, type: 'transfer', toAccountId: 1 }).ok).toBe(true);
+  });
+
+  it("keeps the identity hash of every v1 message; a transfer's destination is part of its identity", () => {
+    // sha256 of the v1 canonical array, as contract v1 computed it: stored hashes stay valid.
+    const v1 = decode(valid);
+    if (!v1.ok) throw new Error('unreachable');
+    expect(v1.bodyHash).toBe(
+      createHash('sha256')
+        .update(JSON.stringify([id, 'deposit', 1, 500, 'EUR', null]))
+        .digest('hex'),
+    );
+    const to2 = decode({ ...valid, type: 'transfer', toAccountId: 2 });
+    const to3 = decode({ ...valid, type: 'transfer', toAccountId: 3 });
+    if (!to2.ok || !to3.ok) throw new Error('unreachable');
+    expect(to2.bodyHash).not.toBe(to3.bodyHash);
+  });
+
   it.each([
     ['malformed JSON', '{"id":', /not valid JSON/],
     ['JSON that is not an object', '[1,2]', /must be object/],
@@ -23,9 +44,13 @@ describe('message contract v1', () => {
     ['a zero amount', { ...valid, amountMinor: 0 }, /amountMinor must be >= 1/],
     ['a negative amount', { ...valid, amountMinor: -5 }, /amountMinor must be >= 1/],
     ['a huge amount', { ...valid, amountMinor: 1e13 }, /amountMinor must be <= 1000000000000/],
-    ['an unknown type', { ...valid, type: 'refund' }, /type must be one of deposit, withdrawal, card_payment/],
+    ['an unknown type', { ...valid, type: 'refund' }, /type must be one of deposit, withdrawal, card_payment, transfer/],
     ['a card payment without merchant', { ...valid, type: 'card_payment' }, /merchant is required/],
     ['a merchant on a deposit', { ...valid, merchant: 'x' }, /merchant is only allowed on card_payment/],
+    ['a transfer without its destination', { ...valid, type: 'transfer' }, /toAccountId is required/],
+    ['a destination on a deposit', { ...valid, toAccountId: 2 }, /toAccountId is only allowed on transfer/],
+    ['a merchant on a transfer', { ...valid, type: 'transfer', toAccountId: 2, merchant: 'x' }, /merchant is only allowed on card_payment/],
+    ['a destination that is not an account id', { ...valid, type: 'transfer', toAccountId: 0 }, /toAccountId must be >= 1/],
     ['a lowercase currency', { ...valid, currency: 'eur' }, /currency must match pattern/],
     ['an extra field', { ...valid, note: 'hi' }, /unexpected field note/],
     ['a bad id', { ...valid, id: 'nope' }, /id must match format "uuid"/],
@@ -89,5 +114,31 @@ describe('message contract v1', () => {
       unknown_account: true,
       currency_mismatch: true,
     });
+  });
+
+  it('classifies the transfer poison: a missing destination is invalid, the others are business rejects', () => {
+    const g = createGenerator({
+      runId: runIdForSeed('pt'),
+      seed: 'pt',
+      accounts: [
+        { id: 1, currency: 'EUR' },
+        { id: 2, currency: 'EUR' },
+      ],
+      mix: { transfer: 1 },
+      amountMinMinor: 100,
+      amountMaxMinor: 1000,
+      accountsDist: { kind: 'uniform' },
+      invalidShare: 1,
+    });
+    const seen = new Map<PoisonKind, boolean>();
+    for (let i = 0; i < 500; i++) {
+      const m = g.at(i);
+      const decoded = decodeTransaction(m.body, { contentType: m.contentType, messageId: m.id });
+      seen.set(m.kind as PoisonKind, decoded.ok);
+      if (m.kind === 'transfer_same_account' && decoded.ok) expect(decoded.message.toAccountId).toBe(decoded.message.accountId);
+    }
+    expect(seen.get('transfer_no_destination')).toBe(false);
+    expect(seen.get('transfer_same_account')).toBe(true);
+    expect(seen.get('transfer_unknown_destination')).toBe(true);
   });
 });

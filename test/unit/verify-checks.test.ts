@@ -64,6 +64,11 @@ describe('the ledger checks', () => {
       'applied_once',
       'rejected_without_effect',
       'entries_have_outcome',
+      'transfers_keep_customer_total',
+      'held_equals_open_holds',
+      'no_negative_available',
+      'holds_within_limits',
+      'holds_match_ledger',
     ]);
   });
 

@@ -1,0 +1,185 @@
+import { systemAccountId, type AccountState, type Posting } from './ledger.js';
+import { toMinor } from './money.js';
+import { amountOf, DEFAULT_HOLD_MS, type RejectReason, type TransactionMessage } from './transaction.js';
+
+/**
+ * Two-phase card payments (contract v1.1): an authorization reserves money on an account as a hold,
+ * without posting anything; captures post what the merchant takes (several partial captures until
+ * the hold is used up, or a `final` one that releases the rest); a void releases what remains;
+ * refunds credit back at most what was captured. Pure, like authorize(): the caller holds the
+ * account's row lock, and every change of a hold happens under it.
+ */
+
+export type HoldState = 'open' | 'partially_captured' | 'captured' | 'voided' | 'expired';
+
+export interface Hold {
+  /** The authorization's transaction id. */
+  readonly id: string;
+  readonly accountId: number;
+  readonly currency: string;
+  readonly merchant: string;
+  readonly state: HoldState;
+  readonly authorizedMinor: bigint;
+  readonly capturedMinor: bigint;
+  readonly refundedMinor: bigint;
+  readonly expiresAt: Date;
+  readonly createdAt: Date;
+}
+
+/** What a hold still reserves: the uncaptured rest while it is open, nothing once closed. */
+export function heldBy(hold: Hold): bigint {
+  return hold.state === 'open' || hold.state === 'partially_captured' ? hold.authorizedMinor - hold.capturedMinor : 0n;
+}
+
+type HoldReason = Exclude<RejectReason, 'invalid_message' | 'duplicate_conflict'>;
+
+export type CardDecision =
+  | {
+      readonly ok: true;
+      /** Posted balance after (unchanged by an authorization or a void). */
+      readonly balanceAfterMinor: bigint;
+      readonly heldAfterMinor: bigint;
+      /** Entries to post: none for an authorization or a void. */
+      readonly postings: Posting[];
+      /** The hold as this message leaves it (new for an authorization). */
+      readonly hold: Hold;
+    }
+  | { readonly ok: false; readonly reason: HoldReason; readonly detail: string };
+
+/** Available money of a customer account: posted balance minus what its open holds reserve. */
+export function availableOf(account: AccountState): bigint {
+  return account.balanceMinor - (account.heldMinor ?? 0n);
+}
+
+/**
+ * Decides a card_authorization, card_capture, card_void or card_refund on a locked account and
+ * (except for an authorization) its hold. `hold` is undefined when no applied authorization has that
+ * id; the caller may retry the message first (the authorization may still be on its way).
+ */
+export function authorizeCard(
+  message: TransactionMessage,
+  account: AccountState | undefined,
+  hold: Hold | undefined,
+  now: Date,
+): CardDecision {
+  if (!account) return { ok: false, reason: 'unknown_account', detail: `account ${message.accountId} does not exist` };
+  if (account.currency !== message.currency)
+    return {
+      ok: false,
+      reason: 'currency_mismatch',
+      detail: `account ${account.id} holds ${account.currency}, message is in ${message.currency}`,
+    };
+  const held = account.heldMinor ?? 0n;
+  if (message.type === 'card_authorization') return authorization(message, account, held, now);
+  if (!hold || hold.accountId !== account.id)
+    return {
+      ok: false,
+      reason: 'unknown_authorization',
+      detail: `no applied authorization ${message.authorizationId ?? '?'} on account ${account.id}`,
+    };
+  if (hold.state === 'expired')
+    return { ok: false, reason: 'authorization_expired', detail: `authorization ${hold.id} expired at ${hold.expiresAt.toISOString()}` };
+  switch (message.type) {
+    case 'card_capture':
+      return capture(message, account, held, hold, now);
+    case 'card_void':
+      return (
+        closed(hold) ?? {
+          ok: true,
+          balanceAfterMinor: account.balanceMinor,
+          heldAfterMinor: held - heldBy(hold),
+          postings: [],
+          hold: { ...hold, state: 'voided' },
+        }
+      );
+    case 'card_refund':
+      return refund(message, account, held, hold);
+    case 'deposit':
+    case 'withdrawal':
+    case 'card_payment':
+    case 'transfer':
+      throw new TypeError(`${message.type} is not a capture, void or refund`);
+  }
+}
+
+function authorization(message: TransactionMessage, account: AccountState, held: bigint, now: Date): CardDecision {
+  const amount = toMinor(amountOf(message));
+  const available = account.balanceMinor - held;
+  if (available < amount) return { ok: false, reason: 'insufficient_funds', detail: `available ${available} < amount ${amount}` };
+  const expiresAt = message.expiresAt === undefined ? new Date(now.getTime() + DEFAULT_HOLD_MS) : new Date(message.expiresAt);
+  if (expiresAt.getTime() <= now.getTime())
+    return { ok: false, reason: 'authorization_expired', detail: `expiresAt ${expiresAt.toISOString()} is already past` };
+  return {
+    ok: true,
+    balanceAfterMinor: account.balanceMinor,
+    heldAfterMinor: held + amount,
+    postings: [],
+    hold: {
+      id: message.id,
+      accountId: account.id,
+      currency: account.currency,
+      merchant: message.merchant ?? '',
+      state: 'open',
+      authorizedMinor: amount,
+      capturedMinor: 0n,
+      refundedMinor: 0n,
+      expiresAt,
+      createdAt: now,
+    },
+  };
+}
+
+/** A hold captured in full (or finally) or voided takes no capture or void any more. */
+function closed(hold: Hold): CardDecision | null {
+  if (hold.state === 'captured' || hold.state === 'voided')
+    return { ok: false, reason: 'authorization_closed', detail: `authorization ${hold.id} is ${hold.state}` };
+  return null;
+}
+
+function capture(message: TransactionMessage, account: AccountState, held: bigint, hold: Hold, now: Date): CardDecision {
+  const isClosed = closed(hold);
+  if (isClosed) return isClosed;
+  // Past its expiry a hold takes no capture, even before a worker has expired it: the outcome of a
+  // capture racing the expiry does not depend on which of the two got the lock first.
+  if (hold.expiresAt.getTime() <= now.getTime())
+    return { ok: false, reason: 'authorization_expired', detail: `authorization ${hold.id} expired at ${hold.expiresAt.toISOString()}` };
+  const amount = toMinor(amountOf(message));
+  const remaining = heldBy(hold);
+  if (amount > remaining)
+    return { ok: false, reason: 'capture_exceeds_hold', detail: `capture ${amount} > ${remaining} remaining of authorization ${hold.id}` };
+  const captured = hold.capturedMinor + amount;
+  const done = message.final === true || captured === hold.authorizedMinor;
+  // A final capture releases the rest of the hold too.
+  const released = done ? remaining : amount;
+  return {
+    ok: true,
+    balanceAfterMinor: account.balanceMinor - amount,
+    heldAfterMinor: held - released,
+    postings: [
+      { accountId: account.id, amountMinor: -amount },
+      { accountId: systemAccountId('card_settlement', account.currency), amountMinor: amount },
+    ],
+    hold: { ...hold, state: done ? 'captured' : 'partially_captured', capturedMinor: captured },
+  };
+}
+
+function refund(message: TransactionMessage, account: AccountState, held: bigint, hold: Hold): CardDecision {
+  const amount = toMinor(amountOf(message));
+  const refundable = hold.capturedMinor - hold.refundedMinor;
+  if (amount > refundable)
+    return {
+      ok: false,
+      reason: 'refund_exceeds_capture',
+      detail: `refund ${amount} > ${refundable} captured and not yet refunded on authorization ${hold.id}`,
+    };
+  return {
+    ok: true,
+    balanceAfterMinor: account.balanceMinor + amount,
+    heldAfterMinor: held,
+    postings: [
+      { accountId: account.id, amountMinor: amount },
+      { accountId: systemAccountId('card_settlement', account.currency), amountMinor: -amount },
+    ],
+    hold: { ...hold, refundedMinor: hold.refundedMinor + amount },
+  };
+}
