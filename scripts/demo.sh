@@ -58,6 +58,39 @@ else
 fi
 sleep 1
 
+API="http://127.0.0.1:$PORT"
+# POST one transaction with curl and poll its status until it is final; prints the status each time it changes.
+post_and_follow() {
+  local body=$1 id status last='' answer
+  answer=$(curl -sS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d "$body" "$API/v1/transactions")
+  id=$(printf '%s' "$answer" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{console.log(JSON.parse(s).id??"")}catch{console.log("")}})')
+  if [[ -z $id ]]; then
+    echo "   POST answered: $answer" >&2
+    return 1
+  fi
+  for _ in $(seq 1 100); do
+    status=$(curl -sS -H "Authorization: Bearer $TOKEN" "$API/v1/transactions/$id" |
+      node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);console.log(v.status+(v.reason?" ("+v.reason+")":"")+(v.balanceAfterMinor?" balance after "+v.balanceAfterMinor:""))})')
+    [[ $status != "$last" ]] && echo "   $id: $status" >&2
+    last=$status
+    [[ $status == applied* || $status == rejected* ]] && break
+    sleep 0.1
+  done
+  printf '%s' "$id"
+}
+if grep -q 'listening on' "$LOG_DIR/serve.out" 2>/dev/null; then
+  echo "== one deposit through the HTTP API, with curl, followed to its final state"
+  echo "   curl -H 'Authorization: Bearer …' -d '{\"type\":\"deposit\",\"accountId\":1,\"amountMinor\":2500,\"currency\":\"EUR\"}' $API/v1/transactions"
+  post_and_follow '{"type":"deposit","accountId":1,"amountMinor":2500,"currency":"EUR"}' >/dev/null || true
+  echo "== a card flow: authorize 90.00 on account 2 (held, not yet posted), then capture 75.00 of it (final: the rest is released)"
+  AUTH_ID=$(post_and_follow '{"type":"card_authorization","accountId":2,"amountMinor":9000,"currency":"EUR","merchant":"Corner Cafe"}' || true)
+  $TXSIM accounts show 2 | head -n 3 || true
+  if [[ -n $AUTH_ID ]]; then
+    post_and_follow "{\"type\":\"card_capture\",\"accountId\":2,\"authorizationId\":\"$AUTH_ID\",\"amountMinor\":7500,\"currency\":\"EUR\",\"final\":true}" >/dev/null || true
+    $TXSIM tx show "$AUTH_ID" | head -n 12 || true
+  fi
+fi
+
 echo "== txsim gen $COUNT --seed $SEED --invalid 0.02 --rate $RATE"
 $TXSIM gen "$COUNT" --seed "$SEED" --invalid 0.02 --rate "$RATE" | tee "$LOG_DIR/gen.out"
 RUN_ID="$(sed -n 's/^run \([0-9a-f-]\{36\}\).*/\1/p' "$LOG_DIR/gen.out")"
