@@ -68,6 +68,8 @@ post_and_follow() {
     echo "   POST answered: $answer" >&2
     return 1
   fi
+  # The POST's own answer: 202 once the broker confirmed it, status queued.
+  echo "   $id: $(printf '%s' "$answer" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).status))') (the POST's answer)" >&2
   for _ in $(seq 1 100); do
     status=$(curl -sS -H "Authorization: Bearer $TOKEN" "$API/v1/transactions/$id" |
       node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const v=JSON.parse(s);console.log(v.status+(v.reason?" ("+v.reason+")":"")+(v.balanceAfterMinor?" balance after "+v.balanceAfterMinor:""))})')
