@@ -178,13 +178,6 @@ urls() {
   printf '%s\n' "$out"
 }
 
-check_node_arg() {
-  [[ ${1:-} =~ ^[123]$ ]] || {
-    usage >&2
-    exit 2
-  }
-}
-
 main() {
   local cmd=${1:-}
   case $cmd in
@@ -209,17 +202,17 @@ main() {
     urls) urls ;;
     stop)
       require_rabbitmq
-      check_node_arg "${2:-}"
+      txsim_check_node_arg "${2:-}"
       stop_node "$2"
       ;;
     start)
       require_rabbitmq
-      check_node_arg "${2:-}"
+      txsim_check_node_arg "${2:-}"
       start_node "$2"
       ;;
     kill)
       require_rabbitmq
-      check_node_arg "${2:-}"
+      txsim_check_node_arg "${2:-}"
       kill_node "$2"
       ;;
     -h | --help | help) usage ;;

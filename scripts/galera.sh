@@ -181,13 +181,6 @@ urls() {
   printf '%s\n' "$out"
 }
 
-check_node_arg() {
-  [[ ${1:-} =~ ^[123]$ ]] || {
-    usage >&2
-    exit 2
-  }
-}
-
 main() {
   case ${1:-} in
     up)
@@ -210,7 +203,7 @@ main() {
     urls) urls ;;
     stop | start | kill)
       require_galera
-      check_node_arg "${2:-}"
+      txsim_check_node_arg "${2:-}"
       "$1_node" "$2"
       ;;
     -h | --help | help) usage ;;

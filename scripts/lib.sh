@@ -155,3 +155,12 @@ txsim_kill_process() {
 txsim_pid_alive() {
   [[ -n ${1:-} ]] && kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null
 }
+
+# For the cluster scripts: exits 2 with the script's usage unless $1 is a node number 1..3.
+# Needs the calling script's usage function.
+txsim_check_node_arg() {
+  [[ ${1:-} =~ ^[123]$ ]] || {
+    usage >&2
+    exit 2
+  }
+}

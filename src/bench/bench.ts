@@ -369,17 +369,22 @@ function startWorkerProcess(config: Config, options: BenchOptions, id: string): 
       '--no-relay',
     ],
     {
-      env: {
-        ...process.env,
-        TXSIM_NAMESPACE: config.namespace,
-        AMQP_URL: config.amqpUrl,
-        DATABASE_URL: config.databaseUrl,
-        TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(','),
-      },
+      env: childEnv(config),
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
   return child;
+}
+
+/** The environment of a process the bench starts (a worker, serve): the bench's namespace and services. */
+function childEnv(config: Config): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    TXSIM_NAMESPACE: config.namespace,
+    AMQP_URL: config.amqpUrl,
+    DATABASE_URL: config.databaseUrl,
+    TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(','),
+  };
 }
 
 /** Longest wait for the bench's `txsim serve` to listen. */
@@ -402,13 +407,7 @@ async function startServeProcess(config: Config, db: Knex): Promise<{ child: Chi
     expiresAt: new Date(Date.now() + 24 * 3_600_000),
   });
   const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--rate-limit', '0', '--log-level', 'warn'], {
-    env: {
-      ...process.env,
-      TXSIM_NAMESPACE: config.namespace,
-      AMQP_URL: config.amqpUrl,
-      DATABASE_URL: config.databaseUrl,
-      TXSIM_RETRY_DELAYS: config.retryDelaysMs.join(','),
-    },
+    env: childEnv(config),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const url = await new Promise<string>((resolve, reject) => {
