@@ -369,7 +369,7 @@ export class Worker {
         attempt: incoming.attempt,
         accountId: m?.accountId ?? null,
         type: m?.type ?? null,
-        amountMinor: m ? String(m.amountMinor) : null,
+        amountMinor: m?.amountMinor !== undefined ? String(m.amountMinor) : null,
         currency: m?.currency ?? null,
         errorCode: failure.code,
         errorMessage: failure.message,
