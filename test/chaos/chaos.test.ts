@@ -3,7 +3,7 @@ import { runIdForSeed } from '../../src/domain/ids.js';
 import type { Knex } from '../../src/db/knex.js';
 import { spawnTxsim, type RunResult } from '../helpers/txsim.js';
 import { canControlServices, database, rabbit, restoreServices, sleep, stage, verifyScenario, type Stage } from '../faults/fault-kit.js';
-import { drawSchedule, timeline, type ScheduledFault } from './schedule.js';
+import { drawSchedule, FAULT_KINDS, timeline, type FaultTarget, type ScheduledFault } from './schedule.js';
 
 // A seeded chaos run (`npm run test:chaos -- --seed S --duration 120`): while gen publishes paced through
 // three workers, a schedule drawn from the seed breaks workers, gen, the broker and the database — one
@@ -157,18 +157,30 @@ describe.skipIf(!canControlServices)(`chaos run (seed ${SEED}, ${DURATION_S} s)`
     const note = (line: string) => log.push(`  t=${((Date.now() - startedAt) / 1000).toFixed(1).padStart(5)}s  ${line}`);
     try {
       gen.start();
-      // Each fault runs on its own clock, so faults of different services overlap as drawn.
+      // Each fault runs on its own clock, so faults of different services overlap as drawn. Faults of one
+      // service run one after the other: clearing one (a database start waits until it answers) may take
+      // longer than the schedule allowed, and the next then begins once it is cleared, never on top of it.
+      const busy = new Map<FaultTarget, Promise<void>>();
       await Promise.all(
         schedule.map(async (fault) => {
           await sleep(Math.max(0, startedAt + fault.atS * 1000 - Date.now()));
-          note(`${fault.kind} begins`);
-          try {
-            await inject(fault, s, gen);
-            note(`${fault.kind} cleared`);
-          } catch (err) {
-            note(`${fault.kind} failed to inject: ${(err as Error).message.split('\n')[0]}`);
-            throw err;
-          }
+          const target = FAULT_KINDS[fault.kind];
+          const previous = busy.get(target) ?? Promise.resolve();
+          const run = previous.then(async () => {
+            note(`${fault.kind} begins`);
+            try {
+              await inject(fault, s, gen);
+              note(`${fault.kind} cleared`);
+            } catch (err) {
+              note(`${fault.kind} failed to inject: ${(err as Error).message.split('\n')[0]}`);
+              throw err;
+            }
+          });
+          busy.set(
+            target,
+            run.catch(() => {}),
+          );
+          await run;
         }),
       );
       await restoreServices();
