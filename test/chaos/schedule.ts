@@ -1,3 +1,5 @@
+import { mulberry32 } from '../../src/gen/random.js';
+
 /**
  * The seeded fault schedule of a chaos run: which faults happen when, for how long. Pure, so the same
  * seed always draws the same schedule (and a failing seed can be replayed), and unit-tested.
@@ -30,18 +32,6 @@ export interface ScheduledFault {
   readonly worker: number;
 }
 
-/** mulberry32: a small, fast, seeded PRNG; the same seed gives the same sequence on every machine. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
-
 /** Faults drawn per minute of run: enough that several overlap in a two-minute run. */
 const FAULTS_PER_MINUTE = 6;
 /** No fault starts in the first seconds (everything connecting) or ends in the last (gen finishing). */
@@ -54,7 +44,7 @@ const QUIET_END_S = 5;
  * earlier one ends, or dropped when that leaves no room. Sorted by start.
  */
 export function drawSchedule(seed: number, durationS: number): ScheduledFault[] {
-  const random = prng(seed);
+  const random = mulberry32(seed);
   const kinds = Object.keys(FAULT_KINDS) as FaultKind[];
   const count = Math.max(2, Math.round((durationS / 60) * FAULTS_PER_MINUTE));
   const lastStartS = durationS - QUIET_END_S;

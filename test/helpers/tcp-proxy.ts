@@ -44,3 +44,30 @@ export class TcpProxy {
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
+
+/**
+ * Listening proxies in front of the service of `serviceUrl` (its host and port, else `defaultPort`): each
+ * stands in for one node of a cluster in the node-list tests.
+ */
+export async function proxiesInFront(serviceUrl: string, count: number, defaultPort: number): Promise<TcpProxy[]> {
+  const target = new URL(serviceUrl);
+  const proxies: TcpProxy[] = [];
+  for (let i = 0; i < count; i++) {
+    const proxy = new TcpProxy(target.hostname, Number(target.port || defaultPort));
+    await proxy.listen();
+    proxies.push(proxy);
+  }
+  return proxies;
+}
+
+/** A node list (AMQP_URL, DATABASE_URL) of `url` on each of `ports` of 127.0.0.1: credentials and path kept. */
+export function urlListOnPorts(url: string, ports: readonly number[]): string {
+  return ports
+    .map((port) => {
+      const node = new URL(url);
+      node.hostname = '127.0.0.1';
+      node.port = String(port);
+      return node.toString();
+    })
+    .join(',');
+}

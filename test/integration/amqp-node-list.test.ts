@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { proxiesInFront, urlListOnPorts, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
 // AMQP_URL may list several nodes. Two TCP proxies in front of the one real broker stand in for two
@@ -10,29 +10,13 @@ describe('AMQP_URL with several nodes', () => {
   let ns: TestNamespace;
   const proxies: TcpProxy[] = [];
   const workers: WorkerProcess[] = [];
-  const broker = { host: '127.0.0.1', port: 5672 };
 
   /** AMQP_URL whose nodes are the given ports on this host, with the namespace's credentials. */
-  const urlList = (ports: readonly number[]) =>
-    ports
-      .map((port) => {
-        const url = new URL(ns.config.amqpUrl);
-        url.hostname = '127.0.0.1';
-        url.port = String(port);
-        return url.toString();
-      })
-      .join(',');
+  const urlList = (ports: readonly number[]) => urlListOnPorts(ns.config.amqpUrl, ports);
 
   beforeAll(async () => {
     ns = await createTestNamespace('nodes');
-    const target = new URL(ns.config.amqpUrl);
-    broker.host = target.hostname;
-    broker.port = Number(target.port || 5672);
-    for (let i = 0; i < 2; i++) {
-      const proxy = new TcpProxy(broker.host, broker.port);
-      await proxy.listen();
-      proxies.push(proxy);
-    }
+    proxies.push(...(await proxiesInFront(ns.config.amqpUrl, 2, 5672)));
     expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
     await ns.seed(20);
   });
@@ -45,7 +29,7 @@ describe('AMQP_URL with several nodes', () => {
 
   it('gen and a worker skip a node that refuses connections and use the next', async () => {
     // Port 1: nothing listens there, so the first node of the list refuses every connect.
-    const env = { ...ns.env, AMQP_URL: urlList([1, broker.port]) };
+    const env = { ...ns.env, AMQP_URL: urlList([1, Number(new URL(ns.config.amqpUrl).port || 5672)]) };
     const worker = startWorker('n1', env, ['--connect-timeout', '20']);
     workers.push(worker);
     await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 1, 20_000, 'the worker to consume');

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { proxiesInFront, urlListOnPorts, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
 // DATABASE_URL may list several nodes (a Galera cluster). Two TCP proxies in front of the one real
@@ -12,25 +12,16 @@ describe('DATABASE_URL with several nodes', () => {
   const proxies: TcpProxy[] = [];
   const workers: WorkerProcess[] = [];
 
-  const urlList = (ports: readonly number[]) =>
-    ports
-      .map((port) => {
-        const url = new URL(ns.config.databaseUrl);
-        url.hostname = '127.0.0.1';
-        url.port = String(port);
-        url.pathname = `/${ns.config.databaseName}`;
-        return url.toString();
-      })
-      .join(',');
+  /** DATABASE_URL whose nodes are the given ports on this host, each naming the namespace's database. */
+  const urlList = (ports: readonly number[]) => {
+    const url = new URL(ns.config.databaseUrl);
+    url.pathname = `/${ns.config.databaseName}`;
+    return urlListOnPorts(url.toString(), ports);
+  };
 
   beforeAll(async () => {
     ns = await createTestNamespace('dbnodes');
-    const target = new URL(ns.config.databaseUrl);
-    for (let i = 0; i < 2; i++) {
-      const proxy = new TcpProxy(target.hostname, Number(target.port || 3306));
-      await proxy.listen();
-      proxies.push(proxy);
-    }
+    proxies.push(...(await proxiesInFront(ns.config.databaseUrl, 2, 3306)));
     expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
     await ns.seed(20);
   });
