@@ -113,12 +113,11 @@ async function inject(fault: ScheduledFault, s: Stage, gen: GenSupervisor): Prom
       await sleep(forMs);
       await rabbit.clearDiskAlarm();
       return;
-    case 'memory-alarm': {
-      await rabbit.setMemoryWatermark(0.000_01);
+    case 'memory-alarm':
+      await rabbit.raiseMemoryAlarm();
       await sleep(forMs);
-      await rabbit.setMemoryWatermark(0.4);
+      await rabbit.clearMemoryAlarm();
       return;
-    }
     case 'db-stop':
       await database.stop();
       await sleep(forMs);

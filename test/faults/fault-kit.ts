@@ -102,13 +102,13 @@ export const rabbit = {
   async setMemoryWatermark(fraction: number) {
     await sh('rabbitmqctl', ['set_vm_memory_high_watermark', String(fraction)]);
   },
-  /** Consumer timeout (ms) for channels opened from now on; RabbitMQ checks it about once a minute. */
-  async setConsumerTimeout(ms: number) {
-    await sh('rabbitmqctl', ['eval', `application:set_env(rabbit, consumer_timeout, ${ms}).`]);
+  /** A watermark far below what the node uses raises the memory alarm at once. */
+  async raiseMemoryAlarm() {
+    await rabbit.setMemoryWatermark(0.000_01);
   },
-  async consumerTimeout(): Promise<number> {
-    const out = (await sh('rabbitmqctl', ['eval', 'application:get_env(rabbit, consumer_timeout).'])).trim();
-    return Number(/\{ok,(\d+)\}/.exec(out)?.[1] ?? DEFAULT_CONSUMER_TIMEOUT_MS);
+  /** Back to `fraction` (RabbitMQ's default unless a scenario read another before raising the alarm). */
+  async clearMemoryAlarm(fraction = DEFAULT_MEMORY_WATERMARK) {
+    await rabbit.setMemoryWatermark(fraction);
   },
   async blockedConnections(): Promise<number> {
     const out = await sh('rabbitmqctl', ['list_connections', 'state', '-q']);
@@ -116,8 +116,6 @@ export const rabbit = {
   },
 };
 
-/** RabbitMQ's own default consumer timeout (30 min), restored after a scenario shortened it. */
-export const DEFAULT_CONSUMER_TIMEOUT_MS = 1_800_000;
 /** RabbitMQ's default memory high watermark, restored after a scenario lowered it. */
 export const DEFAULT_MEMORY_WATERMARK = 0.4;
 
@@ -157,8 +155,7 @@ export async function restoreServices(): Promise<void> {
     await rabbit.startApp().catch(() => rabbit.startServer());
   }
   await rabbit.clearDiskAlarm().catch(() => {});
-  await rabbit.setMemoryWatermark(DEFAULT_MEMORY_WATERMARK).catch(() => {});
-  await rabbit.setConsumerTimeout(DEFAULT_CONSUMER_TIMEOUT_MS).catch(() => {});
+  await rabbit.clearMemoryAlarm().catch(() => {});
   try {
     await sh('mariadb', ['-uroot', '-e', 'SELECT 1'], 5_000);
   } catch {

@@ -414,11 +414,10 @@ describe('fault suite', () => {
     const watermark = await rabbit.memoryWatermark();
     const run = gen(s, 4000, 'fault-mem', ['--rate', '1000']);
     await sleep(1_500);
-    // A watermark far below what the node uses raises the alarm at once.
-    await rabbit.setMemoryWatermark(0.000_01);
+    await rabbit.raiseMemoryAlarm();
     await waitFor(async () => (await rabbit.blockedConnections()) > 0, 15_000, 'a publisher to be blocked');
     await sleep(3_000);
-    await rabbit.setMemoryWatermark(watermark);
+    await rabbit.clearMemoryAlarm(watermark);
     const result = await run.done;
     expect(result.code, result.stderr).toBe(0);
     await verifyScenario(s, `memory alarm for 3 s mid-run (watermark ${watermark} restored)`, runIdForSeed('fault-mem'));
