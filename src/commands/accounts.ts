@@ -137,15 +137,19 @@ export async function handleAccountsShow(ctx: CommandContext, id: number, option
     const account = accountJson(row, entries.sumMinor);
     const recent = (await recentTransactionsOfAccount(db, id, options.limit)).map((t) => {
       const o = outcomeOfRow(t);
+      // A transfer this account received: its row is the source's, the balance after is the credit's.
+      const incoming = o.type === 'transfer' && o.accountId !== id;
       return {
         id: o.id,
         type: o.type,
+        direction: incoming ? ('in' as const) : ('out' as const),
+        counterpartyAccountId: o.type === 'transfer' ? (incoming ? o.accountId : o.toAccountId) : null,
         amountMinor: o.amountMinor,
         currency: o.currency,
         status: o.status,
         reason: o.reason,
         detail: o.detail,
-        balanceAfterMinor: o.balanceAfterMinor,
+        balanceAfterMinor: incoming ? o.toBalanceAfterMinor : o.balanceAfterMinor,
         workerId: o.workerId,
         processedAt: o.processedAt.toISOString(),
       };
@@ -172,8 +176,8 @@ export async function handleAccountsShow(ctx: CommandContext, id: number, option
         recent.map((t) => [
           t.processedAt,
           t.id,
-          t.type,
-          t.amountMinor === null ? '' : formatMinor(t.amountMinor),
+          t.counterpartyAccountId === null ? t.type : `${t.type} ${t.direction === 'in' ? 'from' : 'to'} ${t.counterpartyAccountId}`,
+          t.amountMinor === null ? '' : `${t.direction === 'in' ? '+' : ''}${formatMinor(t.amountMinor)}`,
           t.status === 'rejected' ? `rejected: ${t.reason}` : t.status,
           t.balanceAfterMinor === null ? '' : formatMinor(t.balanceAfterMinor),
           t.workerId,

@@ -90,27 +90,58 @@ export function outcomeOfRow(
 
 export type RecentTransaction = Pick<
   TransactionRow,
-  'id' | 'type' | 'amount_minor' | 'currency' | 'status' | 'reason' | 'detail' | 'balance_after_minor' | 'processed_at' | 'worker_id'
+  | 'id'
+  | 'type'
+  | 'account_id'
+  | 'amount_minor'
+  | 'currency'
+  | 'status'
+  | 'reason'
+  | 'detail'
+  | 'balance_after_minor'
+  | 'to_account_id'
+  | 'to_balance_after_minor'
+  | 'processed_at'
+  | 'worker_id'
 >;
 
-/** The latest outcomes on an account, newest first. */
+const RECENT_COLUMNS = [
+  'id',
+  'type',
+  'account_id',
+  'amount_minor',
+  'currency',
+  'status',
+  'reason',
+  'detail',
+  'balance_after_minor',
+  'to_account_id',
+  'to_balance_after_minor',
+  'processed_at',
+  'worker_id',
+] as const;
+
+/**
+ * The latest outcomes on an account, newest first: its own transactions and the transfers it received.
+ * A transfer's row is filed under its source account and `to_account_id` has no index (see
+ * sql/006-transfers.sql), so the incoming ones are found through the account's own ledger entries.
+ */
 export async function recentTransactionsOfAccount(db: Knex, accountId: number, limit: number): Promise<RecentTransaction[]> {
-  return db('transactions')
-    .where('account_id', accountId)
-    .orderBy('processed_at', 'desc')
-    .limit(limit)
-    .select<RecentTransaction[]>(
-      'id',
-      'type',
-      'amount_minor',
-      'currency',
-      'status',
-      'reason',
-      'detail',
-      'balance_after_minor',
-      'processed_at',
-      'worker_id',
-    );
+  const [own, incoming] = await Promise.all([
+    db('transactions')
+      .where('account_id', accountId)
+      .orderBy('processed_at', 'desc')
+      .limit(limit)
+      .select<RecentTransaction[]>(...RECENT_COLUMNS),
+    db('ledger_entries as e')
+      .join('transactions as t', 't.id', 'e.transaction_id')
+      .where('e.account_id', accountId)
+      .andWhere('t.to_account_id', accountId)
+      .orderBy('e.id', 'desc')
+      .limit(limit)
+      .select<RecentTransaction[]>(...RECENT_COLUMNS.map((c) => `t.${c}`)),
+  ]);
+  return [...own, ...incoming].sort((a, b) => b.processed_at.getTime() - a.processed_at.getTime()).slice(0, limit);
 }
 
 export type OutcomeOfId = Pick<TransactionRow, 'id' | 'status' | 'reason'>;

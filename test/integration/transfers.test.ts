@@ -110,6 +110,18 @@ describe.each([
     });
     const text = await runTxsim(['tx', 'show', body.id as string], ns.env);
     expect(text.stdout).toMatch(/transfer of 25\.00 EUR from account 1 to account 2; balances after 75\.00 and 125\.00/);
+
+    // The destination's own view lists the transfer it received, with its balance after the credit.
+    const dest = await runTxsim(['accounts', 'show', '2', '--json'], ns.env);
+    expect(dest.code, dest.stderr).toBe(0);
+    expect(JSON.parse(dest.stdout).recent).toContainEqual(
+      expect.objectContaining({ id: body.id, direction: 'in', counterpartyAccountId: 1, balanceAfterMinor: '12500' }),
+    );
+    const src = await runTxsim(['accounts', 'show', '1', '--json'], ns.env);
+    expect(JSON.parse(src.stdout).recent).toContainEqual(
+      expect.objectContaining({ id: body.id, direction: 'out', counterpartyAccountId: 2, balanceAfterMinor: '7500' }),
+    );
+    expect((await runTxsim(['accounts', 'show', '2'], ns.env)).stdout).toMatch(/transfer from 1 +\+25\.00/);
   });
 
   it('moves money once when the same transfer arrives twice', async () => {
