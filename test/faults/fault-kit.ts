@@ -110,6 +110,27 @@ export const rabbit = {
   async clearMemoryAlarm(fraction = DEFAULT_MEMORY_WATERMARK) {
     await rabbit.setMemoryWatermark(fraction);
   },
+  /**
+   * Shortens the consumer timeout for channels opened from now on (they read it when they open) and
+   * makes every channel check it each second (RabbitMQ checks on its channel tick, 60 s by default, so
+   * a 5 s timeout would otherwise act after up to a minute). Returns what puts both back.
+   */
+  async shortenConsumerTimeout(timeoutMs: number, tickMs = 1_000): Promise<() => Promise<void>> {
+    const read = async (key: string) => (await sh('rabbitmqctl', ['eval', `application:get_env(rabbit, ${key}).`])).trim();
+    const set = (key: string, value: string) => sh('rabbitmqctl', ['eval', `application:set_env(rabbit, ${key}, ${value}).`]);
+    const before = { timeout: await read('consumer_timeout'), tick: await read('channel_tick_interval') };
+    await set('consumer_timeout', String(timeoutMs));
+    await set('channel_tick_interval', String(tickMs));
+    const restoreOne = async (key: string, was: string) => {
+      const value = /^\{ok,(\d+)\}$/.exec(was)?.[1];
+      if (value) await set(key, value);
+      else await sh('rabbitmqctl', ['eval', `application:unset_env(rabbit, ${key}).`]);
+    };
+    return async () => {
+      await restoreOne('consumer_timeout', before.timeout);
+      await restoreOne('channel_tick_interval', before.tick);
+    };
+  },
   async blockedConnections(): Promise<number> {
     const out = await sh('rabbitmqctl', ['list_connections', 'state', '-q']);
     return out.split('\n').filter((s) => /blocked/.test(s)).length;

@@ -422,4 +422,48 @@ describe('fault suite', () => {
     expect(result.code, result.stderr).toBe(0);
     await verifyScenario(s, `memory alarm for 3 s mid-run (watermark ${watermark} restored)`, runIdForSeed('fault-mem'));
   });
+
+  it.skipIf(!canControlServices)("14. workers holding deliveries past the broker's consumer timeout", async () => {
+    // A worker stuck in its database transaction keeps its deliveries unacked while its connection stays
+    // healthy (heartbeats go on): exactly what RabbitMQ's consumer timeout is for. Here an outside session
+    // holds every account row until the broker has closed a worker channel, then 5 s more; the workers' batches wait on those locks (their lock wait is longer)
+    // while the broker, with a 5 s consumer timeout, closes their channels and requeues what they held.
+    const restoreTimeout = await rabbit.shortenConsumerTimeout(5_000);
+    try {
+      const s = (current = await stage('ctimeout', { accounts: 20, workerIds: ['w1', 'w2'], workerArgs: ['--lock-wait-timeout', '60'] }));
+      const run = gen(s, 3000, 'fault-ctimeout', ['--rate', '300']);
+      await waitFor(
+        async () => Number((await s.ns.db('transactions').where('run_id', runIdForSeed('fault-ctimeout')).count({ n: '*' }))[0]!.n) > 100,
+        20_000,
+        'traffic to flow',
+      );
+      const trx = await s.ns.db.transaction();
+      try {
+        await trx.raw('SELECT id FROM accounts ORDER BY id FOR UPDATE');
+        await waitFor(
+          () => s.workers.some((w) => /timed out/i.test(w.output())),
+          30_000,
+          'the broker to close a worker channel for the consumer timeout',
+        );
+        await sleep(5_000);
+      } finally {
+        await trx.rollback().catch(() => {});
+      }
+      const result = await run.done;
+      expect(result.code, result.stderr).toBe(0);
+      const closes = s.workers.reduce(
+        (n, w) => n + (w.output().match(/delivery acknowledgement on channel \d+ timed out/g)?.length ?? 0),
+        0,
+      );
+      await verifyScenario(
+        s,
+        'every account row locked from outside past a 5 s consumer timeout (channels closed, deliveries requeued)',
+        runIdForSeed('fault-ctimeout'),
+        `${closes} worker channel(s) closed by the broker for the consumer timeout`,
+      );
+      expect(closes).toBeGreaterThan(0);
+    } finally {
+      await restoreTimeout();
+    }
+  });
 });
