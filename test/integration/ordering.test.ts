@@ -77,7 +77,7 @@ describe('ordered topology (setup --partitions)', () => {
     await ns.seed(20, { openingBalanceMinor: 1_000_000n });
     // The namespace's own topology object, ordered, so the test reads the partition queue names.
     const { topologyFor } = await import('../../src/amqp/topology.js');
-    ns = { ...ns, topology: topologyFor(ns.name, ns.config.retryDelaysMs, PARTITIONS) } as TestNamespace;
+    ns = { ...ns, topology: topologyFor(ns.name, ns.config.retryDelaysMs, PARTITIONS) };
   }, 60_000);
 
   afterAll(async () => {
