@@ -59,6 +59,19 @@ async function peekByConsuming(ns: TestNamespace, queue: string): Promise<Consum
   return messages;
 }
 
+/** The ordered parts of a namespace's topology (its cleanup() knows only the unordered ones). */
+async function deleteOrdered(ns: TestNamespace, partitions: number): Promise<void> {
+  const { topologyFor } = await import('../../src/amqp/topology.js');
+  const ordered = topologyFor(ns.name, ns.config.retryDelaysMs, partitions).ordered!;
+  const channel = await ns.amqp.createChannel();
+  try {
+    for (const q of ordered.partitionQueues) await channel.deleteQueue(q);
+    await channel.deleteExchange(ordered.exchange);
+  } finally {
+    await channel.close().catch(() => {});
+  }
+}
+
 async function outcome(ns: TestNamespace, id: string): Promise<{ status: string; attempts: number; apply_order: string } | undefined> {
   return ns.db('transactions').where('id', id).first('status', 'attempts', 'apply_order');
 }
@@ -82,6 +95,7 @@ describe('ordered topology (setup --partitions)', () => {
 
   afterAll(async () => {
     await Promise.all([...workers.values()].map((w) => w.stop()));
+    if (ns) await deleteOrdered(ns, PARTITIONS).catch(() => {});
     await ns?.cleanup();
   });
 
@@ -272,6 +286,7 @@ describe("verify's ordering check", () => {
   });
 
   afterAll(async () => {
+    if (ns) await deleteOrdered(ns, 2).catch(() => {});
     await ns?.cleanup();
   });
 
