@@ -14,27 +14,28 @@ class MemoryLeases implements PartitionLeaseStore {
     this.leases = Array.from({ length: partitions }, () => ({ worker: null, expiresAtMs: 0 }));
   }
 
-  async heartbeat(workerId: string, leaseMs: number): Promise<LeaseView> {
+  heartbeat(workerId: string, leaseMs: number): Promise<LeaseView> {
     const now = Date.now();
     this.heartbeats.set(workerId, now + leaseMs);
     for (const l of this.leases) if (l.worker === workerId) l.expiresAtMs = now + leaseMs;
-    return {
+    return Promise.resolve({
       liveWorkers: [...this.heartbeats].filter(([, exp]) => exp > now).map(([w]) => w),
       held: this.heldBy(workerId),
       free: this.leases.flatMap((l, p) => (l.worker === null || l.expiresAtMs <= now ? [p] : [])),
-    };
+    });
   }
 
-  async claim(workerId: string, p: number, leaseMs: number): Promise<boolean> {
+  claim(workerId: string, p: number, leaseMs: number): Promise<boolean> {
     const l = this.leases[p]!;
-    if (l.worker !== null && l.worker !== workerId && l.expiresAtMs > Date.now()) return false;
+    if (l.worker !== null && l.worker !== workerId && l.expiresAtMs > Date.now()) return Promise.resolve(false);
     l.worker = workerId;
     l.expiresAtMs = Date.now() + leaseMs;
-    return true;
+    return Promise.resolve(true);
   }
 
-  async release(workerId: string, p: number): Promise<void> {
+  release(workerId: string, p: number): Promise<void> {
     if (this.leases[p]!.worker === workerId) this.leases[p] = { worker: null, expiresAtMs: 0 };
+    return Promise.resolve();
   }
 
   async leave(workerId: string): Promise<void> {
@@ -55,9 +56,9 @@ function fakeChannel() {
       const c = {
         active: true,
         onMessage,
-        pause: async () => void (c.active = false),
-        resume: async () => void (c.active = true),
-        cancel: async () => void (c.active = false),
+        pause: () => Promise.resolve(void (c.active = false)),
+        resume: () => Promise.resolve(void (c.active = true)),
+        cancel: () => Promise.resolve(void (c.active = false)),
       };
       consumers.set(queue, c);
       return c;
