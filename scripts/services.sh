@@ -119,19 +119,32 @@ console_up() { txsim_port_open "$api_host" "$api_port"; }
 
 # --- (a) Management plugin of a RabbitMQ that already runs here -------------------------------------------------
 
-# Enables rabbitmq_management on the local node when the console does not answer. Returns 1 when the console is
-# still unreachable (the caller decides whether that is fatal).
+# Enables rabbitmq_management (and rabbitmq_consistent_hash_exchange, which `txsim setup --partitions` needs) on
+# the local node when the console does not answer. Returns 1 when the console is still unreachable (the caller
+# decides whether that is fatal).
 ensure_console() {
   console_up && return 0
   ((check_only == 0)) || return 1
   txsim_is_local_host "$rabbit_host" && txsim_is_local_host "$api_host" || return 1
   command -v rabbitmq-plugins >/dev/null 2>&1 || return 1
-  txsim_say "RabbitMQ: enabling the management plugin"
-  if ! logged txsim_bounded 60 rabbitmq-plugins enable rabbitmq_management; then
-    txsim_warn "RabbitMQ: 'rabbitmq-plugins enable rabbitmq_management' failed (it needs root or the rabbitmq user)"
+  txsim_say "RabbitMQ: enabling the management and consistent-hash exchange plugins"
+  if ! logged txsim_bounded 60 rabbitmq-plugins enable rabbitmq_management rabbitmq_consistent_hash_exchange; then
+    txsim_warn "RabbitMQ: 'rabbitmq-plugins enable rabbitmq_management rabbitmq_consistent_hash_exchange' failed (it needs root or the rabbitmq user)"
     return 1
   fi
   txsim_wait_until 30 console_up
+}
+
+# The consistent-hash exchange type of the ordered topology, on a node whose console was already up: enabled
+# the same way as the console (best effort; only `setup --partitions` needs it).
+ensure_hash_exchange() {
+  ((check_only == 0)) || return 0
+  txsim_is_local_host "$rabbit_host" || return 0
+  command -v rabbitmq-plugins >/dev/null 2>&1 || return 0
+  txsim_bounded 30 rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_consistent_hash_exchange && return 0
+  txsim_say "RabbitMQ: enabling the consistent-hash exchange plugin (txsim setup --partitions)"
+  logged txsim_bounded 60 rabbitmq-plugins enable rabbitmq_consistent_hash_exchange ||
+    txsim_warn "RabbitMQ: 'rabbitmq-plugins enable rabbitmq_consistent_hash_exchange' failed (it needs root or the rabbitmq user); only setup --partitions needs it"
 }
 
 # One line saying where RabbitMQ is, and whether its console answers.
@@ -187,6 +200,7 @@ report_db() {
 
 missing=()
 if rabbit_up; then
+  ensure_hash_exchange
   report_rabbit reachable ||
     txsim_warn "RabbitMQ: to turn the console on, run as root: rabbitmq-plugins enable rabbitmq_management"
 else

@@ -97,7 +97,7 @@ export class AccountingConsumer {
       url: options.amqpUrl,
       log,
       clientName: options.clientName,
-      setup: (channel) => assertTopology(channel, options.topology),
+      setup: (channel) => assertTopology(channel, options.topology, { processRouting: false }),
       // Bounded by time instead: connectTimeoutMs.
       initialMaxRetries: Infinity,
       ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),

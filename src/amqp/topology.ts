@@ -28,7 +28,30 @@ export interface Topology {
    * accounting exchange so the accounting consumer, which binds `#` there, never sees them.
    */
   readonly feedExchange: string;
+  /**
+   * Ordered mode (`setup --partitions N`): the consistent-hash exchange fed from the transactions
+   * exchange, and its N partition queues (single active consumer). Null in the default, unordered
+   * topology, where the process queue is bound instead.
+   */
+  readonly ordered: OrderedTopology | null;
 }
+
+/** The ordered part of a topology: see README "Per-account ordering". */
+export interface OrderedTopology {
+  /** `x-consistent-hash` exchange, bound from the transactions exchange on `tx.*`, hashing HEADERS.accountId. */
+  readonly exchange: string;
+  /** `<ns>.process.p<k>`, k = 0..N-1. */
+  readonly partitionQueues: readonly string[];
+}
+
+/** Partitions `setup --partitions` accepts. */
+export const PARTITIONS_MAX = 64;
+
+/**
+ * Points each partition queue gets on the hash ring (its binding key). One point per queue splits
+ * the accounts very unevenly between few queues; 20 evens them out at no cost.
+ */
+const RING_POINTS_PER_PARTITION = '20';
 
 /** Declaration of the feed exchange: every declarer (workers, serve) must use the same options. */
 export const FEED_EXCHANGE_OPTIONS: Options.AssertExchange = { durable: false };
@@ -40,11 +63,14 @@ export const FEED_EXCHANGE_OPTIONS: Options.AssertExchange = { durable: false };
 export const PROCESS_QUEUE_DELIVERY_LIMIT = 20;
 
 /** The topology of a config: its namespace and retry steps (retry delays clear a deadlock in ms, a failover in s). */
-export function topologyOf(config: { namespace: string; retryDelaysMs: readonly number[] }): Topology {
-  return topologyFor(config.namespace, config.retryDelaysMs);
+export function topologyOf(config: { namespace: string; retryDelaysMs: readonly number[] }, partitions = 0): Topology {
+  return topologyFor(config.namespace, config.retryDelaysMs, partitions);
 }
 
-export function topologyFor(namespace: string, retryDelaysMs: readonly number[]): Topology {
+/** `partitions` > 0 is the ordered topology of `setup --partitions`; 0 is the default one. */
+export function topologyFor(namespace: string, retryDelaysMs: readonly number[], partitions = 0): Topology {
+  if (!Number.isSafeInteger(partitions) || partitions < 0 || partitions > PARTITIONS_MAX)
+    throw new RangeError(`partitions must be 0..${PARTITIONS_MAX}, got ${partitions}`);
   return {
     namespace,
     transactionsExchange: `${namespace}.transactions`,
@@ -56,6 +82,13 @@ export function topologyFor(namespace: string, retryDelaysMs: readonly number[])
     accountingQueue: `${namespace}.accounting.statements`,
     statsExchange: `${namespace}.stats`,
     feedExchange: `${namespace}.feed`,
+    ordered:
+      partitions === 0
+        ? null
+        : {
+            exchange: `${namespace}.transactions.ordered`,
+            partitionQueues: Array.from({ length: partitions }, (_, k) => `${namespace}.process.p${k}`),
+          },
   };
 }
 
@@ -94,17 +127,49 @@ export function queueDeclarations(t: Topology): { name: string; options: Options
       },
     })),
     { name: t.accountingQueue, options: quorum },
+    ...(t.ordered?.partitionQueues ?? []).map((name) => ({
+      name,
+      options: {
+        durable: true,
+        arguments: {
+          'x-queue-type': 'quorum',
+          // Two workers never process one partition at once, even during a lease handover.
+          'x-single-active-consumer': true,
+          'x-delivery-limit': PROCESS_QUEUE_DELIVERY_LIMIT,
+          'x-dead-letter-exchange': '',
+          'x-dead-letter-routing-key': t.deadQueue,
+        },
+      },
+    })),
   ];
 }
 
-/** Declares every exchange, queue and binding. Idempotent; run on every connect. */
-export async function assertTopology(channel: Channel, t: Topology): Promise<void> {
+/**
+ * Declares every exchange, queue and binding. Idempotent; run on every connect. `processRouting:
+ * false` leaves the routing of transactions to the process or partition queues alone: clients that
+ * never publish or consume transactions (accounting, serve) do not know whether the namespace is
+ * ordered, and binding the process queue in an ordered one would give it a copy of every message.
+ */
+export async function assertTopology(channel: Channel, t: Topology, options: { processRouting?: boolean } = {}): Promise<void> {
   await channel.assertExchange(t.transactionsExchange, 'topic', { durable: true });
   await channel.assertExchange(t.accountingExchange, 'topic', { durable: true });
   await channel.assertExchange(t.statsExchange, 'fanout', { durable: false });
   await channel.assertExchange(t.feedExchange, 'topic', FEED_EXCHANGE_OPTIONS);
   for (const q of queueDeclarations(t)) await channel.assertQueue(q.name, q.options);
-  await channel.bindQueue(t.processQueue, t.transactionsExchange, 'tx.*');
+  if (options.processRouting === false) {
+    // See above.
+  } else if (t.ordered) {
+    await channel.assertExchange(t.ordered.exchange, 'x-consistent-hash', {
+      durable: true,
+      arguments: { 'hash-header': HEADERS.accountId },
+    });
+    await channel.bindExchange(t.ordered.exchange, t.transactionsExchange, 'tx.*');
+    for (const q of t.ordered.partitionQueues) await channel.bindQueue(q, t.ordered.exchange, RING_POINTS_PER_PARTITION);
+    // A namespace switched to ordered mode: the process queue would get a copy of every message.
+    await channel.unbindQueue(t.processQueue, t.transactionsExchange, 'tx.*');
+  } else {
+    await channel.bindQueue(t.processQueue, t.transactionsExchange, 'tx.*');
+  }
   await channel.bindQueue(t.accountingQueue, t.accountingExchange, '#');
 }
 
@@ -117,7 +182,7 @@ export async function deleteTopology(channel: Channel, t: Topology): Promise<voi
 /** Every exchange and queue name of a topology (what `assertTopology` declares), for `txsim reset`. */
 export function topologyNames(t: Topology): { exchanges: string[]; queues: string[] } {
   return {
-    exchanges: [t.transactionsExchange, t.accountingExchange, t.statsExchange, t.feedExchange],
+    exchanges: [t.transactionsExchange, t.accountingExchange, t.statsExchange, t.feedExchange, ...(t.ordered ? [t.ordered.exchange] : [])],
     queues: queueDeclarations(t).map((q) => q.name),
   };
 }
@@ -136,4 +201,14 @@ export const HEADERS = {
   publishedAtMs: 'x-txsim-published-at',
   /** When the outbox relay published an accounting event, ms since the epoch: the start of the statement hop. */
   relayedAtMs: 'x-txsim-relayed-at',
+  /**
+   * The account a message is ordered by (its `accountId`: the debit account of a transfer), as a
+   * string; the consistent-hash exchange of the ordered topology hashes it. Set by gen and serve on
+   * every message; a body without an account id carries its message id instead.
+   */
+  accountId: 'x-txsim-account',
+  /** gen's per-account sequence number (1, 2, … per debit account, per run and gen instance). */
+  accountSeq: 'x-txsim-account-seq',
+  /** The gen instance (`--instance k/n`: k; 1 for a whole run) whose sequence `accountSeq` counts. */
+  accountSeqStream: 'x-txsim-seq-stream',
 } as const;

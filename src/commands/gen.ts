@@ -23,6 +23,7 @@ import { GENERATED_TYPES, MAX_AMOUNT_MINOR } from '../domain/transaction.js';
 import { describeCause, ExitCode, FatalError, PublishIncompleteError, ServiceUnavailableError, UsageError } from '../errors.js';
 import type { GenCounts } from '../stats/prometheus.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
+import { readPartitionCount } from '../db/partition-leases.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 import { plural, toJson } from './format.js';
@@ -98,7 +99,9 @@ async function publishOverAmqp(ctx: CommandContext, db: Knex, options: PublishRu
   const connection = await connectOnce(config.amqpUrl, log, 'txsim gen');
   try {
     const reconnect = () => connectOnce(config.amqpUrl, log, 'txsim gen');
-    return await publishRun({ db, connection, topology: topologyOf(config), reconnect }, options, {
+    // An ordered namespace (setup --partitions) must not get its process queue bound again.
+    const topology = topologyOf(config, await readPartitionCount(db, config.namespace));
+    return await publishRun({ db, connection, topology, reconnect }, options, {
       ...hooks,
       onRecover: (unconfirmed: number) =>
         log.warn({ unconfirmed }, 'broker back; re-sending unconfirmed messages (duplicates are ignored by id)'),

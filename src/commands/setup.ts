@@ -1,9 +1,10 @@
 import type { ChannelModel } from 'amqplib';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
-import { assertTopology, queueDeclarations, topologyNames, topologyOf, type Topology } from '../amqp/topology.js';
+import { assertTopology, HEADERS, PARTITIONS_MAX, queueDeclarations, topologyNames, topologyOf, type Topology } from '../amqp/topology.js';
 import { describeEndpoints, type Config } from '../config/config.js';
-import { parseCurrencyFlag } from '../config/parse.js';
+import { parseCurrencyFlag, parseIntFlag } from '../config/parse.js';
+import { forgetPartitionCount, readPartitionCount, recordPartitionCount } from '../db/partition-leases.js';
 import { ensureSystemAccounts } from '../db/accounts.js';
 import { createDatabase } from '../db/knex.js';
 import { ensureSchema } from '../db/schema.js';
@@ -16,6 +17,12 @@ import { plural, toJson } from './format.js';
 export interface SetupOptions {
   readonly currency: string;
   readonly json: boolean;
+  /**
+   * `--partitions N`: the ordered topology with N partition queues (README "Per-account ordering");
+   * 0 switches an ordered namespace back; undefined keeps the namespace's recorded mode (unordered
+   * when none was recorded).
+   */
+  readonly partitions?: number;
 }
 
 /** What `setup` made sure exists (its `--json`). */
@@ -27,6 +34,8 @@ export interface SetupReport {
   readonly exchanges: readonly string[];
   readonly queues: readonly string[];
   readonly retryDelaysMs: readonly number[];
+  /** Partition queues of the ordered topology; 0 = unordered. */
+  readonly partitions: number;
   /** Consumers on the process queue when setup ran: workers running. */
   readonly workersConsuming: number;
   /** Delays of the namespace's retry queues that existed before and are not this setup's; null when they could not be listed. */
@@ -40,19 +49,27 @@ export async function handleSetup(ctx: CommandContext, options: SetupOptions): P
   const endpoints = describeEndpoints(config);
   await ensureSchema(config.databaseUrl, config.databaseName);
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 1 });
+  let partitions: number;
+  let wasPartitions: number;
   try {
     await ensureSystemAccounts(db, options.currency);
+    wasPartitions = await readPartitionCount(db, config.namespace);
+    partitions = options.partitions ?? wasPartitions;
+    if (partitions > 0) await recordPartitionCount(db, config.namespace, partitions);
+    else await forgetPartitionCount(db, config.namespace);
   } finally {
     await db.destroy();
   }
-  log.debug({ database: endpoints.database }, 'schema applied');
+  log.debug({ database: endpoints.database, partitions }, 'schema applied');
   const connection = await connectOnce(config.amqpUrl, log, 'txsim setup');
-  const topology = topologyOf(config);
+  const topology = topologyOf(config, partitions);
   let running: RunningDelays;
   try {
     // Read before declaring: afterwards this setup's own retry queues exist too.
     running = await runningRetryDelays(connection, topology, config);
     const channel = await connection.createChannel();
+    // Back to unordered: the hash exchange (and its binding from the transactions exchange) goes.
+    if (partitions === 0 && wasPartitions > 0) await channel.deleteExchange(topologyOf(config, wasPartitions).ordered!.exchange);
     await assertTopology(channel, topology);
     await channel.close();
   } finally {
@@ -68,6 +85,7 @@ export async function handleSetup(ctx: CommandContext, options: SetupOptions): P
     exchanges: topologyNames(topology).exchanges,
     queues: queueDeclarations(topology).map((q) => q.name),
     retryDelaysMs: topology.retryQueues.map((q) => q.delayMs),
+    partitions,
     workersConsuming: running.consumers,
     otherRetryDelaysMs: running.otherDelaysMs,
     warnings,
@@ -79,6 +97,10 @@ export async function handleSetup(ctx: CommandContext, options: SetupOptions): P
   ctx.out(`database ${endpoints.database}: schema ready, system accounts for ${options.currency}`);
   ctx.out(`rabbitmq ${endpoints.amqp}: exchanges ${report.exchanges.join(', ')}`);
   ctx.out(`  queues ${report.queues.join(', ')}`);
+  if (partitions > 0)
+    ctx.out(
+      `  ordered: ${plural(partitions, 'partition')} (${topology.ordered!.exchange} hashes ${HEADERS.accountId}); restart running workers, gen and serve`,
+    );
   return report;
 }
 
@@ -153,11 +175,19 @@ export function registerSetup(program: Command): void {
     .description('create the database, tables and system accounts, and declare the RabbitMQ topology (idempotent)')
     .option('--currency <code>', 'currency of the system accounts to create', 'EUR')
     .option('--json', 'JSON output')
+    .option(
+      '--partitions <n>',
+      `per-account ordering: N partition queues fed by a consistent-hash exchange on the account (1-${PARTITIONS_MAX}; 0 = back to unordered; default: keep the namespace's mode)`,
+    )
     .addHelpText(
       'after',
-      '\nExample:\n  $ txsim setup\n  $ txsim setup --namespace demo2 --retry-delays 100,1000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nExample:\n  $ txsim setup\n  $ txsim setup --namespace demo2 --retry-delays 100,1000\n  $ txsim setup --partitions 8\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
-    .action(async (opts: { currency: string; json?: boolean }, command: Command) => {
-      await handleSetup(contextFor(command), { currency: parseCurrencyFlag('--currency', opts.currency, 'EUR'), json: Boolean(opts.json) });
+    .action(async (opts: { currency: string; json?: boolean; partitions?: string }, command: Command) => {
+      await handleSetup(contextFor(command), {
+        currency: parseCurrencyFlag('--currency', opts.currency, 'EUR'),
+        json: Boolean(opts.json),
+        ...(opts.partitions === undefined ? {} : { partitions: parseIntFlag('--partitions', opts.partitions, 0, 0, PARTITIONS_MAX) }),
+      });
     });
 }

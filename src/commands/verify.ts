@@ -2,6 +2,7 @@ import type { ChannelModel } from 'amqplib';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
+import { readPartitionCount } from '../db/partition-leases.js';
 import type { AccountingReconciliation } from '../verify/reconcile.js';
 import { verifyBooks, type VerifyReport } from '../verify/verify.js';
 import { parseIntFlag } from '../config/parse.js';
@@ -57,7 +58,8 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
       ctx.log.warn({ err: (err as Error).message }, 'rabbitmq unreachable; checking the database only');
     }
     try {
-      const deps = { db, connection, topology: topologyOf(ctx.config) };
+      // The ordering check applies, and the partition queues count as queued, in an ordered namespace.
+      const deps = { db, connection, topology: topologyOf(ctx.config, await readPartitionCount(db, ctx.config.namespace)) };
       const deadline = Date.now() + options.waitS * 1000;
       try {
         for (;;) {
@@ -86,7 +88,7 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
     );
   }
   if (!report.ok) {
-    const failed = report.checks.filter((c) => c.violations > 0).map((c) => c.name);
+    const failed = [...report.checks, report.ordering].filter((c) => c.violations > 0).map((c) => c.name);
     const run = report.run;
     const runPart = run && (run.lost > 0 || run.duplicated > 0) ? [`run: ${run.lost} lost, ${run.duplicated} duplicated`] : [];
     const acc = report.accounting;
@@ -108,6 +110,12 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
       ['check', 'result', 'example'],
       r.checks.map((c) => [c.description, resultCell(c.violations), c.examples[0] ?? '']),
     ),
+  );
+  const o = r.ordering;
+  ctx.out(
+    o.applicable
+      ? `Ordering: ${o.description}: ${resultCell(o.violations)}${o.examples.length > 0 ? ` (e.g. ${o.examples.slice(0, 3).join('; ')})` : ''}`
+      : 'Ordering: not applicable (unordered namespace: setup --partitions makes it ordered)',
   );
   ctx.out('');
   // Money of different currencies never adds up: one total per currency.

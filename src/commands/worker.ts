@@ -5,6 +5,7 @@ import { OutboxRelay } from '../accounting/outbox-relay.js';
 import { Worker, workerDepsFor, type WorkerOptions } from '../worker/worker.js';
 import { parseIntFlag } from '../config/parse.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
+import { readPartitionCount } from '../db/partition-leases.js';
 import { flushLogger } from '../log.js';
 import { StatsPublisher } from '../stats/stats-publisher.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
@@ -37,10 +38,28 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
     },
     { onNodeChange: (from, to) => log.warn({ from, to }, 'database node unreachable; moved to the next') },
   );
-  const topology = topologyOf(config);
+  // The namespace's mode (setup --partitions) decides the topology: read before anything declares it.
+  let partitions: number;
+  try {
+    await checkDatabase(db, config.databaseUrl, config.databaseName);
+    partitions = await readPartitionCount(db, config.namespace);
+  } catch (err) {
+    await db.destroy().catch(() => {});
+    await flushLogger(log);
+    throw err;
+  }
+  const topology = topologyOf(config, partitions);
+  if (partitions > 0) log.info({ partitions }, 'ordered namespace: consuming leased partitions, one batch at a time');
   const worker = new Worker(
-    { ...options, amqpUrl: config.amqpUrl, topology, connectTimeoutMs: config.connectTimeoutMs },
-    workerDepsFor(db),
+    {
+      ...options,
+      // Two batches at once could commit one account's messages out of order.
+      ...(partitions > 0 ? { transactionsMax: 1 } : {}),
+      amqpUrl: config.amqpUrl,
+      topology,
+      connectTimeoutMs: config.connectTimeoutMs,
+    },
+    workerDepsFor(db, config.namespace),
     log,
   );
   let relay: OutboxRelay | null = null;
@@ -58,7 +77,6 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
       });
       metricsServer = await startMetricsServer(registry, options.metrics, log);
     }
-    await checkDatabase(db, config.databaseUrl, config.databaseName);
     // A SIGINT while waiting for the broker ends the wait at once (start resolves false).
     if (!signal.aborted) await worker.start(signal);
     if (!signal.aborted) {

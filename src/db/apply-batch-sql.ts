@@ -102,6 +102,9 @@ export interface OutcomeRecord {
   /** The message's ISO creation time; kept as NULL when DATETIME(3) cannot hold it. */
   readonly createdAtIso: string | null;
   readonly processedAt: Date;
+  /** gen's per-account sequence number and its gen instance (sql/008-ordering.sql); absent = NULL. */
+  readonly accountSeq?: number | null;
+  readonly seqStream?: number | null;
 }
 
 /** One accounting event of `outbox_events`. */
@@ -129,7 +132,7 @@ export interface AccountUpdate {
 }
 
 const TRANSACTION_COLUMNS =
-  'id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at';
+  'id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream';
 const ENTRY_COLUMNS = 'transaction_id, account_id, amount_minor, created_at';
 const OUTBOX_COLUMNS =
   'event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at';
@@ -164,6 +167,8 @@ export class BatchWrites {
         r.attempts,
         r.createdAtIso === null ? null : storableDate(r.createdAtIso),
         r.processedAt,
+        r.accountSeq ?? null,
+        r.seqStream ?? null,
       ]),
     );
   }

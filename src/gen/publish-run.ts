@@ -389,6 +389,8 @@ interface InFlight {
   readonly generated: GeneratedMessage;
   /** When it was due (performance.now() clock): latency counts from here. */
   readonly intendedMs: number;
+  /** Its per-account sequence number (HEADERS.accountSeq), fixed at first send so a re-send carries the same one. */
+  readonly accountSeq: number;
 }
 
 /**
@@ -409,6 +411,12 @@ class RunPublisher {
    * are published again (ids dedupe at the workers), or counted exactly as unconfirmed.
    */
   private readonly unconfirmed = new Map<number, InFlight>();
+  /**
+   * Last sequence number given per account (the debit account: a message's accountId), for the
+   * ordering check of an ordered namespace. Per run and per gen instance: instances count apart
+   * (their messages carry HEADERS.accountSeqStream = k of --instance k/n).
+   */
+  private readonly accountSeqs = new Map<string, number>();
   /** A publish or confirm failed: recover before sending more. */
   private broken = false;
   private recoveries = 0;
@@ -511,7 +519,7 @@ class RunPublisher {
       if (generated.kind !== 'valid') this.invalid++;
       this.published++;
       try {
-        await this.send(index, { generated, intendedMs });
+        await this.send(index, { generated, intendedMs, accountSeq: this.nextAccountSeq(generated) });
         if (dueMs !== null) this.tracker.sent(performance.now() - intendedMs, performance.now() - t0);
         else this.tracker.sent(0, performance.now() - t0);
       } catch (err) {
@@ -535,6 +543,14 @@ class RunPublisher {
     }
   }
 
+  /** The account a message is routed and sequenced by: its accountId, or its id when it has none (poison). */
+  private nextAccountSeq(generated: GeneratedMessage): number {
+    const key = orderingKeyOf(generated);
+    const seq = (this.accountSeqs.get(key) ?? 0) + 1;
+    this.accountSeqs.set(key, seq);
+    return seq;
+  }
+
   private async send(index: number, entry: InFlight): Promise<void> {
     const { generated, intendedMs } = entry;
     this.unconfirmed.set(index, entry);
@@ -547,7 +563,13 @@ class RunPublisher {
         contentType: generated.contentType,
         timestamp: Math.floor(Date.now() / 1000),
         // The start of the queue-wait hop, in ms (the AMQP timestamp has whole seconds only).
-        headers: { [HEADERS.runId]: this.runId, [HEADERS.publishedAtMs]: Date.now() },
+        headers: {
+          [HEADERS.runId]: this.runId,
+          [HEADERS.publishedAtMs]: Date.now(),
+          [HEADERS.accountId]: orderingKeyOf(generated),
+          [HEADERS.accountSeq]: entry.accountSeq,
+          [HEADERS.accountSeqStream]: this.schedule.instance.no,
+        },
       },
     );
     handle.confirmed.then(
@@ -612,4 +634,9 @@ class RunPublisher {
     await session.channel.close().catch(() => {});
     if (session.connection !== this.deps.connection) await session.connection.close().catch(() => {});
   }
+}
+
+/** The value of HEADERS.accountId: the message's account id, or its id when it has none (some poison). */
+function orderingKeyOf(generated: GeneratedMessage): string {
+  return generated.message ? String(generated.message.accountId) : generated.id;
 }

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { topologyOf } from '../amqp/topology.js';
+import { readPartitionCount } from '../db/partition-leases.js';
 import type { Config } from '../config/config.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
@@ -83,6 +84,7 @@ export async function startServer(
   try {
     const deadline = Date.now() + config.connectTimeoutMs;
     await waitForDatabase(db, config, deadline);
+    publisher.useTopology(topologyOf(config, await readPartitionCount(db, config.namespace)));
     await waitForBroker(publisher, config, deadline);
     await feed.start();
     await stats.start();

@@ -41,6 +41,8 @@ interface Session {
  * caller names a run — and `publish` resolves only once the broker confirmed.
  */
 export class TransactionPublisher {
+  /** The options' topology, or the namespace's real one once serve has read it (useTopology). */
+  private topology: Topology;
   private session: Session | null = null;
   private opening: Promise<Session> | null = null;
   private closing = false;
@@ -48,7 +50,17 @@ export class TransactionPublisher {
   constructor(
     private readonly options: TransactionPublisherOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.topology = options.topology;
+  }
+
+  /**
+   * The topology to declare from now on: serve reads whether the namespace is ordered from the
+   * database after it started (binding the process queue of an ordered one would copy every message).
+   */
+  useTopology(topology: Topology): void {
+    this.topology = topology;
+  }
 
   /** Whether the broker is reachable and not blocking publishers (for /readyz). */
   async ready(): Promise<{ ok: boolean; detail: string }> {
@@ -75,14 +87,19 @@ export class TransactionPublisher {
     let outcome: PublishOutcome;
     try {
       outcome = await session.publisher.publishConfirmed(
-        this.options.topology.transactionsExchange,
+        this.topology.transactionsExchange,
         routingKeyFor(message.type),
         Buffer.from(JSON.stringify(message)),
         {
           messageId: message.id,
           contentType: 'application/json',
           timestamp: Math.floor(Date.now() / 1000),
-          headers: { ...(runId ? { [HEADERS.runId]: runId } : {}), [HEADERS.publishedAtMs]: Date.now() },
+          // The account header routes it to its partition in an ordered namespace (no sequence number: see README).
+          headers: {
+            ...(runId ? { [HEADERS.runId]: runId } : {}),
+            [HEADERS.publishedAtMs]: Date.now(),
+            [HEADERS.accountId]: String(message.accountId),
+          },
         },
       );
     } catch (err) {
@@ -90,7 +107,7 @@ export class TransactionPublisher {
     }
     if (outcome === 'returned')
       throw new BrokerUnavailableError(
-        `unroutable: no queue is bound to ${this.options.topology.transactionsExchange} for ${routingKeyFor(message.type)} (run txsim setup)`,
+        `unroutable: no queue is bound to ${this.topology.transactionsExchange} for ${routingKeyFor(message.type)} (run txsim setup)`,
         'unroutable',
       );
   }
@@ -108,13 +125,13 @@ export class TransactionPublisher {
       const setup = await connection.createChannel();
       setup.on('error', () => {});
       try {
-        await assertTopology(setup, this.options.topology);
+        await assertTopology(setup, this.topology);
         await setup.close();
       } catch (err) {
         // A least-privilege user may not declare: then the exchange must exist already.
         if ((err as { code?: number }).code !== 403) throw err;
         const check = await connection.createChannel();
-        await check.checkExchange(this.options.topology.transactionsExchange);
+        await check.checkExchange(this.topology.transactionsExchange);
         await check.close();
       }
       const channel = await connection.createConfirmChannel();

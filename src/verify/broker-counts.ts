@@ -9,14 +9,18 @@ export interface BrokerDeps {
   readonly topology: Topology;
 }
 
-/** Messages still to be processed: ready in the process queue and waiting in the delay queues. */
+/** Messages still to be processed: ready in the process (or partition) queues and waiting in the delay queues. */
 export async function queuedCount(deps: BrokerDeps): Promise<number> {
   if (!deps.connection) return 0;
   const channel = await deps.connection.createChannel();
   channel.on('error', () => {});
   try {
     let total = 0;
-    for (const name of [deps.topology.processQueue, ...deps.topology.retryQueues.map((q) => q.name)]) {
+    for (const name of [
+      deps.topology.processQueue,
+      ...(deps.topology.ordered?.partitionQueues ?? []),
+      ...deps.topology.retryQueues.map((q) => q.name),
+    ]) {
       total += (await channel.checkQueue(name)).messageCount;
     }
     return total;

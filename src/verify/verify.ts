@@ -3,11 +3,13 @@ import { bookTotals, ledgerSummary } from '../db/ledger.js';
 import type { BrokerDeps } from './broker-counts.js';
 import { databaseReader, runChecks, type CheckResult } from './checks.js';
 import { LEDGER_CHECKS } from './ledger-checks.js';
+import { checkOrdering, type OrderingResult } from './ordering-check.js';
 import { reconcileAccounting, type AccountingReconciliation } from './reconcile.js';
 import { accountForRun, type RunAccount } from './run-account.js';
 
 export type { CheckResult } from './checks.js';
 export type { RunAccount } from './run-account.js';
+export type { OrderingResult } from './ordering-check.js';
 
 /** `ok`: nothing wrong and nothing on its way; `pending`: nothing wrong yet, but not everything has arrived; `failed`: a violation or a loss. */
 export type VerifyStatus = 'ok' | 'pending' | 'failed';
@@ -28,6 +30,8 @@ export interface VerifyReport {
   readonly status: VerifyStatus;
   readonly pending: PendingState;
   readonly checks: CheckResult[];
+  /** Per-account ordering (ordered namespaces; `applicable: false` otherwise), over the run with --run. */
+  readonly ordering: OrderingResult;
   readonly totals: {
     customerAccounts: number;
     transactions: number;
@@ -58,6 +62,7 @@ export async function verifyBooks(
 ): Promise<VerifyReport> {
   const { db } = deps;
   const checks = await runChecks(databaseReader(db), LEDGER_CHECKS);
+  const ordering = await checkOrdering(databaseReader(db), deps.topology.ordered !== null, options.runId);
   const ledger = await ledgerSummary(db);
   const books = await bookTotals(db);
   const totals = {
@@ -72,6 +77,7 @@ export async function verifyBooks(
   const accounting = await reconcileAccounting(deps);
   const clean =
     checks.every((c) => c.violations === 0) &&
+    ordering.violations === 0 &&
     (run === null || (run.lost === 0 && run.duplicated === 0)) &&
     (accounting === null || accounting.ok);
   const pending = pendingStateOf(run, accounting);
@@ -80,7 +86,7 @@ export async function verifyBooks(
     : pending.runIds + pending.statementLines + pending.missingInstances.length > 0
       ? 'pending'
       : 'ok';
-  return { ok: status === 'ok', status, pending, checks, totals, run, accounting };
+  return { ok: status === 'ok', status, pending, checks, ordering, totals, run, accounting };
 }
 
 /**

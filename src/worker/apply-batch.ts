@@ -22,6 +22,8 @@ export interface Incoming {
   /** 1-based attempt number of this processing. */
   readonly attempt: number;
   readonly runId: string | null;
+  /** gen's per-account sequence number and the gen instance it counts for (ordering check); absent/null without one. */
+  readonly accountSeq?: { readonly seq: number; readonly stream: number } | null;
 }
 
 /** What happened to one message. `recorded` says whether the outcome is in the database. */
@@ -316,6 +318,8 @@ class BatchDecisions {
     this.writes.addOutcome({
       id,
       runId: item.runId,
+      accountSeq: item.accountSeq?.seq ?? null,
+      seqStream: item.accountSeq?.stream ?? null,
       type: m?.type ?? null,
       accountId: m?.accountId ?? null,
       amountMinor,

@@ -5,6 +5,7 @@ import type { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
 import { pingDatabase } from '../db/ping.js';
+import { partitionLeaseStore, type PartitionLeaseStore } from '../db/partition-leases.js';
 import { insertFailures, type FailureRecord } from '../db/transaction-failures.js';
 import { decodeTransaction } from '../domain/message-schema.js';
 import { runShutdownSteps } from '../lifecycle.js';
@@ -13,6 +14,7 @@ import { WorkerMetrics } from '../stats/worker-metrics.js';
 import { applyBatch, type ApplyContext, type Incoming, type Outcome } from './apply-batch.js';
 import { classifyFailure, type ClassifiedFailure } from './classify-failure.js';
 import { FailureReport } from './failure-report.js';
+import { DEFAULT_LEASE_TIMING, PartitionConsumers, type LeaseTiming } from './partition-leases.js';
 
 /** Settings of one worker replica. Units are in the names. */
 export interface WorkerOptions {
@@ -43,6 +45,12 @@ export interface WorkerOptions {
    * any of that batch is acked — the worst moment to crash. Off (undefined) in normal use.
    */
   readonly crashAfterCommits?: number;
+  /**
+   * Ordered mode (the topology has partitions): consume the partitions this worker leases, and retry
+   * system errors in place (see README "Per-account ordering"). Heartbeat and lease timing; default
+   * DEFAULT_LEASE_TIMING.
+   */
+  readonly leaseTiming?: LeaseTiming;
 }
 
 /**
@@ -58,14 +66,17 @@ export interface WorkerDeps {
   readonly connect?: ConnectionFactory;
   /** Records failed attempts (`transaction_failures`), best-effort; absent = not recorded. */
   readonly recordFailures?: (records: readonly FailureRecord[]) => Promise<void>;
+  /** The partition leases of an ordered namespace; required when the topology is ordered. */
+  readonly partitionLeases?: PartitionLeaseStore;
 }
 
 /** The real dependencies over one knex pool. */
-export function workerDepsFor(db: Knex): WorkerDeps {
+export function workerDepsFor(db: Knex, namespace?: string): WorkerDeps {
   return {
     applyBatch: (items, context) => applyBatch(db, items, context),
     pingDatabase: () => pingDatabase(db),
     recordFailures: (records) => insertFailures(db, records),
+    ...(namespace === undefined ? {} : { partitionLeases: partitionLeaseStore(db, namespace) }),
   };
 }
 
@@ -96,7 +107,9 @@ export class Worker {
   private readonly publishChannel: ManagedChannel;
   /** Consumes the process queue; its deliveries are settled with multiple-acks, in order. */
   private readonly consumeChannel: ManagedChannel;
-  private readonly consumer: ManagedConsumer;
+  private readonly consumer: Pick<ManagedConsumer, 'pause' | 'resume' | 'cancel'>;
+  /** Ordered mode: the consumers of the leased partitions (the `consumer` then); null otherwise. */
+  readonly partitions: PartitionConsumers | null;
   /** Retries and parks as events for the live feed and rows for the status reads (best-effort). */
   private readonly failureReport: FailureReport;
   private buffer: Delivery[] = [];
@@ -136,7 +149,19 @@ export class Worker {
       onOpen: () => log.info({ prefetch: options.prefetchCount, batchSizeMax: options.batchSizeMax }, 'worker consuming'),
       onLost: () => this.dropBuffered(),
     });
-    this.consumer = this.consumeChannel.consume(options.topology.processQueue, (d) => this.onDelivery(d));
+    const ordered = options.topology.ordered;
+    if (ordered && !deps.partitionLeases) throw new Error('an ordered topology needs the partition lease store');
+    this.partitions = ordered
+      ? new PartitionConsumers(
+          this.consumeChannel,
+          ordered.partitionQueues,
+          (d) => this.onDelivery(d),
+          deps.partitionLeases!,
+          { workerId: options.workerId, timing: options.leaseTiming ?? DEFAULT_LEASE_TIMING },
+          log,
+        )
+      : null;
+    this.consumer = this.partitions ?? this.consumeChannel.consume(options.topology.processQueue, (d) => this.onDelivery(d));
     // Its own plain channel: the feed's events are unconfirmed and must not share the confirm window
     // of the retry and park publishes.
     const feedChannel = this.connection.channel({ name: 'feed channel' });
@@ -155,6 +180,7 @@ export class Worker {
   async start(signal?: AbortSignal): Promise<boolean> {
     if (!(await this.connection.start(signal))) return false;
     this.started = true;
+    this.partitions?.start();
     this.summary = new OutcomeSummary(this.metrics, this.log, this.options.summaryIntervalMs ?? SUMMARY_INTERVAL_MS);
     return true;
   }
@@ -168,6 +194,7 @@ export class Worker {
     // Deliveries of the old channel can no longer be acked; RabbitMQ will redeliver them.
     const dropped = this.buffer.length;
     this.buffer = [];
+    this.partitions?.channelLost();
     this.metrics.inFlight = 0;
     if (dropped > 0) this.log.warn({ dropped }, 'channel gone; dropped buffered deliveries (they will be redelivered)');
   }
@@ -186,6 +213,7 @@ export class Worker {
       decoded: decodeTransaction(msg.content, properties),
       attempt: (Number.isSafeInteger(priorAttempts) && priorAttempts > 0 ? priorAttempts : 0) + 1,
       runId: typeof runId === 'string' ? runId : null,
+      accountSeq: accountSeqOf(headers),
     };
     this.buffer.push({ msg, generation, incoming, receivedAtMs });
     this.metrics.inFlight = this.buffer.length;
@@ -334,6 +362,7 @@ export class Worker {
     const properties = typedProperties(msg);
     const t = this.options.topology;
     const park = incoming.attempt >= this.options.attemptsMax;
+    if (this.partitions && !park) return this.retryInPlace(delivery, failure);
     const target = park ? t.deadQueue : t.retryQueues[Math.min(incoming.attempt - 1, t.retryQueues.length - 1)]!.name;
     const failedAt = new Date();
     const ok = await this.publishTo(delivery, target, msg.content, {
@@ -361,11 +390,16 @@ export class Worker {
     this.ack(delivery);
     // Only once the message is safely in its delay or parking queue: the report never announces a
     // move that did not happen, and it neither waits nor throws, so it cannot hold the message back.
+    this.reportAttempt(incoming, park ? 'parked' : 'retrying', failure, failedAt);
+  }
+
+  private reportAttempt(incoming: Incoming, state: 'parked' | 'retrying', failure: ClassifiedFailure, failedAt: Date): void {
+    const id = incoming.decoded.ok ? incoming.decoded.message.id : incoming.decoded.id;
     const m = incoming.decoded.ok ? incoming.decoded.message : null;
     if (id)
       this.failureReport.report({
         transactionId: id,
-        state: park ? 'parked' : 'retrying',
+        state,
         attempt: incoming.attempt,
         accountId: m?.accountId ?? null,
         type: m?.type ?? null,
@@ -375,6 +409,23 @@ export class Worker {
         errorMessage: failure.message,
         failedAt,
       });
+  }
+
+  /**
+   * Ordered mode: a system error (or a deferred capture) is tried again right here after the retry
+   * step's delay, not through a delay queue, which would let the partition's later messages pass
+   * it. The worker applies one batch at a time in ordered mode, so the partition (and the worker's
+   * other partitions) wait; after the attempt limit retryOrPark parks it and they move on.
+   */
+  private async retryInPlace(delivery: Delivery, failure: ClassifiedFailure): Promise<void> {
+    const { incoming } = delivery;
+    const steps = this.options.topology.retryQueues;
+    const delayMs = steps[Math.min(incoming.attempt - 1, steps.length - 1)]?.delayMs ?? 0;
+    this.metrics.retried++;
+    this.log.debug({ attempt: incoming.attempt, code: failure.code, err: failure.message, delayMs }, 'retrying in place');
+    this.reportAttempt(incoming, 'retrying', failure, new Date());
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    await this.processBatch([{ ...delivery, incoming: { ...incoming, attempt: incoming.attempt + 1 } }]);
   }
 
   /** Publishes with confirm via the default exchange; false when the delivery must be left unacked. */
@@ -410,6 +461,7 @@ export class Worker {
   /** Acks on the channel the delivery came from; one of an earlier channel is left to redelivery. */
   private ack(delivery: Delivery): void {
     this.consumeChannel.ack(delivery);
+    this.partitions?.settled(delivery.msg);
   }
 
   /**
@@ -449,6 +501,7 @@ export class Worker {
   /** Hands a delivery back to the queue (no attempt spent). A gone channel requeues on its own. */
   private nackRequeue(d: Delivery): void {
     this.consumeChannel.requeue(d);
+    this.partitions?.settled(d.msg);
   }
 
   /**
@@ -472,6 +525,7 @@ export class Worker {
       [
         ['cancel consumer', () => this.consumer.cancel()],
         ['finish in-flight', () => this.drain(this.options.shutdownDeadlineMs)],
+        ['release partitions', async () => this.partitions?.leave()],
         ['record failed attempts', () => this.failureReport.close(FAILURE_RECORDS_DEADLINE_MS)],
         ['close connection', () => this.connection.close()],
       ],
@@ -492,6 +546,14 @@ export class Worker {
     if (this.buffer.length > 0)
       this.log.warn({ left: this.buffer.length }, 'shutdown deadline reached; unacked messages go back to the queue');
   }
+}
+
+/** gen's per-account sequence number of a message (headers), recorded with its outcome; null without one. */
+function accountSeqOf(headers: Record<string, unknown>): Incoming['accountSeq'] {
+  const seq = headers[HEADERS.accountSeq];
+  const stream = headers[HEADERS.accountSeqStream];
+  if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) return null;
+  return { seq, stream: typeof stream === 'number' && Number.isSafeInteger(stream) && stream >= 1 && stream <= 32_767 ? stream : 1 };
 }
 
 /** The worker's `info` summary comes once a second. */

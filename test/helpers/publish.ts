@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ChannelModel } from 'amqplib';
-import type { Topology } from '../../src/amqp/topology.js';
+import { HEADERS, type Topology } from '../../src/amqp/topology.js';
 
 /** A valid v1 message body, with overrides. */
 export function txBody(over: Record<string, unknown> = {}): Record<string, unknown> {
@@ -22,7 +22,13 @@ export function txBody(over: Record<string, unknown> = {}): Record<string, unkno
 export async function publishRaw(
   connection: ChannelModel,
   topology: Topology,
-  messages: { body: Record<string, unknown> | Buffer | string; routingKey?: string; contentType?: string | null; messageId?: string }[],
+  messages: {
+    body: Record<string, unknown> | Buffer | string;
+    routingKey?: string;
+    contentType?: string | null;
+    messageId?: string;
+    headers?: Record<string, unknown>;
+  }[],
 ): Promise<void> {
   const channel = await connection.createConfirmChannel();
   try {
@@ -31,8 +37,12 @@ export async function publishRaw(
       const id = m.messageId ?? (typeof m.body === 'object' && !Buffer.isBuffer(m.body) ? String(m.body.id) : undefined);
       // Routed by the body's type, as gen does; raw bytes or a body without a string type go to tx.deposit.
       const type = typeof m.body === 'object' && !Buffer.isBuffer(m.body) && typeof m.body.type === 'string' ? m.body.type : 'deposit';
+      // The account header as gen sets it: it routes the message to its partition in an ordered namespace.
+      const account = typeof m.body === 'object' && !Buffer.isBuffer(m.body) ? m.body.accountId : undefined;
+      const headers = { ...(typeof account === 'number' ? { [HEADERS.accountId]: String(account) } : {}), ...m.headers };
       channel.publish(topology.transactionsExchange, m.routingKey ?? `tx.${type}`, content, {
         persistent: true,
+        ...(Object.keys(headers).length > 0 ? { headers } : {}),
         ...(m.contentType === null ? {} : { contentType: m.contentType ?? 'application/json' }),
         ...(id ? { messageId: id } : {}),
       });

@@ -96,9 +96,9 @@ describe('the batch writes', () => {
     ]);
     expect(statements).toHaveLength(4);
     expect(statements[0]).toBe(
-      'INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at) VALUES ' +
-        "('t1', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', NULL, NULL, NULL, 'h', 'applied', NULL, NULL, 99000000000000000, 'w1', 2, '2026-01-01 00:00:00.000', '2026-01-02 03:04:05.678'), " +
-        `('t2', NULL, 'transfer', 7, 1234, 'EUR', NULL, 8, NULL, NULL, 'h', 'rejected', 'insufficient_funds', '${'x'.repeat(255)}', NULL, 'w1', 2, NULL, '2026-01-02 03:04:05.678')`,
+      'INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream) VALUES ' +
+        "('t1', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', NULL, NULL, NULL, 'h', 'applied', NULL, NULL, 99000000000000000, 'w1', 2, '2026-01-01 00:00:00.000', '2026-01-02 03:04:05.678', NULL, NULL), " +
+        `('t2', NULL, 'transfer', 7, 1234, 'EUR', NULL, 8, NULL, NULL, 'h', 'rejected', 'insufficient_funds', '${'x'.repeat(255)}', NULL, 'w1', 2, NULL, '2026-01-02 03:04:05.678', NULL, NULL)`,
     );
     expect(statements[1]).toBe(
       "INSERT INTO ledger_entries (transaction_id, account_id, amount_minor, created_at) VALUES ('t1', 7, 1234, '2026-01-02 03:04:05.678'), ('t1', -1, -1234, '2026-01-02 03:04:05.678')",
