@@ -90,6 +90,7 @@ const TYPE_ONLY_FIELDS: readonly { field: string; types: string }[] = [
   { field: 'final', types: 'card_capture' },
   { field: 'expiresAt', types: 'card_authorization' },
   { field: 'amountMinor', types: 'every type but card_void' },
+  { field: 'captureId', types: 'card_refund' },
 ];
 
 function notAllowedDetail(schemaPath: string): string {
@@ -116,6 +117,7 @@ export function identityHash(message: TransactionMessage): string {
     ...(message.authorizationId === undefined ? [] : [['authorizationId', message.authorizationId.toLowerCase()]]),
     ...(message.final === undefined ? [] : [['final', message.final]]),
     ...(message.expiresAt === undefined ? [] : [['expiresAt', message.expiresAt]]),
+    ...(message.captureId === undefined ? [] : [['captureId', message.captureId.toLowerCase()]]),
   ]);
   return sha256(Buffer.from(canonical));
 }
