@@ -15,3 +15,12 @@ CREATE TABLE IF NOT EXISTS capture_refunds (
   updated_at       DATETIME(3) NOT NULL,
   CONSTRAINT ck_capture_refunds_amounts CHECK (refunded_minor >= 0 AND refunded_minor <= captured_minor)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
+
+-- The follow-ups of a gen run's card flows (captures, voids, refunds sent after their authorization):
+-- their ids are not index-derived like the run's other messages, so gen records each one it
+-- published and `verify --run` accounts for them too.
+CREATE TABLE IF NOT EXISTS run_followups (
+  run_id         CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  transaction_id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+  PRIMARY KEY (run_id, transaction_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;

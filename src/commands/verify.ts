@@ -121,7 +121,7 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
   if (run) {
     ctx.out('');
     ctx.out(
-      `Run ${run.runId} (${run.status}): ${plural(run.expected, 'id')} to account for (requested ${run.requested}, published ${run.published}, confirmed ${run.confirmed})`,
+      `Run ${run.runId} (${run.status}): ${plural(run.expected, 'id')} to account for (requested ${run.requested}, published ${run.published}, confirmed ${run.confirmed}${run.followUps > 0 ? `; card-flow follow-ups ${run.followUps}` : ''})`,
     );
     const reasons = Object.entries(run.rejectedByReason)
       .map(([k, v]) => `${k} ${v}`)

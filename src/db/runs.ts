@@ -159,6 +159,24 @@ export async function runDroppedIds(db: Knex, runId: string): Promise<Set<string
   return new Set(rows.map((r) => r.transaction_id));
 }
 
+/** Records the follow-ups (card flows) a run published (idempotent). */
+export async function recordRunFollowUps(db: Knex, runId: string, transactionIds: readonly string[]): Promise<void> {
+  for (let i = 0; i < transactionIds.length; i += RETURNS_CHUNK) {
+    await db('run_followups')
+      .insert(transactionIds.slice(i, i + RETURNS_CHUNK).map((id) => ({ run_id: runId, transaction_id: id })))
+      .onConflict()
+      .ignore();
+  }
+}
+
+/** Ids of the follow-ups a run published (none before sql/008 existed). */
+export async function runFollowUpIds(db: Knex, runId: string): Promise<string[]> {
+  const rows = await orNoneBeforeSetup(
+    db('run_followups').where('run_id', runId).orderBy('transaction_id').select<{ transaction_id: string }[]>('transaction_id'),
+  );
+  return rows.map((r) => r.transaction_id);
+}
+
 /** MySQL's "table doesn't exist". */
 const ER_NO_SUCH_TABLE = 1146;
 
