@@ -180,3 +180,62 @@ describe('hold expiry and refunds by capture', () => {
     expect(Number((await ns.db('accounting_statements').where('type', 'hold_expired').count({ n: '*' }))[0]!.n)).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('verify of holds nobody expired', () => {
+  it('reports an open hold more than the grace window past its expiry, and a refund over its capture', async () => {
+    // No worker here: the rows are written as a worker without a sweep (or a bug) would leave them.
+    const ns = await createTestNamespace('unswept');
+    try {
+      expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
+      await ns.seed(1, { openingBalanceMinor: 10_000n });
+      const now = new Date();
+      const row = (id: string, type: string, amountMinor: number, over: Record<string, unknown> = {}) => ({
+        id,
+        type,
+        account_id: 1,
+        amount_minor: amountMinor,
+        currency: 'EUR',
+        body_hash: 'x'.repeat(64),
+        status: 'applied',
+        worker_id: 'test',
+        processed_at: now,
+        ...over,
+      });
+      const auth = '00000000-0000-4000-8000-00000000a001';
+      const capture = '00000000-0000-4000-8000-00000000c001';
+      const refund = '00000000-0000-4000-8000-00000000f001';
+      await ns
+        .db('transactions')
+        .insert([
+          row(auth, 'card_authorization', 3_000),
+          row(capture, 'card_capture', 1_000, { authorization_id: auth }),
+          row(refund, 'card_refund', 1_001, { authorization_id: auth, capture_id: capture }),
+        ]);
+      await ns.db('holds').insert({
+        id: auth,
+        account_id: 1,
+        currency: 'EUR',
+        merchant: 'Hotel',
+        state: 'partially_captured',
+        authorized_minor: 3_000,
+        captured_minor: 1_000,
+        refunded_minor: 0,
+        expires_at: new Date(now.getTime() - 61_000),
+        created_at: now,
+        updated_at: now,
+      });
+      const verify = await runTxsim(['verify', '--json'], ns.env);
+      expect(verify.code).toBe(4);
+      const checks = (JSON.parse(verify.stdout) as { checks: { name: string; violations: number; examples: string[] }[] }).checks;
+      const settled = checks.find((c) => c.name === 'authorizations_settled')!;
+      expect(settled.violations).toBe(1);
+      expect(settled.examples[0]).toContain(`hold ${auth} still partially_captured`);
+      expect(checks.find((c) => c.name === 'refunds_within_capture')).toMatchObject({
+        violations: 1,
+        examples: [`capture ${capture}: captured 1000, refunded 1001`],
+      });
+    } finally {
+      await ns.cleanup();
+    }
+  });
+});
