@@ -24,3 +24,7 @@ CREATE TABLE IF NOT EXISTS run_followups (
   transaction_id CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
   PRIMARY KEY (run_id, transaction_id)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4;
+
+-- What gen planned for a run's card flows (how many holds to end captured, voided, expired; the
+-- follow-ups), as JSON; NULL for a run without flows. verify --run shows it beside the holds the run left.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS flows_planned_json VARCHAR(2000) NULL;

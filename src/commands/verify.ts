@@ -145,6 +145,16 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
       ),
     );
     if (reasons) ctx.out(`rejected by reason: ${reasons}`);
+    if (run.flows) {
+      const p = run.flows.planned;
+      const holds = Object.entries(run.flows.holds)
+        .map(([state, n]) => `${state} ${n}`)
+        .join(', ');
+      ctx.out(
+        `card flows: ${p ? `planned captured ${p.captured}, voided ${p.voided}, expired ${p.expired} of ${p.authorizations} authorizations; ` : ''}` +
+          `holds of the run ${holds || 'none'}; ${run.flows.authorizationsRejected} authorizations rejected (no hold)`,
+      );
+    }
     if (run.instances) {
       const { count, reported, missing } = run.instances;
       ctx.out(

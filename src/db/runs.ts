@@ -177,6 +177,35 @@ export async function runFollowUpIds(db: Knex, runId: string): Promise<string[]>
   return rows.map((r) => r.transaction_id);
 }
 
+/** Saves what gen planned for a run's card flows (JSON). */
+export async function saveRunFlowsPlanned(db: Knex, runId: string, plannedJson: string): Promise<void> {
+  await db('runs').where('id', runId).update({ flows_planned_json: plannedJson });
+}
+
+/**
+ * The card flows of a run as verify shows them: what gen planned (null when it saved no plan), its
+ * applied authorizations' holds by state, and its authorizations rejected (which have no hold).
+ */
+export async function runFlowOutcomes(
+  db: Knex,
+  runId: string,
+): Promise<{ plannedJson: string | null; holdsByState: Record<string, number>; authorizationsRejected: number }> {
+  const run = await db('runs').where('id', runId).first<{ flows_planned_json?: string | null } | undefined>('*');
+  const states = (await db.raw(
+    `SELECT h.state, COUNT(*) AS n FROM transactions t JOIN holds h ON h.id = t.id
+      WHERE t.run_id = ? AND t.type = 'card_authorization' GROUP BY h.state`,
+    [runId],
+  )) as [{ state: string; n: number | string }[], unknown];
+  const rejected = await db('transactions')
+    .where({ run_id: runId, type: 'card_authorization', status: 'rejected' })
+    .count<{ n: number | string }[]>({ n: '*' });
+  return {
+    plannedJson: run?.flows_planned_json ?? null,
+    holdsByState: Object.fromEntries(states[0].map((r) => [r.state, Number(r.n)])),
+    authorizationsRejected: Number(rejected[0]?.n ?? 0),
+  };
+}
+
 /** MySQL's "table doesn't exist". */
 const ER_NO_SUCH_TABLE = 1146;
 

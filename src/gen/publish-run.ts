@@ -4,7 +4,7 @@ import { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { customerTargets } from '../db/accounts.js';
 import type { Knex } from '../db/knex.js';
-import { runExists, runStart, startRun, startRunInstance } from '../db/runs.js';
+import { runExists, runStart, saveRunFlowsPlanned, startRun, startRunInstance } from '../db/runs.js';
 import { describeAccountsDist, type AccountsDist } from './account-choice.js';
 import { createGenerator, type GeneratedMessage } from './generator.js';
 import { countPlan, emptyPlannedFlows, followUpBody, FollowUpQueue, type FlowOptions, type FollowUp, type PlannedFlows } from './flows.js';
@@ -381,6 +381,9 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     },
     options.reconnectTimeoutMs,
   );
+  // What the flows were planned to do, for verify --run to show beside what the holds did. Only for a
+  // run of one gen: the instances of a split run would each save their share over the others'.
+  if (options.flows && instance.count === 1) await saveRunFlowsPlanned(deps.db, runId, JSON.stringify(run.planned));
   return {
     runId,
     seed: options.seed,

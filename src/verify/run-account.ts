@@ -3,6 +3,7 @@ import { overappliedInRun } from '../db/ledger.js';
 import {
   getRun,
   runDroppedIds,
+  runFlowOutcomes,
   runFollowUpIds,
   runInstances,
   runRefusedIds,
@@ -26,6 +27,16 @@ export interface RunAccount {
   readonly expected: number;
   /** Of `expected`: follow-ups of card flows (captures, voids, refunds) the run recorded as published. */
   readonly followUps: number;
+  /**
+   * A run with card flows: what gen planned (`planned`, as gen printed it; null if it saved none), the
+   * holds of the run's applied authorizations by state, and its authorizations rejected (no hold).
+   * Shown, not judged: a rejected authorization changes how its flow ends. Null for a run without flows.
+   */
+  readonly flows: {
+    readonly planned: Record<string, number> | null;
+    readonly holds: Record<string, number>;
+    readonly authorizationsRejected: number;
+  } | null;
   /**
    * Ids that were never sent: for a finished run (interrupted, or given up) the requested count less
    * the published one, from the run record; for an unfinished (killed) run, ids past its last saved
@@ -187,6 +198,15 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     }
   }
   expected += followUpIds.length;
+  const flowOutcomes = await runFlowOutcomes(db, runId);
+  const flows =
+    flowOutcomes.plannedJson !== null || followUpIds.length > 0
+      ? {
+          planned: flowOutcomes.plannedJson === null ? null : (JSON.parse(flowOutcomes.plannedJson) as Record<string, number>),
+          holds: flowOutcomes.holdsByState,
+          authorizationsRejected: flowOutcomes.authorizationsRejected,
+        }
+      : null;
   const instances =
     instanceRows.length === 0
       ? null
@@ -208,6 +228,7 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     confirmed: run.confirmed,
     expected,
     followUps: followUpIds.length,
+    flows,
     notPublished: tally.notPublished + notPublishedFinished,
     applied: tally.applied,
     rejected: tally.rejected,

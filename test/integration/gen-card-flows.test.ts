@@ -99,6 +99,12 @@ describe('gen card flows', () => {
       rejected: 0,
     });
     for (const check of report.checks) expect(check.violations, check.name).toBe(0);
+    // verify shows the plan gen recorded beside what the run's holds did.
+    expect(report.run.flows).toEqual({
+      planned,
+      holds: { captured: planned.captured, voided: planned.voided, expired: planned.expired },
+      authorizationsRejected: 0,
+    });
     // Same seed, new run: the same plan.
     const again = await runTxsim(['gen', '400', '--rate', '400', '--new-run', ...genArgs], ns.env);
     expect((JSON.parse(again.stdout) as GenFlowsSummary).flows.planned).toEqual(planned);
