@@ -259,7 +259,7 @@ export function registerGen(program: Command): void {
     .option('--hot-set <n>', 'size of the hot set (the first N accounts; default 3)')
     .option(
       '--invalid <share>',
-      'share (0..1) of poison messages: bad JSON, wrong schema, unknown account, currency mismatch, negative amount',
+      'share (0..1) of poison messages: bad JSON, wrong schema, unknown account, currency mismatch, negative amount; in card flows, a capture of an unknown authorization or over the hold',
       '0',
     )
     .option('--capture-share <share>', 'card flows: share (0..1) of authorizations captured after a delay (default 0)')
@@ -291,7 +291,7 @@ export function registerGen(program: Command): void {
     .option(...METRICS_HOST_OPTION)
     .addHelpText(
       'after',
-      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n  $ txsim gen --profile 500@10s,2000@30s,2000@60s,0@10s --accounts-dist zipf:1.1\n  $ txsim gen 20000 --seed 7 --instance 1/2   # and --instance 2/2 elsewhere\n  $ TXSIM_TOKEN=$(txsim tokens create --admin) txsim gen 5000 --via http://127.0.0.1:8080 --concurrency 50\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 20000 --seed 7 --mix deposit=20,withdrawal=10,card_payment=10,transfer=20,card_authorization=40 --capture-share 0.7 --void-share 0.2\n  $ txsim gen 500 --seed 7 --new-run\n  $ txsim gen --profile 500@10s,2000@30s,2000@60s,0@10s --accounts-dist zipf:1.1\n  $ txsim gen 20000 --seed 7 --instance 1/2   # and --instance 2/2 elsewhere\n  $ TXSIM_TOKEN=$(txsim tokens create --admin) txsim gen 5000 --via http://127.0.0.1:8080 --concurrency 50\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (count: string | undefined, opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (key: string) => opts[key] as string | undefined;
