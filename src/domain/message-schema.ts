@@ -67,7 +67,11 @@ function describeSchemaError(error: ErrorObject | undefined): string {
   const where = error.instancePath ? error.instancePath.slice(1).replace(/\//g, '.') : 'body';
   switch (error.keyword) {
     case 'required':
+      // The one oneOf of the contract: a card_refund names its authorization or one capture.
+      if (error.schemaPath.includes('/oneOf/')) return 'authorizationId or captureId is required';
       return `${where === 'body' ? '' : `${where}.`}${(error.params as { missingProperty: string }).missingProperty} is required`;
+    case 'oneOf':
+      return 'a card_refund names authorizationId or captureId, not both';
     case 'additionalProperties':
       return `unexpected field ${(error.params as { additionalProperty: string }).additionalProperty}`;
     case 'not':

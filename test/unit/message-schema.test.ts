@@ -26,8 +26,12 @@ describe('message contract v1', () => {
     const refund = { ...valid, type: 'card_refund' };
     expect(decode({ ...refund, authorizationId: auth }).ok).toBe(true);
     expect(decode({ ...refund, captureId: capture })).toMatchObject({ ok: true, message: { captureId: capture } });
-    expect(decode({ ...refund, authorizationId: auth, captureId: capture }).ok).toBe(false);
-    expect(decode(refund).ok).toBe(false);
+    expect(decode({ ...refund, authorizationId: auth, captureId: capture })).toMatchObject({
+      ok: false,
+      detail: 'a card_refund names authorizationId or captureId, not both',
+    });
+    expect(decode(refund)).toMatchObject({ ok: false, detail: 'authorizationId or captureId is required' });
+    expect(decode({ ...valid, type: 'card_capture' })).toMatchObject({ ok: false, detail: 'authorizationId is required' });
     expect(decode({ ...valid, type: 'card_capture', authorizationId: auth, captureId: capture })).toMatchObject({
       ok: false,
       detail: 'captureId is only allowed on card_refund',
