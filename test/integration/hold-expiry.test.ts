@@ -120,6 +120,36 @@ describe('hold expiry and refunds by capture', () => {
     expect(await funds(ns, 2)).toEqual({ balance: 8_500n, held: 1_500n });
   });
 
+  it('poison of refunds by capture: both ids, neither, captureId on a capture: invalid_message, precisely', async () => {
+    const id = () =>
+      '00000000-0000-4000-8000-' +
+      Math.floor(Math.random() * 1e12)
+        .toString()
+        .padStart(12, '0');
+    const cases = [
+      {
+        body: txBody({ type: 'card_refund', accountId: 3, amountMinor: 100, authorizationId: id(), captureId: id() }),
+        detail: 'a card_refund names authorizationId or captureId, not both',
+      },
+      { body: txBody({ type: 'card_refund', accountId: 3, amountMinor: 100 }), detail: 'authorizationId or captureId is required' },
+      {
+        body: txBody({ type: 'card_capture', accountId: 3, amountMinor: 100, authorizationId: id(), captureId: id() }),
+        detail: 'captureId is only allowed on card_refund',
+      },
+    ];
+    await publishAndWait(
+      ns,
+      cases.map((c) => c.body),
+    );
+    for (const c of cases)
+      expect(await ns.db('transactions').where('id', String(c.body.id)).first('status', 'reason', 'detail')).toEqual({
+        status: 'rejected',
+        reason: 'invalid_message',
+        detail: c.detail,
+      });
+    expect(await funds(ns, 3)).toEqual({ balance: 10_000n, held: 0n });
+  });
+
   it('a capture racing its hold expiry ends one way only', async () => {
     // 30 holds on 30 accounts, all expiring at one moment; each gets a capture sent around that moment.
     const expiresAtMs = Date.now() + 1_500;
