@@ -88,7 +88,11 @@ if grep -q 'listening on' "$LOG_DIR/serve.out" 2>/dev/null; then
   AUTH_ID=$(post_and_follow '{"type":"card_authorization","accountId":2,"amountMinor":9000,"currency":"EUR","merchant":"Corner Cafe"}' || true)
   $TXSIM accounts show 2 | head -n 3 || true
   if [[ -n $AUTH_ID ]]; then
-    post_and_follow "{\"type\":\"card_capture\",\"accountId\":2,\"authorizationId\":\"$AUTH_ID\",\"amountMinor\":7500,\"currency\":\"EUR\",\"final\":true}" >/dev/null || true
+    CAPTURE_ID=$(post_and_follow "{\"type\":\"card_capture\",\"accountId\":2,\"authorizationId\":\"$AUTH_ID\",\"amountMinor\":7500,\"currency\":\"EUR\",\"final\":true}" || true)
+    if [[ -n $CAPTURE_ID ]]; then
+      echo "== and a refund of 25.00 of that capture, naming the capture (captureId)"
+      post_and_follow "{\"type\":\"card_refund\",\"accountId\":2,\"captureId\":\"$CAPTURE_ID\",\"amountMinor\":2500,\"currency\":\"EUR\"}" >/dev/null || true
+    fi
     $TXSIM tx show "$AUTH_ID" | head -n 12 || true
   fi
 fi

@@ -14,10 +14,12 @@ const TYPE_LABELS: Record<string, string> = {
   card_capture: 'card capture',
   card_void: 'card hold released',
   card_refund: 'card refund',
+  // Written by a worker's hold sweeper (not a message): the rest of an expired hold released.
+  hold_expired: 'card hold expired',
 };
 
 /** Event types that move no posted money (a hold or its release): their amount has no sign. */
-const NOT_POSTED = new Set(['card_authorization', 'card_void']);
+const NOT_POSTED = new Set(['card_authorization', 'card_void', 'hold_expired']);
 
 /** Event types that put money into the account. */
 const MONEY_IN = new Set(['deposit', 'transfer_in', 'card_refund']);

@@ -15,7 +15,8 @@ import {
   type RunProgress,
   type RunSummary,
 } from '../gen/publish-run.js';
-import { parseFractionFlag, parseIdListFlag, parseIntFlag, parseRangeFlag, parseWeightsFlag } from '../config/parse.js';
+import { parseDurationFlag, parseFractionFlag, parseIdListFlag, parseIntFlag, parseRangeFlag, parseWeightsFlag } from '../config/parse.js';
+import type { FlowOptions } from '../gen/flows.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
@@ -222,6 +223,13 @@ function printSummary(ctx: CommandContext, s: RunSummary): void {
     );
     if (s.profile) ctx.out(`  ${latenessText(s)}`);
   }
+  if (s.flows) {
+    const p = s.flows.planned;
+    ctx.out(
+      `  card flows: ${p.authorizations} authorizations planned to end captured ${p.captured}, voided ${p.voided}, expired ${p.expired}; ` +
+        `follow-ups ${p.captures} captures, ${p.voids} voids, ${p.refunds} refunds (poison ${p.poison}), published ${s.flows.published}, confirmed ${s.flows.confirmed}`,
+    );
+  }
   if (s.instance.count > 1)
     ctx.out(
       `  instance ${s.instance.no}/${s.instance.count} of the run: verify accounts for it once all ${s.instance.count} have reported`,
@@ -254,9 +262,24 @@ export function registerGen(program: Command): void {
     .option('--hot-set <n>', 'size of the hot set (the first N accounts; default 3)')
     .option(
       '--invalid <share>',
-      'share (0..1) of poison messages: bad JSON, wrong schema, unknown account, currency mismatch, negative amount',
+      'share (0..1) of poison messages: bad JSON, wrong schema, unknown account, currency mismatch, negative amount; in card flows, a capture of an unknown authorization or over the hold',
       '0',
     )
+    .option('--capture-share <share>', 'card flows: share (0..1) of authorizations captured after a delay (default 0)')
+    .option(
+      '--void-share <share>',
+      'card flows: share (0..1) of authorizations voided after a delay; the rest are left to expire (default 0)',
+    )
+    .option('--partial-share <share>', 'card flows: share of captures done in two steps, a partial capture then a final one (default 0)')
+    .option(
+      '--refund-share <share>',
+      'card flows: share of captured flows whose first capture is then refunded in part, by captureId (default 0)',
+    )
+    .option(
+      '--flow-delay <min..max>',
+      `card flows: delay of each follow-up after the step before it, log-uniform (default ${FLOW_DELAY_DEFAULT})`,
+    )
+    .option('--expire-after <duration>', 'card flows: expiresAt of authorizations left to expire, after their due time (default 30s)')
     .option('--window <n>', 'most unconfirmed messages in flight', '1000')
     .option('--confirm-timeout <ms>', 'fail a publish whose confirm takes longer', '30000')
     .option('--reconnect-timeout <s>', 'after losing the broker, keep reconnecting and re-sending unconfirmed messages this long', '60')
@@ -271,7 +294,7 @@ export function registerGen(program: Command): void {
     .option(...METRICS_HOST_OPTION)
     .addHelpText(
       'after',
-      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 500 --seed 7 --new-run\n  $ txsim gen --profile 500@10s,2000@30s,2000@60s,0@10s --accounts-dist zipf:1.1\n  $ txsim gen 20000 --seed 7 --instance 1/2   # and --instance 2/2 elsewhere\n  $ TXSIM_TOKEN=$(txsim tokens create --admin) txsim gen 5000 --via http://127.0.0.1:8080 --concurrency 50\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nExample:\n  $ txsim gen 20000 --seed 7 --invalid 0.02\n  $ txsim gen 5000 --rate 500 --hot-accounts 0.5 --mix deposit=1,withdrawal=1\n  $ txsim gen 20000 --seed 7 --mix deposit=20,withdrawal=10,card_payment=10,transfer=20,card_authorization=40 --capture-share 0.7 --void-share 0.2\n  $ txsim gen 500 --seed 7 --new-run\n  $ txsim gen --profile 500@10s,2000@30s,2000@60s,0@10s --accounts-dist zipf:1.1\n  $ txsim gen 20000 --seed 7 --instance 1/2   # and --instance 2/2 elsewhere\n  $ TXSIM_TOKEN=$(txsim tokens create --admin) txsim gen 5000 --via http://127.0.0.1:8080 --concurrency 50\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (count: string | undefined, opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (key: string) => opts[key] as string | undefined;
@@ -298,7 +321,10 @@ export function registerGen(program: Command): void {
         confirmTimeoutMs: parseIntFlag('--confirm-timeout', str('confirmTimeout'), 30_000, 100, 600_000),
         reconnectTimeoutMs: parseIntFlag('--reconnect-timeout', str('reconnectTimeout'), 60, 0, 86_400) * 1000,
         newRun: Boolean(opts.newRun),
+        flows: flowOptionsOf(opts),
       };
+      if (options.flows && !(options.mix.card_authorization > 0))
+        throw new UsageError('--capture-share/--void-share/…: card flows follow authorizations; give --mix a card_authorization weight');
       const via = viaOptionsOf(opts, process.env.TXSIM_TOKEN);
       const ctx = contextFor(command);
       // The per-second lines and the bar share stderr: with --per-second the lines replace the bar.
@@ -317,6 +343,49 @@ export function registerGen(program: Command): void {
         via,
       });
     });
+}
+
+/** The flow flags; a run has flows when any of them is given. */
+const FLOW_FLAGS = [
+  ['captureShare', '--capture-share'],
+  ['voidShare', '--void-share'],
+  ['partialShare', '--partial-share'],
+  ['refundShare', '--refund-share'],
+  ['flowDelay', '--flow-delay'],
+  ['expireAfter', '--expire-after'],
+] as const;
+
+/** Default delay of a follow-up after the step before it: 50 ms .. 2 s, log-uniform. */
+const FLOW_DELAY_DEFAULT = '50ms..2s';
+/** Default life of an authorization left to expire, after its due time. */
+const EXPIRE_AFTER_DEFAULT_MS = 30_000;
+
+/** `--capture-share` … `--expire-after` → the run's card flows; null when none of them is given. */
+function flowOptionsOf(opts: Record<string, string | boolean | undefined>): FlowOptions | null {
+  const str = (key: string) => opts[key] as string | undefined;
+  if (!FLOW_FLAGS.some(([key]) => opts[key] !== undefined)) return null;
+  if (opts.via !== undefined)
+    throw new UsageError('--capture-share/--void-share/…: card flows are not sent over --via (publish to RabbitMQ)');
+  const captureShare = parseFractionFlag('--capture-share', str('captureShare'), 0);
+  const voidShare = parseFractionFlag('--void-share', str('voidShare'), 0);
+  if (captureShare + voidShare > 1 + 1e-9)
+    throw new UsageError(
+      `--capture-share ${captureShare} + --void-share ${voidShare} is more than 1 (the rest of the authorizations expire)`,
+    );
+  const delay = (str('flowDelay') ?? FLOW_DELAY_DEFAULT).split('..');
+  if (delay.length !== 2) throw new UsageError(`--flow-delay: "${str('flowDelay')}" must look like 50ms..2s`);
+  const delayMinMs = parseDurationFlag('--flow-delay', delay[0], 50, 1, 600_000);
+  const delayMaxMs = parseDurationFlag('--flow-delay', delay[1], 2_000, 1, 600_000);
+  if (delayMaxMs < delayMinMs) throw new UsageError(`--flow-delay: ${str('flowDelay')} ends before it starts`);
+  return {
+    captureShare,
+    voidShare,
+    partialShare: parseFractionFlag('--partial-share', str('partialShare'), 0),
+    refundShare: parseFractionFlag('--refund-share', str('refundShare'), 0),
+    delayMinMs,
+    delayMaxMs,
+    expireAfterMs: parseDurationFlag('--expire-after', str('expireAfter'), EXPIRE_AFTER_DEFAULT_MS, 1_000, 7 * 24 * 3_600_000),
+  };
 }
 
 /** `--via`, `--concurrency`, `--token` (or TXSIM_TOKEN), `--request-timeout`; null without `--via`. */

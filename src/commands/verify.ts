@@ -129,7 +129,7 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
   if (run) {
     ctx.out('');
     ctx.out(
-      `Run ${run.runId} (${run.status}): ${plural(run.expected, 'id')} to account for (requested ${run.requested}, published ${run.published}, confirmed ${run.confirmed})`,
+      `Run ${run.runId} (${run.status}): ${plural(run.expected, 'id')} to account for (requested ${run.requested}, published ${run.published}, confirmed ${run.confirmed}${run.followUps > 0 ? `; card-flow follow-ups ${run.followUps}` : ''})`,
     );
     const reasons = Object.entries(run.rejectedByReason)
       .map(([k, v]) => `${k} ${v}`)
@@ -153,6 +153,16 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
       ),
     );
     if (reasons) ctx.out(`rejected by reason: ${reasons}`);
+    if (run.flows) {
+      const p = run.flows.planned;
+      const holds = Object.entries(run.flows.holds)
+        .map(([state, n]) => `${state} ${n}`)
+        .join(', ');
+      ctx.out(
+        `card flows: ${p ? `planned captured ${p.captured}, voided ${p.voided}, expired ${p.expired} of ${p.authorizations} authorizations; ` : ''}` +
+          `holds of the run ${holds || 'none'}; ${run.flows.authorizationsRejected} authorizations rejected (no hold)`,
+      );
+    }
     if (run.instances) {
       const { count, reported, missing } = run.instances;
       ctx.out(

@@ -3,7 +3,8 @@ import { Option, type Command } from 'commander';
 import { topologyOf } from '../amqp/topology.js';
 import { OutboxRelay } from '../accounting/outbox-relay.js';
 import { Worker, workerDepsFor, type WorkerOptions } from '../worker/worker.js';
-import { parseIntFlag } from '../config/parse.js';
+import { parseDurationFlag, parseIntFlag } from '../config/parse.js';
+import { EXPIRY_INTERVAL_DEFAULT_MS, HoldExpiry } from '../worker/hold-expiry.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { readPartitionCount } from '../db/partition-leases.js';
 import { flushLogger } from '../log.js';
@@ -18,6 +19,8 @@ export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 't
   readonly relay?: boolean;
   /** Serve Prometheus metrics there (`--metrics-port`); null/absent = off. */
   readonly metrics?: MetricsServerOptions | null;
+  /** How often this worker expires due card holds (`--expire-every`); null = not here (`--no-expiry`). Default 1 s. */
+  readonly expiryIntervalMs?: number | null;
 }
 
 /**
@@ -31,7 +34,8 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
     {
       databaseUrl: config.databaseUrl,
       databaseName: config.databaseName,
-      poolMax: options.transactionsMax + 2,
+      // + the relay's connection, + one for the hold sweeper, + one spare.
+      poolMax: options.transactionsMax + 3,
       lockWaitTimeoutS: options.lockWaitTimeoutS,
       readCommitted: true,
       multipleStatements: true,
@@ -63,6 +67,7 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
     log,
   );
   let relay: OutboxRelay | null = null;
+  let expiry: HoldExpiry | null = null;
   let stats: StatsPublisher | null = null;
   let metricsServer: RunningMetricsServer | null = null;
   try {
@@ -106,9 +111,15 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
       });
       await relay.start(signal);
     }
+    const expiryIntervalMs = options.expiryIntervalMs === undefined ? EXPIRY_INTERVAL_DEFAULT_MS : options.expiryIntervalMs;
+    if (!signal.aborted && expiryIntervalMs !== null) {
+      expiry = new HoldExpiry(db, { intervalMs: expiryIntervalMs }, log);
+      expiry.start();
+    }
     if (!signal.aborted) await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
     log.info('shutting down');
   } finally {
+    await expiry?.close();
     await worker.close();
     // After the worker, so the last snapshot (marked stopping) carries the final counts.
     await stats?.close();
@@ -137,6 +148,8 @@ export function registerWorker(program: Command): void {
       'how long to wait for RabbitMQ at start before giving up with exit 3 (env TXSIM_CONNECT_TIMEOUT; default 15)',
     )
     .option('--no-relay', 'do not run the outbox relay here (accounting events then wait for a replica that does)')
+    .option('--expire-every <duration>', 'how often this worker expires card holds past their expiresAt (e.g. 500ms, 1s)', '1s')
+    .option('--no-expiry', 'do not expire card holds here (another replica must, or holds stay open past expiry)')
     .option(...METRICS_PORT_OPTION)
     .option(...METRICS_HOST_OPTION)
     .addOption(
@@ -158,6 +171,10 @@ export function registerWorker(program: Command): void {
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', opts.shutdownDeadline, 15_000, 0, 600_000),
         relay: (opts as Record<string, unknown>).relay !== false,
         metrics: metricsOptionsFrom(opts),
+        expiryIntervalMs:
+          (opts as Record<string, unknown>).expiry === false
+            ? null
+            : parseDurationFlag('--expire-every', opts.expireEvery, EXPIRY_INTERVAL_DEFAULT_MS, 50, 3_600_000),
         ...(opts.faultCrashAfterCommits
           ? { crashAfterCommits: parseIntFlag('--fault-crash-after-commits', opts.faultCrashAfterCommits, 1, 1) }
           : {}),

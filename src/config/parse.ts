@@ -89,3 +89,14 @@ export function parseCurrencyFlag(flag: string, value: string | undefined, fallb
   if (!/^[A-Z]{3}$/.test(currency)) throw new UsageError(`${flag}: "${value}" is not a 3-letter currency code`);
   return currency;
 }
+
+/** A duration `250ms`, `1s`, `1.5s`, `2m` (or bare milliseconds) → whole milliseconds within min..max. */
+export function parseDurationFlag(flag: string, value: string | undefined, fallbackMs: number, minMs: number, maxMs: number): number {
+  if (value === undefined) return fallbackMs;
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  if (!m) throw new UsageError(`${flag}: "${value}" is not a duration (e.g. 500ms, 1s, 2m)`);
+  const unitMs = m[2] === 's' ? 1_000 : m[2] === 'm' ? 60_000 : 1;
+  const ms = Math.round(Number(m[1]) * unitMs);
+  if (ms < minMs || ms > maxMs) throw new UsageError(`${flag}: ${value} must be between ${minMs} ms and ${maxMs} ms`);
+  return ms;
+}

@@ -23,6 +23,8 @@ export type HoldRow = {
   expires_at: Date;
   created_at: Date;
 };
+/** An applied capture named by a refund's `captureId`, with what was refunded against it so far. */
+export type CaptureRow = { id: string; authorization_id: string; amount_minor: string; refunded_minor: string };
 /** An outcome already recorded for one of the batch's ids. */
 export type RecordedOutcomeRow = { id: string; body_hash: string; status: 'applied' | 'rejected'; reason: string | null };
 
@@ -33,32 +35,61 @@ const HOLD_COLUMNS = 'id, account_id, currency, merchant, state, authorized_mino
  * caller: the one lock order every worker uses), the holds its captures, voids and refunds name
  * (read after the account locks: a hold only changes under its account's lock), then the outcomes
  * already recorded for its ids. Each is left out when its list is empty, so a batch of the older
- * types reads exactly what it always did.
+ * types reads exactly what it always did. Refunds by capture (`captureIds`) add their captures'
+ * holds to the holds read and the captures themselves (with what was refunded against each).
  */
-export function batchReadStatements(accountIds: readonly number[], ids: readonly string[], holdIds: readonly string[] = []): string[] {
+export function batchReadStatements(
+  accountIds: readonly number[],
+  ids: readonly string[],
+  holdIds: readonly string[] = [],
+  captureIds: readonly string[] = [],
+): string[] {
   const reads: string[] = [];
   if (accountIds.length > 0)
     reads.push(
       `SELECT id, currency, balance_minor, held_minor, event_seq FROM accounts WHERE id IN (${sqlList(accountIds)}) AND kind = 'customer' ORDER BY id FOR UPDATE`,
     );
-  if (holdIds.length > 0) reads.push(`SELECT ${HOLD_COLUMNS} FROM holds WHERE id IN (${sqlList(holdIds)})`);
+  if (holdIds.length > 0 || captureIds.length > 0) {
+    const where = [
+      ...(holdIds.length > 0 ? [`id IN (${sqlList(holdIds)})`] : []),
+      ...(captureIds.length > 0 ? [`id IN (SELECT authorization_id FROM transactions WHERE id IN (${sqlList(captureIds)}))`] : []),
+    ];
+    reads.push(`SELECT ${HOLD_COLUMNS} FROM holds WHERE ${where.join(' OR ')}`);
+  }
+  if (captureIds.length > 0)
+    reads.push(
+      `SELECT c.id, c.authorization_id, c.amount_minor, COALESCE(r.refunded_minor, 0) AS refunded_minor FROM transactions c ` +
+        `LEFT JOIN capture_refunds r ON r.capture_id = c.id WHERE c.id IN (${sqlList(captureIds)}) AND c.type = 'card_capture' AND c.status = 'applied'`,
+    );
   if (ids.length > 0) reads.push(`SELECT id, body_hash, status, reason FROM transactions WHERE id IN (${sqlList(ids)})`);
   return reads;
 }
 
-/** The rows of `batchReadStatements(accountIds, ids, holdIds)`'s results, by statement. */
+/** The rows of `batchReadStatements(accountIds, ids, holdIds, captureIds)`'s results, by statement. */
 export function batchReadRows(
   results: readonly StatementResult[],
   accountIds: readonly number[],
   ids: readonly string[],
   holdIds: readonly string[] = [],
-): { locked: LockedAccountRow[]; holds: HoldRow[]; recorded: RecordedOutcomeRow[] } {
+  captureIds: readonly string[] = [],
+): { locked: LockedAccountRow[]; holds: HoldRow[]; captures: CaptureRow[]; recorded: RecordedOutcomeRow[] } {
   const holdsAt = accountIds.length > 0 ? 1 : 0;
+  const readsHolds = holdIds.length > 0 || captureIds.length > 0;
   return {
     locked: (accountIds.length > 0 ? results[0] : []) as LockedAccountRow[],
-    holds: (holdIds.length > 0 ? results[holdsAt] : []) as HoldRow[],
+    holds: (readsHolds ? results[holdsAt] : []) as HoldRow[],
+    captures: (captureIds.length > 0 ? results[holdsAt + 1] : []) as CaptureRow[],
     recorded: (ids.length > 0 ? results[results.length - 1] : []) as RecordedOutcomeRow[],
   };
+}
+
+/** What was refunded against one capture, as written back after a refund by `captureId`. */
+export interface CaptureRefundRecord {
+  readonly captureId: string;
+  readonly authorizationId: string;
+  readonly capturedMinor: bigint;
+  readonly refundedMinor: bigint;
+  readonly updatedAt: Date;
 }
 
 /** A hold as written back: new (an authorization) or changed (a capture, void or refund). */
@@ -91,6 +122,8 @@ export interface OutcomeRecord {
   readonly toBalanceAfterMinor: bigint | null;
   /** The authorization a capture, void or refund acts on (v1.1); null otherwise. */
   readonly authorizationId: string | null;
+  /** The capture a refund by `captureId` refunds; null otherwise. */
+  readonly captureId?: string | null;
   readonly bodyHash: string;
   readonly status: 'applied' | 'rejected';
   readonly reason: string | null;
@@ -132,7 +165,7 @@ export interface AccountUpdate {
 }
 
 const TRANSACTION_COLUMNS =
-  'id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream';
+  'id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, capture_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream';
 const ENTRY_COLUMNS = 'transaction_id, account_id, amount_minor, created_at';
 const OUTBOX_COLUMNS =
   'event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at';
@@ -144,6 +177,12 @@ export class BatchWrites {
   private readonly outboxRows: string[] = [];
   /** Holds by id: a later change in the batch replaces an earlier one (the last state is written). */
   private readonly holdRows = new Map<string, string>();
+  /** Refunded-per-capture rows by capture id: the last state is written. */
+  private readonly captureRefundRows = new Map<string, string>();
+
+  addCaptureRefund(r: CaptureRefundRecord): void {
+    this.captureRefundRows.set(r.captureId, sqlTuple([r.captureId, r.authorizationId, r.capturedMinor, r.refundedMinor, r.updatedAt]));
+  }
 
   addOutcome(r: OutcomeRecord): void {
     this.transactionRows.push(
@@ -158,6 +197,7 @@ export class BatchWrites {
         r.toAccountId,
         r.toBalanceAfterMinor,
         r.authorizationId,
+        r.captureId ?? null,
         r.bodyHash,
         r.status,
         r.reason,
@@ -229,6 +269,11 @@ export class BatchWrites {
       writes.push(
         `INSERT INTO holds (${HOLD_COLUMNS}, updated_at) VALUES ${[...this.holdRows.values()].join(', ')} ` +
           'ON DUPLICATE KEY UPDATE state = VALUES(state), captured_minor = VALUES(captured_minor), refunded_minor = VALUES(refunded_minor), updated_at = VALUES(updated_at)',
+      );
+    if (this.captureRefundRows.size > 0)
+      writes.push(
+        `INSERT INTO capture_refunds (capture_id, authorization_id, captured_minor, refunded_minor, updated_at) VALUES ${[...this.captureRefundRows.values()].join(', ')} ` +
+          'ON DUPLICATE KEY UPDATE refunded_minor = VALUES(refunded_minor), updated_at = VALUES(updated_at)',
       );
     if (accounts.length > 0) {
       const balanceCase = accounts.map((a) => `WHEN ${a.id} THEN ${a.balanceMinor}`).join(' ');

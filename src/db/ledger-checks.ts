@@ -110,3 +110,31 @@ export const HOLDS_OFF_LEDGER = violationsFrom<{
      WHERE h.captured_minor <> COALESCE(t.captures, 0) OR h.refunded_minor <> COALESCE(t.refunds, 0)`,
   'h.id, h.captured_minor, COALESCE(t.captures, 0) AS captures, h.refunded_minor, COALESCE(t.refunds, 0) AS refunds',
 );
+
+/**
+ * Applied authorizations that are not captured, voided, expired or still open before their expiry:
+ * no hold at all, or a hold still open more than `graceS` seconds past its `expires_at` (the workers'
+ * sweep should have expired it). UTC_TIMESTAMP: `expires_at` is stored in UTC, whatever the session's zone.
+ */
+export function authorizationsUnsettled(graceS: number): ViolationQuery<{ id: string; state: string | null; expires_at: Date | null }> {
+  if (!Number.isSafeInteger(graceS) || graceS < 0) throw new RangeError(`bad grace ${graceS}`);
+  return violationsFrom(
+    `FROM transactions t LEFT JOIN holds h ON h.id = t.id
+      WHERE t.type = 'card_authorization' AND t.status = 'applied'
+        AND (h.id IS NULL OR (h.state IN ('open', 'partially_captured') AND h.expires_at < UTC_TIMESTAMP(3) - INTERVAL ${graceS} SECOND))`,
+    't.id, h.state, h.expires_at',
+  );
+}
+
+/**
+ * Refunds by capture (`captureId`) beyond what their capture took, or naming something that is not an
+ * applied capture of the same hold.
+ */
+export const REFUNDS_OVER_CAPTURE = violationsFrom<{ id: string; captured: string | null; refunded: string }>(
+  `FROM transactions r LEFT JOIN transactions c ON c.id = r.capture_id
+      WHERE r.type = 'card_refund' AND r.status = 'applied' AND r.capture_id IS NOT NULL
+      GROUP BY r.capture_id, c.amount_minor, c.type, c.status, c.authorization_id
+      HAVING SUM(r.amount_minor) > COALESCE(c.amount_minor, 0) OR NOT (c.type <=> 'card_capture' AND c.status <=> 'applied')
+          OR SUM(CASE WHEN r.authorization_id <=> c.authorization_id THEN 0 ELSE 1 END) > 0`,
+  'r.capture_id AS id, c.amount_minor AS captured, SUM(r.amount_minor) AS refunded',
+);

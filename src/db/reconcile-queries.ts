@@ -13,10 +13,12 @@ import { violationsFrom, type ViolationQuery } from './violations.js';
 const HAS_EVENT = `(t.type IS NULL OR t.type <> 'opening')`;
 /**
  * The statement lines the ledger expects, one row each: the outcome's line (type as recorded, or
- * NULL), and for an applied transfer also the destination's `transfer_in` line.
+ * NULL), for an applied transfer also the destination's `transfer_in` line, and for a hold the
+ * workers expired its `hold_expired` line (under the authorization's id).
  */
 const EXPECTED_LINES = `(SELECT t.id, t.type AS line_type, t.processed_at FROM transactions t WHERE ${HAS_EVENT}
-   UNION ALL SELECT t.id, 'transfer_in', t.processed_at FROM transactions t WHERE t.type = 'transfer' AND t.status = 'applied')`;
+   UNION ALL SELECT t.id, 'transfer_in', t.processed_at FROM transactions t WHERE t.type = 'transfer' AND t.status = 'applied'
+   UNION ALL SELECT h.id, 'hold_expired', h.updated_at FROM holds h WHERE h.state = 'expired')`;
 const MISSING_STATEMENT = `FROM ${EXPECTED_LINES} e WHERE NOT EXISTS (SELECT 1 FROM accounting_statements s WHERE s.transaction_id = e.id AND s.type <=> e.line_type)`;
 
 async function scalar(db: Knex, sql: string): Promise<number> {
@@ -87,7 +89,12 @@ export const STATEMENTS_OFF_OUTCOME = violationsFrom<{
                  AND CASE WHEN s.type = 'transfer_in'
                           THEN t.type = 'transfer' AND s.account_id <=> t.to_account_id AND s.balance_after_minor <=> t.to_balance_after_minor
                           ELSE s.type <=> t.type AND s.balance_after_minor <=> t.balance_after_minor
-                               AND (s.account_id IS NULL OR s.account_id = t.account_id) END)`,
+                               AND (s.account_id IS NULL OR s.account_id = t.account_id) END)
+             AND NOT (s.type <=> 'hold_expired')
+          OR s.type = 'hold_expired' AND NOT (t.type = 'card_authorization' AND t.status = 'applied' AND s.outcome = 'applied'
+                 AND s.reason IS NULL AND s.currency <=> t.currency AND s.account_id <=> t.account_id
+                 AND EXISTS (SELECT 1 FROM holds h WHERE h.id = s.transaction_id AND h.state = 'expired'
+                             AND s.amount_minor = h.authorized_minor - h.captured_minor))`,
   `s.transaction_id, s.outcome, t.status, s.balance_after_minor,
    CASE WHEN s.type = 'transfer_in' THEN t.to_balance_after_minor ELSE t.balance_after_minor END AS ledger_balance`,
 );

@@ -159,6 +159,53 @@ export async function runDroppedIds(db: Knex, runId: string): Promise<Set<string
   return new Set(rows.map((r) => r.transaction_id));
 }
 
+/** Records the follow-ups (card flows) a run published (idempotent). */
+export async function recordRunFollowUps(db: Knex, runId: string, transactionIds: readonly string[]): Promise<void> {
+  for (let i = 0; i < transactionIds.length; i += RETURNS_CHUNK) {
+    await db('run_followups')
+      .insert(transactionIds.slice(i, i + RETURNS_CHUNK).map((id) => ({ run_id: runId, transaction_id: id })))
+      .onConflict()
+      .ignore();
+  }
+}
+
+/** Ids of the follow-ups a run published (none before sql/008 existed). */
+export async function runFollowUpIds(db: Knex, runId: string): Promise<string[]> {
+  const rows = await orNoneBeforeSetup(
+    db('run_followups').where('run_id', runId).orderBy('transaction_id').select<{ transaction_id: string }[]>('transaction_id'),
+  );
+  return rows.map((r) => r.transaction_id);
+}
+
+/** Saves what gen planned for a run's card flows (JSON). */
+export async function saveRunFlowsPlanned(db: Knex, runId: string, plannedJson: string): Promise<void> {
+  await db('runs').where('id', runId).update({ flows_planned_json: plannedJson });
+}
+
+/**
+ * The card flows of a run as verify shows them: what gen planned (null when it saved no plan), its
+ * applied authorizations' holds by state, and its authorizations rejected (which have no hold).
+ */
+export async function runFlowOutcomes(
+  db: Knex,
+  runId: string,
+): Promise<{ plannedJson: string | null; holdsByState: Record<string, number>; authorizationsRejected: number }> {
+  const run = await db('runs').where('id', runId).first<{ flows_planned_json?: string | null } | undefined>('*');
+  const states = (await db.raw(
+    `SELECT h.state, COUNT(*) AS n FROM transactions t JOIN holds h ON h.id = t.id
+      WHERE t.run_id = ? AND t.type = 'card_authorization' GROUP BY h.state`,
+    [runId],
+  )) as [{ state: string; n: number | string }[], unknown];
+  const rejected = await db('transactions')
+    .where({ run_id: runId, type: 'card_authorization', status: 'rejected' })
+    .count<{ n: number | string }[]>({ n: '*' });
+  return {
+    plannedJson: run?.flows_planned_json ?? null,
+    holdsByState: Object.fromEntries(states[0].map((r) => [r.state, Number(r.n)])),
+    authorizationsRejected: Number(rejected[0]?.n ?? 0),
+  };
+}
+
 /** MySQL's "table doesn't exist". */
 const ER_NO_SUCH_TABLE = 1146;
 

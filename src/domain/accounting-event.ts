@@ -22,6 +22,8 @@ export interface AccountingEvent {
    * deposit, withdrawal, card_payment, transfer; null for an unreadable message. An applied transfer
    * has two events: `transfer` on the source (money out) and `transfer_in` on the destination
    * (money in, its own sequence number and balance after), both with the transfer's transactionId.
+   * `hold_expired`: a worker expired a card hold (transactionId = the authorization's id, amount = what
+   * the expiry released from held, balance after = the posted balance, unchanged); it has no message.
    */
   readonly type: string | null;
   readonly outcome: EventOutcome;

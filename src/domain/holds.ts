@@ -26,6 +26,24 @@ export interface Hold {
   readonly createdAt: Date;
 }
 
+/**
+ * How long after its `expiresAt` an open hold may still be open: the workers sweep expired holds
+ * every second by default (`worker --expire-every`), a few per tick each, so a hold is released
+ * within about a second of its expiry unless a backlog builds up. `verify` allows this much (and
+ * names it) before it counts an open hold past its expiry as a violation.
+ */
+export const HOLD_EXPIRY_GRACE_MS = 60_000;
+
+/** A capture as a refund by `captureId` sees it: what it took and what was refunded against it. */
+export interface CaptureRef {
+  /** The capture's transaction id. */
+  readonly id: string;
+  /** The hold (authorization id) it captured from. */
+  readonly authorizationId: string;
+  readonly capturedMinor: bigint;
+  readonly refundedMinor: bigint;
+}
+
 /** What a hold still reserves: the uncaptured rest while it is open, nothing once closed. */
 export function heldBy(hold: Hold): bigint {
   return hold.state === 'open' || hold.state === 'partially_captured' ? hold.authorizedMinor - hold.capturedMinor : 0n;
@@ -43,6 +61,8 @@ export type CardDecision =
       readonly postings: Posting[];
       /** The hold as this message leaves it (new for an authorization). */
       readonly hold: Hold;
+      /** A refund by `captureId`: the capture as it leaves it (its refunded amount grown). */
+      readonly capture?: CaptureRef;
     }
   | { readonly ok: false; readonly reason: HoldReason; readonly detail: string };
 
@@ -61,6 +81,7 @@ export function authorizeCard(
   account: AccountState | undefined,
   hold: Hold | undefined,
   now: Date,
+  byCapture?: CaptureRef,
 ): CardDecision {
   if (!account) return { ok: false, reason: 'unknown_account', detail: `account ${message.accountId} does not exist` };
   if (account.currency !== message.currency)
@@ -77,14 +98,13 @@ export function authorizeCard(
       reason: 'unknown_authorization',
       detail: `no applied authorization ${message.authorizationId ?? '?'} on account ${account.id}`,
     };
-  if (hold.state === 'expired')
-    return { ok: false, reason: 'authorization_expired', detail: `authorization ${hold.id} expired at ${hold.expiresAt.toISOString()}` };
   switch (message.type) {
     case 'card_capture':
       return capture(message, account, held, hold, now);
     case 'card_void':
       return (
-        closed(hold) ?? {
+        closed(hold) ??
+        expired(hold, now) ?? {
           ok: true,
           balanceAfterMinor: account.balanceMinor,
           heldAfterMinor: held - heldBy(hold),
@@ -93,7 +113,8 @@ export function authorizeCard(
         }
       );
     case 'card_refund':
-      return refund(message, account, held, hold);
+      // A refund gives back captured money: it is not bound by the hold's expiry.
+      return refund(message, account, held, hold, byCapture);
     case 'deposit':
     case 'withdrawal':
     case 'card_payment':
@@ -136,13 +157,20 @@ function closed(hold: Hold): CardDecision | null {
   return null;
 }
 
-function capture(message: TransactionMessage, account: AccountState, held: bigint, hold: Hold, now: Date): CardDecision {
-  const isClosed = closed(hold);
-  if (isClosed) return isClosed;
-  // Past its expiry a hold takes no capture, even before a worker has expired it: the outcome of a
-  // capture racing the expiry does not depend on which of the two got the lock first.
-  if (hold.expiresAt.getTime() <= now.getTime())
+/**
+ * One rule for captures and voids: past its `expiresAt` a hold takes neither, whether or not a worker
+ * has expired it yet, so the outcome of a capture racing the expiry does not depend on which of the
+ * two got the account's lock first.
+ */
+function expired(hold: Hold, now: Date): CardDecision | null {
+  if (hold.state === 'expired' || hold.expiresAt.getTime() <= now.getTime())
     return { ok: false, reason: 'authorization_expired', detail: `authorization ${hold.id} expired at ${hold.expiresAt.toISOString()}` };
+  return null;
+}
+
+function capture(message: TransactionMessage, account: AccountState, held: bigint, hold: Hold, now: Date): CardDecision {
+  const isClosed = closed(hold) ?? expired(hold, now);
+  if (isClosed) return isClosed;
   const amount = toMinor(amountOf(message));
   const remaining = heldBy(hold);
   if (amount > remaining)
@@ -163,8 +191,19 @@ function capture(message: TransactionMessage, account: AccountState, held: bigin
   };
 }
 
-function refund(message: TransactionMessage, account: AccountState, held: bigint, hold: Hold): CardDecision {
+function refund(message: TransactionMessage, account: AccountState, held: bigint, hold: Hold, byCapture?: CaptureRef): CardDecision {
   const amount = toMinor(amountOf(message));
+  // By capture: at most what that capture took less what was refunded against it (and, as always,
+  // within the hold's captured-and-not-refunded total, which the per-capture bound implies).
+  if (byCapture) {
+    const refundableOfCapture = byCapture.capturedMinor - byCapture.refundedMinor;
+    if (amount > refundableOfCapture)
+      return {
+        ok: false,
+        reason: 'refund_exceeds_capture',
+        detail: `refund ${amount} > ${refundableOfCapture} captured and not yet refunded by capture ${byCapture.id}`,
+      };
+  }
   const refundable = hold.capturedMinor - hold.refundedMinor;
   if (amount > refundable)
     return {
@@ -173,6 +212,7 @@ function refund(message: TransactionMessage, account: AccountState, held: bigint
       detail: `refund ${amount} > ${refundable} captured and not yet refunded on authorization ${hold.id}`,
     };
   return {
+    ...(byCapture ? { capture: { ...byCapture, refundedMinor: byCapture.refundedMinor + amount } } : {}),
     ok: true,
     balanceAfterMinor: account.balanceMinor + amount,
     heldAfterMinor: held,

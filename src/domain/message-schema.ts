@@ -67,7 +67,11 @@ function describeSchemaError(error: ErrorObject | undefined): string {
   const where = error.instancePath ? error.instancePath.slice(1).replace(/\//g, '.') : 'body';
   switch (error.keyword) {
     case 'required':
+      // The one oneOf of the contract: a card_refund names its authorization or one capture.
+      if (error.schemaPath.includes('/oneOf/')) return 'authorizationId or captureId is required';
       return `${where === 'body' ? '' : `${where}.`}${(error.params as { missingProperty: string }).missingProperty} is required`;
+    case 'oneOf':
+      return 'a card_refund names authorizationId or captureId, not both';
     case 'additionalProperties':
       return `unexpected field ${(error.params as { additionalProperty: string }).additionalProperty}`;
     case 'not':
@@ -90,6 +94,7 @@ const TYPE_ONLY_FIELDS: readonly { field: string; types: string }[] = [
   { field: 'final', types: 'card_capture' },
   { field: 'expiresAt', types: 'card_authorization' },
   { field: 'amountMinor', types: 'every type but card_void' },
+  { field: 'captureId', types: 'card_refund' },
 ];
 
 function notAllowedDetail(schemaPath: string): string {
@@ -116,6 +121,7 @@ export function identityHash(message: TransactionMessage): string {
     ...(message.authorizationId === undefined ? [] : [['authorizationId', message.authorizationId.toLowerCase()]]),
     ...(message.final === undefined ? [] : [['final', message.final]]),
     ...(message.expiresAt === undefined ? [] : [['expiresAt', message.expiresAt]]),
+    ...(message.captureId === undefined ? [] : [['captureId', message.captureId.toLowerCase()]]),
   ]);
   return sha256(Buffer.from(canonical));
 }

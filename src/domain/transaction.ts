@@ -39,8 +39,10 @@ export interface TransactionMessage {
   readonly merchant?: string;
   /** v1.1, transfers only: the customer account credited (the schema requires it there and forbids it elsewhere). */
   readonly toAccountId?: number;
-  /** v1.1, card_capture / card_void / card_refund: the authorization (and hold) acted on. */
+  /** v1.1, card_capture / card_void / card_refund: the authorization (and hold) acted on. A refund names it or `captureId`. */
   readonly authorizationId?: string;
+  /** v1.1, card_refund only (instead of `authorizationId`): the applied card_capture it refunds (at most what that capture took). */
+  readonly captureId?: string;
   /** v1.1, card_capture: the last capture; the rest of the hold is released. */
   readonly final?: boolean;
   /** v1.1, card_authorization: when the hold expires (default: DEFAULT_HOLD_MS after it is applied). */
@@ -65,7 +67,11 @@ export const REJECT_REASONS = [
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
-/** How long a hold lasts when its authorization names no `expiresAt`: 7 days, as card networks commonly allow. */
+/**
+ * How long a hold lasts when its authorization names no `expiresAt`: 7 days, as card networks
+ * commonly allow. Past its `expiresAt` a hold takes no capture or void (`authorization_expired`),
+ * whether or not a worker has expired it yet; the workers release it soon after (see worker/hold-expiry.ts).
+ */
 export const DEFAULT_HOLD_MS = 7 * 24 * 3600 * 1000;
 
 /** The amount of a message that must carry one (every type but card_void): the schema guarantees it. */

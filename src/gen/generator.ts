@@ -1,6 +1,7 @@
 import { transactionIdFor } from '../domain/ids.js';
 import { GENERATED_TYPES, MAX_AMOUNT_MINOR, routingKeyFor, type GeneratedType, type TransactionMessage } from '../domain/transaction.js';
 import { createAccountChooser, type AccountsDist } from './account-choice.js';
+import { createFlowPlanner, type FlowOptions, type FlowPlan } from './flows.js';
 import { hashString, mulberry32 } from './random.js';
 
 /** Kinds of poison gen can mix in to exercise the reject path. */
@@ -37,6 +38,11 @@ export interface GeneratorOptions {
   readonly accountsDist: AccountsDist;
   /** Share (0..1) of messages that are poison. */
   readonly invalidShare: number;
+  /**
+   * Card flows (gen/flows.ts): each valid authorization gets a plan of follow-ups; one left to expire
+   * gets `expiresAt` = `epochMs` (the run's first start) + its due time + `expireAfterMs`. Absent: no flows.
+   */
+  readonly flows?: { readonly options: FlowOptions; readonly epochMs: number; readonly dueMs: (index: number) => number | null };
 }
 
 /** One message ready to publish: body bytes plus the AMQP properties that matter. */
@@ -48,6 +54,8 @@ export interface GeneratedMessage {
   readonly body: Buffer;
   readonly kind: 'valid' | PoisonKind;
   readonly message?: TransactionMessage;
+  /** A valid card_authorization of a run with flows: what follows it. */
+  readonly flow?: FlowPlan;
 }
 
 const MERCHANTS = ['Corner Cafe', 'Metro Transit', 'Book Nook', 'FreshMart', 'CloudHost', 'Cinema 8', 'PetPal', 'GreenGrocer'];
@@ -84,6 +92,8 @@ export function createGenerator(options: GeneratorOptions) {
   const lastWeighted: GeneratedType = GENERATED_TYPES.filter((_, i) => typeWeights[i]! > 0).at(-1) ?? GENERATED_TYPES[0];
   const logMin = Math.log(options.amountMinMinor);
   const logSpan = Math.log(options.amountMaxMinor) - logMin;
+  const flows = options.flows;
+  const planner = flows ? createFlowPlanner(options.seed, flows.options, options.invalidShare) : null;
 
   function at(index: number, now: Date = new Date()): GeneratedMessage {
     const random = mulberry32((seedHash + Math.imul(index + 1, 0x9e3779b9)) | 0);
@@ -131,14 +141,21 @@ export function createGenerator(options: GeneratorOptions) {
       const kind = kinds[Math.floor(random() * kinds.length)]!;
       return poison(index, kind, message, random);
     }
+    const flow = planner && flows && type === 'card_authorization' ? planner.plan(index, message) : undefined;
+    // Left open, the hold must expire during the run: a deterministic expiresAt (a resumed run sends the same body).
+    const sent: TransactionMessage =
+      flow?.end === 'expired' && flows
+        ? { ...message, expiresAt: new Date(flows.epochMs + (flows.dueMs(index) ?? 0) + flows.options.expireAfterMs).toISOString() }
+        : message;
     return {
       index,
       id,
       routingKey: routingKeyFor(type),
       contentType: 'application/json',
-      body: Buffer.from(JSON.stringify(message)),
+      body: Buffer.from(JSON.stringify(sent)),
       kind: 'valid',
-      message,
+      message: sent,
+      ...(flow ? { flow } : {}),
     };
   }
 

@@ -104,6 +104,8 @@ export async function sendRunOverHttp(
   );
   const answered = Object.values(sent.byStatus).reduce((a, b) => a + b, 0);
   return {
+    // Card flows are not sent over HTTP (`gen --via` refuses the flow flags).
+    flows: null,
     runId,
     seed: options.seed,
     via: 'http',

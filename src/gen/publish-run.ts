@@ -4,9 +4,10 @@ import { ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { customerTargets } from '../db/accounts.js';
 import type { Knex } from '../db/knex.js';
-import { runExists, runStart, startRun, startRunInstance } from '../db/runs.js';
+import { runExists, runStart, saveRunFlowsPlanned, startRun, startRunInstance } from '../db/runs.js';
 import { describeAccountsDist, type AccountsDist } from './account-choice.js';
 import { createGenerator, type GeneratedMessage } from './generator.js';
+import { countPlan, emptyPlannedFlows, followUpBody, FollowUpQueue, type FlowOptions, type FollowUp, type PlannedFlows } from './flows.js';
 import { constantProfile, type LoadProfile, type Stage } from './load-profile.js';
 import { LatenessTracker, SendSchedule, WHOLE_RUN, type Instance, type LatenessSummary, type SecondLine } from './send-schedule.js';
 import { runIdForSeed, transactionIdFor } from '../domain/ids.js';
@@ -47,6 +48,8 @@ export interface PublishRunOptions {
    * instead of resuming that run. Without it, a seed whose run had other stream options is refused.
    */
   readonly newRun?: boolean;
+  /** Card flows (`--capture-share`, …): follow-ups after each authorization; null/absent = none. */
+  readonly flows?: FlowOptions | null;
 }
 
 /** Re-send rounds before gen gives up on messages the broker keeps refusing. */
@@ -132,6 +135,12 @@ export interface RunSummary extends RunProgress, LatenessSummary {
   readonly refused: number;
   /** The HTTP figures of a run sent with `--via`; null over AMQP. */
   readonly http: HttpRunFigures | null;
+  /**
+   * Card flows: what gen planned for the authorizations it sent (how each hold should end, and the
+   * follow-ups), and the follow-ups published and confirmed (not counted in `published`, which counts
+   * the run's `count` primary messages). Null for a run without flows.
+   */
+  readonly flows: { readonly planned: PlannedFlows; readonly published: number; readonly confirmed: number } | null;
 }
 
 /** What a run sent through `txsim serve` measured beside the counts every run has. */
@@ -194,6 +203,8 @@ export function streamOptionsOf(options: PublishRunOptions) {
     invalidShare: options.invalidShare,
     // The instance count decides which ids each instance sends, so every instance of a run must agree on it.
     instances: (options.instance ?? WHOLE_RUN).count,
+    // Only with flows: a run recorded without them compares equal to the same options now.
+    ...(options.flows ? { flows: options.flows } : {}),
   };
 }
 
@@ -246,6 +257,13 @@ async function chooseRunId(db: Knex, options: PublishRunOptions, stream: ReturnT
   );
 }
 
+/** The flow epoch of a run: the one it was first started with, or now for a new run. */
+async function flowEpochOf(db: Knex, runId: string): Promise<number> {
+  const earlier = await runStart(db, runId);
+  const stored = earlier ? (JSON.parse(earlier.optionsJson) as { flowEpochMs?: unknown }).flowEpochMs : undefined;
+  return typeof stored === 'number' && Number.isSafeInteger(stored) ? stored : Date.now();
+}
+
 function pick(from: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
   return Object.fromEntries(keys.map((k) => [k, from[k]]));
 }
@@ -285,6 +303,15 @@ export async function prepareRun(
     throw new UsageError('--mix: a transfer needs two accounts, and only one customer account is in play');
   const stream = streamOptionsOf(options);
   const runId = await chooseRunId(db, options, stream);
+  const instance = options.instance ?? WHOLE_RUN;
+  const schedule = new SendSchedule(
+    options.profile ?? (options.ratePerS > 0 ? constantProfile(options.ratePerS, options.count) : null),
+    options.count,
+    instance,
+  );
+  // Flows date the expiry of holds left open from the run's first start: a resumed run keeps it, so it
+  // sends the same bodies (an authorization's expiresAt is part of its identity).
+  const flowEpochMs = options.flows ? await flowEpochOf(db, runId) : null;
   const generator = createGenerator({
     runId,
     seed: options.seed,
@@ -294,13 +321,10 @@ export async function prepareRun(
     amountMaxMinor: options.amountMaxMinor,
     accountsDist: options.accountsDist,
     invalidShare: options.invalidShare,
+    ...(options.flows && flowEpochMs !== null
+      ? { flows: { options: options.flows, epochMs: flowEpochMs, dueMs: (index: number) => schedule.dueMs(index) } }
+      : {}),
   });
-  const instance = options.instance ?? WHOLE_RUN;
-  const schedule = new SendSchedule(
-    options.profile ?? (options.ratePerS > 0 ? constantProfile(options.ratePerS, options.count) : null),
-    options.count,
-    instance,
-  );
   const tracker = new LatenessTracker(schedule, options.lateThresholdMs ?? LATE_THRESHOLD_DEFAULT_MS, options.dropLateMs ?? null);
   const optionsJson = JSON.stringify({
     stream,
@@ -309,6 +333,7 @@ export async function prepareRun(
     windowMax: options.windowMax,
     confirmTimeoutMs: options.confirmTimeoutMs,
     reconnectTimeoutMs: options.reconnectTimeoutMs,
+    ...(flowEpochMs !== null ? { flowEpochMs } : {}),
     ...sendOptions,
   });
   await startRun(db, { id: runId, seed: options.seed, countRequested: options.count, optionsJson, startedAt: new Date() });
@@ -356,6 +381,9 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     },
     options.reconnectTimeoutMs,
   );
+  // What the flows were planned to do, for verify --run to show beside what the holds did. Only for a
+  // run of one gen: the instances of a split run would each save their share over the others'.
+  if (options.flows && instance.count === 1) await saveRunFlowsPlanned(deps.db, runId, JSON.stringify(run.planned));
   return {
     runId,
     seed: options.seed,
@@ -379,6 +407,7 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     accountsDist: describeAccountsDist(options.accountsDist),
     refused: 0,
     http: null,
+    flows: options.flows ? { planned: run.planned, published: run.followUpsPublished, confirmed: run.followUpsConfirmed } : null,
   };
 }
 
@@ -386,7 +415,9 @@ type Generator = ReturnType<typeof createGenerator>;
 
 /** A message sent and not yet confirmed, kept to be sent again after a broker restart. */
 interface InFlight {
-  readonly generated: GeneratedMessage;
+  readonly generated: Pick<GeneratedMessage, 'id' | 'routingKey' | 'contentType' | 'body'>;
+  /** A card flow's follow-up (counted apart from the run's primary messages). */
+  readonly followUp?: boolean;
   /** When it was due (performance.now() clock): latency counts from here. */
   readonly intendedMs: number;
   /** Its per-account sequence number (HEADERS.accountSeq), fixed at first send so a re-send carries the same one. */
@@ -406,6 +437,12 @@ class RunPublisher {
   readonly returnedIds: string[] = [];
   readonly histogram = createLatencyHistogram();
   firstError: string | null = null;
+  /** Card flows: what was planned for the authorizations sent, and the follow-ups sent and confirmed. */
+  readonly planned = emptyPlannedFlows();
+  followUpsPublished = 0;
+  followUpsConfirmed = 0;
+  /** Follow-ups not due yet, by due time (performance.now() clock). */
+  private readonly followUps = new FollowUpQueue();
   /**
    * Every published message stays here until the broker confirms it: after a broker restart these
    * are published again (ids dedupe at the workers), or counted exactly as unconfirmed.
@@ -499,6 +536,8 @@ class RunPublisher {
       // silently slowing the schedule.
       const dueMs = this.schedule.dueMs(index);
       const intendedMs = dueMs === null ? performance.now() : t0 + dueMs;
+      // Follow-ups due before this message go first, each at its own time.
+      if (!(await this.sendFollowUps(intendedMs))) return false;
       const waitMs = intendedMs - performance.now();
       if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
       // Waiting for room in the window is part of being late: the drop decision is taken once the
@@ -517,6 +556,10 @@ class RunPublisher {
         throw new Error(`generator produced an invalid message at index ${index}: ${JSON.stringify(validateTransaction.errors)}`);
       }
       if (generated.kind !== 'valid') this.invalid++;
+      if (generated.flow) {
+        countPlan(this.planned, generated.flow);
+        for (const f of generated.flow.followUps) this.followUps.push(intendedMs + f.delayMs, f);
+      }
       this.published++;
       try {
         await this.send(index, { generated, intendedMs, accountSeq: this.nextAccountSeq(generated) });
@@ -528,7 +571,44 @@ class RunPublisher {
         this.firstError ??= (err as Error).message;
       }
     }
+    // The last follow-ups, each at its time (up to a few seconds after the last primary message).
+    if (!this.hooks.signal?.aborted && !(await this.sendFollowUps(Number.POSITIVE_INFINITY))) return false;
     return true;
+  }
+
+  /** Sends the follow-ups due up to `untilMs`, waiting for each one's time; false when a recovery gave up. */
+  private async sendFollowUps(untilMs: number): Promise<boolean> {
+    for (let next = this.followUps.peek(); next !== undefined && next.dueMs <= untilMs; next = this.followUps.peek()) {
+      if (this.hooks.signal?.aborted) return true;
+      if (this.broken && !(await this.recover())) return false;
+      const waitMs = next.dueMs - performance.now();
+      if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      await this.currentSession().publisher.waitForRoom();
+      this.followUps.pop();
+      await this.sendFollowUp(next.followUp, next.dueMs);
+    }
+    return true;
+  }
+
+  private async sendFollowUp(followUp: FollowUp, intendedMs: number): Promise<void> {
+    const { routingKey, body, message } = followUpBody(followUp, new Date());
+    if (!validateTransaction(message)) {
+      throw new Error(`flow produced an invalid ${followUp.type} ${followUp.id}: ${JSON.stringify(validateTransaction.errors)}`);
+    }
+    if (followUp.kind !== 'valid') this.invalid++;
+    this.followUpsPublished++;
+    this.record.addFollowUp(followUp.id);
+    try {
+      // Keyed below zero in `unconfirmed`: apart from the primary indices.
+      await this.send(-this.followUpsPublished, {
+        generated: { id: followUp.id, routingKey, contentType: 'application/json', body },
+        intendedMs,
+        followUp: true,
+      });
+    } catch (err) {
+      this.broken = true;
+      this.firstError ??= (err as Error).message;
+    }
   }
 
   /** Waits for the outstanding confirms, recovering until nothing is unconfirmed (or aborted, or given up). */
@@ -576,6 +656,7 @@ class RunPublisher {
       (outcome) => {
         if (!this.unconfirmed.delete(index)) return;
         if (outcome === 'returned') this.returnedIds.push(generated.id);
+        else if (entry.followUp) this.followUpsConfirmed++;
         else this.confirmed++;
         recordMs(this.histogram, performance.now() - intendedMs);
       },

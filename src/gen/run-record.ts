@@ -3,6 +3,7 @@ import {
   clearRunRefusals,
   finishRun,
   recordRunDrops,
+  recordRunFollowUps,
   recordRunRefusals,
   recordRunReturns,
   saveRunInstance,
@@ -47,6 +48,8 @@ export class RunRecord {
 
   /** Dropped ids not saved yet: written with the next save, so a killed run's drops are not taken for losses. */
   private unsavedDrops: string[] = [];
+  /** Follow-ups (card flows) published and not saved yet: written with the next save. */
+  private unsavedFollowUps: string[] = [];
 
   constructor(
     private readonly db: Knex,
@@ -59,6 +62,11 @@ export class RunRecord {
   /** An id dropped rather than sent late: recorded with the next save. */
   addDrop(transactionId: string): void {
     this.unsavedDrops.push(transactionId);
+  }
+
+  /** A follow-up published: recorded with the next save, so verify --run expects its outcome. */
+  addFollowUp(transactionId: string): void {
+    this.unsavedFollowUps.push(transactionId);
   }
 
   /** True while the last save failed (the database has not answered since). */
@@ -115,8 +123,18 @@ export class RunRecord {
     }
   }
 
-  /** Writes the drops not saved yet; on failure they stay for the next save. */
+  /** Writes the drops and follow-ups not saved yet; on failure they stay for the next save. */
   private async saveDrops(): Promise<void> {
+    const followUps = this.unsavedFollowUps;
+    if (followUps.length > 0) {
+      this.unsavedFollowUps = [];
+      try {
+        await recordRunFollowUps(this.db, this.runId, followUps);
+      } catch (err) {
+        this.unsavedFollowUps = [...followUps, ...this.unsavedFollowUps];
+        throw err;
+      }
+    }
     const drops = this.unsavedDrops;
     if (drops.length === 0) return;
     this.unsavedDrops = [];

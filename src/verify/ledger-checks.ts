@@ -1,5 +1,7 @@
 import {
   APPLIED_NOT_ONCE,
+  authorizationsUnsettled,
+  REFUNDS_OVER_CAPTURE,
   BALANCES_OFF_ENTRIES,
   ENTRIES_WITHOUT_OUTCOME,
   HELD_OFF_HOLDS,
@@ -13,6 +15,7 @@ import {
   UNBALANCED_TRANSACTIONS,
 } from '../db/ledger-checks.js';
 import { minorOf } from '../db/rows.js';
+import { HOLD_EXPIRY_GRACE_MS } from '../domain/holds.js';
 import { defineCheck, type AnyCheck } from './checks.js';
 
 /** The ledger's invariants, in the order verify reports them. */
@@ -89,5 +92,20 @@ export const LEDGER_CHECKS: readonly AnyCheck[] = [
     query: HOLDS_OFF_LEDGER,
     example: (r) =>
       `hold ${r.id}: captured ${r.captured_minor} vs captures ${r.captures}, refunded ${r.refunded_minor} vs refunds ${r.refunds}`,
+  }),
+  defineCheck({
+    name: 'authorizations_settled',
+    description: `every applied authorization is captured, voided, expired or still open before its expiry (+${HOLD_EXPIRY_GRACE_MS / 1000} s for the workers' sweep)`,
+    query: authorizationsUnsettled(HOLD_EXPIRY_GRACE_MS / 1000),
+    example: (r) =>
+      r.state === null
+        ? `authorization ${r.id} has no hold`
+        : `hold ${r.id} still ${r.state}, expired at ${new Date(r.expires_at!).toISOString()}`,
+  }),
+  defineCheck({
+    name: 'refunds_within_capture',
+    description: 'refunds by captureId never exceed what their capture took (per capture; per hold: holds_within_limits)',
+    query: REFUNDS_OVER_CAPTURE,
+    example: (r) => `capture ${r.id}: captured ${r.captured ?? 'nothing (not an applied capture of that hold)'}, refunded ${r.refunded}`,
   }),
 ];

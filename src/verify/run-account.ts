@@ -1,6 +1,16 @@
 import type { Knex } from '../db/knex.js';
 import { overappliedInRun } from '../db/ledger.js';
-import { getRun, runDroppedIds, runInstances, runRefusedIds, runReturnedIds, type RunInstanceRow, type RunRow } from '../db/runs.js';
+import {
+  getRun,
+  runDroppedIds,
+  runFlowOutcomes,
+  runFollowUpIds,
+  runInstances,
+  runRefusedIds,
+  runReturnedIds,
+  type RunInstanceRow,
+  type RunRow,
+} from '../db/runs.js';
 import { outcomesOfIds, type OutcomeOfId } from '../db/transactions.js';
 import { transactionIdFor } from '../domain/ids.js';
 import { NotFoundError } from '../errors.js';
@@ -15,6 +25,18 @@ export interface RunAccount {
   readonly published: number;
   readonly confirmed: number;
   readonly expected: number;
+  /** Of `expected`: follow-ups of card flows (captures, voids, refunds) the run recorded as published. */
+  readonly followUps: number;
+  /**
+   * A run with card flows: what gen planned (`planned`, as gen printed it; null if it saved none), the
+   * holds of the run's applied authorizations by state, and its authorizations rejected (no hold).
+   * Shown, not judged: a rejected authorization changes how its flow ends. Null for a run without flows.
+   */
+  readonly flows: {
+    readonly planned: Record<string, number> | null;
+    readonly holds: Record<string, number>;
+    readonly authorizationsRejected: number;
+  } | null;
   /**
    * Ids that were never sent: for a finished run (interrupted, or given up) the requested count less
    * the published one, from the run record; for an unfinished (killed) run, ids past its last saved
@@ -164,6 +186,27 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
       );
     }
   }
+  // The follow-ups of card flows: published ids recorded by gen, placed like the others (never
+  // "not published": gen records only what it sent).
+  const followUpIds = await runFollowUpIds(db, runId);
+  for (let start = 0; start < followUpIds.length; start += ID_CHUNK) {
+    const ids = followUpIds.slice(start, start + ID_CHUNK);
+    const found = new Map((await outcomesOfIds(db, ids)).map((r) => [r.id, r]));
+    for (const id of ids) {
+      const outcome = found.get(id);
+      tally.add(id, placeId(outcome, { parked: parkedIds.has(id), returned: returned.has(id), pastProgress: false }), outcome);
+    }
+  }
+  expected += followUpIds.length;
+  const flowOutcomes = await runFlowOutcomes(db, runId);
+  const flows =
+    flowOutcomes.plannedJson !== null || followUpIds.length > 0
+      ? {
+          planned: flowOutcomes.plannedJson === null ? null : (JSON.parse(flowOutcomes.plannedJson) as Record<string, number>),
+          holds: flowOutcomes.holdsByState,
+          authorizationsRejected: flowOutcomes.authorizationsRejected,
+        }
+      : null;
   const instances =
     instanceRows.length === 0
       ? null
@@ -184,6 +227,8 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     published: run.published,
     confirmed: run.confirmed,
     expected,
+    followUps: followUpIds.length,
+    flows,
     notPublished: tally.notPublished + notPublishedFinished,
     applied: tally.applied,
     rejected: tally.rejected,

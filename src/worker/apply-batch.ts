@@ -4,13 +4,14 @@ import {
   batchReadRows,
   batchReadStatements,
   type AccountUpdate,
+  type CaptureRow,
   type HoldRow,
   type LockedAccountRow,
   type RecordedOutcomeRow,
 } from '../db/apply-batch-sql.js';
 import { withPipelinedTransaction, type PipelinedTransaction } from '../db/with-transaction.js';
 import { uuidV5 } from '../domain/ids.js';
-import { authorizeCard, type Hold } from '../domain/holds.js';
+import { authorizeCard, type CaptureRef, type Hold } from '../domain/holds.js';
 import { authorize, type AccountState } from '../domain/ledger.js';
 import { parseMinor, toMinor } from '../domain/money.js';
 import type { DecodeResult } from '../domain/message-schema.js';
@@ -122,9 +123,14 @@ async function applyInTransaction(trx: PipelinedTransaction, items: readonly Inc
       items.flatMap((i) => (i.decoded.ok && i.decoded.message.authorizationId ? [i.decoded.message.authorizationId.toLowerCase()] : [])),
     ),
   ];
-  const readIds = holdIds.length > 0 ? [...new Set([...ids, ...holdIds])] : ids;
-  const results = await trx.begin(batchReadStatements(accountIds, readIds, holdIds));
-  const batch = new BatchDecisions(batchReadRows(results, accountIds, readIds, holdIds), context, now);
+  // Captures named by refunds (`captureId`): read with their holds, and joined to the idempotency
+  // read like the authorizations (a refund of a capture that was rejected is rejected at once).
+  const captureIds = [
+    ...new Set(items.flatMap((i) => (i.decoded.ok && i.decoded.message.captureId ? [i.decoded.message.captureId.toLowerCase()] : []))),
+  ];
+  const readIds = holdIds.length > 0 || captureIds.length > 0 ? [...new Set([...ids, ...holdIds, ...captureIds])] : ids;
+  const results = await trx.begin(batchReadStatements(accountIds, readIds, holdIds, captureIds));
+  const batch = new BatchDecisions(batchReadRows(results, accountIds, readIds, holdIds, captureIds), context, now);
   for (const item of items) batch.decide(item);
   await trx.commit(batch.writes.statements(batch.touchedAccounts()));
   return batch.outcomes;
@@ -144,10 +150,17 @@ class BatchDecisions {
   private readonly touched = new Set<number>();
   /** Holds read for this batch, and those it creates or changes (as it leaves them so far). */
   private readonly holds = new Map<string, Hold>();
+  /** Applied captures refunds may name (read, or applied earlier in this batch), as this batch leaves them. */
+  private readonly captures = new Map<string, CaptureRef>();
   private readonly workerId: string;
 
   constructor(
-    rows: { locked: readonly LockedAccountRow[]; holds: readonly HoldRow[]; recorded: readonly RecordedOutcomeRow[] },
+    rows: {
+      locked: readonly LockedAccountRow[];
+      holds: readonly HoldRow[];
+      captures: readonly CaptureRow[];
+      recorded: readonly RecordedOutcomeRow[];
+    },
     private readonly context: ApplyContext,
     private readonly now: Date,
   ) {
@@ -161,6 +174,13 @@ class BatchDecisions {
         eventSeq: parseMinor(r.event_seq),
       });
     for (const h of rows.holds) this.holds.set(h.id, holdOfRow(h));
+    for (const c of rows.captures)
+      this.captures.set(c.id, {
+        id: c.id,
+        authorizationId: c.authorization_id,
+        capturedMinor: parseMinor(c.amount_minor),
+        refundedMinor: parseMinor(c.refunded_minor),
+      });
     for (const r of rows.recorded) this.existing.set(r.id, { bodyHash: r.body_hash, status: r.status, reason: r.reason });
   }
 
@@ -216,27 +236,47 @@ class BatchDecisions {
    * authorization already has an outcome (then it was rejected and never will have a hold).
    */
   private decideCard(item: Incoming, m: TransactionMessage): void {
-    const authorizationId = m.authorizationId?.toLowerCase();
+    const captureId = m.captureId?.toLowerCase();
+    const byCapture = captureId === undefined ? undefined : this.captures.get(captureId);
+    // A refund by capture acts on that capture's hold.
+    const authorizationId = byCapture?.authorizationId ?? m.authorizationId?.toLowerCase();
     const hold = authorizationId === undefined ? undefined : this.holds.get(authorizationId);
+    // What the message waits for: its authorization's hold, or its capture. Neither recorded yet (no
+    // outcome at all, so it may still be on its way): deferred while attempts remain.
+    const awaited = captureId ?? authorizationId;
+    const missing = captureId !== undefined ? byCapture === undefined : hold === undefined;
     const attemptsMax = this.context.attemptsMax;
     if (
       m.type !== 'card_authorization' &&
-      hold === undefined &&
-      authorizationId !== undefined &&
-      !this.existing.has(authorizationId) &&
+      missing &&
+      awaited !== undefined &&
+      !this.existing.has(awaited) &&
       attemptsMax !== undefined &&
       item.attempt < attemptsMax
     ) {
       this.outcomes.push({
         kind: 'deferred',
         id: m.id,
-        detail: `authorization ${authorizationId} not applied yet (attempt ${item.attempt})`,
+        detail: `${captureId !== undefined ? 'capture' : 'authorization'} ${awaited} not applied yet (attempt ${item.attempt})`,
       });
       return;
     }
-    const decision = authorizeCard(m, this.accounts.get(m.accountId), hold, this.now);
+    const decision =
+      captureId !== undefined && byCapture === undefined
+        ? ({
+            ok: false,
+            reason: 'unknown_authorization',
+            detail: `no applied capture ${captureId} on account ${m.accountId}`,
+          } as const)
+        : authorizeCard(m, this.accounts.get(m.accountId), hold, this.now, byCapture);
     if (!decision.ok) {
-      this.record(item, m.id, { status: 'rejected', reason: decision.reason, detail: decision.detail, message: m });
+      this.record(item, m.id, {
+        status: 'rejected',
+        reason: decision.reason,
+        detail: decision.detail,
+        message: m,
+        ...(authorizationId === undefined ? {} : { authorizationId }),
+      });
       this.outcomes.push({ kind: 'rejected', id: m.id, reason: decision.reason, detail: decision.detail, recorded: true, message: m });
       return;
     }
@@ -245,7 +285,25 @@ class BatchDecisions {
     this.touched.add(account.id);
     this.holds.set(decision.hold.id, decision.hold);
     this.writes.addHold({ ...decision.hold, updatedAt: this.now });
-    this.record(item, m.id, { status: 'applied', balanceAfterMinor: decision.balanceAfterMinor, message: m });
+    if (decision.capture) {
+      this.captures.set(decision.capture.id, decision.capture);
+      this.writes.addCaptureRefund({
+        captureId: decision.capture.id,
+        authorizationId: decision.capture.authorizationId,
+        capturedMinor: decision.capture.capturedMinor,
+        refundedMinor: decision.capture.refundedMinor,
+        updatedAt: this.now,
+      });
+    }
+    // A capture applied here may be refunded by id later in this same batch.
+    if (m.type === 'card_capture')
+      this.captures.set(m.id, { id: m.id, authorizationId: decision.hold.id, capturedMinor: toMinor(amountOf(m)), refundedMinor: 0n });
+    this.record(item, m.id, {
+      status: 'applied',
+      balanceAfterMinor: decision.balanceAfterMinor,
+      message: m,
+      ...(authorizationId === undefined ? {} : { authorizationId }),
+    });
     for (const p of decision.postings) this.writes.addEntry(m.id, p.accountId, p.amountMinor, this.now);
     this.outcomes.push({ kind: 'applied', id: m.id, message: m, balanceAfterMinor: decision.balanceAfterMinor });
   }
@@ -309,6 +367,8 @@ class BatchDecisions {
       balanceAfterMinor?: bigint;
       toBalanceAfterMinor?: bigint | null;
       message?: TransactionMessage;
+      /** The hold acted on, when it is not the message's own `authorizationId` (a refund by capture). */
+      authorizationId?: string;
     },
   ): void {
     const m = fields.message;
@@ -327,7 +387,8 @@ class BatchDecisions {
       merchant: m?.merchant ?? null,
       toAccountId: m?.toAccountId ?? null,
       toBalanceAfterMinor: fields.toBalanceAfterMinor ?? null,
-      authorizationId: m?.authorizationId?.toLowerCase() ?? null,
+      authorizationId: fields.authorizationId ?? m?.authorizationId?.toLowerCase() ?? null,
+      captureId: m?.captureId?.toLowerCase() ?? null,
       bodyHash: item.decoded.bodyHash,
       status: fields.status,
       reason,

@@ -235,6 +235,24 @@ describe('fault suite', () => {
         detail: /content_type is "text\/plain"/,
       },
       {
+        name: 'refund naming both an authorization and a capture',
+        body: txBody({ type: 'card_refund', accountId: 3, amountMinor: 100, authorizationId: randomUUID(), captureId: randomUUID() }),
+        reason: 'invalid_message',
+        detail: /names authorizationId or captureId, not both/,
+      },
+      {
+        name: 'refund naming neither',
+        body: txBody({ type: 'card_refund', accountId: 3, amountMinor: 100 }),
+        reason: 'invalid_message',
+        detail: /authorizationId or captureId is required/,
+      },
+      {
+        name: 'captureId on a capture',
+        body: txBody({ type: 'card_capture', accountId: 3, amountMinor: 100, authorizationId: randomUUID(), captureId: randomUUID() }),
+        reason: 'invalid_message',
+        detail: /captureId is only allowed on card_refund/,
+      },
+      {
         name: 'duplicate, different body',
         body: { ...conflict, amountMinor: 801 },
         reason: 'duplicate_conflict',

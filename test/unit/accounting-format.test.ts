@@ -18,6 +18,11 @@ describe('statement lines', () => {
     expect(signedAmountText({ ...base, amountMinor: 123_456_789n })).toBe('-1,234,567.89 EUR');
   });
 
+  it('a hold expired by a worker releases money without posting it: unsigned, "card hold expired"', () => {
+    expect(signedAmountText({ ...base, type: 'hold_expired' })).toBe('12.34 EUR');
+    expect(whatHappened({ type: 'hold_expired' })).toBe('card hold expired');
+  });
+
   it('a reject shows the unsigned amount and its reason instead of a balance', () => {
     const reject = { ...base, type: 'withdrawal', outcome: 'rejected' as const, reason: 'insufficient_funds', balanceAfterMinor: null };
     expect(signedAmountText(reject)).toBe('12.34 EUR');

@@ -106,4 +106,33 @@ describe('two-phase card payments (authorizeCard)', () => {
       reason: 'refund_exceeds_capture',
     });
   });
+
+  it('past expiresAt a void is rejected like a capture, swept or not; a refund of what was captured still goes through', () => {
+    const late = new Date(hold.expiresAt.getTime() + 1);
+    const voidMessage = message({ type: 'card_void', amountMinor: undefined });
+    expect(authorizeCard(voidMessage, account, hold, late)).toMatchObject({ ok: false, reason: 'authorization_expired' });
+    expect(authorizeCard(voidMessage, account, { ...hold, state: 'expired' }, now)).toMatchObject({
+      ok: false,
+      reason: 'authorization_expired',
+    });
+    const expiredPartly = { ...hold, state: 'expired' as const, capturedMinor: 1_000n };
+    expect(authorizeCard(message({ type: 'card_refund', amountMinor: 1_000 }), account, expiredPartly, late)).toMatchObject({
+      ok: true,
+      hold: { state: 'expired', refundedMinor: 1_000n },
+    });
+  });
+
+  it('a refund by capture is bound by what that capture took less what was refunded against it', () => {
+    const partly = { ...hold, state: 'partially_captured' as const, capturedMinor: 2_500n };
+    const capture = { id: 'c1', authorizationId: hold.id, capturedMinor: 1_000n, refundedMinor: 400n };
+    const refund = (amountMinor: number) => message({ type: 'card_refund', amountMinor, authorizationId: undefined, captureId: 'c1' });
+    expect(authorizeCard(refund(600), account, partly, now, capture)).toMatchObject({
+      ok: true,
+      balanceAfterMinor: 10_600n,
+      hold: { refundedMinor: 600n },
+      capture: { id: 'c1', refundedMinor: 1_000n },
+    });
+    // The hold has 2,500 captured, but this capture only 600 left to refund.
+    expect(authorizeCard(refund(601), account, partly, now, capture)).toMatchObject({ ok: false, reason: 'refund_exceeds_capture' });
+  });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { configSecrets, describeEndpoints, loadConfig } from '../../src/config/config.js';
-import { parseIdListFlag, parseIntFlag, parseRangeFlag, parseWeightsFlag } from '../../src/config/parse.js';
+import { parseDurationFlag, parseIdListFlag, parseIntFlag, parseRangeFlag, parseWeightsFlag } from '../../src/config/parse.js';
 import { redactUrl } from '../../src/config/redact.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -46,5 +46,17 @@ describe('flag parsers', () => {
       withdrawal: 0,
     });
     expect(() => parseWeightsFlag('--mix', 'refund=1', ['deposit'] as const, { deposit: 1 })).toThrow(/refund/);
+  });
+});
+
+describe('duration flags', () => {
+  it('take ms, s and m (or bare ms), bounded, and name the flag when wrong', () => {
+    expect(parseDurationFlag('--expire-every', undefined, 1_000, 50, 3_600_000)).toBe(1_000);
+    expect(parseDurationFlag('--expire-every', '500ms', 1_000, 50, 3_600_000)).toBe(500);
+    expect(parseDurationFlag('--expire-every', '1.5s', 1_000, 50, 3_600_000)).toBe(1_500);
+    expect(parseDurationFlag('--expire-every', '2m', 1_000, 50, 3_600_000)).toBe(120_000);
+    expect(parseDurationFlag('--expire-every', '250', 1_000, 50, 3_600_000)).toBe(250);
+    expect(() => parseDurationFlag('--expire-every', '10ms', 1_000, 50, 3_600_000)).toThrow(/--expire-every: 10ms must be between 50 ms/);
+    expect(() => parseDurationFlag('--expire-every', 'soon', 1_000, 50, 3_600_000)).toThrow(/--expire-every: "soon" is not a duration/);
   });
 });

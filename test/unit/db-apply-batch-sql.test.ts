@@ -36,10 +36,10 @@ describe('the batch reads', () => {
     expect(batchReadStatements([], ['a'])).toEqual(["SELECT id, body_hash, status, reason FROM transactions WHERE id IN ('a')"]);
     expect(batchReadStatements([], [])).toEqual([]);
     const recorded = [{ id: 'a', body_hash: 'h', status: 'applied', reason: null }];
-    expect(batchReadRows([recorded], [], ['a'])).toEqual({ locked: [], holds: [], recorded });
+    expect(batchReadRows([recorded], [], ['a'])).toEqual({ locked: [], holds: [], captures: [], recorded });
     const locked = [{ id: '1', currency: 'EUR', balance_minor: '5', held_minor: '0', event_seq: '0' }];
-    expect(batchReadRows([locked], [1], [])).toEqual({ locked, holds: [], recorded: [] });
-    expect(batchReadRows([locked, recorded], [1], ['a'])).toEqual({ locked, holds: [], recorded });
+    expect(batchReadRows([locked], [1], [])).toEqual({ locked, holds: [], captures: [], recorded: [] });
+    expect(batchReadRows([locked, recorded], [1], ['a'])).toEqual({ locked, holds: [], captures: [], recorded });
   });
 
   it('read the holds of captures, voids and refunds after the account locks, only when there are any', () => {
@@ -51,7 +51,18 @@ describe('the batch reads', () => {
     const locked = [{ id: '1' }];
     const holds = [{ id: 'h' }];
     const recorded = [{ id: 'a' }];
-    expect(batchReadRows([locked, holds, recorded], [1], ['a', 'h'], ['h'])).toEqual({ locked, holds, recorded });
+    expect(batchReadRows([locked, holds, recorded], [1], ['a', 'h'], ['h'])).toEqual({ locked, holds, captures: [], recorded });
+  });
+
+  it("read a refund's capture, and the capture's hold, when a refund names a captureId", () => {
+    expect(batchReadStatements([1], ['r', 'c'], [], ['c'])).toEqual([
+      "SELECT id, currency, balance_minor, held_minor, event_seq FROM accounts WHERE id IN (1) AND kind = 'customer' ORDER BY id FOR UPDATE",
+      "SELECT id, account_id, currency, merchant, state, authorized_minor, captured_minor, refunded_minor, expires_at, created_at FROM holds WHERE id IN (SELECT authorization_id FROM transactions WHERE id IN ('c'))",
+      "SELECT c.id, c.authorization_id, c.amount_minor, COALESCE(r.refunded_minor, 0) AS refunded_minor FROM transactions c LEFT JOIN capture_refunds r ON r.capture_id = c.id WHERE c.id IN ('c') AND c.type = 'card_capture' AND c.status = 'applied'",
+      "SELECT id, body_hash, status, reason FROM transactions WHERE id IN ('r', 'c')",
+    ]);
+    const [locked, holds, captures, recorded] = [[{ id: '1' }], [{ id: 'h' }], [{ id: 'c' }], [{ id: 'r' }]];
+    expect(batchReadRows([locked, holds, captures, recorded], [1], ['r', 'c'], [], ['c'])).toEqual({ locked, holds, captures, recorded });
   });
 });
 
@@ -96,9 +107,9 @@ describe('the batch writes', () => {
     ]);
     expect(statements).toHaveLength(4);
     expect(statements[0]).toBe(
-      'INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream) VALUES ' +
-        "('t1', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', NULL, NULL, NULL, 'h', 'applied', NULL, NULL, 99000000000000000, 'w1', 2, '2026-01-01 00:00:00.000', '2026-01-02 03:04:05.678', NULL, NULL), " +
-        `('t2', NULL, 'transfer', 7, 1234, 'EUR', NULL, 8, NULL, NULL, 'h', 'rejected', 'insufficient_funds', '${'x'.repeat(255)}', NULL, 'w1', 2, NULL, '2026-01-02 03:04:05.678', NULL, NULL)`,
+      'INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, capture_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream) VALUES ' +
+        "('t1', NULL, 'deposit', 7, 1234, 'EUR', 'O\\'Brien', NULL, NULL, NULL, NULL, 'h', 'applied', NULL, NULL, 99000000000000000, 'w1', 2, '2026-01-01 00:00:00.000', '2026-01-02 03:04:05.678', NULL, NULL), " +
+        `('t2', NULL, 'transfer', 7, 1234, 'EUR', NULL, 8, NULL, NULL, NULL, 'h', 'rejected', 'insufficient_funds', '${'x'.repeat(255)}', NULL, 'w1', 2, NULL, '2026-01-02 03:04:05.678', NULL, NULL)`,
     );
     expect(statements[1]).toBe(
       "INSERT INTO ledger_entries (transaction_id, account_id, amount_minor, created_at) VALUES ('t1', 7, 1234, '2026-01-02 03:04:05.678'), ('t1', -1, -1234, '2026-01-02 03:04:05.678')",

@@ -20,6 +20,28 @@ describe('message contract v1', () => {
     expect(decode({ ...valid, type: 'transfer', toAccountId: 1 }).ok).toBe(true);
   });
 
+  it('accepts a card_refund naming its authorization or one capture (exactly one of them), captureId on refunds only', () => {
+    const auth = '11111111-2222-4333-8444-555555555555';
+    const capture = '66666666-7777-4888-9999-aaaaaaaaaaaa';
+    const refund = { ...valid, type: 'card_refund' };
+    expect(decode({ ...refund, authorizationId: auth }).ok).toBe(true);
+    expect(decode({ ...refund, captureId: capture })).toMatchObject({ ok: true, message: { captureId: capture } });
+    expect(decode({ ...refund, authorizationId: auth, captureId: capture })).toMatchObject({
+      ok: false,
+      detail: 'a card_refund names authorizationId or captureId, not both',
+    });
+    expect(decode(refund)).toMatchObject({ ok: false, detail: 'authorizationId or captureId is required' });
+    expect(decode({ ...valid, type: 'card_capture' })).toMatchObject({ ok: false, detail: 'authorizationId is required' });
+    expect(decode({ ...valid, type: 'card_capture', authorizationId: auth, captureId: capture })).toMatchObject({
+      ok: false,
+      detail: 'captureId is only allowed on card_refund',
+    });
+    const byCapture = decode({ ...refund, captureId: capture });
+    const byOther = decode({ ...refund, captureId: auth });
+    if (!byCapture.ok || !byOther.ok) throw new Error('unreachable');
+    expect(byCapture.bodyHash).not.toBe(byOther.bodyHash);
+  });
+
   it("keeps the identity hash of every v1 message; a transfer's destination is part of its identity", () => {
     // sha256 of the v1 canonical array, as contract v1 computed it: stored hashes stay valid.
     const v1 = decode(valid);

@@ -69,6 +69,8 @@ describe('the ledger checks', () => {
       'no_negative_available',
       'holds_within_limits',
       'holds_match_ledger',
+      'authorizations_settled',
+      'refunds_within_capture',
     ]);
   });
 
