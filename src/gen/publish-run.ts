@@ -415,7 +415,7 @@ type Generator = ReturnType<typeof createGenerator>;
 
 /** A message sent and not yet confirmed, kept to be sent again after a broker restart. */
 interface InFlight {
-  readonly generated: Pick<GeneratedMessage, 'id' | 'routingKey' | 'contentType' | 'body'>;
+  readonly generated: Pick<GeneratedMessage, 'id' | 'routingKey' | 'contentType' | 'body' | 'message'>;
   /** A card flow's follow-up (counted apart from the run's primary messages). */
   readonly followUp?: boolean;
   /** When it was due (performance.now() clock): latency counts from here. */
@@ -600,11 +600,9 @@ class RunPublisher {
     this.record.addFollowUp(followUp.id);
     try {
       // Keyed below zero in `unconfirmed`: apart from the primary indices.
-      await this.send(-this.followUpsPublished, {
-        generated: { id: followUp.id, routingKey, contentType: 'application/json', body },
-        intendedMs,
-        followUp: true,
-      });
+      // A follow-up joins its account's sequence like any message: in ordered mode it comes after its authorization.
+      const generated = { id: followUp.id, routingKey, contentType: 'application/json', body, message };
+      await this.send(-this.followUpsPublished, { generated, intendedMs, followUp: true, accountSeq: this.nextAccountSeq(generated) });
     } catch (err) {
       this.broken = true;
       this.firstError ??= (err as Error).message;
@@ -624,7 +622,7 @@ class RunPublisher {
   }
 
   /** The account a message is routed and sequenced by: its accountId, or its id when it has none (poison). */
-  private nextAccountSeq(generated: GeneratedMessage): number {
+  private nextAccountSeq(generated: Pick<GeneratedMessage, 'id' | 'message'>): number {
     const key = orderingKeyOf(generated);
     const seq = (this.accountSeqs.get(key) ?? 0) + 1;
     this.accountSeqs.set(key, seq);
@@ -718,6 +716,6 @@ class RunPublisher {
 }
 
 /** The value of HEADERS.accountId: the message's account id, or its id when it has none (some poison). */
-function orderingKeyOf(generated: GeneratedMessage): string {
+function orderingKeyOf(generated: Pick<GeneratedMessage, 'id' | 'message'>): string {
   return generated.message ? String(generated.message.accountId) : generated.id;
 }
