@@ -13,6 +13,7 @@ import { WorkerMetrics } from '../stats/worker-metrics.js';
 import { applyBatch, type ApplyContext, type Incoming, type Outcome } from './apply-batch.js';
 import { classifyFailure, type ClassifiedFailure } from './classify-failure.js';
 import { FailureReport } from './failure-report.js';
+import { stageRunnerFor, type StageRunner, type StagesOptions } from './stages.js';
 
 /** Settings of one worker replica. Units are in the names. */
 export interface WorkerOptions {
@@ -43,6 +44,8 @@ export interface WorkerOptions {
    * any of that batch is acked — the worst moment to crash. Off (undefined) in normal use.
    */
   readonly crashAfterCommits?: number;
+  /** Simulated processing stages each message walks before it is applied (`--stage`); none by default. */
+  readonly stages?: StagesOptions;
 }
 
 /**
@@ -73,6 +76,8 @@ export function workerDepsFor(db: Knex): WorkerDeps {
 interface Delivery extends AmqpDelivery {
   readonly incoming: Incoming;
   readonly receivedAtMs: number;
+  /** Set when a processing stage declined this attempt: applied as that reject (see Incoming). */
+  stageDecline?: Incoming['stageDecline'];
 }
 
 /** How long shutdown waits for failed-attempt records still being written. */
@@ -99,6 +104,8 @@ export class Worker {
   private readonly consumer: ManagedConsumer;
   /** Retries and parks as events for the live feed and rows for the status reads (best-effort). */
   private readonly failureReport: FailureReport;
+  /** The simulated processing stages (src/worker/stages.ts); null without `--stage`. */
+  private readonly stages: StageRunner | null;
   private buffer: Delivery[] = [];
   /** Batches being applied right now (at most `transactionsMax`). */
   private readonly flushes = new Set<Promise<void>>();
@@ -127,6 +134,10 @@ export class Worker {
       ...(deps.connect ? { connect: deps.connect } : {}),
     });
     this.publishChannel = this.connection.channel({ name: 'publish channel', publisher: { windowMax: 1_000, confirmTimeoutMs: 10_000 } });
+    // Its own plain channel: the feed's events are unconfirmed and must not share the confirm window
+    // of the retry and park publishes. Registered before the consume channel, so it is open (channels
+    // open in registration order) before the first delivery walks its stages and emits events.
+    const feedChannel = this.connection.channel({ name: 'feed channel' });
     this.consumeChannel = this.connection.channel({
       name: 'consume channel',
       ackMode: 'multiple',
@@ -137,12 +148,15 @@ export class Worker {
       onLost: () => this.dropBuffered(),
     });
     this.consumer = this.consumeChannel.consume(options.topology.processQueue, (d) => this.onDelivery(d));
-    // Its own plain channel: the feed's events are unconfirmed and must not share the confirm window
-    // of the retry and park publishes.
-    const feedChannel = this.connection.channel({ name: 'feed channel' });
     this.failureReport = new FailureReport(
       { workerId: options.workerId, feedExchange: options.topology.feedExchange },
       { channel: () => feedChannel.channel, ...(deps.recordFailures ? { write: deps.recordFailures } : {}) },
+      log,
+    );
+    this.stages = stageRunnerFor(
+      { stages: options.stages, workerId: options.workerId, feedExchange: options.topology.feedExchange },
+      () => feedChannel.channel,
+      this.metrics,
       log,
     );
   }
@@ -238,11 +252,41 @@ export class Worker {
   private async processBatch(batch: Delivery[]): Promise<void> {
     const live = batch.filter((d) => this.consumeChannel.isCurrent(d));
     if (live.length === 0) return;
+    return this.applyDeliveries(this.stages ? await this.walkStages(live) : live);
+  }
+
+  /**
+   * Walks a batch through the processing stages, all its messages at once: a failed one goes back
+   * through the delay queues (parked after the last attempt) like any system error; a declined one
+   * stays in the batch, to be recorded as that reject. Returns what is left to apply.
+   */
+  private async walkStages(live: Delivery[]): Promise<Delivery[]> {
+    const verdicts = await this.stages!.walkAll(live.map((d) => d.incoming));
+    const moves: Promise<void>[] = [];
+    const survivors: Delivery[] = [];
+    live.forEach((delivery, i) => {
+      const verdict = verdicts[i]!;
+      if (verdict.kind === 'failed')
+        moves.push(this.retryOrPark(delivery, { class: 'transient', code: verdict.code, message: verdict.message }));
+      else {
+        if (verdict.kind === 'declined') delivery.stageDecline = { reason: verdict.reason, detail: verdict.detail };
+        // The channel may have gone while the stages took their time: its deliveries are redelivered.
+        if (this.consumeChannel.isCurrent(delivery)) survivors.push(delivery);
+      }
+    });
+    await Promise.all(moves);
+    return survivors;
+  }
+
+  /** Applies deliveries in one DB transaction (or one by one after a failed batch), then settles each. */
+  private async applyDeliveries(deliveries: Delivery[]): Promise<void> {
+    const live = deliveries.filter((d) => this.consumeChannel.isCurrent(d));
+    if (live.length === 0) return;
     let outcomes: Outcome[];
     const startedAtMs = Date.now();
     try {
       outcomes = await this.deps.applyBatch(
-        live.map((d) => d.incoming),
+        live.map((d) => (d.stageDecline ? { ...d.incoming, stageDecline: d.stageDecline } : d.incoming)),
         { workerId: this.options.workerId, attemptsMax: this.options.attemptsMax },
       );
     } catch (err) {
@@ -252,7 +296,7 @@ export class Worker {
       if (live.length === 1) return this.retryOrPark(live[0]!, failure);
       // One bad message must not hold the others back: fall back to one transaction per message.
       this.log.warn({ size: live.length, code: failure.code, err: failure.message }, 'batch failed; applying one by one');
-      for (const delivery of live) await this.processBatch([delivery]);
+      for (const delivery of live) await this.applyDeliveries([delivery]);
       return;
     }
     const committedAtMs = Date.now();
