@@ -71,6 +71,12 @@ describe('worker processing stages', () => {
       expect(m.properties.headers?.[HEADERS.reason]).toBe('declined_by_fraud');
       expect(JSON.parse(m.content.toString()).reason).toBe('declined_by_fraud');
     }
+    // inspect-errors knows the stage's reason.
+    const inspect = await runTxsim(['inspect-errors', '--reason', 'declined_by_fraud', '--json'], ns.env);
+    expect(inspect.code, inspect.stderr).toBe(0);
+    const report = JSON.parse(inspect.stdout) as { messages: { reason: string }[] };
+    expect(report.messages.length).toBeGreaterThan(0);
+    expect(report.messages.every((m) => m.reason === 'declined_by_fraud')).toBe(true);
     // A declined deposit moved no money: the ten accounts grew by exactly the applied ones.
     const total = await ns.db('accounts').whereBetween('id', [1, 10]).sum({ s: 'balance_minor' });
     expect(BigInt(total[0]!.s)).toBe(10n * 1_000_000n + BigInt((n - declined.length) * 100));

@@ -5,6 +5,7 @@ import { decodeStageEvent, encodeStageEvent, type StageEvent } from '../../src/d
 import { decodeTransaction } from '../../src/domain/message-schema.js';
 import { parseStageSpecs } from '../../src/domain/stage-spec.js';
 import { createLogger } from '../../src/log.js';
+import { FeedHub, feedEventOfStage, type FeedClient } from '../../src/serve/feed-hub.js';
 import { createMetricsRegistry, exportWorkerMetrics } from '../../src/stats/prometheus.js';
 import { StageMetrics } from '../../src/stats/stage-metrics.js';
 import { WorkerMetrics } from '../../src/stats/worker-metrics.js';
@@ -194,5 +195,42 @@ describe('stages options and Prometheus', () => {
     expect(sumOf(samples, 'txsim_transactions_total', { outcome: 'rejected', reason: 'declined_by_fraud', type: 'deposit' })).toBe(1);
     expect(metrics.rejected.declined_by_fraud).toBe(1);
     expect(metrics.processed).toBe(1);
+  });
+});
+
+describe('stage events on the live feed', () => {
+  it('a transaction subscriber sees its stages as `stage` events, and the subscription stays open until the outcome', () => {
+    const h = new FeedHub({ sendBufferBytesMax: 10_000, subscriptionsMax: 3 });
+    const sent: Record<string, unknown>[] = [];
+    let closed = false;
+    const client: FeedClient = {
+      bufferedBytes: 0,
+      send: (text) => sent.push(JSON.parse(text) as Record<string, unknown>),
+      close: () => (closed = true),
+    };
+    h.add(client, { kind: 'account', tokenId: 't', accountId: 7 });
+    const id = randomUUID();
+    h.subscribe(client, { kind: 'transaction', id });
+    const base = {
+      kind: 'stage',
+      transactionId: id,
+      stage: 'fraud',
+      stageIndex: 0,
+      attempt: 1,
+      accountId: 7,
+      type: 'deposit',
+      workerId: 'w1',
+    } as const;
+    h.publish(feedEventOfStage({ ...base, phase: 'start', result: null, durationMs: null, at: new Date().toISOString() }));
+    h.publish(feedEventOfStage({ ...base, phase: 'end', result: 'passed', durationMs: 12, at: new Date().toISOString() }));
+    expect(closed).toBe(false);
+    expect(sent.map((e) => [e.event, (e.stage as { phase: string }).phase])).toEqual([
+      ['stage', 'start'],
+      ['stage', 'end'],
+    ]);
+    expect(sent[1]).toMatchObject({ transactionId: id, attempt: 1, stage: { name: 'fraud', index: 0, result: 'passed', durationMs: 12 } });
+    // Another account's stage events are not this client's business.
+    h.publish(feedEventOfStage({ ...base, accountId: 8, phase: 'start', result: null, durationMs: null, at: new Date().toISOString() }));
+    expect(sent).toHaveLength(2);
   });
 });
