@@ -1,5 +1,6 @@
 import type { StageResult } from '../domain/stage-event.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type LatencyHistogram } from './histogram.js';
+import type { StageStats } from './snapshot.js';
 
 /** One stage's counters in a worker. */
 export interface StageCounters {
@@ -10,17 +11,6 @@ export interface StageCounters {
   failed: number;
   /** Time spent in the stage, whole ms (1 ms .. 1 h), since the worker started. */
   readonly durationMs: LatencyHistogram;
-}
-
-/** One stage as the stats snapshot carries it (and `watch` shows it): counts since start, times in ms. */
-export interface StageStats {
-  readonly name: string;
-  readonly inFlight: number;
-  readonly passed: number;
-  readonly declined: number;
-  readonly failed: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
 }
 
 /** Called at the end of each stage of each walk (the Prometheus exporter subscribes here). */

@@ -319,6 +319,7 @@ export function jsonDocument(config: Config, data: WatchData) {
       hopsMs: hops(data.stats.totals.hopsMs),
     },
     rejectReasons: data.stats.rejectReasons,
+    stages: data.stats.stages,
     invalidSnapshots: data.stats.invalidCount,
     queues: data.queues,
     queueError: data.queueError,
