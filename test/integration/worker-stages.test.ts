@@ -1,9 +1,11 @@
 import type { ConsumeMessage } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { HEADERS } from '../../src/amqp/topology.js';
 import { decodeStageEvent, type StageEvent } from '../../src/domain/stage-event.js';
 import { drawStage, parseStageSpec } from '../../src/domain/stage-spec.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { createAdminToken, startServe } from '../helpers/serve.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
@@ -170,6 +172,36 @@ describe('worker processing stages', () => {
       expect((await outcomesOf(ids)).every((r) => r.status === 'applied')).toBe(true);
     } finally {
       await feed.stop();
+    }
+  });
+
+  it("serve's live feed (WebSocket) shows a transaction walk through its stages, then its outcome", async () => {
+    const serve = await startServe(ns.env);
+    const socket = new WebSocket(`${serve.url.replace('http', 'ws')}/v1/stream?token=${await createAdminToken(ns.env)}`);
+    try {
+      const pushed: Record<string, unknown>[] = [];
+      socket.on('message', (data: Buffer) => pushed.push(JSON.parse(data.toString('utf8')) as Record<string, unknown>));
+      await new Promise<void>((resolve, reject) => {
+        socket.on('open', () => resolve());
+        socket.on('error', reject);
+      });
+      const body = txBody({ accountId: 4, amountMinor: 25 });
+      socket.send(JSON.stringify({ subscribe: 'transaction', id: body.id }));
+      await waitFor(() => pushed.some((e) => e.status === 'unknown'), 5_000, 'the subscription');
+      worker = startWorker('ws', ns.env, ['--stage', 'fraud:1..3ms', '--stage', 'issuer:1..3ms:decline=1', '--emit-stage-events']);
+      await publishRaw(ns.amqp, ns.topology, [{ body }]);
+      await waitFor(() => pushed.some((e) => e.event === 'rejected'), 30_000, 'the outcome on the feed');
+      const walk = pushed.filter((e) => e.event === 'stage' || e.event === 'rejected');
+      expect(
+        walk.map((e) => {
+          const st = e.stage as { name: string; phase: string; result: string | null } | undefined;
+          return st ? `${st.name}:${st.phase}:${st.result ?? '-'}` : `${String(e.event)}:${String(e.reason)}`;
+        }),
+      ).toEqual(['fraud:start:-', 'fraud:end:passed', 'issuer:start:-', 'issuer:end:declined', 'rejected:declined_by_issuer']);
+      expect(walk[0]).toMatchObject({ transactionId: body.id, accountId: 4, attempt: 1 });
+    } finally {
+      socket.close();
+      await serve.stop();
     }
   });
 
