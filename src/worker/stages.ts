@@ -43,8 +43,6 @@ export interface StageRunnerDeps {
 
 const PASSED: StageVerdict = { kind: 'passed' };
 
-const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 /**
  * Walks messages through the configured stages. Each message walks its stages one after the other
  * (a stage's time, then its decision); the messages of a batch walk at the same time (`walkAll`), so
@@ -57,6 +55,9 @@ export class StageRunner {
   private congested: Channel | null = null;
   /** Events not published (no channel, congested, or the publish threw). */
   eventsSkipped = 0;
+  /** Stage waits in progress, so shutdown can cut them short. */
+  private readonly waits = new Set<() => void>();
+  private stopped = false;
 
   constructor(
     private readonly options: StagesOptions & { readonly workerId: string; readonly feedExchange: string },
@@ -74,7 +75,7 @@ export class StageRunner {
   async walk(item: Incoming): Promise<StageVerdict> {
     if (!item.decoded.ok) return PASSED;
     const m = item.decoded.message;
-    const sleep = this.deps.sleep ?? realSleep;
+    const sleep = (ms: number) => this.wait(ms);
     this.metrics.walkStarted();
     try {
       for (const [stageIndex, spec] of this.options.specs.entries()) {
@@ -108,6 +109,31 @@ export class StageRunner {
     } finally {
       this.metrics.walkEnded();
     }
+  }
+
+  /**
+   * Ends every stage wait now, and every later one at once: called at shutdown once the deadline for
+   * in-flight messages has passed and the channel is closing — their deliveries can no longer be
+   * acked (RabbitMQ redelivers them), and a 60 s stage must not keep the process alive that long.
+   */
+  stop(): void {
+    this.stopped = true;
+    for (const end of this.waits) end();
+    this.waits.clear();
+  }
+
+  private wait(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    if (this.deps.sleep) return this.deps.sleep(ms);
+    return new Promise<void>((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.waits.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      this.waits.add(end);
+    });
   }
 
   private emit(

@@ -234,3 +234,24 @@ describe('stage events on the live feed', () => {
     expect(sent).toHaveLength(2);
   });
 });
+
+describe('StageRunner at shutdown', () => {
+  it('stop() ends the walks waiting in a stage at once, and later stages do not wait', async () => {
+    const parsed = parseStageSpecs(['slow:60s', 'slower:60s']);
+    const metrics = new StageMetrics(parsed.map((s) => s.name));
+    const r = new StageRunner(
+      { specs: parsed, seed: 's', emitEvents: false, workerId: 'w1', feedExchange: 'ns.feed' },
+      { channel: () => null },
+      metrics,
+      log,
+    );
+    const walks = r.walkAll([incoming(), incoming()]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(metrics.walksInFlight).toBe(2);
+    const stoppedAtMs = Date.now();
+    r.stop();
+    expect(await walks).toEqual([{ kind: 'passed' }, { kind: 'passed' }]);
+    expect(Date.now() - stoppedAtMs).toBeLessThan(5_000);
+    expect(metrics.walksInFlight).toBe(0);
+  });
+});
