@@ -126,7 +126,10 @@ export function registerWorker(program: Command): void {
     )
     .option('--stages-file <path>', 'the stages, one spec a line (# comments), instead of --stage')
     .option('--stage-seed <seed>', 'seed of the stage times and decisions (default: txsim)')
-    .option('--emit-stage-events', 'publish each stage start and end to the feed exchange (live feed, watch); off by default')
+    .option(
+      '--emit-stage-events',
+      "publish each stage start and end to the feed exchange (transient; serve's live feed shows them); off by default",
+    )
     .option('--no-relay', 'do not run the outbox relay here (accounting events then wait for a replica that does)')
     .option(...METRICS_PORT_OPTION)
     .option(...METRICS_HOST_OPTION)

@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Channel } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { decodeStageEvent, encodeStageEvent, type StageEvent } from '../../src/domain/stage-event.js';
@@ -171,6 +174,19 @@ describe('stages options and Prometheus', () => {
     await expect(stagesOptionsFrom({ emitStageEvents: true })).rejects.toThrow('needs at least one --stage');
     await expect(stagesOptionsFrom({ stagesFile: '/nonexistent/stages.txt' })).rejects.toThrow('--stages-file: cannot read');
     expect(await stagesOptionsFrom({ stage: ['a:1ms', 'b:2..3ms'] })).toMatchObject({ seed: 'txsim', emitEvents: false });
+    const dir = await mkdtemp(join(tmpdir(), 'stages-'));
+    const file = join(dir, 'stages.txt');
+    await writeFile(file, '# the pipeline\nfraud:5..50ms:decline=0.01\n\nissuer:20..200ms\n');
+    const fromFile = await stagesOptionsFrom({ stagesFile: file, stageSeed: 'x', emitStageEvents: true });
+    expect(fromFile.specs.map((s) => s.name)).toEqual(['fraud', 'issuer']);
+    expect(fromFile).toMatchObject({ seed: 'x', emitEvents: true });
+    await writeFile(file, 'fraud:5..50ms:deny=1\n');
+    await expect(stagesOptionsFrom({ stagesFile: file })).rejects.toThrow(
+      `--stages-file ${file}: "fraud:5..50ms:deny=1": unknown key "deny"`,
+    );
+    await writeFile(file, '# nothing\n');
+    await expect(stagesOptionsFrom({ stagesFile: file })).rejects.toThrow('names no stage');
+    await rm(dir, { recursive: true });
   });
 
   it('exports stage durations, results by stage and declines as transaction outcomes', async () => {
