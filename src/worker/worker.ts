@@ -517,7 +517,7 @@ export class Worker {
         ['cancel consumer', () => this.consumer.cancel()],
         ['finish in-flight', () => this.drain(this.options.shutdownDeadlineMs)],
         // Past the deadline: walks still in a stage end now (their deliveries go back to the queue).
-        ['stop stages', async () => this.stages?.stop()],
+        ['stop stages', () => Promise.resolve(this.stages?.stop())],
         ['record failed attempts', () => this.failureReport.close(FAILURE_RECORDS_DEADLINE_MS)],
         ['close connection', () => this.connection.close()],
       ],
