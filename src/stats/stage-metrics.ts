@@ -53,6 +53,11 @@ export class StageMetrics {
     this.listener?.(stage, result, durationMs);
   }
 
+  /** A walk cut short inside the stage by shutdown: no result. */
+  stageAbandoned(stage: string): void {
+    this.byStage.get(stage)!.inFlight--;
+  }
+
   /** The per-stage rows of the stats snapshot, in walk order. */
   summary(): StageStats[] {
     return this.names.map((name) => {

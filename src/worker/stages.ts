@@ -32,7 +32,9 @@ export type StageVerdict =
   /** A business reject: recorded and sent to the errors queue like any other (reason `declined_by_<stage>`). */
   | { readonly kind: 'declined'; readonly stage: string; readonly reason: StageDeclineReason; readonly detail: string }
   /** A system error: retried through the delay queues, parked after the last attempt. */
-  | { readonly kind: 'failed'; readonly stage: string; readonly code: string; readonly message: string };
+  | { readonly kind: 'failed'; readonly stage: string; readonly code: string; readonly message: string }
+  /** Cut short by shutdown: neither applied nor moved; left unacked, so RabbitMQ redelivers it. */
+  | { readonly kind: 'abandoned' };
 
 export interface StageRunnerDeps {
   /** The open channel to publish stage events on, or null while there is none. */
@@ -42,6 +44,7 @@ export interface StageRunnerDeps {
 }
 
 const PASSED: StageVerdict = { kind: 'passed' };
+const ABANDONED: StageVerdict = { kind: 'abandoned' };
 
 /**
  * Walks messages through the configured stages. Each message walks its stages one after the other
@@ -85,6 +88,11 @@ export class StageRunner {
         const startedAtMs = Date.now();
         this.emit(base, 'start', null, null, startedAtMs);
         await sleep(draw.durationMs);
+        // Shutdown cut the stage short: the message did not spend its time, so it must not be applied now.
+        if (this.stopped) {
+          this.metrics.stageAbandoned(spec.name);
+          return ABANDONED;
+        }
         const endedAtMs = Date.now();
         // The time actually spent (a busy event loop stretches the timer): what the histograms show.
         const tookMs = endedAtMs - startedAtMs;

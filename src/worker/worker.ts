@@ -266,6 +266,7 @@ export class Worker {
     const survivors: Delivery[] = [];
     live.forEach((delivery, i) => {
       const verdict = verdicts[i]!;
+      if (verdict.kind === 'abandoned') return; // shutdown: left unacked, redelivered
       if (verdict.kind === 'failed')
         moves.push(this.retryOrPark(delivery, { class: 'transient', code: verdict.code, message: verdict.message }));
       else {
@@ -516,7 +517,7 @@ export class Worker {
       [
         ['cancel consumer', () => this.consumer.cancel()],
         ['finish in-flight', () => this.drain(this.options.shutdownDeadlineMs)],
-        // Past the deadline: walks still in a stage end now (their deliveries go back to the queue).
+        // Past the deadline: walks still in a stage end now, unapplied (their deliveries go back to the queue).
         ['stop stages', () => Promise.resolve(this.stages?.stop())],
         ['record failed attempts', () => this.failureReport.close(FAILURE_RECORDS_DEADLINE_MS)],
         ['close connection', () => this.connection.close()],

@@ -252,7 +252,7 @@ describe('stage events on the live feed', () => {
 });
 
 describe('StageRunner at shutdown', () => {
-  it('stop() ends the walks waiting in a stage at once, and later stages do not wait', async () => {
+  it('stop() ends the walks waiting in a stage at once, unapplied (abandoned), and later walks do not wait', async () => {
     const parsed = parseStageSpecs(['slow:60s', 'slower:60s']);
     const metrics = new StageMetrics(parsed.map((s) => s.name));
     const r = new StageRunner(
@@ -266,7 +266,10 @@ describe('StageRunner at shutdown', () => {
     expect(metrics.walksInFlight).toBe(2);
     const stoppedAtMs = Date.now();
     r.stop();
-    expect(await walks).toEqual([{ kind: 'passed' }, { kind: 'passed' }]);
+    expect(await walks).toEqual([{ kind: 'abandoned' }, { kind: 'abandoned' }]);
+    expect(metrics.summary().map((st) => st.inFlight)).toEqual([0, 0]);
+    // A walk that starts after stop() does not wait either, and is not applied.
+    expect(await r.walk(incoming())).toEqual({ kind: 'abandoned' });
     expect(Date.now() - stoppedAtMs).toBeLessThan(5_000);
     expect(metrics.walksInFlight).toBe(0);
   });
