@@ -107,8 +107,14 @@ export function recentCells(e) {
     el('td', {}, e.type ?? '–'),
     el('td', { class: 'n' }, e.accountId ?? '–'),
     el('td', { class: 'n' }, formatMinor(e.amountMinor, e.currency)),
-    el('td', { class: `outcome outcome-${e.event}` }, e.reason ? `${e.event}: ${e.reason}` : e.event),
+    el('td', { class: `outcome outcome-${e.event}` }, eventLabel(e)),
   ];
+}
+
+/** What an event says in a row: the state (with its reason), or for a processing stage its name and result. */
+export function eventLabel(e) {
+  if (e.event === 'stage' && e.stage) return `${e.stage.name}: ${e.stage.phase === 'start' ? '…' : e.stage.result}`;
+  return e.reason ? `${e.event}: ${e.reason}` : e.event;
 }
 
 /** The timeline panel of `GET /v1/transactions/{id}`. */

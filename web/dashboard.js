@@ -5,6 +5,7 @@
 import uPlot from '/vendor/uPlot.esm.js';
 import {
   el,
+  eventLabel,
   formatMinor,
   formatNumber,
   formatTime,
@@ -277,6 +278,8 @@ function addRecent(events) {
   for (const e of events) {
     let row = state.recentRows.get(e.transactionId);
     if (row) {
+      // A stage event that arrives after the outcome (the feeds are separate queues) must not hide it.
+      if (e.event === 'stage' && (row.dataset.outcome === 'applied' || row.dataset.outcome === 'rejected')) continue;
       row.replaceChildren(...recentCells(e));
       row.dataset.outcome = e.event;
       continue;
@@ -394,7 +397,7 @@ function onAccountEvent(e) {
       'li',
       { dataset: { id: e.transactionId, event: e.event } },
       `${formatTime(e.at)} ${e.type ?? ''} ${formatMinor(e.amountMinor, e.currency)} `,
-      el('b', { class: `outcome-${e.event}` }, e.reason ? `${e.event}: ${e.reason}` : e.event),
+      el('b', { class: `outcome-${e.event}` }, eventLabel(e)),
     ),
   );
   while (live.children.length > 50) live.lastElementChild.remove();

@@ -9,6 +9,7 @@ import {
   type InspectOptions,
   type InspectReport,
 } from '../dead-letters/inspect-errors.js';
+import { isStageDeclineReason } from '../domain/stage-spec.js';
 import { REJECT_REASONS } from '../domain/transaction.js';
 import { parseIntFlag } from '../config/parse.js';
 import { formatMinor } from '../domain/money.js';
@@ -83,9 +84,10 @@ function cell(text: string, width: number): string {
  */
 export function parseReasonFlag(value: string | undefined, queue: InspectedQueue): string | null {
   if (value === undefined) return null;
-  if (queue === 'errors' && !(REJECT_REASONS as readonly string[]).includes(value)) {
+  // A processing stage's decline (`declined_by_<stage>`, worker --stage) is a reject reason too.
+  if (queue === 'errors' && !(REJECT_REASONS as readonly string[]).includes(value) && !isStageDeclineReason(value)) {
     throw new UsageError(
-      `--reason: "${value}" is not a reject reason; one of ${REJECT_REASONS.join(', ')} (with --dead: an error code such as ER_LOCK_DEADLOCK, or delivery_limit)`,
+      `--reason: "${value}" is not a reject reason; one of ${REJECT_REASONS.join(', ')}, declined_by_<stage> (with --dead: an error code such as ER_LOCK_DEADLOCK, or delivery_limit)`,
     );
   }
   if (!/^[A-Za-z0-9_.: -]{1,64}$/.test(value))

@@ -5,6 +5,7 @@ import { OutboxRelay } from '../accounting/outbox-relay.js';
 import { Worker, workerDepsFor, type WorkerOptions } from '../worker/worker.js';
 import { parseDurationFlag, parseIntFlag } from '../config/parse.js';
 import { EXPIRY_INTERVAL_DEFAULT_MS, HoldExpiry } from '../worker/hold-expiry.js';
+import { stagesOptionsFrom } from '../worker/stages.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { readPartitionCount } from '../db/partition-leases.js';
 import { flushLogger } from '../log.js';
@@ -147,6 +148,17 @@ export function registerWorker(program: Command): void {
       '--connect-timeout <s>',
       'how long to wait for RabbitMQ at start before giving up with exit 3 (env TXSIM_CONNECT_TIMEOUT; default 15)',
     )
+    .option(
+      '--stage <spec>',
+      'a simulated processing stage each message walks before it is applied, in order (repeatable): name:min..max(ms|s)[:decline=share][:fail=share], e.g. fraud:5..50ms:decline=0.01',
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option('--stages-file <path>', 'the stages, one spec a line (# comments), instead of --stage')
+    .option('--stage-seed <seed>', 'seed of the stage times and decisions (default: txsim)')
+    .option(
+      '--emit-stage-events',
+      "publish each stage start and end to the feed exchange (transient; serve's live feed shows them); off by default",
+    )
     .option('--no-relay', 'do not run the outbox relay here (accounting events then wait for a replica that does)')
     .option('--expire-every <duration>', 'how often this worker expires card holds past their expiresAt (e.g. 500ms, 1s)', '1s')
     .option('--no-expiry', 'do not expire card holds here (another replica must, or holds stay open past expiry)')
@@ -157,9 +169,16 @@ export function registerWorker(program: Command): void {
     )
     .addHelpText(
       'after',
-      '\nExample:\n  $ txsim worker --id w1\n  $ txsim worker --id slow --prefetch 1 --batch-size 1 --log-level debug\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nExample:\n  $ txsim worker --id w1\n  $ txsim worker --id slow --prefetch 1 --batch-size 1 --log-level debug\n  $ txsim worker --stage fraud:5..50ms:decline=0.01:fail=0.001 --stage issuer:20..200ms --emit-stage-events\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (opts: Record<string, string | undefined>, command: Command) => {
+      const flags = opts as Record<string, unknown>;
+      const stages = await stagesOptionsFrom({
+        stage: flags.stage as string[] | undefined,
+        stagesFile: opts.stagesFile,
+        stageSeed: opts.stageSeed,
+        emitStageEvents: flags.emitStageEvents === true,
+      });
       const options: WorkerCommandOptions = {
         workerId: opts.id ?? `${hostname()}-${process.pid}`,
         prefetchCount: parseIntFlag('--prefetch', opts.prefetch, 200, 1, 65_535),
@@ -175,6 +194,7 @@ export function registerWorker(program: Command): void {
           (opts as Record<string, unknown>).expiry === false
             ? null
             : parseDurationFlag('--expire-every', opts.expireEvery, EXPIRY_INTERVAL_DEFAULT_MS, 50, 3_600_000),
+        ...(stages.specs.length > 0 ? { stages } : {}),
         ...(opts.faultCrashAfterCommits
           ? { crashAfterCommits: parseIntFlag('--fault-crash-after-commits', opts.faultCrashAfterCommits, 1, 1) }
           : {}),

@@ -1,5 +1,6 @@
 import type { AccountingEvent } from '../domain/accounting-event.js';
 import type { AttemptEvent } from '../domain/attempt-event.js';
+import type { StageEvent, StagePhase, StageResult } from '../domain/stage-event.js';
 import { mayActFor, type Principal } from './principal.js';
 
 /**
@@ -17,9 +18,13 @@ export type FeedState = 'accepted' | 'queued' | 'retrying' | 'parked' | 'applied
  */
 export const FINAL_STATES: ReadonlySet<FeedState> = new Set(['applied', 'rejected']);
 
-/** One pushed event (money as strings of minor units, like the accounting event). */
+/**
+ * One pushed event (money as strings of minor units, like the accounting event). `stage` is not a
+ * state but a step of a worker's simulated processing stages (`worker --emit-stage-events`): it
+ * carries `stage` and never ends a subscription.
+ */
 export interface FeedEvent {
-  readonly event: FeedState;
+  readonly event: FeedState | 'stage';
   readonly transactionId: string;
   readonly accountId: number | null;
   readonly type: string | null;
@@ -31,6 +36,15 @@ export interface FeedEvent {
   /** `retrying` and `parked` only: the attempt that failed and why (the worker's error code and first line). */
   readonly attempt?: number;
   readonly lastError?: { readonly code: string; readonly message: string };
+  /** `stage` only: which stage (and its place in the walk), entered (`start`) or left (`end`, with result and time). */
+  readonly stage?: {
+    readonly name: string;
+    readonly index: number;
+    readonly phase: StagePhase;
+    readonly result: StageResult | null;
+    readonly durationMs: number | null;
+    readonly workerId: string;
+  };
 }
 
 export function feedEventOf(event: AccountingEvent): FeedEvent {
@@ -61,6 +75,30 @@ export function feedEventOfAttempt(event: AttemptEvent): FeedEvent {
     at: event.at,
     attempt: event.attempt,
     lastError: { code: event.errorCode, message: event.errorMessage },
+  };
+}
+
+/** The feed event of a worker's stage event (one stage of one attempt entered or left). */
+export function feedEventOfStage(event: StageEvent): FeedEvent {
+  return {
+    event: 'stage',
+    transactionId: event.transactionId,
+    accountId: event.accountId,
+    type: event.type,
+    amountMinor: null,
+    currency: null,
+    balanceAfterMinor: null,
+    reason: null,
+    at: event.at,
+    attempt: event.attempt,
+    stage: {
+      name: event.stage,
+      index: event.stageIndex,
+      phase: event.phase,
+      result: event.result,
+      durationMs: event.durationMs,
+      workerId: event.workerId,
+    },
   };
 }
 
@@ -180,7 +218,7 @@ export class FeedHub {
     // Scope is checked per event, not only at subscribe: a subscription to an id not seen yet must
     // not deliver another account's transaction that later turns up under it.
     if (!mayActFor(state.principal, event.accountId)) return;
-    const final = FINAL_STATES.has(event.event);
+    const final = event.event !== 'stage' && FINAL_STATES.has(event.event);
     const watchesTransaction = state.transactions.has(event.transactionId);
     if (watchesTransaction && state.finished.has(event.transactionId)) return; // its final state went out already
     if (client.bufferedBytes > this.options.sendBufferBytesMax) {

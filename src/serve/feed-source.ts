@@ -3,8 +3,9 @@ import type { ConsumeMessage } from 'amqplib';
 import { FEED_EXCHANGE_OPTIONS, type Topology } from '../amqp/topology.js';
 import { decodeAccountingEvent } from '../domain/accounting-event.js';
 import { decodeAttemptEvent } from '../domain/attempt-event.js';
+import { decodeStageEvent, isStageRoutingKey } from '../domain/stage-event.js';
 import type { Logger } from '../log.js';
-import { feedEventOf, feedEventOfAttempt, type FeedEvent } from './feed-hub.js';
+import { feedEventOf, feedEventOfAttempt, feedEventOfStage, type FeedEvent } from './feed-hub.js';
 
 export interface FeedSourceOptions {
   readonly amqpUrl: string;
@@ -20,7 +21,7 @@ export interface FeedSourceOptions {
  * of servers run side by side and each sees every committed outcome and every failed attempt.
  * Outcomes come only from the outbox relay, which publishes only what committed, so nothing that
  * rolled back is ever pushed; `retrying` and `parked` come from the workers, published after the
- * message was moved. The feed is live, not durable: no acks, a bounded queue; after a reconnect
+ * message was moved; `stage` events come from workers run with `--emit-stage-events`. The feed is live, not durable: no acks, a bounded queue; after a reconnect
  * `onReconnect` lets the server re-read what its clients wait for.
  */
 export class FeedSource {
@@ -70,6 +71,12 @@ export class FeedSource {
 
   /** The feed event of a message from either exchange; null (logged) for one that is not a valid event. */
   private decode(msg: ConsumeMessage): FeedEvent | null {
+    if (msg.fields.exchange === this.options.topology.feedExchange && isStageRoutingKey(msg.fields.routingKey)) {
+      const decoded = decodeStageEvent(msg.content);
+      if (decoded.ok) return feedEventOfStage(decoded.event);
+      this.log.warn({ detail: decoded.detail }, 'feed: not a stage event; ignored');
+      return null;
+    }
     if (msg.fields.exchange === this.options.topology.feedExchange) {
       const decoded = decodeAttemptEvent(msg.content);
       if (decoded.ok) return feedEventOfAttempt(decoded.event);

@@ -1,6 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { REJECT_REASONS, TRANSACTION_TYPES } from '../domain/transaction.js';
+import type { StageDeclineReason } from '../domain/stage-spec.js';
 import type { HopTimings } from './hops.js';
+import type { StageMetrics } from './stage-metrics.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 /**
@@ -115,12 +117,19 @@ export function exportWorkerMetrics(registry: Registry, sources: WorkerExportSou
     'Transactions with a final outcome, by outcome (applied, rejected), reject reason and transaction type ("unknown" for unreadable messages)',
     ['outcome', 'reason', 'type'],
     () =>
-      (['applied', ...REJECT_REASONS] as const).flatMap((key) =>
+      // The contract's reasons, then any `declined_by_<stage>` a processing stage produced so far.
+      [
+        ...new Set<keyof WorkerMetrics['outcomesByType']>([
+          'applied',
+          ...REJECT_REASONS,
+          ...(Object.keys(m.outcomesByType) as StageDeclineReason[]),
+        ]),
+      ].flatMap((key) =>
         [...TRANSACTION_TYPES, 'unknown' as const].map(
           (type) =>
             [
               { outcome: key === 'applied' ? 'applied' : 'rejected', reason: key === 'applied' ? '' : key, type },
-              m.outcomesByType[key][type],
+              m.outcomesByType[key]?.[type] ?? 0,
             ] as const,
         ),
       ),
@@ -149,6 +158,7 @@ export function exportWorkerMetrics(registry: Registry, sources: WorkerExportSou
   });
   m.batchListener = (size) => batchSize.observe(size);
   exportHopLatency(registry, m.hops);
+  if (m.stages) exportStageMetrics(registry, m.stages);
   const relaySource = sources.relay;
   if (relaySource) {
     const relay = () => relaySource() ?? { relayed: 0, batches: 0, failures: 0, pruned: 0 };
@@ -161,6 +171,46 @@ export function exportWorkerMetrics(registry: Registry, sources: WorkerExportSou
     ]);
     readCounter(registry, 'txsim_outbox_pruned_total', 'Sent outbox events deleted after the retention', [], () => [[{}, relay().pruned]]);
   }
+}
+
+/**
+ * The simulated processing stages of a worker (`--stage`): time in each stage by result, results
+ * by stage (the declines and fails a user injected, and what passed), walks inside each stage now.
+ */
+export function exportStageMetrics(registry: Registry, stages: StageMetrics): void {
+  const duration = new Histogram<'stage' | 'result'>({
+    name: 'txsim_stage_duration_seconds',
+    help: 'Time a message spent in a simulated processing stage (--stage), by stage and result (passed, declined, failed)',
+    labelNames: ['stage', 'result'],
+    buckets: [...HOP_BUCKETS_S],
+    registers: [registry],
+  });
+  stages.listener = (stage, result, durationMs) => duration.observe({ stage, result }, durationMs / 1000);
+  readCounter(
+    registry,
+    'txsim_stage_results_total',
+    'Walks through a simulated processing stage by result: passed, declined (business reject declined_by_<stage>), failed (system error, retried)',
+    ['stage', 'result'],
+    () =>
+      [...stages.byStage].flatMap(([stage, c]) =>
+        (['passed', 'declined', 'failed'] as const).map((result) => [{ stage, result }, c[result]] as const),
+      ),
+  );
+  new Gauge<'stage'>({
+    name: 'txsim_stage_in_flight',
+    help: 'Messages inside a simulated processing stage right now',
+    labelNames: ['stage'],
+    registers: [registry],
+    collect() {
+      for (const [stage, c] of stages.byStage) this.set({ stage }, c.inFlight);
+    },
+  });
+  readGauge(
+    registry,
+    'txsim_stage_walks_in_flight_max',
+    'Most messages walking their stages at the same time since start',
+    () => stages.walksInFlightMax,
+  );
 }
 
 /** gen's counters, as its publish loop keeps them. */

@@ -83,7 +83,26 @@ export interface WorkerSnapshot {
    * snapshot, which `bench` merges into exact totals). Absent from workers older than this field.
    */
   readonly hopsMs?: HopsMs;
+  /**
+   * The simulated processing stages of a worker run with `--stage`, in walk order; absent without
+   * stages (and from workers older than this field).
+   */
+  readonly stages?: readonly StageStats[];
 }
+
+/** One processing stage of one worker: walks inside it now, results and times (whole ms) since start. */
+export interface StageStats {
+  readonly name: string;
+  readonly inFlight: number;
+  readonly passed: number;
+  readonly declined: number;
+  readonly failed: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** Most stages read from a snapshot (a worker has at most 16). */
+const SNAPSHOT_STAGES_MAX = 16;
 
 export interface HopsMs {
   readonly windowS: number;
@@ -172,7 +191,24 @@ function readSnapshot(raw: unknown): WorkerSnapshot {
         ? null
         : { message: str(lastErrorRaw.message, 'lastError.message', 500), atMs: count(lastErrorRaw.atMs, 'lastError.atMs') },
     ...(o.hopsMs === undefined ? {} : { hopsMs: hops(o.hopsMs, 'hopsMs') }),
+    ...(o.stages === undefined ? {} : { stages: stages(o.stages, 'stages') }),
   };
+}
+
+function stages(value: unknown, field: string): StageStats[] {
+  if (!Array.isArray(value)) throw new FieldError(`${field} must be an array`);
+  return value.slice(0, SNAPSHOT_STAGES_MAX).map((raw, i) => {
+    const o = obj(raw, `${field}[${i}]`);
+    return {
+      name: str(o.name, `${field}[${i}].name`, 20),
+      inFlight: count(o.inFlight, `${field}[${i}].inFlight`),
+      passed: count(o.passed, `${field}[${i}].passed`),
+      declined: count(o.declined, `${field}[${i}].declined`),
+      failed: count(o.failed, `${field}[${i}].failed`),
+      p50Ms: count(o.p50Ms, `${field}[${i}].p50Ms`),
+      p99Ms: count(o.p99Ms, `${field}[${i}].p99Ms`),
+    };
+  });
 }
 
 function hops(value: unknown, field: string): HopsMs {

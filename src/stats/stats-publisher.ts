@@ -146,6 +146,7 @@ export class SnapshotBuilder {
       paused: m.paused,
       lastError: m.lastError ? { message: m.lastError.message, atMs: m.lastError.at } : null,
       hopsMs: this.hopsMs(stopping),
+      ...(m.stages ? { stages: m.stages.summary() } : {}),
     };
   }
 }

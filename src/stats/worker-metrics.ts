@@ -1,6 +1,8 @@
+import type { StageDeclineReason } from '../domain/stage-spec.js';
 import { REJECT_REASONS, TRANSACTION_TYPES, type RejectReason, type TransactionType } from '../domain/transaction.js';
 import { createLatencyHistogram, recordMs } from './histogram.js';
 import { HopTimings } from './hops.js';
+import type { StageMetrics } from './stage-metrics.js';
 
 /**
  * What one worker has done since it started. The worker updates it; the stats publisher reads it
@@ -9,10 +11,17 @@ import { HopTimings } from './hops.js';
 export class WorkerMetrics {
   readonly startedAt = Date.now();
   applied = 0;
-  /** Every reason starts at 0, so a snapshot lists each one the contract knows. */
-  readonly rejected = Object.fromEntries(REJECT_REASONS.map((reason) => [reason, 0])) as Record<RejectReason, number>;
+  /**
+   * Every reason starts at 0, so a snapshot lists each one the contract knows; a stage's
+   * `declined_by_<stage>` joins at its first decline (the stages are configuration, not contract).
+   */
+  readonly rejected = Object.fromEntries(REJECT_REASONS.map((reason) => [reason, 0])) as Record<RejectReason, number> &
+    Record<StageDeclineReason, number>;
   /** The same outcomes by transaction type (`unknown`: a message too broken to have one), for Prometheus. */
-  readonly outcomesByType: Record<'applied' | RejectReason, Record<TransactionType | 'unknown', number>> = outcomeMatrix();
+  readonly outcomesByType: Record<'applied' | RejectReason, Record<TransactionType | 'unknown', number>> &
+    Record<StageDeclineReason, Record<TransactionType | 'unknown', number>> = outcomeMatrix();
+  /** The simulated processing stages (`--stage`); null when the worker has none. */
+  stages: StageMetrics | null = null;
   retried = 0;
   parked = 0;
   duplicates = 0;
@@ -36,10 +45,10 @@ export class WorkerMetrics {
   }
 
   /** Counts one final outcome: `applied`, or the reject reason. */
-  recordOutcome(outcome: 'applied' | RejectReason, type: TransactionType | undefined): void {
+  recordOutcome(outcome: 'applied' | RejectReason | StageDeclineReason, type: TransactionType | undefined): void {
     if (outcome === 'applied') this.applied++;
-    else this.rejected[outcome]++;
-    this.outcomesByType[outcome][type ?? 'unknown']++;
+    else this.rejected[outcome] = (this.rejected[outcome] ?? 0) + 1;
+    (this.outcomesByType[outcome] ??= typeRow())[type ?? 'unknown']++;
   }
 
   /** A message with an outcome: `startedAtMs` is when its batch's DB transaction began. */
@@ -61,9 +70,12 @@ export class WorkerMetrics {
   }
 }
 
+function typeRow(): Record<TransactionType | 'unknown', number> {
+  return Object.fromEntries([...TRANSACTION_TYPES, 'unknown'].map((t) => [t, 0])) as Record<TransactionType | 'unknown', number>;
+}
+
 function outcomeMatrix(): Record<'applied' | RejectReason, Record<TransactionType | 'unknown', number>> {
-  const row = () => Object.fromEntries([...TRANSACTION_TYPES, 'unknown'].map((t) => [t, 0])) as Record<TransactionType | 'unknown', number>;
-  return Object.fromEntries((['applied', ...REJECT_REASONS] as const).map((k) => [k, row()])) as Record<
+  return Object.fromEntries((['applied', ...REJECT_REASONS] as const).map((k) => [k, typeRow()])) as Record<
     'applied' | RejectReason,
     Record<TransactionType | 'unknown', number>
   >;

@@ -5,6 +5,7 @@ import { Header } from './Header.js';
 import { HopLatency } from './HopLatency.js';
 import { QueuePanel } from './QueuePanel.js';
 import { RejectReasons } from './RejectReasons.js';
+import { StagePanel } from './StagePanel.js';
 import { Throughput } from './Throughput.js';
 import { WorkerDetails } from './WorkerDetails.js';
 import { WorkersTable } from './WorkersTable.js';
@@ -62,8 +63,8 @@ export function WatchApp({
   const ids = rows.map((r) => r.workerId);
   const selected = rows.find((r) => r.workerId === ui.selectedId) ?? null;
   const retryQueues = data.queues?.queues.filter((q) => q.role === 'retry').length ?? 0;
-  const layout = planLayout(size, { workers: rows.length, retryQueues }, selected !== null);
-  const hidden = hiddenParts(layout, { workers: rows.length, retryQueues }, selected !== null);
+  const layout = planLayout(size, { workers: rows.length, retryQueues, stages: data.stats.stages.length }, selected !== null);
+  const hidden = hiddenParts(layout, { workers: rows.length, retryQueues, stages: data.stats.stages.length }, selected !== null);
 
   // Raw mode (needed for single keys) only exists on a TTY stdin; without it the screen still updates.
   useInput(
@@ -147,6 +148,7 @@ export function WatchApp({
         ) : null}
         {gap}
         <RejectReasons reasons={data.stats.rejectReasons} />
+        {layout.stages ? <StagePanel stages={data.stats.stages} /> : null}
         {layout.hops ? <HopLatency hops={data.stats.totals.hopsMs} windowS={rows[0]?.latencyWindowS ?? 10} /> : null}
         <Text wrap="truncate" dimColor>
           {hidden.length > 0 ? `hidden: ${hidden.join(', ')} (too small) · ` : ''}

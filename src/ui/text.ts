@@ -84,3 +84,21 @@ export function hopLatencyText(hops: Readonly<Partial<Record<Hop, { count: numbe
     return l && l.count > 0 ? [`${HOP_LABEL[hop]} ${formatMs(l.p50)}/${formatMs(l.p99)}`] : [];
   }).join(' · ');
 }
+
+/**
+ * `fraud 12 in · 5/48 ms · ✗3 !1 · issuer …`: per processing stage, walks inside it now, p50/p99 ms
+ * (slowest worker), declines (✗) and fails (!) since start — only the non-zero ones.
+ */
+export function stagesText(
+  stages: readonly { name: string; inFlight: number; passed: number; declined: number; failed: number; p50Ms: number; p99Ms: number }[],
+): string {
+  return stages
+    .map((s) => {
+      const walked = s.passed + s.declined + s.failed;
+      const parts = [`${s.name} ${s.inFlight} in`, walked > 0 ? `${formatMs(s.p50Ms)}/${formatMs(s.p99Ms)} ms` : '-'];
+      if (s.declined > 0) parts.push(`✗${formatCount(s.declined)}`);
+      if (s.failed > 0) parts.push(`!${formatCount(s.failed)}`);
+      return parts.join(' ');
+    })
+    .join(' · ');
+}

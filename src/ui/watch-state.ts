@@ -91,6 +91,8 @@ export interface Layout {
   readonly gaps: boolean;
   /** The per-hop latency line: the least important, shown only in a line nothing else needs. */
   readonly hops?: boolean;
+  /** The processing stages line (workers run with `--stage`): like the hop line, only in a spare line. */
+  readonly stages?: boolean;
 }
 
 /** Widths at or above this get the wide table. */
@@ -106,7 +108,7 @@ export const DETAILS_LINES = 6;
  */
 export function planLayout(
   size: { columns: number; rows: number },
-  counts: { workers: number; retryQueues: number },
+  counts: { workers: number; retryQueues: number; stages?: number },
   detailsOpen: boolean,
 ): Layout {
   const budget = Math.max(8, size.rows - 1);
@@ -121,7 +123,7 @@ export function planLayout(
     const sections = [table, sparks + details, queues, 1].filter((h) => h > 0).length;
     const gaps = l.gaps ? sections : 0;
     // header 2 + table + sparklines/details + queues + reject reasons 1 + hop latency 0/1 + footer 1
-    return 2 + table + sparks + details + queues + 1 + (l.hops ? 1 : 0) + 1 + gaps;
+    return 2 + table + sparks + details + queues + 1 + (l.hops ? 1 : 0) + (l.stages ? 1 : 0) + 1 + gaps;
   };
   const candidates: Layout[] = [
     { wide, workerRowsMax: counts.workers, sparklines: 'each', queueRows: 'each', details: detailsOpen, gaps: true },
@@ -131,7 +133,12 @@ export function planLayout(
     { wide, workerRowsMax: counts.workers, sparklines: 'none', queueRows: 'merged', details: detailsOpen, gaps: false },
   ];
   // The hop line gets a line left over once everything else is placed.
-  const withHops = (l: Layout): Layout => (heightOf({ ...l, hops: true }) <= budget ? { ...l, hops: true } : l);
+  // The stages line (when some worker has stages) gets a line left over first: a user who configured
+  // stages came to see them; the hop line gets the next one.
+  const withHops = (l: Layout): Layout => {
+    const staged = (counts.stages ?? 0) > 0 && heightOf({ ...l, stages: true }) <= budget ? { ...l, stages: true } : l;
+    return heightOf({ ...staged, hops: true }) <= budget ? { ...staged, hops: true } : staged;
+  };
   for (const c of candidates) if (heightOf(c) <= budget) return withHops(c);
   // Still too tall: drop the details pane (when open), then the queue panel, then cut worker rows.
   const last = candidates[candidates.length - 1]!;
@@ -167,8 +174,9 @@ export function queueBodyRows(mode: 'each' | 'merged', retryQueues: number): num
  * What a layout leaves out that a taller terminal would show, for the footer to say (worker rows
  * cut are said by the table itself: "… N more").
  */
-export function hiddenParts(l: Layout, counts: { workers: number; retryQueues: number }, detailsOpen: boolean): string[] {
+export function hiddenParts(l: Layout, counts: { workers: number; retryQueues: number; stages?: number }, detailsOpen: boolean): string[] {
   const hidden: string[] = [];
+  if ((counts.stages ?? 0) > 0 && !l.stages) hidden.push('stages');
   if (detailsOpen && !l.details) hidden.push('details');
   if (!l.details && l.sparklines === 'none') hidden.push('throughput');
   else if (!l.details && l.sparklines === 'total' && counts.workers > 1) hidden.push('worker sparklines');

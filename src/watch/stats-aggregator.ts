@@ -1,7 +1,7 @@
 // hdr-histogram-js is CommonJS: its default import is the whole module.exports.
 import hdr from 'hdr-histogram-js';
 import { HOPS, type Hop } from '../stats/hops.js';
-import type { LatencySummary, WorkerSnapshot } from '../stats/snapshot.js';
+import type { LatencySummary, StageStats, WorkerSnapshot } from '../stats/snapshot.js';
 import { round1 } from '../stats/rates.js';
 
 /**
@@ -131,6 +131,8 @@ export interface WorkerRow {
   readonly paused: boolean;
   readonly lastError: { readonly message: string; readonly atMs: number } | null;
   readonly history: readonly number[];
+  /** The worker's processing stages (`worker --stage`), in walk order; empty without. */
+  readonly stages: readonly StageStats[];
 }
 
 export function rowOf(entry: WorkerEntry, nowMs: number, options: StalenessOptions = DEFAULT_STALENESS): WorkerRow {
@@ -161,6 +163,7 @@ export function rowOf(entry: WorkerEntry, nowMs: number, options: StalenessOptio
     paused: s.paused,
     lastError: s.lastError,
     history: entry.history,
+    stages: s.stages ?? [],
   };
 }
 
@@ -294,6 +297,37 @@ export function topRejectReasons(rows: readonly WorkerRow[], limit = 5): { reaso
     .slice(0, limit);
 }
 
+/**
+ * The processing stages over the live workers, by name in walk order (first seen first): in-flight
+ * walks and results summed; p50/p99 the slowest worker's (percentiles cannot be added, and the
+ * snapshot carries no stage histograms: a stage is a simulated, configured latency, so the slowest
+ * worker's is the useful figure).
+ */
+export function stagesOf(rows: readonly WorkerRow[]): StageStats[] {
+  const byName = new Map<string, StageStats>();
+  for (const r of rows) {
+    if (r.status === 'gone') continue;
+    for (const st of r.stages) {
+      const prev = byName.get(st.name);
+      byName.set(
+        st.name,
+        prev
+          ? {
+              name: st.name,
+              inFlight: prev.inFlight + st.inFlight,
+              passed: prev.passed + st.passed,
+              declined: prev.declined + st.declined,
+              failed: prev.failed + st.failed,
+              p50Ms: Math.max(prev.p50Ms, st.p50Ms),
+              p99Ms: Math.max(prev.p99Ms, st.p99Ms),
+            }
+          : st,
+      );
+    }
+  }
+  return [...byName.values()];
+}
+
 /** Everything the workers part of `watch` shows, at one instant. */
 export interface StatsView {
   readonly atMs: number;
@@ -302,6 +336,8 @@ export interface StatsView {
   readonly totals: Totals;
   readonly totalHistory: readonly number[];
   readonly rejectReasons: readonly { reason: string; count: number }[];
+  /** Processing stages over the live workers (`stagesOf`); empty when no worker has any. */
+  readonly stages: readonly StageStats[];
   readonly invalidCount: number;
 }
 
@@ -322,6 +358,7 @@ export function viewOf(
     totals: totalsOf(rows),
     totalHistory: state.totalHistory,
     rejectReasons: topRejectReasons(rows, 5),
+    stages: stagesOf(rows),
     invalidCount: state.invalidCount,
   };
 }

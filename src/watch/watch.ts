@@ -19,7 +19,7 @@ import {
 import type { WorkerSnapshot } from '../stats/snapshot.js';
 import { declareStatsQueue, snapshotHandler, subscribeStats, type StatsListener } from './stats-subscriber.js';
 import type { WatchData, WatchFeed } from '../ui/watch-state.js';
-import { hopLatencyText } from '../ui/text.js';
+import { hopLatencyText, stagesText } from '../ui/text.js';
 import type { CommandContext } from '../commands/context.js';
 import { table, toJson } from '../commands/format.js';
 
@@ -319,6 +319,7 @@ export function jsonDocument(config: Config, data: WatchData) {
       hopsMs: hops(data.stats.totals.hopsMs),
     },
     rejectReasons: data.stats.rejectReasons,
+    stages: data.stats.stages,
     invalidSnapshots: data.stats.invalidCount,
     queues: data.queues,
     queueError: data.queueError,
@@ -411,6 +412,7 @@ function printOnce(ctx: CommandContext, config: Config, data: WatchData): void {
   ctx.out('');
   ctx.out(`top rejects: ${data.stats.rejectReasons.map((r) => `${r.reason} ${r.count}`).join(', ') || 'none'}`);
   ctx.out(`hops p50/p99 ms: ${hopLatencyText(totals.hopsMs) || 'no messages'}`);
+  if (data.stats.stages.length > 0) ctx.out(`stages (in · p50/p99 · ✗declined !failed): ${stagesText(data.stats.stages)}`);
 }
 
 /**

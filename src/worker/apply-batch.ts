@@ -15,6 +15,7 @@ import { authorizeCard, type CaptureRef, type Hold } from '../domain/holds.js';
 import { authorize, type AccountState } from '../domain/ledger.js';
 import { parseMinor, toMinor } from '../domain/money.js';
 import type { DecodeResult } from '../domain/message-schema.js';
+import type { StageDeclineReason } from '../domain/stage-spec.js';
 import { amountOf, type RejectReason, type TransactionMessage } from '../domain/transaction.js';
 
 /** One delivery, decoded, as the apply step sees it (no AMQP types: this layer is broker-agnostic). */
@@ -25,6 +26,12 @@ export interface Incoming {
   readonly runId: string | null;
   /** gen's per-account sequence number and the gen instance it counts for (ordering check); absent/null without one. */
   readonly accountSeq?: { readonly seq: number; readonly stream: number } | null;
+  /**
+   * A simulated processing stage declined this attempt (src/worker/stages.ts): it is recorded as a
+   * reject with the stage's reason — unless the id already has an outcome, which stands (a decline
+   * never gives an applied transaction a second outcome).
+   */
+  readonly stageDecline?: { readonly reason: StageDeclineReason; readonly detail: string };
 }
 
 /** What happened to one message. `recorded` says whether the outcome is in the database. */
@@ -33,7 +40,7 @@ export type Outcome =
   | {
       readonly kind: 'rejected';
       readonly id: string | null;
-      readonly reason: RejectReason;
+      readonly reason: RejectReason | StageDeclineReason;
       readonly detail: string;
       readonly recorded: boolean;
       readonly message?: TransactionMessage;
@@ -210,6 +217,13 @@ class BatchDecisions {
       return;
     }
     const m = d.message;
+    // After the duplicate check: an id that already has an outcome keeps it, whatever a stage drew.
+    if (item.stageDecline) {
+      const { reason, detail } = item.stageDecline;
+      this.record(item, m.id, { status: 'rejected', reason, detail, message: m });
+      this.outcomes.push({ kind: 'rejected', id: m.id, reason, detail, recorded: true, message: m });
+      return;
+    }
     if (CARD_TYPES.has(m.type)) return this.decideCard(item, m);
     const decision = authorize(
       m,
@@ -362,7 +376,7 @@ class BatchDecisions {
     id: string,
     fields: {
       status: 'applied' | 'rejected';
-      reason?: RejectReason;
+      reason?: RejectReason | StageDeclineReason;
       detail?: string;
       balanceAfterMinor?: bigint;
       toBalanceAfterMinor?: bigint | null;

@@ -15,6 +15,7 @@ import { applyBatch, type ApplyContext, type Incoming, type Outcome } from './ap
 import { classifyFailure, type ClassifiedFailure } from './classify-failure.js';
 import { FailureReport } from './failure-report.js';
 import { DEFAULT_LEASE_TIMING, PartitionConsumers, type LeaseTiming } from './partition-leases.js';
+import { stageRunnerFor, type StageRunner, type StagesOptions } from './stages.js';
 
 /** Settings of one worker replica. Units are in the names. */
 export interface WorkerOptions {
@@ -51,6 +52,8 @@ export interface WorkerOptions {
    * DEFAULT_LEASE_TIMING.
    */
   readonly leaseTiming?: LeaseTiming;
+  /** Simulated processing stages each message walks before it is applied (`--stage`); none by default. */
+  readonly stages?: StagesOptions;
 }
 
 /**
@@ -84,6 +87,8 @@ export function workerDepsFor(db: Knex, namespace?: string): WorkerDeps {
 interface Delivery extends AmqpDelivery {
   readonly incoming: Incoming;
   readonly receivedAtMs: number;
+  /** Set when a processing stage declined this attempt: applied as that reject (see Incoming). */
+  stageDecline?: Incoming['stageDecline'];
 }
 
 /** How long shutdown waits for failed-attempt records still being written. */
@@ -112,6 +117,8 @@ export class Worker {
   readonly partitions: PartitionConsumers | null;
   /** Retries and parks as events for the live feed and rows for the status reads (best-effort). */
   private readonly failureReport: FailureReport;
+  /** The simulated processing stages (src/worker/stages.ts); null without `--stage`. */
+  private readonly stages: StageRunner | null;
   private buffer: Delivery[] = [];
   /** Batches being applied right now (at most `transactionsMax`). */
   private readonly flushes = new Set<Promise<void>>();
@@ -140,6 +147,10 @@ export class Worker {
       ...(deps.connect ? { connect: deps.connect } : {}),
     });
     this.publishChannel = this.connection.channel({ name: 'publish channel', publisher: { windowMax: 1_000, confirmTimeoutMs: 10_000 } });
+    // Its own plain channel: the feed's events are unconfirmed and must not share the confirm window
+    // of the retry and park publishes. Registered before the consume channel, so it is open (channels
+    // open in registration order) before the first delivery walks its stages and emits events.
+    const feedChannel = this.connection.channel({ name: 'feed channel' });
     this.consumeChannel = this.connection.channel({
       name: 'consume channel',
       ackMode: 'multiple',
@@ -162,12 +173,15 @@ export class Worker {
         )
       : null;
     this.consumer = this.partitions ?? this.consumeChannel.consume(options.topology.processQueue, (d) => this.onDelivery(d));
-    // Its own plain channel: the feed's events are unconfirmed and must not share the confirm window
-    // of the retry and park publishes.
-    const feedChannel = this.connection.channel({ name: 'feed channel' });
     this.failureReport = new FailureReport(
       { workerId: options.workerId, feedExchange: options.topology.feedExchange },
       { channel: () => feedChannel.channel, ...(deps.recordFailures ? { write: deps.recordFailures } : {}) },
+      log,
+    );
+    this.stages = stageRunnerFor(
+      { stages: options.stages, workerId: options.workerId, feedExchange: options.topology.feedExchange },
+      () => feedChannel.channel,
+      this.metrics,
       log,
     );
   }
@@ -266,11 +280,58 @@ export class Worker {
   private async processBatch(batch: Delivery[]): Promise<void> {
     const live = batch.filter((d) => this.consumeChannel.isCurrent(d));
     if (live.length === 0) return;
+    return this.applyDeliveries(this.stages ? await this.walkStages(live) : live);
+  }
+
+  /**
+   * Walks a batch through the processing stages, all its messages at once: a failed one goes back
+   * through the delay queues (parked after the last attempt) like any system error; a declined one
+   * stays in the batch, to be recorded as that reject. Returns what is left to apply.
+   */
+  private async walkStages(live: Delivery[]): Promise<Delivery[]> {
+    const verdicts = await this.stages!.walkAll(live.map((d) => d.incoming));
+    // Ordered mode: a failed message is retried in place, so what came before it in the batch is applied
+    // first and what came after it waits for it (walking its stages again: the same seeded verdicts).
+    const failedAt = this.partitions ? verdicts.findIndex((v) => v.kind === 'failed') : -1;
+    if (failedAt >= 0) {
+      const verdict = verdicts[failedAt]! as Extract<(typeof verdicts)[number], { kind: 'failed' }>;
+      await this.applyDeliveries(this.survivorsOf(live.slice(0, failedAt), verdicts.slice(0, failedAt), []));
+      await this.retryOrPark(live[failedAt]!, { class: 'transient', code: verdict.code, message: verdict.message });
+      await this.processBatch(live.slice(failedAt + 1));
+      return [];
+    }
+    const moves: Promise<void>[] = [];
+    const survivors = this.survivorsOf(live, verdicts, moves);
+    await Promise.all(moves);
+    return survivors;
+  }
+
+  /** The deliveries left to apply after their stage verdicts; failed ones are moved on (their moves pushed to `moves`). */
+  private survivorsOf(live: Delivery[], verdicts: Awaited<ReturnType<StageRunner['walkAll']>>, moves: Promise<void>[]): Delivery[] {
+    const survivors: Delivery[] = [];
+    live.forEach((delivery, i) => {
+      const verdict = verdicts[i]!;
+      if (verdict.kind === 'abandoned') return; // shutdown: left unacked, redelivered
+      if (verdict.kind === 'failed')
+        moves.push(this.retryOrPark(delivery, { class: 'transient', code: verdict.code, message: verdict.message }));
+      else {
+        if (verdict.kind === 'declined') delivery.stageDecline = { reason: verdict.reason, detail: verdict.detail };
+        // The channel may have gone while the stages took their time: its deliveries are redelivered.
+        if (this.consumeChannel.isCurrent(delivery)) survivors.push(delivery);
+      }
+    });
+    return survivors;
+  }
+
+  /** Applies deliveries in one DB transaction (or one by one after a failed batch), then settles each. */
+  private async applyDeliveries(deliveries: Delivery[]): Promise<void> {
+    const live = deliveries.filter((d) => this.consumeChannel.isCurrent(d));
+    if (live.length === 0) return;
     let outcomes: Outcome[];
     const startedAtMs = Date.now();
     try {
       outcomes = await this.deps.applyBatch(
-        live.map((d) => d.incoming),
+        live.map((d) => (d.stageDecline ? { ...d.incoming, stageDecline: d.stageDecline } : d.incoming)),
         { workerId: this.options.workerId, attemptsMax: this.options.attemptsMax },
       );
     } catch (err) {
@@ -280,7 +341,7 @@ export class Worker {
       if (live.length === 1) return this.retryOrPark(live[0]!, failure);
       // One bad message must not hold the others back: fall back to one transaction per message.
       this.log.warn({ size: live.length, code: failure.code, err: failure.message }, 'batch failed; applying one by one');
-      for (const delivery of live) await this.processBatch([delivery]);
+      for (const delivery of live) await this.applyDeliveries([delivery]);
       return;
     }
     const committedAtMs = Date.now();
@@ -526,6 +587,8 @@ export class Worker {
         ['cancel consumer', () => this.consumer.cancel()],
         ['finish in-flight', () => this.drain(this.options.shutdownDeadlineMs)],
         ['release partitions', async () => this.partitions?.leave()],
+        // Past the deadline: walks still in a stage end now, unapplied (their deliveries go back to the queue).
+        ['stop stages', () => Promise.resolve(this.stages?.stop())],
         ['record failed attempts', () => this.failureReport.close(FAILURE_RECORDS_DEADLINE_MS)],
         ['close connection', () => this.connection.close()],
       ],
