@@ -6,7 +6,9 @@ import type { Config } from '../config/config.js';
 import { seedAccounts } from '../db/accounts.js';
 import { createDatabase, type Knex } from '../db/knex.js';
 import { outcomeMarks } from '../db/ledger.js';
-import { runLatencyTimeline, runOutcomeCount, runSpan } from '../db/transactions.js';
+import { unsentOutboxEventCount } from '../db/outbox.js';
+import { runLatencyTimeline, runOutcomeCount, runOutcomesByStatus, runSpan } from '../db/transactions.js';
+import { GENERATED_TYPES, type GeneratedType } from '../domain/transaction.js';
 import { dropDatabase, ensureSchema } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
@@ -15,7 +17,21 @@ import { sendRunOverHttp } from '../gen/http-run.js';
 import { publishRun, type HttpRunFigures, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
 import { newToken } from '../serve/credentials.js';
 import { verifyBooks } from '../verify/verify.js';
-import { HopLatencyCollector, type BenchHopLatency } from './hop-latency.js';
+import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
+
+/** A mix of generated types, by weight (gen's `--mix`). */
+export type BenchMix = Record<GeneratedType, number>;
+
+/** A mix with these weights and 0 for every other type gen knows (types added later stay out of it). */
+function mixOf(weights: Partial<BenchMix>): BenchMix {
+  return Object.fromEntries(GENERATED_TYPES.map((t) => [t, weights[t] ?? 0])) as BenchMix;
+}
+
+/** The v1 mix: bench's default and the headline figures' (#17 compares runs of this mix). */
+export const BENCH_V1_MIX: BenchMix = mixOf({ deposit: 40, withdrawal: 30, card_payment: 30 });
+
+/** `--mix full`: every money movement of contract v1.1 gen generates, transfers and card holds beside the v1 types. */
+export const BENCH_FULL_MIX: BenchMix = mixOf({ deposit: 30, withdrawal: 20, card_payment: 20, transfer: 20, card_authorization: 10 });
 
 /** Options of one bench run. Units are in the names. */
 export interface BenchOptions {
@@ -45,6 +61,13 @@ export interface BenchOptions {
   readonly via: 'amqp' | 'http';
   /** With `via: 'http'`: requests in flight at once. */
   readonly httpConcurrency: number;
+  /** Type weights of the generated transactions (BENCH_V1_MIX by default). */
+  readonly mix: BenchMix;
+  /**
+   * Run the outbox relay in the workers, as a real deployment does (default): its database and broker
+   * work is part of the pipeline's cost, and the relay hop is measured. False: workers run --no-relay.
+   */
+  readonly relay: boolean;
 }
 
 /** One line per second while the bench runs, like PerfTest's. */
@@ -69,6 +92,12 @@ export interface SecondSample {
    */
   readonly endToEndP50Ms?: number;
   readonly endToEndP99Ms?: number;
+  /**
+   * p50/p99 per hop (queue_wait, processing, commit, ack, relay, end_to_end) of the values the workers
+   * recorded in the snapshots that arrived during this interval (each covers its worker's last second),
+   * merged exactly over the workers. Hops with no value in the interval are absent.
+   */
+  readonly hopsMs?: SecondHopLatency;
 }
 
 export interface BenchReport {
@@ -78,6 +107,11 @@ export interface BenchReport {
   readonly confirmed: number;
   readonly publishRatePerS: number;
   readonly outcomes: number;
+  /** Outcomes of the run by status, counted in the database after the run: applied + rejected == outcomes. */
+  readonly applied: number;
+  readonly rejected: number;
+  /** With the relay on: every outbox event was relayed before the workers stopped (false: the relay hop misses the tail). */
+  readonly relayDrained: boolean | null;
   /** Outcomes per second from the first message created to the last committed. */
   readonly endToEndRatePerS: number;
   readonly elapsedS: number;
@@ -115,7 +149,7 @@ export function benchRunOptions(options: BenchOptions): PublishRunOptions {
     count: options.count,
     seed: options.seed,
     ratePerS: options.ratePerS,
-    mix: { deposit: 40, withdrawal: 30, card_payment: 30, transfer: 0, card_authorization: 0 },
+    mix: options.mix,
     accountIds: null,
     amountMinMinor: 100,
     amountMaxMinor: 50_000,
@@ -154,7 +188,7 @@ export async function runBench(
     if (serve) children.push(serve.child);
 
     // Seeding posted opening balances: count only what happens from here on.
-    const sampler = new SecondSampler(db, workers, serve?.child ?? null, await outcomeMarks(db), onSecond);
+    const sampler = new SecondSampler(hops, workers, serve?.child ?? null, await outcomeMarks(db), onSecond);
     sampler.start(log);
     const controller = new AbortController();
     const stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
@@ -170,7 +204,13 @@ export async function runBench(
     if (stopTimer) clearTimeout(stopTimer);
     sampler.setProgress(summary);
 
-    const drained = await waitForDrain(db, sampler.baseline, summary, options.drainTimeoutS * 1000);
+    const drainDeadlineMs = Date.now() + options.drainTimeoutS * 1000;
+    const drained = await waitForDrain(db, sampler.baseline, summary, drainDeadlineMs);
+    // The relay runs behind the commits: its last events are measured only if the workers live until they are sent.
+    const relayDrained = options.relay ? drained && (await waitForRelay(db, drainDeadlineMs)) : null;
+    // The per-second counts come from the workers' snapshots, up to a second behind the commits the
+    // drain check saw: wait for the snapshots that count the last ones, so the seconds add up to the run.
+    await hops.waitForOutcomes(summary.confirmed, SNAPSHOT_CATCH_UP_MS);
     await sampler.stop();
     // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
     // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.
@@ -179,8 +219,14 @@ export async function runBench(
     await hops.stop();
 
     const latency = await endToEndLatency(db, summary.runId);
+    const byStatus = await runOutcomesByStatus(db, summary.runId);
     const verify = await verifyBooks({ db, connection, topology }, { runId: summary.runId });
+    // Nothing consumes the accounting queue in a bench: its events would sit in the broker until the next bench.
+    if (options.relay) await purgeQueue(connection, topology.accountingQueue);
     return benchReport(options, summary, latency, sampler, hops.result(), {
+      applied: byStatus.applied,
+      rejected: byStatus.rejected,
+      relayDrained,
       drained,
       verifyOk: verify.ok,
       lost: verify.run?.lost ?? 0,
@@ -197,15 +243,37 @@ export async function runBench(
  * Drained when every confirmed message has an outcome (poison included: all gen poison has an id).
  * The exact count scans the run's index, which on a large run is real work for the database the
  * workers are still using: it runs only once the O(1) high-water marks say the run may be done
- * (they can overcount, after a rolled-back batch, but never undercount).
+ * (they can overcount — after a rolled-back batch, or as an applied transfer writes
+ * two events — but never undercount: every outcome writes at least one event).
  */
-async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummary, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
+async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummary, deadline: number): Promise<boolean> {
   for (;;) {
     const eventsSinceStart = (await outcomeMarks(db)).events - baseline.events;
     const drained = eventsSinceStart >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed;
     if (drained || Date.now() > deadline) return drained;
     await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** Longest wait for the workers' snapshots to count the run's last outcomes (they come once a second). */
+const SNAPSHOT_CATCH_UP_MS = 2_500;
+
+/** Waits until the relay sent every outbox event (the pending index makes this a short range scan), or the deadline. */
+async function waitForRelay(db: Knex, deadline: number): Promise<boolean> {
+  for (;;) {
+    if ((await unsentOutboxEventCount(db)) === 0) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+async function purgeQueue(connection: ChannelModel, queue: string): Promise<void> {
+  const channel = await connection.createChannel();
+  channel.on('error', () => {});
+  try {
+    await channel.purgeQueue(queue);
+  } finally {
+    await channel.close().catch(() => {});
   }
 }
 
@@ -216,7 +284,15 @@ function benchReport(
   latency: EndToEndLatency,
   sampler: SecondSampler,
   hopLatencyMs: BenchHopLatency,
-  outcome: { drained: boolean; verifyOk: boolean; lost: number; duplicated: number },
+  outcome: {
+    applied: number;
+    rejected: number;
+    relayDrained: boolean | null;
+    drained: boolean;
+    verifyOk: boolean;
+    lost: number;
+    duplicated: number;
+  },
 ): BenchReport {
   const seconds = withSecondLatencies(sampler.seconds, latency.timeline);
   const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
@@ -228,6 +304,9 @@ function benchReport(
     confirmed: summary.confirmed,
     publishRatePerS: summary.ratePerS,
     outcomes: latency.count,
+    applied: outcome.applied,
+    rejected: outcome.rejected,
+    relayDrained: outcome.relayDrained,
     endToEndRatePerS: latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0,
     elapsedS: (Date.now() - sampler.t0) / 1000,
     confirmLatencyMs: summary.confirmLatencyMs,
@@ -257,9 +336,9 @@ function benchReport(
 type OutcomeMarks = { entries: number; events: number };
 
 /**
- * One sample a second while the bench runs: gen's progress, the outcomes the workers recorded (from
- * the high-water marks, relative to the baseline taken before publishing), and CPU/RSS of the
- * workers, the broker, the database and gen itself.
+ * One sample a second while the bench runs: gen's progress, the outcomes and hop latency the workers
+ * reported in their stats snapshots, and CPU/RSS of the workers, the broker, the database and gen
+ * itself. `baseline` (the database's high-water marks before publishing) is for the drain check.
  */
 class SecondSampler {
   readonly seconds: SecondSample[] = [];
@@ -277,7 +356,7 @@ class SecondSampler {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly db: Knex,
+    private readonly hops: HopLatencyCollector,
     workers: readonly ChildProcess[],
     serve: ChildProcess | null,
     readonly baseline: OutcomeMarks,
@@ -301,11 +380,12 @@ class SecondSampler {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.sampling;
-    if (Date.now() - this.lastMs >= 250) await this.sample();
+    if (Date.now() - this.lastMs >= 250) this.sample();
   }
 
-  private async sample(): Promise<void> {
-    const counts = outcomesSince(await outcomeMarks(this.db), this.baseline);
+  private sample(): void {
+    const counts = this.hops.outcomeCounts();
+    const hopsMs = this.hops.takeSecond();
     const usage = this.cpu.sample();
     // Timer ticks drift (a slow sample delays the next): counts are turned into rates over the
     // interval actually measured, so a 0.7 s or 1.3 s interval still reads as per second.
@@ -326,6 +406,7 @@ class SecondSampler {
       databaseCpuPct: this.database.sample().cpuPct,
       genCpuPct: this.self.sample().cpuPct,
       serveCpuPct: this.serve.sample().cpuPct,
+      ...(Object.keys(hopsMs).length > 0 ? { hopsMs } : {}),
     };
     this.last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
     this.seconds.push(s);
@@ -366,7 +447,7 @@ function startWorkerProcess(config: Config, options: BenchOptions, id: string): 
       String(options.prefetchCount),
       '--log-level',
       'warn',
-      '--no-relay',
+      ...(options.relay ? [] : ['--no-relay']),
     ],
     {
       env: childEnv(config),
@@ -448,16 +529,6 @@ function stopProcess(child: ChildProcess): Promise<void> {
     });
     child.kill('SIGTERM');
   });
-}
-
-/**
- * Outcomes since `base`: ledger entries come in pairs per applied transaction, outbox events one per
- * recorded outcome. Both marks are taken relative to `base`, because seeding posts opening entries
- * (two per account) and no events: mixing the two absolute marks hid rejects behind the openings.
- */
-export function outcomesSince(marks: OutcomeMarks, base: OutcomeMarks): { applied: number; rejected: number } {
-  const applied = Math.floor((marks.entries - base.entries) / 2);
-  return { applied, rejected: Math.max(0, marks.events - base.events - applied) };
 }
 
 /** created → processed latency of every outcome of the run, from the database rows themselves. */

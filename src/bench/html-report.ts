@@ -35,6 +35,8 @@ export interface BenchSecond {
   /** Created → committed over the outcomes of this second, when the bench records it. */
   readonly endToEndP50Ms?: number;
   readonly endToEndP99Ms?: number;
+  /** p50/p99 per hop of this second, as the workers measured it (absent from older reports). */
+  readonly hopsMs?: Readonly<Record<string, { readonly count: number; readonly p50: number; readonly p99: number } | undefined>>;
 }
 
 /**
@@ -89,7 +91,7 @@ export interface HtmlReportOptions {
 
 /** The charts every report contains, by `data-chart` name (per-run ones are suffixed `-<index>`). */
 export const REPORT_CHARTS = ['headline', 'percentiles', 'cpu'] as const;
-export const PER_RUN_CHARTS = ['throughput', 'latency', 'cpu-time'] as const;
+export const PER_RUN_CHARTS = ['throughput', 'latency', 'hops', 'cpu-time'] as const;
 
 /** Reads bench JSON files; a file that is not a bench report is an error naming it. */
 export function readBenchReports(paths: readonly string[]): NamedBenchReport[] {
@@ -213,6 +215,7 @@ export function renderBenchHtml(runs: readonly NamedBenchReport[], options: Html
       (r, i) => `<section class="run"><h2>${escapeHtml(r.name)}</h2><div class="row">
   <figure><figcaption>Throughput per second (msg/s)</figcaption><div class="chart" data-chart="throughput-${i}"></div></figure>
   <figure><figcaption>Latency per second, created → committed (ms)</figcaption><div class="chart" data-chart="latency-${i}"></div></figure>
+  <figure><figcaption>p99 per hop per second, as the workers measured it (ms)</figcaption><div class="chart" data-chart="hops-${i}"></div></figure>
   <figure><figcaption>CPU per component (% of one core)</figcaption><div class="chart" data-chart="cpu-time-${i}"></div></figure>
 </div></section>`,
     )
@@ -375,6 +378,17 @@ const RENDER_SCRIPT = String.raw`
       }, [t, get('endToEndP50Ms'), get('endToEndP99Ms')]);
     } else {
       note('latency-' + i, 'This report has no per-second latency (only the run\u2019s percentiles, charted above): p50 ' + r.endToEnd.p50 + ' ms, p99 ' + r.endToEnd.p99 + ' ms.');
+    }
+    // Per-hop p99 of each second: one line per hop any second has, in flow order.
+    var hopOrder = ['queue_wait', 'processing', 'commit', 'ack', 'relay', 'statement', 'end_to_end'];
+    var hopsSeen = hopOrder.filter(function (h) { return r.seconds.some(function (s) { return s.hopsMs && s.hopsMs[h]; }); });
+    if (hopsSeen.length > 0) {
+      plot('hops-' + i, {
+        scales: { x: { time: false }, y: zeroBased }, axes: [secondsAxis, { size: 60 }],
+        series: [{ label: 't' }].concat(hopsSeen.map(function (h, hi) { return line(h + ' p99', color(hi)); })),
+      }, [t].concat(hopsSeen.map(function (h) { return r.seconds.map(function (s) { return s.hopsMs && s.hopsMs[h] ? s.hopsMs[h].p99 : null; }); })));
+    } else {
+      note('hops-' + i, 'This report has no per-second hop latency (written before it existed).');
     }
     plot('cpu-time-' + i, {
       scales: { x: { time: false }, y: zeroBased }, axes: [secondsAxis, { size: 60 }],

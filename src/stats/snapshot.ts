@@ -88,6 +88,12 @@ export interface WorkerSnapshot {
 export interface HopsMs {
   readonly windowS: number;
   readonly window: Readonly<Partial<Record<Hop, LatencySummary>>>;
+  /**
+   * The values recorded since the previous snapshot (about one second), with histograms, of the hops
+   * that recorded any: `bench` merges them across workers into per-second hop latency. Absent from
+   * workers older than this field.
+   */
+  readonly second?: Readonly<Partial<Record<Hop, LatencySummary>>>;
   readonly total: Readonly<Partial<Record<Hop, LatencySummary>>>;
 }
 
@@ -187,6 +193,7 @@ function hops(value: unknown, field: string): HopsMs {
   return {
     windowS: count(o.windowS, `${field}.windowS`),
     window: byHop(o.window, `${field}.window`),
+    ...(o.second === undefined ? {} : { second: byHop(o.second, `${field}.second`) }),
     total: byHop(o.total, `${field}.total`),
   };
 }

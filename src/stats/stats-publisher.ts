@@ -39,18 +39,38 @@ export interface StatsIdentity {
 class WindowedHistogram {
   private readonly copies: LatencyHistogram[] = [];
   private readonly window = newHistogram();
+  /** The last tick alone (allocated on first use: only hop windows ask for it). */
+  private lastTick: LatencyHistogram | null = null;
+  /** The last tick's summary, set by `sample()` when asked for. */
+  lastTickSummary: LatencySummary = EMPTY_SUMMARY;
 
   constructor(
     private readonly source: LatencyHistogram,
     private readonly windowTicks: number,
   ) {}
 
-  /** Call once per tick. */
-  sample(): LatencySummary {
+  /**
+   * Call once per tick. With `withLastTick`, also sets `lastTickSummary` to the values recorded since
+   * the previous tick (cumulative now − the previous tick's copy: exact, one add and one subtract),
+   * computed only when something was recorded since — an idle hop costs nothing more.
+   */
+  sample(withLastTick = false): LatencySummary {
     const window = this.window;
     window.reset();
     window.add(this.source);
     if (this.copies.length >= this.windowTicks) window.subtract(this.copies[0]!);
+    if (withLastTick) {
+      const previous = this.copies[this.copies.length - 1];
+      const newValues = this.source.totalCount - (previous?.totalCount ?? 0);
+      if (newValues <= 0) this.lastTickSummary = EMPTY_SUMMARY;
+      else {
+        const tick = (this.lastTick ??= newHistogram());
+        tick.reset();
+        tick.add(this.source);
+        if (previous) tick.subtract(previous);
+        this.lastTickSummary = summarize(tick, true);
+      }
+    }
     const copy = this.copies.length >= this.windowTicks ? this.copies.shift()! : newHistogram();
     copy.reset();
     copy.add(this.source);
@@ -58,6 +78,8 @@ class WindowedHistogram {
     return summarize(window, true);
   }
 }
+
+const EMPTY_SUMMARY: LatencySummary = { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
 
 function newHistogram(): LatencyHistogram {
   return hdr.build({ bitBucketSize: 32, lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 3 });
@@ -103,16 +125,18 @@ export class SnapshotBuilder {
   /** Hops with values only: a worker never sees `statement`, one with --no-relay never sees `relay`. */
   private hopsMs(stopping: boolean): HopsMs {
     const window: Partial<Record<Hop, LatencySummary>> = {};
+    const second: Partial<Record<Hop, LatencySummary>> = {};
     const total: Partial<Record<Hop, LatencySummary>> = {};
     for (const [hop, windowed] of this.hops) {
       const source = this.metrics.hops.histograms[hop];
       // Sampled every tick even when empty, so the window's history stays aligned.
-      const w = windowed.sample();
+      const w = windowed.sample(true);
       if (source.totalCount === 0) continue;
       window[hop] = w;
+      if (windowed.lastTickSummary.count > 0) second[hop] = windowed.lastTickSummary;
       total[hop] = summarize(source, stopping);
     }
-    return { windowS: LATENCY_WINDOW_TICKS, window, total };
+    return { windowS: LATENCY_WINDOW_TICKS, window, second, total };
   }
 
   build(nowMs: number, stopping = false): WorkerSnapshot {
