@@ -17,6 +17,7 @@ import { sendRunOverHttp } from '../gen/http-run.js';
 import { publishRun, type HttpRunFigures, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
 import { newToken } from '../serve/credentials.js';
 import { verifyBooks } from '../verify/verify.js';
+import { efficiencyOf, runCeiling, type CeilingResult } from './ceiling.js';
 import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
 
 /** A mix of generated types, by weight (gen's `--mix`). */
@@ -68,6 +69,8 @@ export interface BenchOptions {
    * work is part of the pipeline's cost, and the relay hop is measured. False: workers run --no-relay.
    */
   readonly relay: boolean;
+  /** After the run, measure the machine's ceiling with the same load (ceiling.ts) and report the efficiency. */
+  readonly ceiling: boolean;
 }
 
 /** One line per second while the bench runs, like PerfTest's. */
@@ -114,6 +117,14 @@ export interface BenchReport {
   readonly relayDrained: boolean | null;
   /** Outcomes per second from the first message created to the last committed. */
   readonly endToEndRatePerS: number;
+  /**
+   * With --ceiling: tx/s the same messages and rows reach through the same broker and database with
+   * none of txsim's logic (ceiling.ts); null without. `efficiency` = endToEndRatePerS ÷ ceiling.
+   */
+  readonly ceiling: number | null;
+  readonly efficiency: number | null;
+  /** The ceiling run's own figures (null without --ceiling). */
+  readonly ceilingRun: CeilingResult | null;
   readonly elapsedS: number;
   /** Over HTTP: from each request's intended send time to its 202 (which the API sends after the broker's confirm). */
   readonly confirmLatencyMs: Percentiles;
@@ -223,7 +234,27 @@ export async function runBench(
     const verify = await verifyBooks({ db, connection, topology }, { runId: summary.runId });
     // Nothing consumes the accounting queue in a bench: its events would sit in the broker until the next bench.
     if (options.relay) await purgeQueue(connection, topology.accountingQueue);
-    return benchReport(options, summary, latency, sampler, hops.result(), {
+    // After the run, never during it: the two would share the machine's cores and each measure half of it.
+    const ceiling = options.ceiling
+      ? await runCeiling(
+          { config, connection, db },
+          {
+            consumers: options.workers,
+            count: summary.confirmed,
+            accounts: options.accounts,
+            hotShare: options.hotShare,
+            mix: options.mix,
+            seed: options.seed,
+            prefetchCount: options.prefetchCount,
+            batchSizeMax: options.batchSizeMax,
+            transactionsMax: options.transactionsMax,
+            batchWaitMs: options.batchWaitMs,
+            windowMax: benchRunOptions(options).windowMax,
+            timeoutMs: options.drainTimeoutS * 1000,
+          },
+        )
+      : null;
+    return benchReport(options, summary, latency, sampler, hops.result(), ceiling, {
       applied: byStatus.applied,
       rejected: byStatus.rejected,
       relayDrained,
@@ -284,6 +315,7 @@ function benchReport(
   latency: EndToEndLatency,
   sampler: SecondSampler,
   hopLatencyMs: BenchHopLatency,
+  ceiling: CeilingResult | null,
   outcome: {
     applied: number;
     rejected: number;
@@ -297,6 +329,7 @@ function benchReport(
   const seconds = withSecondLatencies(sampler.seconds, latency.timeline);
   const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
   const busy = seconds.filter((s) => s.applied + s.rejected > 0);
+  const endToEndRatePerS = latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0;
   return {
     options,
     runId: summary.runId,
@@ -307,7 +340,10 @@ function benchReport(
     applied: outcome.applied,
     rejected: outcome.rejected,
     relayDrained: outcome.relayDrained,
-    endToEndRatePerS: latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0,
+    endToEndRatePerS,
+    ceiling: ceiling?.txPerS ?? null,
+    efficiency: efficiencyOf(endToEndRatePerS, ceiling?.txPerS ?? null),
+    ceilingRun: ceiling,
     elapsedS: (Date.now() - sampler.t0) / 1000,
     confirmLatencyMs: summary.confirmLatencyMs,
     endToEndLatencyMs: latency.percentiles,

@@ -151,6 +151,10 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
   );
   ctx.out(`publish rate        ${r.publishRatePerS} msg/s`);
   ctx.out(`end-to-end rate     ${r.endToEndRatePerS} tx/s (first created → last committed)`);
+  if (r.ceilingRun && r.efficiency !== null)
+    ctx.out(
+      `ceiling             ${r.ceilingRun.txPerS} tx/s (same messages and rows, no txsim logic: ${r.ceilingRun.consumers} consumers, ${r.ceilingRun.messageBytesAvg} B/msg, publish ${r.ceilingRun.publishRatePerS} msg/s); efficiency ${(r.efficiency * 100).toFixed(1)} %`,
+    );
   if (r.http) {
     const statuses = Object.entries(r.http.byStatus)
       .map(([status, n]) => `${status} ×${n}`)
@@ -208,6 +212,10 @@ export function registerBench(program: Command): void {
       'type weights: v1 (deposit=40,withdrawal=30,card_payment=30), full (with transfers and card holds) or as gen --mix',
       'v1',
     )
+    .option(
+      '--ceiling',
+      "after the run, measure the machine's ceiling: the same messages and rows through the same broker and database with no txsim logic; reports ceiling and efficiency",
+    )
     .option('--no-relay', 'workers run without the outbox relay (default: relay on, as in a real deployment; its hop is measured)')
     .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
     .option('--json', 'print the report as JSON')
@@ -215,7 +223,7 @@ export function registerBench(program: Command): void {
     .option('--html <file>', 'also write a self-contained HTML report with charts')
     .addHelpText(
       'after',
-      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n  $ txsim bench --via http --concurrency 50 --count 20000\n  $ txsim bench --mix full --count 20000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n  $ txsim bench --via http --concurrency 50 --count 20000\n  $ txsim bench --mix full --count 20000\n  $ txsim bench --ceiling --count 50000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (k: string) => opts[k] as string | undefined;
@@ -248,6 +256,7 @@ export function registerBench(program: Command): void {
         httpConcurrency: parseIntFlag('--concurrency', str('concurrency'), 50, 1, 1_000),
         mix: parseBenchMix(str('mix')),
         relay: opts.relay !== false,
+        ceiling: Boolean(opts.ceiling),
       };
       await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table', { htmlPath: str('html') });
     });
