@@ -17,6 +17,7 @@ import { sendRunOverHttp } from '../gen/http-run.js';
 import { publishRun, type HttpRunFigures, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
 import { newToken } from '../serve/credentials.js';
 import { verifyBooks } from '../verify/verify.js';
+import { cpuPerAppliedTx, idleShareOf, parseProcStat, type CpuPerTx, type MachineTicks } from './cpu-budget.js';
 import { efficiencyOf, runCeiling, type CeilingResult } from './ceiling.js';
 import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
 
@@ -89,6 +90,8 @@ export interface SecondSample {
   /** CPU % of the `txsim serve` process (0 when the bench publishes over AMQP). */
   readonly serveCpuPct?: number;
   readonly workerRssMb: number;
+  /** Share (%) of the machine's CPU time that was idle in this interval, from /proc/stat (absent where there is none). */
+  readonly idlePct?: number;
   /**
    * created → committed latency of the outcomes committed in this interval, from the database after the
    * run (absent in the live lines, and for an interval with no outcome).
@@ -141,6 +144,15 @@ export interface BenchReport {
   readonly workerCpuPctAvg: number;
   /** Average CPU % (of one core) over the busy seconds: where the machine's cores went. */
   readonly cpuPctAvg: { workers: number; broker: number; database: number; gen: number; serve: number };
+  /**
+   * µs of CPU per applied transaction, per component and in total (the sum of the components), over
+   * the run (start of publishing to the last sample). null for a component not measured: not running
+   * here (broker, database elsewhere; serve over AMQP), or `relay`, which runs inside the workers and
+   * is counted in theirs. Null throughout when nothing was applied.
+   */
+  readonly cpuUsPerAppliedTx: CpuPerTx;
+  /** Share (0..1) of the whole machine's CPU time that was idle over the same span (/proc/stat); null where unreadable. */
+  readonly idleShare: number | null;
   readonly workerRssMbMax: number;
   readonly workerRssMbFirst: number;
   readonly workerRssMbLast: number;
@@ -341,6 +353,8 @@ function benchReport(
     rejected: outcome.rejected,
     relayDrained: outcome.relayDrained,
     endToEndRatePerS,
+    cpuUsPerAppliedTx: cpuPerAppliedTx(sampler.cpuSeconds(), outcome.applied),
+    idleShare: sampler.idleShare(),
     ceiling: ceiling?.txPerS ?? null,
     efficiency: efficiencyOf(endToEndRatePerS, ceiling?.txPerS ?? null),
     ceilingRun: ceiling,
@@ -387,6 +401,9 @@ class SecondSampler {
   private readonly database = new CpuSampler(pidsNamed(['mariadbd', 'mysqld']));
   private readonly self = new CpuSampler([process.pid]);
   private readonly serve: CpuSampler;
+  private readonly machineAtStart = readMachineTicks();
+  private machineLast = this.machineAtStart;
+  private machineAtStop: MachineTicks | null = null;
   /** Samples run one after another: a slow one delays the next rather than overlapping it. */
   private sampling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -417,6 +434,32 @@ class SecondSampler {
     if (this.timer) clearInterval(this.timer);
     await this.sampling;
     if (Date.now() - this.lastMs >= 250) this.sample();
+    this.machineAtStop = readMachineTicks();
+  }
+
+  /** CPU seconds per component from the start of publishing to `stop()`: relay is inside the workers' processes (null). */
+  cpuSeconds(): Record<string, number | null> {
+    const measured = (c: CpuSampler) => (c.measures ? c.cpuSecondsSinceStart() : null);
+    return {
+      workers: measured(this.cpu),
+      broker: measured(this.broker),
+      database: measured(this.database),
+      gen: measured(this.self),
+      ...(this.serve.measures ? { serve: this.serve.cpuSecondsSinceStart() } : {}),
+      relay: null,
+    };
+  }
+
+  /** Idle share of the machine over the same span. */
+  idleShare(): number | null {
+    return idleShareOf(this.machineAtStart, this.machineAtStop);
+  }
+
+  private idlePctSinceLast(): { idlePct?: number } {
+    const now = readMachineTicks();
+    const share = idleShareOf(this.machineLast, now);
+    this.machineLast = now;
+    return share === null ? {} : { idlePct: Math.round(share * 100) };
   }
 
   private sample(): void {
@@ -442,6 +485,7 @@ class SecondSampler {
       databaseCpuPct: this.database.sample().cpuPct,
       genCpuPct: this.self.sample().cpuPct,
       serveCpuPct: this.serve.sample().cpuPct,
+      ...this.idlePctSinceLast(),
       ...(Object.keys(hopsMs).length > 0 ? { hopsMs } : {}),
     };
     this.last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
@@ -632,12 +676,33 @@ function pidsNamed(names: readonly string[]): number[] {
   return pids;
 }
 
+/** The machine's CPU counters now, or null without /proc/stat. */
+function readMachineTicks(): MachineTicks | null {
+  try {
+    return parseProcStat(readFileSync('/proc/stat', 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
 /** CPU % (of one core) summed over some processes, and their total RSS, from /proc. */
 class CpuSampler {
   private lastTicks = 0;
   private lastAt = Date.now();
+  private readonly startTicks: number;
   constructor(private readonly pids: readonly number[]) {
     this.lastTicks = this.ticks();
+    this.startTicks = this.lastTicks;
+  }
+
+  /** It has processes to measure (the broker or the database may run on another machine). */
+  get measures(): boolean {
+    return this.pids.length > 0;
+  }
+
+  /** CPU seconds the processes used since this sampler was made (as of the last `sample()`). */
+  cpuSecondsSinceStart(): number {
+    return (this.lastTicks - this.startTicks) / 100;
   }
 
   sample(): { cpuPct: number; rssMb: number } {

@@ -181,6 +181,21 @@ function figureSpecs(before: BenchJsonValue, after: BenchJsonValue): FigureSpec[
     figure('workerCpuUsPerTx', 'worker CPU per transaction', 'µs', 'lower', 1, (r) =>
       perTx(r, positive(numberAt(r, 'cpuPctAvg.workers') ?? numberAt(r, 'workerCpuPctAvg'))),
     ),
+    // Newer figures, listed when either report has them (a report without one shows it as missing,
+    // never as a regression): the ceiling and efficiency (--ceiling), CPU per applied tx as measured.
+    ...[
+      figure('ceiling', 'ceiling (same load, no txsim logic)', 'tx/s', 'higher', 1, (r) => positive(numberAt(r, 'ceiling'))),
+      figure('efficiency', 'efficiency (end to end ÷ ceiling)', 'ratio', 'higher', 0.01, (r) => numberAt(r, 'efficiency')),
+      // Measured over the whole run by the report itself (older reports lack it: missing).
+      figure('cpuUsPerAppliedTx.total', 'CPU per applied tx, measured (total)', 'µs', 'lower', 1, (r) =>
+        positive(numberAt(r, 'cpuUsPerAppliedTx.total')),
+      ),
+      ...unionKeys(objectAt(before, 'cpuUsPerAppliedTx.components'), objectAt(after, 'cpuUsPerAppliedTx.components')).map((component) =>
+        figure(`cpuUsPerAppliedTx.components.${component}`, `CPU per applied tx, ${component}`, 'µs', 'lower', 1, (r) =>
+          positive(numberAt(r, `cpuUsPerAppliedTx.components.${component}`)),
+        ),
+      ),
+    ].filter((spec) => spec.read(before, after) !== null || spec.read(after, before) !== null),
     ...latencyFigures(before, after),
     figure('drainS', 'drain time (last sent → last outcome)', 's', 'lower', 1, drainS),
     ...unionKeys(objectAt(before, 'cpuPctAvg'), objectAt(after, 'cpuPctAvg')).map((component) =>

@@ -70,6 +70,13 @@ export interface BenchJson {
   /** A bench through the API (`bench --via http`); absent or null over AMQP. */
   readonly http?: { readonly requestsPerS: number; readonly requestLatencyMs: BenchPercentiles } | null;
   readonly workerCpuPctAvg?: number;
+  /** With `bench --ceiling`: the machine's ceiling (tx/s) and end to end ÷ ceiling; null or absent otherwise. */
+  readonly ceiling?: number | null;
+  readonly efficiency?: number | null;
+  /** µs of CPU per applied transaction by component and in total; absent from older reports. */
+  readonly cpuUsPerAppliedTx?: { readonly components: Readonly<Record<string, number | null>>; readonly total: number | null };
+  /** Idle share (0..1) of the machine over the run. */
+  readonly idleShare?: number | null;
   readonly workerRssMbMax?: number;
   readonly verifyOk?: boolean;
   readonly lost?: number;
@@ -142,10 +149,13 @@ function summaryTable(runs: readonly NamedBenchReport[]): string {
     'published',
     'publish msg/s',
     'end-to-end tx/s',
+    'ceiling tx/s, efficiency',
     'confirm p99 ms',
     'HTTP req/s, request p50 / p99 ms',
     'e2e p50 / p99 / max ms',
     'CPU % workers / broker / DB / gen',
+    'CPU µs per applied tx: total (workers / broker / DB / gen)',
+    'machine idle %',
     'verify',
   ];
   const rows = runs.map(({ name, report: r }) => {
@@ -163,16 +173,27 @@ function summaryTable(runs: readonly NamedBenchReport[]): string {
       r.published,
       r.publishRatePerS,
       `<b>${r.endToEndRatePerS}</b>`,
+      typeof r.ceiling === 'number'
+        ? `${r.ceiling}, ${typeof r.efficiency === 'number' ? `${(r.efficiency * 100).toFixed(1)} %` : '–'}`
+        : '–',
       r.confirmLatencyMs.p99,
       // Over HTTP the confirm column is the request latency too: the API answers 202 after the confirm.
       r.http ? `${r.http.requestsPerS}, ${r.http.requestLatencyMs.p50} / ${r.http.requestLatencyMs.p99}` : '–',
       `${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max}`,
       cpu,
+      cpuPerTxText(r.cpuUsPerAppliedTx),
+      typeof r.idleShare === 'number' ? (r.idleShare * 100).toFixed(1) : '–',
       verify,
     ];
     return `<tr>${cells.map((c, i) => `<td${i === 0 ? '' : ' class="n"'}>${i === 7 ? String(c) : escapeHtml(String(c))}</td>`).join('')}</tr>`;
   });
   return `<table id="summary"><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
+function cpuPerTxText(cpu: BenchJson['cpuUsPerAppliedTx']): string {
+  if (!cpu || cpu.total === null) return '–';
+  const c = (k: string) => cpu.components[k] ?? '–';
+  return `${cpu.total} (${c('workers')} / ${c('broker')} / ${c('database')} / ${c('gen')})`;
 }
 
 /** The hops in the order a message passes them (src/stats/hops.ts). */

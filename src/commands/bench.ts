@@ -177,6 +177,12 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
   ctx.out(
     `cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}${r.http ? `, serve ${r.cpuPctAvg.serve}` : ''}`,
   );
+  const perTx = Object.entries(r.cpuUsPerAppliedTx.components)
+    .map(([component, us]) => `${component} ${us === null ? (component === 'relay' ? '(in workers)' : '–') : us}`)
+    .join(', ');
+  ctx.out(
+    `cpu per applied tx  ${perTx}; total ${r.cpuUsPerAppliedTx.total ?? '–'} µs${r.idleShare === null ? '' : `; machine idle ${(r.idleShare * 100).toFixed(1)} % of the run`}`,
+  );
   if (r.relayDrained === false) ctx.out('relay               NOT drained before the workers stopped: the relay hop misses the last events');
   if (!r.drained) ctx.out(`drained             NO: ${r.outcomes} of ${r.confirmed} confirmed messages have an outcome`);
   ctx.out(`verify              ${r.verifyOk ? 'OK' : 'FAILED'} (lost ${r.lost}, duplicated ${r.duplicated})`);
