@@ -409,7 +409,7 @@ const RENDER_SCRIPT = String.raw`
         series: [{ label: 't' }].concat(hopsSeen.map(function (h, hi) { return line(h + ' p99', color(hi)); })),
       }, [t].concat(hopsSeen.map(function (h) { return r.seconds.map(function (s) { return s.hopsMs && s.hopsMs[h] ? s.hopsMs[h].p99 : null; }); })));
     } else {
-      note('hops-' + i, 'This report has no per-second hop latency (written before it existed).');
+      note('hops-' + i, 'This report has no per-second latency per hop (written before bench recorded it).');
     }
     plot('cpu-time-' + i, {
       scales: { x: { time: false }, y: zeroBased }, axes: [secondsAxis, { size: 60 }],
