@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import type { ChannelModel } from 'amqplib';
 import { assertTopology, deleteTopology, type Topology } from '../amqp/topology.js';
@@ -19,6 +19,7 @@ import { newToken } from '../serve/credentials.js';
 import { verifyBooks } from '../verify/verify.js';
 import { cpuPerAppliedTx, idleShareOf, parseProcStat, type CpuPerTx, type MachineTicks } from './cpu-budget.js';
 import { efficiencyOf, runCeiling, type CeilingResult } from './ceiling.js';
+import type { RelayProcessSettings } from './relay-process.js';
 import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
 
 /** A mix of generated types, by weight (gen's `--mix`). */
@@ -70,6 +71,12 @@ export interface BenchOptions {
    * work is part of the pipeline's cost, and the relay hop is measured. False: workers run --no-relay.
    */
   readonly relay: boolean;
+  /**
+   * With the relay on: run it in one process of its own (workers --no-relay) instead of inside every
+   * worker, so its CPU is measured apart (`cpuUsPerAppliedTx.components.relay`). A different deployment
+   * from the default one: compare such runs with each other.
+   */
+  readonly relayProcess: boolean;
   /** After the run, measure the machine's ceiling with the same load (ceiling.ts) and report the efficiency. */
   readonly ceiling: boolean;
 }
@@ -89,6 +96,8 @@ export interface SecondSample {
   readonly genCpuPct: number;
   /** CPU % of the `txsim serve` process (0 when the bench publishes over AMQP). */
   readonly serveCpuPct?: number;
+  /** CPU % of the relay's own process (with --relay-process only). */
+  readonly relayCpuPct?: number;
   readonly workerRssMb: number;
   /** Share (%) of the machine's CPU time that was idle in this interval, from /proc/stat (absent where there is none). */
   readonly idlePct?: number;
@@ -147,8 +156,8 @@ export interface BenchReport {
   /**
    * µs of CPU per applied transaction, per component and in total (the sum of the components), over
    * the run (start of publishing to the last sample). null for a component not measured: not running
-   * here (broker, database elsewhere; serve over AMQP), or `relay`, which runs inside the workers and
-   * is counted in theirs. Null throughout when nothing was applied.
+   * here (broker, database elsewhere; serve over AMQP), or `relay`, unless it has its own process
+   * (--relay-process): by default it runs inside the workers and is counted in theirs. Null throughout when nothing was applied.
    */
   readonly cpuUsPerAppliedTx: CpuPerTx;
   /** Share (0..1) of the whole machine's CPU time that was idle over the same span (/proc/stat); null where unreadable. */
@@ -205,13 +214,15 @@ export async function runBench(
     await hops.start(connection, topology.statsExchange);
     await seedAccounts(db, { count: options.accounts, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
     for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
+    const relay = options.relay && options.relayProcess ? await startRelayProcess(config) : null;
+    if (relay) children.push(relay);
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
 
     const serve = options.via === 'http' ? await startServeProcess(config, db) : null;
     if (serve) children.push(serve.child);
 
     // Seeding posted opening balances: count only what happens from here on.
-    const sampler = new SecondSampler(hops, workers, serve?.child ?? null, await outcomeMarks(db), onSecond);
+    const sampler = new SecondSampler(hops, workers, serve?.child ?? null, relay, await outcomeMarks(db), onSecond);
     sampler.start(log);
     const controller = new AbortController();
     const stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
@@ -401,6 +412,8 @@ class SecondSampler {
   private readonly database = new CpuSampler(pidsNamed(['mariadbd', 'mysqld']));
   private readonly self = new CpuSampler([process.pid]);
   private readonly serve: CpuSampler;
+  /** The relay's own process (--relay-process); no pids otherwise (it runs inside the workers or not at all). */
+  private readonly relay: CpuSampler;
   private readonly machineAtStart = readMachineTicks();
   private machineLast = this.machineAtStart;
   private machineAtStop: MachineTicks | null = null;
@@ -412,11 +425,13 @@ class SecondSampler {
     private readonly hops: HopLatencyCollector,
     workers: readonly ChildProcess[],
     serve: ChildProcess | null,
+    relay: ChildProcess | null,
     readonly baseline: OutcomeMarks,
     private readonly onSecond: (sample: SecondSample) => void,
   ) {
     this.cpu = new CpuSampler(workers.map((w) => w.pid!));
     this.serve = new CpuSampler(serve?.pid ? [serve.pid] : []);
+    this.relay = new CpuSampler(relay?.pid ? [relay.pid] : []);
   }
 
   setProgress(progress: RunProgress): void {
@@ -437,7 +452,7 @@ class SecondSampler {
     this.machineAtStop = readMachineTicks();
   }
 
-  /** CPU seconds per component from the start of publishing to `stop()`: relay is inside the workers' processes (null). */
+  /** CPU seconds per component from the start of publishing to `stop()`; relay null unless it has its own process. */
   cpuSeconds(): Record<string, number | null> {
     const measured = (c: CpuSampler) => (c.measures ? c.cpuSecondsSinceStart() : null);
     return {
@@ -446,7 +461,7 @@ class SecondSampler {
       database: measured(this.database),
       gen: measured(this.self),
       ...(this.serve.measures ? { serve: this.serve.cpuSecondsSinceStart() } : {}),
-      relay: null,
+      relay: measured(this.relay),
     };
   }
 
@@ -485,6 +500,7 @@ class SecondSampler {
       databaseCpuPct: this.database.sample().cpuPct,
       genCpuPct: this.self.sample().cpuPct,
       serveCpuPct: this.serve.sample().cpuPct,
+      ...(this.relay.measures ? { relayCpuPct: this.relay.sample().cpuPct } : {}),
       ...this.idlePctSinceLast(),
       ...(Object.keys(hopsMs).length > 0 ? { hopsMs } : {}),
     };
@@ -527,13 +543,50 @@ function startWorkerProcess(config: Config, options: BenchOptions, id: string): 
       String(options.prefetchCount),
       '--log-level',
       'warn',
-      ...(options.relay ? [] : ['--no-relay']),
+      ...(options.relay && !options.relayProcess ? [] : ['--no-relay']),
     ],
     {
       env: childEnv(config),
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
+  return child;
+}
+
+const RELAY_PROCESS = new URL('./relay-process.js', import.meta.url).pathname;
+
+/** Starts the relay in a process of its own (--relay-process); resolves once it relays. */
+async function startRelayProcess(config: Config): Promise<ChildProcess> {
+  const settings: RelayProcessSettings = {
+    id: 'bench-relay',
+    amqpUrl: config.amqpUrl,
+    databaseUrl: config.databaseUrl,
+    databaseName: config.databaseName,
+    namespace: config.namespace,
+    retryDelaysMs: config.retryDelaysMs,
+  };
+  const child = fork(RELAY_PROCESS, [], {
+    env: { ...process.env, TXSIM_RELAY_PROCESS: JSON.stringify(settings) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => fail(new Error(`the relay process did not start within ${SERVE_START_TIMEOUT_MS} ms`)),
+      SERVE_START_TIMEOUT_MS,
+    );
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(err);
+    };
+    const onExit = (code: number | null) => fail(new Error(`the relay process exited with code ${code} before it ran`));
+    child.once('exit', onExit);
+    child.once('message', () => {
+      clearTimeout(timer);
+      child.removeListener('exit', onExit);
+      resolve();
+    });
+  });
   return child;
 }
 

@@ -53,7 +53,7 @@ export async function handleBench(
     if (format === 'csv') ctx.out(`t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb,${CSV_HOP_COLUMNS.join(',')}`);
     else if (format === 'table')
       ctx.out(
-        `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}, mix ${mixText(options.mix)}, relay ${options.relay ? 'on' : 'off'}`,
+        `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}, mix ${mixText(options.mix)}, relay ${options.relay ? (options.relayProcess ? 'in its own process' : 'on') : 'off'}`,
       );
     report = await runBench({ config, connection, topology: topologyOf(config), log: ctx.log }, options, (s) =>
       printSecond(ctx, s, format),
@@ -178,7 +178,10 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
     `cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}${r.http ? `, serve ${r.cpuPctAvg.serve}` : ''}`,
   );
   const perTx = Object.entries(r.cpuUsPerAppliedTx.components)
-    .map(([component, us]) => `${component} ${us === null ? (component === 'relay' ? '(in workers)' : '–') : us}`)
+    .map(
+      ([component, us]) =>
+        `${component} ${us === null ? (component === 'relay' ? (r.options.relay ? '(in workers)' : '(off)') : '–') : us}`,
+    )
     .join(', ');
   ctx.out(
     `cpu per applied tx  ${perTx}; total ${r.cpuUsPerAppliedTx.total ?? '–'} µs${r.idleShare === null ? '' : `; machine idle ${(r.idleShare * 100).toFixed(1)} % of the run`}`,
@@ -222,6 +225,10 @@ export function registerBench(program: Command): void {
       '--ceiling',
       "after the run, measure the machine's ceiling: the same messages and rows through the same broker and database with no txsim logic; reports ceiling and efficiency",
     )
+    .option(
+      '--relay-process',
+      "run the relay in one process of its own (workers --no-relay), so its CPU is measured apart from the workers'",
+    )
     .option('--no-relay', 'workers run without the outbox relay (default: relay on, as in a real deployment; its hop is measured)')
     .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
     .option('--json', 'print the report as JSON')
@@ -234,6 +241,7 @@ export function registerBench(program: Command): void {
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (k: string) => opts[k] as string | undefined;
       if (opts.json && opts.csv) throw new UsageError('--json and --csv: choose one');
+      if (opts.relayProcess && opts.relay === false) throw new UsageError('--relay-process and --no-relay: choose one');
       const ratePerS = parseNumberFlag('--rate', str('rate'), 0);
       const durationS = parseIntFlag('--duration', str('duration'), 0, 0, 86_400);
       const options: BenchOptions = {
@@ -262,6 +270,7 @@ export function registerBench(program: Command): void {
         httpConcurrency: parseIntFlag('--concurrency', str('concurrency'), 50, 1, 1_000),
         mix: parseBenchMix(str('mix')),
         relay: opts.relay !== false,
+        relayProcess: Boolean(opts.relayProcess),
         ceiling: Boolean(opts.ceiling),
       };
       await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table', { htmlPath: str('html') });

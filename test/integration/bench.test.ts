@@ -182,6 +182,18 @@ describe('txsim bench', () => {
     }
   });
 
+  it("--relay-process: the relay runs in a process of its own, its hop still measured and its CPU per transaction apart from the workers'", async () => {
+    const result = await bench(['--workers', '1', '--count', '600', '--accounts', '100', '--relay-process', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    const report = JSON.parse(result.stdout) as BenchReport;
+    expect(report).toMatchObject({ outcomes: 600, applied: 600, verifyOk: true, relayDrained: true });
+    expect(report.hopLatencyMs.hops.relay?.count).toBe(600);
+    // The worker and the relay process both reported (the relay's snapshots carry its hop).
+    expect(report.hopLatencyMs.workersReporting).toBe(2);
+    expect(report.cpuUsPerAppliedTx.components.relay).toBeGreaterThan(0);
+    expect(report.seconds.some((s) => typeof s.relayCpuPct === 'number')).toBe(true);
+  });
+
   it('fails with exit 4 when the workers cannot drain the run in time, instead of reporting wrong figures', async () => {
     const result = await bench([
       '--workers',
@@ -213,6 +225,8 @@ describe('txsim bench', () => {
       ['--workers', '0'],
       ['--hot-accounts', '2'],
       ['--batch-size', 'many'],
+      ['--relay-process', '--no-relay'],
+      ['--mix', 'deposit=1,bogus=2'],
     ]) {
       const result = await bench(args);
       expect(result.code, args.join(' ')).toBe(2);
