@@ -79,6 +79,11 @@ class WindowedHistogram {
   }
 }
 
+function withoutHistogram(summary: LatencySummary): LatencySummary {
+  const { histogram: _histogram, ...rest } = summary;
+  return rest;
+}
+
 const EMPTY_SUMMARY: LatencySummary = { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
 
 function newHistogram(): LatencyHistogram {
@@ -132,7 +137,10 @@ export class SnapshotBuilder {
       // Sampled every tick even when empty, so the window's history stays aligned.
       const w = windowed.sample(true);
       if (source.totalCount === 0) continue;
-      window[hop] = w;
+      // The goodbye snapshot carries the totals' histograms (bench's exact merge) and the last second's;
+      // the 10 s window's would add as much again and could pass SNAPSHOT_BYTES_MAX on a wide spread,
+      // while no reader merges the window of a worker that is leaving: its percentiles stay, not its histogram.
+      window[hop] = stopping ? withoutHistogram(w) : w;
       if (windowed.lastTickSummary.count > 0) second[hop] = windowed.lastTickSummary;
       total[hop] = summarize(source, stopping);
     }

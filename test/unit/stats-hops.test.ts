@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mergeHopTotals, mergeSecondHops } from '../../src/bench/hop-latency.js';
 import { SnapshotBuilder } from '../../src/stats/stats-publisher.js';
-import { decodeSnapshot, encodeSnapshot } from '../../src/stats/snapshot.js';
+import { decodeSnapshot, encodeSnapshot, SNAPSHOT_BYTES_MAX } from '../../src/stats/snapshot.js';
 import { WorkerMetrics } from '../../src/stats/worker-metrics.js';
 import { hopLatencyText } from '../../src/ui/text.js';
 import { rowOf, totalsOf } from '../../src/watch/stats-aggregator.js';
@@ -91,6 +91,29 @@ describe('per-hop latency in snapshots, watch and bench', () => {
     expect(builder.build(3_000).hopsMs!.second).toEqual({});
     const decoded = decodeSnapshot(encodeSnapshot(next));
     expect(decoded.ok && decoded.snapshot.hopsMs?.second).toEqual(next.hopsMs!.second);
+  });
+
+  it('the goodbye snapshot stays under the size limit on a wide spread: its 10 s window keeps percentiles, not histograms', () => {
+    const metrics = new WorkerMetrics();
+    const builder = new SnapshotBuilder(metrics, identity);
+    const hops = ['queue_wait', 'processing', 'commit', 'ack', 'relay', 'end_to_end'] as const;
+    // Values spread over 1..20,000 ms, so every histogram has thousands of distinct buckets.
+    let x = 1;
+    const spread = () => {
+      for (let i = 0; i < 5_000; i++) for (const hop of hops) metrics.hops.record(hop, (x = (x * 7_919 + 13) % 20_000) + 1);
+    };
+    for (let t = 1; t <= 11; t++) {
+      spread();
+      builder.build(t * 1_000);
+    }
+    spread();
+    const last = builder.build(12_000, true);
+    expect(last.hopsMs!.window.relay!.histogram).toBeUndefined();
+    expect(last.hopsMs!.window.relay!.count).toBeGreaterThan(0);
+    expect(last.hopsMs!.second!.relay!.histogram).toEqual(expect.any(String));
+    expect(last.hopsMs!.total.relay!.histogram).toEqual(expect.any(String));
+    expect(encodeSnapshot(last).length).toBeLessThan(SNAPSHOT_BYTES_MAX);
+    expect(decodeSnapshot(encodeSnapshot(last)).ok).toBe(true);
   });
 
   it('bench merges the one-second windows of several workers exactly into per-second p50/p99', () => {
