@@ -6,6 +6,8 @@ import { createCeilingTables, dropCeilingTables } from '../db/ceiling.js';
 import type { Knex } from '../db/knex.js';
 import { createGenerator } from '../gen/generator.js';
 import type { CeilingConsumerSettings, CeilingProgress } from './ceiling-consumer.js';
+import { cpuPerAppliedTx, idleShareOf, type CpuPerTx } from './cpu-budget.js';
+import { CpuSampler, pidsNamed, readMachineTicks } from './cpu-sampler.js';
 
 /**
  * `bench --ceiling`: what this machine's broker and database do with the bench's load and none of
@@ -49,6 +51,14 @@ export interface CeilingResult {
   /** Mean body size of the messages, in bytes (the same stream as the bench's). */
   readonly messageBytesAvg: number;
   readonly queue: string;
+  /**
+   * µs of CPU per message of the ceiling run, per component (consumers, broker, database, and gen: the
+   * bench process publishing) and in total: what the machine spends per transaction with no txsim
+   * logic, beside the bench's own `cpuUsPerAppliedTx`.
+   */
+  readonly cpuUsPerTx: CpuPerTx;
+  /** Idle share of the machine during the ceiling run. */
+  readonly idleShare: number | null;
 }
 
 /** The ceiling's queue in the bench namespace. */
@@ -143,6 +153,13 @@ export async function runCeiling(
     });
     const publisher = await connection.createConfirmChannel();
     publisher.on('error', () => {});
+    const cpu = {
+      consumers: new CpuSampler(consumers.flatMap((c) => (c.pid ? [c.pid] : []))),
+      broker: new CpuSampler(pidsNamed(['beam.smp'])),
+      database: new CpuSampler(pidsNamed(['mariadbd', 'mysqld'])),
+      gen: new CpuSampler([process.pid]),
+    };
+    const machineAtStart = readMachineTicks();
     const t0 = Date.now();
     const deadline = t0 + options.timeoutMs;
     let bytes = 0;
@@ -167,6 +184,13 @@ export async function runCeiling(
     } finally {
       await publisher.close().catch(() => {});
     }
+    const machineAtEnd = readMachineTicks();
+    const cpuS = Object.fromEntries(
+      Object.entries(cpu).map(([component, sampler]) => {
+        sampler.sample();
+        return [component, sampler.measures ? sampler.cpuSecondsSinceStart() : null];
+      }),
+    );
     const elapsedMs = Math.max(1, allCommittedAt - t0);
     return {
       txPerS: Math.round((options.count * 1000) / elapsedMs),
@@ -176,6 +200,8 @@ export async function runCeiling(
       consumers: options.consumers,
       messageBytesAvg: Math.round(bytes / options.count),
       queue,
+      cpuUsPerTx: cpuPerAppliedTx(cpuS, options.count),
+      idleShare: idleShareOf(machineAtStart, machineAtEnd),
     };
   } finally {
     await Promise.all(consumers.map(stopChild));

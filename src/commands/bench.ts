@@ -155,6 +155,13 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
     ctx.out(
       `ceiling             ${r.ceilingRun.txPerS} tx/s (same messages and rows, no txsim logic: ${r.ceilingRun.consumers} consumers, ${r.ceilingRun.messageBytesAvg} B/msg, publish ${r.ceilingRun.publishRatePerS} msg/s); efficiency ${(r.efficiency * 100).toFixed(1)} %`,
     );
+  if (r.ceilingRun?.cpuUsPerTx) {
+    const c = r.ceilingRun.cpuUsPerTx;
+    const parts = Object.entries(c.components).map(([component, us]) => `${component} ${us ?? '–'}`);
+    ctx.out(
+      `ceiling cpu per tx  ${parts.join(', ')}; total ${c.total ?? '–'} µs${r.ceilingRun.idleShare === null ? '' : `; machine idle ${(r.ceilingRun.idleShare * 100).toFixed(1)} %`}`,
+    );
+  }
   if (r.http) {
     const statuses = Object.entries(r.http.byStatus)
       .map(([status, n]) => `${status} ×${n}`)

@@ -61,6 +61,12 @@ describe('txsim bench --ceiling, CPU per transaction', () => {
     expect(report.ceiling).toBeGreaterThan(0);
     expect(report.ceiling).toBe(report.ceilingRun!.txPerS);
     expect(report.ceilingRun!.messageBytesAvg).toBeGreaterThan(50);
+    // The ceiling's own CPU budget: the consumers and the publisher measured, the total their sum.
+    const ceilingCpu = report.ceilingRun!.cpuUsPerTx;
+    expect(ceilingCpu.components.consumers).toBeGreaterThan(0);
+    expect(ceilingCpu.components.gen).toBeGreaterThan(0);
+    const ceilingSum = Object.values(ceilingCpu.components).reduce<number>((a, us) => a + (us ?? 0), 0);
+    expect(ceilingCpu.total).toBe(Math.round(ceilingSum * 10) / 10);
     expect(report.efficiency).toBe(Math.round((report.endToEndRatePerS / report.ceiling!) * 1000) / 1000);
 
     // CPU per applied transaction: measured components are positive, the relay is inside the workers,
