@@ -92,6 +92,12 @@ for (const r of runs) {
 }
 p();
 // The cost of txsim's guarantees and where the CPU went: runs written before these fields show "–".
+const ceilingCpu = (run) => {
+  const c = run?.cpuUsPerTx;
+  if (!c || c.total === null) return '–';
+  const us = (k) => c.components[k] ?? '–';
+  return `${c.total} (${us('consumers')} / ${us('broker')} / ${us('database')} / ${us('gen')})`;
+};
 const pct = (x) => (typeof x === 'number' ? `${(x * 100).toFixed(1)} %` : '–');
 const mixOf = (o) =>
   o.mix
@@ -106,13 +112,15 @@ p(
   "ceiling: the same messages and rows through the same broker and database with no txsim logic (`bench --ceiling`); efficiency = end to end ÷ ceiling. CPU per applied transaction in µs, measured over the run per process (the relay runs inside the workers and is counted there); idle: the machine's idle share over the run (/proc/stat).",
 );
 p();
-p('| run | mix | relay | end-to-end tx/s | ceiling tx/s | efficiency | CPU µs/tx total | workers / broker / DB / gen µs | machine idle |');
-p('|---|---|---|---|---|---|---|---|---|');
+p(
+  '| run | mix | relay | end-to-end tx/s | ceiling tx/s | efficiency | CPU µs/tx total | workers / broker / DB / gen µs | machine idle | ceiling CPU µs/tx total (consumers / broker / DB / gen) |',
+);
+p('|---|---|---|---|---|---|---|---|---|---|');
 for (const r of runs) {
   const c = r.cpuUsPerAppliedTx?.components ?? {};
   const us = (k) => c[k] ?? '–';
   p(
-    `| ${r.name} | ${mixOf(r.options)} | ${r.options.relay === false ? 'off' : r.options.relay ? 'on' : 'off (before relay in bench)'} | ${r.endToEndRatePerS} | ${r.ceiling ?? '–'} | ${pct(r.efficiency)} | ${r.cpuUsPerAppliedTx?.total ?? '–'} | ${us('workers')} / ${us('broker')} / ${us('database')} / ${us('gen')} | ${pct(r.idleShare)} |`,
+    `| ${r.name} | ${mixOf(r.options)} | ${r.options.relay === false ? 'off' : r.options.relay ? 'on' : 'off (before relay in bench)'} | ${r.endToEndRatePerS} | ${r.ceiling ?? '–'} | ${pct(r.efficiency)} | ${r.cpuUsPerAppliedTx?.total ?? '–'} | ${us('workers')} / ${us('broker')} / ${us('database')} / ${us('gen')} | ${pct(r.idleShare)} | ${ceilingCpu(r.ceilingRun)} |`,
   );
 }
 p();
