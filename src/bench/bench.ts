@@ -242,9 +242,9 @@ export async function runBench(
     const drained = await waitForDrain(db, sampler.baseline, summary, drainDeadlineMs);
     // The relay runs behind the commits: its last events are measured only if the workers live until they are sent.
     const relayDrained = options.relay ? drained && (await waitForRelay(db, drainDeadlineMs)) : null;
-    // The per-second counts come from the workers' snapshots, up to a second behind the commits the
-    // drain check saw: wait for the snapshots that count the last ones, so the seconds add up to the run.
-    await hops.waitForOutcomes(summary.confirmed, SNAPSHOT_CATCH_UP_MS);
+    // The per-second counts and hops come from the workers' snapshots, up to a second behind the commits
+    // and relays the database shows: wait for a snapshot of each made after that, so the seconds hold the last ones.
+    await hops.waitForSnapshotsAfter(Date.now(), SNAPSHOT_CATCH_UP_MS);
     await sampler.stop();
     // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
     // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.

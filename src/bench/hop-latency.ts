@@ -28,6 +28,8 @@ export interface BenchHopLatency {
  */
 export class HopLatencyCollector {
   private readonly latest = new Map<string, WorkerSnapshot>();
+  /** When (this process's clock) each worker's latest snapshot arrived. */
+  private readonly receivedAtMs = new Map<string, number>();
   /** The `second` hop windows of the snapshots received since the last `takeSecond()`. */
   private pendingSeconds: Partial<Record<Hop, LatencySummary>>[] = [];
   private close: (() => Promise<void>) | null = null;
@@ -40,6 +42,7 @@ export class HopLatencyCollector {
       onSnapshot: (snapshot) => {
         const previous = this.latest.get(snapshot.workerId);
         if (!previous || previous.pid !== snapshot.pid || snapshot.seq > previous.seq) this.latest.set(snapshot.workerId, snapshot);
+        this.receivedAtMs.set(snapshot.workerId, Date.now());
         // Bounded: the sampler takes them every second; a stalled sampler must not grow this forever.
         if (snapshot.hopsMs?.second && this.pendingSeconds.length < PENDING_SECONDS_MAX) this.pendingSeconds.push(snapshot.hopsMs.second);
       },
@@ -81,12 +84,16 @@ export class HopLatencyCollector {
     return { applied, rejected };
   }
 
-  /** Resolves once the workers' snapshots count at least `outcomes` outcomes, or after `timeoutMs`. */
-  async waitForOutcomes(outcomes: number, timeoutMs: number): Promise<void> {
+  /**
+   * Resolves once every worker seen has sent a snapshot that arrived after `sinceMs`, or after
+   * `timeoutMs`. A snapshot built after a moment covers every value recorded before it: called once the
+   * database shows the run drained (and relayed), it makes the per-second figures include the last ones.
+   */
+  async waitForSnapshotsAfter(sinceMs: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const c = this.outcomeCounts();
-      if (c.applied + c.rejected >= outcomes || Date.now() >= deadline) return;
+      const fresh = [...this.receivedAtMs.values()].every((at) => at > sinceMs);
+      if ((fresh && this.receivedAtMs.size > 0) || Date.now() >= deadline) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }

@@ -41,7 +41,9 @@ class WindowedHistogram {
   private readonly window = newHistogram();
   /** The last tick alone (allocated on first use: only hop windows ask for it). */
   private lastTick: LatencyHistogram | null = null;
-  /** The last tick's summary, set by `sample()` when asked for. */
+  /** The cumulative histogram as of the last snapshot sent (`markSent`); null before the first. */
+  private sentBase: LatencyHistogram | null = null;
+  /** The values since the last snapshot sent, set by `sample()` when asked for. */
   lastTickSummary: LatencySummary = EMPTY_SUMMARY;
 
   constructor(
@@ -51,8 +53,10 @@ class WindowedHistogram {
 
   /**
    * Call once per tick. With `withLastTick`, also sets `lastTickSummary` to the values recorded since
-   * the previous tick (cumulative now − the previous tick's copy: exact, one add and one subtract),
-   * computed only when something was recorded since — an idle hop costs nothing more.
+   * the last snapshot that was sent (cumulative now − the copy `markSent` took: exact, one add and one
+   * subtract), computed only when something was recorded since — an idle hop costs nothing more. From
+   * the last *sent* snapshot, not the last tick: a tick skipped on a congested socket carries its
+   * values into the next snapshot instead of losing them.
    */
   sample(withLastTick = false): LatencySummary {
     const window = this.window;
@@ -60,7 +64,7 @@ class WindowedHistogram {
     window.add(this.source);
     if (this.copies.length >= this.windowTicks) window.subtract(this.copies[0]!);
     if (withLastTick) {
-      const previous = this.copies[this.copies.length - 1];
+      const previous = this.sentBase;
       const newValues = this.source.totalCount - (previous?.totalCount ?? 0);
       if (newValues <= 0) this.lastTickSummary = EMPTY_SUMMARY;
       else {
@@ -76,6 +80,14 @@ class WindowedHistogram {
     copy.add(this.source);
     this.copies.push(copy);
     return summarize(window, true);
+  }
+
+  /** The snapshot just built was sent: the next one's last-second values count from here. Call before recording anything more. */
+  markSent(): void {
+    if (this.lastTickSummary.count === 0) return; // nothing new since the base: it still holds
+    const base = (this.sentBase ??= newHistogram());
+    base.reset();
+    base.add(this.source);
   }
 }
 
@@ -145,6 +157,14 @@ export class SnapshotBuilder {
       total[hop] = summarize(source, stopping);
     }
     return { windowS: LATENCY_WINDOW_TICKS, window, second, total };
+  }
+
+  /**
+   * The snapshot `build()` returned last was sent: the next one's `hopsMs.second` starts after it. A
+   * snapshot not sent (skipped) leaves its values to the next. Call synchronously after `build()`.
+   */
+  markSent(): void {
+    for (const [, windowed] of this.hops) windowed.markSent();
   }
 
   build(nowMs: number, stopping = false): WorkerSnapshot {
@@ -282,6 +302,7 @@ export class StatsPublisher {
         appId: 'txsim',
       });
       this.published++;
+      this.builder.markSent();
       // publish() returning false still buffered this one; skip the next ones until 'drain'.
       if (!writable) this.congested = true;
     } catch (err) {

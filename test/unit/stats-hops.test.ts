@@ -81,14 +81,22 @@ describe('per-hop latency in snapshots, watch and bench', () => {
     const builder = new SnapshotBuilder(metrics, identity);
     const first = builder.build(1_000);
     expect(first.hopsMs!.second!.queue_wait).toMatchObject({ count: 20, p50: 7 });
+    builder.markSent();
     // The next second: 5 slower messages through the queue, nothing else.
     for (let i = 0; i < 5; i++) metrics.hops.record('queue_wait', 90);
     const next = builder.build(2_000);
+    builder.markSent();
     expect(next.hopsMs!.second!.queue_wait).toMatchObject({ count: 5, p50: 90, p99: 90 });
     // The 10 s window still has both seconds; hops idle this second are not in `second`.
     expect(next.hopsMs!.window.queue_wait).toMatchObject({ count: 25 });
     expect(next.hopsMs!.second!.commit).toBeUndefined();
     expect(builder.build(3_000).hopsMs!.second).toEqual({});
+    builder.markSent();
+    // A snapshot that could not be sent (congested socket): its values go out with the next one.
+    metrics.hops.record('commit', 40);
+    expect(builder.build(4_000).hopsMs!.second!.commit).toMatchObject({ count: 1 });
+    metrics.hops.record('commit', 40);
+    expect(builder.build(5_000).hopsMs!.second!.commit).toMatchObject({ count: 2, p50: 40 });
     const decoded = decodeSnapshot(encodeSnapshot(next));
     expect(decoded.ok && decoded.snapshot.hopsMs?.second).toEqual(next.hopsMs!.second);
   });
