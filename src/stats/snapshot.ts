@@ -89,7 +89,8 @@ export interface HopsMs {
   readonly windowS: number;
   readonly window: Readonly<Partial<Record<Hop, LatencySummary>>>;
   /**
-   * The values recorded since the previous snapshot (about one second), with histograms, of the hops
+   * The values recorded since the previous snapshot sent (about one second; a tick skipped on a congested
+   * socket carries over), with histograms, of the hops
    * that recorded any: `bench` merges them across workers into per-second hop latency. Absent from
    * workers older than this field.
    */
