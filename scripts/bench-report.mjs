@@ -19,6 +19,7 @@ function order(name) {
     'batched-1w',
     'batched-2w',
     'batched-3w',
+    'batched-3w-full-mix',
     'batched-3w-100acc',
     'batched-3w-hot',
     'paced-2000',
@@ -38,6 +39,20 @@ const sh = (cmd) => {
     return 'unknown';
   }
 };
+
+/** A second's hop latency as the bench prints it: `  p50/p99 queue 3/9 proc 5/6 commit 12/20 relay 40/90 e2e 30/61 ms`. */
+function hopsText(hops) {
+  if (!hops) return '';
+  const names = [
+    ['queue_wait', 'queue'],
+    ['processing', 'proc'],
+    ['commit', 'commit'],
+    ['relay', 'relay'],
+    ['end_to_end', 'e2e'],
+  ];
+  const parts = names.filter(([h]) => hops[h]).map(([h, n]) => `${n} ${hops[h].p50}/${hops[h].p99}`);
+  return parts.length ? `  p50/p99 ${parts.join(' ')} ms` : '';
+}
 
 const out = [];
 const p = (l = '') => out.push(l);
@@ -76,6 +91,39 @@ for (const r of runs) {
   );
 }
 p();
+// The cost of txsim's guarantees and where the CPU went: runs written before these fields show "–".
+const ceilingCpu = (run) => {
+  const c = run?.cpuUsPerTx;
+  if (!c || c.total === null) return '–';
+  const us = (k) => c.components[k] ?? '–';
+  return `${c.total} (${us('consumers')} / ${us('broker')} / ${us('database')} / ${us('gen')})`;
+};
+const pct = (x) => (typeof x === 'number' ? `${(x * 100).toFixed(1)} %` : '–');
+const mixOf = (o) =>
+  o.mix
+    ? Object.entries(o.mix)
+        .filter(([, w]) => w > 0)
+        .map(([t, w]) => `${t}=${w}`)
+        .join(' ')
+    : 'v1';
+p('### Ceiling, efficiency and CPU per transaction');
+p();
+p(
+  "ceiling: the same messages and rows through the same broker and database with no txsim logic (`bench --ceiling`); efficiency = end to end ÷ ceiling. CPU per applied transaction in µs, measured over the run per process (the relay runs inside the workers and is counted there); idle: the machine's idle share over the run (/proc/stat).",
+);
+p();
+p(
+  '| run | mix | relay | end-to-end tx/s | ceiling tx/s | efficiency | CPU µs/tx total | workers / broker / DB / gen µs | machine idle | ceiling CPU µs/tx total (consumers / broker / DB / gen) |',
+);
+p('|---|---|---|---|---|---|---|---|---|---|');
+for (const r of runs) {
+  const c = r.cpuUsPerAppliedTx?.components ?? {};
+  const us = (k) => c[k] ?? '–';
+  p(
+    `| ${r.name} | ${mixOf(r.options)} | ${r.options.relay === false ? 'off' : r.options.relay ? 'on' : 'off (before relay in bench)'} | ${r.endToEndRatePerS} | ${r.ceiling ?? '–'} | ${pct(r.efficiency)} | ${r.cpuUsPerAppliedTx?.total ?? '–'} | ${us('workers')} / ${us('broker')} / ${us('database')} / ${us('gen')} | ${pct(r.idleShare)} | ${ceilingCpu(r.ceilingRun)} |`,
+  );
+}
+p();
 const per = runs.find((r) => r.name === 'per-message-3w');
 const batchedRuns = runs.filter((r) => /^batched-3w(-r\d+)?$/.test(r.name));
 const batched = batchedRuns[0];
@@ -85,6 +133,11 @@ if (batchedRuns.length > 0) {
   p(
     `End to end, batched, 3 workers: ${rates.join(', ')} tx/s in ${rates.length} run${rates.length > 1 ? 's' : ''} of the same bench (median **${median(rates)}**).`,
   );
+  const effs = batchedRuns.map((r) => r.efficiency).filter((e) => typeof e === 'number');
+  if (effs.length > 0)
+    p(
+      `Efficiency of those runs (end to end ÷ the ceiling measured right after each): ${effs.map(pct).join(', ')} (median **${pct(median(effs))}**).`,
+    );
   if (per)
     p(
       `Batched vs one commit per message (3 workers, median batched run): **${(median(rates) / Math.max(1, per.endToEndRatePerS)).toFixed(1)}×** (${median(rates)} vs ${per.endToEndRatePerS} tx/s).`,
@@ -114,7 +167,7 @@ p();
 p('```');
 for (const s of (batched?.seconds ?? []).slice(0, 30))
   p(
-    `t=${Number(s.t).toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  cpu ${s.workerCpuPct}%  rss ${s.workerRssMb} MB`,
+    `t=${Number(s.t).toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  cpu ${s.workerCpuPct}%  rss ${s.workerRssMb} MB${hopsText(s.hopsMs)}`,
   );
 p('```');
 p();

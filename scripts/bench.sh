@@ -9,6 +9,10 @@
 #       that run only and sets it back afterwards, even when interrupted.
 # The two headline runs (batched-3w, paced-2000) are repeated three times: on a shared 2-core box
 # consecutive runs of the same bench differ by up to ~15 %, and one run would hide that.
+# Every run has the relay on (bench's default, as in a deployment) and the v1 mix unless it says
+# otherwise; each flat-out headline run also measures the machine's ceiling (--ceiling: the same
+# messages and rows with no txsim logic), so its efficiency sits beside it; the full mix (transfers
+# and card holds) is reported beside the headline, with its own ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then npm ci --no-audit --no-fund; fi
@@ -26,7 +30,7 @@ run() { # name, then bench flags
   local name="$1"; shift
   echo "== bench $name: $*"
   node dist/cli.js bench --json --seed "bench-$name" "$@" >"$OUT/$name.json"
-  node -e 'const r=require(process.argv[1]); console.log(`   ${r.endToEndRatePerS} tx/s end to end, p99 created→committed ${r.endToEndLatencyMs.p99} ms, verify ${r.verifyOk ? "OK" : "FAILED"}`)' "$PWD/$OUT/$name.json"
+  node -e 'const r=require(process.argv[1]); console.log(`   ${r.endToEndRatePerS} tx/s end to end${r.ceiling ? ` (ceiling ${r.ceiling} tx/s, efficiency ${(r.efficiency * 100).toFixed(1)} %)` : ""}, p99 created→committed ${r.endToEndLatencyMs.p99} ms, CPU ${r.cpuUsPerAppliedTx?.total ?? "?"} µs/tx, verify ${r.verifyOk ? "OK" : "FAILED"}`)' "$PWD/$OUT/$name.json"
 }
 
 REPEATS=$([[ -n "$QUICK" ]] && echo 1 || echo 3)
@@ -34,8 +38,9 @@ run per-message-3w    --workers 3 --batch-size 1 --transactions 1 --prefetch 50 
 run batched-1w        --workers 1 --count "$N" --accounts 10000
 run batched-2w        --workers 2 --count "$N" --accounts 10000
 for i in $(seq 1 "$REPEATS"); do
-  run "batched-3w$([[ $i -gt 1 ]] && echo "-r$i")" --workers 3 --count "$N" --accounts 10000
+  run "batched-3w$([[ $i -gt 1 ]] && echo "-r$i")" --workers 3 --count "$N" --accounts 10000 --ceiling
 done
+run batched-3w-full-mix --workers 3 --count "$N" --accounts 10000 --mix full --ceiling
 run batched-3w-100acc --workers 3 --count "$N" --accounts 100
 run batched-3w-hot    --workers 3 --count "$N" --accounts 10000 --hot-accounts 0.5
 for i in $(seq 1 "$REPEATS"); do

@@ -1,12 +1,13 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import type { ChannelModel } from 'amqplib';
 import { assertTopology, deleteTopology, type Topology } from '../amqp/topology.js';
 import type { Config } from '../config/config.js';
 import { seedAccounts } from '../db/accounts.js';
 import { createDatabase, type Knex } from '../db/knex.js';
 import { outcomeMarks } from '../db/ledger.js';
-import { runLatencyTimeline, runOutcomeCount, runSpan } from '../db/transactions.js';
+import { unsentOutboxEventCount } from '../db/outbox.js';
+import { runLatencyTimeline, runOutcomeCount, runOutcomesByStatus, runSpan } from '../db/transactions.js';
+import { GENERATED_TYPES, type GeneratedType } from '../domain/transaction.js';
 import { dropDatabase, ensureSchema } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
@@ -15,7 +16,25 @@ import { sendRunOverHttp } from '../gen/http-run.js';
 import { publishRun, type HttpRunFigures, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
 import { newToken } from '../serve/credentials.js';
 import { verifyBooks } from '../verify/verify.js';
-import { HopLatencyCollector, type BenchHopLatency } from './hop-latency.js';
+import { cpuPerAppliedTx, idleShareOf, type CpuPerTx, type MachineTicks } from './cpu-budget.js';
+import { CpuSampler, pidsNamed, readMachineTicks } from './cpu-sampler.js';
+import { efficiencyOf, runCeiling, type CeilingResult } from './ceiling.js';
+import type { RelayProcessSettings } from './relay-process.js';
+import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
+
+/** A mix of generated types, by weight (gen's `--mix`). */
+export type BenchMix = Record<GeneratedType, number>;
+
+/** A mix with these weights and 0 for every other type gen knows (types added later stay out of it). */
+function mixOf(weights: Partial<BenchMix>): BenchMix {
+  return Object.fromEntries(GENERATED_TYPES.map((t) => [t, weights[t] ?? 0])) as BenchMix;
+}
+
+/** The v1 mix: bench's default and the headline figures' (#17 compares runs of this mix). */
+export const BENCH_V1_MIX: BenchMix = mixOf({ deposit: 40, withdrawal: 30, card_payment: 30 });
+
+/** `--mix full`: every money movement of contract v1.1 gen generates, transfers and card holds beside the v1 types. */
+export const BENCH_FULL_MIX: BenchMix = mixOf({ deposit: 30, withdrawal: 20, card_payment: 20, transfer: 20, card_authorization: 10 });
 
 /** Options of one bench run. Units are in the names. */
 export interface BenchOptions {
@@ -45,6 +64,21 @@ export interface BenchOptions {
   readonly via: 'amqp' | 'http';
   /** With `via: 'http'`: requests in flight at once. */
   readonly httpConcurrency: number;
+  /** Type weights of the generated transactions (BENCH_V1_MIX by default). */
+  readonly mix: BenchMix;
+  /**
+   * Run the outbox relay in the workers, as a real deployment does (default): its database and broker
+   * work is part of the pipeline's cost, and the relay hop is measured. False: workers run --no-relay.
+   */
+  readonly relay: boolean;
+  /**
+   * With the relay on: run it in one process of its own (workers --no-relay) instead of inside every
+   * worker, so its CPU is measured apart (`cpuUsPerAppliedTx.components.relay`). A different deployment
+   * from the default one: compare such runs with each other.
+   */
+  readonly relayProcess: boolean;
+  /** After the run, measure the machine's ceiling with the same load (ceiling.ts) and report the efficiency. */
+  readonly ceiling: boolean;
 }
 
 /** One line per second while the bench runs, like PerfTest's. */
@@ -62,13 +96,23 @@ export interface SecondSample {
   readonly genCpuPct: number;
   /** CPU % of the `txsim serve` process (0 when the bench publishes over AMQP). */
   readonly serveCpuPct?: number;
+  /** CPU % of the relay's own process (with --relay-process only). */
+  readonly relayCpuPct?: number;
   readonly workerRssMb: number;
+  /** Share (%) of the machine's CPU time that was idle in this interval, from /proc/stat (absent where there is none). */
+  readonly idlePct?: number;
   /**
    * created → committed latency of the outcomes committed in this interval, from the database after the
    * run (absent in the live lines, and for an interval with no outcome).
    */
   readonly endToEndP50Ms?: number;
   readonly endToEndP99Ms?: number;
+  /**
+   * p50/p99 per hop (queue_wait, processing, commit, ack, relay, end_to_end) of the values the workers
+   * recorded in the snapshots that arrived during this interval (each covers its worker's last second),
+   * merged exactly over the workers. Hops with no value in the interval are absent.
+   */
+  readonly hopsMs?: SecondHopLatency;
 }
 
 export interface BenchReport {
@@ -78,8 +122,21 @@ export interface BenchReport {
   readonly confirmed: number;
   readonly publishRatePerS: number;
   readonly outcomes: number;
+  /** Outcomes of the run by status, counted in the database after the run: applied + rejected == outcomes. */
+  readonly applied: number;
+  readonly rejected: number;
+  /** With the relay on: every outbox event was relayed before the workers stopped (false: the relay hop misses the tail). */
+  readonly relayDrained: boolean | null;
   /** Outcomes per second from the first message created to the last committed. */
   readonly endToEndRatePerS: number;
+  /**
+   * With --ceiling: tx/s the same messages and rows reach through the same broker and database with
+   * none of txsim's logic (ceiling.ts); null without. `efficiency` = endToEndRatePerS ÷ ceiling.
+   */
+  readonly ceiling: number | null;
+  readonly efficiency: number | null;
+  /** The ceiling run's own figures (null without --ceiling). */
+  readonly ceilingRun: CeilingResult | null;
   readonly elapsedS: number;
   /** Over HTTP: from each request's intended send time to its 202 (which the API sends after the broker's confirm). */
   readonly confirmLatencyMs: Percentiles;
@@ -96,6 +153,15 @@ export interface BenchReport {
   readonly workerCpuPctAvg: number;
   /** Average CPU % (of one core) over the busy seconds: where the machine's cores went. */
   readonly cpuPctAvg: { workers: number; broker: number; database: number; gen: number; serve: number };
+  /**
+   * µs of CPU per applied transaction, per component and in total (the sum of the components), over
+   * the run (start of publishing to the last sample). null for a component not measured: not running
+   * here (broker, database elsewhere; serve over AMQP), or `relay`, unless it has its own process
+   * (--relay-process): by default it runs inside the workers and is counted in theirs. Null throughout when nothing was applied.
+   */
+  readonly cpuUsPerAppliedTx: CpuPerTx;
+  /** Share (0..1) of the whole machine's CPU time that was idle over the same span (/proc/stat); null where unreadable. */
+  readonly idleShare: number | null;
   readonly workerRssMbMax: number;
   readonly workerRssMbFirst: number;
   readonly workerRssMbLast: number;
@@ -115,7 +181,7 @@ export function benchRunOptions(options: BenchOptions): PublishRunOptions {
     count: options.count,
     seed: options.seed,
     ratePerS: options.ratePerS,
-    mix: { deposit: 40, withdrawal: 30, card_payment: 30, transfer: 0, card_authorization: 0 },
+    mix: options.mix,
     accountIds: null,
     amountMinMinor: 100,
     amountMaxMinor: 50_000,
@@ -148,13 +214,15 @@ export async function runBench(
     await hops.start(connection, topology.statsExchange);
     await seedAccounts(db, { count: options.accounts, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
     for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
+    const relay = options.relay && options.relayProcess ? await startRelayProcess(config) : null;
+    if (relay) children.push(relay);
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
 
     const serve = options.via === 'http' ? await startServeProcess(config, db) : null;
     if (serve) children.push(serve.child);
 
     // Seeding posted opening balances: count only what happens from here on.
-    const sampler = new SecondSampler(db, workers, serve?.child ?? null, await outcomeMarks(db), onSecond);
+    const sampler = new SecondSampler(hops, workers, serve?.child ?? null, relay, await outcomeMarks(db), onSecond);
     sampler.start(log);
     const controller = new AbortController();
     const stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
@@ -170,7 +238,13 @@ export async function runBench(
     if (stopTimer) clearTimeout(stopTimer);
     sampler.setProgress(summary);
 
-    const drained = await waitForDrain(db, sampler.baseline, summary, options.drainTimeoutS * 1000);
+    const drainDeadlineMs = Date.now() + options.drainTimeoutS * 1000;
+    const drained = await waitForDrain(db, sampler.baseline, summary, drainDeadlineMs);
+    // The relay runs behind the commits: its last events are measured only if the workers live until they are sent.
+    const relayDrained = options.relay ? drained && (await waitForRelay(db, drainDeadlineMs)) : null;
+    // The per-second counts and hops come from the workers' snapshots, up to a second behind the commits
+    // and relays the database shows: wait for a snapshot of each made after that, so the seconds hold the last ones.
+    await hops.waitForSnapshotsAfter(Date.now(), SNAPSHOT_CATCH_UP_MS);
     await sampler.stop();
     // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
     // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.
@@ -179,8 +253,34 @@ export async function runBench(
     await hops.stop();
 
     const latency = await endToEndLatency(db, summary.runId);
+    const byStatus = await runOutcomesByStatus(db, summary.runId);
     const verify = await verifyBooks({ db, connection, topology }, { runId: summary.runId });
-    return benchReport(options, summary, latency, sampler, hops.result(), {
+    // Nothing consumes the accounting queue in a bench: its events would sit in the broker until the next bench.
+    if (options.relay) await purgeQueue(connection, topology.accountingQueue);
+    // After the run, never during it: the two would share the machine's cores and each measure half of it.
+    const ceiling = options.ceiling
+      ? await runCeiling(
+          { config, connection, db },
+          {
+            consumers: options.workers,
+            count: summary.confirmed,
+            accounts: options.accounts,
+            hotShare: options.hotShare,
+            mix: options.mix,
+            seed: options.seed,
+            prefetchCount: options.prefetchCount,
+            batchSizeMax: options.batchSizeMax,
+            transactionsMax: options.transactionsMax,
+            batchWaitMs: options.batchWaitMs,
+            windowMax: benchRunOptions(options).windowMax,
+            timeoutMs: options.drainTimeoutS * 1000,
+          },
+        )
+      : null;
+    return benchReport(options, summary, latency, sampler, hops.result(), ceiling, {
+      applied: byStatus.applied,
+      rejected: byStatus.rejected,
+      relayDrained,
       drained,
       verifyOk: verify.ok,
       lost: verify.run?.lost ?? 0,
@@ -197,15 +297,37 @@ export async function runBench(
  * Drained when every confirmed message has an outcome (poison included: all gen poison has an id).
  * The exact count scans the run's index, which on a large run is real work for the database the
  * workers are still using: it runs only once the O(1) high-water marks say the run may be done
- * (they can overcount, after a rolled-back batch, but never undercount).
+ * (they can overcount — after a rolled-back batch, or as an applied transfer writes
+ * two events — but never undercount: every outcome writes at least one event).
  */
-async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummary, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
+async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummary, deadline: number): Promise<boolean> {
   for (;;) {
     const eventsSinceStart = (await outcomeMarks(db)).events - baseline.events;
     const drained = eventsSinceStart >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed;
     if (drained || Date.now() > deadline) return drained;
     await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+/** Longest wait for the workers' snapshots to count the run's last outcomes (they come once a second). */
+const SNAPSHOT_CATCH_UP_MS = 2_500;
+
+/** Waits until the relay sent every outbox event (the pending index makes this a short range scan), or the deadline. */
+async function waitForRelay(db: Knex, deadline: number): Promise<boolean> {
+  for (;;) {
+    if ((await unsentOutboxEventCount(db)) === 0) return true;
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+async function purgeQueue(connection: ChannelModel, queue: string): Promise<void> {
+  const channel = await connection.createChannel();
+  channel.on('error', () => {});
+  try {
+    await channel.purgeQueue(queue);
+  } finally {
+    await channel.close().catch(() => {});
   }
 }
 
@@ -216,11 +338,21 @@ function benchReport(
   latency: EndToEndLatency,
   sampler: SecondSampler,
   hopLatencyMs: BenchHopLatency,
-  outcome: { drained: boolean; verifyOk: boolean; lost: number; duplicated: number },
+  ceiling: CeilingResult | null,
+  outcome: {
+    applied: number;
+    rejected: number;
+    relayDrained: boolean | null;
+    drained: boolean;
+    verifyOk: boolean;
+    lost: number;
+    duplicated: number;
+  },
 ): BenchReport {
   const seconds = withSecondLatencies(sampler.seconds, latency.timeline);
   const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
   const busy = seconds.filter((s) => s.applied + s.rejected > 0);
+  const endToEndRatePerS = latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0;
   return {
     options,
     runId: summary.runId,
@@ -228,7 +360,15 @@ function benchReport(
     confirmed: summary.confirmed,
     publishRatePerS: summary.ratePerS,
     outcomes: latency.count,
-    endToEndRatePerS: latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0,
+    applied: outcome.applied,
+    rejected: outcome.rejected,
+    relayDrained: outcome.relayDrained,
+    endToEndRatePerS,
+    cpuUsPerAppliedTx: cpuPerAppliedTx(sampler.cpuSeconds(), outcome.applied),
+    idleShare: sampler.idleShare(),
+    ceiling: ceiling?.txPerS ?? null,
+    efficiency: efficiencyOf(endToEndRatePerS, ceiling?.txPerS ?? null),
+    ceilingRun: ceiling,
     elapsedS: (Date.now() - sampler.t0) / 1000,
     confirmLatencyMs: summary.confirmLatencyMs,
     endToEndLatencyMs: latency.percentiles,
@@ -257,9 +397,9 @@ function benchReport(
 type OutcomeMarks = { entries: number; events: number };
 
 /**
- * One sample a second while the bench runs: gen's progress, the outcomes the workers recorded (from
- * the high-water marks, relative to the baseline taken before publishing), and CPU/RSS of the
- * workers, the broker, the database and gen itself.
+ * One sample a second while the bench runs: gen's progress, the outcomes and hop latency the workers
+ * reported in their stats snapshots, and CPU/RSS of the workers, the broker, the database and gen
+ * itself. `baseline` (the database's high-water marks before publishing) is for the drain check.
  */
 class SecondSampler {
   readonly seconds: SecondSample[] = [];
@@ -272,19 +412,26 @@ class SecondSampler {
   private readonly database = new CpuSampler(pidsNamed(['mariadbd', 'mysqld']));
   private readonly self = new CpuSampler([process.pid]);
   private readonly serve: CpuSampler;
+  /** The relay's own process (--relay-process); no pids otherwise (it runs inside the workers or not at all). */
+  private readonly relay: CpuSampler;
+  private readonly machineAtStart = readMachineTicks();
+  private machineLast = this.machineAtStart;
+  private machineAtStop: MachineTicks | null = null;
   /** Samples run one after another: a slow one delays the next rather than overlapping it. */
   private sampling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly db: Knex,
+    private readonly hops: HopLatencyCollector,
     workers: readonly ChildProcess[],
     serve: ChildProcess | null,
+    relay: ChildProcess | null,
     readonly baseline: OutcomeMarks,
     private readonly onSecond: (sample: SecondSample) => void,
   ) {
     this.cpu = new CpuSampler(workers.map((w) => w.pid!));
     this.serve = new CpuSampler(serve?.pid ? [serve.pid] : []);
+    this.relay = new CpuSampler(relay?.pid ? [relay.pid] : []);
   }
 
   setProgress(progress: RunProgress): void {
@@ -301,11 +448,38 @@ class SecondSampler {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.sampling;
-    if (Date.now() - this.lastMs >= 250) await this.sample();
+    if (Date.now() - this.lastMs >= 250) this.sample();
+    this.machineAtStop = readMachineTicks();
   }
 
-  private async sample(): Promise<void> {
-    const counts = outcomesSince(await outcomeMarks(this.db), this.baseline);
+  /** CPU seconds per component from the start of publishing to `stop()`; relay null unless it has its own process. */
+  cpuSeconds(): Record<string, number | null> {
+    const measured = (c: CpuSampler) => (c.measures ? c.cpuSecondsSinceStart() : null);
+    return {
+      workers: measured(this.cpu),
+      broker: measured(this.broker),
+      database: measured(this.database),
+      gen: measured(this.self),
+      ...(this.serve.measures ? { serve: this.serve.cpuSecondsSinceStart() } : {}),
+      relay: measured(this.relay),
+    };
+  }
+
+  /** Idle share of the machine over the same span. */
+  idleShare(): number | null {
+    return idleShareOf(this.machineAtStart, this.machineAtStop);
+  }
+
+  private idlePctSinceLast(): { idlePct?: number } {
+    const now = readMachineTicks();
+    const share = idleShareOf(this.machineLast, now);
+    this.machineLast = now;
+    return share === null ? {} : { idlePct: Math.round(share * 100) };
+  }
+
+  private sample(): void {
+    const counts = this.hops.outcomeCounts();
+    const hopsMs = this.hops.takeSecond();
     const usage = this.cpu.sample();
     // Timer ticks drift (a slow sample delays the next): counts are turned into rates over the
     // interval actually measured, so a 0.7 s or 1.3 s interval still reads as per second.
@@ -326,6 +500,9 @@ class SecondSampler {
       databaseCpuPct: this.database.sample().cpuPct,
       genCpuPct: this.self.sample().cpuPct,
       serveCpuPct: this.serve.sample().cpuPct,
+      ...(this.relay.measures ? { relayCpuPct: this.relay.sample().cpuPct } : {}),
+      ...this.idlePctSinceLast(),
+      ...(Object.keys(hopsMs).length > 0 ? { hopsMs } : {}),
     };
     this.last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
     this.seconds.push(s);
@@ -366,13 +543,50 @@ function startWorkerProcess(config: Config, options: BenchOptions, id: string): 
       String(options.prefetchCount),
       '--log-level',
       'warn',
-      '--no-relay',
+      ...(options.relay && !options.relayProcess ? [] : ['--no-relay']),
     ],
     {
       env: childEnv(config),
       stdio: ['ignore', 'ignore', 'inherit'],
     },
   );
+  return child;
+}
+
+const RELAY_PROCESS = new URL('./relay-process.js', import.meta.url).pathname;
+
+/** Starts the relay in a process of its own (--relay-process); resolves once it relays. */
+async function startRelayProcess(config: Config): Promise<ChildProcess> {
+  const settings: RelayProcessSettings = {
+    id: 'bench-relay',
+    amqpUrl: config.amqpUrl,
+    databaseUrl: config.databaseUrl,
+    databaseName: config.databaseName,
+    namespace: config.namespace,
+    retryDelaysMs: config.retryDelaysMs,
+  };
+  const child = fork(RELAY_PROCESS, [], {
+    env: { ...process.env, TXSIM_RELAY_PROCESS: JSON.stringify(settings) },
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => fail(new Error(`the relay process did not start within ${SERVE_START_TIMEOUT_MS} ms`)),
+      SERVE_START_TIMEOUT_MS,
+    );
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(err);
+    };
+    const onExit = (code: number | null) => fail(new Error(`the relay process exited with code ${code} before it ran`));
+    child.once('exit', onExit);
+    child.once('message', () => {
+      clearTimeout(timer);
+      child.removeListener('exit', onExit);
+      resolve();
+    });
+  });
   return child;
 }
 
@@ -450,16 +664,6 @@ function stopProcess(child: ChildProcess): Promise<void> {
   });
 }
 
-/**
- * Outcomes since `base`: ledger entries come in pairs per applied transaction, outbox events one per
- * recorded outcome. Both marks are taken relative to `base`, because seeding posts opening entries
- * (two per account) and no events: mixing the two absolute marks hid rejects behind the openings.
- */
-export function outcomesSince(marks: OutcomeMarks, base: OutcomeMarks): { applied: number; rejected: number } {
-  const applied = Math.floor((marks.entries - base.entries) / 2);
-  return { applied, rejected: Math.max(0, marks.events - base.events - applied) };
-}
-
 /** created → processed latency of every outcome of the run, from the database rows themselves. */
 async function endToEndLatency(db: Knex, runId: string): Promise<EndToEndLatency> {
   const histogram = createLatencyHistogram();
@@ -505,67 +709,4 @@ export function withSecondLatencies(seconds: readonly SecondSample[], timeline: 
 
 function avg(samples: SecondSample[], pick: (s: SecondSample) => number): number {
   return samples.length ? Math.round(samples.reduce((a, s) => a + pick(s), 0) / samples.length) : 0;
-}
-
-/** Pids of local processes with one of these names (the broker's and the database's, when they run here). */
-function pidsNamed(names: readonly string[]): number[] {
-  const pids: number[] = [];
-  try {
-    for (const entry of readdirSync('/proc')) {
-      if (!/^\d+$/.test(entry)) continue;
-      try {
-        if (names.includes(readFileSync(`/proc/${entry}/comm`, 'utf8').trim())) pids.push(Number(entry));
-      } catch {
-        // exited meanwhile
-      }
-    }
-  } catch {
-    // no /proc (not Linux): nothing to sample
-  }
-  return pids;
-}
-
-/** CPU % (of one core) summed over some processes, and their total RSS, from /proc. */
-class CpuSampler {
-  private lastTicks = 0;
-  private lastAt = Date.now();
-  constructor(private readonly pids: readonly number[]) {
-    this.lastTicks = this.ticks();
-  }
-
-  sample(): { cpuPct: number; rssMb: number } {
-    const now = Date.now();
-    const ticks = this.ticks();
-    const cpuPct = now > this.lastAt ? Math.round(((ticks - this.lastTicks) / 100 / ((now - this.lastAt) / 1000)) * 100) : 0;
-    this.lastTicks = ticks;
-    this.lastAt = now;
-    return { cpuPct, rssMb: Math.round(this.rssKb() / 1024) };
-  }
-
-  private ticks(): number {
-    let total = 0;
-    for (const pid of this.pids) {
-      try {
-        // Fields 14 and 15 of /proc/<pid>/stat: user and system time in clock ticks (100/s on Linux).
-        const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-        total += Number(fields[11]) + Number(fields[12]);
-      } catch {
-        // process gone or not Linux: counted as zero
-      }
-    }
-    return total;
-  }
-
-  private rssKb(): number {
-    let total = 0;
-    for (const pid of this.pids) {
-      try {
-        const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-        total += Number(match?.[1] ?? 0);
-      } catch {
-        // gone
-      }
-    }
-    return total;
-  }
 }

@@ -181,6 +181,21 @@ function figureSpecs(before: BenchJsonValue, after: BenchJsonValue): FigureSpec[
     figure('workerCpuUsPerTx', 'worker CPU per transaction', 'µs', 'lower', 1, (r) =>
       perTx(r, positive(numberAt(r, 'cpuPctAvg.workers') ?? numberAt(r, 'workerCpuPctAvg'))),
     ),
+    // Newer figures, listed when either report has them (a report without one shows it as missing,
+    // never as a regression): the ceiling and efficiency (--ceiling), CPU per applied tx as measured.
+    ...[
+      figure('ceiling', 'ceiling (same load, no txsim logic)', 'tx/s', 'higher', 1, (r) => positive(numberAt(r, 'ceiling'))),
+      figure('efficiency', 'efficiency (end to end ÷ ceiling)', 'ratio', 'higher', 0.01, (r) => numberAt(r, 'efficiency')),
+      // Measured over the whole run by the report itself (older reports lack it: missing).
+      figure('cpuUsPerAppliedTx.total', 'CPU per applied tx, measured (total)', 'µs', 'lower', 1, (r) =>
+        positive(numberAt(r, 'cpuUsPerAppliedTx.total')),
+      ),
+      ...unionKeys(objectAt(before, 'cpuUsPerAppliedTx.components'), objectAt(after, 'cpuUsPerAppliedTx.components')).map((component) =>
+        figure(`cpuUsPerAppliedTx.components.${component}`, `CPU per applied tx, ${component}`, 'µs', 'lower', 1, (r) =>
+          positive(numberAt(r, `cpuUsPerAppliedTx.components.${component}`)),
+        ),
+      ),
+    ].filter((spec) => spec.read(before, after) !== null || spec.read(after, before) !== null),
     ...latencyFigures(before, after),
     figure('drainS', 'drain time (last sent → last outcome)', 's', 'lower', 1, drainS),
     ...unionKeys(objectAt(before, 'cpuPctAvg'), objectAt(after, 'cpuPctAvg')).map((component) =>
@@ -233,12 +248,17 @@ function latencyFigures(before: BenchJsonValue, after: BenchJsonValue): FigureSp
   );
 }
 
+/** Percentile objects up to two levels down (`hopLatencyMs.hops.relay`): deeper is not a headline figure. */
 function percentilePaths(report: BenchJsonValue): string[] {
   const out: string[] = [];
+  const walk = (value: unknown, path: string, depth: number) => {
+    if (isPercentiles(value)) out.push(path);
+    else if (isObject(value) && depth < 2) for (const [inner, v] of Object.entries(value)) walk(v, `${path}.${inner}`, depth + 1);
+  };
   for (const [key, value] of Object.entries(report)) {
-    if (key === 'options' || key === 'seconds') continue;
-    if (isPercentiles(value)) out.push(key);
-    else if (isObject(value)) for (const [inner, v] of Object.entries(value)) if (isPercentiles(v)) out.push(`${key}.${inner}`);
+    // Not latencies of the run as a whole: the settings, the per-second samples, the ceiling run's own figures.
+    if (key === 'options' || key === 'seconds' || key === 'ceilingRun') continue;
+    walk(value, key, 0);
   }
   return out;
 }
@@ -250,9 +270,11 @@ function isPercentiles(value: unknown): boolean {
 function latencyLabel(path: string): string {
   const known = LATENCY_LABELS[path];
   if (known) return known;
-  const [outer = '', inner] = path.split('.');
+  const [outer = '', ...inner] = path.split('.');
   const outerWords = words(outer.replace(/LatencyMs$|Ms$/, ''));
-  return inner === undefined ? `${outerWords} latency` : `${outerWords} latency: ${words(inner.replace(/Ms$/, ''))}`;
+  // `hopLatencyMs.hops.end_to_end` → `hop latency: end to end` (the grouping key `hops` says nothing).
+  const last = inner.at(-1);
+  return last === undefined ? `${outerWords} latency` : `${outerWords} latency: ${words(last.replace(/Ms$/, '')).replace(/_/g, ' ')}`;
 }
 
 /** `queueWait` → `queue wait`. */

@@ -35,6 +35,8 @@ export interface BenchSecond {
   /** Created → committed over the outcomes of this second, when the bench records it. */
   readonly endToEndP50Ms?: number;
   readonly endToEndP99Ms?: number;
+  /** p50/p99 per hop of this second, as the workers measured it (absent from older reports). */
+  readonly hopsMs?: Readonly<Record<string, { readonly count: number; readonly p50: number; readonly p99: number } | undefined>>;
 }
 
 /**
@@ -68,6 +70,13 @@ export interface BenchJson {
   /** A bench through the API (`bench --via http`); absent or null over AMQP. */
   readonly http?: { readonly requestsPerS: number; readonly requestLatencyMs: BenchPercentiles } | null;
   readonly workerCpuPctAvg?: number;
+  /** With `bench --ceiling`: the machine's ceiling (tx/s) and end to end ÷ ceiling; null or absent otherwise. */
+  readonly ceiling?: number | null;
+  readonly efficiency?: number | null;
+  /** µs of CPU per applied transaction by component and in total; absent from older reports. */
+  readonly cpuUsPerAppliedTx?: { readonly components: Readonly<Record<string, number | null>>; readonly total: number | null };
+  /** Idle share (0..1) of the machine over the run. */
+  readonly idleShare?: number | null;
   readonly workerRssMbMax?: number;
   readonly verifyOk?: boolean;
   readonly lost?: number;
@@ -89,7 +98,7 @@ export interface HtmlReportOptions {
 
 /** The charts every report contains, by `data-chart` name (per-run ones are suffixed `-<index>`). */
 export const REPORT_CHARTS = ['headline', 'percentiles', 'cpu'] as const;
-export const PER_RUN_CHARTS = ['throughput', 'latency', 'cpu-time'] as const;
+export const PER_RUN_CHARTS = ['throughput', 'latency', 'hops', 'cpu-time'] as const;
 
 /** Reads bench JSON files; a file that is not a bench report is an error naming it. */
 export function readBenchReports(paths: readonly string[]): NamedBenchReport[] {
@@ -140,10 +149,13 @@ function summaryTable(runs: readonly NamedBenchReport[]): string {
     'published',
     'publish msg/s',
     'end-to-end tx/s',
+    'ceiling tx/s, efficiency',
     'confirm p99 ms',
     'HTTP req/s, request p50 / p99 ms',
     'e2e p50 / p99 / max ms',
     'CPU % workers / broker / DB / gen',
+    'CPU µs per applied tx: total (workers / broker / DB / gen)',
+    'machine idle %',
     'verify',
   ];
   const rows = runs.map(({ name, report: r }) => {
@@ -161,16 +173,27 @@ function summaryTable(runs: readonly NamedBenchReport[]): string {
       r.published,
       r.publishRatePerS,
       `<b>${r.endToEndRatePerS}</b>`,
+      typeof r.ceiling === 'number'
+        ? `${r.ceiling}, ${typeof r.efficiency === 'number' ? `${(r.efficiency * 100).toFixed(1)} %` : '–'}`
+        : '–',
       r.confirmLatencyMs.p99,
       // Over HTTP the confirm column is the request latency too: the API answers 202 after the confirm.
       r.http ? `${r.http.requestsPerS}, ${r.http.requestLatencyMs.p50} / ${r.http.requestLatencyMs.p99}` : '–',
       `${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max}`,
       cpu,
+      cpuPerTxText(r.cpuUsPerAppliedTx),
+      typeof r.idleShare === 'number' ? (r.idleShare * 100).toFixed(1) : '–',
       verify,
     ];
     return `<tr>${cells.map((c, i) => `<td${i === 0 ? '' : ' class="n"'}>${i === 7 ? String(c) : escapeHtml(String(c))}</td>`).join('')}</tr>`;
   });
   return `<table id="summary"><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
+
+function cpuPerTxText(cpu: BenchJson['cpuUsPerAppliedTx']): string {
+  if (!cpu || cpu.total === null) return '–';
+  const c = (k: string) => cpu.components[k] ?? '–';
+  return `${cpu.total} (${c('workers')} / ${c('broker')} / ${c('database')} / ${c('gen')})`;
 }
 
 /** The hops in the order a message passes them (src/stats/hops.ts). */
@@ -213,6 +236,7 @@ export function renderBenchHtml(runs: readonly NamedBenchReport[], options: Html
       (r, i) => `<section class="run"><h2>${escapeHtml(r.name)}</h2><div class="row">
   <figure><figcaption>Throughput per second (msg/s)</figcaption><div class="chart" data-chart="throughput-${i}"></div></figure>
   <figure><figcaption>Latency per second, created → committed (ms)</figcaption><div class="chart" data-chart="latency-${i}"></div></figure>
+  <figure><figcaption>p99 per hop per second, as the workers measured it (ms)</figcaption><div class="chart" data-chart="hops-${i}"></div></figure>
   <figure><figcaption>CPU per component (% of one core)</figcaption><div class="chart" data-chart="cpu-time-${i}"></div></figure>
 </div></section>`,
     )
@@ -375,6 +399,17 @@ const RENDER_SCRIPT = String.raw`
       }, [t, get('endToEndP50Ms'), get('endToEndP99Ms')]);
     } else {
       note('latency-' + i, 'This report has no per-second latency (only the run\u2019s percentiles, charted above): p50 ' + r.endToEnd.p50 + ' ms, p99 ' + r.endToEnd.p99 + ' ms.');
+    }
+    // Per-hop p99 of each second: one line per hop any second has, in flow order.
+    var hopOrder = ['queue_wait', 'processing', 'commit', 'ack', 'relay', 'statement', 'end_to_end'];
+    var hopsSeen = hopOrder.filter(function (h) { return r.seconds.some(function (s) { return s.hopsMs && s.hopsMs[h]; }); });
+    if (hopsSeen.length > 0) {
+      plot('hops-' + i, {
+        scales: { x: { time: false }, y: zeroBased }, axes: [secondsAxis, { size: 60 }],
+        series: [{ label: 't' }].concat(hopsSeen.map(function (h, hi) { return line(h + ' p99', color(hi)); })),
+      }, [t].concat(hopsSeen.map(function (h) { return r.seconds.map(function (s) { return s.hopsMs && s.hopsMs[h] ? s.hopsMs[h].p99 : null; }); })));
+    } else {
+      note('hops-' + i, 'This report has no per-second latency per hop (written before bench recorded it).');
     }
     plot('cpu-time-' + i, {
       scales: { x: { time: false }, y: zeroBased }, axes: [secondsAxis, { size: 60 }],

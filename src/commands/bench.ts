@@ -3,10 +3,20 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { runBench, type BenchOptions, type BenchReport, type SecondSample } from '../bench/bench.js';
+import {
+  BENCH_FULL_MIX,
+  BENCH_V1_MIX,
+  runBench,
+  type BenchMix,
+  type BenchOptions,
+  type BenchReport,
+  type SecondSample,
+} from '../bench/bench.js';
+import type { SecondHopLatency } from '../bench/hop-latency.js';
 import { readBenchReports, renderBenchHtml, type NamedBenchReport } from '../bench/html-report.js';
 import type { Config } from '../config/config.js';
-import { parseFractionFlag, parseIntFlag, parseNumberFlag } from '../config/parse.js';
+import { parseFractionFlag, parseIntFlag, parseNumberFlag, parseWeightsFlag } from '../config/parse.js';
+import { GENERATED_TYPES } from '../domain/transaction.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { UsageError, VerificationFailedError } from '../errors.js';
 import { registerBenchCompare } from './bench-compare.js';
@@ -40,10 +50,10 @@ export async function handleBench(
   const connection = await connectOnce(config.amqpUrl, ctx.log, 'txsim bench');
   let report: BenchReport;
   try {
-    if (format === 'csv') ctx.out('t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb');
+    if (format === 'csv') ctx.out(`t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb,${CSV_HOP_COLUMNS.join(',')}`);
     else if (format === 'table')
       ctx.out(
-        `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}`,
+        `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}, mix ${mixText(options.mix)}, relay ${options.relay ? (options.relayProcess ? 'in its own process' : 'on') : 'off'}`,
       );
     report = await runBench({ config, connection, topology: topologyOf(config), log: ctx.log }, options, (s) =>
       printSecond(ctx, s, format),
@@ -83,21 +93,75 @@ function writeHtmlReport(ctx: CommandContext, htmlPath: string, runs: readonly N
   if (process.stderr.isTTY) process.stderr.write(`bench: html report in ${htmlPath}\n`);
 }
 
+/** The hops of the per-second lines, in flow order, with their short names. */
+const SECOND_HOPS = [
+  ['queue_wait', 'queue'],
+  ['processing', 'proc'],
+  ['commit', 'commit'],
+  ['relay', 'relay'],
+  ['end_to_end', 'e2e'],
+] as const;
+const CSV_HOP_COLUMNS = SECOND_HOPS.flatMap(([hop]) => [`${hop}_p50_ms`, `${hop}_p99_ms`]);
+
+/** `queue 3/9 proc 5/6 commit 12/20 relay 40/90 e2e 30/61 ms` (p50/p99), or '' when no hop had a value. */
+export function secondHopsText(hops: SecondHopLatency | undefined): string {
+  if (!hops) return '';
+  const parts = SECOND_HOPS.flatMap(([hop, name]) => {
+    const h = hops[hop];
+    return h ? [`${name} ${h.p50}/${h.p99}`] : [];
+  });
+  return parts.length ? `${parts.join(' ')} ms` : '';
+}
+
+function mixText(mix: BenchMix): string {
+  return Object.entries(mix)
+    .filter(([, w]) => w > 0)
+    .map(([type, w]) => `${type}=${w}`)
+    .join(',');
+}
+
 function printSecond(ctx: CommandContext, s: SecondSample, format: 'table' | 'json' | 'csv'): void {
-  if (format === 'csv') ctx.out(`${s.t},${s.sent},${s.confirmed},${s.applied},${s.rejected},${s.workerCpuPct},${s.workerRssMb}`);
-  else if (format === 'table')
+  if (format === 'csv') {
+    const hopCells = SECOND_HOPS.flatMap(([hop]) => [s.hopsMs?.[hop]?.p50 ?? '', s.hopsMs?.[hop]?.p99 ?? '']);
+    ctx.out(`${s.t},${s.sent},${s.confirmed},${s.applied},${s.rejected},${s.workerCpuPct},${s.workerRssMb},${hopCells.join(',')}`);
+  } else if (format === 'table') {
+    const hops = secondHopsText(s.hopsMs);
     ctx.out(
-      `t=${s.t.toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB`,
+      `t=${s.t.toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB${hops ? `  p50/p99 ${hops}` : ''}`,
     );
+  }
+}
+
+/**
+ * `--mix`: `v1` (the default, the headline figures' mix), `full` (transfers and card holds too), or
+ * gen's syntax `deposit=40,transfer=20,…`.
+ */
+export function parseBenchMix(value: string | undefined): BenchMix {
+  if (value === undefined || value === 'v1') return { ...BENCH_V1_MIX };
+  if (value === 'full') return { ...BENCH_FULL_MIX };
+  return parseWeightsFlag('--mix', value, GENERATED_TYPES, BENCH_V1_MIX);
 }
 
 function printReport(ctx: CommandContext, r: BenchReport): void {
   const p = (x: { p50: number; p90: number; p99: number; p999: number; max: number }) =>
     `p50 ${x.p50}  p90 ${x.p90}  p99 ${x.p99}  p99.9 ${x.p999}  max ${x.max} ms`;
   ctx.out('');
-  ctx.out(`run ${r.runId}: published ${r.published}, confirmed ${r.confirmed}, outcomes ${r.outcomes} in ${r.elapsedS.toFixed(1)} s`);
+  ctx.out(
+    `run ${r.runId}: published ${r.published}, confirmed ${r.confirmed}, outcomes ${r.outcomes} (applied ${r.applied}, rejected ${r.rejected}) in ${r.elapsedS.toFixed(1)} s`,
+  );
   ctx.out(`publish rate        ${r.publishRatePerS} msg/s`);
   ctx.out(`end-to-end rate     ${r.endToEndRatePerS} tx/s (first created → last committed)`);
+  if (r.ceilingRun && r.efficiency !== null)
+    ctx.out(
+      `ceiling             ${r.ceilingRun.txPerS} tx/s (same messages and rows, no txsim logic: ${r.ceilingRun.consumers} consumers, ${r.ceilingRun.messageBytesAvg} B/msg, publish ${r.ceilingRun.publishRatePerS} msg/s); efficiency ${(r.efficiency * 100).toFixed(1)} %`,
+    );
+  if (r.ceilingRun?.cpuUsPerTx) {
+    const c = r.ceilingRun.cpuUsPerTx;
+    const parts = Object.entries(c.components).map(([component, us]) => `${component} ${us ?? '–'}`);
+    ctx.out(
+      `ceiling cpu per tx  ${parts.join(', ')}; total ${c.total ?? '–'} µs${r.ceilingRun.idleShare === null ? '' : `; machine idle ${(r.ceilingRun.idleShare * 100).toFixed(1)} %`}`,
+    );
+  }
   if (r.http) {
     const statuses = Object.entries(r.http.byStatus)
       .map(([status, n]) => `${status} ×${n}`)
@@ -120,6 +184,16 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
   ctx.out(
     `cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}${r.http ? `, serve ${r.cpuPctAvg.serve}` : ''}`,
   );
+  const perTx = Object.entries(r.cpuUsPerAppliedTx.components)
+    .map(
+      ([component, us]) =>
+        `${component} ${us === null ? (component === 'relay' ? (r.options.relay ? '(in workers)' : '(off)') : '–') : us}`,
+    )
+    .join(', ');
+  ctx.out(
+    `cpu per applied tx  ${perTx}; total ${r.cpuUsPerAppliedTx.total ?? '–'} µs${r.idleShare === null ? '' : `; machine idle ${(r.idleShare * 100).toFixed(1)} % of the run`}`,
+  );
+  if (r.relayDrained === false) ctx.out('relay               NOT drained before the workers stopped: the relay hop misses the last events');
   if (!r.drained) ctx.out(`drained             NO: ${r.outcomes} of ${r.confirmed} confirmed messages have an outcome`);
   ctx.out(`verify              ${r.verifyOk ? 'OK' : 'FAILED'} (lost ${r.lost}, duplicated ${r.duplicated})`);
 }
@@ -149,17 +223,32 @@ export function registerBench(program: Command): void {
     .option('--seed <seed>', 'seed (default: random)')
     .option('--via <transport>', 'amqp: publish as gen does; http: post through a txsim serve the bench starts (gen --via)', 'amqp')
     .option('--concurrency <n>', 'with --via http: requests in flight at once', '50')
+    .option(
+      '--mix <weights>',
+      'type weights: v1 (deposit=40,withdrawal=30,card_payment=30), full (with transfers and card holds) or as gen --mix',
+      'v1',
+    )
+    .option(
+      '--ceiling',
+      "after the run, measure the machine's ceiling: the same messages and rows through the same broker and database with no txsim logic; reports ceiling and efficiency",
+    )
+    .option(
+      '--relay-process',
+      "run the relay in one process of its own (workers --no-relay), so its CPU is measured apart from the workers'",
+    )
+    .option('--no-relay', 'workers run without the outbox relay (default: relay on, as in a real deployment; its hop is measured)')
     .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
     .option('--json', 'print the report as JSON')
     .option('--csv', 'print per-second lines as CSV')
     .option('--html <file>', 'also write a self-contained HTML report with charts')
     .addHelpText(
       'after',
-      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n  $ txsim bench --via http --concurrency 50 --count 20000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n  $ txsim bench --via http --concurrency 50 --count 20000\n  $ txsim bench --mix full --count 20000\n  $ txsim bench --ceiling --count 50000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (k: string) => opts[k] as string | undefined;
       if (opts.json && opts.csv) throw new UsageError('--json and --csv: choose one');
+      if (opts.relayProcess && opts.relay === false) throw new UsageError('--relay-process and --no-relay: choose one');
       const ratePerS = parseNumberFlag('--rate', str('rate'), 0);
       const durationS = parseIntFlag('--duration', str('duration'), 0, 0, 86_400);
       const options: BenchOptions = {
@@ -186,6 +275,10 @@ export function registerBench(program: Command): void {
         seed: str('seed') ?? `bench-${randomBytes(4).toString('hex')}`,
         via: parseTransportFlag(str('via')),
         httpConcurrency: parseIntFlag('--concurrency', str('concurrency'), 50, 1, 1_000),
+        mix: parseBenchMix(str('mix')),
+        relay: opts.relay !== false,
+        relayProcess: Boolean(opts.relayProcess),
+        ceiling: Boolean(opts.ceiling),
       };
       await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table', { htmlPath: str('html') });
     });

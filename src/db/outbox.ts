@@ -1,5 +1,6 @@
 import type { OutboxRow } from '../domain/accounting-event.js';
 import type { Knex } from './knex.js';
+import { countOf, firstRowOf } from './rows.js';
 
 /**
  * Storage of the outbox relay: `outbox_events` (sql/001-core.sql). Workers insert the rows inside
@@ -48,4 +49,10 @@ export async function deleteSentOutboxEvents(trx: Knex.Transaction, sentBefore: 
     limitMax,
   ]);
   return firstOf<ResultHeader>(raw).affectedRows;
+}
+
+/** Events not yet relayed, through the pending index (`sent_at IS NULL` is its leading range): cheap while the relay keeps up. */
+export async function unsentOutboxEventCount(db: Knex): Promise<number> {
+  const row = firstRowOf<{ n: string }>(await db.raw('SELECT COUNT(*) AS n FROM outbox_events WHERE sent_at IS NULL'));
+  return countOf(row?.n);
 }

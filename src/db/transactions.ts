@@ -173,6 +173,15 @@ export async function runLatencyTimeline(db: Knex, runId: string): Promise<{ atU
   return rows.map((r) => ({ atUs: Number(r.at_us), latencyUs: Number(r.us) }));
 }
 
+/** A run's outcomes by status (the run index covers it: one range scan, run once after a bench). */
+export async function runOutcomesByStatus(db: Knex, runId: string): Promise<{ applied: number; rejected: number }> {
+  const rows = rowsOf<{ status: string; n: string }>(
+    await db.raw('SELECT status, COUNT(*) AS n FROM transactions WHERE run_id = ? GROUP BY status', [runId]),
+  );
+  const of = (status: string) => countOf(rows.find((r) => r.status === status)?.n);
+  return { applied: of('applied'), rejected: of('rejected') };
+}
+
 /** A run's outcome count and the time from its first message created to its last processed. */
 export async function runSpan(db: Knex, runId: string): Promise<{ count: number; spanUs: number }> {
   const row = firstRowOf<{ us: string | null; n: string }>(

@@ -107,6 +107,13 @@ const SNAPSHOT_STAGES_MAX = 16;
 export interface HopsMs {
   readonly windowS: number;
   readonly window: Readonly<Partial<Record<Hop, LatencySummary>>>;
+  /**
+   * The values recorded since the previous snapshot sent (about one second; a tick skipped on a congested
+   * socket carries over), with histograms, of the hops
+   * that recorded any: `bench` merges them across workers into per-second hop latency. Absent from
+   * workers older than this field.
+   */
+  readonly second?: Readonly<Partial<Record<Hop, LatencySummary>>>;
   readonly total: Readonly<Partial<Record<Hop, LatencySummary>>>;
 }
 
@@ -223,6 +230,7 @@ function hops(value: unknown, field: string): HopsMs {
   return {
     windowS: count(o.windowS, `${field}.windowS`),
     window: byHop(o.window, `${field}.window`),
+    ...(o.second === undefined ? {} : { second: byHop(o.second, `${field}.second`) }),
     total: byHop(o.total, `${field}.total`),
   };
 }

@@ -39,25 +39,64 @@ export interface StatsIdentity {
 class WindowedHistogram {
   private readonly copies: LatencyHistogram[] = [];
   private readonly window = newHistogram();
+  /** The last tick alone (allocated on first use: only hop windows ask for it). */
+  private lastTick: LatencyHistogram | null = null;
+  /** The cumulative histogram as of the last snapshot sent (`markSent`); null before the first. */
+  private sentBase: LatencyHistogram | null = null;
+  /** The values since the last snapshot sent, set by `sample()` when asked for. */
+  lastTickSummary: LatencySummary = EMPTY_SUMMARY;
 
   constructor(
     private readonly source: LatencyHistogram,
     private readonly windowTicks: number,
   ) {}
 
-  /** Call once per tick. */
-  sample(): LatencySummary {
+  /**
+   * Call once per tick. With `withLastTick`, also sets `lastTickSummary` to the values recorded since
+   * the last snapshot that was sent (cumulative now − the copy `markSent` took: exact, one add and one
+   * subtract), computed only when something was recorded since — an idle hop costs nothing more. From
+   * the last *sent* snapshot, not the last tick: a tick skipped on a congested socket carries its
+   * values into the next snapshot instead of losing them.
+   */
+  sample(withLastTick = false): LatencySummary {
     const window = this.window;
     window.reset();
     window.add(this.source);
     if (this.copies.length >= this.windowTicks) window.subtract(this.copies[0]!);
+    if (withLastTick) {
+      const previous = this.sentBase;
+      const newValues = this.source.totalCount - (previous?.totalCount ?? 0);
+      if (newValues <= 0) this.lastTickSummary = EMPTY_SUMMARY;
+      else {
+        const tick = (this.lastTick ??= newHistogram());
+        tick.reset();
+        tick.add(this.source);
+        if (previous) tick.subtract(previous);
+        this.lastTickSummary = summarize(tick, true);
+      }
+    }
     const copy = this.copies.length >= this.windowTicks ? this.copies.shift()! : newHistogram();
     copy.reset();
     copy.add(this.source);
     this.copies.push(copy);
     return summarize(window, true);
   }
+
+  /** The snapshot just built was sent: the next one's last-second values count from here. Call before recording anything more. */
+  markSent(): void {
+    if (this.lastTickSummary.count === 0) return; // nothing new since the base: it still holds
+    const base = (this.sentBase ??= newHistogram());
+    base.reset();
+    base.add(this.source);
+  }
 }
+
+function withoutHistogram(summary: LatencySummary): LatencySummary {
+  const { histogram: _histogram, ...rest } = summary;
+  return rest;
+}
+
+const EMPTY_SUMMARY: LatencySummary = { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
 
 function newHistogram(): LatencyHistogram {
   return hdr.build({ bitBucketSize: 32, lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000, numberOfSignificantValueDigits: 3 });
@@ -103,16 +142,29 @@ export class SnapshotBuilder {
   /** Hops with values only: a worker never sees `statement`, one with --no-relay never sees `relay`. */
   private hopsMs(stopping: boolean): HopsMs {
     const window: Partial<Record<Hop, LatencySummary>> = {};
+    const second: Partial<Record<Hop, LatencySummary>> = {};
     const total: Partial<Record<Hop, LatencySummary>> = {};
     for (const [hop, windowed] of this.hops) {
       const source = this.metrics.hops.histograms[hop];
       // Sampled every tick even when empty, so the window's history stays aligned.
-      const w = windowed.sample();
+      const w = windowed.sample(true);
       if (source.totalCount === 0) continue;
-      window[hop] = w;
+      // The goodbye snapshot carries the totals' histograms (bench's exact merge) and the last second's;
+      // the 10 s window's would add as much again and could pass SNAPSHOT_BYTES_MAX on a wide spread,
+      // while no reader merges the window of a worker that is leaving: its percentiles stay, not its histogram.
+      window[hop] = stopping ? withoutHistogram(w) : w;
+      if (windowed.lastTickSummary.count > 0) second[hop] = windowed.lastTickSummary;
       total[hop] = summarize(source, stopping);
     }
-    return { windowS: LATENCY_WINDOW_TICKS, window, total };
+    return { windowS: LATENCY_WINDOW_TICKS, window, second, total };
+  }
+
+  /**
+   * The snapshot `build()` returned last was sent: the next one's `hopsMs.second` starts after it. A
+   * snapshot not sent (skipped) leaves its values to the next. Call synchronously after `build()`.
+   */
+  markSent(): void {
+    for (const [, windowed] of this.hops) windowed.markSent();
   }
 
   build(nowMs: number, stopping = false): WorkerSnapshot {
@@ -251,6 +303,7 @@ export class StatsPublisher {
         appId: 'txsim',
       });
       this.published++;
+      this.builder.markSent();
       // publish() returning false still buffered this one; skip the next ones until 'drain'.
       if (!writable) this.congested = true;
     } catch (err) {

@@ -300,6 +300,60 @@ describe('compareBenchReports on bench reports', () => {
     expect(c.figures.filter((f) => f.unit === 'ms')[0]!.key).toBe('confirmLatencyMs.p50');
   });
 
+  it('the real per-hop shape (hopLatencyMs.hops.<hop>), the relay hop, the ceiling and measured CPU per tx: a figure only one report has is missing, never a regression', () => {
+    const hop = (p50: number) => ({ count: 10, p50, p90: p50, p99: p50 * 2, p999: p50 * 2, max: p50 * 3 });
+    // An older report: no relay hop (bench ran --no-relay), no ceiling, no measured CPU per tx.
+    const before = variant((r) => {
+      r.hopLatencyMs = { hops: { queue_wait: hop(10), end_to_end: hop(30) }, exact: true };
+    });
+    const after = variant((r) => {
+      r.hopLatencyMs = { hops: { queue_wait: hop(10), relay: hop(400), end_to_end: hop(90) }, exact: true };
+      r.ceiling = 5_000;
+      r.efficiency = 0.713;
+      r.ceilingRun = {
+        txPerS: 5_000,
+        messages: 100,
+        elapsedS: 0.1,
+        publishRatePerS: 9_000,
+        consumers: 3,
+        messageBytesAvg: 160,
+        queue: 'q',
+      };
+      r.cpuUsPerAppliedTx = { components: { workers: 80, broker: 70, relay: null }, total: 150 };
+    });
+    const c = compare(before, after);
+    expect(figureOf(c.figures, 'hopLatencyMs.hops.relay.p99')).toMatchObject({
+      label: 'hop latency: relay p99',
+      before: null,
+      verdict: 'missing',
+      failed: false,
+    });
+    expect(figureOf(c.figures, 'hopLatencyMs.hops.end_to_end.p50')).toMatchObject({
+      label: 'hop latency: end to end p50',
+      verdict: 'worse',
+      failed: true,
+    });
+    expect(figureOf(c.figures, 'ceiling')).toMatchObject({ before: null, after: 5_000, verdict: 'missing', failed: false });
+    expect(figureOf(c.figures, 'efficiency')).toMatchObject({ before: null, after: 0.713, verdict: 'missing', failed: false });
+    expect(figureOf(c.figures, 'cpuUsPerAppliedTx.total')).toMatchObject({ before: null, verdict: 'missing', failed: false });
+    // Not measured in either (the relay runs inside the workers): not a row at all.
+    expect(c.figures.some((f) => f.key === 'cpuUsPerAppliedTx.components.relay')).toBe(false);
+    expect(figureOf(c.figures, 'cpuUsPerAppliedTx.components.workers')).toMatchObject({ before: null, after: 80, verdict: 'missing' });
+    expect(c.failures).toEqual([
+      'hopLatencyMs.hops.end_to_end.p50',
+      'hopLatencyMs.hops.end_to_end.p99',
+      'hopLatencyMs.hops.end_to_end.max',
+    ]);
+    // Both with a ceiling: efficiency down past the threshold fails.
+    const lower = variant((r) => {
+      Object.assign(r, { ceiling: 5_000, efficiency: 0.6 });
+    });
+    const higher = variant((r) => {
+      Object.assign(r, { ceiling: 5_000, efficiency: 0.8 });
+    });
+    expect(figureOf(compare(higher, lower).figures, 'efficiency')).toMatchObject({ verdict: 'worse', failed: true });
+  });
+
   it('derives drain time from the per-second samples when the report has none, and prefers its own', () => {
     const slowDrain = variant((r) => {
       // Sending stops at t = 15; outcomes continue to t = 19.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { mergeHopTotals } from '../../src/bench/hop-latency.js';
+import { mergeHopTotals, mergeSecondHops } from '../../src/bench/hop-latency.js';
 import { SnapshotBuilder } from '../../src/stats/stats-publisher.js';
-import { decodeSnapshot, encodeSnapshot } from '../../src/stats/snapshot.js';
+import { decodeSnapshot, encodeSnapshot, SNAPSHOT_BYTES_MAX } from '../../src/stats/snapshot.js';
 import { WorkerMetrics } from '../../src/stats/worker-metrics.js';
 import { hopLatencyText } from '../../src/ui/text.js';
 import { rowOf, totalsOf } from '../../src/watch/stats-aggregator.js';
@@ -74,5 +74,63 @@ describe('per-hop latency in snapshots, watch and bench', () => {
     const bound = mergeHopTotals([a, c]);
     expect(bound.exact).toBe(false);
     expect(bound.hops.queue_wait).toMatchObject({ count: 40, p50: 400, p99: 400 });
+  });
+
+  it('a snapshot carries the last second alone per hop: only what was recorded since the previous snapshot', () => {
+    const metrics = busyWorker(7);
+    const builder = new SnapshotBuilder(metrics, identity);
+    const first = builder.build(1_000);
+    expect(first.hopsMs!.second!.queue_wait).toMatchObject({ count: 20, p50: 7 });
+    builder.markSent();
+    // The next second: 5 slower messages through the queue, nothing else.
+    for (let i = 0; i < 5; i++) metrics.hops.record('queue_wait', 90);
+    const next = builder.build(2_000);
+    builder.markSent();
+    expect(next.hopsMs!.second!.queue_wait).toMatchObject({ count: 5, p50: 90, p99: 90 });
+    // The 10 s window still has both seconds; hops idle this second are not in `second`.
+    expect(next.hopsMs!.window.queue_wait).toMatchObject({ count: 25 });
+    expect(next.hopsMs!.second!.commit).toBeUndefined();
+    expect(builder.build(3_000).hopsMs!.second).toEqual({});
+    builder.markSent();
+    // A snapshot that could not be sent (congested socket): its values go out with the next one.
+    metrics.hops.record('commit', 40);
+    expect(builder.build(4_000).hopsMs!.second!.commit).toMatchObject({ count: 1 });
+    metrics.hops.record('commit', 40);
+    expect(builder.build(5_000).hopsMs!.second!.commit).toMatchObject({ count: 2, p50: 40 });
+    const decoded = decodeSnapshot(encodeSnapshot(next));
+    expect(decoded.ok && decoded.snapshot.hopsMs?.second).toEqual(next.hopsMs!.second);
+  });
+
+  it('the goodbye snapshot stays under the size limit on a wide spread: its 10 s window keeps percentiles, not histograms', () => {
+    const metrics = new WorkerMetrics();
+    const builder = new SnapshotBuilder(metrics, identity);
+    const hops = ['queue_wait', 'processing', 'commit', 'ack', 'relay', 'end_to_end'] as const;
+    // Values spread over 1..20,000 ms, so every histogram has thousands of distinct buckets.
+    let x = 1;
+    const spread = () => {
+      for (let i = 0; i < 5_000; i++) for (const hop of hops) metrics.hops.record(hop, (x = (x * 7_919 + 13) % 20_000) + 1);
+    };
+    for (let t = 1; t <= 11; t++) {
+      spread();
+      builder.build(t * 1_000);
+    }
+    spread();
+    const last = builder.build(12_000, true);
+    expect(last.hopsMs!.window.relay!.histogram).toBeUndefined();
+    expect(last.hopsMs!.window.relay!.count).toBeGreaterThan(0);
+    expect(last.hopsMs!.second!.relay!.histogram).toEqual(expect.any(String));
+    expect(last.hopsMs!.total.relay!.histogram).toEqual(expect.any(String));
+    expect(encodeSnapshot(last).length).toBeLessThan(SNAPSHOT_BYTES_MAX);
+    expect(decodeSnapshot(encodeSnapshot(last)).ok).toBe(true);
+  });
+
+  it('bench merges the one-second windows of several workers exactly into per-second p50/p99', () => {
+    const a = new SnapshotBuilder(busyWorker(4), identity).build(1_000).hopsMs!.second!;
+    const b = new SnapshotBuilder(busyWorker(400), { ...identity, workerId: 'w2' }).build(1_000).hopsMs!.second!;
+    const merged = mergeSecondHops([a, b]);
+    expect(merged.queue_wait).toEqual({ count: 40, p50: 4, p99: 400 });
+    expect(merged.commit).toEqual({ count: 40, p50: 15, p99: 15 });
+    expect(merged.relay).toBeUndefined();
+    expect(mergeSecondHops([])).toEqual({});
   });
 });
