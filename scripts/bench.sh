@@ -9,8 +9,8 @@
 #       that run only and sets it back afterwards, even when interrupted.
 # The two headline runs (batched-3w, paced-2000) are repeated three times: on a shared 2-core box
 # consecutive runs of the same bench differ by up to ~15 %, and one run would hide that.
-# Every run has the relay on (bench's default, as in a deployment) and the v1 mix unless it says
-# otherwise; each flat-out headline run also measures the machine's ceiling (--ceiling: the same
+# Every run has the relay on (bench's default, as in a deployment) and the v1 mix (--mix v1: bench's
+# default is the full mix) unless it says otherwise; each flat-out headline run also measures the machine's ceiling (--ceiling: the same
 # messages and rows with no txsim logic), so its efficiency sits beside it; the full mix (transfers
 # and card holds) is reported beside the headline, with its own ceiling.
 set -euo pipefail
@@ -29,7 +29,7 @@ N1=$([[ -n "$QUICK" ]] && echo 2000 || echo 10000)
 run() { # name, then bench flags
   local name="$1"; shift
   echo "== bench $name: $*"
-  node dist/cli.js bench --json --seed "bench-$name" "$@" >"$OUT/$name.json"
+  node dist/cli.js bench --json --seed "bench-$name" --mix v1 "$@" >"$OUT/$name.json"
   node -e 'const r=require(process.argv[1]); console.log(`   ${r.endToEndRatePerS} tx/s end to end${r.ceiling ? ` (ceiling ${r.ceiling} tx/s, efficiency ${(r.efficiency * 100).toFixed(1)} %)` : ""}, p99 created→committed ${r.endToEndLatencyMs.p99} ms, CPU ${r.cpuUsPerAppliedTx?.total ?? "?"} µs/tx, verify ${r.verifyOk ? "OK" : "FAILED"}`)' "$PWD/$OUT/$name.json"
 }
 

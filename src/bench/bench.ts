@@ -14,6 +14,7 @@ import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } fro
 import { insertToken } from '../db/api-tokens.js';
 import { sendRunOverHttp } from '../gen/http-run.js';
 import { publishRun, type HttpRunFigures, type PublishRunOptions, type RunProgress, type RunSummary } from '../gen/publish-run.js';
+import type { FlowOptions } from '../gen/flows.js';
 import { newToken } from '../serve/credentials.js';
 import { verifyBooks } from '../verify/verify.js';
 import { cpuPerAppliedTx, idleShareOf, type CpuPerTx, type MachineTicks } from './cpu-budget.js';
@@ -30,10 +31,13 @@ function mixOf(weights: Partial<BenchMix>): BenchMix {
   return Object.fromEntries(GENERATED_TYPES.map((t) => [t, weights[t] ?? 0])) as BenchMix;
 }
 
-/** The v1 mix: bench's default and the headline figures' (#17 compares runs of this mix). */
+/** The v1 mix: the headline figures' (#17 compares runs of this mix; scripts/bench.sh passes `--mix v1`). */
 export const BENCH_V1_MIX: BenchMix = mixOf({ deposit: 40, withdrawal: 30, card_payment: 30 });
 
-/** `--mix full`: every money movement of contract v1.1 gen generates, transfers and card holds beside the v1 types. */
+/**
+ * `--mix full`, bench's default: every money movement of contract v1.1, transfers and card holds beside
+ * the v1 types. Its authorizations are card flows (BENCH_CARD_FLOWS) when bench publishes to RabbitMQ.
+ */
 export const BENCH_FULL_MIX: BenchMix = mixOf({ deposit: 30, withdrawal: 20, card_payment: 20, transfer: 20, card_authorization: 10 });
 
 /** Options of one bench run. Units are in the names. */
@@ -120,6 +124,8 @@ export interface BenchReport {
   readonly runId: string;
   readonly published: number;
   readonly confirmed: number;
+  /** Card-flow follow-ups (captures, voids, refunds) gen sent and the broker confirmed beside `confirmed`; 0 without flows. */
+  readonly followUps: number;
   readonly publishRatePerS: number;
   readonly outcomes: number;
   /** Outcomes of the run by status, counted in the database after the run: applied + rejected == outcomes. */
@@ -175,6 +181,21 @@ export interface BenchReport {
 
 const CLI = new URL('../cli.js', import.meta.url).pathname;
 
+/**
+ * The card flows of a bench run whose mix has authorizations (not over HTTP: `gen --via` sends none):
+ * most are captured (some in two steps, some refunded in part), a fifth voided, the rest left to expire
+ * after the run. Follow-ups count in the drain and in the ceiling's message count like the run's own.
+ */
+export const BENCH_CARD_FLOWS: FlowOptions = {
+  captureShare: 0.7,
+  voidShare: 0.2,
+  partialShare: 0.2,
+  refundShare: 0.1,
+  delayMinMs: 50,
+  delayMaxMs: 2_000,
+  expireAfterMs: 30_000,
+};
+
 /** The gen options of a bench run: a fixed mix and amounts, the bench's rate, size and poison share. */
 export function benchRunOptions(options: BenchOptions): PublishRunOptions {
   return {
@@ -190,7 +211,13 @@ export function benchRunOptions(options: BenchOptions): PublishRunOptions {
     windowMax: 2_000,
     confirmTimeoutMs: 60_000,
     reconnectTimeoutMs: 60_000,
+    ...(options.via !== 'http' && (options.mix.card_authorization ?? 0) > 0 ? { flows: BENCH_CARD_FLOWS } : {}),
   };
+}
+
+/** Every message of a run the workers must decide: the confirmed ones and the confirmed card-flow follow-ups. */
+function confirmedOf(summary: RunSummary): number {
+  return summary.confirmed + (summary.flows?.confirmed ?? 0);
 }
 
 /**
@@ -263,7 +290,7 @@ export async function runBench(
           { config, connection, db },
           {
             consumers: options.workers,
-            count: summary.confirmed,
+            count: confirmedOf(summary),
             accounts: options.accounts,
             hotShare: options.hotShare,
             mix: options.mix,
@@ -303,7 +330,8 @@ export async function runBench(
 async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummary, deadline: number): Promise<boolean> {
   for (;;) {
     const eventsSinceStart = (await outcomeMarks(db)).events - baseline.events;
-    const drained = eventsSinceStart >= summary.confirmed && (await runOutcomeCount(db, summary.runId)) >= summary.confirmed;
+    const expected = confirmedOf(summary);
+    const drained = eventsSinceStart >= expected && (await runOutcomeCount(db, summary.runId)) >= expected;
     if (drained || Date.now() > deadline) return drained;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
@@ -358,6 +386,7 @@ function benchReport(
     runId: summary.runId,
     published: summary.published,
     confirmed: summary.confirmed,
+    followUps: summary.flows?.confirmed ?? 0,
     publishRatePerS: summary.ratePerS,
     outcomes: latency.count,
     applied: outcome.applied,

@@ -133,12 +133,12 @@ function printSecond(ctx: CommandContext, s: SecondSample, format: 'table' | 'js
 }
 
 /**
- * `--mix`: `v1` (the default, the headline figures' mix), `full` (transfers and card holds too), or
- * gen's syntax `deposit=40,transfer=20,…`.
+ * `--mix`: `full` (the default: transfers and card flows beside the v1 types), `v1` (deposits,
+ * withdrawals and card payments: the headline figures' mix), or gen's syntax `deposit=40,transfer=20,…`.
  */
 export function parseBenchMix(value: string | undefined): BenchMix {
-  if (value === undefined || value === 'v1') return { ...BENCH_V1_MIX };
-  if (value === 'full') return { ...BENCH_FULL_MIX };
+  if (value === 'v1') return { ...BENCH_V1_MIX };
+  if (value === undefined || value === 'full') return { ...BENCH_FULL_MIX };
   return parseWeightsFlag('--mix', value, GENERATED_TYPES, BENCH_V1_MIX);
 }
 
@@ -225,7 +225,7 @@ export function registerBench(program: Command): void {
     .option('--concurrency <n>', 'with --via http: requests in flight at once', '50')
     .option(
       '--mix <weights>',
-      'type weights: v1 (deposit=40,withdrawal=30,card_payment=30), full (with transfers and card holds) or as gen --mix',
+      'type weights: full (the default: deposit=30,withdrawal=20,card_payment=20,transfer=20,card_authorization=10, authorizations as card flows), v1 (deposit=40,withdrawal=30,card_payment=30) or as gen --mix',
       'v1',
     )
     .option(
@@ -243,7 +243,7 @@ export function registerBench(program: Command): void {
     .option('--html <file>', 'also write a self-contained HTML report with charts')
     .addHelpText(
       'after',
-      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n  $ txsim bench --via http --concurrency 50 --count 20000\n  $ txsim bench --mix full --count 20000\n  $ txsim bench --ceiling --count 50000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n  $ txsim bench --via http --concurrency 50 --count 20000\n  $ txsim bench --mix v1 --count 20000\n  $ txsim bench --ceiling --count 50000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
       const str = (k: string) => opts[k] as string | undefined;

@@ -47,7 +47,7 @@ describe('txsim bench --ceiling, CPU per transaction', () => {
 
   it('reports a ceiling and the efficiency, CPU µs per applied tx that add up, the idle share; its queue and tables are gone after', async () => {
     const result = await runTxsim(
-      ['bench', '--seed', 'it', '--workers', '2', '--count', '1500', '--accounts', '200', '--ceiling', '--json'],
+      ['bench', '--seed', 'it', '--workers', '2', '--count', '1500', '--accounts', '200', '--mix', 'v1', '--ceiling', '--json'],
       ns.env,
       240_000,
     );

@@ -4,8 +4,9 @@ import { parseBenchMix, secondHopsText } from '../../src/commands/bench.js';
 import { UsageError } from '../../src/errors.js';
 
 describe('bench --mix', () => {
-  it('v1 by default (the headline figures’ mix), full with transfers and holds, or gen’s syntax', () => {
-    expect(parseBenchMix(undefined)).toEqual(BENCH_V1_MIX);
+  it('full by default (transfers and card flows too), v1 (the headline figures’ mix), or gen’s syntax', () => {
+    expect(parseBenchMix(undefined)).toEqual(BENCH_FULL_MIX);
+    expect(parseBenchMix('v1')).toEqual(BENCH_V1_MIX);
     expect(parseBenchMix('v1')).toMatchObject({ deposit: 40, withdrawal: 30, card_payment: 30, transfer: 0, card_authorization: 0 });
     expect(parseBenchMix('full')).toEqual(BENCH_FULL_MIX);
     expect(BENCH_FULL_MIX.transfer).toBeGreaterThan(0);
