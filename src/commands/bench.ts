@@ -226,7 +226,7 @@ export function registerBench(program: Command): void {
     .option(
       '--mix <weights>',
       'type weights: full (the default: deposit=30,withdrawal=20,card_payment=20,transfer=20,card_authorization=10, authorizations as card flows), v1 (deposit=40,withdrawal=30,card_payment=30) or as gen --mix',
-      'v1',
+      'full',
     )
     .option(
       '--ceiling',
