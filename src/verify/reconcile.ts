@@ -147,11 +147,26 @@ export function pendingOf(p: Pick<Progress, 'queue' | 'outboxUnsent' | 'missing'
   return { pending, settled };
 }
 
+/** Reads of a settled accounting side that a new event overtook before they are given up as settled. */
+const SETTLED_READS_MAX = 3;
+
 async function reconcile(deps: BrokerDeps & { db: Knex }): Promise<AccountingReconciliation> {
   const { db } = deps;
-  const progress = await readProgress(deps);
-  const { pending, settled } = pendingOf(progress);
-  const checks: CheckResult[] = await runChecks(databaseReader(db), reconciliationChecks(settled));
+  let progress = await readProgress(deps);
+  let { pending, settled } = pendingOf(progress);
+  let checks: CheckResult[] = await runChecks(databaseReader(db), reconciliationChecks(settled));
+  // Settled means every account's statement runs 1..its counter, but events can still be made after the
+  // run: a worker's sweep expiring a hold bumps the counter and writes an event in the background. One
+  // made between the progress read and the checks is not a gap: read again; if events keep coming, check
+  // as for a side still receiving (no number repeated or beyond the counter), which they are.
+  for (let reads = 1; settled; reads++) {
+    const after = await readProgress(deps);
+    if (pendingOf(after).settled && after.outcomes === progress.outcomes && after.statements === progress.statements) break;
+    progress = after;
+    ({ pending, settled } = pendingOf(after));
+    if (reads >= SETTLED_READS_MAX) settled = false;
+    checks = await runChecks(databaseReader(db), reconciliationChecks(settled));
+  }
   const webhooks = await webhookCounts(db);
   const invalidEvents = await invalidEventCount(db);
   const lost = progress.missing - pending;
