@@ -12,6 +12,8 @@ import { drawSchedule, FAULT_KINDS, timeline, type FaultTarget, type ScheduledFa
 
 const SEED = Number(process.env.CHAOS_SEED ?? 1);
 const DURATION_S = Number(process.env.CHAOS_DURATION_S ?? 120);
+/** The types gen draws from (the rest of a card flow follows its authorization). */
+const CHAOS_MIX = 'deposit=30,withdrawal=15,card_payment=10,transfer=20,card_authorization=25';
 /** Paced, so the run lasts DURATION_S when nothing goes wrong. */
 const RATE_PER_S = 300;
 
@@ -147,6 +149,18 @@ describe.skipIf(!canControlServices)(`chaos run (seed ${SEED}, ${DURATION_S} s)`
       genSeed,
       '--rate',
       String(RATE_PER_S),
+      // Every money movement: transfers, and card authorizations as flows (captures — some in two steps,
+      // some refunded by captureId —, voids, and holds left for the workers' sweep to expire).
+      '--mix',
+      CHAOS_MIX,
+      '--capture-share',
+      '0.6',
+      '--void-share',
+      '0.2',
+      '--partial-share',
+      '0.2',
+      '--refund-share',
+      '0.2',
       '--json',
       '--reconnect-timeout',
       '300',
