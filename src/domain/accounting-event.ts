@@ -6,6 +6,8 @@
  * that no JSON reader turns it into a float.
  */
 
+import { jsonObjectOf } from './json-body.js';
+
 /** Version of the wire format; a consumer refuses any other. */
 export const ACCOUNTING_EVENT_VERSION = 1;
 
@@ -115,15 +117,9 @@ const MINOR = /^-?\d{1,19}$/;
  * message.
  */
 export function decodeAccountingEvent(body: Buffer): DecodedEvent {
-  if (body.length > EVENT_BODY_BYTES_MAX) return { ok: false, detail: `body is ${body.length} bytes, more than ${EVENT_BODY_BYTES_MAX}` };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body.toString('utf8'));
-  } catch {
-    return { ok: false, detail: 'body is not valid JSON' };
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, detail: 'body is not a JSON object' };
-  const o = raw as Record<string, unknown>;
+  const parsed = jsonObjectOf(body, EVENT_BODY_BYTES_MAX);
+  if (!parsed.ok) return parsed;
+  const o = parsed.o;
   const fail = (detail: string): DecodedEvent => ({ ok: false, detail });
   if (o.version !== ACCOUNTING_EVENT_VERSION) return fail(`version ${JSON.stringify(o.version)} is not ${ACCOUNTING_EVENT_VERSION}`);
   if (typeof o.eventId !== 'string' || !UUID.test(o.eventId)) return fail('eventId must be a lowercase UUID');

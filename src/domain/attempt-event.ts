@@ -6,6 +6,8 @@
  * confirmed, so it never announces a move that did not happen.
  */
 
+import { jsonObjectOf } from './json-body.js';
+
 /** Version of the wire format; a reader ignores any other. */
 export const ATTEMPT_EVENT_VERSION = 1;
 
@@ -55,15 +57,9 @@ export type DecodedAttemptEvent = { readonly ok: true; readonly event: AttemptEv
  */
 export function decodeAttemptEvent(body: Buffer): DecodedAttemptEvent {
   const fail = (detail: string): DecodedAttemptEvent => ({ ok: false, detail });
-  if (body.length > BODY_BYTES_MAX) return fail(`body is ${body.length} bytes, more than ${BODY_BYTES_MAX}`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body.toString('utf8'));
-  } catch {
-    return fail('body is not valid JSON');
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return fail('body is not a JSON object');
-  const o = raw as Record<string, unknown>;
+  const parsed = jsonObjectOf(body, BODY_BYTES_MAX);
+  if (!parsed.ok) return fail(parsed.detail);
+  const o = parsed.o;
   if (o.version !== ATTEMPT_EVENT_VERSION) return fail(`version ${JSON.stringify(o.version)} is not ${ATTEMPT_EVENT_VERSION}`);
   if (typeof o.transactionId !== 'string' || !UUID.test(o.transactionId)) return fail('transactionId must be a lowercase UUID');
   if (o.state !== 'retrying' && o.state !== 'parked') return fail('state must be retrying or parked');

@@ -6,6 +6,8 @@
  * `transaction_failures` row).
  */
 
+import { jsonObjectOf } from './json-body.js';
+
 /** Version of the wire format; a reader ignores any other. */
 export const STAGE_EVENT_VERSION = 1;
 
@@ -57,15 +59,9 @@ export function isStageRoutingKey(routingKey: string): boolean {
  */
 export function decodeStageEvent(body: Buffer): DecodedStageEvent {
   const fail = (detail: string): DecodedStageEvent => ({ ok: false, detail });
-  if (body.length > BODY_BYTES_MAX) return fail(`body is ${body.length} bytes, more than ${BODY_BYTES_MAX}`);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body.toString('utf8'));
-  } catch {
-    return fail('body is not valid JSON');
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return fail('body is not a JSON object');
-  const o = raw as Record<string, unknown>;
+  const parsed = jsonObjectOf(body, BODY_BYTES_MAX);
+  if (!parsed.ok) return fail(parsed.detail);
+  const o = parsed.o;
   if (o.version !== STAGE_EVENT_VERSION) return fail(`version ${JSON.stringify(o.version)} is not ${STAGE_EVENT_VERSION}`);
   if (o.kind !== 'stage') return fail('kind must be stage');
   if (typeof o.transactionId !== 'string' || !UUID.test(o.transactionId)) return fail('transactionId must be a lowercase UUID');

@@ -1,4 +1,5 @@
 import type { Channel } from 'amqplib';
+import { LiveEvents } from '../amqp/live-events.js';
 import { redactSecrets } from '../config/redact.js';
 import {
   attemptRoutingKey,
@@ -45,18 +46,22 @@ const WRITE_BATCH_MAX = 500;
 export class FailureReport {
   private buffer: FailureRecord[] = [];
   private writing: Promise<void> | null = null;
-  /** The channel whose socket buffer is full: events are skipped until it drains. */
-  private congested: Channel | null = null;
   private dropped = 0;
-  /** Events not published (no channel, congested, or the publish threw) and records not written. */
-  eventsSkipped = 0;
+  private readonly events: LiveEvents;
   recordsLost = 0;
 
   constructor(
     private readonly options: FailureReportOptions,
     private readonly deps: FailureReportDeps,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.events = new LiveEvents(deps.channel, options.feedExchange, log, 'attempt event');
+  }
+
+  /** Events not published (no channel, congested, or the publish threw). */
+  get eventsSkipped(): number {
+    return this.events.skipped;
+  }
 
   report(failure: FailedAttempt): void {
     const errorCode = redactSecrets(failure.errorCode, []).slice(0, ERROR_CODE_CHARS_MAX);
@@ -92,11 +97,7 @@ export class FailureReport {
   }
 
   private publish(failure: FailedAttempt): void {
-    const channel = this.deps.channel();
-    if (!channel || channel === this.congested) {
-      this.eventsSkipped++;
-      return;
-    }
+    if (!this.events.ready()) return;
     const event: AttemptEvent = {
       transactionId: failure.transactionId,
       state: failure.state,
@@ -110,23 +111,7 @@ export class FailureReport {
       workerId: this.options.workerId,
       at: failure.failedAt.toISOString(),
     };
-    try {
-      // Not confirmed, not persistent, not mandatory: a live event nobody may be listening to. It must
-      // never hold the worker back, so a full socket buffer skips events until 'drain'.
-      const writable = channel.publish(this.options.feedExchange, attemptRoutingKey(failure), encodeAttemptEvent(event), {
-        contentType: 'application/json',
-        persistent: false,
-      });
-      if (!writable) {
-        this.congested = channel;
-        channel.once('drain', () => {
-          if (this.congested === channel) this.congested = null;
-        });
-      }
-    } catch (err) {
-      this.eventsSkipped++;
-      this.log.debug({ err: (err as Error).message }, 'attempt event not published');
-    }
+    this.events.publish(attemptRoutingKey(failure), encodeAttemptEvent(event));
   }
 
   private async writeAll(): Promise<void> {

@@ -1,5 +1,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import type { Channel } from 'amqplib';
+import { LiveEvents } from '../amqp/live-events.js';
 import { encodeStageEvent, stageRoutingKey, type StageEvent, type StagePhase, type StageResult } from '../domain/stage-event.js';
 import {
   declineReasonOf,
@@ -54,10 +55,7 @@ const ABANDONED: StageVerdict = { kind: 'abandoned' };
  * redelivered attempt walks as it did the first time (see drawStage).
  */
 export class StageRunner {
-  /** The channel whose socket buffer is full: events are skipped until it drains. */
-  private congested: Channel | null = null;
-  /** Events not published (no channel, congested, or the publish threw). */
-  eventsSkipped = 0;
+  private readonly events: LiveEvents;
   /** Stage waits in progress, so shutdown can cut them short. */
   private readonly waits = new Set<() => void>();
   private stopped = false;
@@ -67,7 +65,14 @@ export class StageRunner {
     private readonly deps: StageRunnerDeps,
     private readonly metrics: StageMetrics,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.events = new LiveEvents(deps.channel, options.feedExchange, log, 'stage event');
+  }
+
+  /** Events not published (no channel, congested, or the publish threw). */
+  get eventsSkipped(): number {
+    return this.events.skipped;
+  }
 
   /** The verdicts of a batch's messages, in order; the walks run concurrently. */
   walkAll(items: readonly Incoming[]): Promise<StageVerdict[]> {
@@ -151,12 +156,7 @@ export class StageRunner {
     durationMs: number | null,
     atMs: number,
   ): void {
-    if (!this.options.emitEvents) return;
-    const channel = this.deps.channel();
-    if (!channel || channel === this.congested) {
-      this.eventsSkipped++;
-      return;
-    }
+    if (!this.options.emitEvents || !this.events.ready()) return;
     const event: StageEvent = {
       kind: 'stage',
       ...base,
@@ -166,23 +166,7 @@ export class StageRunner {
       workerId: this.options.workerId,
       at: new Date(atMs).toISOString(),
     };
-    try {
-      // Not confirmed, not persistent, not mandatory (like the attempt events): a live view nobody may
-      // be watching must never hold a message back, so a full socket buffer skips events until 'drain'.
-      const writable = channel.publish(this.options.feedExchange, stageRoutingKey(event), encodeStageEvent(event), {
-        contentType: 'application/json',
-        persistent: false,
-      });
-      if (!writable) {
-        this.congested = channel;
-        channel.once('drain', () => {
-          if (this.congested === channel) this.congested = null;
-        });
-      }
-    } catch (err) {
-      this.eventsSkipped++;
-      this.log.debug({ err: (err as Error).message }, 'stage event not published');
-    }
+    this.events.publish(stageRoutingKey(event), encodeStageEvent(event));
   }
 }
 
