@@ -1,4 +1,4 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { ChannelModel } from 'amqplib';
 import { assertTopology, deleteTopology, type Topology } from '../amqp/topology.js';
 import type { Config } from '../config/config.js';
@@ -21,6 +21,7 @@ import { cpuPerAppliedTx, idleShareOf, type CpuPerTx, type MachineTicks } from '
 import { CpuSampler, pidsNamed, readMachineTicks } from './cpu-sampler.js';
 import { efficiencyOf, runCeiling, type CeilingResult } from './ceiling.js';
 import type { RelayProcessSettings } from './relay-process.js';
+import { firstMessageOf, forkWithSettings } from './helper-process.js';
 import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
 
 /** A mix of generated types, by weight (gen's `--mix`). */
@@ -594,28 +595,8 @@ async function startRelayProcess(config: Config): Promise<ChildProcess> {
     namespace: config.namespace,
     retryDelaysMs: config.retryDelaysMs,
   };
-  const child = fork(RELAY_PROCESS, [], {
-    env: { ...process.env, TXSIM_RELAY_PROCESS: JSON.stringify(settings) },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => fail(new Error(`the relay process did not start within ${SERVE_START_TIMEOUT_MS} ms`)),
-      SERVE_START_TIMEOUT_MS,
-    );
-    const fail = (err: Error) => {
-      clearTimeout(timer);
-      child.kill('SIGKILL');
-      reject(err);
-    };
-    const onExit = (code: number | null) => fail(new Error(`the relay process exited with code ${code} before it ran`));
-    child.once('exit', onExit);
-    child.once('message', () => {
-      clearTimeout(timer);
-      child.removeListener('exit', onExit);
-      resolve();
-    });
-  });
+  const child = forkWithSettings(RELAY_PROCESS, 'TXSIM_RELAY_PROCESS', settings);
+  await firstMessageOf(child, SERVE_START_TIMEOUT_MS, 'the relay process');
   return child;
 }
 

@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import type { Config } from '../config/config.js';
@@ -8,6 +8,7 @@ import { createGenerator } from '../gen/generator.js';
 import type { CeilingConsumerSettings, CeilingProgress } from './ceiling-consumer.js';
 import { cpuPerAppliedTx, idleShareOf, type CpuPerTx } from './cpu-budget.js';
 import { CpuSampler, pidsNamed, readMachineTicks } from './cpu-sampler.js';
+import { firstMessageOf, forkWithSettings } from './helper-process.js';
 
 /**
  * `bench --ceiling`: what this machine's broker and database do with the bench's load and none of
@@ -110,29 +111,16 @@ export async function runCeiling(
         transactionsMax: options.transactionsMax,
         batchWaitMs: options.batchWaitMs,
       };
-      const child = fork(CONSUMER, [], {
-        env: { ...process.env, TXSIM_CEILING_CONSUMER: JSON.stringify(settings) },
-        stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-      });
+      const child = forkWithSettings(CONSUMER, 'TXSIM_CEILING_CONSUMER', settings);
       consumers.push(child);
-      ready.push(
-        new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(
-            () => reject(new Error(`ceiling consumer ${settings.id} did not start within ${CONSUMER_START_TIMEOUT_MS} ms`)),
-            CONSUMER_START_TIMEOUT_MS,
-          );
-          child.once('exit', (code) => reject(new Error(`ceiling consumer ${settings.id} exited with code ${code}`)));
-          child.on('message', (m: CeilingProgress) => {
-            clearTimeout(timer);
-            resolve();
-            committed.set(child, m.committed);
-            if (total() >= options.count && allCommittedAt === 0) {
-              allCommittedAt = Date.now();
-              onAllCommitted?.();
-            }
-          });
-        }),
-      );
+      child.on('message', (m: CeilingProgress) => {
+        committed.set(child, m.committed);
+        if (total() >= options.count && allCommittedAt === 0) {
+          allCommittedAt = Date.now();
+          onAllCommitted?.();
+        }
+      });
+      ready.push(firstMessageOf(child, CONSUMER_START_TIMEOUT_MS, `ceiling consumer ${settings.id}`));
     }
     await Promise.all(ready);
     // A consumer that dies mid-run fails the run (its exit rejects, caught below as the run's error).
