@@ -15,7 +15,7 @@ import { applyBatch, type ApplyContext, type Incoming, type Outcome } from './ap
 import { classifyFailure, type ClassifiedFailure } from './classify-failure.js';
 import { FailureReport } from './failure-report.js';
 import { DEFAULT_LEASE_TIMING, PartitionConsumers, type LeaseTiming } from './partition-leases.js';
-import { stageRunnerFor, type StageRunner, type StagesOptions } from './stages.js';
+import { stageRunnerFor, type StageRunner, type StagesOptions, type StageVerdict } from './stages.js';
 
 /** Settings of one worker replica. Units are in the names. */
 export interface WorkerOptions {
@@ -280,34 +280,33 @@ export class Worker {
   private async processBatch(batch: Delivery[]): Promise<void> {
     const live = batch.filter((d) => this.consumeChannel.isCurrent(d));
     if (live.length === 0) return;
-    return this.applyDeliveries(this.stages ? await this.walkStages(live) : live);
+    if (!this.stages) return this.applyDeliveries(live);
+    return this.applyWalked(live, await this.stages.walkAll(live.map((d) => d.incoming)));
   }
 
   /**
-   * Walks a batch through the processing stages, all its messages at once: a failed one goes back
-   * through the delay queues (parked after the last attempt) like any system error; a declined one
-   * stays in the batch, to be recorded as that reject. Returns what is left to apply.
+   * Applies a batch that walked its processing stages: a failed message goes back through the delay
+   * queues (parked after the last attempt) like any system error; a declined one stays in the batch, to
+   * be recorded as that reject. In ordered mode a failed message is retried in place instead, so what
+   * came before it in the batch is applied first and what came after it waits for it (with the verdicts
+   * it already drew: its stages are not walked twice).
    */
-  private async walkStages(live: Delivery[]): Promise<Delivery[]> {
-    const verdicts = await this.stages!.walkAll(live.map((d) => d.incoming));
-    // Ordered mode: a failed message is retried in place, so what came before it in the batch is applied
-    // first and what came after it waits for it (walking its stages again: the same seeded verdicts).
+  private async applyWalked(live: Delivery[], verdicts: StageVerdict[]): Promise<void> {
     const failedAt = this.partitions ? verdicts.findIndex((v) => v.kind === 'failed') : -1;
-    if (failedAt >= 0) {
-      const verdict = verdicts[failedAt]! as Extract<(typeof verdicts)[number], { kind: 'failed' }>;
-      await this.applyDeliveries(this.survivorsOf(live.slice(0, failedAt), verdicts.slice(0, failedAt), []));
-      await this.retryOrPark(live[failedAt]!, { class: 'transient', code: verdict.code, message: verdict.message });
-      await this.processBatch(live.slice(failedAt + 1));
-      return [];
+    if (failedAt < 0) {
+      const moves: Promise<void>[] = [];
+      const survivors = this.survivorsOf(live, verdicts, moves);
+      await Promise.all(moves);
+      return this.applyDeliveries(survivors);
     }
-    const moves: Promise<void>[] = [];
-    const survivors = this.survivorsOf(live, verdicts, moves);
-    await Promise.all(moves);
-    return survivors;
+    const verdict = verdicts[failedAt]! as Extract<StageVerdict, { kind: 'failed' }>;
+    await this.applyDeliveries(this.survivorsOf(live.slice(0, failedAt), verdicts.slice(0, failedAt), []));
+    await this.retryOrPark(live[failedAt]!, { class: 'transient', code: verdict.code, message: verdict.message });
+    return this.applyWalked(live.slice(failedAt + 1), verdicts.slice(failedAt + 1));
   }
 
   /** The deliveries left to apply after their stage verdicts; failed ones are moved on (their moves pushed to `moves`). */
-  private survivorsOf(live: Delivery[], verdicts: Awaited<ReturnType<StageRunner['walkAll']>>, moves: Promise<void>[]): Delivery[] {
+  private survivorsOf(live: Delivery[], verdicts: readonly StageVerdict[], moves: Promise<void>[]): Delivery[] {
     const survivors: Delivery[] = [];
     live.forEach((delivery, i) => {
       const verdict = verdicts[i]!;

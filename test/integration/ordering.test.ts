@@ -336,3 +336,46 @@ describe("verify's ordering check", () => {
     expect(unordered.report.ordering).toMatchObject({ applicable: false, violations: 0, examples: [] });
   }, 60_000);
 });
+
+describe('ordered topology with a flaky processing stage', () => {
+  let ns: TestNamespace;
+  const workers: WorkerProcess[] = [];
+  const partitions = 2;
+
+  beforeAll(async () => {
+    // Short retry steps: in ordered mode they are the in-place waits.
+    ns = await createTestNamespace('ordst', { TXSIM_RETRY_DELAYS: '20,50' });
+    const setup = await runTxsim(['setup', '--partitions', String(partitions)], ns.env);
+    expect(setup.code, setup.stderr).toBe(0);
+    await ns.seed(5, { openingBalanceMinor: 1_000_000n });
+    for (const id of ['s1', 's2'])
+      workers.push(
+        startWorker(id, ns.env, ['--stage', 'flaky:1ms:fail=0.2', '--max-attempts', '10', '--batch-size', '20', '--prefetch', '50']),
+      );
+  }, 60_000);
+
+  afterAll(async () => {
+    await Promise.all(workers.map((w) => w.stop()));
+    if (ns) await deleteOrdered(ns, partitions).catch(() => {});
+    await ns?.cleanup();
+  });
+
+  it("a stage failure is retried in place: the batch's earlier messages first, its later ones after it, no ordering violation", async () => {
+    const gen = await runTxsim(['gen', '300', '--seed', 'ordering-stages', '--accounts-dist', 'hot:0.8/2', '--json'], ns.env);
+    expect(gen.code, gen.stderr).toBe(0);
+    const runId = (JSON.parse(gen.stdout) as { runId: string }).runId;
+    const verify = await runTxsim(['verify', '--run', runId, '--wait', '90', '--json'], ns.env);
+    const report = JSON.parse(verify.stdout) as {
+      ordering: { applicable: boolean; violations: number; examples: string[] };
+      run: { lost: number; duplicated: number; parked: number };
+    };
+    expect(report.ordering).toMatchObject({ applicable: true, violations: 0 });
+    expect(report.run).toMatchObject({ lost: 0, duplicated: 0, parked: 0 });
+    expect(verify.code, verify.stdout).toBe(0);
+    // The stage really failed some attempts, and those messages were applied on a later one.
+    const retried = (await ns.db.raw('SELECT COUNT(*) AS n FROM transactions WHERE run_id = ? AND attempts > 1', [runId])) as [
+      { n: number }[],
+    ];
+    expect(Number(retried[0][0]!.n)).toBeGreaterThan(0);
+  }, 180_000);
+});
