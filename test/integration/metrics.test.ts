@@ -91,9 +91,21 @@ describe('Prometheus metrics of real processes', () => {
         expected = await db();
         return expected.sent === 400 && expected.lines === 400;
       },
-      30_000,
+      60_000,
       'every outbox event relayed and written as a statement line',
-    );
+    ).catch((err: Error) => {
+      // What the processes said, to tell a stalled relay from a stalled accounting consumer.
+      const complaints = (text: string) =>
+        text
+          .split('\n')
+          .filter((l) => /"level":(40|50|60)/.test(l))
+          .slice(-20)
+          .join('\n');
+      throw new Error(
+        `${err.message}: ${expected.sent} sent, ${expected.lines} statement lines\n` +
+          `workers:\n${workers.map((w) => complaints(w.output())).join('\n')}\naccounting:\n${complaints(accounting.stderr() + accounting.stdout())}`,
+      );
+    });
     const w = [...(await scrape(url('w1'))), ...(await scrape(url('w2')))];
     const a = await scrape(url('accounting'));
 
