@@ -154,8 +154,15 @@ for (const soak of runs.filter((r) => r.name.startsWith('soak'))) {
   const tail = rss.slice(Math.floor(rss.length / 5));
   const lo = Math.min(...tail);
   const hi = Math.max(...tail);
+  // The largest single worker in each second (reports from before bench measured it have only the sum).
+  const one = soak.seconds.map((s) => s.workerRssMbLargest ?? 0).filter((v) => v > 0);
+  const oneTail = one.slice(Math.floor(one.length / 5));
   p(
-    `\`${soak.name}\`: worker RSS after warm-up (last 80 % of the run) between ${lo} and ${hi} MB (±${(((hi - lo) / 2 / ((hi + lo) / 2)) * 100).toFixed(1)} %); ${soak.lost} lost, ${soak.duplicated} duplicated.`,
+    `\`${soak.name}\` (${soak.endToEndRatePerS} tx/s end to end): worker RSS after warm-up (last 80 % of the run), summed over the ${soak.options.workers} workers, between ${lo} and ${hi} MB (±${(((hi - lo) / 2 / ((hi + lo) / 2)) * 100).toFixed(1)} %)` +
+      (oneTail.length
+        ? `; the largest single worker between ${Math.min(...oneTail)} and ${Math.max(...oneTail)} MB (max over the whole run ${Math.max(...one)} MB)`
+        : '') +
+      `; ${soak.lost} lost, ${soak.duplicated} duplicated.`,
   );
 }
 p();

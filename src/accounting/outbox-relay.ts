@@ -42,7 +42,7 @@ export interface OutboxRelayOptions {
 }
 
 export const DEFAULT_RELAY_OPTIONS: OutboxRelayOptions = {
-  batchSizeMax: 100,
+  batchSizeMax: 500,
   idleIntervalMs: 100,
   retentionMs: 60 * 60_000,
   pruneIntervalMs: 60_000,

@@ -103,7 +103,10 @@ export interface SecondSample {
   readonly serveCpuPct?: number;
   /** CPU % of the relay's own process (with --relay-process only). */
   readonly relayCpuPct?: number;
+  /** RSS of all the workers together. */
   readonly workerRssMb: number;
+  /** RSS of the largest single worker (the figure a per-process memory limit is about). */
+  readonly workerRssMbLargest?: number;
   /** Share (%) of the machine's CPU time that was idle in this interval, from /proc/stat (absent where there is none). */
   readonly idlePct?: number;
   /**
@@ -169,9 +172,12 @@ export interface BenchReport {
   readonly cpuUsPerAppliedTx: CpuPerTx;
   /** Share (0..1) of the whole machine's CPU time that was idle over the same span (/proc/stat); null where unreadable. */
   readonly idleShare: number | null;
+  /** Workers' RSS, summed over the workers: the largest, first and last sample. */
   readonly workerRssMbMax: number;
   readonly workerRssMbFirst: number;
   readonly workerRssMbLast: number;
+  /** The largest RSS of any one worker, in any sample (first and last: of the largest worker in that sample). */
+  readonly workerRssMbPerWorker: { readonly max: number; readonly first: number; readonly last: number };
   /** Every confirmed message had an outcome before `--drain-timeout`; false makes the bench fail. */
   readonly drained: boolean;
   readonly verifyOk: boolean;
@@ -380,6 +386,7 @@ function benchReport(
 ): BenchReport {
   const seconds = withSecondLatencies(sampler.seconds, latency.timeline);
   const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
+  const largest = seconds.map((s) => s.workerRssMbLargest ?? 0).filter((v) => v > 0);
   const busy = seconds.filter((s) => s.applied + s.rejected > 0);
   const endToEndRatePerS = latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0;
   return {
@@ -416,6 +423,11 @@ function benchReport(
     workerRssMbMax: rss.length ? Math.max(...rss) : 0,
     workerRssMbFirst: rss[0] ?? 0,
     workerRssMbLast: rss[rss.length - 1] ?? 0,
+    workerRssMbPerWorker: {
+      max: largest.length ? Math.max(...largest) : 0,
+      first: largest[0] ?? 0,
+      last: largest[largest.length - 1] ?? 0,
+    },
     drained: outcome.drained,
     verifyOk: outcome.verifyOk,
     lost: outcome.lost,
@@ -478,7 +490,12 @@ class SecondSampler {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.sampling;
-    if (Date.now() - this.lastMs >= 250) this.sample();
+    // Hop values the workers sent since the last tick belong in a second: when there are some, the tail
+    // is stretched to the shortest interval worth a rate instead of dropped (a run shorter than a tick
+    // would otherwise have no per-second hops at all).
+    const shortByMs = TAIL_MIN_MS - (Date.now() - this.lastMs);
+    if (this.hops.hasPendingSeconds() && shortByMs > 0) await new Promise((resolve) => setTimeout(resolve, shortByMs));
+    if (Date.now() - this.lastMs >= TAIL_MIN_MS) this.sample();
     this.machineAtStop = readMachineTicks();
   }
 
@@ -526,6 +543,7 @@ class SecondSampler {
       rejected: perS(counts.rejected - last.rejected),
       workerCpuPct: usage.cpuPct,
       workerRssMb: usage.rssMb,
+      workerRssMbLargest: usage.rssMbLargest,
       brokerCpuPct: this.broker.sample().cpuPct,
       databaseCpuPct: this.database.sample().cpuPct,
       genCpuPct: this.self.sample().cpuPct,
@@ -539,6 +557,9 @@ class SecondSampler {
     this.onSecond(s);
   }
 }
+
+/** The shortest last interval the sampler turns into a per-second line. */
+const TAIL_MIN_MS = 250;
 
 /** Deletes and re-creates the bench namespace: a bench always starts from empty queues and books. */
 async function resetNamespace(config: Config, connection: ChannelModel, topology: Topology): Promise<void> {

@@ -50,13 +50,15 @@ export class CpuSampler {
     return (this.lastTicks - this.startTicks) / 100;
   }
 
-  sample(): { cpuPct: number; rssMb: number } {
+  /** CPU % since the last sample; RSS of all the processes together and of the largest one. */
+  sample(): { cpuPct: number; rssMb: number; rssMbLargest: number } {
     const now = Date.now();
     const ticks = this.ticks();
     const cpuPct = now > this.lastAt ? Math.round(((ticks - this.lastTicks) / 100 / ((now - this.lastAt) / 1000)) * 100) : 0;
     this.lastTicks = ticks;
     this.lastAt = now;
-    return { cpuPct, rssMb: Math.round(this.rssKb() / 1024) };
+    const rssKb = this.pids.map(rssKbOf);
+    return { cpuPct, rssMb: Math.round(rssKb.reduce((a, b) => a + b, 0) / 1024), rssMbLargest: Math.round(Math.max(0, ...rssKb) / 1024) };
   }
 
   private ticks(): number {
@@ -72,17 +74,14 @@ export class CpuSampler {
     }
     return total;
   }
+}
 
-  private rssKb(): number {
-    let total = 0;
-    for (const pid of this.pids) {
-      try {
-        const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-        total += Number(match?.[1] ?? 0);
-      } catch {
-        // gone
-      }
-    }
-    return total;
+/** Resident memory of one process in kB, from /proc (0 when it is gone or this is not Linux). */
+function rssKbOf(pid: number): number {
+  try {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return Number(match?.[1] ?? 0);
+  } catch {
+    return 0;
   }
 }

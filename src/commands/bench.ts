@@ -179,7 +179,7 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
       `  (hops: final snapshots of ${r.hopLatencyMs.workersFinal} of ${r.hopLatencyMs.workersReporting} workers; the others' percentiles are upper bounds)`,
     );
   ctx.out(
-    `workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB`,
+    `workers             cpu avg ${r.workerCpuPctAvg}% (of one core, all workers), rss (all workers) first ${r.workerRssMbFirst} MB, last ${r.workerRssMbLast} MB, max ${r.workerRssMbMax} MB; largest one worker first ${r.workerRssMbPerWorker.first} MB, last ${r.workerRssMbPerWorker.last} MB, max ${r.workerRssMbPerWorker.max} MB`,
   );
   ctx.out(
     `cpu (% of one core) workers ${r.cpuPctAvg.workers}, broker ${r.cpuPctAvg.broker}, database ${r.cpuPctAvg.database}, gen ${r.cpuPctAvg.gen}${r.http ? `, serve ${r.cpuPctAvg.serve}` : ''}`,

@@ -59,6 +59,12 @@ describe('txsim bench', () => {
     expect(report.publishRatePerS).toBeGreaterThan(0);
     expect(report.seconds.length).toBeGreaterThan(0);
     expect(report.workerRssMbMax).toBeGreaterThan(0);
+    // One worker's RSS, not the sum: each sample's largest worker is a real part of that sample's sum of two.
+    expect(report.workerRssMbPerWorker.max).toBeGreaterThan(0);
+    for (const s of report.seconds) {
+      expect(s.workerRssMbLargest!).toBeLessThan(s.workerRssMb);
+      expect(s.workerRssMbLargest! * 2).toBeGreaterThanOrEqual(s.workerRssMb - 1);
+    }
     // Where the time went: each hop the workers measure, from both workers' final snapshots, merged exactly.
     expect(report.hopLatencyMs).toMatchObject({ workersFinal: 2, workersReporting: 2, exact: true });
     // The relay runs in the workers by default, as in a deployment: its hop is measured too.
