@@ -229,4 +229,9 @@ p('BENCH_POOL_MB=2048 bash scripts/bench.sh    # the same, plus a soak with a 2 
 p('npx txsim bench --workers 3 --count 100000  # one run; --json / --csv for machine-readable output');
 p('```');
 p();
+// Dated notes of earlier sessions, by hand; kept when this file is rewritten.
+if (existsSync('docs/bench-history.md')) {
+  p(readFileSync('docs/bench-history.md', 'utf8').trim());
+  p();
+}
 process.stdout.write(out.join('\n'));

@@ -3,7 +3,9 @@ import { ManagedConnection, type ManagedChannel } from '../amqp/managed-channel.
 import { PublishError, type ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
-import { claimUnsentOutboxEvents, deleteSentOutboxEvents, markOutboxEventsSent } from '../db/outbox.js';
+import { randomUUID } from 'node:crypto';
+import { claimUnsentOutboxEvents, deleteSentOutboxEvents, markOutboxEventsSent, releaseRelayLease, takeRelayLease } from '../db/outbox.js';
+import { isMissingTable } from '../db/rows.js';
 import type { Logger } from '../log.js';
 import type { HopTimings } from '../stats/hops.js';
 import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type AccountingEvent } from '../domain/accounting-event.js';
@@ -21,6 +23,13 @@ import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type A
  *   (its transaction rolls back with the connection); the next claim publishes them again, and the
  *   accounting side deduplicates by event id.
  * - Bounded: at most `batchSizeMax` rows per claim, each publish confirmed within `confirmTimeoutMs`.
+ *
+ * One relay claims at a time: the one holding the relay lease (sql/010-relay-lease.sql), renewed
+ * before every claim; the others stand by and take it over once it lapses (`leaseMs` after its
+ * holder's last renewal: died, hung, or cut off from the database) or is released (its holder
+ * stopped). Three relays claiming at once cost about an eighth of the throughput (BENCHMARKS.md).
+ * The lease is an economy, not a guarantee: a lapsed holder that wakes up claims beside the new one
+ * for one step, and SKIP LOCKED keeps that correct, as it always did.
  */
 
 /** Settings of a relay. Units in the names. */
@@ -39,9 +48,14 @@ export interface OutboxRelayOptions {
   readonly confirmTimeoutMs: number;
   /** Cap of the backoff after a failed step (broker or database trouble). */
   readonly errorBackoffMaxMs: number;
+  /** How long the relay lease lasts after its last renewal: how soon a standing-by relay takes over from a dead one. */
+  readonly leaseMs: number;
+  /** How often a relay without the lease asks for it. */
+  readonly standbyIntervalMs: number;
 }
 
 export const DEFAULT_RELAY_OPTIONS: OutboxRelayOptions = {
+  // 500, not 100: fewer claims and marks per event; measured -13 % CPU per transaction (BENCHMARKS.md).
   batchSizeMax: 500,
   idleIntervalMs: 100,
   retentionMs: 60 * 60_000,
@@ -49,6 +63,8 @@ export const DEFAULT_RELAY_OPTIONS: OutboxRelayOptions = {
   pruneBatchMax: 1_000,
   confirmTimeoutMs: 10_000,
   errorBackoffMaxMs: 5_000,
+  leaseMs: 3_000,
+  standbyIntervalMs: 500,
 };
 
 /**
@@ -156,6 +172,8 @@ export interface RelayMetrics {
   batches: number;
   failures: number;
   pruned: number;
+  /** This relay holds the relay lease (claims); false while it stands by. */
+  leaseHeld: boolean;
 }
 
 /**
@@ -165,7 +183,7 @@ export interface RelayMetrics {
  * connection. The caller owns (and closes) the database pool.
  */
 export class OutboxRelay {
-  readonly metrics: RelayMetrics = { relayed: 0, batches: 0, failures: 0, pruned: 0 };
+  readonly metrics: RelayMetrics = { relayed: 0, batches: 0, failures: 0, pruned: 0, leaseHeld: false };
   private readonly connection: ManagedConnection;
   /** A confirm channel with its publisher, rebuilt after every reconnect. */
   private readonly channel: ManagedChannel;
@@ -175,6 +193,10 @@ export class OutboxRelay {
   private wake: (() => void) | null = null;
   private nextPruneAtMs: number;
   private readonly hooks: RelayHooks;
+  /** Who this relay is in the lease: its id, made unique per process start (two workers may share an id). */
+  private readonly leaseHolder: string;
+  /** The lease table is missing (a database set up before it): every relay claims, as before the lease. */
+  private leaseUnavailable = false;
 
   constructor(
     private readonly deps: {
@@ -191,6 +213,7 @@ export class OutboxRelay {
     },
     private readonly options: OutboxRelayOptions = DEFAULT_RELAY_OPTIONS,
   ) {
+    this.leaseHolder = `${deps.relayId.slice(0, 80)}:${process.pid}:${randomUUID().slice(0, 8)}`;
     const hops = deps.hops;
     // occurredAt is the outcome's time (the worker's batch, to the ms): the relay hop counts from there.
     this.hooks = hops
@@ -234,6 +257,10 @@ export class OutboxRelay {
         continue;
       }
       try {
+        if (!(await this.holdLease())) {
+          await this.pause(this.options.standbyIntervalMs);
+          continue;
+        }
         const relayed = await relayOutboxBatch(db, publisher, topology.accountingExchange, this.options.batchSizeMax, this.hooks);
         backoffMs = 0;
         if (relayed > 0) {
@@ -257,6 +284,27 @@ export class OutboxRelay {
         await this.pause(backoffMs);
       }
     }
+  }
+
+  /** Takes or renews the lease before a claim; logs when this relay starts or stops claiming. */
+  private async holdLease(): Promise<boolean> {
+    if (this.leaseUnavailable) return true;
+    let held: boolean;
+    try {
+      held = await takeRelayLease(this.deps.db, this.leaseHolder, this.options.leaseMs);
+    } catch (err) {
+      if (!isMissingTable(err)) throw err;
+      this.leaseUnavailable = true;
+      this.deps.log.warn('no relay lease table (run txsim setup): every relay claims at once, as before it');
+      return true;
+    }
+    if (held !== this.metrics.leaseHeld)
+      this.deps.log.info(
+        { holder: this.leaseHolder },
+        held ? 'outbox relay holds the lease: claiming' : 'outbox relay lost the lease: standing by',
+      );
+    this.metrics.leaseHeld = held;
+    return held;
   }
 
   private async pruneWhenDue(): Promise<void> {
@@ -293,6 +341,13 @@ export class OutboxRelay {
         'finish current step',
         async () => {
           await this.loop;
+        },
+      ],
+      [
+        'release the lease',
+        async () => {
+          if (this.metrics.leaseHeld) await releaseRelayLease(this.deps.db, this.leaseHolder);
+          this.metrics.leaseHeld = false;
         },
       ],
       ['close connection', () => this.connection.close()],

@@ -56,3 +56,23 @@ export async function unsentOutboxEventCount(db: Knex): Promise<number> {
   const row = firstRowOf<{ n: string }>(await db.raw('SELECT COUNT(*) AS n FROM outbox_events WHERE sent_at IS NULL'));
   return countOf(row?.n);
 }
+
+/**
+ * Takes or renews the relay lease (sql/010-relay-lease.sql) for `holder`: it is taken when free or
+ * lapsed, renewed when `holder` has it, and left alone otherwise. True when `holder` holds it for
+ * the next `leaseMs`. The database's clock decides, so relays on machines whose clocks differ agree.
+ */
+export async function takeRelayLease(db: Knex, holder: string, leaseMs: number): Promise<boolean> {
+  const raw: unknown = await db.raw(
+    `UPDATE outbox_relay_lease SET holder = ?, expires_at = UTC_TIMESTAMP(3) + INTERVAL ? MICROSECOND
+      WHERE id = 1 AND (holder = ? OR expires_at < UTC_TIMESTAMP(3))`,
+    [holder, leaseMs * 1000, holder],
+  );
+  // Matched (mysql2 reports found rows) means held: the WHERE is the whole decision.
+  return firstOf<ResultHeader>(raw).affectedRows > 0;
+}
+
+/** Gives the lease up when `holder` has it, so a standing-by relay takes it over at once. */
+export async function releaseRelayLease(db: Knex, holder: string): Promise<void> {
+  await db.raw(`UPDATE outbox_relay_lease SET expires_at = '1970-01-02 00:00:00' WHERE id = 1 AND holder = ?`, [holder]);
+}

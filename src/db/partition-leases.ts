@@ -1,5 +1,5 @@
 import type { Knex } from './knex.js';
-import { rowsOf } from './rows.js';
+import { isMissingTable, rowsOf } from './rows.js';
 import { sqlLiteral } from './sql-literal.js';
 
 /**
@@ -15,7 +15,7 @@ export async function readPartitionCount(db: Knex, namespace: string): Promise<n
     return row ? Number(row.partitions) : 0;
   } catch (err) {
     // A database set up before ordering existed has no such table: it was never ordered.
-    if ((err as { errno?: number }).errno === 1146) return 0;
+    if (isMissingTable(err)) return 0;
     throw err;
   }
 }

@@ -28,3 +28,8 @@ export function countOf(value: string | number | null | undefined): number {
 export function minorOf(value: string | number | null | undefined): bigint {
   return parseMinor(value ?? null);
 }
+
+/** MySQL/MariaDB's "table doesn't exist" (errno 1146): a database set up before the table's sql file. */
+export function isMissingTable(err: unknown): boolean {
+  return (err as { errno?: number } | null)?.errno === 1146;
+}

@@ -1,3 +1,4 @@
+import { isMissingTable } from './rows.js';
 import type { Knex } from './knex.js';
 
 /** Storage of gen runs (`runs`, `run_returns`): what `verify --run` accounts for. */
@@ -206,9 +207,6 @@ export async function runFlowOutcomes(
   };
 }
 
-/** MySQL's "table doesn't exist". */
-const ER_NO_SUCH_TABLE = 1146;
-
 /**
  * The rows, or none when the table does not exist: a namespace set up before the table's sql file has
  * no split runs, drops or refusals, and verify must still account for its runs (`txsim setup` adds the tables).
@@ -217,7 +215,7 @@ async function orNoneBeforeSetup<T>(query: PromiseLike<T[]>): Promise<T[]> {
   try {
     return await query;
   } catch (err) {
-    if ((err as { errno?: number }).errno === ER_NO_SUCH_TABLE) return [];
+    if (isMissingTable(err)) return [];
     throw err;
   }
 }

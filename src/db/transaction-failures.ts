@@ -1,3 +1,4 @@
+import { isMissingTable } from './rows.js';
 import type { Knex } from './knex.js';
 
 /**
@@ -49,9 +50,6 @@ export async function insertFailures(db: Knex, records: readonly FailureRecord[]
   );
 }
 
-/** MySQL/MariaDB errno of a missing table. */
-const ER_NO_SUCH_TABLE = 1146;
-
 /**
  * The failed attempts of one transaction, oldest first (at most the newest FAILURES_READ_MAX). A
  * database set up before this table existed has none to show: that reads as no failures, not as an
@@ -66,7 +64,7 @@ export async function findFailures(db: Knex, transactionId: string): Promise<Fai
       .limit(FAILURES_READ_MAX)
       .select<RawFailure[]>('transaction_id', 'state', 'account_id', 'attempt', 'error_code', 'error_message', 'worker_id', 'failed_at');
   } catch (err) {
-    if ((err as { errno?: number }).errno === ER_NO_SUCH_TABLE) return [];
+    if (isMissingTable(err)) return [];
     throw err;
   }
   return rows.reverse().map((r) => ({

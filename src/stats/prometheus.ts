@@ -105,7 +105,14 @@ export interface WorkerExportSources {
   readonly connected: () => boolean;
   /** The outbox relay's counters when it runs in this process (null from the getter until it started). */
   readonly relay?:
-    (() => { readonly relayed: number; readonly batches: number; readonly failures: number; readonly pruned: number } | null) | null;
+    | (() => {
+        readonly relayed: number;
+        readonly batches: number;
+        readonly failures: number;
+        readonly pruned: number;
+        readonly leaseHeld: boolean;
+      } | null)
+    | null;
 }
 
 /** A worker's metrics: outcomes by reason and type, retries, parks, batches, in-flight, broker state, hops. */
@@ -161,7 +168,7 @@ export function exportWorkerMetrics(registry: Registry, sources: WorkerExportSou
   if (m.stages) exportStageMetrics(registry, m.stages);
   const relaySource = sources.relay;
   if (relaySource) {
-    const relay = () => relaySource() ?? { relayed: 0, batches: 0, failures: 0, pruned: 0 };
+    const relay = () => relaySource() ?? { relayed: 0, batches: 0, failures: 0, pruned: 0, leaseHeld: false };
     readCounter(registry, 'txsim_relay_events_total', 'Accounting events the outbox relay published (confirmed)', [], () => [
       [{}, relay().relayed],
     ]);
@@ -169,6 +176,9 @@ export function exportWorkerMetrics(registry: Registry, sources: WorkerExportSou
     readCounter(registry, 'txsim_relay_failures_total', 'Relay steps that failed (events stay unsent and are claimed again)', [], () => [
       [{}, relay().failures],
     ]);
+    readGauge(registry, 'txsim_relay_lease_held', '1 while this relay holds the relay lease (claims); 0 while it stands by', () =>
+      relay().leaseHeld ? 1 : 0,
+    );
     readCounter(registry, 'txsim_outbox_pruned_total', 'Sent outbox events deleted after the retention', [], () => [[{}, relay().pruned]]);
   }
 }

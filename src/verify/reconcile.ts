@@ -1,3 +1,4 @@
+import { isMissingTable } from '../db/rows.js';
 import { ACCOUNTING_PREFETCH_MAX } from '../accounting/statements-consumer.js';
 import type { Knex } from '../db/knex.js';
 import {
@@ -54,8 +55,6 @@ export interface AccountingReconciliation {
   readonly invalidEvents: number;
 }
 
-const ER_NO_SUCH_TABLE = 1146;
-
 /**
  * Reconciles the accounting tables with the ledger. Returns null when the accounting tables do not
  * exist (a database set up before accounting existed; `txsim setup` adds them).
@@ -64,7 +63,7 @@ export async function reconcileAccounting(deps: BrokerDeps & { db: Knex }): Prom
   try {
     return await reconcile(deps);
   } catch (err) {
-    if ((err as { errno?: number }).errno === ER_NO_SUCH_TABLE) return null;
+    if (isMissingTable(err)) return null;
     throw err;
   }
 }

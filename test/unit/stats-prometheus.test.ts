@@ -31,7 +31,11 @@ describe('Prometheus export', () => {
   it('a worker: conventional names, types and units, counters read from WorkerMetrics at scrape time', async () => {
     const metrics = new WorkerMetrics();
     const registry = createMetricsRegistry('worker', { worker_id: 'w1' });
-    exportWorkerMetrics(registry, { metrics, connected: () => true, relay: () => ({ relayed: 7, batches: 2, failures: 1, pruned: 0 }) });
+    exportWorkerMetrics(registry, {
+      metrics,
+      connected: () => true,
+      relay: () => ({ relayed: 7, batches: 2, failures: 1, pruned: 0, leaseHeld: true }),
+    });
     expect(await txsimMetrics(registry.metrics())).toEqual({
       txsim_transactions_total: 'counter',
       txsim_retries_total: 'counter',
@@ -48,6 +52,7 @@ describe('Prometheus export', () => {
       txsim_relay_batches_total: 'counter',
       txsim_relay_failures_total: 'counter',
       txsim_outbox_pruned_total: 'counter',
+      txsim_relay_lease_held: 'gauge',
     });
 
     // Counted after the exporter was attached: the scrape reads the live counters.
@@ -68,6 +73,7 @@ describe('Prometheus export', () => {
     expect(sumOf(samples, 'txsim_retries_total')).toBe(3);
     expect(sumOf(samples, 'txsim_amqp_blocked')).toBe(1);
     expect(sumOf(samples, 'txsim_relay_events_total', { process: 'worker' })).toBe(7);
+    expect(sumOf(samples, 'txsim_relay_lease_held', { process: 'worker' })).toBe(1);
     expect(sumOf(samples, 'txsim_batch_size_count')).toBe(1);
     expect(sumOf(samples, 'txsim_batch_size_sum')).toBe(4);
     // Hops in seconds: a batch's commit counts once per message of it.
