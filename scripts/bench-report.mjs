@@ -81,13 +81,13 @@ p(
 );
 p();
 p(
-  '| run | workers | batch × in flight | accounts | hot share | rate asked | published | publish msg/s | end-to-end tx/s | confirm p99 ms | created→committed p50 / p99 / max ms | CPU % of one core: workers / broker / DB / gen | worker RSS first→last (max) MB | verify |',
+  '| run | workers | batch × in flight | accounts | hot share | rate asked | published | publish msg/s | end-to-end tx/s | confirm p99 ms | created→committed p50 / p99 / max ms | CPU % of one core: workers / broker / DB / gen | RSS of all workers first→last (max) MB; largest one worker max | verify |',
 );
 p('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of runs) {
   const o = r.options;
   p(
-    `| ${r.name} | ${o.workers} | ${o.batchSizeMax} × ${o.transactionsMax} | ${o.accounts} | ${o.hotShare} | ${o.ratePerS || 'max'} | ${r.published} | ${r.publishRatePerS} | **${r.endToEndRatePerS}** | ${r.confirmLatencyMs.p99} | ${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max} | ${r.cpuPctAvg ? `${r.cpuPctAvg.workers} / ${r.cpuPctAvg.broker} / ${r.cpuPctAvg.database} / ${r.cpuPctAvg.gen}` : r.workerCpuPctAvg} | ${r.workerRssMbFirst}→${r.workerRssMbLast} (${r.workerRssMbMax}) | ${r.verifyOk ? `OK, ${r.lost} lost, ${r.duplicated} dup` : 'FAILED'} |`,
+    `| ${r.name} | ${o.workers} | ${o.batchSizeMax} × ${o.transactionsMax} | ${o.accounts} | ${o.hotShare} | ${o.ratePerS || 'max'} | ${r.published} | ${r.publishRatePerS} | **${r.endToEndRatePerS}** | ${r.confirmLatencyMs.p99} | ${r.endToEndLatencyMs.p50} / ${r.endToEndLatencyMs.p99} / ${r.endToEndLatencyMs.max} | ${r.cpuPctAvg ? `${r.cpuPctAvg.workers} / ${r.cpuPctAvg.broker} / ${r.cpuPctAvg.database} / ${r.cpuPctAvg.gen}` : r.workerCpuPctAvg} | ${r.workerRssMbFirst}→${r.workerRssMbLast} (${r.workerRssMbMax}); ${r.workerRssMbPerWorker?.max ?? '–'} | ${r.verifyOk ? `OK, ${r.lost} lost, ${r.duplicated} dup` : 'FAILED'} |`,
   );
 }
 p();
