@@ -4,42 +4,16 @@ import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
+import { authorization, capture, funds, outcomeOf, publishAndWait } from './card-helpers.js';
 
 // Contract v1.1 two-phase card payments through real workers, RabbitMQ and MariaDB.
 
-const authorization = (accountId: number, amountMinor: number, over: Record<string, unknown> = {}) =>
-  txBody({ type: 'card_authorization', accountId, amountMinor, merchant: 'Hotel', ...over });
-const capture = (accountId: number, authorizationId: unknown, amountMinor: number, over: Record<string, unknown> = {}) =>
-  txBody({ type: 'card_capture', accountId, authorizationId, amountMinor, ...over });
 const voidOf = (accountId: number, authorizationId: unknown) => {
   const { amountMinor: _none, ...body } = txBody({ type: 'card_void', accountId, authorizationId });
   return body;
 };
 const refund = (accountId: number, authorizationId: unknown, amountMinor: number) =>
   txBody({ type: 'card_refund', accountId, authorizationId, amountMinor });
-
-async function funds(ns: TestNamespace, id: number): Promise<{ balance: bigint; held: bigint }> {
-  const r = await ns.db('accounts').where('id', id).first('balance_minor', 'held_minor');
-  return { balance: BigInt(r.balance_minor), held: BigInt(r.held_minor) };
-}
-
-async function outcomeOf(ns: TestNamespace, id: unknown): Promise<{ status: string; reason: string | null; attempts: number } | undefined> {
-  return ns.db('transactions').where('id', String(id)).first('status', 'reason', 'attempts');
-}
-
-async function publishAndWait(ns: TestNamespace, bodies: Record<string, unknown>[]): Promise<void> {
-  await publishRaw(
-    ns.amqp,
-    ns.topology,
-    bodies.map((body) => ({ body })),
-  );
-  const ids = bodies.map((b) => String(b.id));
-  await waitFor(
-    async () => Number((await ns.db('transactions').whereIn('id', ids).count({ n: '*' }))[0]!.n) === ids.length,
-    30_000,
-    `${ids.length} outcomes`,
-  );
-}
 
 describe('two-phase card payments', () => {
   let ns: TestNamespace;

@@ -3,39 +3,13 @@ import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
+import { authorization, capture, funds, outcomeOf, publishAndWait } from './card-helpers.js';
 
 // Hold expiry by the workers, a capture racing its hold's expiry, and refunds by captureId, through
 // real workers, RabbitMQ and MariaDB.
 
-const authorization = (accountId: number, amountMinor: number, over: Record<string, unknown> = {}) =>
-  txBody({ type: 'card_authorization', accountId, amountMinor, merchant: 'Hotel', ...over });
-const capture = (accountId: number, authorizationId: unknown, amountMinor: number, over: Record<string, unknown> = {}) =>
-  txBody({ type: 'card_capture', accountId, authorizationId, amountMinor, ...over });
 const refundOfCapture = (accountId: number, captureId: unknown, amountMinor: number) =>
   txBody({ type: 'card_refund', accountId, captureId, amountMinor });
-
-async function funds(ns: TestNamespace, id: number): Promise<{ balance: bigint; held: bigint }> {
-  const r = await ns.db('accounts').where('id', id).first('balance_minor', 'held_minor');
-  return { balance: BigInt(r.balance_minor), held: BigInt(r.held_minor) };
-}
-
-async function outcomeOf(ns: TestNamespace, id: unknown): Promise<{ status: string; reason: string | null } | undefined> {
-  return ns.db('transactions').where('id', String(id)).first('status', 'reason');
-}
-
-async function publishAndWait(ns: TestNamespace, bodies: Record<string, unknown>[]): Promise<void> {
-  await publishRaw(
-    ns.amqp,
-    ns.topology,
-    bodies.map((body) => ({ body })),
-  );
-  const ids = bodies.map((b) => String(b.id));
-  await waitFor(
-    async () => Number((await ns.db('transactions').whereIn('id', ids).count({ n: '*' }))[0]!.n) === ids.length,
-    30_000,
-    `${ids.length} outcomes`,
-  );
-}
 
 describe('hold expiry and refunds by capture', () => {
   let ns: TestNamespace;
