@@ -1,9 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import type { ConnectionFactory } from '../amqp/connect.js';
 import { ManagedConnection, type ManagedChannel } from '../amqp/managed-channel.js';
 import { PublishError, type ConfirmPublisher } from '../amqp/publisher.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
-import { randomUUID } from 'node:crypto';
 import { claimUnsentOutboxEvents, deleteSentOutboxEvents, markOutboxEventsSent, releaseRelayLease, takeRelayLease } from '../db/outbox.js';
 import { isMissingTable } from '../db/rows.js';
 import type { Logger } from '../log.js';
@@ -25,9 +25,9 @@ import { accountingRoutingKey, encodeAccountingEvent, eventFromOutboxRow, type A
  * - Bounded: at most `batchSizeMax` rows per claim, each publish confirmed within `confirmTimeoutMs`.
  *
  * One relay claims at a time: the one holding the relay lease (sql/010-relay-lease.sql), renewed
- * before a claim once a third of the lease has passed; the others stand by and take it over once it lapses (`leaseMs` after its
- * holder's last renewal: died, hung, or cut off from the database) or is released (its holder
- * stopped). Three relays claiming at once cost about an eighth of the throughput (BENCHMARKS.md).
+ * before a claim once a third of the lease has passed; the others stand by and take it over once it
+ * lapses (`leaseMs` after its holder's last renewal: died, hung, or cut off from the database) or is
+ * released (its holder stopped). Three relays claiming at once cost about an eighth of the throughput (BENCHMARKS.md).
  * The lease is an economy, not a guarantee: a lapsed holder that wakes up claims beside the new one
  * for one step, and SKIP LOCKED keeps that correct, as it always did.
  */
@@ -197,8 +197,8 @@ export class OutboxRelay {
   private readonly leaseHolder: string;
   /** The lease table is missing (a database set up before it): every relay claims, as before the lease. */
   private leaseUnavailable = false;
-  /** When (this process's monotonic clock, ms) the lease was last taken or renewed; null while not held. */
-  private leaseRenewedAtMs: number | null = null;
+  /** When (this process's monotonic clock, ms) the lease was last taken or renewed; meaningful while `metrics.leaseHeld`. */
+  private leaseRenewedAtMs = 0;
 
   constructor(
     private readonly deps: {
@@ -294,7 +294,7 @@ export class OutboxRelay {
     // Renewed less than a third of the lease ago: still held for at least two thirds of it. Each renewal
     // is a durable commit (an fsync), so a busy relay renews about once a second, not before every claim.
     const nowMs = performance.now();
-    if (this.leaseRenewedAtMs !== null && nowMs - this.leaseRenewedAtMs < this.options.leaseMs / 3) return true;
+    if (this.metrics.leaseHeld && nowMs - this.leaseRenewedAtMs < this.options.leaseMs / 3) return true;
     let held: boolean;
     try {
       held = await takeRelayLease(this.deps.db, this.leaseHolder, this.options.leaseMs);
@@ -310,7 +310,7 @@ export class OutboxRelay {
         held ? 'outbox relay holds the lease: claiming' : 'outbox relay lost the lease: standing by',
       );
     this.metrics.leaseHeld = held;
-    this.leaseRenewedAtMs = held ? nowMs : null;
+    this.leaseRenewedAtMs = nowMs;
     return held;
   }
 
@@ -355,7 +355,6 @@ export class OutboxRelay {
         async () => {
           if (this.metrics.leaseHeld) await releaseRelayLease(this.deps.db, this.leaseHolder);
           this.metrics.leaseHeld = false;
-          this.leaseRenewedAtMs = null;
         },
       ],
       ['close connection', () => this.connection.close()],

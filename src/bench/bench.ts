@@ -385,8 +385,7 @@ function benchReport(
   },
 ): BenchReport {
   const seconds = withSecondLatencies(sampler.seconds, latency.timeline);
-  const rss = seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
-  const largest = seconds.map((s) => s.workerRssMbLargest ?? 0).filter((v) => v > 0);
+  const rss = rangeOf(seconds.map((s) => s.workerRssMb));
   const busy = seconds.filter((s) => s.applied + s.rejected > 0);
   const endToEndRatePerS = latency.spanMs > 0 ? Math.round((latency.count * 1000) / latency.spanMs) : 0;
   return {
@@ -420,14 +419,10 @@ function benchReport(
       gen: avg(busy, (s) => s.genCpuPct),
       serve: avg(busy, (s) => s.serveCpuPct ?? 0),
     },
-    workerRssMbMax: rss.length ? Math.max(...rss) : 0,
-    workerRssMbFirst: rss[0] ?? 0,
-    workerRssMbLast: rss[rss.length - 1] ?? 0,
-    workerRssMbPerWorker: {
-      max: largest.length ? Math.max(...largest) : 0,
-      first: largest[0] ?? 0,
-      last: largest[largest.length - 1] ?? 0,
-    },
+    workerRssMbMax: rss.max,
+    workerRssMbFirst: rss.first,
+    workerRssMbLast: rss.last,
+    workerRssMbPerWorker: rangeOf(seconds.map((s) => s.workerRssMbLargest ?? 0)),
     drained: outcome.drained,
     verifyOk: outcome.verifyOk,
     lost: outcome.lost,
@@ -556,6 +551,12 @@ class SecondSampler {
     this.seconds.push(s);
     this.onSecond(s);
   }
+}
+
+/** The largest, first and last of the measured (positive) values of a series; 0 for each when none was measured. */
+function rangeOf(values: readonly number[]): { max: number; first: number; last: number } {
+  const measured = values.filter((v) => v > 0);
+  return { max: measured.length ? Math.max(...measured) : 0, first: measured[0] ?? 0, last: measured[measured.length - 1] ?? 0 };
 }
 
 /** The shortest last interval the sampler turns into a per-second line. */

@@ -58,15 +58,15 @@ export class HopLatencyCollector {
     this.close = null;
   }
 
-  /**
-   * The hop latency of the values the workers recorded in the snapshots received since the last call
-   * (each worker sends one a second, covering its last second), merged exactly over the workers.
-   */
   /** Snapshots have arrived with values that no `takeSecond()` has taken yet. */
   hasPendingSeconds(): boolean {
     return this.pendingSeconds.length > 0;
   }
 
+  /**
+   * The hop latency of the values the workers recorded in the snapshots received since the last call
+   * (each worker sends one a second, covering its last second), merged exactly over the workers.
+   */
   takeSecond(): SecondHopLatency {
     const seconds = this.pendingSeconds;
     this.pendingSeconds = [];
