@@ -3,15 +3,14 @@ import amqp from 'amqplib';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deleteTopology, topologyOf } from '../../src/amqp/topology.js';
 import type { BenchReport } from '../../src/bench/bench.js';
 import { ceilingQueueOf } from '../../src/bench/ceiling.js';
 import { benchConfig } from '../../src/commands/bench.js';
 import { existingCeilingTables } from '../../src/db/ceiling.js';
 import { createDatabase } from '../../src/db/knex.js';
-import { dropDatabase } from '../../src/db/schema.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim } from '../helpers/txsim.js';
+import { removeBenchNamespace } from './bench-helpers.js';
 
 // ajv-formats is CommonJS: under NodeNext its default import is typed as the module object.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
@@ -32,17 +31,7 @@ describe('txsim bench --ceiling, CPU per transaction', () => {
   });
 
   afterAll(async () => {
-    const config = benchConfig(ns.config);
-    const connection = await amqp.connect(config.amqpUrl);
-    try {
-      const channel = await connection.createChannel();
-      await deleteTopology(channel, topologyOf(config)).catch(() => {});
-      await channel.deleteQueue(ceilingQueueOf(config.namespace)).catch(() => {});
-    } finally {
-      await connection.close().catch(() => {});
-    }
-    await dropDatabase(config.databaseUrl, config.databaseName).catch(() => {});
-    await ns.cleanup();
+    await removeBenchNamespace(ns);
   });
 
   it('reports a ceiling and the efficiency, CPU µs per applied tx that add up, the idle share; its queue and tables are gone after', async () => {

@@ -1,14 +1,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deleteTopology, topologyOf } from '../../src/amqp/topology.js';
 import type { BenchReport } from '../../src/bench/bench.js';
-import { benchConfig } from '../../src/commands/bench.js';
-import { dropDatabase } from '../../src/db/schema.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim } from '../helpers/txsim.js';
+import { removeBenchNamespace } from './bench-helpers.js';
 
 /**
  * `txsim bench --via http`: the bench starts its own `txsim serve` (with an admin token it creates)
@@ -25,16 +22,7 @@ describe('txsim bench --via http', () => {
   });
 
   afterAll(async () => {
-    const config = benchConfig(ns.config);
-    const connection = await amqp.connect(config.amqpUrl);
-    try {
-      const channel = await connection.createChannel();
-      await deleteTopology(channel, topologyOf(config)).catch(() => {});
-    } finally {
-      await connection.close().catch(() => {});
-    }
-    await dropDatabase(config.databaseUrl, config.databaseName).catch(() => {});
-    await ns.cleanup();
+    await removeBenchNamespace(ns);
     rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,11 +1,11 @@
 import amqp from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { deleteTopology, topologyOf } from '../../src/amqp/topology.js';
+import { topologyOf } from '../../src/amqp/topology.js';
 import type { BenchReport } from '../../src/bench/bench.js';
 import { benchConfig } from '../../src/commands/bench.js';
-import { dropDatabase } from '../../src/db/schema.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim } from '../helpers/txsim.js';
+import { removeBenchNamespace } from './bench-helpers.js';
 
 /**
  * `txsim bench` end to end against the real services, at sizes that take seconds: the report's
@@ -19,17 +19,7 @@ describe('txsim bench', () => {
   });
 
   afterAll(async () => {
-    // The bench's own namespace and database: `<namespace>_bench`.
-    const config = benchConfig(ns.config);
-    const connection = await amqp.connect(config.amqpUrl);
-    try {
-      const channel = await connection.createChannel();
-      await deleteTopology(channel, topologyOf(config)).catch(() => {});
-    } finally {
-      await connection.close().catch(() => {});
-    }
-    await dropDatabase(config.databaseUrl, config.databaseName).catch(() => {});
-    await ns.cleanup();
+    await removeBenchNamespace(ns);
   });
 
   const bench = async (args: string[]) => runTxsim(['bench', '--seed', 'it', ...args], ns.env, 180_000);
