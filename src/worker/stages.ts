@@ -139,12 +139,20 @@ export class StageRunner {
     if (this.stopped) return Promise.resolve();
     if (this.deps.sleep) return this.deps.sleep(ms);
     return new Promise<void>((resolve) => {
+      // A timer can fire a little early by the clock (Node counts it from the event loop's cached time,
+      // which may be stale): the stage waits out the rest, so it spends at least `ms`.
+      const dueAt = performance.now() + ms;
       const end = () => {
         clearTimeout(timer);
         this.waits.delete(end);
         resolve();
       };
-      const timer = setTimeout(end, ms);
+      const check = () => {
+        const leftMs = dueAt - performance.now();
+        if (leftMs > 0) timer = setTimeout(check, leftMs);
+        else end();
+      };
+      let timer = setTimeout(check, ms);
       this.waits.add(end);
     });
   }
