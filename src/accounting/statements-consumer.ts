@@ -5,8 +5,8 @@ import { typedProperties } from '../amqp/message-properties.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { redactUrl } from '../config/redact.js';
 import type { Knex } from '../db/knex.js';
-import { recordInvalidEvent, recordStatement, recordWebhookOutcome } from '../db/statements.js';
-import { decodeAccountingEvent, encodeAccountingEvent, type AccountingEvent } from '../domain/accounting-event.js';
+import { recordInvalidEvent, recordStatement, recordWebhookOutcome, type WebhookStatus } from '../db/statements.js';
+import { decodeAccountingMessage, encodeAccountingEvent, type AccountingEvent } from '../domain/accounting-event.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { HopTimings } from '../stats/hops.js';
@@ -23,7 +23,7 @@ import { deliverWebhook, type WebhookRetryPolicy, type WebhookTransport } from '
 export interface AccountingOptions {
   readonly amqpUrl: string;
   readonly topology: Topology;
-  /** Unacknowledged events held at once: the bound on concurrent DB transactions and webhook POSTs. */
+  /** Unacknowledged messages held at once (each one event or several): the bound on concurrent DB transactions, and on webhook POSTs. */
   readonly prefetchCount: number;
   /** How long shutdown waits for events in progress before leaving them to redelivery. */
   readonly shutdownDeadlineMs: number;
@@ -58,10 +58,31 @@ export const ACCOUNTING_PREFETCH_MAX = 1_000;
 /** Cap of the backoff while the database is failing. */
 const DB_RETRY_MAX_MS = 5_000;
 
+/** At most `max` tasks at once; the others wait their turn, first come first served. */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  constructor(max: number) {
+    this.free = max;
+  }
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.free++;
+    }
+  }
+}
+
 /**
- * Consumes `<ns>.accounting.statements`. Per delivery: decode → one DB transaction (statement line,
- * deduplicated by event id; webhook record) → commit → webhook with retries → outcome recorded →
- * ack. Database trouble is retried with capped backoff while the delivery stays unacknowledged (the
+ * Consumes `<ns>.accounting.statements`. Per event of a delivery (one, or several from the relay):
+ * one DB transaction (statement line, deduplicated by event id; webhook record) → commit → webhook
+ * with retries → outcome recorded; then the delivery's ack. Database trouble is retried with capped backoff while the delivery stays unacknowledged (the
  * prefetch bounds how many wait), never nack-requeued in a loop. Reconnects by itself; deliveries of
  * a channel that is gone are never acked (RabbitMQ redelivers them and the event id deduplicates).
  */
@@ -70,7 +91,7 @@ export class AccountingConsumer {
   /** The statement hop (relayed → statement line committed); see stats/hops.ts. */
   readonly hops = new HopTimings();
   private readonly connection: ManagedConnection;
-  /** Events are acked one by one ('single'): a webhook retrying for minutes must not hold back the acks of later events. */
+  /** Messages are acked one by one ('single'): a webhook retrying for minutes must not hold back the acks of later messages. */
   private readonly channel: ManagedChannel;
   private readonly consumer: ManagedConsumer;
   private readonly inFlight = new Set<Promise<void>>();
@@ -82,6 +103,8 @@ export class AccountingConsumer {
   /** Set once start() connected: one that never started says nothing when closed. */
   private started = false;
   private readonly webhookUrlRedacted: string | null;
+  /** Webhook POSTs (with their retries) in progress at once, across deliveries: at most `prefetchCount`. */
+  private readonly webhookSlots: Slots;
 
   constructor(
     private readonly options: AccountingOptions,
@@ -92,6 +115,7 @@ export class AccountingConsumer {
     // `prefetchCount` each, which is expected, not a leak.
     setMaxListeners(options.prefetchCount * 2 + 10, this.stopRetrying.signal, this.hardStop.signal);
     this.webhookUrlRedacted = options.webhook ? redactUrl(options.webhook.url) : null;
+    this.webhookSlots = new Slots(options.prefetchCount);
     const { log } = deps;
     this.connection = new ManagedConnection({
       url: options.amqpUrl,
@@ -150,23 +174,54 @@ export class AccountingConsumer {
     this.inFlight.add(task);
   }
 
+  /**
+   * A message carries one event or several (the relay's default). Each is stored in turn; the
+   * webhooks of the stored ones go out at once (at most `prefetchCount` POSTs in the whole consumer),
+   * so one receiver retrying for minutes holds back no other event's line. The delivery is acked once
+   * every event is stored and forwarded. Shutting down part-way leaves it unacked: RabbitMQ delivers
+   * it again and the events already stored are recognised by their ids.
+   */
   private async handle(delivery: Delivery): Promise<void> {
     const { msg } = delivery;
-    const { db, log } = this.deps;
-    const decoded = decodeAccountingEvent(msg.content);
+    const decoded = decodeAccountingMessage(msg.content);
     if (!decoded.ok) {
-      const messageId = messageIdOf(msg);
-      const stored = await this.retryDb('record invalid event', () =>
-        recordInvalidEvent(db, { messageId, routingKey: msg.fields.routingKey, detail: decoded.detail, body: msg.content }),
-      );
-      if (!stored) return;
-      this.metrics.invalid++;
-      log.warn({ messageId, detail: decoded.detail }, 'not an accounting event; recorded in accounting_invalid_events');
-      return this.ack(delivery);
+      if (await this.recordInvalid(msg, decoded.detail, msg.content)) this.ack(delivery);
+      return;
     }
-    const event = decoded.event;
-    const stored = await this.retryDb('record statement', () => recordStatement(db, event, this.webhookUrlRedacted));
-    if (!stored) return;
+    const forwards: Promise<boolean>[] = [];
+    let complete = true;
+    for (const element of decoded.elements) {
+      if (!element.ok) {
+        complete = await this.recordInvalid(msg, element.detail, element.body);
+      } else {
+        const stored = await this.storeEvent(msg, element.event);
+        complete = stored !== null;
+        if (this.options.webhook && stored?.webhookStatus === 'pending')
+          forwards.push(this.webhookSlots.run(() => this.forward(element.event)));
+      }
+      if (!complete) break;
+    }
+    // Every forward is awaited, even after shutdown cut the loop short: close() waits for this task.
+    const forwarded = await Promise.all(forwards);
+    if (complete && forwarded.every(Boolean)) this.ack(delivery);
+  }
+
+  /** Keeps what is not an accounting event in accounting_invalid_events; false when shutdown came first. */
+  private async recordInvalid(msg: Delivery['msg'], detail: string, body: Buffer): Promise<boolean> {
+    const messageId = messageIdOf(msg);
+    const stored = await this.retryDb('record invalid event', () =>
+      recordInvalidEvent(this.deps.db, { messageId, routingKey: msg.fields.routingKey, detail, body }),
+    );
+    if (!stored) return false;
+    this.metrics.invalid++;
+    this.deps.log.warn({ messageId, detail }, 'not an accounting event; recorded in accounting_invalid_events');
+    return true;
+  }
+
+  /** Stores one event's statement line: its webhook status (null without a webhook), or null when shutdown came first. */
+  private async storeEvent(msg: Delivery['msg'], event: AccountingEvent): Promise<{ webhookStatus: WebhookStatus | null } | null> {
+    const stored = await this.retryDb('record statement', () => recordStatement(this.deps.db, event, this.webhookUrlRedacted));
+    if (!stored) return null;
     if (stored.value.inserted) {
       this.metrics.statements++;
       const relayedAtMs = typedProperties(msg).headers[HEADERS.relayedAtMs];
@@ -174,43 +229,46 @@ export class AccountingConsumer {
       this.deps.onStatement(event);
     } else {
       this.metrics.duplicates++;
-      log.debug({ eventId: event.eventId }, 'repeated event; statement already has it');
+      this.deps.log.debug({ eventId: event.eventId }, 'repeated event; statement already has it');
     }
-    const webhook = this.options.webhook;
-    if (webhook && stored.value.webhookStatus === 'pending') {
-      const wlog = log.child({ eventId: event.eventId });
-      const result = await deliverWebhook(
-        this.deps.transport!,
-        { url: webhook.url, eventId: event.eventId, body: encodeAccountingEvent(event) },
-        webhook.secret,
-        webhook.policy,
-        this.stopRetrying.signal,
-        {
-          attemptSignal: this.hardStop.signal,
-          onRetry: ({ attempt, delayMs, result: r }) =>
-            wlog.info(
-              {
-                attempt,
-                retryInMs: delayMs,
-                ...(r.kind === 'response' ? { status: r.status } : r.kind === 'error' ? { code: r.code } : {}),
-              },
-              'webhook not accepted; retrying',
-            ),
-        },
+    return { webhookStatus: stored.value.webhookStatus };
+  }
+
+  /** POSTs one stored event to the webhook and records the outcome; false when shutdown came first. */
+  private async forward(event: AccountingEvent): Promise<boolean> {
+    const webhook = this.options.webhook!;
+    const wlog = this.deps.log.child({ eventId: event.eventId });
+    const result = await deliverWebhook(
+      this.deps.transport!,
+      { url: webhook.url, eventId: event.eventId, body: encodeAccountingEvent(event) },
+      webhook.secret,
+      webhook.policy,
+      this.stopRetrying.signal,
+      {
+        attemptSignal: this.hardStop.signal,
+        onRetry: ({ attempt, delayMs, result: r }) =>
+          wlog.info(
+            {
+              attempt,
+              retryInMs: delayMs,
+              ...(r.kind === 'response' ? { status: r.status } : r.kind === 'error' ? { code: r.code } : {}),
+            },
+            'webhook not accepted; retrying',
+          ),
+      },
+    );
+    // Shutting down mid-delivery: no outcome to record; the event comes back after a restart.
+    if (result.status === 'aborted') return false;
+    if (!(await this.retryDb('record webhook outcome', () => recordWebhookOutcome(this.deps.db, event.eventId, result)))) return false;
+    if (result.status === 'delivered') this.metrics.webhooksDelivered++;
+    else {
+      this.metrics.webhooksFailed++;
+      wlog.warn(
+        { attempts: result.attempts, status: result.responseStatus, err: result.lastError, gaveUp: result.gaveUp },
+        'webhook delivery failed; recorded',
       );
-      // Shutting down mid-delivery: no outcome to record; the event comes back after a restart.
-      if (result.status === 'aborted') return;
-      if (!(await this.retryDb('record webhook outcome', () => recordWebhookOutcome(db, event.eventId, result)))) return;
-      if (result.status === 'delivered') this.metrics.webhooksDelivered++;
-      else {
-        this.metrics.webhooksFailed++;
-        wlog.warn(
-          { attempts: result.attempts, status: result.responseStatus, err: result.lastError, gaveUp: result.gaveUp },
-          'webhook delivery failed; recorded',
-        );
-      }
     }
-    this.ack(delivery);
+    return true;
   }
 
   /** Runs `work` until it succeeds, with capped backoff; null once shutdown starts (leave the delivery unacked). */

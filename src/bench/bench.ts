@@ -82,6 +82,8 @@ export interface BenchOptions {
    * from the default one: compare such runs with each other.
    */
   readonly relayProcess: boolean;
+  /** Most accounting events in one relay message (worker --relay-events-per-message); 1 measures a message per event. */
+  readonly relayEventsPerMessageMax: number;
   /** After the run, measure the machine's ceiling with the same load (ceiling.ts) and report the efficiency. */
   readonly ceiling: boolean;
 }
@@ -248,7 +250,7 @@ export async function runBench(
     await hops.start(connection, topology.statsExchange);
     await seedAccounts(db, { count: options.accounts, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
     for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
-    const relay = options.relay && options.relayProcess ? await startRelayProcess(config) : null;
+    const relay = options.relay && options.relayProcess ? await startRelayProcess(config, options.relayEventsPerMessageMax) : null;
     if (relay) children.push(relay);
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
 
@@ -595,7 +597,9 @@ function startWorkerProcess(config: Config, options: BenchOptions, id: string): 
       String(options.prefetchCount),
       '--log-level',
       'warn',
-      ...(options.relay && !options.relayProcess ? [] : ['--no-relay']),
+      ...(options.relay && !options.relayProcess
+        ? ['--relay-events-per-message', String(options.relayEventsPerMessageMax)]
+        : ['--no-relay']),
     ],
     {
       env: childEnv(config),
@@ -608,9 +612,10 @@ function startWorkerProcess(config: Config, options: BenchOptions, id: string): 
 const RELAY_PROCESS = new URL('./relay-process.js', import.meta.url).pathname;
 
 /** Starts the relay in a process of its own (--relay-process); resolves once it relays. */
-async function startRelayProcess(config: Config): Promise<ChildProcess> {
+async function startRelayProcess(config: Config, eventsPerMessageMax: number): Promise<ChildProcess> {
   const settings: RelayProcessSettings = {
     id: 'bench-relay',
+    eventsPerMessageMax,
     amqpUrl: config.amqpUrl,
     databaseUrl: config.databaseUrl,
     databaseName: config.databaseName,

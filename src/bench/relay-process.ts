@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import { OutboxRelay } from '../accounting/outbox-relay.js';
+import { DEFAULT_RELAY_OPTIONS, OutboxRelay } from '../accounting/outbox-relay.js';
 import { topologyFor } from '../amqp/topology.js';
 import { createDatabase } from '../db/knex.js';
 import { createLogger } from '../log.js';
@@ -17,6 +17,8 @@ import { WorkerMetrics } from '../stats/worker-metrics.js';
  */
 export interface RelayProcessSettings {
   readonly id: string;
+  /** Most accounting events in one message (the worker's --relay-events-per-message). */
+  readonly eventsPerMessageMax: number;
   readonly amqpUrl: string;
   readonly databaseUrl: string;
   readonly databaseName: string;
@@ -31,7 +33,10 @@ async function main(s: RelayProcessSettings): Promise<void> {
   const topology = topologyFor(s.namespace, s.retryDelaysMs);
   const metrics = new WorkerMetrics();
   const controller = new AbortController();
-  const relay = new OutboxRelay({ db, amqpUrl: s.amqpUrl, topology, log, relayId: s.id, connectTimeoutMs: 30_000, hops: metrics.hops });
+  const relay = new OutboxRelay(
+    { db, amqpUrl: s.amqpUrl, topology, log, relayId: s.id, connectTimeoutMs: 30_000, hops: metrics.hops },
+    { ...DEFAULT_RELAY_OPTIONS, eventsPerMessageMax: s.eventsPerMessageMax },
+  );
   const stats = new StatsPublisher(
     {
       amqpUrl: s.amqpUrl,

@@ -1,7 +1,8 @@
 import { hostname } from 'node:os';
 import { Option, type Command } from 'commander';
 import { topologyOf } from '../amqp/topology.js';
-import { OutboxRelay } from '../accounting/outbox-relay.js';
+import { DEFAULT_RELAY_OPTIONS, OutboxRelay } from '../accounting/outbox-relay.js';
+import { ACCOUNTING_EVENTS_PER_MESSAGE_MAX } from '../domain/accounting-event.js';
 import { Worker, workerDepsFor, type WorkerOptions } from '../worker/worker.js';
 import { parseDurationFlag, parseIntFlag } from '../config/parse.js';
 import { EXPIRY_INTERVAL_DEFAULT_MS, HoldExpiry } from '../worker/hold-expiry.js';
@@ -18,6 +19,8 @@ export interface WorkerCommandOptions extends Omit<WorkerOptions, 'amqpUrl' | 't
   readonly lockWaitTimeoutS: number;
   /** Run the outbox relay in this process (publishes committed accounting events; safe in every replica). Default true. */
   readonly relay?: boolean;
+  /** Most accounting events in one message the relay publishes (`--relay-events-per-message`; 1 = one per event). Default 100. */
+  readonly relayEventsPerMessageMax?: number;
   /** Serve Prometheus metrics there (`--metrics-port`); null/absent = off. */
   readonly metrics?: MetricsServerOptions | null;
   /** How often this worker expires due card holds (`--expire-every`); null = not here (`--no-expiry`). Default 1 s. */
@@ -101,15 +104,18 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
     if (!signal.aborted && options.relay !== false) {
       // No time limit: the worker is connected, so the broker was there a moment ago; a blink now
       // is an outage of a running worker (reconnect), not a broker missing at start. SIGINT ends the wait.
-      relay = new OutboxRelay({
-        db,
-        amqpUrl: config.amqpUrl,
-        topology,
-        log,
-        relayId: options.workerId,
-        connectTimeoutMs: Number.POSITIVE_INFINITY,
-        hops: worker.metrics.hops,
-      });
+      relay = new OutboxRelay(
+        {
+          db,
+          amqpUrl: config.amqpUrl,
+          topology,
+          log,
+          relayId: options.workerId,
+          connectTimeoutMs: Number.POSITIVE_INFINITY,
+          hops: worker.metrics.hops,
+        },
+        { ...DEFAULT_RELAY_OPTIONS, eventsPerMessageMax: options.relayEventsPerMessageMax ?? DEFAULT_RELAY_OPTIONS.eventsPerMessageMax },
+      );
       await relay.start(signal);
     }
     const expiryIntervalMs = options.expiryIntervalMs === undefined ? EXPIRY_INTERVAL_DEFAULT_MS : options.expiryIntervalMs;
@@ -160,6 +166,11 @@ export function registerWorker(program: Command): void {
       "publish each stage start and end to the feed exchange (transient; serve's live feed shows them); off by default",
     )
     .option('--no-relay', 'do not run the outbox relay here (accounting events then wait for a replica that does)')
+    .option(
+      '--relay-events-per-message <n>',
+      `most accounting events in one message the relay publishes (1 to ${ACCOUNTING_EVENTS_PER_MESSAGE_MAX}); 1 = one message per event, routed <outcome>.<accountId>`,
+      String(DEFAULT_RELAY_OPTIONS.eventsPerMessageMax),
+    )
     .option('--expire-every <duration>', 'how often this worker expires card holds past their expiresAt (e.g. 500ms, 1s)', '1s')
     .option('--no-expiry', 'do not expire card holds here (another replica must, or holds stay open past expiry)')
     .option(...METRICS_PORT_OPTION)
@@ -189,6 +200,13 @@ export function registerWorker(program: Command): void {
         lockWaitTimeoutS: parseIntFlag('--lock-wait-timeout', opts.lockWaitTimeout, 10, 1, 3_600),
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', opts.shutdownDeadline, 15_000, 0, 600_000),
         relay: (opts as Record<string, unknown>).relay !== false,
+        relayEventsPerMessageMax: parseIntFlag(
+          '--relay-events-per-message',
+          opts.relayEventsPerMessage,
+          DEFAULT_RELAY_OPTIONS.eventsPerMessageMax,
+          1,
+          ACCOUNTING_EVENTS_PER_MESSAGE_MAX,
+        ),
         metrics: metricsOptionsFrom(opts),
         expiryIntervalMs:
           (opts as Record<string, unknown>).expiry === false

@@ -112,14 +112,74 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const MINOR = /^-?\d{1,19}$/;
 
 /**
- * Parses and checks an event body. Every field is checked against what the accounting tables can
- * hold, so a decoded event can always be stored: a storage error then means the database, not the
- * message.
+ * Several events in one message: what the relay publishes by default (`eventsPerMessageMax` > 1).
+ * The body is `{"version":1,"events":[…]}`, each element exactly the body of a single event, so a
+ * consumer can store, forward or sign each one as if it had come alone. One message instead of one
+ * per event: the broker's work per event (store, confirm, deliver, ack) is paid once per message.
  */
-export function decodeAccountingEvent(body: Buffer): DecodedEvent {
-  const parsed = jsonObjectOf(body, EVENT_BODY_BYTES_MAX);
+export const ACCOUNTING_EVENTS_TYPE = 'accounting.events';
+/** Routing key of a message of several events: they are of many accounts and outcomes. */
+export const ACCOUNTING_EVENTS_ROUTING_KEY = 'events';
+/** Most events in one message; a consumer refuses more. */
+export const ACCOUNTING_EVENTS_PER_MESSAGE_MAX = 500;
+/** Largest body of several events accepted: a real event is about 400 bytes. */
+const EVENTS_BODY_BYTES_MAX = 1024 * 1024;
+
+/** The bytes of several events: each element is the event's own body (`encodeAccountingEvent`). */
+export function encodeAccountingEvents(events: readonly AccountingEvent[]): Buffer {
+  return Buffer.from(`{"version":${ACCOUNTING_EVENT_VERSION},"events":[${events.map((e) => JSON.stringify(eventToWire(e))).join(',')}]}`);
+}
+
+/** One element of a message: decoded, or why not, with the element's own bytes (for the record of invalid events). */
+export type DecodedElement =
+  (DecodedEvent & { readonly ok: true }) | { readonly ok: false; readonly detail: string; readonly body: Buffer };
+
+export type DecodedMessage =
+  { readonly ok: true; readonly elements: readonly DecodedElement[] } | { readonly ok: false; readonly detail: string };
+
+/**
+ * Decodes a message of the accounting exchange, either kind: a single event, or several
+ * (`{"version":1,"events":[…]}`). A message that is neither fails as a whole; in a message of
+ * several, each element is decoded on its own, so one bad element does not cost the others.
+ */
+export function decodeAccountingMessage(body: Buffer): DecodedMessage {
+  const parsed = jsonObjectOf(body, EVENTS_BODY_BYTES_MAX);
   if (!parsed.ok) return parsed;
   const o = parsed.o;
+  if (!('events' in o)) {
+    if (body.length > EVENT_BODY_BYTES_MAX) return { ok: false, detail: `body is ${body.length} bytes, more than ${EVENT_BODY_BYTES_MAX}` };
+    const single = decodeEventObject(o);
+    return single.ok ? { ok: true, elements: [single] } : single;
+  }
+  if (o.version !== ACCOUNTING_EVENT_VERSION)
+    return { ok: false, detail: `version ${JSON.stringify(o.version)} is not ${ACCOUNTING_EVENT_VERSION}` };
+  const events = o.events;
+  if (!Array.isArray(events) || events.length === 0 || events.length > ACCOUNTING_EVENTS_PER_MESSAGE_MAX)
+    return { ok: false, detail: `events must be an array of 1 to ${ACCOUNTING_EVENTS_PER_MESSAGE_MAX} events` };
+  return {
+    ok: true,
+    elements: events.map((element: unknown, i): DecodedElement => {
+      const decoded: DecodedEvent =
+        typeof element === 'object' && element !== null && !Array.isArray(element)
+          ? decodeEventObject(element as Record<string, unknown>)
+          : { ok: false, detail: 'not a JSON object' };
+      return decoded.ok
+        ? decoded
+        : {
+            ok: false,
+            detail: `event ${i + 1} of ${events.length}: ${decoded.detail}`,
+            body: Buffer.from(JSON.stringify(element) ?? 'null'),
+          };
+    }),
+  };
+}
+
+/**
+ * Checks the fields of one event object. Every field is checked against what the accounting tables
+ * can hold, so a decoded event can always be stored: a storage error then means the database, not
+ * the message.
+ */
+function decodeEventObject(o: Record<string, unknown>): DecodedEvent {
   const fail = (detail: string): DecodedEvent => ({ ok: false, detail });
   if (o.version !== ACCOUNTING_EVENT_VERSION) return fail(`version ${JSON.stringify(o.version)} is not ${ACCOUNTING_EVENT_VERSION}`);
   if (typeof o.eventId !== 'string' || !UUID.test(o.eventId)) return fail('eventId must be a lowercase UUID');

@@ -1,7 +1,7 @@
 import { ManagedConnection } from '../amqp/managed-channel.js';
 import type { ConsumeMessage } from 'amqplib';
 import { FEED_EXCHANGE_OPTIONS, type Topology } from '../amqp/topology.js';
-import { decodeAccountingEvent } from '../domain/accounting-event.js';
+import { decodeAccountingMessage } from '../domain/accounting-event.js';
 import { decodeAttemptEvent } from '../domain/attempt-event.js';
 import { decodeStageEvent, isStageRoutingKey } from '../domain/stage-event.js';
 import type { Logger } from '../log.js';
@@ -62,31 +62,37 @@ export class FeedSource {
         return q.queue;
       },
       (delivery) => {
-        const event = this.decode(delivery.msg);
-        if (event) this.handlers.onEvent(event);
+        for (const event of this.decode(delivery.msg)) this.handlers.onEvent(event);
       },
       { noAck: true, label: 'feed consumer' },
     );
   }
 
-  /** The feed event of a message from either exchange; null (logged) for one that is not a valid event. */
-  private decode(msg: ConsumeMessage): FeedEvent | null {
+  /** The feed events of a message from either exchange (an accounting message may carry several); what is not a valid event is logged and left out. */
+  private decode(msg: ConsumeMessage): FeedEvent[] {
     if (msg.fields.exchange === this.options.topology.feedExchange && isStageRoutingKey(msg.fields.routingKey)) {
       const decoded = decodeStageEvent(msg.content);
-      if (decoded.ok) return feedEventOfStage(decoded.event);
+      if (decoded.ok) return [feedEventOfStage(decoded.event)];
       this.log.warn({ detail: decoded.detail }, 'feed: not a stage event; ignored');
-      return null;
+      return [];
     }
     if (msg.fields.exchange === this.options.topology.feedExchange) {
       const decoded = decodeAttemptEvent(msg.content);
-      if (decoded.ok) return feedEventOfAttempt(decoded.event);
+      if (decoded.ok) return [feedEventOfAttempt(decoded.event)];
       this.log.warn({ detail: decoded.detail }, 'feed: not an attempt event; ignored');
-      return null;
+      return [];
     }
-    const decoded = decodeAccountingEvent(msg.content);
-    if (decoded.ok) return feedEventOf(decoded.event);
-    this.log.warn({ detail: decoded.detail }, 'feed: not an accounting event; ignored');
-    return null;
+    const decoded = decodeAccountingMessage(msg.content);
+    if (!decoded.ok) {
+      this.log.warn({ detail: decoded.detail }, 'feed: not an accounting event; ignored');
+      return [];
+    }
+    const events: FeedEvent[] = [];
+    for (const element of decoded.elements) {
+      if (element.ok) events.push(feedEventOf(element.event));
+      else this.log.warn({ detail: element.detail }, 'feed: not an accounting event; ignored');
+    }
+    return events;
   }
 
   /** Connects (retrying a few times, then throwing ServiceUnavailableError). */

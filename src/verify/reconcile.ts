@@ -1,5 +1,6 @@
 import { isMissingTable } from '../db/rows.js';
 import { ACCOUNTING_PREFETCH_MAX } from '../accounting/statements-consumer.js';
+import { ACCOUNTING_EVENTS_PER_MESSAGE_MAX } from '../domain/accounting-event.js';
 import type { Knex } from '../db/knex.js';
 import {
   invalidEventCount,
@@ -136,12 +137,13 @@ async function readProgress(deps: BrokerDeps & { db: Knex }): Promise<Progress> 
 
 /**
  * Missing lines that may still be on their way: unsent in the outbox, ready in the queue, or held
- * by a connected consumer (up to its prefetch; checkQueue counts only ready ones). Without the
+ * by a connected consumer (up to its prefetch; checkQueue counts only ready ones). The queue counts
+ * messages, and a message may carry up to ACCOUNTING_EVENTS_PER_MESSAGE_MAX events. Without the
  * broker, every missing line may be. Settled: nothing missing, nothing unsent, nothing queued.
  */
 export function pendingOf(p: Pick<Progress, 'queue' | 'outboxUnsent' | 'missing'>): { pending: number; settled: boolean } {
-  const heldBound = p.queue ? p.queue.consumers * ACCOUNTING_PREFETCH_MAX : 0;
-  const pending = p.queue === null ? p.missing : Math.min(p.missing, p.outboxUnsent + p.queue.ready + heldBound);
+  const messagesBound = p.queue ? p.queue.ready + p.queue.consumers * ACCOUNTING_PREFETCH_MAX : 0;
+  const pending = p.queue === null ? p.missing : Math.min(p.missing, p.outboxUnsent + messagesBound * ACCOUNTING_EVENTS_PER_MESSAGE_MAX);
   const settled = p.missing === 0 && p.outboxUnsent === 0 && p.queue !== null && p.queue.ready === 0;
   return { pending, settled };
 }

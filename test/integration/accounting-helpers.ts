@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
+import type { ChannelModel } from 'amqplib';
+import { decodeAccountingMessage } from '../../src/domain/accounting-event.js';
+import { peekQueue } from '../helpers/txsim.js';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 
@@ -55,4 +58,24 @@ export async function freePort(): Promise<number> {
   const { port } = server.address() as { port: number };
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/**
+ * The ids of the events ready in an accounting queue, in queue order, however many each message
+ * carries (the relay puts several in one by default). Throws on a message that is not accounting events.
+ */
+export async function queuedEventIds(connection: ChannelModel, queue: string): Promise<string[]> {
+  const channel = await connection.createChannel();
+  try {
+    return (await peekQueue(channel, queue)).flatMap((m) => {
+      const decoded = decodeAccountingMessage(m.content);
+      if (!decoded.ok) throw new Error(`not accounting events in ${queue}: ${decoded.detail}`);
+      return decoded.elements.map((e) => {
+        if (!e.ok) throw new Error(`not an accounting event in ${queue}: ${e.detail}`);
+        return e.event.eventId;
+      });
+    });
+  } finally {
+    await channel.close().catch(() => {});
+  }
 }

@@ -1,4 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeAccountingEvents, type AccountingEvent } from '../../src/domain/accounting-event.js';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
@@ -123,5 +125,49 @@ describe('accounting statements', () => {
     const report = JSON.parse(verify.stdout);
     expect(report.accounting).toMatchObject({ ok: true, settled: true, outcomes: 600, statements: 600, missing: 0 });
     expect((await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount).toBe(0);
+  });
+
+  it('a message of several events: each good one gets its line, a bad one is kept in accounting_invalid_events, a bad message as a whole too', async () => {
+    const event = (accountSeq: number): AccountingEvent => ({
+      eventId: randomUUID(),
+      transactionId: randomUUID(),
+      accountId: 900_001,
+      accountSeq,
+      type: 'deposit',
+      outcome: 'applied',
+      reason: null,
+      amountMinor: 500n,
+      currency: 'EUR',
+      balanceAfterMinor: 500n * BigInt(accountSeq),
+      occurredAt: new Date().toISOString(),
+    });
+    const [first, last] = [event(1), event(2)];
+    const wire = JSON.parse(encodeAccountingEvents([first, last]).toString()) as { version: number; events: unknown[] };
+    wire.events.splice(1, 0, { ...(wire.events[0] as object), eventId: 'not-a-uuid' });
+    const channel = await ns.amqp.createConfirmChannel();
+    try {
+      channel.publish(ns.topology.accountingExchange, 'events', Buffer.from(JSON.stringify(wire)), { persistent: true });
+      channel.publish(ns.topology.accountingExchange, 'events', Buffer.from('{"version":1,"events":[]}'), { persistent: true });
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    await waitFor(
+      async () => Number((await ns.db('accounting_invalid_events').count({ n: '*' }))[0]!.n) === 2,
+      20_000,
+      'the bad element and the bad message recorded',
+    );
+    const lines = await ns.db('accounting_statements').where('account_id', 900_001).orderBy('account_seq').select('event_id');
+    expect(lines.map((l: { event_id: string }) => l.event_id)).toEqual([first.eventId, last.eventId]);
+    // The two messages are handled at once: which was recorded first is not fixed.
+    const invalid: { detail: string; body: string; routing_key: string }[] = await ns
+      .db('accounting_invalid_events')
+      .orderBy('detail')
+      .select('detail', 'body', 'routing_key');
+    expect(invalid[0]).toMatchObject({ detail: 'event 2 of 3: eventId must be a lowercase UUID', routing_key: 'events' });
+    expect(JSON.parse(invalid[0]!.body)).toMatchObject({ eventId: 'not-a-uuid' });
+    expect(invalid[1]!.detail).toMatch(/^events must be an array of 1 to \d+ events$/);
+    await waitFor(async () => (await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount === 0, 5_000, 'both acked');
+    await ns.db('accounting_statements').where('account_id', 900_001).del();
   });
 });

@@ -3,7 +3,8 @@ import type { ConfirmChannel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfirmPublisher } from '../../src/amqp/publisher.js';
 import { applyBatch } from '../../src/worker/apply-batch.js';
-import { pruneOutbox, relayOutboxBatch } from '../../src/accounting/outbox-relay.js';
+import { DEFAULT_RELAY_OPTIONS, pruneOutbox, relayOutboxBatch } from '../../src/accounting/outbox-relay.js';
+import { ACCOUNTING_EVENTS_TYPE, decodeAccountingMessage } from '../../src/domain/accounting-event.js';
 import { createDatabase, type Knex } from '../../src/db/knex.js';
 import { uuidV5 } from '../../src/domain/ids.js';
 import { decodeTransaction } from '../../src/domain/message-schema.js';
@@ -87,10 +88,16 @@ describe('outbox relay', () => {
       // While the worker's row is inserted but uncommitted, relays keep claiming.
       let relayedDuring = 0;
       const deadline = Date.now() + 1_200;
-      while (Date.now() < deadline) relayedDuring += await relayOutboxBatch(ns.db, publishers[0]!, ns.topology.accountingExchange, 10);
+      while (Date.now() < deadline)
+        relayedDuring += await relayOutboxBatch(ns.db, publishers[0]!, ns.topology.accountingExchange, {
+          batchSizeMax: 10,
+          eventsPerMessageMax: 100,
+        });
       expect(await applying).toContain('trap');
       expect(relayedDuring).toBe(0);
-      expect(await relayOutboxBatch(ns.db, publishers[0]!, ns.topology.accountingExchange, 10)).toBe(0);
+      expect(
+        await relayOutboxBatch(ns.db, publishers[0]!, ns.topology.accountingExchange, { batchSizeMax: 10, eventsPerMessageMax: 100 }),
+      ).toBe(0);
       expect(await ns.db('outbox_events').where('transaction_id', id).first()).toBeUndefined();
       expect(await ns.db('transactions').where('id', id).first()).toBeUndefined();
       expect(await queued()).toBe(0);
@@ -99,7 +106,7 @@ describe('outbox relay', () => {
     }
   });
 
-  it('three relays claiming at once publish every committed event exactly once (SKIP LOCKED)', async () => {
+  it('three relays claiming at once publish every committed event exactly once (SKIP LOCKED), one message per event when asked', async () => {
     await outcomesWithoutRelay('relay-a', 150);
     expect(await unsent()).toBe(150);
     expect(await queued()).toBe(0);
@@ -108,7 +115,8 @@ describe('outbox relay', () => {
     const counts = await Promise.all(
       publishers.map(async (publisher) => {
         let total = 0;
-        for (let n = -1; n !== 0; total += n) n = await relayOutboxBatch(ns.db, publisher, ns.topology.accountingExchange, 7);
+        for (let n = -1; n !== 0; total += n)
+          n = await relayOutboxBatch(ns.db, publisher, ns.topology.accountingExchange, { batchSizeMax: 7, eventsPerMessageMax: 1 });
         return total;
       }),
     );
@@ -144,7 +152,7 @@ describe('outbox relay', () => {
     const killer: Knex = createDatabase({ databaseUrl: ns.config.databaseUrl, databaseName: ns.config.databaseName, poolMax: 1 });
     try {
       await expect(
-        relayOutboxBatch(ns.db, publishers[0]!, ns.topology.accountingExchange, 500, {
+        relayOutboxBatch(ns.db, publishers[0]!, ns.topology.accountingExchange, DEFAULT_RELAY_OPTIONS, {
           afterPublish: async (_events, trx) => {
             const [[{ id }]] = (await trx.raw('SELECT CONNECTION_ID() AS id')) as [[{ id: number }]];
             await killer.raw('KILL CONNECTION ?', [id]);
@@ -155,12 +163,13 @@ describe('outbox relay', () => {
       await killer.destroy();
     }
     expect(await unsent()).toBe(80);
-    await waitFor(async () => (await queued()) === queuedBefore + 80, 5_000, 'the first copies in the queue');
+    // The relay's default: the 80 events travel in one message.
+    await waitFor(async () => (await queued()) === queuedBefore + 1, 5_000, 'the first copies in the queue');
 
     // The next claim (any replica) publishes them again.
-    expect(await relayOutboxBatch(ns.db, publishers[1]!, ns.topology.accountingExchange, 500)).toBe(80);
+    expect(await relayOutboxBatch(ns.db, publishers[1]!, ns.topology.accountingExchange, DEFAULT_RELAY_OPTIONS)).toBe(80);
     expect(await unsent()).toBe(0);
-    await waitFor(async () => (await queued()) === queuedBefore + 160, 5_000, 'the second copies in the queue');
+    await waitFor(async () => (await queued()) === queuedBefore + 2, 5_000, 'the second copies in the queue');
 
     // The accounting side deduplicates by event id: 230 events, 310 deliveries, 230 lines.
     const accounting = startTxsim(['accounting', '--json'], ns.env);
@@ -194,6 +203,37 @@ describe('outbox relay', () => {
     const report = JSON.parse(verify.stdout);
     expect(report.accounting).toMatchObject({ ok: true, settled: true, missing: 0, lost: 0, outcomes: 230, statements: 230 });
     for (const check of report.accounting.checks) expect(check.violations, check.name).toBe(0);
+  });
+
+  it('puts up to eventsPerMessageMax events in one message, each element the event as it would travel alone', async () => {
+    // The queue is empty: the test before drained it.
+    const channel = await ns.amqp.createChannel();
+    const [{ last }] = (await ns.db('outbox_events').max({ last: 'id' })) as [{ last: string | null }];
+    await outcomesWithoutRelay('relay-batched', 110);
+    expect(
+      await relayOutboxBatch(ns.db, publishers[0]!, ns.topology.accountingExchange, { batchSizeMax: 500, eventsPerMessageMax: 40 }),
+    ).toBe(110);
+    expect(await unsent()).toBe(0);
+    const messages = await peekQueue(channel, ns.topology.accountingQueue);
+    await channel.purgeQueue(ns.topology.accountingQueue);
+    await channel.close();
+    // Oldest first, 40 + 40 + 30.
+    const decoded = messages.map((m) => {
+      expect(m.fields.routingKey).toBe('events');
+      expect(m.properties.type).toBe(ACCOUNTING_EVENTS_TYPE);
+      const d = decodeAccountingMessage(m.content);
+      if (!d.ok) throw new Error(d.detail);
+      const events = d.elements.map((e) => (e.ok ? e.event : expect.unreachable(e.detail)));
+      expect(m.properties.messageId).toBe(`${events[0]!.eventId}+${events.length}`);
+      return events;
+    });
+    expect(decoded.map((events) => events.length)).toEqual([40, 40, 30]);
+    const rows: { event_id: string }[] = await ns
+      .db('outbox_events')
+      .select('event_id')
+      .where('id', '>', last ?? 0)
+      .orderBy('id');
+    expect(decoded.flat().map((e) => e.eventId)).toEqual(rows.map((r) => r.event_id));
   });
 
   it('prunes sent events older than the retention window, never unsent ones', async () => {

@@ -4,7 +4,8 @@ import { DEFAULT_RELAY_OPTIONS, OutboxRelay } from '../../src/accounting/outbox-
 import { createLogger } from '../../src/log.js';
 import { ensureSchema } from '../../src/db/schema.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { queuedEventIds } from './accounting-helpers.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
 // The relay lease (sql/010-relay-lease.sql) against the real MariaDB and RabbitMQ: one relay claims,
 // the others stand by, and a released or lapsed lease passes on, so no event waits for a dead relay.
@@ -14,7 +15,11 @@ describe('relay lease: one outbox relay claims at a time', () => {
   let workers: WorkerProcess[] = [];
 
   const unsent = async () => Number((await ns.db('outbox_events').whereNull('sent_at').count({ n: '*' }))[0]!.n);
-  const queued = async () => (await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount;
+  /** Every event in the accounting queue once: `count` events, all of them different. */
+  const queuedOnce = async (count: number) => {
+    const ids = await queuedEventIds(ns.amqp, ns.topology.accountingQueue);
+    return ids.length === count && new Set(ids).size === count;
+  };
   const lease = async () =>
     (await ns.db.raw('SELECT holder, expires_at < UTC_TIMESTAMP(3) AS lapsed FROM outbox_relay_lease WHERE id = 1'))[0][0] as {
       holder: string;
@@ -91,7 +96,7 @@ describe('relay lease: one outbox relay claims at a time', () => {
     expect(b.metrics).toMatchObject({ relayed: 200, leaseHeld: true });
     expect(a.metrics.relayed).toBe(300);
     expect((await lease()).holder).toMatch(/^b:/);
-    await waitFor(async () => (await queued()) === 500, 10_000, 'all 500 events in the accounting queue, once each');
+    await waitFor(() => queuedOnce(500), 10_000, 'all 500 events in the accounting queue, once each');
   });
 
   it('a holder that stops renewing (hung, or cut off from the database) is taken over once its lease lapses', async () => {
@@ -139,7 +144,7 @@ describe('relay lease: one outbox relay claims at a time', () => {
       await insertEvents(200);
       await waitFor(async () => (await unsent()) === 0, 20_000, 'the 200 events sent without a lease');
       expect(d.metrics.relayed + e.metrics.relayed).toBe(200);
-      await waitFor(async () => (await queued()) === 200, 10_000, 'the 200 events in the accounting queue, once each');
+      await waitFor(() => queuedOnce(200), 10_000, 'the 200 events in the accounting queue, once each');
     } finally {
       await ensureSchema(ns.config.databaseUrl, ns.config.databaseName);
     }

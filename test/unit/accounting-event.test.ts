@@ -1,11 +1,23 @@
 import { describe, expect, it } from 'vitest';
 import {
   accountingRoutingKey,
-  decodeAccountingEvent,
+  ACCOUNTING_EVENTS_PER_MESSAGE_MAX,
+  decodeAccountingMessage,
   encodeAccountingEvent,
+  encodeAccountingEvents,
+  type DecodedEvent,
   eventFromOutboxRow,
 } from '../../src/domain/accounting-event.js';
 import { APPLIED_CARD_PAYMENT as applied } from './accounting-fixtures.js';
+
+/** A message of one event, decoded: its one element, or why the message was refused. */
+function decodeAccountingEvent(body: Buffer): DecodedEvent {
+  const decoded = decodeAccountingMessage(body);
+  if (!decoded.ok) return decoded;
+  expect(decoded.elements).toHaveLength(1);
+  const [element] = decoded.elements;
+  return element!.ok ? element! : { ok: false, detail: element!.detail };
+}
 
 describe('accounting event wire format', () => {
   it('round-trips, with money as strings on the wire', () => {
@@ -63,8 +75,50 @@ describe('accounting event wire format', () => {
     ['a bad time', Buffer.from(JSON.stringify({ ...wire(), occurredAt: 'yesterday' }))],
     ['a time no DATETIME column holds', Buffer.from(JSON.stringify({ ...wire(), occurredAt: '+010000-01-01T00:00:00.000Z' }))],
     ['an oversized body', Buffer.alloc(9_000, 32)],
+    ['an oversized event', Buffer.from(JSON.stringify({ ...wire(), padding: ' '.repeat(9_000) }))],
   ])('refuses %s with a reason', (_, body) => {
     const decoded = decodeAccountingEvent(body);
+    expect(decoded.ok).toBe(false);
+    expect(!decoded.ok && decoded.detail.length).toBeGreaterThan(0);
+  });
+});
+
+describe('several events in one message', () => {
+  const other = { ...applied, eventId: '1c8e4d7f-2e3b-5c5d-9f0a-1b2c3d4e5f60', accountId: 7, accountSeq: 3 };
+
+  it('round-trips, each element exactly the body the event has alone', () => {
+    const body = encodeAccountingEvents([applied, other]);
+    const decoded = decodeAccountingMessage(body);
+    expect(decoded).toEqual({
+      ok: true,
+      elements: [
+        { ok: true, event: applied },
+        { ok: true, event: other },
+      ],
+    });
+    const wireOf = (b: Buffer) => JSON.parse(b.toString()) as unknown;
+    expect(wireOf(body)).toEqual({ version: 1, events: [wireOf(encodeAccountingEvent(applied)), wireOf(encodeAccountingEvent(other))] });
+  });
+
+  it('decodes each element on its own: a bad one is refused with its place and bytes, the others stand', () => {
+    const good = JSON.parse(encodeAccountingEvent(applied).toString()) as Record<string, unknown>;
+    const body = Buffer.from(JSON.stringify({ version: 1, events: [good, { ...good, amountMinor: 12.5 }, 'x'] }));
+    const decoded = decodeAccountingMessage(body);
+    if (!decoded.ok) throw new Error(decoded.detail);
+    expect(decoded.elements[0]).toEqual({ ok: true, event: applied });
+    expect(decoded.elements[1]).toMatchObject({ ok: false, detail: 'event 2 of 3: amountMinor must be a string of minor units or null' });
+    expect(JSON.parse((decoded.elements[1] as { body: Buffer }).body.toString())).toMatchObject({ amountMinor: 12.5 });
+    expect(decoded.elements[2]).toMatchObject({ ok: false, detail: 'event 3 of 3: not a JSON object' });
+  });
+
+  const good = () => JSON.parse(encodeAccountingEvent(applied).toString()) as Record<string, unknown>;
+  it.each([
+    ['events that are not an array', { version: 1, events: {} }],
+    ['no events', { version: 1, events: [] }],
+    ['more events than a message may carry', { version: 1, events: Array.from({ length: ACCOUNTING_EVENTS_PER_MESSAGE_MAX + 1 }, good) }],
+    ['another version of the envelope', { version: 2, events: [good()] }],
+  ])('refuses %s as a whole', (_, o) => {
+    const decoded = decodeAccountingMessage(Buffer.from(JSON.stringify(o)));
     expect(decoded.ok).toBe(false);
     expect(!decoded.ok && decoded.detail.length).toBeGreaterThan(0);
   });

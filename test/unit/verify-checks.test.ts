@@ -3,6 +3,7 @@ import type { ViolationQuery } from '../../src/db/violations.js';
 import { EXAMPLES, judge, runChecks, type AnyCheck, type CheckDefinition, type ViolationReader } from '../../src/verify/checks.js';
 import { LEDGER_CHECKS } from '../../src/verify/ledger-checks.js';
 import { pendingOf, reconciliationChecks } from '../../src/verify/reconcile.js';
+import { ACCOUNTING_EVENTS_PER_MESSAGE_MAX } from '../../src/domain/accounting-event.js';
 
 const query = (name: string): ViolationQuery<{ id: string }> => ({ countSql: `count ${name}`, examplesSql: `rows ${name}` });
 const check = (name: string): CheckDefinition<{ id: string }> => ({
@@ -111,8 +112,16 @@ describe('lines still on their way', () => {
   });
 
   it('are bounded by what is unsent, queued and held by consumers', () => {
-    expect(pendingOf({ queue: { ready: 2, consumers: 0 }, outboxUnsent: 1, missing: 10 })).toEqual({ pending: 3, settled: false });
+    expect(pendingOf({ queue: { ready: 0, consumers: 0 }, outboxUnsent: 4, missing: 10 })).toEqual({ pending: 4, settled: false });
     expect(pendingOf({ queue: { ready: 0, consumers: 0 }, outboxUnsent: 0, missing: 0 })).toEqual({ pending: 0, settled: true });
+  });
+
+  it('count a queued message as up to ACCOUNTING_EVENTS_PER_MESSAGE_MAX events (the relay puts several in one)', () => {
+    const missing = 3 * ACCOUNTING_EVENTS_PER_MESSAGE_MAX;
+    expect(pendingOf({ queue: { ready: 2, consumers: 0 }, outboxUnsent: 1, missing })).toEqual({
+      pending: 1 + 2 * ACCOUNTING_EVENTS_PER_MESSAGE_MAX,
+      settled: false,
+    });
   });
 
   it('count a connected consumer as holding up to its prefetch', () => {
