@@ -18,7 +18,8 @@ interface Pending {
   messageId: string | undefined;
   resolve: (outcome: PublishOutcome) => void;
   reject: (err: Error) => void;
-  timer: NodeJS.Timeout;
+  /** When the confirm is overdue (performance.now() clock). */
+  deadlineMs: number;
   returned: boolean;
 }
 
@@ -41,6 +42,12 @@ export class ConfirmPublisher {
   private drainWaiter: (() => void) | null = null;
   private closedError: Error | null = null;
   private sequence = 0;
+  /**
+   * One timer for the whole window, not one per message (a timer per publish was a visible share of
+   * gen's CPU): armed for the oldest unconfirmed message's deadline. Every message has the same
+   * timeout, so `pending`'s insertion order is deadline order and the oldest is its first entry.
+   */
+  private overdueTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly channel: ConfirmChannel,
@@ -89,13 +96,11 @@ export class ConfirmPublisher {
     while (this.pending.size >= this.options.windowMax) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
     if (this.closedError) throw this.closedError;
     const key = String(++this.sequence);
+    const deadlineMs = performance.now() + this.options.confirmTimeoutMs;
     const outcome = new Promise<PublishOutcome>((resolve, reject) => {
-      const timer = setTimeout(
-        () => this.settle(key, new PublishError(`no confirm within ${this.options.confirmTimeoutMs} ms`)),
-        this.options.confirmTimeoutMs,
-      );
-      this.pending.set(key, { messageId: options.messageId, resolve, reject, timer, returned: false });
+      this.pending.set(key, { messageId: options.messageId, resolve, reject, deadlineMs, returned: false });
     });
+    this.armOverdueTimer();
     // Marked handled here: callers attach their own handler later, and an early failure must not
     // count as an unhandled rejection in between.
     outcome.catch(() => {});
@@ -140,11 +145,34 @@ export class ConfirmPublisher {
     while (this.pending.size > 0) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
   }
 
+  /** Arms the timer for the oldest unconfirmed message, unless it is armed or nothing is unconfirmed. */
+  private armOverdueTimer(): void {
+    if (this.overdueTimer !== null) return;
+    const oldest = this.pending.values().next();
+    if (oldest.done) return;
+    this.overdueTimer = setTimeout(() => this.failOverdue(), Math.max(0, oldest.value.deadlineMs - performance.now()));
+  }
+
+  /** Fails every message whose confirm is overdue (the oldest first), then waits for the next one's deadline. */
+  private failOverdue(): void {
+    this.overdueTimer = null;
+    const nowMs = performance.now();
+    for (const [key, entry] of this.pending) {
+      if (entry.deadlineMs > nowMs) break;
+      this.settle(key, new PublishError(`no confirm within ${this.options.confirmTimeoutMs} ms`));
+    }
+    this.armOverdueTimer();
+  }
+
   private settle(key: string, err: Error | null): void {
     const entry = this.pending.get(key);
     if (!entry) return;
     this.pending.delete(key);
-    clearTimeout(entry.timer);
+    // Nothing left to time out: no timer keeps the process alive.
+    if (this.pending.size === 0 && this.overdueTimer !== null) {
+      clearTimeout(this.overdueTimer);
+      this.overdueTimer = null;
+    }
     if (entry.messageId) {
       const keys = this.keysByMessageId.get(entry.messageId);
       const at = keys?.indexOf(key) ?? -1;
