@@ -74,7 +74,7 @@ export const DEFAULT_RELAY_OPTIONS: OutboxRelayOptions = {
   // 500, not 100: fewer claims and marks per event; measured -13 % CPU per transaction (BENCHMARKS.md).
   batchSizeMax: 500,
   // 100, not 1: the relay's messages cost the broker about a third of its CPU per transaction; measured
-  // -35 % broker CPU per transaction and +13 % end to end (BENCHMARKS.md). A message stays ~40 KB.
+  // -35 % broker CPU per transaction and +9 % end to end (BENCHMARKS.md). A message stays ~40 KB.
   eventsPerMessageMax: 100,
   idleIntervalMs: 100,
   retentionMs: 60 * 60_000,

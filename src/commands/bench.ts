@@ -3,7 +3,6 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { DEFAULT_RELAY_OPTIONS } from '../accounting/outbox-relay.js';
 import {
   BENCH_FULL_MIX,
   BENCH_V1_MIX,
@@ -17,11 +16,11 @@ import type { SecondHopLatency } from '../bench/hop-latency.js';
 import { readBenchReports, renderBenchHtml, type NamedBenchReport } from '../bench/html-report.js';
 import type { Config } from '../config/config.js';
 import { parseFractionFlag, parseIntFlag, parseNumberFlag, parseWeightsFlag } from '../config/parse.js';
-import { ACCOUNTING_EVENTS_PER_MESSAGE_MAX } from '../domain/accounting-event.js';
 import { GENERATED_TYPES } from '../domain/transaction.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { UsageError, VerificationFailedError } from '../errors.js';
 import { registerBenchCompare } from './bench-compare.js';
+import { RELAY_EVENTS_OPTION, relayEventsPerMessageFrom } from './relay-flags.js';
 import { contextFor, type CommandContext } from './context.js';
 import { toJson } from './format.js';
 
@@ -239,11 +238,7 @@ export function registerBench(program: Command): void {
       "run the relay in one process of its own (workers --no-relay), so its CPU is measured apart from the workers'",
     )
     .option('--no-relay', 'workers run without the outbox relay (default: relay on, as in a real deployment; its hop is measured)')
-    .option(
-      '--relay-events-per-message <n>',
-      `most accounting events in one relay message, as worker --relay-events-per-message (1 = one message per event)`,
-      String(DEFAULT_RELAY_OPTIONS.eventsPerMessageMax),
-    )
+    .option(...RELAY_EVENTS_OPTION)
     .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
     .option('--json', 'print the report as JSON')
     .option('--csv', 'print per-second lines as CSV')
@@ -285,13 +280,7 @@ export function registerBench(program: Command): void {
         mix: parseBenchMix(str('mix')),
         relay: opts.relay !== false,
         relayProcess: Boolean(opts.relayProcess),
-        relayEventsPerMessageMax: parseIntFlag(
-          '--relay-events-per-message',
-          str('relayEventsPerMessage'),
-          DEFAULT_RELAY_OPTIONS.eventsPerMessageMax,
-          1,
-          ACCOUNTING_EVENTS_PER_MESSAGE_MAX,
-        ),
+        relayEventsPerMessageMax: relayEventsPerMessageFrom(opts),
         ceiling: Boolean(opts.ceiling),
       };
       await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table', { htmlPath: str('html') });

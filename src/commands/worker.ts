@@ -2,7 +2,6 @@ import { hostname } from 'node:os';
 import { Option, type Command } from 'commander';
 import { topologyOf } from '../amqp/topology.js';
 import { DEFAULT_RELAY_OPTIONS, OutboxRelay } from '../accounting/outbox-relay.js';
-import { ACCOUNTING_EVENTS_PER_MESSAGE_MAX } from '../domain/accounting-event.js';
 import { Worker, workerDepsFor, type WorkerOptions } from '../worker/worker.js';
 import { parseDurationFlag, parseIntFlag } from '../config/parse.js';
 import { EXPIRY_INTERVAL_DEFAULT_MS, HoldExpiry } from '../worker/hold-expiry.js';
@@ -12,6 +11,7 @@ import { readPartitionCount } from '../db/partition-leases.js';
 import { flushLogger } from '../log.js';
 import { StatsPublisher } from '../stats/stats-publisher.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
+import { RELAY_EVENTS_OPTION, relayEventsPerMessageFrom } from './relay-flags.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 
@@ -166,11 +166,7 @@ export function registerWorker(program: Command): void {
       "publish each stage start and end to the feed exchange (transient; serve's live feed shows them); off by default",
     )
     .option('--no-relay', 'do not run the outbox relay here (accounting events then wait for a replica that does)')
-    .option(
-      '--relay-events-per-message <n>',
-      `most accounting events in one message the relay publishes (1 to ${ACCOUNTING_EVENTS_PER_MESSAGE_MAX}); 1 = one message per event, routed <outcome>.<accountId>`,
-      String(DEFAULT_RELAY_OPTIONS.eventsPerMessageMax),
-    )
+    .option(...RELAY_EVENTS_OPTION)
     .option('--expire-every <duration>', 'how often this worker expires card holds past their expiresAt (e.g. 500ms, 1s)', '1s')
     .option('--no-expiry', 'do not expire card holds here (another replica must, or holds stay open past expiry)')
     .option(...METRICS_PORT_OPTION)
@@ -200,13 +196,7 @@ export function registerWorker(program: Command): void {
         lockWaitTimeoutS: parseIntFlag('--lock-wait-timeout', opts.lockWaitTimeout, 10, 1, 3_600),
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', opts.shutdownDeadline, 15_000, 0, 600_000),
         relay: (opts as Record<string, unknown>).relay !== false,
-        relayEventsPerMessageMax: parseIntFlag(
-          '--relay-events-per-message',
-          opts.relayEventsPerMessage,
-          DEFAULT_RELAY_OPTIONS.eventsPerMessageMax,
-          1,
-          ACCOUNTING_EVENTS_PER_MESSAGE_MAX,
-        ),
+        relayEventsPerMessageMax: relayEventsPerMessageFrom(opts),
         metrics: metricsOptionsFrom(opts),
         expiryIntervalMs:
           (opts as Record<string, unknown>).expiry === false

@@ -34,8 +34,8 @@ const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 export function decodeTransaction(content: Buffer, properties: { contentType?: string; messageId?: string }): DecodeResult {
   const headerId =
     typeof properties.messageId === 'string' && UUID_PATTERN.test(properties.messageId) ? properties.messageId.toLowerCase() : null;
-  const rawHash = sha256(content);
-  const fail = (detail: string, id: string | null = headerId) => ({ ok: false as const, detail, id, bodyHash: rawHash });
+  // A bad message is known by the hash of its bytes; a good one by identityHash (below): hashed once either way.
+  const fail = (detail: string, id: string | null = headerId) => ({ ok: false as const, detail, id, bodyHash: sha256(content) });
 
   if (content.length > MAX_BODY_BYTES) return fail(`body is ${content.length} bytes, more than ${MAX_BODY_BYTES}`);
   const contentType = properties.contentType?.split(';')[0]?.trim().toLowerCase();

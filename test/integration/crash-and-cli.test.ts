@@ -62,6 +62,11 @@ describe('bad input and unreachable services', () => {
     const unknown = await runTxsim(['gen', '10', '--bogus'], process.env);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/unknown option '--bogus'/);
+    for (const command of ['worker', 'bench']) {
+      const outOfRange = await runTxsim([command, '--relay-events-per-message', '501'], process.env);
+      expect(outOfRange.code, command).toBe(2);
+      expect(outOfRange.stderr).toMatch(/--relay-events-per-message: 501 must be between 1 and 500/);
+    }
   });
 
   it('an unreachable broker is one line naming it and where, exit 3 within seconds, no password', async () => {

@@ -110,6 +110,13 @@ describe('message contract v1', () => {
     expect(identityHash(a.message)).toBe(a.bodyHash);
   });
 
+  it('a bad message is known by the hash of its bytes', () => {
+    const body = JSON.stringify({ ...valid, amountMinor: -5 });
+    const bad = decode(body);
+    expect(bad.ok).toBe(false);
+    expect(bad.bodyHash).toBe(createHash('sha256').update(Buffer.from(body)).digest('hex'));
+  });
+
   it('classifies every poison kind gen produces as invalid, except the business rejects', () => {
     const g = createGenerator({
       runId: runIdForSeed('p'),
