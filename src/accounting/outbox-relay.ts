@@ -114,8 +114,8 @@ export type RelayBatchLimits = Pick<OutboxRelayOptions, 'batchSizeMax' | 'events
 
 /**
  * One relay step: claim up to `batchSizeMax` unsent events (oldest first), publish them (up to
- * `eventsPerMessageMax` a message) with confirms, and mark them sent — all in one DB transaction, so a crash anywhere before the commit
- * leaves them unsent. Returns how many events were relayed. Throws (after rolling back) when any
+ * `eventsPerMessageMax` a message) with confirms, and mark them sent — all in one DB transaction, so
+ * a crash anywhere before the commit leaves them unsent. Returns how many events were relayed. Throws (after rolling back) when any
  * publish is nacked, returned unroutable, or not confirmed in time.
  */
 export async function relayOutboxBatch(

@@ -82,8 +82,9 @@ class Slots {
 /**
  * Consumes `<ns>.accounting.statements`. Per event of a delivery (one, or several from the relay):
  * one DB transaction (statement line, deduplicated by event id; webhook record) → commit → webhook
- * with retries → outcome recorded; then the delivery's ack. Database trouble is retried with capped backoff while the delivery stays unacknowledged (the
- * prefetch bounds how many wait), never nack-requeued in a loop. Reconnects by itself; deliveries of
+ * with retries → outcome recorded; then the delivery's ack. Database trouble is retried with capped
+ * backoff while the delivery stays unacknowledged (the prefetch bounds how many wait), never
+ * nack-requeued in a loop. Reconnects by itself; deliveries of
  * a channel that is gone are never acked (RabbitMQ redelivers them and the event id deduplicates).
  */
 export class AccountingConsumer {
