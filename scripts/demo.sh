@@ -42,7 +42,8 @@ trap stop_workers EXIT INT TERM
 
 echo "== starting 3 workers (logs in $LOG_DIR/)"
 for id in w1 w2 w3; do
-  $TXSIM worker --id "$id" >"$LOG_DIR/$id.log" 2>&1 &
+  # The worker's heap cap (src/worker/node-options.ts), as the compose file and bench start workers.
+  NODE_OPTIONS=--max-old-space-size=96 $TXSIM worker --id "$id" >"$LOG_DIR/$id.log" 2>&1 &
   pids+=("$!")
 done
 $TXSIM accounting >"$LOG_DIR/accounting.out" 2>"$LOG_DIR/accounting.log" &

@@ -7,7 +7,6 @@ import { createDatabase, type Knex } from '../db/knex.js';
 import { outcomeMarks } from '../db/ledger.js';
 import { unsentOutboxEventCount } from '../db/outbox.js';
 import { runLatencyTimeline, runOutcomeCount, runOutcomesByStatus, runSpan } from '../db/transactions.js';
-import { GENERATED_TYPES, type GeneratedType } from '../domain/transaction.js';
 import { dropDatabase, ensureSchema } from '../db/schema.js';
 import type { Logger } from '../log.js';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
@@ -24,22 +23,7 @@ import type { RelayProcessSettings } from './relay-process.js';
 import { firstMessageOf, forkWithSettings } from './helper-process.js';
 import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
 
-/** A mix of generated types, by weight (gen's `--mix`). */
-export type BenchMix = Record<GeneratedType, number>;
-
-/** A mix with these weights and 0 for every other type gen knows (types added later stay out of it). */
-function mixOf(weights: Partial<BenchMix>): BenchMix {
-  return Object.fromEntries(GENERATED_TYPES.map((t) => [t, weights[t] ?? 0])) as BenchMix;
-}
-
-/** The v1 mix: the headline figures' (#17 compares runs of this mix; scripts/bench.sh passes `--mix v1`). */
-export const BENCH_V1_MIX: BenchMix = mixOf({ deposit: 40, withdrawal: 30, card_payment: 30 });
-
-/**
- * `--mix full`, bench's default: every money movement of contract v1.1, transfers and card holds beside
- * the v1 types. Its authorizations are card flows (BENCH_CARD_FLOWS) when bench publishes to RabbitMQ.
- */
-export const BENCH_FULL_MIX: BenchMix = mixOf({ deposit: 30, withdrawal: 20, card_payment: 20, transfer: 20, card_authorization: 10 });
+import type { BenchMix } from './mixes.js';
 
 /** Options of one bench run. Units are in the names. */
 export interface BenchOptions {
@@ -59,7 +43,7 @@ export interface BenchOptions {
   readonly invalidShare: number;
   /** Most time to wait for the workers to drain after publishing. */
   readonly drainTimeoutS: number;
-  /** Extra node flags for the worker processes (e.g. --cpu-prof). */
+  /** Node flags of the worker processes (worker/node-options.ts's, then --cpu-prof's and --worker-node-option's). */
   readonly workerNodeArgs: readonly string[];
   readonly seed: string;
   /**

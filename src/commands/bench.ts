@@ -3,15 +3,8 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import {
-  BENCH_FULL_MIX,
-  BENCH_V1_MIX,
-  runBench,
-  type BenchMix,
-  type BenchOptions,
-  type BenchReport,
-  type SecondSample,
-} from '../bench/bench.js';
+import type { BenchOptions, BenchReport, SecondSample } from '../bench/bench.js';
+import { BENCH_FULL_MIX, BENCH_V1_MIX, type BenchMix } from '../bench/mixes.js';
 import type { SecondHopLatency } from '../bench/hop-latency.js';
 import { readBenchReports, renderBenchHtml, type NamedBenchReport } from '../bench/html-report.js';
 import type { Config } from '../config/config.js';
@@ -20,8 +13,9 @@ import { GENERATED_TYPES } from '../domain/transaction.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { UsageError, VerificationFailedError } from '../errors.js';
 import { registerBenchCompare } from './bench-compare.js';
+import { WORKER_NODE_OPTIONS } from '../worker/node-options.js';
 import { RELAY_EVENTS_OPTION, relayEventsPerMessageFrom } from './relay-flags.js';
-import { contextFor, type CommandContext } from './context.js';
+import { collect, contextFor, type CommandContext } from './context.js';
 import { toJson } from './format.js';
 
 /**
@@ -56,6 +50,8 @@ export async function handleBench(
       ctx.out(
         `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}, mix ${mixText(options.mix)}, relay ${options.relay ? `${options.relayProcess ? 'in its own process' : 'on'}, ${options.relayEventsPerMessageMax} events a message` : 'off'}`,
       );
+    // Loaded here, not at the top: the bench's machinery (gen, verify, the ceiling) is only needed by bench.
+    const { runBench } = await import('../bench/bench.js');
     report = await runBench({ config, connection, topology: topologyOf(config), log: ctx.log }, options, (s) =>
       printSecond(ctx, s, format),
     );
@@ -75,6 +71,14 @@ export async function handleBench(
     throw new VerificationFailedError(`bench ${report.runId}: verify failed (${report.lost} lost, ${report.duplicated} duplicated)`);
   }
   return report;
+}
+
+/** `--worker-node-option` values: each one flag of Node's own (`--name` or `--name=value`). */
+export function workerNodeOptionsFrom(values: readonly string[] | undefined): string[] {
+  for (const value of values ?? [])
+    if (!/^--[a-z][a-z0-9-]*(=\S+)?$/.test(value))
+      throw new UsageError(`--worker-node-option: "${value}" is not a Node.js flag (--name or --name=value)`);
+  return [...(values ?? [])];
 }
 
 /** `txsim bench report <json…> --html <file>`: charts from saved `bench --json` reports. */
@@ -240,6 +244,11 @@ export function registerBench(program: Command): void {
     .option('--no-relay', 'workers run without the outbox relay (default: relay on, as in a real deployment; its hop is measured)')
     .option(...RELAY_EVENTS_OPTION)
     .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
+    .option(
+      '--worker-node-option <flag>',
+      `a Node.js or V8 flag for every worker process, after bench's own (${WORKER_NODE_OPTIONS.join(' ')}); repeatable, e.g. --worker-node-option=--max-old-space-size=4096`,
+      collect,
+    )
     .option('--json', 'print the report as JSON')
     .option('--csv', 'print per-second lines as CSV')
     .option('--html <file>', 'also write a self-contained HTML report with charts')
@@ -273,7 +282,11 @@ export function registerBench(program: Command): void {
         durationS,
         invalidShare: parseFractionFlag('--invalid', str('invalid'), 0),
         drainTimeoutS: parseIntFlag('--drain-timeout', str('drainTimeout'), 300, 1, 86_400),
-        workerNodeArgs: opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', '.txsim/profiles'] : [],
+        workerNodeArgs: [
+          ...WORKER_NODE_OPTIONS,
+          ...(opts.cpuProf ? ['--cpu-prof', '--cpu-prof-dir', '.txsim/profiles'] : []),
+          ...workerNodeOptionsFrom(opts.workerNodeOption as unknown as string[] | undefined),
+        ],
         seed: str('seed') ?? `bench-${randomBytes(4).toString('hex')}`,
         via: parseTransportFlag(str('via')),
         httpConcurrency: parseIntFlag('--concurrency', str('concurrency'), 50, 1, 1_000),

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
-import { sendRunOverHttp, type HttpRunOptions } from '../gen/http-run.js';
+import type { HttpRunOptions } from '../gen/http-run.js';
 import { loadShapeOf } from '../gen/load-flags.js';
 import { latenessText, secondText } from '../gen/load-text.js';
 import { ProgressBar } from '../gen/progress-bar.js';
@@ -71,7 +71,7 @@ export async function handleGen(
     };
     try {
       summary = io.via
-        ? await sendRunOverHttp(db, options, io.via, recordHooks)
+        ? await (await import('../gen/http-run.js')).sendRunOverHttp(db, options, io.via, recordHooks)
         : await publishOverAmqp(ctx, db, options, {
             ...recordHooks,
             ...(io.onSecond ? { onSecond: (line) => io.onSecond?.(secondText(line)) } : {}),

@@ -3,7 +3,6 @@ import { parseIntFlag } from '../config/parse.js';
 import { UsageError } from '../errors.js';
 import { flushLogger } from '../log.js';
 import { SERVE_DEFAULTS, type ServeOptions } from '../serve/serve-context.js';
-import { startServer } from '../serve/serve.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
@@ -26,6 +25,8 @@ export async function handleServe(
   // prom-client is loaded only when asked for: every other run of the CLI starts without it.
   const prometheus = metrics ? await import('../stats/prometheus.js') : null;
   const registry = prometheus ? prometheus.createMetricsRegistry('serve') : null;
+  // Loaded here, not at the top: Fastify and its plugins are only needed by serve.
+  const { startServer } = await import('../serve/serve.js');
   const server = await startServer(
     ctx.config,
     options,

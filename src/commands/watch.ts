@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { parseIntFlag } from '../config/parse.js';
 import { UsageError } from '../errors.js';
 import { DEFAULT_STALENESS } from '../watch/stats-aggregator.js';
-import { handleWatch, type WatchOptions } from '../watch/watch.js';
+import type { WatchOptions } from '../watch/watch.js';
 import { contextFor } from './context.js';
 
 export function registerWatch(program: Command): void {
@@ -49,6 +49,8 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
       // killing the process before the connection is closed.
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
+      // Loaded here, not at the top: Ink and React are a third of the CLI's memory, and only watch draws with them.
+      const { handleWatch } = await import('../watch/watch.js');
       await handleWatch(contextFor(command), options, { tty: Boolean(process.stdout.isTTY), signal: controller.signal });
     });
 }

@@ -67,6 +67,9 @@ describe('bad input and unreachable services', () => {
       expect(outOfRange.code, command).toBe(2);
       expect(outOfRange.stderr).toMatch(/--relay-events-per-message: 501 must be between 1 and 500/);
     }
+    const notNodeFlag = await runTxsim(['bench', '--worker-node-option', 'max-old-space-size=64'], process.env);
+    expect(notNodeFlag.code).toBe(2);
+    expect(notNodeFlag.stderr).toMatch(/--worker-node-option: "max-old-space-size=64" is not a Node.js flag/);
   });
 
   it('an unreachable broker is one line naming it and where, exit 3 within seconds, no password', async () => {

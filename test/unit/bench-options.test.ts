@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { BENCH_FULL_MIX, BENCH_V1_MIX } from '../../src/bench/bench.js';
-import { parseBenchMix, secondHopsText } from '../../src/commands/bench.js';
+import { BENCH_FULL_MIX, BENCH_V1_MIX } from '../../src/bench/mixes.js';
+import { parseBenchMix, secondHopsText, workerNodeOptionsFrom } from '../../src/commands/bench.js';
 import { UsageError } from '../../src/errors.js';
 
 describe('bench --mix', () => {
@@ -33,5 +33,20 @@ describe('per-second hop text', () => {
     ).toBe('queue 3/9 relay 40/90 e2e 30/61 ms');
     expect(secondHopsText({})).toBe('');
     expect(secondHopsText(undefined)).toBe('');
+  });
+});
+
+describe('bench --worker-node-option', () => {
+  it('takes Node.js flags as given, in order (bench puts them after the worker heap cap, so a later one wins)', () => {
+    expect(workerNodeOptionsFrom(undefined)).toEqual([]);
+    expect(workerNodeOptionsFrom(['--max-old-space-size=4096', '--trace-gc'])).toEqual(['--max-old-space-size=4096', '--trace-gc']);
+  });
+
+  it('refuses what is not a flag, so nothing else reaches the worker command line', () => {
+    expect(() => workerNodeOptionsFrom(['max-old-space-size=64'])).toThrow(
+      /--worker-node-option: "max-old-space-size=64" is not a Node.js flag/,
+    );
+    expect(() => workerNodeOptionsFrom(['--cpu-prof', 'worker'])).toThrow(UsageError);
+    expect(() => workerNodeOptionsFrom(['--eval=x y'])).toThrow(UsageError);
   });
 });
