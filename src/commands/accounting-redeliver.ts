@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { redeliverFailed, type RedeliverOptions, type RedeliverReport } from '../accounting/redeliver.js';
 import { DEFAULT_RETRY_POLICY } from '../accounting/webhook-delivery.js';
-import { WebhookClient } from '../accounting/webhook-client.js';
 import { parseIntFlag } from '../config/parse.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
@@ -26,6 +25,8 @@ export async function handleRedeliver(
 ): Promise<RedeliverReport> {
   const { config } = ctx;
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 2 });
+  // undici is loaded only by the commands that make HTTP requests: the worker's process never needs it.
+  const { WebhookClient } = await import('../accounting/webhook-client.js');
   const transport = new WebhookClient({ attemptTimeoutMs: options.attemptTimeoutMs, connectionsMax: 1 });
   let report: RedeliverReport;
   try {

@@ -12,7 +12,6 @@ import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { formatMinor } from '../domain/money.js';
 import { NotFoundError, UsageError } from '../errors.js';
-import { WebhookClient } from '../accounting/webhook-client.js';
 import { createWebhookReceiver } from '../accounting/webhook-receiver.js';
 import { flushLogger } from '../log.js';
 import { registerAccountingRedeliver } from './accounting-redeliver.js';
@@ -62,6 +61,8 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
   const { config } = ctx;
   const log = ctx.log.child({ component: 'accounting' });
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4 });
+  // undici is loaded only by the commands that make HTTP requests: the worker's process never needs it.
+  const { WebhookClient } = await import('../accounting/webhook-client.js');
   const transport = options.webhook
     ? new WebhookClient({ attemptTimeoutMs: options.webhook.attemptTimeoutMs, connectionsMax: Math.min(options.prefetchCount, 64) })
     : null;

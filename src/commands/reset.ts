@@ -5,7 +5,6 @@ import { topologyOf } from '../amqp/topology.js';
 import { describeEndpoints } from '../config/config.js';
 import { UsageError } from '../errors.js';
 import { executeReset, planReset, type ResetResult } from '../reset/reset.js';
-import { ManagementApiClient, vhostOf } from '../watch/queue-depths.js';
 import { contextFor, type CommandContext } from './context.js';
 import { plural, toJson } from './format.js';
 
@@ -37,6 +36,8 @@ export async function handleReset(ctx: CommandContext, options: ResetOptions, io
       `reset deletes every queue, exchange and the database of namespace ${config.namespace}: add --yes to confirm (stdin is not a terminal, so it cannot ask)`,
     );
   }
+  // undici is loaded only by the commands that make HTTP requests: the worker's process never needs it.
+  const { ManagementApiClient, vhostOf } = await import('../watch/queue-depths.js');
   const target = {
     namespace: config.namespace,
     topology: topologyOf(config),

@@ -10,7 +10,6 @@ import { createDatabase } from '../db/knex.js';
 import { ensureSchema } from '../db/schema.js';
 import { SYSTEM_ACCOUNT_CODES, systemAccountId } from '../domain/ledger.js';
 import { describeCause } from '../errors.js';
-import { ManagementApiClient, vhostOf } from '../watch/queue-depths.js';
 import { contextFor, type CommandContext } from './context.js';
 import { plural, toJson } from './format.js';
 
@@ -131,6 +130,8 @@ async function runningRetryDelays(connection: ChannelModel, topology: Topology, 
     await channel.close().catch(() => {});
   }
   if (consumers === 0) return { consumers, otherDelaysMs: [], listError: null };
+  // undici is loaded only by the commands that make HTTP requests: the worker's process never needs it.
+  const { ManagementApiClient, vhostOf } = await import('../watch/queue-depths.js');
   const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
   try {
     const listed = await api.get(`/api/queues/${encodeURIComponent(vhostOf(config.amqpUrl))}`, { columns: 'name' });
