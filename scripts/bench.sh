@@ -2,7 +2,7 @@
 # The standard benchmark matrix. Each run is `txsim bench --json` into .txsim/bench/<name>.json; then
 # scripts/bench-report.mjs writes BENCHMARKS.md (table, machine, how to reproduce, what bounds it).
 # Run it on an otherwise idle machine: the broker, the database and the workers share its cores.
-#   bash scripts/bench.sh            # the full matrix, ~25 minutes
+#   bash scripts/bench.sh            # the full matrix, ~40 minutes
 #   BENCH_QUICK=1 bash scripts/bench.sh   # smaller counts, no soak, no repeats (a smoke run, ~3 minutes)
 #   BENCH_POOL_MB=2048 bash scripts/bench.sh   # adds a soak with MariaDB's buffer pool at 2048 MiB:
 #       the script sets the server's innodb_buffer_pool_size (SET GLOBAL, needs the privilege) for
