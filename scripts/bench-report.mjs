@@ -224,7 +224,7 @@ if (existsSync('docs/bench-analysis.md')) {
 p('## How to reproduce');
 p();
 p('```sh');
-p('bash scripts/bench.sh                       # the whole matrix (~25 min), rewrites this file');
+p('bash scripts/bench.sh                       # the whole matrix (~40 min), rewrites this file');
 p('BENCH_POOL_MB=2048 bash scripts/bench.sh    # the same, plus a soak with a 2 GiB InnoDB buffer pool (set and restored by the script)');
 p('npx txsim bench --workers 3 --count 100000  # one run; --json / --csv for machine-readable output');
 p('```');
