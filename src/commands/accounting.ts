@@ -61,10 +61,12 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
   const { config } = ctx;
   const log = ctx.log.child({ component: 'accounting' });
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 4 });
-  // undici is loaded only by the commands that make HTTP requests: the worker's process never needs it.
-  const { WebhookClient } = await import('../accounting/webhook-client.js');
+  // undici is loaded only when HTTP requests are made (here: webhooks on); the worker's process never needs it.
   const transport = options.webhook
-    ? new WebhookClient({ attemptTimeoutMs: options.webhook.attemptTimeoutMs, connectionsMax: Math.min(options.prefetchCount, 64) })
+    ? new (await import('../accounting/webhook-client.js')).WebhookClient({
+        attemptTimeoutMs: options.webhook.attemptTimeoutMs,
+        connectionsMax: Math.min(options.prefetchCount, 64),
+      })
     : null;
   const consumer = new AccountingConsumer(
     {
