@@ -152,10 +152,14 @@ describe('accounting statements', () => {
     } finally {
       await channel.close();
     }
+    // The bad element is recorded before the event after it is stored, and the other message is handled
+    // at the same time: wait for both good lines as well as both bad records.
     await waitFor(
-      async () => Number((await ns.db('accounting_invalid_events').count({ n: '*' }))[0]!.n) === 2,
+      async () =>
+        Number((await ns.db('accounting_invalid_events').count({ n: '*' }))[0]!.n) === 2 &&
+        Number((await ns.db('accounting_statements').where('account_id', 900_001).count({ n: '*' }))[0]!.n) === 2,
       20_000,
-      'the bad element and the bad message recorded',
+      'both good events stored, the bad element and the bad message recorded',
     );
     const lines = await ns.db('accounting_statements').where('account_id', 900_001).orderBy('account_seq').select('event_id');
     expect(lines.map((l: { event_id: string }) => l.event_id)).toEqual([first.eventId, last.eventId]);
