@@ -77,13 +77,15 @@ describe('two-phase card payments', () => {
 
   it('rejects each reason precisely and moves nothing', async () => {
     const auth = authorization(2, 3_000);
-    const soon = authorization(2, 1_000, { expiresAt: new Date(Date.now() + 1_500).toISOString() });
+    // Expires once the three rounds below are done, even on a slow machine; waited for before the cases.
+    const soonExpiresAtMs = Date.now() + 4_000;
+    const soon = authorization(2, 1_000, { expiresAt: new Date(soonExpiresAtMs).toISOString() });
     await publishAndWait(ns, [auth, soon]);
     const voided = authorization(2, 500);
     await publishAndWait(ns, [voided]);
     await publishAndWait(ns, [voidOf(2, voided.id)]);
     expect(await funds(ns, 2)).toEqual({ balance: 10_000n, held: 4_000n });
-    await new Promise((r) => setTimeout(r, 1_600));
+    await new Promise((r) => setTimeout(r, Math.max(0, soonExpiresAtMs - Date.now()) + 100));
 
     const cases = [
       { reason: 'capture_exceeds_hold', body: capture(2, auth.id, 3_001) },

@@ -33,7 +33,8 @@ describe('hold expiry and refunds by capture', () => {
   });
 
   it('a worker expires a hold past its expiresAt: held released, state expired, accounting event and statement line', async () => {
-    const auth = authorization(1, 4_000, { expiresAt: new Date(Date.now() + 800).toISOString() });
+    // Long enough for the two rounds below on a slow machine: the capture must land before the sweep.
+    const auth = authorization(1, 4_000, { expiresAt: new Date(Date.now() + 3_000).toISOString() });
     const partial = capture(1, auth.id, 1_000);
     await publishAndWait(ns, [auth]);
     await publishAndWait(ns, [partial]);

@@ -102,6 +102,8 @@ describe('txsim inspect-errors', () => {
     // Nothing removed: the same six are still there, in the queue's count and by id.
     expect(await settledDepth(ns.topology.errorsQueue)).toBe(6);
     expect((await idsInErrors()).sort()).toEqual(report.messages.map((m) => m.id).sort());
+    // The peek's put-backs settle before the next test's command counts the queue.
+    expect(await settledDepth(ns.topology.errorsQueue)).toBe(6);
   });
 
   it('prints a table and a summary as text, again without removing anything', async () => {
@@ -154,6 +156,7 @@ describe('txsim inspect-errors', () => {
     const keptWithdrawal = poor.withdrawals.map((b) => b.id as string).find((id) => !removedIds.includes(id))!;
     expect(left).toContain(keptWithdrawal);
     expect((await inspect([])).byReason).toEqual({ insufficient_funds: 1, unknown_account: 2, invalid_message: 1 });
+    expect(await settledDepth(ns.topology.errorsQueue)).toBe(4);
   });
 
   it('as text, --ack says how many it removed, in the singular for one', async () => {

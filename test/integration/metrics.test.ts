@@ -106,8 +106,24 @@ describe('Prometheus metrics of real processes', () => {
           `workers:\n${workers.map((w) => complaints(w.output())).join('\n')}\naccounting:\n${complaints(accounting.stderr() + accounting.stdout())}`,
       );
     });
-    const w = [...(await scrape(url('w1'))), ...(await scrape(url('w2')))];
-    const a = await scrape(url('accounting'));
+    // Each process counts after its commit returns: the rows can be there a moment before the counters.
+    // Scraped until they agree with the database (or 10 s), then asserted exactly.
+    let w: Sample[] = [];
+    let a: Sample[] = [];
+    await waitFor(
+      async () => {
+        w = [...(await scrape(url('w1'))), ...(await scrape(url('w2')))];
+        a = await scrape(url('accounting'));
+        return (
+          sumOf(w, 'txsim_transactions_total') === 400 &&
+          sumOf(w, 'txsim_relay_events_total') === expected.sent &&
+          sumOf(a, 'txsim_statement_lines_total') === expected.lines &&
+          sumOf(a, 'txsim_hop_latency_seconds_count', { hop: 'statement' }) === expected.lines
+        );
+      },
+      10_000,
+      'the counters caught up with the database',
+    ).catch(() => {});
 
     const applied = expected.byStatus.filter((r) => r.status === 'applied').reduce((n, r) => n + Number(r.n), 0);
     expect(applied).toBeGreaterThan(0);

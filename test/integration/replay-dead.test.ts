@@ -19,6 +19,13 @@ const parked = [1, 2, 3].map((i) => txBody({ accountId: 2, amountMinor: 100 * i 
 
 const depth = (queue: string) => queueDepth(ns.amqp, queue);
 
+/**
+ * Waits for the dead queue to hold `n`: the CLIs read it by getting messages and putting back what they
+ * leave, and a put-back goes through Raft, so the count lags the command's exit. A wrong count never settles on `n`.
+ */
+const deadDepthBecomes = (n: number) =>
+  waitFor(async () => (await depth(ns.topology.deadQueue)) === n, 10_000, `the dead queue to hold ${n}`);
+
 async function outcome(id: string) {
   return ns.db('transactions').where('id', id).first('status', 'attempts', 'worker_id');
 }
@@ -64,7 +71,7 @@ describe('parked messages', () => {
       expect(m.detail).toContain(m.reason);
     }
     expect(Object.values(report.byReason)).toEqual([3]);
-    expect(await depth(ns.topology.deadQueue)).toBe(3);
+    await deadDepthBecomes(3);
   });
 });
 
@@ -84,7 +91,7 @@ describe('txsim replay-dead', () => {
     await waitFor(async () => (await outcome(target))?.status === 'applied', 20_000, 'the replayed message to apply');
     // The attempt count was reset by the replay: this is attempt 1, not 3.
     expect(await outcome(target)).toMatchObject({ status: 'applied', attempts: 1, worker_id: 'w-replay' });
-    expect(await depth(ns.topology.deadQueue)).toBe(2);
+    await deadDepthBecomes(2);
     for (const other of parked.slice(1)) expect(await outcome(other.id as string)).toBeUndefined();
   });
 
@@ -94,14 +101,14 @@ describe('txsim replay-dead', () => {
     expect(r.stdout).toContain('replayed 0 messages');
     expect(r.stderr).toContain('not parked');
     await new Promise((resolve) => setTimeout(resolve, 500));
-    expect(await depth(ns.topology.deadQueue)).toBe(2);
+    await deadDepthBecomes(2);
   });
 
   it('without --id replays the rest (--limit bounds it) and the books balance afterwards', async () => {
     const one = await runTxsim(['replay-dead', '--limit', '1', '--json'], ns.env);
     expect(one.code, one.stderr).toBe(0);
     expect((JSON.parse(one.stdout) as ReplayReport).replayed).toHaveLength(1);
-    expect(await depth(ns.topology.deadQueue)).toBe(1);
+    await deadDepthBecomes(1);
     const rest = await runTxsim(['replay-dead'], ns.env);
     expect(rest.code, rest.stderr).toBe(0);
     expect(rest.stdout).toContain(`replayed 1 message from ${ns.topology.deadQueue} to ${ns.topology.transactionsExchange}`);

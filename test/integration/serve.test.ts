@@ -326,6 +326,12 @@ describe('txsim serve', () => {
     expect(bobs.status).toBe(202);
     expect((await call('GET', `/v1/transactions/${bobs.json!.id}`, { token: alice })).status).toBe(404);
     expect((await call('GET', `/v1/transactions/${bobs.json!.id}`, { token: admin })).status).toBe(200);
+    // Settled before the tests after this one count applied deposits.
+    await waitFor(
+      async () => (await call('GET', `/v1/transactions/${bobs.json!.id}`, { token: admin })).json?.status === 'applied',
+      30_000,
+      "bob's deposit applied",
+    );
     const list = await call('GET', '/v1/accounts', { token: alice });
     expect(list.json!.items.map((a) => a.id)).toEqual([1]);
     expect((await call('GET', '/v1/transactions/00000000-0000-4000-8000-000000000000', { token: admin })).status).toBe(404);
