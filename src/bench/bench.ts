@@ -37,6 +37,8 @@ export interface BenchOptions {
   readonly accounts: number;
   readonly hotShare: number;
   readonly ratePerS: number;
+  /** Paced: gen's `--linger` (absent: 0, each message at its time). */
+  readonly lingerMs?: number;
   readonly count: number;
   /** Stop publishing after this long even if `count` is not reached (0 = no limit). */
   readonly durationS: number;
@@ -195,6 +197,7 @@ export function benchRunOptions(options: BenchOptions): PublishRunOptions {
     count: options.count,
     seed: options.seed,
     ratePerS: options.ratePerS,
+    ...(options.lingerMs ? { lingerMs: options.lingerMs } : {}),
     mix: options.mix,
     accountIds: null,
     amountMinMinor: 100,

@@ -10,6 +10,7 @@ import { readBenchReports, renderBenchHtml, type NamedBenchReport } from '../ben
 import type { Config } from '../config/config.js';
 import { parseFractionFlag, parseIntFlag, parseNumberFlag, parseWeightsFlag } from '../config/parse.js';
 import { GENERATED_TYPES } from '../domain/transaction.js';
+import { LINGER_MAX_MS } from '../gen/load-flags.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { UsageError, VerificationFailedError } from '../errors.js';
 import { registerBenchCompare } from './bench-compare.js';
@@ -48,7 +49,7 @@ export async function handleBench(
     if (format === 'csv') ctx.out(`t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb,${CSV_HOP_COLUMNS.join(',')}`);
     else if (format === 'table')
       ctx.out(
-        `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}, count ${options.count}, mix ${mixText(options.mix)}, relay ${options.relay ? `${options.relayProcess ? 'in its own process' : 'on'}, ${options.relayEventsPerMessageMax} events a message` : 'off'}`,
+        `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}${options.lingerMs ? ` (linger ${options.lingerMs} ms)` : ''}, count ${options.count}, mix ${mixText(options.mix)}, relay ${options.relay ? `${options.relayProcess ? 'in its own process' : 'on'}, ${options.relayEventsPerMessageMax} events a message` : 'off'}`,
       );
     // Loaded here, not at the top: the bench's machinery (gen, verify, the ceiling) is only needed by bench.
     const { runBench } = await import('../bench/bench.js');
@@ -221,6 +222,7 @@ export function registerBench(program: Command): void {
     .option('--accounts <n>', 'customer accounts', '10000')
     .option('--hot-accounts <share>', 'share of traffic on 3 hot accounts', '0')
     .option('--rate <tx/s>', 'paced publishing; 0 = flat out', '0')
+    .option('--linger <ms>', "paced: gen's --linger, messages due within this go out together (default 0)")
     .option('--count <n>', 'transactions to publish (default 100000, or rate × duration when both are given)')
     .option('--duration <s>', 'stop publishing after this long (0 = until --count)', '0')
     .option('--invalid <share>', 'share of poison messages', '0')
@@ -262,6 +264,10 @@ export function registerBench(program: Command): void {
       if (opts.relayProcess && opts.relay === false) throw new UsageError('--relay-process and --no-relay: choose one');
       const ratePerS = parseNumberFlag('--rate', str('rate'), 0);
       const durationS = parseIntFlag('--duration', str('duration'), 0, 0, 86_400);
+      const lingerMs = parseIntFlag('--linger', str('linger'), 0, 0, LINGER_MAX_MS);
+      if (lingerMs > 0 && !(ratePerS > 0))
+        throw new UsageError('--linger needs --rate: an unpaced run sends each message as soon as it can');
+      if (lingerMs > 0 && str('via') === 'http') throw new UsageError('--linger: not with --via http (over HTTP, --rate paces the run)');
       const options: BenchOptions = {
         workers: parseIntFlag('--workers', str('workers'), 3, 1, 32),
         batchSizeMax: parseIntFlag('--batch-size', str('batchSize'), 100, 1, 5_000),
@@ -271,6 +277,7 @@ export function registerBench(program: Command): void {
         accounts: parseIntFlag('--accounts', str('accounts'), 10_000, 1, 1_000_000),
         hotShare: parseFractionFlag('--hot-accounts', str('hotAccounts'), 0),
         ratePerS,
+        ...(lingerMs > 0 ? { lingerMs } : {}),
         // With a duration and a rate, the count follows from them unless given.
         count: parseIntFlag(
           '--count',

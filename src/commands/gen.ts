@@ -249,6 +249,10 @@ export function registerGen(program: Command): void {
     )
     .option('--late-threshold <ms>', 'a paced message sent more than this after it was due counts as late', '10')
     .option('--drop-late <ms>', 'drop (record, never send) a paced message already more than this late, instead of sending it late')
+    .option(
+      '--linger <ms>',
+      'paced: a message waits up to this long for the ones due after it and they go out together (fewer, larger writes); latency still counts from each due time (default 0)',
+    )
     .option('--per-second', 'a line per second on stderr: due, sent, late, dropped')
     .option(
       '--instance <k/n>',
@@ -301,7 +305,17 @@ export function registerGen(program: Command): void {
       const [amountMin, amountMax] = parseAmountFlag(str('amount'));
       const shape = loadShapeOf({
         ...(count !== undefined ? { count } : {}),
-        ...pickDefined(opts, ['rate', 'profile', 'accountsDist', 'hotAccounts', 'hotSet', 'instance', 'lateThreshold', 'dropLate']),
+        ...pickDefined(opts, [
+          'rate',
+          'profile',
+          'accountsDist',
+          'hotAccounts',
+          'hotSet',
+          'instance',
+          'lateThreshold',
+          'dropLate',
+          'linger',
+        ]),
       });
       const options: PublishRunOptions = {
         ...shape,
@@ -400,6 +414,7 @@ function viaOptionsOf(opts: Record<string, string | boolean | undefined>, envTok
   for (const [key, flag] of [
     ['profile', '--profile'],
     ['dropLate', '--drop-late'],
+    ['linger', '--linger'],
     ['instance', '--instance'],
   ] as const) {
     if (opts[key] !== undefined) throw new UsageError(`${flag}: not with --via (over HTTP, --rate paces the run)`);

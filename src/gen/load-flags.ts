@@ -15,6 +15,7 @@ export interface LoadShapeFlags {
   readonly instance?: string;
   readonly lateThreshold?: string;
   readonly dropLate?: string;
+  readonly linger?: string;
 }
 
 /** What the load-shape flags decide. */
@@ -26,7 +27,12 @@ export interface LoadShape {
   readonly instance: Instance;
   readonly lateThresholdMs: number;
   readonly dropLateMs: number | null;
+  /** Paced messages go out in groups: each may wait this long for the ones due after it (`--linger`; 0: each at its time). */
+  readonly lingerMs: number;
 }
+
+/** Most a paced message may wait for the ones after it (`--linger`). */
+export const LINGER_MAX_MS = 1_000;
 
 /** Most messages of one run (the `runs.count_requested` column is an INT; a bound like any other). */
 export const RUN_COUNT_MAX = 100_000_000;
@@ -62,6 +68,10 @@ export function loadShapeOf(flags: LoadShapeFlags): LoadShape {
   if (dropLateMs !== null && !profile && !(Number(flags.rate) > 0)) {
     throw new UsageError('--drop-late needs a paced run (--rate or --profile): an unpaced message is never late');
   }
+  const lingerMs = parseIntFlag('--linger', flags.linger, 0, 0, LINGER_MAX_MS);
+  if (lingerMs > 0 && !profile && !(Number(flags.rate) > 0)) {
+    throw new UsageError('--linger needs a paced run (--rate or --profile): an unpaced run sends each message as soon as it can');
+  }
   return {
     count,
     ratePerS: parseNumberFlag('--rate', flags.rate, 0),
@@ -70,6 +80,7 @@ export function loadShapeOf(flags: LoadShapeFlags): LoadShape {
     instance,
     lateThresholdMs: parseIntFlag('--late-threshold', flags.lateThreshold, 10, 0, 3_600_000),
     dropLateMs,
+    lingerMs,
   };
 }
 

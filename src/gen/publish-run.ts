@@ -38,6 +38,12 @@ export interface PublishRunOptions {
   readonly lateThresholdMs?: number;
   /** Drop, rather than send, a message already more than this late (`--drop-late`); null/absent: send it late. */
   readonly dropLateMs?: number | null;
+  /**
+   * Paced: a message not yet due is waited for until its due time plus this, and every message due by
+   * then goes out at once (`--linger`, as a producer's linger.ms): fewer, larger writes for the broker
+   * and the workers. Latency still counts from each message's due time; lateness from due + linger.
+   */
+  readonly lingerMs?: number;
   /** Most unconfirmed messages at once. */
   readonly windowMax: number;
   readonly confirmTimeoutMs: number;
@@ -538,12 +544,11 @@ class RunPublisher {
       const intendedMs = dueMs === null ? performance.now() : t0 + dueMs;
       // Follow-ups due before this message go first, each at its own time.
       if (!(await this.sendFollowUps(intendedMs))) return false;
-      const waitMs = intendedMs - performance.now();
-      if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      await this.waitUntilDue(intendedMs);
       // Waiting for room in the window is part of being late: the drop decision is taken once the
       // message could actually go out.
       await this.currentSession().publisher.waitForRoom();
-      const latenessMs = dueMs === null ? 0 : performance.now() - intendedMs;
+      const latenessMs = dueMs === null ? 0 : this.latenessOf(intendedMs);
       if (this.tracker.shouldDrop(latenessMs)) {
         this.tracker.droppedAt(performance.now() - t0);
         this.record.addDrop(transactionIdFor(this.runId, index));
@@ -563,7 +568,7 @@ class RunPublisher {
       this.published++;
       try {
         await this.send(index, { generated, intendedMs, accountSeq: this.nextAccountSeq(generated) });
-        if (dueMs !== null) this.tracker.sent(performance.now() - intendedMs, performance.now() - t0);
+        if (dueMs !== null) this.tracker.sent(this.latenessOf(intendedMs), performance.now() - t0);
         else this.tracker.sent(0, performance.now() - t0);
       } catch (err) {
         // Kept in `unconfirmed`: the next recovery sends it again.
@@ -576,13 +581,26 @@ class RunPublisher {
     return true;
   }
 
+  /**
+   * Waits for a message due at `dueAtMs` (performance.now() time): not at all when it is due (or due
+   * within the timer's millisecond); else until then plus the linger, so the ones due meanwhile join it.
+   */
+  private async waitUntilDue(dueAtMs: number): Promise<void> {
+    const waitMs = dueAtMs - performance.now();
+    if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs + (this.options.lingerMs ?? 0)));
+  }
+
+  /** How late a message due at `dueAtMs` goes out now, beyond the linger it may wait by design. */
+  private latenessOf(dueAtMs: number): number {
+    return performance.now() - dueAtMs - (this.options.lingerMs ?? 0);
+  }
+
   /** Sends the follow-ups due up to `untilMs`, waiting for each one's time; false when a recovery gave up. */
   private async sendFollowUps(untilMs: number): Promise<boolean> {
     for (let next = this.followUps.peek(); next !== undefined && next.dueMs <= untilMs; next = this.followUps.peek()) {
       if (this.hooks.signal?.aborted) return true;
       if (this.broken && !(await this.recover())) return false;
-      const waitMs = next.dueMs - performance.now();
-      if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+      await this.waitUntilDue(next.dueMs);
       await this.currentSession().publisher.waitForRoom();
       this.followUps.pop();
       await this.sendFollowUp(next.followUp, next.dueMs);

@@ -70,6 +70,9 @@ describe('bad input and unreachable services', () => {
     const notNodeFlag = await runTxsim(['bench', '--worker-node-option', 'max-old-space-size=64'], process.env);
     expect(notNodeFlag.code).toBe(2);
     expect(notNodeFlag.stderr).toMatch(/--worker-node-option: "max-old-space-size=64" is not a Node.js flag/);
+    const unpacedLinger = await runTxsim(['bench', '--linger', '10'], process.env);
+    expect(unpacedLinger.code).toBe(2);
+    expect(unpacedLinger.stderr).toMatch(/--linger needs --rate/);
   });
 
   it('an unreachable broker is one line naming it and where, exit 3 within seconds, no password', async () => {

@@ -23,6 +23,7 @@ interface GenJson {
   late: number;
   dropped: number;
   latenessMs: { count: number; p50: number; p99: number; max: number };
+  confirmLatencyMs: { p50: number; max: number };
   seconds: Second[];
   completed: boolean;
 }
@@ -51,6 +52,9 @@ describe('gen load-shape flags outside their syntax', () => {
     [['10', '--accounts-dist', 'uniform', '--hot-accounts', '0.5'], /--accounts-dist and --hot-accounts\/--hot-set exclude each other/],
     [['10', '--instance', '3/2'], /--instance: "3\/2" must look like k\/n/],
     [['10', '--drop-late', '100'], /--drop-late needs a paced run/],
+    [['10', '--linger', '5'], /--linger needs a paced run/],
+    [['10', '--rate', '5', '--linger', '5000'], /--linger: 5000 must be between 0 and 1000/],
+    [['10', '--rate', '5', '--linger', '5', '--via', 'http://127.0.0.1:1'], /--linger: not with --via/],
   ])('gen %j is a usage error naming the bad part (exit 2)', async (args, message) => {
     const r = await runTxsim(['gen', ...args], process.env, 30_000);
     expect(r.code, r.stderr).toBe(2);
@@ -128,6 +132,25 @@ describe('gen load shapes', () => {
     expect(verify.code, verify.stderr).toBe(0);
     expect(verify.report.run).toMatchObject({ dropped: d.dropped, lost: 0, duplicated: 0, expected: 800, notPublished: 0 });
     expect(verify.report.run.applied + verify.report.run.rejected).toBe(d.published);
+  });
+
+  it('--linger: a paced run sends in groups; latency counts from each due time, lateness only beyond the linger', async () => {
+    // 400/s with a 100 ms linger: a message waits 0–100 ms for its group (about 50 at the median),
+    // where a message at its own time is confirmed in a few ms. Without subtracting the linger, about
+    // half the messages would count as more than 50 ms late.
+    const r = await runTxsim(
+      ['gen', '400', '--rate', '400', '--linger', '100', '--late-threshold', '50', '--seed', 'load-linger', '--json'],
+      ns.env,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as GenJson;
+    expect(s).toMatchObject({ published: 400, confirmed: 400, dropped: 0, completed: true });
+    expect(s.confirmLatencyMs.p50).toBeGreaterThanOrEqual(25);
+    expect(s.confirmLatencyMs.max).toBeGreaterThanOrEqual(90);
+    expect(s.late).toBeLessThan(40);
+    const verify = await verifyRun(s.runId);
+    expect(verify.code, verify.stderr).toBe(0);
+    expect(verify.report.run).toMatchObject({ lost: 0, duplicated: 0 });
   });
 
   it('two gen --instance halves verify as one run; with one half only, verify says which instance is missing', async () => {

@@ -127,6 +127,15 @@ describe('gen flags: count, pace and account choice', () => {
     expect(loadShapeOf({ count: '10', rate: '5', dropLate: '100' }).dropLateMs).toBe(100);
     expect(() => loadShapeOf({ count: '10', instance: '3/2' })).toThrow(/--instance: "3\/2" must look like k\/n/);
   });
+
+  it('--linger is 0 unless given, needs a pace and is at most a second', () => {
+    expect(loadShapeOf({ count: '10' }).lingerMs).toBe(0);
+    expect(loadShapeOf({ count: '10', rate: '5', linger: '20' }).lingerMs).toBe(20);
+    expect(loadShapeOf({ profile: '200@2s', linger: '20' }).lingerMs).toBe(20);
+    expect(() => loadShapeOf({ count: '10', linger: '20' })).toThrow(/--linger needs a paced run/);
+    expect(() => loadShapeOf({ count: '10', rate: '5', linger: '1001' })).toThrow(/--linger: 1001 must be between 0 and 1000/);
+    expect(() => loadShapeOf({ count: '10', rate: '5', linger: '-1' })).toThrow(UsageError);
+  });
 });
 
 describe('verify: which ids of a run are to be accounted for', () => {
