@@ -22,6 +22,16 @@ afterEach(async () => {
 const gen = (s: Stage, count: number, seed: string, extra: string[] = []) =>
   spawnTxsim(['gen', String(count), '--seed', seed, '--json', '--reconnect-timeout', '120', ...extra], s.ns.env, 300_000);
 
+/** What gen has recorded as published of the run of `seed` (saved every second; a BIGINT, which mysql2 may hand back as a string). */
+const publishedOf = async (s: Stage, seed: string) =>
+  Number(
+    (await s.ns.db<{ id: string; published: number | string }>('runs').where('id', runIdForSeed(seed)).first('published'))?.published ?? 0,
+  );
+
+/** Waits until gen is connected and publishing (its first progress saved), rather than for a fixed time that a slow start can outlast. */
+const genUnderWay = (s: Stage, seed: string) =>
+  waitFor(async () => (await publishedOf(s, seed)) > 0, 15_000, `gen ${seed} to record progress`);
+
 describe('fault suite', () => {
   it('1. kill -9 a worker repeatedly, including right after a commit and before its ack', async () => {
     const s = (current = await stage('kill', { workerIds: ['w2', 'w3'] }));
@@ -49,15 +59,10 @@ describe('fault suite', () => {
 
   it('2. kill -9 gen mid-run, then run it again with the same seed', async () => {
     const s = (current = await stage('gen'));
-    // `published` is a BIGINT, which mysql2 may hand back as a string.
-    const publishedSoFar = async () =>
-      Number(
-        (await s.ns.db<{ id: string; published: number | string }>('runs').where('id', runIdForSeed('fault-gen')).first('published'))
-          ?.published ?? 0,
-      );
+    const publishedSoFar = () => publishedOf(s, 'fault-gen');
     const first = gen(s, 5000, 'fault-gen', ['--rate', '1000']);
     // gen saves its progress every second; kill it once some has been saved, well before the end.
-    await waitFor(async () => (await publishedSoFar()) > 0, 10_000, 'gen to record progress');
+    await genUnderWay(s, 'fault-gen');
     first.child.kill('SIGKILL');
     await first.done;
     const partial = await publishedSoFar();
@@ -76,7 +81,7 @@ describe('fault suite', () => {
   it.skipIf(!canControlServices)('3. RabbitMQ stop_app / start_app in the middle of a run', async () => {
     const s = (current = await stage('rmq'));
     const run = gen(s, 6000, 'fault-rmq', ['--rate', '1000']);
-    await sleep(2_000);
+    await genUnderWay(s, 'fault-rmq');
     await rabbit.stopApp();
     await sleep(4_000);
     await rabbit.startApp();
@@ -104,15 +109,7 @@ describe('fault suite', () => {
     // the shutdown: gen saves its run record every second, so 3 s down while gen runs covers at least
     // two saves, every time (a fixed sleep before the stop sometimes let the run end first, or missed the saves).
     const run = gen(s, 10_000, 'fault-db', ['--rate', '1000']);
-    await waitFor(
-      async () =>
-        Number(
-          (await s.ns.db('runs').where('id', runIdForSeed('fault-db')).first<{ published: number } | undefined>('published'))?.published ??
-            0,
-        ) > 0,
-      15_000,
-      'gen to save its first progress',
-    );
+    await genUnderWay(s, 'fault-db');
     await database.stop();
     await sleep(3_000);
     expect(run.child.exitCode, 'gen ended before the database came back').toBeNull();
@@ -138,7 +135,8 @@ describe('fault suite', () => {
       return Object.fromEntries(rows.map((r) => [r.Variable_name, Number(r.Value)]));
     };
     const before = await counters();
-    const run = gen(s, 4000, 'fault-lock', ['--rate', '600', '--accounts', '1-2']);
+    // 10 s of traffic: the timeout hold after the six deadlock rounds must still find messages to delay, on a slow machine too.
+    const run = gen(s, 6000, 'fault-lock', ['--rate', '600', '--accounts', '1-2']);
     await s.ns.db.raw('CREATE TABLE fault_scratch (n INT NOT NULL) ENGINE = InnoDB');
     await waitFor(
       async () => Number((await s.ns.db('transactions').where('run_id', runIdForSeed('fault-lock')).count({ n: '*' }))[0]!.n) > 50,
@@ -175,6 +173,7 @@ describe('fault suite', () => {
     // Deadlocks first, while workers still apply whole batches (a batch that timed out falls back to
     // one message per transaction, which locks one account and cannot deadlock).
     for (let round = 0; round < 6; round++) await hold('deadlock');
+    expect(run.child.exitCode, 'gen ended before the lock-wait timeouts: nothing left to delay').toBeNull();
     await hold('timeout');
     const result = await run.done;
     expect(result.code, result.stderr).toBe(0);
@@ -285,15 +284,16 @@ describe('fault suite', () => {
         await channel.close();
       }
     };
+    // Asserted on the peek that found them all: a second peek right after can race the first one's put-backs.
+    let seen: Awaited<ReturnType<typeof errors>> = [];
     await waitFor(
       async () => {
-        const e = await errors();
-        return poison.every((p) => e.some((x) => x.id === idOf(p)));
+        seen = await errors();
+        return poison.every((p) => seen.some((x) => x.id === idOf(p)));
       },
       30_000,
       'every poison message in the errors queue',
     );
-    const seen = await errors();
     for (const p of poison) {
       const e = seen.find((x) => x.id === idOf(p));
       expect(e?.reason, p.name).toBe(p.reason);
@@ -395,7 +395,7 @@ describe('fault suite', () => {
   it.skipIf(!canControlServices)('11. kill -9 of the RabbitMQ server mid-run, started again', async () => {
     const s = (current = await stage('rkill'));
     const run = gen(s, 6000, 'fault-rabbit-kill', ['--rate', '1000']);
-    await sleep(2_000);
+    await genUnderWay(s, 'fault-rabbit-kill');
     const pid = await rabbit.killServer();
     await sleep(2_000);
     await rabbit.startServer();

@@ -49,7 +49,8 @@ describe('AMQP_URL with several nodes', () => {
     workers.push(worker);
     await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 1, 20_000, 'the worker to consume');
     const connectedTo = (port: number) => new RegExp(`"node":"amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${port}","msg":"amqp connected"`);
-    expect(worker.output()).toMatch(connectedTo(a.port));
+    // The log is written asynchronously: waited for, not read at once.
+    await waitFor(() => connectedTo(a.port).test(worker.output()), 10_000, 'the worker to log its connection through node a');
 
     // gen publishes straight to the broker; while it runs, the worker's node (proxy a) goes away for good.
     const gen = runTxsim(['gen', '2000', '--seed', 'node-list-2', '--rate', '1000', '--json'], ns.env);

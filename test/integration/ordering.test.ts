@@ -235,19 +235,21 @@ describe('ordered topology (setup --partitions)', () => {
         await channel.close();
       }
     };
+    let parkedSeen: Awaited<ReturnType<typeof isParked>>;
     try {
       await holder.raw('SELECT id FROM accounts WHERE id = 8 FOR UPDATE');
       await publishRaw(ns.amqp, ns.topology, [
         { body: stuck, headers: { [HEADERS.accountSeq]: 1 } },
         { body: later, headers: { [HEADERS.accountSeq]: 2 } },
       ]);
-      await waitFor(async () => (await isParked()) !== undefined, 30_000, 'the stuck transfer to be parked');
+      await waitFor(async () => (parkedSeen = await isParked()) !== undefined, 30_000, 'the stuck transfer to be parked');
       // Still holding account 8: the later deposit on 6 goes on once the transfer is out of the way.
       await waitFor(async () => (await outcome(ns, later.id as string))?.status === 'applied', 20_000, 'the later message to apply');
     } finally {
       await holder.rollback();
     }
-    const parked = (await isParked())!;
+    // The peek that found it: peeking again could race that peek's put-back (Raft).
+    const parked = parkedSeen!;
     expect(parked.properties.headers?.[HEADERS.attempts]).toBe(3);
     expect(String(parked.properties.headers?.[HEADERS.lastError])).toMatch(/LOCK_WAIT_TIMEOUT|1205/);
     expect(await outcome(ns, stuck.id as string)).toBeUndefined();

@@ -105,15 +105,16 @@ describe.each([
       cases.map((c) => ({ body: c.body, ...(c.messageId ? { messageId: c.messageId } : {}) })),
     );
     const idOf = (c: (typeof cases)[number]) => (c.messageId ?? (c.body as Record<string, string>).id)!;
+    // Asserted on the peek that found them all: a second peek right after can race the first one's put-backs (Raft).
+    let errors: Awaited<ReturnType<typeof errorsQueue>> = [];
     await waitFor(
       async () => {
-        const errors = await errorsQueue(ns);
+        errors = await errorsQueue(ns);
         return cases.every((c) => errors.some((e) => e.envelope.id === idOf(c)));
       },
       20_000,
       'every reject in the errors queue',
     );
-    const errors = await errorsQueue(ns);
     for (const c of cases) {
       const e = errors.find((x) => x.envelope.id === idOf(c))!;
       expect(e.headers[HEADERS.reason]).toBe(c.reason);
@@ -123,8 +124,8 @@ describe.each([
     }
     expect(await balance(ns, 4)).toBe(10_000n);
     expect(await balance(ns, 100)).toBe(10_000n);
-    // The queue was only read: every message is still there.
-    expect((await errorsQueue(ns)).length).toBe(errors.length);
+    // The queue was only read: every message is still there (once the peeks' put-backs settle).
+    await waitFor(async () => (await errorsQueue(ns)).length === errors.length, 10_000, 'every message still in the errors queue');
   });
 
   it('a system error is retried through the delay queues and then parked with the last error', async () => {
@@ -137,11 +138,13 @@ describe.each([
       await publishRaw(ns.amqp, ns.topology, [{ body }, { body: bystander }]);
       // A message on another account is not held back by the stuck one.
       await waitFor(async () => (await outcome(ns, bystander.id as string))?.status === 'applied', 20_000, 'the bystander to apply');
+      let parked: Awaited<ReturnType<typeof peekQueue>>[number] | undefined;
       await waitFor(
         async () => {
           const channel = await ns.amqp.createChannel();
           try {
-            return (await peekQueue(channel, ns.topology.deadQueue)).some((m) => m.properties.messageId === body.id);
+            parked = (await peekQueue(channel, ns.topology.deadQueue)).find((m) => m.properties.messageId === body.id);
+            return parked !== undefined;
           } finally {
             await channel.close();
           }
@@ -149,9 +152,7 @@ describe.each([
         40_000,
         'the message to be parked',
       );
-      const channel = await ns.amqp.createChannel();
-      const parked = (await peekQueue(channel, ns.topology.deadQueue)).find((m) => m.properties.messageId === body.id)!;
-      await channel.close();
+      if (!parked) throw new Error('unreachable: waited for the parked message');
       expect(parked.properties.headers?.[HEADERS.attempts]).toBe(3);
       expect(String(parked.properties.headers?.[HEADERS.lastError])).toMatch(/LOCK_WAIT_TIMEOUT|1205/);
       expect(JSON.parse(parked.content.toString())).toEqual(body);

@@ -66,8 +66,16 @@ describe('worker processing stages', () => {
     const drawn = ids.filter((id) => drawStage('seven', parseStageSpec(spec), id, 1).result === 'declined');
     expect(new Set(declined.map((r) => r.id))).toEqual(new Set(drawn));
     // Declines are rejects like any other: in the errors queue with the reason.
-    await waitFor(async () => (await peek(ns.topology.errorsQueue)).length >= declined.length, 20_000, 'the declines in the errors queue');
-    const errors = (await peek(ns.topology.errorsQueue)).filter((m) => drawn.includes(m.properties.messageId as string));
+    // Asserted on the peek that found them all: a second peek right after can race the first one's put-backs (Raft).
+    let errors: Awaited<ReturnType<typeof peek>> = [];
+    await waitFor(
+      async () => {
+        errors = (await peek(ns.topology.errorsQueue)).filter((m) => drawn.includes(m.properties.messageId as string));
+        return errors.length >= declined.length;
+      },
+      20_000,
+      'the declines in the errors queue',
+    );
     expect(errors).toHaveLength(declined.length);
     for (const m of errors) {
       expect(m.properties.headers?.[HEADERS.reason]).toBe('declined_by_fraud');

@@ -89,7 +89,8 @@ describe('the first connection of a recovering connection', () => {
       signal: controller.signal,
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectAbortedError);
-    expect(Date.now() - startedAtMs).toBeLessThan(1_500);
+    // Well before the 60 s connect timeout; roomy enough for a loaded machine.
+    expect(Date.now() - startedAtMs).toBeLessThan(3_000);
 
     const connection = new ManagedConnection({
       url,

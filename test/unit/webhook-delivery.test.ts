@@ -137,7 +137,9 @@ describe('deliverWebhook', () => {
 
 describe('WebhookClient (undici) against a local server', () => {
   let server: Server | null = null;
-  const client = new WebhookClient({ attemptTimeoutMs: 300, connectionsMax: 4 });
+  // A roomy timeout where the receiver answers (a loaded machine can take more than 300 ms to); a short one for the receiver that never does.
+  const client = new WebhookClient({ attemptTimeoutMs: 5_000, connectionsMax: 4 });
+  const impatient = new WebhookClient({ attemptTimeoutMs: 300, connectionsMax: 4 });
   afterEach(async () => {
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
     server = null;
@@ -176,7 +178,7 @@ describe('WebhookClient (undici) against a local server', () => {
       // never responds
     });
     const started = Date.now();
-    const result = await client.post(url, Buffer.from('{}'), {}, new AbortController().signal);
+    const result = await impatient.post(url, Buffer.from('{}'), {}, new AbortController().signal);
     expect(result.kind).toBe('error');
     expect(classifyAttempt(result)).toBe('retry');
     expect(Date.now() - started).toBeLessThan(2_000);

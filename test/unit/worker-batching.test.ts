@@ -30,14 +30,15 @@ describe('worker batching', () => {
   });
 
   it('a partial batch waits batchWaitMs for more messages before it is applied', async () => {
-    h = await startWorkerHarness({ worker: { batchSizeMax: 10, batchWaitMs: 300 } });
+    // A wait far longer than the 150 ms sleep, so a stalled test machine still sends the two late ones in time.
+    h = await startWorkerHarness({ worker: { batchSizeMax: 10, batchWaitMs: 1_000 } });
     const sentAtMs = Date.now();
     h.send(3);
     await sleep(150);
     expect(h.calls).toHaveLength(0);
     h.send(2);
-    await until(() => h!.calls.length === 1, 'the partial batch');
-    expect(Date.now() - sentAtMs).toBeGreaterThanOrEqual(290);
+    await until(() => h!.calls.length === 1, 'the partial batch', 5_000);
+    expect(Date.now() - sentAtMs).toBeGreaterThanOrEqual(990);
     // The two late messages joined the waiting batch instead of going out on their own.
     expect(h.calls[0]).toHaveLength(5);
     await until(() => h!.broker.acked.length === 5, 'all acked');

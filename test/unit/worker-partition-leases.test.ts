@@ -69,7 +69,8 @@ function fakeChannel() {
 }
 
 const QUEUES = ['p0', 'p1', 'p2', 'p3'];
-const TIMING = { heartbeatMs: 10, leaseMs: 200 };
+// The lease outlasts any stall a loaded test machine gives the heartbeat (a lapsed lease is claimed by the other worker).
+const TIMING = { heartbeatMs: 10, leaseMs: 1_000 };
 const running: PartitionConsumers[] = [];
 
 function worker(store: MemoryLeases, id: string) {
@@ -89,7 +90,7 @@ function worker(store: MemoryLeases, id: string) {
 }
 
 async function until(check: () => boolean, what: string): Promise<void> {
-  for (const deadline = Date.now() + 3_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) if (check()) return;
+  for (const deadline = Date.now() + 8_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 10))) if (check()) return;
   throw new Error(`timed out waiting for ${what}`);
 }
 
