@@ -23,6 +23,7 @@ function order(name) {
     'batched-3w-100acc',
     'batched-3w-hot',
     'paced-2000',
+    'paced-2000-linger20',
     'profiled-3w',
     'soak-5000-5min',
   ].indexOf(base);
@@ -149,6 +150,13 @@ if (pacedRuns.length > 0) {
     `Paced at 2,000 tx/s: p99 created → committed ${p99s.join(', ')} ms in ${p99s.length} run${p99s.length > 1 ? 's' : ''} (median **${median(p99s)} ms**); the broker's own confirm p99 in the same runs: ${pacedRuns.map((r) => r.confirmLatencyMs.p99).join(', ')} ms.`,
   );
 }
+const lingerRuns = runs.filter((r) => /^paced-2000-linger20(-r\d+)?$/.test(r.name));
+if (lingerRuns.length > 0) {
+  const cpu = (rs) => rs.map((r) => r.cpuUsPerAppliedTx?.total).filter((v) => typeof v === 'number');
+  p(
+    `The same, gen sending in 20 ms groups (\`--linger 20\`, latency still from each due time): p99 ${lingerRuns.map((r) => r.endToEndLatencyMs.p99).join(', ')} ms (median **${median(lingerRuns.map((r) => r.endToEndLatencyMs.p99))} ms**); CPU per transaction ${cpu(lingerRuns).join(', ')} µs against ${cpu(pacedRuns).join(', ')} µs without.`,
+  );
+}
 for (const soak of runs.filter((r) => r.name.startsWith('soak'))) {
   const rss = soak.seconds.map((s) => s.workerRssMb).filter((v) => v > 0);
   const tail = rss.slice(Math.floor(rss.length / 5));
@@ -224,7 +232,7 @@ if (existsSync('docs/bench-analysis.md')) {
 p('## How to reproduce');
 p();
 p('```sh');
-p('bash scripts/bench.sh                       # the whole matrix (~40 min), rewrites this file');
+p('bash scripts/bench.sh                       # the whole matrix (~45 min), rewrites this file');
 p('BENCH_POOL_MB=2048 bash scripts/bench.sh    # the same, plus a soak with a 2 GiB InnoDB buffer pool (set and restored by the script)');
 p('npx txsim bench --workers 3 --count 100000  # one run; --json / --csv for machine-readable output');
 p('```');

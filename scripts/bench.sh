@@ -2,12 +2,12 @@
 # The standard benchmark matrix. Each run is `txsim bench --json` into .txsim/bench/<name>.json; then
 # scripts/bench-report.mjs writes BENCHMARKS.md (table, machine, how to reproduce, what bounds it).
 # Run it on an otherwise idle machine: the broker, the database and the workers share its cores.
-#   bash scripts/bench.sh            # the full matrix, ~40 minutes
+#   bash scripts/bench.sh            # the full matrix, ~45 minutes
 #   BENCH_QUICK=1 bash scripts/bench.sh   # smaller counts, no soak, no repeats (a smoke run, ~3 minutes)
 #   BENCH_POOL_MB=2048 bash scripts/bench.sh   # adds a soak with MariaDB's buffer pool at 2048 MiB:
 #       the script sets the server's innodb_buffer_pool_size (SET GLOBAL, needs the privilege) for
 #       that run only and sets it back afterwards, even when interrupted.
-# The two headline runs (batched-3w, paced-2000) are repeated three times: on a shared 2-core box
+# The two headline runs (batched-3w, paced-2000; the latter beside paced-2000-linger20) are repeated three times: on a shared 2-core box
 # consecutive runs of the same bench differ by up to ~15 %, and one run would hide that.
 # Every run has the relay on (bench's default, as in a deployment) and the v1 mix (--mix v1: bench's
 # default is the full mix) unless it says otherwise; each flat-out headline run also measures the machine's ceiling (--ceiling: the same
@@ -45,8 +45,11 @@ run batched-3w-100acc --workers 3 --count "$N" --accounts 100
 run batched-3w-hot    --workers 3 --count "$N" --accounts 10000 --hot-accounts 0.5
 # 60 s, not 30: the first ~3 s (JIT, pools filling) have p99s of 60–150 ms, a tenth of a 30 s run, which is
 # enough to make them its p99; at 60 s the run's p99 is the steady state's.
+# Each paced run beside one whose gen sends in 20 ms groups (gen --linger 20), alternated: what a coarser
+# publishing pattern saves every program on the path, and what it costs in latency (counted from the due time).
 for i in $(seq 1 "$REPEATS"); do
   run "paced-2000$([[ $i -gt 1 ]] && echo "-r$i")" --workers 3 --rate 2000 --duration "$([[ -n "$QUICK" ]] && echo 10 || echo 60)" --accounts 10000
+  run "paced-2000-linger20$([[ $i -gt 1 ]] && echo "-r$i")" --workers 3 --rate 2000 --duration "$([[ -n "$QUICK" ]] && echo 10 || echo 60)" --accounts 10000 --linger 20
 done
 run profiled-3w       --workers 3 --count "$N" --accounts 10000 --cpu-prof
 if [[ -z "$QUICK" ]]; then

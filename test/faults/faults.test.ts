@@ -351,11 +351,12 @@ describe('fault suite', () => {
       try {
         const count = 2_500;
         const run = spawnTxsim(
-          ['gen', String(count), '--via', serve.url, '--concurrency', '50', '--rate', '200', '--seed', 'fault-serve', '--json'],
+          ['gen', String(count), '--via', serve.url, '--concurrency', '50', '--rate', '125', '--seed', 'fault-serve', '--json'],
           { ...s.ns.env, TXSIM_TOKEN: token },
           300_000,
         );
-        // 12.5 s of requests at 200/s. Stop the broker once a fifth are in, so the outage lies well inside the run.
+        // 20 s of requests at 125/s. Stop the broker once a fifth are in, so the outage lies well inside the run
+        // (at 200/s a slow stop_app plus the 3 s outage once outlasted the rest of the run).
         const submitted = async () => Number((await s.ns.db('api_submissions').count<{ n: number }[]>({ n: '*' }))[0]!.n);
         await waitFor(async () => (await submitted()) >= count / 5, 60_000, 'a fifth of the requests', 50);
         await rabbit.stopApp();
