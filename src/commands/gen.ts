@@ -247,7 +247,11 @@ export function registerGen(program: Command): void {
       '--profile <stages>',
       'load profile: 500@10s,2000@30s (k6 stages, each ramping from the previous rate), constant:500@60s, steps:500,1000@30s, spike:500,5000@10s[/2s]',
     )
-    .option('--late-threshold <ms>', 'a paced message sent more than this after it was due counts as late', '10')
+    .option(
+      '--late-threshold <ms>',
+      'a paced message sent more than this after it was due (with --linger: after its group was) counts as late',
+      '10',
+    )
     .option('--drop-late <ms>', 'drop (record, never send) a paced message already more than this late, instead of sending it late')
     .option(
       '--linger <ms>',
@@ -337,6 +341,10 @@ export function registerGen(program: Command): void {
         newRun: Boolean(opts.newRun),
         flows: flowOptionsOf(opts),
       };
+      if (options.flows && shape.lingerMs * 2 > options.flows.expireAfterMs)
+        throw new UsageError(
+          `--linger ${shape.lingerMs} ms is more than half of --expire-after ${options.flows.expireAfterMs} ms: an authorization left to expire could expire before it is applied`,
+        );
       if (options.flows && !(options.mix.card_authorization > 0))
         throw new UsageError('--capture-share/--void-share/…: card flows follow authorizations; give --mix a card_authorization weight');
       const via = viaOptionsOf(opts, process.env.TXSIM_TOKEN);

@@ -7,10 +7,11 @@ import type { LatenessSummary, SecondLine } from './send-schedule.js';
 
 /** `late: 120 of 800 sent more than 10 ms after they were due (p50 35 ms, p99 80 ms, max 95 ms); 3 dropped (--drop-late 500 ms)`. */
 export function latenessText(s: LatenessSummary & { readonly published: number }): string {
+  const linger = s.lingerMs > 0 ? ` (or their --linger ${s.lingerMs} ms group was)` : '';
   const late =
     s.late === 0
-      ? `late: none of ${s.published} sent more than ${s.lateThresholdMs} ms after it was due`
-      : `late: ${s.late} of ${s.published} sent more than ${s.lateThresholdMs} ms after they were due (p50 ${s.latenessMs.p50} ms, p99 ${s.latenessMs.p99} ms, max ${s.latenessMs.max} ms)`;
+      ? `late: none of ${s.published} sent more than ${s.lateThresholdMs} ms after it was due${linger}`
+      : `late: ${s.late} of ${s.published} sent more than ${s.lateThresholdMs} ms after they were due${linger} (p50 ${s.latenessMs.p50} ms, p99 ${s.latenessMs.p99} ms, max ${s.latenessMs.max} ms)`;
   const dropped = s.dropLateMs === null ? '' : `; ${s.dropped} dropped (more than --drop-late ${s.dropLateMs} ms late)`;
   return late + dropped;
 }

@@ -331,11 +331,20 @@ export async function prepareRun(
       ? { flows: { options: options.flows, epochMs: flowEpochMs, dueMs: (index: number) => schedule.dueMs(index) } }
       : {}),
   });
-  const tracker = new LatenessTracker(schedule, options.lateThresholdMs ?? LATE_THRESHOLD_DEFAULT_MS, options.dropLateMs ?? null);
+  const tracker = new LatenessTracker(
+    schedule,
+    options.lateThresholdMs ?? LATE_THRESHOLD_DEFAULT_MS,
+    options.dropLateMs ?? null,
+    options.lingerMs ?? 0,
+  );
   const optionsJson = JSON.stringify({
     stream,
     ratePerS: options.ratePerS,
     profile: options.profile?.stages ?? null,
+    // How the run was paced and what counted as late: sending options, so a resume may change them.
+    lingerMs: options.lingerMs ?? 0,
+    lateThresholdMs: options.lateThresholdMs ?? LATE_THRESHOLD_DEFAULT_MS,
+    dropLateMs: options.dropLateMs ?? null,
     windowMax: options.windowMax,
     confirmTimeoutMs: options.confirmTimeoutMs,
     reconnectTimeoutMs: options.reconnectTimeoutMs,
@@ -479,6 +488,8 @@ class RunPublisher {
     return this.record.runId;
   }
 
+  /** When the group of messages gen last waited for goes out (`--linger`; performance.now() time). */
+  private groupSendAtMs = Number.NEGATIVE_INFINITY;
   /** Ms from the start of the schedule (the channel open) to the end of publishing: the span of the per-second lines. */
   scheduleElapsedMs = 0;
 
@@ -583,16 +594,24 @@ class RunPublisher {
 
   /**
    * Waits for a message due at `dueAtMs` (performance.now() time): not at all when it is due (or due
-   * within the timer's millisecond); else until then plus the linger, so the ones due meanwhile join it.
+   * within the timer's millisecond: it goes with the messages just sent); else until then plus the
+   * linger, so the ones due meanwhile join it — its group goes out at `groupSendAtMs`.
    */
   private async waitUntilDue(dueAtMs: number): Promise<void> {
     const waitMs = dueAtMs - performance.now();
-    if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs + (this.options.lingerMs ?? 0)));
+    if (waitMs <= 1) return;
+    const lingerMs = this.options.lingerMs ?? 0;
+    this.groupSendAtMs = dueAtMs + lingerMs;
+    await new Promise((resolve) => setTimeout(resolve, waitMs + lingerMs));
   }
 
-  /** How late a message due at `dueAtMs` goes out now, beyond the linger it may wait by design. */
+  /**
+   * How late a message due at `dueAtMs` goes out now: counted from when it was meant to go out — its
+   * group's send time when it belongs to the group gen waited for (`--linger`), else its due time. So a
+   * message at the end of a group gets no slack of its own, and a gen that never waits gets none at all.
+   */
   private latenessOf(dueAtMs: number): number {
-    return performance.now() - dueAtMs - (this.options.lingerMs ?? 0);
+    return performance.now() - (dueAtMs <= this.groupSendAtMs ? this.groupSendAtMs : dueAtMs);
   }
 
   /** Sends the follow-ups due up to `untilMs`, waiting for each one's time; false when a recovery gave up. */

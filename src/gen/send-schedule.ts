@@ -92,6 +92,8 @@ export interface LatenessSummary {
   readonly lateThresholdMs: number;
   /** `--drop-late` ms, or null when late messages are sent anyway. */
   readonly dropLateMs: number | null;
+  /** `--linger` ms: lateness counts from the due time plus this (0: from the due time). */
+  readonly lingerMs: number;
   /** Messages sent more than `lateThresholdMs` after they were due. */
   readonly late: number;
   /** How late those late messages went out (ms). */
@@ -125,6 +127,7 @@ export class LatenessTracker {
     private readonly schedule: SendSchedule,
     readonly lateThresholdMs: number,
     readonly dropLateMs: number | null,
+    readonly lingerMs = 0,
   ) {}
 
   /** True when a message this late must be dropped rather than sent. */
@@ -163,6 +166,7 @@ export class LatenessTracker {
     return {
       lateThresholdMs: this.lateThresholdMs,
       dropLateMs: this.dropLateMs,
+      lingerMs: this.lingerMs,
       late: this.late,
       latenessMs: percentilesOf(this.histogram),
       dropped: this.dropped,

@@ -55,6 +55,10 @@ describe('gen load-shape flags outside their syntax', () => {
     [['10', '--linger', '5'], /--linger needs a paced run/],
     [['10', '--rate', '5', '--linger', '5000'], /--linger: 5000 must be between 0 and 1000/],
     [['10', '--rate', '5', '--linger', '5', '--via', 'http://127.0.0.1:1'], /--linger: not with --via/],
+    [
+      ['10', '--rate', '5', '--linger', '600', '--mix', 'card_authorization=1', '--expire-after', '1s'],
+      /--linger 600 ms is more than half of --expire-after 1000 ms/,
+    ],
   ])('gen %j is a usage error naming the bad part (exit 2)', async (args, message) => {
     const r = await runTxsim(['gen', ...args], process.env, 30_000);
     expect(r.code, r.stderr).toBe(2);
@@ -151,6 +155,17 @@ describe('gen load shapes', () => {
     const verify = await verifyRun(s.runId);
     expect(verify.code, verify.stderr).toBe(0);
     expect(verify.report.run).toMatchObject({ lost: 0, duplicated: 0 });
+    // --drop-late counts from the group's send time too: with 100 ms groups, none is 40 ms late — where
+    // counting from each due time would drop more than half of them.
+    const dropping = await runTxsim(
+      ['gen', '400', '--rate', '400', '--linger', '100', '--drop-late', '40', '--seed', 'load-linger-drop', '--json'],
+      ns.env,
+    );
+    expect(dropping.code, dropping.stderr).toBe(0);
+    const d = JSON.parse(dropping.stdout) as GenJson;
+    expect(d.dropped).toBeLessThan(40);
+    expect(d.published + d.dropped).toBe(400);
+    expect((await verifyRun(d.runId)).code).toBe(0);
   });
 
   it('two gen --instance halves verify as one run; with one half only, verify says which instance is missing', async () => {

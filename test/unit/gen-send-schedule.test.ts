@@ -98,6 +98,9 @@ describe('lateness: counted, measured, dropped, per second', () => {
     expect(latenessText({ ...new LatenessTracker(schedule, 10, null).summary(0), published: 5 })).toBe(
       'late: none of 5 sent more than 10 ms after it was due',
     );
+    expect(latenessText({ ...new LatenessTracker(schedule, 10, null, 20).summary(0), published: 5 })).toBe(
+      'late: none of 5 sent more than 10 ms after it was due (or their --linger 20 ms group was)',
+    );
     expect(secondText({ second: 12, due: 2000, published: 1850, late: 420, dropped: 0, latenessMaxMs: 850 })).toBe(
       'gen   12 s  due 2000  sent 1850  late 420 (max 850 ms)  dropped 0',
     );
