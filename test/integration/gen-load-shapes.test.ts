@@ -88,6 +88,13 @@ describe('gen load shapes', () => {
     return { code: r.code, stderr: r.stderr, report: JSON.parse(r.stdout) as VerifyJson };
   };
 
+  /** `gen <args> --json`, which must exit 0: its summary. */
+  const genJson = async (args: string[]) => {
+    const r = await runTxsim(['gen', ...args, '--json'], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    return JSON.parse(r.stdout) as GenJson;
+  };
+
   it('a profiled run publishes each second what its stages ask, within a few percent', async () => {
     // 0 → 200/s over 2 s, then 200 → 400/s over 2 s: 50, 150, 250 and 350 messages in seconds 0..3 (800 in all).
     const r = await runTxsim(['gen', '--profile', '200@2s,400@2s', '--seed', 'load-profile', '--json', '--per-second'], ns.env);
@@ -109,9 +116,7 @@ describe('gen load shapes', () => {
 
   it('a rate the publisher cannot keep up with reports late messages and how late; --drop-late drops and records them', async () => {
     // One message in flight at a time: every message waits for the previous confirm, far behind 100,000/s.
-    const late = await runTxsim(['gen', '800', '--rate', '100000', '--window', '1', '--seed', 'load-late', '--json'], ns.env);
-    expect(late.code, late.stderr).toBe(0);
-    const s = JSON.parse(late.stdout) as GenJson;
+    const s = await genJson(['800', '--rate', '100000', '--window', '1', '--seed', 'load-late']);
     expect(s.published).toBe(800);
     expect(s.late).toBeGreaterThan(600);
     expect(s.latenessMs.count).toBe(s.late);
@@ -120,12 +125,7 @@ describe('gen load shapes', () => {
     const text = await runTxsim(['gen', '800', '--rate', '100000', '--window', '1', '--seed', 'load-late'], ns.env);
     expect(text.stdout).toMatch(/late: \d+ of 800 sent more than 10 ms after they were due \(p50 \d+ ms, p99 \d+ ms, max \d+ ms\)/);
 
-    const dropping = await runTxsim(
-      ['gen', '800', '--rate', '100000', '--window', '1', '--drop-late', '50', '--seed', 'load-drop', '--json'],
-      ns.env,
-    );
-    expect(dropping.code, dropping.stderr).toBe(0);
-    const d = JSON.parse(dropping.stdout) as GenJson;
+    const d = await genJson(['800', '--rate', '100000', '--window', '1', '--drop-late', '50', '--seed', 'load-drop']);
     expect(d.dropped).toBeGreaterThan(0);
     expect(d.published + d.dropped).toBe(800);
     expect(d.completed).toBe(true);
@@ -138,16 +138,11 @@ describe('gen load shapes', () => {
     expect(verify.report.run.applied + verify.report.run.rejected).toBe(d.published);
   });
 
-  it('--linger: a paced run sends in groups; latency counts from each due time, lateness only beyond the linger', async () => {
+  it('--linger: a paced run sends in groups; latency counts from each due time, lateness from when its group goes out', async () => {
     // 400/s with a 100 ms linger: a message waits 0–100 ms for its group (about 50 at the median),
-    // where a message at its own time is confirmed in a few ms. Without subtracting the linger, about
-    // half the messages (about 200) would count as more than 50 ms late.
-    const r = await runTxsim(
-      ['gen', '400', '--rate', '400', '--linger', '100', '--late-threshold', '50', '--seed', 'load-linger', '--json'],
-      ns.env,
-    );
-    expect(r.code, r.stderr).toBe(0);
-    const s = JSON.parse(r.stdout) as GenJson;
+    // where a message at its own time is confirmed in a few ms. Counted from each due time instead,
+    // about half the messages (about 200) would be more than 50 ms late.
+    const s = await genJson(['400', '--rate', '400', '--linger', '100', '--late-threshold', '50', '--seed', 'load-linger']);
     expect(s).toMatchObject({ published: 400, confirmed: 400, dropped: 0, completed: true });
     expect(s.confirmLatencyMs.p50).toBeGreaterThanOrEqual(25);
     expect(s.confirmLatencyMs.max).toBeGreaterThanOrEqual(90);
@@ -157,12 +152,7 @@ describe('gen load shapes', () => {
     expect(verify.report.run).toMatchObject({ lost: 0, duplicated: 0 });
     // --drop-late counts from the group's send time too: with 100 ms groups, none is 40 ms late — where
     // counting from each due time would drop more than half of them.
-    const dropping = await runTxsim(
-      ['gen', '400', '--rate', '400', '--linger', '100', '--drop-late', '40', '--seed', 'load-linger-drop', '--json'],
-      ns.env,
-    );
-    expect(dropping.code, dropping.stderr).toBe(0);
-    const d = JSON.parse(dropping.stdout) as GenJson;
+    const d = await genJson(['400', '--rate', '400', '--linger', '100', '--drop-late', '40', '--seed', 'load-linger-drop']);
     expect(d.dropped).toBeLessThan(40);
     expect(d.published + d.dropped).toBe(400);
     expect((await verifyRun(d.runId)).code).toBe(0);
