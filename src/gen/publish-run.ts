@@ -41,7 +41,7 @@ export interface PublishRunOptions {
   /**
    * Paced: a message not yet due is waited for until its due time plus this, and every message due by
    * then goes out at once (`--linger`, as a producer's linger.ms): fewer, larger writes for the broker
-   * and the workers. Latency still counts from each message's due time; lateness from due + linger.
+   * and the workers. Latency still counts from each message's due time; lateness from when its group goes out.
    */
   readonly lingerMs?: number;
   /** Most unconfirmed messages at once. */
