@@ -10,7 +10,7 @@ import { readBenchReports, renderBenchHtml, type NamedBenchReport } from '../ben
 import type { Config } from '../config/config.js';
 import { parseFractionFlag, parseIntFlag, parseNumberFlag, parseWeightsFlag } from '../config/parse.js';
 import { GENERATED_TYPES } from '../domain/transaction.js';
-import { LINGER_MAX_MS } from '../gen/load-flags.js';
+import { parseLingerFlag } from '../gen/load-flags.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
 import { UsageError, VerificationFailedError } from '../errors.js';
 import { registerBenchCompare } from './bench-compare.js';
@@ -264,9 +264,7 @@ export function registerBench(program: Command): void {
       if (opts.relayProcess && opts.relay === false) throw new UsageError('--relay-process and --no-relay: choose one');
       const ratePerS = parseNumberFlag('--rate', str('rate'), 0);
       const durationS = parseIntFlag('--duration', str('duration'), 0, 0, 86_400);
-      const lingerMs = parseIntFlag('--linger', str('linger'), 0, 0, LINGER_MAX_MS);
-      if (lingerMs > 0 && !(ratePerS > 0))
-        throw new UsageError('--linger needs --rate: an unpaced run sends each message as soon as it can');
+      const lingerMs = parseLingerFlag(str('linger'), ratePerS > 0, '--rate');
       if (lingerMs > 0 && str('via') === 'http') throw new UsageError('--linger: not with --via http (over HTTP, --rate paces the run)');
       const options: BenchOptions = {
         workers: parseIntFlag('--workers', str('workers'), 3, 1, 32),

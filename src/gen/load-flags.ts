@@ -32,7 +32,14 @@ export interface LoadShape {
 }
 
 /** Most a paced message may wait for the ones after it (`--linger`). */
-export const LINGER_MAX_MS = 1_000;
+const LINGER_MAX_MS = 1_000;
+
+/** `--linger <ms>` (0 when absent), refused above a second and without a pace; `needs` names the pacing flags. */
+export function parseLingerFlag(text: string | undefined, paced: boolean, needs: string): number {
+  const lingerMs = parseIntFlag('--linger', text, 0, 0, LINGER_MAX_MS);
+  if (lingerMs > 0 && !paced) throw new UsageError(`--linger needs ${needs}: an unpaced run sends each message as soon as it can`);
+  return lingerMs;
+}
 
 /** Most messages of one run (the `runs.count_requested` column is an INT; a bound like any other). */
 export const RUN_COUNT_MAX = 100_000_000;
@@ -68,10 +75,7 @@ export function loadShapeOf(flags: LoadShapeFlags): LoadShape {
   if (dropLateMs !== null && !profile && !(Number(flags.rate) > 0)) {
     throw new UsageError('--drop-late needs a paced run (--rate or --profile): an unpaced message is never late');
   }
-  const lingerMs = parseIntFlag('--linger', flags.linger, 0, 0, LINGER_MAX_MS);
-  if (lingerMs > 0 && !profile && !(Number(flags.rate) > 0)) {
-    throw new UsageError('--linger needs a paced run (--rate or --profile): an unpaced run sends each message as soon as it can');
-  }
+  const lingerMs = parseLingerFlag(flags.linger, profile !== undefined || Number(flags.rate) > 0, 'a paced run (--rate or --profile)');
   return {
     count,
     ratePerS: parseNumberFlag('--rate', flags.rate, 0),

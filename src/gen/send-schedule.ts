@@ -92,7 +92,7 @@ export interface LatenessSummary {
   readonly lateThresholdMs: number;
   /** `--drop-late` ms, or null when late messages are sent anyway. */
   readonly dropLateMs: number | null;
-  /** `--linger` ms: lateness counts from the due time plus this (0: from the due time). */
+  /** `--linger` ms: lateness counts from when a message's group went out (0: from its due time). */
   readonly lingerMs: number;
   /** Messages sent more than `lateThresholdMs` after they were due. */
   readonly late: number;
