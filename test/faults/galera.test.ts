@@ -27,6 +27,9 @@ async function booksOn(n: number, database: string): Promise<string> {
     bigNumberStrings: true,
   });
   try {
+    // A causal read: the node first applies every write-set the cluster committed before it (a node
+    // may still be applying the last ones when verify, on node 1, has passed).
+    await conn.query('SET SESSION wsrep_sync_wait = 1');
     const [rows] = await conn.query(
       'SELECT (SELECT COUNT(*) FROM accounts) AS accounts, (SELECT SUM(balance_minor) FROM accounts) AS balances, (SELECT COUNT(*) FROM transactions) AS outcomes, (SELECT COUNT(*) FROM ledger_entries) AS entries',
     );

@@ -44,15 +44,19 @@ async function balancedAs(ns: TestNamespace, shares: number[]): Promise<boolean>
 
 /**
  * The messages of a queue, read without taking them: basic.get is refused on single-active-consumer
- * quorum queues, so this consumes (no ack) for a moment and closes the channel, which hands them back.
+ * quorum queues, so this consumes (no ack) until it holds as many as the queue did, then closes the
+ * channel, which hands them back.
  */
 async function peekByConsuming(ns: TestNamespace, queue: string): Promise<ConsumeMessage[]> {
   const channel = await ns.amqp.createChannel();
   const messages: ConsumeMessage[] = [];
   try {
+    // As many as the queue holds now (published with confirms before this): waited for, not a fixed
+    // time that a slow machine could overrun.
+    const { messageCount } = await channel.checkQueue(queue);
     await channel.prefetch(1_000);
     await channel.consume(queue, (m) => m && messages.push(m), { noAck: false });
-    await new Promise((r) => setTimeout(r, 500));
+    await waitFor(() => messages.length >= messageCount, 10_000, `${messageCount} messages of ${queue}`, 20);
   } finally {
     await channel.close();
   }
