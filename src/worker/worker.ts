@@ -240,7 +240,9 @@ export class Worker {
    * the next batch while the database commits the previous one. A partial batch starts only when no
    * batch is in flight: at moderate rates messages then gather behind the running commit (group
    * commit) instead of going out in many tiny transactions, which cost more CPU per message and, on
-   * a busy machine, latency.
+   * a busy machine, latency. The wait starts again when a commit ends, even for messages that
+   * gathered behind it: starting those at once was measured (bench, 2,000 tx/s, 3 alternated pairs)
+   * to make more, smaller commits — +30 µs of CPU a transaction, p99 28–39 ms against 29.
    */
   private schedule(): void {
     if (this.pausedForDatabase) return;
