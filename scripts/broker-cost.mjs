@@ -14,8 +14,20 @@ import { Buffer } from 'node:buffer';
 import amqp from 'amqplib';
 import { pidsNamed, CpuSampler } from '../dist/bench/cpu-sampler.js';
 
-const rounds = Number(process.argv[2] ?? 3);
-const count = Number(process.argv[3] ?? 60_000);
+/** A whole number in [min, max] from argument `index`, or its default; a usage line and exit 2 otherwise. */
+function intArg(index, name, fallback, min, max) {
+  const text = process.argv[index];
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < min || n > max) {
+    console.error(`broker-cost: ${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(text)})`);
+    console.error('usage: node scripts/broker-cost.mjs [rounds=3] [messages=60000]');
+    process.exit(2);
+  }
+  return n;
+}
+const rounds = intArg(2, 'rounds', 3, 1, 20);
+const count = intArg(3, 'messages', 60_000, 1_000, 1_000_000);
 const url = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const QUEUE = 'txsim.broker-cost.q';
 const EXCHANGE = 'txsim.broker-cost.x';
@@ -116,6 +128,7 @@ for (let r = 1; r <= rounds; r++) {
     console.log(`round ${r} ${variant.padEnd(8)} broker ${res.usPerMessage.toFixed(1).padStart(5)} µs/message  ${res.perS} messages/s`);
   }
 }
+// The middle value (the upper of the two middle ones for an even number of rounds).
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`\nmedian of ${rounds} rounds, ${count} messages each:`);
 const base = median(results.base.map((x) => x.usPerMessage));
