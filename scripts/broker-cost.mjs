@@ -13,21 +13,17 @@
 import { Buffer } from 'node:buffer';
 import amqp from 'amqplib';
 import { pidsNamed, CpuSampler } from '../dist/bench/cpu-sampler.js';
+import { parseIntFlag } from '../dist/config/parse.js';
 
-/** A whole number in [min, max] from argument `index`, or its default; a usage line and exit 2 otherwise. */
-function intArg(index, name, fallback, min, max) {
-  const text = process.argv[index];
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < min || n > max) {
-    console.error(`broker-cost: ${name} must be a whole number from ${min} to ${max} (got ${JSON.stringify(text)})`);
-    console.error('usage: node scripts/broker-cost.mjs [rounds=3] [messages=60000]');
-    process.exit(2);
-  }
-  return n;
+let rounds, count;
+try {
+  rounds = parseIntFlag('rounds', process.argv[2], 3, 1, 20);
+  count = parseIntFlag('messages', process.argv[3], 60_000, 1_000, 1_000_000);
+} catch (err) {
+  console.error(`broker-cost: ${err.message}`);
+  console.error('usage: node scripts/broker-cost.mjs [rounds=3] [messages=60000]');
+  process.exit(2);
 }
-const rounds = intArg(2, 'rounds', 3, 1, 20);
-const count = intArg(3, 'messages', 60_000, 1_000, 1_000_000);
 const url = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const QUEUE = 'txsim.broker-cost.q';
 const EXCHANGE = 'txsim.broker-cost.x';

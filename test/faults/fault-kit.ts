@@ -218,12 +218,13 @@ export async function stage(
   for (const id of workerIds) s.startWorker(id);
   // Every worker consumes before a scenario breaks anything: one that has not connected yet when the broker
   // goes away gives up after --connect-timeout (exit 3), as a worker started with no broker should.
-  await waitFor(
-    async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount >= workerIds.length,
-    30_000,
-    'every worker to consume',
-  );
+  await waitForConsumers(s, workerIds.length, 'every worker to consume');
   return s;
+}
+
+/** Waits (up to 30 s) until the stage's process queue has at least `count` consumers. */
+export async function waitForConsumers(s: Pick<Stage, 'ns'>, count: number, what: string): Promise<void> {
+  await waitFor(async () => (await queueState(s.ns.amqp, s.ns.topology.processQueue)).consumerCount >= count, 30_000, what);
 }
 
 /** What a scenario's own verify run reported: the numbers that go into the README's failure table. */

@@ -3,8 +3,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { createAdminToken, httpRunOutcomes, startServe } from '../helpers/serve.js';
-import { peekQueue, queueState, runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
-import { canControlServices, database, rabbit, restoreServices, sleep, stage, verifyScenario, type Stage } from './fault-kit.js';
+import { peekQueue, runTxsim, spawnTxsim, waitFor } from '../helpers/txsim.js';
+import {
+  canControlServices,
+  database,
+  rabbit,
+  restoreServices,
+  sleep,
+  stage,
+  verifyScenario,
+  waitForConsumers,
+  type Stage,
+} from './fault-kit.js';
 
 // The fault suite: each scenario runs real txsim processes against the real services, breaks
 // something on purpose, and ends with `txsim verify --run`: nothing lost, nothing applied twice,
@@ -38,11 +48,7 @@ describe('fault suite', () => {
     // This replica SIGKILLs itself right after its 3rd commit, before acking that batch.
     s.startWorker('w1', ['--fault-crash-after-commits', '3']);
     // It must be consuming when the traffic comes, or w2 and w3 could take it all before its 3rd commit.
-    await waitFor(
-      async () => (await queueState(s.ns.amqp, s.ns.topology.processQueue)).consumerCount >= 3,
-      30_000,
-      'w1 to consume beside w2 and w3',
-    );
+    await waitForConsumers(s, 3, 'w1 to consume beside w2 and w3');
     const run = gen(s, 6000, 'fault-kill', ['--rate', '1500']);
     await waitFor(
       () =>
