@@ -1,0 +1,214 @@
+// What the database spends per transaction on the shape of the ledger, apart from the broker and the
+// workers' logic: the rows a worker's batch writes for the v1 types, sent as the worker sends them (one
+// transaction of two pipelined round trips: the locking and idempotency reads, then the inserts, the
+// account update and COMMIT), by three connections at once, in batches of 100, three ways alternated:
+//   entries    an outcome row, two ledger_entries rows and an outbox event (txsim's schema today)
+//   transfer   an outcome row, one row that is its own double entry (debit account, credit account,
+//              amount, keyed by the transaction id, indexed by each account) and an outbox event
+//   none       an outcome row and an outbox event: no ledger rows at all (the floor of any ledger shape)
+// It prints the database's (mariadbd's) CPU µs per transaction of each, from /proc, so it must run on
+// the database's host, and this process's own (building and sending the SQL). Run it on an otherwise
+// idle machine:
+//   npm run build && node scripts/ledger-shape-cost.mjs [rounds=3] [transactions=60000]
+// Needs DATABASE_URL (default mysql://root@127.0.0.1:3306); creates and drops its own database
+// (`txsim_ledger_shape`).
+import { randomBytes } from 'node:crypto';
+import mysql2 from 'mysql2/promise';
+import { pidsNamed, CpuSampler } from '../dist/bench/cpu-sampler.js';
+import { parseIntFlag } from '../dist/config/parse.js';
+import { redactUrl } from '../dist/config/redact.js';
+import { createDatabase } from '../dist/db/knex.js';
+import { seedAccounts } from '../dist/db/accounts.js';
+import { dropDatabase, ensureSchema } from '../dist/db/schema.js';
+import { systemAccountId } from '../dist/domain/ledger.js';
+import { sqlList, sqlTuple } from '../dist/db/sql-literal.js';
+
+let rounds, count;
+try {
+  rounds = parseIntFlag('rounds', process.argv[2], 3, 1, 20);
+  count = parseIntFlag('transactions', process.argv[3], 60_000, 3_000, 1_000_000);
+} catch (err) {
+  console.error(`ledger-shape-cost: ${err.message}`);
+  console.error('usage: node scripts/ledger-shape-cost.mjs [rounds=3] [transactions=60000]');
+  process.exit(2);
+}
+const url = process.env.DATABASE_URL ?? 'mysql://root@127.0.0.1:3306';
+const DATABASE = 'txsim_ledger_shape';
+const SHAPES = ['entries', 'transfer', 'none'];
+const ACCOUNTS = 10_000;
+const BATCH = 100;
+const CONNECTIONS = 3;
+const TRANSFERS_TABLE = `CREATE TABLE ledger_transfers (
+  transaction_id    CHAR(36) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+  debit_account_id  BIGINT      NOT NULL,
+  credit_account_id BIGINT      NOT NULL,
+  amount_minor      BIGINT      NOT NULL,
+  created_at        DATETIME(3) NOT NULL,
+  KEY ix_transfers_debit (debit_account_id),
+  KEY ix_transfers_credit (credit_account_id)
+) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4`;
+
+const databasePids = pidsNamed(['mariadbd', 'mysqld']);
+if (databasePids.length === 0) {
+  console.error('ledger-shape-cost: no mariadbd or mysqld process on this host (the database must run here to read its CPU)');
+  process.exit(1);
+}
+const where = `${redactUrl(url)}`;
+
+/** A fresh database with txsim's schema, the transfers table and the bench's 10,000 accounts. */
+async function freshDatabase() {
+  await dropDatabase(url, DATABASE);
+  await ensureSchema(url, DATABASE);
+  const db = createDatabase({ databaseUrl: url, databaseName: DATABASE, poolMax: 2 });
+  try {
+    await db.raw(TRANSFERS_TABLE);
+    await seedAccounts(db, { count: ACCOUNTS, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** The v1 mix as gen draws it, near enough: a third each of deposits, withdrawals and card payments. */
+const TYPES = [
+  { type: 'deposit', sign: 1n, contra: systemAccountId('cash_in', 'EUR') },
+  { type: 'withdrawal', sign: -1n, contra: systemAccountId('cash_out', 'EUR') },
+  { type: 'card_payment', sign: -1n, contra: systemAccountId('card_settlement', 'EUR') },
+];
+
+/** One batch's SQL, as the worker's two round trips: [reads, writes]. */
+function batchSql(shape, batchNo, balances, now) {
+  const messages = Array.from({ length: BATCH }, (_, i) => {
+    const n = batchNo * BATCH + i;
+    const kind = TYPES[n % 3];
+    return {
+      id: `00000000-0000-4000-8000-${n.toString().padStart(12, '0')}`,
+      accountId: 1 + Math.floor(Math.random() * ACCOUNTS),
+      amount: BigInt(100 + (n % 5000)),
+      ...kind,
+    };
+  });
+  const accountIds = [...new Set(messages.map((m) => m.accountId))].sort((a, b) => a - b);
+  const reads =
+    `START TRANSACTION; SELECT id, currency, balance_minor, held_minor, event_seq FROM accounts WHERE id IN (${sqlList(accountIds)}) AND kind = 'customer' ORDER BY id FOR UPDATE; ` +
+    `SELECT id, body_hash, status, reason FROM transactions WHERE id IN (${sqlList(messages.map((m) => m.id))})`;
+  const outcomes = [];
+  const entries = [];
+  const transfers = [];
+  const events = [];
+  for (const m of messages) {
+    const signed = m.sign * m.amount;
+    const after = (balances.get(m.accountId) ?? 10_000_000n) + signed;
+    balances.set(m.accountId, after);
+    const hash = randomBytes(32).toString('hex');
+    outcomes.push(
+      sqlTuple([
+        m.id,
+        null,
+        m.type,
+        m.accountId,
+        m.amount,
+        'EUR',
+        null,
+        null,
+        null,
+        null,
+        null,
+        hash,
+        'applied',
+        null,
+        null,
+        after,
+        'shape-w',
+        1,
+        now,
+        now,
+        null,
+        null,
+      ]),
+    );
+    entries.push(sqlTuple([m.id, m.accountId, signed, now]), sqlTuple([m.id, m.contra, -signed, now]));
+    transfers.push(sqlTuple([m.id, signed < 0n ? m.accountId : m.contra, signed < 0n ? m.contra : m.accountId, m.amount, now]));
+    events.push(sqlTuple([m.id, m.id, m.accountId, 1, m.type, m.amount, 'EUR', 'applied', null, after, now]));
+  }
+  const writes = [
+    `INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, capture_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream) VALUES ${outcomes.join(', ')}`,
+    ...(shape === 'entries'
+      ? [`INSERT INTO ledger_entries (transaction_id, account_id, amount_minor, created_at) VALUES ${entries.join(', ')}`]
+      : []),
+    ...(shape === 'transfer'
+      ? [
+          `INSERT INTO ledger_transfers (transaction_id, debit_account_id, credit_account_id, amount_minor, created_at) VALUES ${transfers.join(', ')}`,
+        ]
+      : []),
+    `INSERT INTO outbox_events (event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at) VALUES ${events.join(', ')}`,
+    `UPDATE accounts SET balance_minor = CASE id ${accountIds.map((id) => `WHEN ${id} THEN ${balances.get(id)}`).join(' ')} END WHERE id IN (${sqlList(accountIds)})`,
+    'COMMIT',
+  ];
+  return [reads, writes.join('; ')];
+}
+
+/** One run of `count` transactions written the shape's way by three connections; µs per transaction. */
+async function runOnce(shape) {
+  await freshDatabase();
+  const connections = await Promise.all(
+    Array.from({ length: CONNECTIONS }, () =>
+      mysql2.createConnection({ uri: `${url.replace(/\/$/, '')}/${DATABASE}`, multipleStatements: true, timezone: 'Z' }),
+    ),
+  );
+  const balances = new Map();
+  const batches = Math.floor(count / BATCH);
+  let next = 0;
+  const database = new CpuSampler(databasePids);
+  const ownStart = process.cpuUsage();
+  const started = process.hrtime.bigint();
+  await Promise.all(
+    connections.map(async (c) => {
+      for (let b = next++; b < batches; b = next++) {
+        const [reads, writes] = batchSql(shape, b, balances, new Date());
+        await c.query(reads);
+        await c.query(writes);
+      }
+    }),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  database.sample();
+  const own = process.cpuUsage(ownStart);
+  await Promise.all(connections.map((c) => c.end()));
+  const applied = batches * BATCH;
+  return {
+    rate: Math.round(applied / seconds),
+    databaseUs: (database.cpuSecondsSinceStart() * 1e6) / applied,
+    ownUs: (own.user + own.system) / applied,
+  };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+const results = Object.fromEntries(SHAPES.map((s) => [s, []]));
+try {
+  for (let r = 1; r <= rounds; r++) {
+    for (const shape of SHAPES) {
+      const res = await runOnce(shape);
+      results[shape].push(res);
+      console.log(
+        `round ${r} ${shape.padEnd(8)} ${res.rate} tx/s, database ${res.databaseUs.toFixed(1)} µs/tx, this process ${res.ownUs.toFixed(1)} µs/tx`,
+      );
+    }
+  }
+} catch (err) {
+  console.error(`ledger-shape-cost: database at ${where}: ${err.message}`);
+  process.exitCode = 1;
+} finally {
+  await dropDatabase(url, DATABASE).catch(() => {});
+}
+if (!process.exitCode) {
+  // The lower middle of an even number of rounds.
+  console.log(`median of ${rounds} round(s), ${count} transactions each, ${CONNECTIONS} connections, batches of ${BATCH}:`);
+  for (const shape of SHAPES) {
+    const rs = results[shape];
+    const db = median(rs.map((r) => r.databaseUs));
+    const base = median(results.entries.map((r) => r.databaseUs));
+    console.log(
+      `  ${shape.padEnd(8)} database ${db.toFixed(1)} µs/tx (${shape === 'entries' ? 'txsim today' : `${(db - base >= 0 ? '+' : '') + (db - base).toFixed(1)}`}), this process ${median(rs.map((r) => r.ownUs)).toFixed(1)} µs/tx, ${median(rs.map((r) => r.rate))} tx/s`,
+    );
+  }
+}
