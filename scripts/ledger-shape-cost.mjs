@@ -1,11 +1,12 @@
 // What the database spends per transaction on the shape of the ledger, apart from the broker and the
 // workers' logic: the rows a worker's batch writes for the v1 types, sent as the worker sends them (one
 // transaction of two pipelined round trips: the locking and idempotency reads, then the inserts, the
-// account update and COMMIT), by three connections at once, in batches of 100, three ways alternated:
+// account update and COMMIT), by three connections at once, in batches of 100, four ways alternated:
 //   entries    an outcome row, two ledger_entries rows and an outbox event (txsim's schema today)
 //   transfer   an outcome row, one row that is its own double entry (debit account, credit account,
 //              amount, keyed by the transaction id, indexed by each account) and an outbox event
 //   none       an outcome row and an outbox event: no ledger rows at all (the floor of any ledger shape)
+//   prepared   the rows of `entries`, each insert a server-side prepared statement (no SQL text to parse)
 // It prints the database's (mariadbd's) CPU µs per transaction of each, from /proc, so it must run on
 // the database's host, and this process's own (building and sending the SQL). Run it on an otherwise
 // idle machine:
@@ -34,7 +35,7 @@ try {
 }
 const url = process.env.DATABASE_URL ?? 'mysql://root@127.0.0.1:3306';
 const DATABASE = 'txsim_ledger_shape';
-const SHAPES = ['entries', 'transfer', 'none'];
+const SHAPES = ['entries', 'prepared', 'transfer', 'none'];
 const ACCOUNTS = 10_000;
 const BATCH = 100;
 const CONNECTIONS = 3;
@@ -75,8 +76,19 @@ const TYPES = [
   { type: 'card_payment', sign: -1n, contra: systemAccountId('card_settlement', 'EUR') },
 ];
 
-/** One batch's SQL, as the worker's two round trips: [reads, writes]. */
-function batchSql(shape, batchNo, balances, now) {
+const INSERTS = {
+  outcomes:
+    'transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, capture_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream)',
+  entries: 'ledger_entries (transaction_id, account_id, amount_minor, created_at)',
+  transfers: 'ledger_transfers (transaction_id, debit_account_id, credit_account_id, amount_minor, created_at)',
+  events:
+    'outbox_events (event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at)',
+};
+/** The ledger rows each shape writes (`prepared` writes today's, as prepared statements). */
+const LEDGER_OF = { entries: 'entries', prepared: 'entries', transfer: 'transfers', none: null };
+
+/** One batch: its reads (with START TRANSACTION), its inserts' rows by table, and the account update. */
+function batchOf(shape, batchNo, balances, now) {
   const messages = Array.from({ length: BATCH }, (_, i) => {
     const n = batchNo * BATCH + i;
     const kind = TYPES[n % 3];
@@ -91,60 +103,65 @@ function batchSql(shape, batchNo, balances, now) {
   const reads =
     `START TRANSACTION; SELECT id, currency, balance_minor, held_minor, event_seq FROM accounts WHERE id IN (${sqlList(accountIds)}) AND kind = 'customer' ORDER BY id FOR UPDATE; ` +
     `SELECT id, body_hash, status, reason FROM transactions WHERE id IN (${sqlList(messages.map((m) => m.id))})`;
-  const outcomes = [];
-  const entries = [];
-  const transfers = [];
-  const events = [];
+  const rows = { outcomes: [], entries: [], transfers: [], events: [] };
   for (const m of messages) {
     const signed = m.sign * m.amount;
     const after = (balances.get(m.accountId) ?? 10_000_000n) + signed;
     balances.set(m.accountId, after);
     const hash = randomBytes(32).toString('hex');
-    outcomes.push(
-      sqlTuple([
-        m.id,
-        null,
-        m.type,
-        m.accountId,
-        m.amount,
-        'EUR',
-        null,
-        null,
-        null,
-        null,
-        null,
-        hash,
-        'applied',
-        null,
-        null,
-        after,
-        'shape-w',
-        1,
-        now,
-        now,
-        null,
-        null,
-      ]),
-    );
-    entries.push(sqlTuple([m.id, m.accountId, signed, now]), sqlTuple([m.id, m.contra, -signed, now]));
-    transfers.push(sqlTuple([m.id, signed < 0n ? m.accountId : m.contra, signed < 0n ? m.contra : m.accountId, m.amount, now]));
-    events.push(sqlTuple([m.id, m.id, m.accountId, 1, m.type, m.amount, 'EUR', 'applied', null, after, now]));
+    rows.outcomes.push([
+      m.id,
+      null,
+      m.type,
+      m.accountId,
+      m.amount,
+      'EUR',
+      null,
+      null,
+      null,
+      null,
+      null,
+      hash,
+      'applied',
+      null,
+      null,
+      after,
+      'shape-w',
+      1,
+      now,
+      now,
+      null,
+      null,
+    ]);
+    rows.entries.push([m.id, m.accountId, signed, now], [m.id, m.contra, -signed, now]);
+    rows.transfers.push([m.id, signed < 0n ? m.accountId : m.contra, signed < 0n ? m.contra : m.accountId, m.amount, now]);
+    rows.events.push([m.id, m.id, m.accountId, 1, m.type, m.amount, 'EUR', 'applied', null, after, now]);
   }
-  const writes = [
-    `INSERT INTO transactions (id, run_id, type, account_id, amount_minor, currency, merchant, to_account_id, to_balance_after_minor, authorization_id, capture_id, body_hash, status, reason, detail, balance_after_minor, worker_id, attempts, created_at, processed_at, account_seq, seq_stream) VALUES ${outcomes.join(', ')}`,
-    ...(shape === 'entries'
-      ? [`INSERT INTO ledger_entries (transaction_id, account_id, amount_minor, created_at) VALUES ${entries.join(', ')}`]
-      : []),
-    ...(shape === 'transfer'
-      ? [
-          `INSERT INTO ledger_transfers (transaction_id, debit_account_id, credit_account_id, amount_minor, created_at) VALUES ${transfers.join(', ')}`,
-        ]
-      : []),
-    `INSERT INTO outbox_events (event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at) VALUES ${events.join(', ')}`,
-    `UPDATE accounts SET balance_minor = CASE id ${accountIds.map((id) => `WHEN ${id} THEN ${balances.get(id)}`).join(' ')} END WHERE id IN (${sqlList(accountIds)})`,
-    'COMMIT',
-  ];
-  return [reads, writes.join('; ')];
+  const ledger = LEDGER_OF[shape];
+  const inserts = ['outcomes', ...(ledger ? [ledger] : []), 'events'].map((table) => ({ into: INSERTS[table], rows: rows[table] }));
+  const update = `UPDATE accounts SET balance_minor = CASE id ${accountIds.map((id) => `WHEN ${id} THEN ${balances.get(id)}`).join(' ')} END WHERE id IN (${sqlList(accountIds)})`;
+  return { reads, inserts, update };
+}
+
+/**
+ * Sends one batch as the worker does: the reads, then the writes with COMMIT in one round trip. The
+ * `prepared` shape sends each insert as a server-side prepared statement instead (mysql2's `execute`,
+ * cached per connection): one round trip each, no SQL text for the server to parse but the placeholders.
+ */
+async function send(c, shape, batch) {
+  await c.query(batch.reads);
+  if (shape !== 'prepared') {
+    await c.query(
+      [...batch.inserts.map((i) => `INSERT INTO ${i.into} VALUES ${i.rows.map(sqlTuple).join(', ')}`), batch.update, 'COMMIT'].join('; '),
+    );
+    return;
+  }
+  for (const i of batch.inserts) {
+    const placeholders = `(${i.rows[0].map(() => '?').join(', ')})`;
+    const params = i.rows.flat().map((v) => (typeof v === 'bigint' ? v.toString() : v));
+    await c.execute(`INSERT INTO ${i.into} VALUES ${i.rows.map(() => placeholders).join(', ')}`, params);
+  }
+  await c.query(`${batch.update}; COMMIT`);
 }
 
 /** One run of `count` transactions written the shape's way by three connections; µs per transaction. */
@@ -164,9 +181,7 @@ async function runOnce(shape) {
   await Promise.all(
     connections.map(async (c) => {
       for (let b = next++; b < batches; b = next++) {
-        const [reads, writes] = batchSql(shape, b, balances, new Date());
-        await c.query(reads);
-        await c.query(writes);
+        await send(c, shape, batchOf(shape, b, balances, new Date()));
       }
     }),
   );
