@@ -110,18 +110,18 @@ const mixOf = (o) =>
 p('### Ceiling, efficiency and CPU per transaction');
 p();
 p(
-  "ceiling: the same messages and rows through the same broker and database with no txsim logic (`bench --ceiling`); efficiency = end to end ÷ ceiling. CPU per applied transaction in µs, measured over the run per process (the relay runs inside the workers and is counted there); idle: the machine's idle share over the run (/proc/stat).",
+  "ceiling: the same messages and rows through the same broker and database with no txsim logic (`bench --ceiling`); efficiency = end to end ÷ ceiling. CPU per applied transaction in µs, measured over the run per process (the relay runs inside the workers and is counted there); idle: the machine's idle share over the run (/proc/stat); disk: a 4 KiB write and fdatasync every 50 ms beside the run (`bench --disk-probe`), so a slow disk shows apart from a slow pipeline.",
 );
 p();
 p(
-  '| run | mix | relay | end-to-end tx/s | ceiling tx/s | efficiency | CPU µs/tx total | workers / broker / DB / gen µs | machine idle | ceiling CPU µs/tx total (consumers / broker / DB / gen) |',
+  '| run | mix | relay | end-to-end tx/s | ceiling tx/s | efficiency | CPU µs/tx total | workers / broker / DB / gen µs | machine idle | disk fdatasync p50 / p99 / max ms | ceiling CPU µs/tx total (consumers / broker / DB / gen) |',
 );
-p('|---|---|---|---|---|---|---|---|---|---|');
+p('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of runs) {
   const c = r.cpuUsPerAppliedTx?.components ?? {};
   const us = (k) => c[k] ?? '–';
   p(
-    `| ${r.name} | ${mixOf(r.options)} | ${r.options.relay === false ? 'off' : r.options.relay ? 'on' : 'off (before relay in bench)'} | ${r.endToEndRatePerS} | ${r.ceiling ?? '–'} | ${pct(r.efficiency)} | ${r.cpuUsPerAppliedTx?.total ?? '–'} | ${us('workers')} / ${us('broker')} / ${us('database')} / ${us('gen')} | ${pct(r.idleShare)} | ${ceilingCpu(r.ceilingRun)} |`,
+    `| ${r.name} | ${mixOf(r.options)} | ${r.options.relay === false ? 'off' : r.options.relay ? 'on' : 'off (before relay in bench)'} | ${r.endToEndRatePerS} | ${r.ceiling ?? '–'} | ${pct(r.efficiency)} | ${r.cpuUsPerAppliedTx?.total ?? '–'} | ${us('workers')} / ${us('broker')} / ${us('database')} / ${us('gen')} | ${pct(r.idleShare)} | ${r.diskSync ? `${r.diskSync.p50Ms} / ${r.diskSync.p99Ms} / ${r.diskSync.maxMs}` : '–'} | ${ceilingCpu(r.ceilingRun)} |`,
   );
 }
 p();

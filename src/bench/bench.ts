@@ -22,6 +22,7 @@ import { efficiencyOf, runCeiling, type CeilingResult } from './ceiling.js';
 import type { RelayProcessSettings } from './relay-process.js';
 import { firstMessageOf, forkWithSettings } from './helper-process.js';
 import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
+import { DiskSyncProbe, type DiskSyncFigures } from './disk-probe.js';
 
 import type { BenchMix } from './mixes.js';
 
@@ -72,6 +73,8 @@ export interface BenchOptions {
   readonly relayEventsPerMessageMax: number;
   /** After the run, measure the machine's ceiling with the same load (ceiling.ts) and report the efficiency. */
   readonly ceiling: boolean;
+  /** Probe the fdatasync latency of this directory's disk while the run goes (disk-probe.ts); null: not probed. */
+  readonly diskProbeDir: string | null;
 }
 
 /** One line per second while the bench runs, like PerfTest's. */
@@ -109,6 +112,8 @@ export interface SecondSample {
    * merged exactly over the workers. Hops with no value in the interval are absent.
    */
   readonly hopsMs?: SecondHopLatency;
+  /** The slowest 4 KiB fdatasync of the disk probe in this interval (ms); absent without the probe or when none finished. */
+  readonly diskSyncMaxMs?: number;
 }
 
 export interface BenchReport {
@@ -171,6 +176,8 @@ export interface BenchReport {
   readonly verifyOk: boolean;
   readonly lost: number;
   readonly duplicated: number;
+  /** The disk probe's fdatasync latency from the start of publishing to the drain; null when not probed (`--disk-probe off`). */
+  readonly diskSync: DiskSyncFigures | null;
   readonly seconds: SecondSample[];
 }
 
@@ -233,6 +240,7 @@ export async function runBench(
   const hops = new HopLatencyCollector();
   /** Other processes the bench started (`txsim serve`). */
   const children: ChildProcess[] = [];
+  let disk: DiskSyncProbe | null = null;
   try {
     await hops.start(connection, topology.statsExchange);
     await seedAccounts(db, { count: options.accounts, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
@@ -244,8 +252,9 @@ export async function runBench(
     const serve = options.via === 'http' ? await startServeProcess(config, db) : null;
     if (serve) children.push(serve.child);
 
+    disk = options.diskProbeDir === null ? null : await DiskSyncProbe.start(options.diskProbeDir);
     // Seeding posted opening balances: count only what happens from here on.
-    const sampler = new SecondSampler(hops, workers, serve?.child ?? null, relay, await outcomeMarks(db), onSecond);
+    const sampler = new SecondSampler(hops, workers, serve?.child ?? null, relay, disk, await outcomeMarks(db), onSecond);
     sampler.start(log);
     const controller = new AbortController();
     const stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
@@ -269,6 +278,8 @@ export async function runBench(
     // and relays the database shows: wait for a snapshot of each made after that, so the seconds hold the last ones.
     await hops.waitForSnapshotsAfter(Date.now(), SNAPSHOT_CATCH_UP_MS);
     await sampler.stop();
+    const diskSync = disk ? await disk.stop() : null;
+    disk = null;
     // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
     // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.
     await Promise.all(workers.map(stopProcess));
@@ -308,8 +319,10 @@ export async function runBench(
       verifyOk: verify.ok,
       lost: verify.run?.lost ?? 0,
       duplicated: verify.run?.duplicated ?? 0,
+      diskSync,
     });
   } finally {
+    await disk?.stop().catch(() => {});
     await Promise.all([...workers, ...children].map(stopProcess));
     await hops.stop();
     await db.destroy();
@@ -369,6 +382,7 @@ function benchReport(
     relayDrained: boolean | null;
     drained: boolean;
     verifyOk: boolean;
+    diskSync: DiskSyncFigures | null;
     lost: number;
     duplicated: number;
   },
@@ -416,6 +430,7 @@ function benchReport(
     verifyOk: outcome.verifyOk,
     lost: outcome.lost,
     duplicated: outcome.duplicated,
+    diskSync: outcome.diskSync,
     seconds,
   };
 }
@@ -452,6 +467,7 @@ class SecondSampler {
     workers: readonly ChildProcess[],
     serve: ChildProcess | null,
     relay: ChildProcess | null,
+    private readonly disk: DiskSyncProbe | null,
     readonly baseline: OutcomeMarks,
     private readonly onSecond: (sample: SecondSample) => void,
   ) {
@@ -508,6 +524,11 @@ class SecondSampler {
     return share === null ? {} : { idlePct: Math.round(share * 100) };
   }
 
+  private diskSyncSinceLast(): { diskSyncMaxMs?: number } {
+    const max = this.disk?.takeIntervalMaxMs();
+    return max === undefined ? {} : { diskSyncMaxMs: max };
+  }
+
   private sample(): void {
     const counts = this.hops.outcomeCounts();
     const hopsMs = this.hops.takeSecond();
@@ -535,6 +556,7 @@ class SecondSampler {
       ...(this.relay.measures ? { relayCpuPct: this.relay.sample().cpuPct } : {}),
       ...this.idlePctSinceLast(),
       ...(Object.keys(hopsMs).length > 0 ? { hopsMs } : {}),
+      ...this.diskSyncSinceLast(),
     };
     this.last = { sent: progress.published, confirmed: progress.confirmed, applied: counts.applied, rejected: counts.rejected };
     this.seconds.push(s);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { accessSync, constants, statSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
@@ -46,7 +46,8 @@ export async function handleBench(
   const connection = await connectOnce(config.amqpUrl, ctx.log, 'txsim bench');
   let report: BenchReport;
   try {
-    if (format === 'csv') ctx.out(`t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb,${CSV_HOP_COLUMNS.join(',')}`);
+    if (format === 'csv')
+      ctx.out(`t,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb,${CSV_HOP_COLUMNS.join(',')},disk_sync_max_ms`);
     else if (format === 'table')
       ctx.out(
         `bench ${config.namespace}${options.via === 'http' ? ` via http (${options.httpConcurrency} at once)` : ''}: ${options.workers} workers, batch ${options.batchSizeMax} × ${options.transactionsMax} in flight, prefetch ${options.prefetchCount}, ${options.accounts} accounts, hot ${options.hotShare}, rate ${options.ratePerS || 'max'}${options.lingerMs ? ` (linger ${options.lingerMs} ms)` : ''}, count ${options.count}, mix ${mixText(options.mix)}, relay ${options.relay ? `${options.relayProcess ? 'in its own process' : 'on'}, ${options.relayEventsPerMessageMax} events a message` : 'off'}`,
@@ -129,11 +130,13 @@ function mixText(mix: BenchMix): string {
 function printSecond(ctx: CommandContext, s: SecondSample, format: 'table' | 'json' | 'csv'): void {
   if (format === 'csv') {
     const hopCells = SECOND_HOPS.flatMap(([hop]) => [s.hopsMs?.[hop]?.p50 ?? '', s.hopsMs?.[hop]?.p99 ?? '']);
-    ctx.out(`${s.t},${s.sent},${s.confirmed},${s.applied},${s.rejected},${s.workerCpuPct},${s.workerRssMb},${hopCells.join(',')}`);
+    ctx.out(
+      `${s.t},${s.sent},${s.confirmed},${s.applied},${s.rejected},${s.workerCpuPct},${s.workerRssMb},${hopCells.join(',')},${s.diskSyncMaxMs ?? ''}`,
+    );
   } else if (format === 'table') {
     const hops = secondHopsText(s.hopsMs);
     ctx.out(
-      `t=${s.t.toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB${hops ? `  p50/p99 ${hops}` : ''}`,
+      `t=${s.t.toFixed(1).padStart(5)}s  sent ${String(s.sent).padStart(6)}/s  confirmed ${String(s.confirmed).padStart(6)}/s  applied ${String(s.applied).padStart(6)}/s  rejected ${String(s.rejected).padStart(5)}/s  workers cpu ${s.workerCpuPct}% rss ${s.workerRssMb} MB${hops ? `  p50/p99 ${hops}` : ''}${s.diskSyncMaxMs === undefined ? '' : `  disk max ${s.diskSyncMaxMs} ms`}`,
     );
   }
 }
@@ -200,8 +203,27 @@ function printReport(ctx: CommandContext, r: BenchReport): void {
     `cpu per applied tx  ${perTx}; total ${r.cpuUsPerAppliedTx.total ?? '–'} µs${r.idleShare === null ? '' : `; machine idle ${(r.idleShare * 100).toFixed(1)} % of the run`}`,
   );
   if (r.relayDrained === false) ctx.out('relay               NOT drained before the workers stopped: the relay hop misses the last events');
+  if (r.diskSync)
+    ctx.out(
+      `disk fdatasync      p50 ${r.diskSync.p50Ms}  p99 ${r.diskSync.p99Ms}  max ${r.diskSync.maxMs} ms (4 KiB every ${r.diskSync.intervalMs} ms in ${r.diskSync.dir}, ${r.diskSync.samples} probes)`,
+    );
   if (!r.drained) ctx.out(`drained             NO: ${r.outcomes} of ${r.confirmed} confirmed messages have an outcome`);
   ctx.out(`verify              ${r.verifyOk ? 'OK' : 'FAILED'} (lost ${r.lost}, duplicated ${r.duplicated})`);
+}
+
+/** `--disk-probe <dir>|off`: an existing directory this process can write its probe file in, or off (null). */
+export function parseDiskProbeFlag(value: string | undefined): string | null {
+  if (value === 'off') return null;
+  const dir = value ?? '.';
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error('not a directory');
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    throw new UsageError(
+      `--disk-probe: "${dir}" is not a writable directory (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); give one on the services' disk, or off`,
+    );
+  }
+  return dir;
 }
 
 /** `--via amqp|http`. */
@@ -245,6 +267,11 @@ export function registerBench(program: Command): void {
     )
     .option('--no-relay', 'workers run without the outbox relay (default: relay on, as in a real deployment; its hop is measured)')
     .option(...RELAY_EVENTS_OPTION)
+    .option(
+      '--disk-probe <dir>',
+      "fdatasync 4 KiB in this directory every 50 ms during the run and report its latency (give one on the services' disk; off: none)",
+      '.',
+    )
     .option('--cpu-prof', 'run workers under node --cpu-prof (profiles in ./.txsim/profiles)')
     .option(
       '--worker-node-option <flag>',
@@ -265,7 +292,8 @@ export function registerBench(program: Command): void {
       const ratePerS = parseNumberFlag('--rate', str('rate'), 0);
       const durationS = parseIntFlag('--duration', str('duration'), 0, 0, 86_400);
       const lingerMs = parseLingerFlag(str('linger'), ratePerS > 0, '--rate');
-      if (lingerMs > 0 && str('via') === 'http') throw new UsageError('--linger: not with --via http (over HTTP, --rate paces the run)');
+      if (str('linger') !== undefined && str('via') === 'http')
+        throw new UsageError('--linger: not with --via http (over HTTP, --rate paces the run)');
       const options: BenchOptions = {
         workers: parseIntFlag('--workers', str('workers'), 3, 1, 32),
         batchSizeMax: parseIntFlag('--batch-size', str('batchSize'), 100, 1, 5_000),
@@ -300,6 +328,7 @@ export function registerBench(program: Command): void {
         relayProcess: Boolean(opts.relayProcess),
         relayEventsPerMessageMax: relayEventsPerMessageFrom(opts),
         ceiling: Boolean(opts.ceiling),
+        diskProbeDir: parseDiskProbeFlag(str('diskProbe')),
       };
       await handleBench(contextFor(command), options, opts.json ? 'json' : opts.csv ? 'csv' : 'table', { htmlPath: str('html') });
     });

@@ -83,6 +83,14 @@ describe('txsim bench', () => {
         hop,
       ).toBe(1500);
     }
+    // The disk probe ran beside it (default: the current directory), a flush every 50 ms.
+    expect(report.diskSync).toMatchObject({ dir: '.', intervalMs: 50 });
+    expect(report.diskSync!.samples).toBeGreaterThan(0);
+    expect(report.diskSync!.p50Ms).toBeLessThanOrEqual(report.diskSync!.p99Ms);
+    expect(report.diskSync!.p99Ms).toBeLessThanOrEqual(report.diskSync!.maxMs);
+    const diskSeconds = report.seconds.filter((s) => s.diskSyncMaxMs !== undefined);
+    expect(diskSeconds.length).toBeGreaterThan(0);
+    for (const s of diskSeconds) expect(s.diskSyncMaxMs!).toBeLessThanOrEqual(report.diskSync!.maxMs);
     // (The seconds' applied/rejected are rates over intervals of about a second, not counts: no exact sum.)
     expect(report.seconds.some((s) => s.applied > 0)).toBe(true);
     // Nothing consumes the accounting queue in a bench: it is purged, not left holding the events.
@@ -120,12 +128,13 @@ describe('txsim bench', () => {
     expect(result.code, result.stderr).toBe(0);
     const lines = result.stdout.trim().split('\n');
     expect(lines[0]).toBe(
-      't,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb,queue_wait_p50_ms,queue_wait_p99_ms,processing_p50_ms,processing_p99_ms,commit_p50_ms,commit_p99_ms,relay_p50_ms,relay_p99_ms,end_to_end_p50_ms,end_to_end_p99_ms',
+      't,sent,confirmed,applied,rejected,worker_cpu_pct,worker_rss_mb,queue_wait_p50_ms,queue_wait_p99_ms,processing_p50_ms,processing_p99_ms,commit_p50_ms,commit_p99_ms,relay_p50_ms,relay_p99_ms,end_to_end_p50_ms,end_to_end_p99_ms,disk_sync_max_ms',
     );
     expect(lines.length).toBeGreaterThan(2);
-    // Hop cells are empty in a second without values.
-    for (const line of lines.slice(1)) expect(line).toMatch(/^\d+(\.\d)?(,\d+){6}(,\d*){10}$/);
-    expect(lines.slice(1).some((l) => /,\d+,\d+$/.test(l))).toBe(true);
+    // Hop cells are empty in a second without values; the last cell is the disk probe's slowest flush (ms).
+    for (const line of lines.slice(1)) expect(line).toMatch(/^\d+(\.\d)?(,\d+){6}(,\d*){10},(\d+(\.\d+)?)?$/);
+    expect(lines.slice(1).some((l) => /,\d+,\d+,[\d.]*$/.test(l))).toBe(true);
+    expect(lines.slice(1).some((l) => /,\d+(\.\d+)?$/.test(l))).toBe(true);
     // Paced at 400/s, no one-second line can claim much more than that was sent.
     const sent = lines.slice(1).map((l) => Number(l.split(',')[1]));
     expect(Math.max(...sent)).toBeLessThan(700);
@@ -232,6 +241,9 @@ describe('txsim bench', () => {
       ['--batch-size', 'many'],
       ['--relay-process', '--no-relay'],
       ['--mix', 'deposit=1,bogus=2'],
+      ['--disk-probe', '/nonexistent-txsim-dir'],
+      // Any --linger with --via http, as gen refuses it, 0 included.
+      ['--linger', '0', '--rate', '100', '--via', 'http'],
     ]) {
       const result = await bench(args);
       expect(result.code, args.join(' ')).toBe(2);
