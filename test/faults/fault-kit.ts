@@ -3,7 +3,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { runTxsim, startWorker, waitForConsumers as waitForNamespaceConsumers, type WorkerProcess } from '../helpers/txsim.js';
 
 const exec = promisify(execFile);
 
@@ -224,7 +224,7 @@ export async function stage(
 
 /** Waits (up to 30 s) until the stage's process queue has at least `count` consumers. */
 export async function waitForConsumers(s: Pick<Stage, 'ns'>, count: number, what: string): Promise<void> {
-  await waitFor(async () => (await queueState(s.ns.amqp, s.ns.topology.processQueue)).consumerCount >= count, 30_000, what);
+  await waitForNamespaceConsumers(s.ns, count, what);
 }
 
 /** What a scenario's own verify run reported: the numbers that go into the README's failure table. */

@@ -107,6 +107,16 @@ export async function peekQueue(channel: Channel, queue: string, limit = 10_000)
   return messages;
 }
 
+/** Waits until at least `count` consumers are on the namespace's process queue: the workers have subscribed. */
+export async function waitForConsumers(
+  ns: { readonly amqp: ChannelModel; readonly topology: { readonly processQueue: string } },
+  count: number,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount >= count, timeoutMs, what);
+}
+
 /** Ready messages and consumers of a queue. */
 export async function queueState(connection: ChannelModel, queue: string): Promise<{ messageCount: number; consumerCount: number }> {
   const channel = await connection.createChannel();

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { proxiesInFront, urlListOnPorts, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 
 // AMQP_URL may list several nodes. Two TCP proxies in front of the one real broker stand in for two
 // nodes of a cluster: cutting the proxy a worker uses is, for that worker, its node going away. The
@@ -32,7 +32,7 @@ describe('AMQP_URL with several nodes', () => {
     const env = { ...ns.env, AMQP_URL: urlList([1, Number(new URL(ns.config.amqpUrl).port || 5672)]) };
     const worker = startWorker('n1', env, ['--connect-timeout', '20']);
     workers.push(worker);
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 1, 20_000, 'the worker to consume');
+    await waitForConsumers(ns, 1, 'the worker to consume', 20_000);
     const gen = await runTxsim(['gen', '200', '--seed', 'node-list-1', '--json'], env);
     expect(gen.code, gen.stderr).toBe(0);
     const verify = await runTxsim(['verify', '--run', JSON.parse(gen.stdout).runId, '--wait', '60', '--json'], ns.env);
@@ -47,7 +47,7 @@ describe('AMQP_URL with several nodes', () => {
     const env = { ...ns.env, AMQP_URL: urlList([a.port, b.port]), LOG_LEVEL: 'info' };
     const worker = startWorker('n2', env);
     workers.push(worker);
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 1, 20_000, 'the worker to consume');
+    await waitForConsumers(ns, 1, 'the worker to consume', 20_000);
     const connectedTo = (port: number) => new RegExp(`"node":"amqp://guest:\\*\\*\\*@127\\.0\\.0\\.1:${port}","msg":"amqp connected"`);
     // The log is written asynchronously: waited for, not read at once.
     await waitFor(() => connectedTo(a.port).test(worker.output()), 10_000, 'the worker to log its connection through node a');

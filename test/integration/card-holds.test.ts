@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
-import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
 import { authorization, capture, funds, outcomeOf, publishAndWait } from './card-helpers.js';
 
@@ -29,7 +29,7 @@ describe('two-phase card payments', () => {
       startWorker(id, ns.env, ['--batch-size', id === 'c1' ? '1' : '20', '--prefetch', '20', '--max-attempts', '3']),
     );
     accounting = startTxsim(['accounting', '--prefetch', '50'], ns.env);
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 3, 20_000, 'three consumers');
+    await waitForConsumers(ns, 3, 'three consumers', 20_000);
   });
 
   afterAll(async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { proxiesInFront, urlListOnPorts, type TcpProxy } from '../helpers/tcp-proxy.js';
-import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 
 // DATABASE_URL may list several nodes (a Galera cluster). Two TCP proxies in front of the one real
 // database stand in for two nodes: cutting the proxy a worker writes through is, for that worker, its
@@ -38,7 +38,7 @@ describe('DATABASE_URL with several nodes', () => {
     expect((await runTxsim(['setup'], env)).code).toBe(0);
     const worker = startWorker('d1', env);
     workers.push(worker);
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 1, 20_000, 'the worker to consume');
+    await waitForConsumers(ns, 1, 'the worker to consume', 20_000);
     const gen = await runTxsim(['gen', '200', '--seed', 'db-node-list-1', '--json'], env);
     expect(gen.code, gen.stderr).toBe(0);
     const verify = await runTxsim(['verify', '--run', JSON.parse(gen.stdout).runId, '--wait', '60', '--json'], env);
@@ -51,7 +51,7 @@ describe('DATABASE_URL with several nodes', () => {
     const env = { ...ns.env, DATABASE_URL: urlList([a.port, b.port]), LOG_LEVEL: 'info' };
     const worker = startWorker('d2', env);
     workers.push(worker);
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 1, 20_000, 'the worker to consume');
+    await waitForConsumers(ns, 1, 'the worker to consume', 20_000);
     const gen = runTxsim(['gen', '3000', '--seed', 'db-node-list-2', '--rate', '1000', '--json'], ns.env);
     await waitFor(async () => Number((await ns.db('transactions').count({ n: '*' }).first())?.n ?? 0) > 300, 20_000, 'the first outcomes');
     await a.cut();

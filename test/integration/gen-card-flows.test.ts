@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { queueState, runTxsim, spawnTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { runTxsim, spawnTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
 
 // gen's card flows (authorization → capture / void / nothing, refunds) through real workers: the hold
@@ -39,7 +39,7 @@ describe('gen card flows', () => {
     await ns.seed(30, { openingBalanceMinor: 100_000_000n });
     workers = ['f1', 'f2'].map((id) => startWorker(id, ns.env, ['--batch-size', '50', '--expire-every', '250ms']));
     accounting = startTxsim(['accounting', '--prefetch', '100'], ns.env);
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 2, 20_000, 'two consumers');
+    await waitForConsumers(ns, 2, 'two consumers', 20_000);
   }
 
   const genArgs = [

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
-import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
 import { authorization, capture, funds, outcomeOf, publishAndWait } from './card-helpers.js';
 
@@ -23,7 +23,7 @@ describe('hold expiry and refunds by capture', () => {
     // Two sweeping workers (SKIP LOCKED shares the holds between them), sweeping every 200 ms.
     workers = ['e1', 'e2'].map((id) => startWorker(id, ns.env, ['--batch-size', '20', '--max-attempts', '3', '--expire-every', '200ms']));
     accounting = startTxsim(['accounting', '--prefetch', '50'], ns.env);
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 2, 20_000, 'two consumers');
+    await waitForConsumers(ns, 2, 'two consumers', 20_000);
   });
 
   afterAll(async () => {

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 
 // The product's main job, end to end through real processes: gen → RabbitMQ → 3 workers → MariaDB,
 // then `txsim verify`. Run in both apply modes: one commit per message and batched.
@@ -18,7 +18,7 @@ describe.each([
     await ns.seed(20);
     workers = ['w1', 'w2', 'w3'].map((id) => startWorker(id, ns.env, workerArgs));
     // All three consuming before the run: one up well before the others could take it all.
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 3, 30_000, 'three consumers');
+    await waitForConsumers(ns, 3, 'three consumers');
   });
 
   afterAll(async () => {

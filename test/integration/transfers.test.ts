@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../src/amqp/topology.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
-import { peekQueue, queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { peekQueue, queueState, runTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
 
 // Contract v1.1 transfers through real workers, RabbitMQ and MariaDB: applied as one debit and one
@@ -218,7 +218,7 @@ describe('concurrent transfers A→B and B→A (and round a cycle) on three work
     );
     accounting = startTxsim(['accounting', '--prefetch', '50'], ns.env);
     // All three must be consuming before the burst, or the first one up takes all of it.
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 3, 20_000, 'three consumers');
+    await waitForConsumers(ns, 3, 'three consumers', 20_000);
   });
 
   afterAll(async () => {

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../src/amqp/topology.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
-import { peekQueue, queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 
 /** Outcome row of an id, or undefined while it has none. */
 async function outcome(ns: TestNamespace, id: string) {
@@ -174,7 +174,7 @@ describe('concurrent withdrawals on one account', () => {
     await ns.seed(1, { openingBalanceMinor: 10_000n });
     workers = ['r1', 'r2', 'r3'].map((id) => startWorker(id, ns.env, ['--batch-size', id === 'r1' ? '1' : '20', '--prefetch', '20']));
     // All three must be consuming before the burst, or the first one up takes all of it.
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.processQueue)).consumerCount === 3, 20_000, 'three consumers');
+    await waitForConsumers(ns, 3, 'three consumers', 20_000);
   });
 
   afterAll(async () => {
