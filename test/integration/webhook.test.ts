@@ -91,9 +91,11 @@ describe('accounting webhooks', () => {
     const rows: { attempts: number; response_status: number }[] = await ns.db('webhook_deliveries').select('attempts', 'response_status');
     expect(rows.every((r) => r.attempts >= 1 && r.response_status === 200)).toBe(true);
     expect(rows.filter((r) => r.attempts >= 2).length).toBeGreaterThan(50);
-    // With every outcome recorded, everything is acked.
-    await waitFor(async () => (await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount === 0, 5_000, 'queue empty');
+    // With every outcome recorded, everything is acked: once the consumer is gone (the broker has closed its
+    // channel and put back whatever it had not acked), nothing is left in the queue.
     expect(await accounting.stop()).toBe(0);
+    await waitFor(async () => (await queueState(ns.amqp, ns.topology.accountingQueue)).consumerCount === 0, 5_000, 'the consumer to go');
+    expect((await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount).toBe(0);
 
     const verify = await runTxsim(['verify', '--json'], ns.env);
     expect(verify.code, verify.stdout + verify.stderr).toBe(0);
