@@ -1,12 +1,13 @@
 // What the database spends per transaction on the shape of the ledger, apart from the broker and the
 // workers' logic: the rows a worker's batch writes for the v1 types, sent as the worker sends them (one
 // transaction of two pipelined round trips: the locking and idempotency reads, then the inserts, the
-// account update and COMMIT), by three connections at once, in batches of 100, four ways alternated:
+// account update and COMMIT), by three connections at once, in batches of 100, five ways alternated:
 //   entries    an outcome row, two ledger_entries rows and an outbox event (txsim's schema today)
 //   transfer   an outcome row, one row that is its own double entry (debit account, credit account,
 //              amount, keyed by the transaction id, indexed by each account) and an outbox event
 //   none       an outcome row and an outbox event: no ledger rows at all (the floor of any ledger shape)
 //   prepared   the rows of `entries`, each insert a server-side prepared statement (no SQL text to parse)
+//   no-outbox  the rows of `entries` but the outbox event: the floor of an outbox kept in the outcome row
 // It prints the database's (mariadbd's) CPU µs per transaction of each, from /proc, so it must run on
 // the database's host, and this process's own (building and sending the SQL). Run it on an otherwise
 // idle machine:
@@ -35,7 +36,7 @@ try {
 }
 const url = process.env.DATABASE_URL ?? 'mysql://root@127.0.0.1:3306';
 const DATABASE = 'txsim_ledger_shape';
-const SHAPES = ['entries', 'prepared', 'transfer', 'none'];
+const SHAPES = ['entries', 'prepared', 'transfer', 'none', 'no-outbox'];
 const ACCOUNTS = 10_000;
 const BATCH = 100;
 const CONNECTIONS = 3;
@@ -84,8 +85,8 @@ const INSERTS = {
   events:
     'outbox_events (event_id, transaction_id, account_id, account_seq, type, amount_minor, currency, outcome, reason, balance_after_minor, created_at)',
 };
-/** The ledger rows each shape writes (`prepared` writes today's, as prepared statements). */
-const LEDGER_OF = { entries: 'entries', prepared: 'entries', transfer: 'transfers', none: null };
+/** The ledger rows each shape writes (`prepared` writes today's, as prepared statements); every shape but `no-outbox` writes the outbox event. */
+const LEDGER_OF = { entries: 'entries', prepared: 'entries', transfer: 'transfers', none: null, 'no-outbox': 'entries' };
 
 /** One batch: its reads (with START TRANSACTION), its inserts' rows by table, and the account update. */
 function batchOf(shape, batchNo, balances, now) {
@@ -138,7 +139,10 @@ function batchOf(shape, batchNo, balances, now) {
     rows.events.push([m.id, m.id, m.accountId, 1, m.type, m.amount, 'EUR', 'applied', null, after, now]);
   }
   const ledger = LEDGER_OF[shape];
-  const inserts = ['outcomes', ...(ledger ? [ledger] : []), 'events'].map((table) => ({ into: INSERTS[table], rows: rows[table] }));
+  const inserts = ['outcomes', ...(ledger ? [ledger] : []), ...(shape === 'no-outbox' ? [] : ['events'])].map((table) => ({
+    into: INSERTS[table],
+    rows: rows[table],
+  }));
   const update = `UPDATE accounts SET balance_minor = CASE id ${accountIds.map((id) => `WHEN ${id} THEN ${balances.get(id)}`).join(' ')} END WHERE id IN (${sqlList(accountIds)})`;
   return { reads, inserts, update };
 }
@@ -205,7 +209,7 @@ try {
       const res = await runOnce(shape);
       results[shape].push(res);
       console.log(
-        `round ${r} ${shape.padEnd(8)} ${res.rate} tx/s, database ${res.databaseUs.toFixed(1)} µs/tx, this process ${res.ownUs.toFixed(1)} µs/tx`,
+        `round ${r} ${shape.padEnd(9)} ${res.rate} tx/s, database ${res.databaseUs.toFixed(1)} µs/tx, this process ${res.ownUs.toFixed(1)} µs/tx`,
       );
     }
   }
@@ -223,7 +227,7 @@ if (!process.exitCode) {
     const db = median(rs.map((r) => r.databaseUs));
     const base = median(results.entries.map((r) => r.databaseUs));
     console.log(
-      `  ${shape.padEnd(8)} database ${db.toFixed(1)} µs/tx (${shape === 'entries' ? 'txsim today' : `${(db - base >= 0 ? '+' : '') + (db - base).toFixed(1)}`}), this process ${median(rs.map((r) => r.ownUs)).toFixed(1)} µs/tx, ${median(rs.map((r) => r.rate))} tx/s`,
+      `  ${shape.padEnd(9)} database ${db.toFixed(1)} µs/tx (${shape === 'entries' ? 'txsim today' : `${(db - base >= 0 ? '+' : '') + (db - base).toFixed(1)}`}), this process ${median(rs.map((r) => r.ownUs)).toFixed(1)} µs/tx, ${median(rs.map((r) => r.rate))} tx/s`,
     );
   }
 }
