@@ -278,7 +278,13 @@ export async function runBench(
     // and relays the database shows: wait for a snapshot of each made after that, so the seconds hold the last ones.
     await hops.waitForSnapshotsAfter(Date.now(), SNAPSHOT_CATCH_UP_MS);
     await sampler.stop();
-    const diskSync = disk ? await disk.stop() : null;
+    // The probe is beside the run, not part of it: a probe that failed (a full disk, say) costs its figures, not the run's.
+    const diskSync = disk
+      ? await disk.stop().catch((err: Error) => {
+          log.warn({ err: err.message }, 'disk probe failed: no disk figures for this run');
+          return null;
+        })
+      : null;
     disk = null;
     // Workers stop before verify: a delivery a worker holds is in no queue count, so a verify of an
     // undrained run would call it lost. Stopped, it is back in the queue and counted as pending.
