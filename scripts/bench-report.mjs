@@ -1,9 +1,10 @@
 // Turns the JSON reports of scripts/bench.sh (and the workers' CPU profiles) into BENCHMARKS.md.
-// Usage: node scripts/bench-report.mjs <bench-json-dir> <cpu-profile-dir>
+// Usage (after npm run build): node scripts/bench-report.mjs <bench-json-dir> <cpu-profile-dir>
 import { execSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { medianOf as median } from '../dist/stats/median.js';
 
 const [benchDir = '.txsim/bench', profileDir = '.txsim/profiles'] = process.argv.slice(2);
 const runs = readdirSync(benchDir)
@@ -29,10 +30,6 @@ function order(name) {
   ].indexOf(base);
   return (at === -1 ? 99 : at) * 100 + Number(repeat ?? 1);
 }
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length ? sorted[Math.floor((sorted.length - 1) / 2)] : 0;
-};
 const sh = (cmd) => {
   try {
     return execSync(cmd, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();

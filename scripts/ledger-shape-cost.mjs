@@ -19,11 +19,12 @@ import mysql2 from 'mysql2/promise';
 import { pidsNamed, CpuSampler } from '../dist/bench/cpu-sampler.js';
 import { parseIntFlag } from '../dist/config/parse.js';
 import { redactUrl } from '../dist/config/redact.js';
-import { createDatabase } from '../dist/db/knex.js';
+import { connectionFromUrl, createDatabase } from '../dist/db/knex.js';
 import { seedAccounts } from '../dist/db/accounts.js';
 import { dropDatabase, ensureSchema } from '../dist/db/schema.js';
 import { systemAccountId } from '../dist/domain/ledger.js';
 import { sqlList, sqlTuple } from '../dist/db/sql-literal.js';
+import { medianOf as median } from '../dist/stats/median.js';
 
 let rounds, count;
 try {
@@ -55,7 +56,6 @@ if (databasePids.length === 0) {
   console.error('ledger-shape-cost: no mariadbd or mysqld process on this host (the database must run here to read its CPU)');
   process.exit(1);
 }
-const where = `${redactUrl(url)}`;
 
 /** A fresh database with txsim's schema, the transfers table and the bench's 10,000 accounts. */
 async function freshDatabase() {
@@ -172,9 +172,7 @@ async function send(c, shape, batch) {
 async function runOnce(shape) {
   await freshDatabase();
   const connections = await Promise.all(
-    Array.from({ length: CONNECTIONS }, () =>
-      mysql2.createConnection({ uri: `${url.replace(/\/$/, '')}/${DATABASE}`, multipleStatements: true, timezone: 'Z' }),
-    ),
+    Array.from({ length: CONNECTIONS }, () => mysql2.createConnection(connectionFromUrl(url, DATABASE, true))),
   );
   const balances = new Map();
   const batches = Math.floor(count / BATCH);
@@ -201,7 +199,6 @@ async function runOnce(shape) {
   };
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
 const results = Object.fromEntries(SHAPES.map((s) => [s, []]));
 try {
   for (let r = 1; r <= rounds; r++) {
@@ -214,18 +211,17 @@ try {
     }
   }
 } catch (err) {
-  console.error(`ledger-shape-cost: database at ${where}: ${err.message}`);
+  console.error(`ledger-shape-cost: database at ${redactUrl(url)}: ${err.message}`);
   process.exitCode = 1;
 } finally {
   await dropDatabase(url, DATABASE).catch(() => {});
 }
 if (!process.exitCode) {
-  // The lower middle of an even number of rounds.
   console.log(`median of ${rounds} round(s), ${count} transactions each, ${CONNECTIONS} connections, batches of ${BATCH}:`);
+  const base = median(results.entries.map((r) => r.databaseUs));
   for (const shape of SHAPES) {
     const rs = results[shape];
     const db = median(rs.map((r) => r.databaseUs));
-    const base = median(results.entries.map((r) => r.databaseUs));
     console.log(
       `  ${shape.padEnd(9)} database ${db.toFixed(1)} µs/tx (${shape === 'entries' ? 'txsim today' : `${(db - base >= 0 ? '+' : '') + (db - base).toFixed(1)}`}), this process ${median(rs.map((r) => r.ownUs)).toFixed(1)} µs/tx, ${median(rs.map((r) => r.rate))} tx/s`,
     );

@@ -36,7 +36,7 @@ export interface DatabaseOptions {
 const QUIET_KNEX_LOG = { warn: () => {}, error: () => {}, deprecate: () => {}, debug: () => {} };
 
 /** mysql2 connection settings from a URL. BIGINTs arrive as strings: money never passes through a float. */
-function connectionFromUrl(databaseUrl: string, databaseName: string | null, multipleStatements: boolean) {
+export function connectionFromUrl(databaseUrl: string, databaseName: string | null, multipleStatements: boolean) {
   const url = new URL(databaseUrl);
   return {
     host: url.hostname || '127.0.0.1',
