@@ -57,8 +57,10 @@ const RING_POINTS_PER_PARTITION = '20';
 export const FEED_EXCHANGE_OPTIONS: Options.AssertExchange = { durable: false };
 
 /**
- * Deliveries of one message to the process queue before RabbitMQ dead-letters it to the parking
- * queue. Far above the worker's own attempt limit: it only fires when a message crashes workers.
+ * Returns of one message to the process queue (unacknowledged: its worker crashed or lost its
+ * channel) before RabbitMQ dead-letters it to the parking queue. Far above the worker's own attempt
+ * limit: it only fires when a message crashes workers. A worker that gets a message on its last
+ * delivery parks it itself, with a record (see `atDeliveryLimit` in the worker).
  */
 export const PROCESS_QUEUE_DELIVERY_LIMIT = 20;
 

@@ -2,7 +2,7 @@ import type { ConnectionFactory } from '../amqp/connect.js';
 import { ManagedConnection, type Delivery as AmqpDelivery, type ManagedChannel, type ManagedConsumer } from '../amqp/managed-channel.js';
 import { typedProperties } from '../amqp/message-properties.js';
 import type { ConfirmPublisher } from '../amqp/publisher.js';
-import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
+import { assertTopology, HEADERS, PROCESS_QUEUE_DELIVERY_LIMIT, type Topology } from '../amqp/topology.js';
 import type { Knex } from '../db/knex.js';
 import { pingDatabase } from '../db/ping.js';
 import { partitionLeaseStore, type PartitionLeaseStore } from '../db/partition-leases.js';
@@ -280,7 +280,10 @@ export class Worker {
   }
 
   private async processBatch(batch: Delivery[]): Promise<void> {
-    const live = batch.filter((d) => this.consumeChannel.isCurrent(d));
+    const current = batch.filter((d) => this.consumeChannel.isCurrent(d));
+    const spent = current.filter(atDeliveryLimit);
+    const live = spent.length === 0 ? current : current.filter((d) => !atDeliveryLimit(d));
+    if (spent.length > 0) await Promise.all(spent.map((d) => this.retryOrPark(d, deliveryLimitFailure(d), { park: true })));
     if (live.length === 0) return;
     if (!this.stages) return this.applyDeliveries(live);
     return this.applyWalked(live, await this.stages.walkAll(live.map((d) => d.incoming)));
@@ -418,12 +421,15 @@ export class Worker {
     });
   }
 
-  /** System error: back through a delay queue, or into the parking queue after the last attempt. */
-  private async retryOrPark(delivery: Delivery, failure: ClassifiedFailure): Promise<void> {
+  /**
+   * System error: back through a delay queue, or into the parking queue after the last attempt (or
+   * at once with `park`: a message at the process queue's delivery limit).
+   */
+  private async retryOrPark(delivery: Delivery, failure: ClassifiedFailure, options: { park?: boolean } = {}): Promise<void> {
     const { msg, incoming } = delivery;
     const properties = typedProperties(msg);
     const t = this.options.topology;
-    const park = incoming.attempt >= this.options.attemptsMax;
+    const park = options.park === true || incoming.attempt >= this.options.attemptsMax;
     if (this.partitions && !park) return this.retryInPlace(delivery, failure);
     const target = park ? t.deadQueue : t.retryQueues[Math.min(incoming.attempt - 1, t.retryQueues.length - 1)]!.name;
     const failedAt = new Date();
@@ -610,6 +616,34 @@ export class Worker {
     if (this.buffer.length > 0)
       this.log.warn({ left: this.buffer.length }, 'shutdown deadline reached; unacked messages go back to the queue');
   }
+}
+
+/**
+ * RabbitMQ's count of the times a message went back to its quorum queue unacknowledged (absent on
+ * a first delivery). At the queue's delivery limit this is the last delivery the broker makes: one
+ * more return and it dead-letters the message itself, with no record of why. Such a message took
+ * down or cut off every worker that held it (a crash, a lost channel, a lost database, 20 times),
+ * so the worker parks it rather than try it once more: the parking is recorded like any other, and a
+ * message that crashes workers stops doing so. A message that was only unlucky is one
+ * `txsim replay-dead` away, as it would be after the broker's own dead-lettering.
+ */
+function deliveryCountOf(delivery: Delivery): number {
+  const count = typedProperties(delivery.msg).headers['x-delivery-count'];
+  return typeof count === 'number' && Number.isSafeInteger(count) && count > 0 ? count : 0;
+}
+
+function atDeliveryLimit(delivery: Delivery): boolean {
+  return deliveryCountOf(delivery) >= PROCESS_QUEUE_DELIVERY_LIMIT;
+}
+
+/** The failure a message parked at the delivery limit is recorded with (`inspect-errors --reason delivery_limit`). */
+function deliveryLimitFailure(delivery: Delivery): ClassifiedFailure {
+  const deliveries = deliveryCountOf(delivery) + 1;
+  return {
+    class: 'unexpected',
+    code: 'delivery_limit',
+    message: `delivered ${deliveries} times and never acknowledged (the workers holding it stopped or lost their channel); parked at the queue's delivery limit of ${PROCESS_QUEUE_DELIVERY_LIMIT}`,
+  };
 }
 
 /** gen's per-account sequence number of a message (headers), recorded with its outcome; null without one. */
