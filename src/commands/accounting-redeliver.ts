@@ -8,6 +8,7 @@ import { NotFoundError, PublishIncompleteError, UsageError } from '../errors.js'
 import { webhookSecretFrom, WEBHOOK_SECRET_ENV } from './accounting.js';
 import { collect, contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { plural, table, toJson } from './format.js';
+import { UUID_PATTERN } from '../domain/ids.js';
 
 export interface RedeliverCommandOptions extends RedeliverOptions {
   readonly attemptTimeoutMs: number;
@@ -65,8 +66,6 @@ export function formatRedeliverReport(report: RedeliverReport): string {
   return lines.join('\n');
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** Registers `txsim accounting redeliver` under the `accounting` command. */
 export function registerAccountingRedeliver(accounting: Command): void {
   accounting
@@ -108,7 +107,7 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
         if (!opts.failed && (opts.id ?? []).length === 0)
           throw new UsageError('redeliver: say which deliveries: --failed (all of them) or --id <eventId>');
         const ids = opts.id?.map((id) => {
-          if (!UUID.test(id)) throw new UsageError(`--id: "${id}" is not an event id (a UUID)`);
+          if (!UUID_PATTERN.test(id)) throw new UsageError(`--id: "${id}" is not an event id (a UUID)`);
           return id.toLowerCase();
         });
         if (opts.webhook !== undefined) parseUrl(opts.webhook);

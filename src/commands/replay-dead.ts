@@ -2,11 +2,14 @@ import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { SCAN_MAX } from '../dead-letters/inspect-errors.js';
-import { replayDead, type ReplayOptions, type ReplayReport } from '../dead-letters/replay-dead.js';
+import { replayDead, replayRecords, type ReplayOptions, type ReplayReport } from '../dead-letters/replay-dead.js';
+import { insertFailures } from '../db/transaction-failures.js';
 import { parseIntFlag } from '../config/parse.js';
 import { NotFoundError, PublishIncompleteError, UsageError } from '../errors.js';
+import { withDatabase } from './accounts.js';
 import { collect, contextFor, type CommandContext } from './context.js';
 import { plural, table, toJson } from './format.js';
+import { UUID_PATTERN } from '../domain/ids.js';
 
 /** Republishes parked messages; exit 6 when some could not be republished, 5 when an --id was not parked. */
 export async function handleReplayDead(ctx: CommandContext, options: ReplayOptions & { json: boolean }): Promise<ReplayReport> {
@@ -17,6 +20,7 @@ export async function handleReplayDead(ctx: CommandContext, options: ReplayOptio
   } finally {
     await connection.close().catch(() => {});
   }
+  await recordReplays(ctx, report);
   ctx.out(options.json ? toJson(report) : formatReplayReport(report));
   if (report.failed.length > 0) {
     throw new PublishIncompleteError(
@@ -28,6 +32,24 @@ export async function handleReplayDead(ctx: CommandContext, options: ReplayOptio
       `${report.notFound.length} of the requested ids ${report.notFound.length === 1 ? 'is' : 'are'} not parked in ${report.queue}`,
     );
   return report;
+}
+
+/**
+ * Records what went back, so the status reads show it queued again at once rather than parked
+ * until its next attempt. Best-effort, like the workers' records: the messages are already back in
+ * the queue, so a database that cannot take the records costs a warning, not the replay.
+ */
+async function recordReplays(ctx: CommandContext, report: ReplayReport): Promise<void> {
+  const records = replayRecords(report);
+  if (records.length === 0) return;
+  try {
+    await withDatabase(ctx, (db) => insertFailures(db, records));
+  } catch (err) {
+    ctx.log.warn(
+      { err: (err as Error).message, replayed: records.length },
+      'replayed, but the replays could not be recorded: status reads show these messages parked until their next attempt',
+    );
+  }
 }
 
 /** The text form of a replay: what went back, what stayed and why, which ids were not parked. */
@@ -55,8 +77,6 @@ export function formatReplayReport(report: ReplayReport): string {
   return lines.join('\n');
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 export function registerReplayDead(program: Command): void {
   program
     .command('replay-dead')
@@ -80,7 +100,7 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
     )
     .action(async (opts: { id?: string[]; limit: string; json?: boolean }, command: Command) => {
       const ids = opts.id?.map((id) => {
-        if (!UUID.test(id)) throw new UsageError(`--id: "${id}" is not a UUID`);
+        if (!UUID_PATTERN.test(id)) throw new UsageError(`--id: "${id}" is not a UUID`);
         return id.toLowerCase();
       });
       await handleReplayDead(contextFor(command), {

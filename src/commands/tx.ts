@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { entriesOfTransaction } from '../db/ledger.js';
-import { findFailures, type FailureRecord } from '../db/transaction-failures.js';
+import { findFailures, lastFailedAttempt, type FailureRecord } from '../db/transaction-failures.js';
 import { getHold } from '../db/holds.js';
 import { getTransaction, outcomeOfRow } from '../db/transactions.js';
 import { peekDeadIds } from '../verify/broker-counts.js';
@@ -26,7 +26,8 @@ function failuresTable(failures: readonly FailureRecord[]): string {
 
 /**
  * Outcome of one transaction, or where it still is: retrying or parked (the failed attempts the
- * workers recorded), parked without a record (read from the dead queue), or not seen yet.
+ * workers recorded), queued again (replay-dead's record), parked without a record (read from the
+ * dead queue), or not seen yet.
  */
 export async function handleTxShow(ctx: CommandContext, id: string, options: { json: boolean }): Promise<void> {
   if (!/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError(`<id>: "${id}" is not a UUID`);
@@ -81,24 +82,27 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
   }
   const last = failures.at(-1);
   if (last) {
-    // Where the last recorded attempt sent it. A parked message replayed since (replay-dead) shows as
-    // parked until its next attempt is recorded.
-    const queue = last.state === 'parked' ? topologyOf(ctx.config).deadQueue : null;
+    // Where the last record sent it: a delay queue, the parking queue, or back to the workers (replay-dead).
+    const deadQueue = topologyOf(ctx.config).deadQueue;
+    const lastFailed = lastFailedAttempt(failures);
     if (options.json)
       return ctx.out(
         toJson({
           id: txId,
-          status: last.state,
-          ...(queue ? { queue } : {}),
-          attempts: last.attempt,
-          lastError: { code: last.errorCode, message: last.errorMessage, at: last.failedAt },
+          status: last.state === 'replayed' ? 'queued' : last.state,
+          ...(last.state === 'parked' ? { queue: deadQueue } : {}),
+          // A replay starts the count again: nothing has failed since.
+          attempts: last.state === 'replayed' ? null : last.attempt,
+          lastError: lastFailed ? { code: lastFailed.errorCode, message: lastFailed.errorMessage, at: lastFailed.failedAt } : null,
           failures: failures.map(failureJson),
         }),
       );
     ctx.out(
       last.state === 'parked'
-        ? `${txId}: parked in ${queue} after attempt ${last.attempt} (see txsim inspect-errors --dead; txsim replay-dead --id ${txId})`
-        : `${txId}: retrying — attempt ${last.attempt} failed, the next one waits in a delay queue`,
+        ? `${txId}: parked in ${deadQueue} after attempt ${last.attempt} (see txsim inspect-errors --dead; txsim replay-dead --id ${txId})`
+        : last.state === 'replayed'
+          ? `${txId}: queued — replayed from ${deadQueue} at ${last.failedAt.toISOString()} after attempt ${last.attempt}; no attempt recorded since`
+          : `${txId}: retrying — attempt ${last.attempt} failed, the next one waits in a delay queue`,
     );
     ctx.out(failuresTable(failures));
     return;

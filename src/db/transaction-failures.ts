@@ -3,14 +3,18 @@ import type { Knex } from './knex.js';
 
 /**
  * Storage of failed attempts (`transaction_failures`, sql/004-transaction-failures.sql): the worker
- * appends one row per retried or parked attempt, the status reads (`GET /v1/transactions/{id}`,
- * `txsim tx show`) read them back as the timeline of a transaction that has no outcome yet, or had
- * retries before it got one.
+ * appends one row per retried or parked attempt, `txsim replay-dead` one per parked message it put
+ * back (`replayed`, sql/011), and the status reads (`GET /v1/transactions/{id}`, `txsim tx show`)
+ * read them back as the timeline of a transaction that has no outcome yet, or had retries before
+ * it got one.
  */
+
+/** `replayed`: put back from the parking queue by `txsim replay-dead` (its attempt is the one it was parked after). */
+export type FailureState = 'retrying' | 'parked' | 'replayed';
 
 export interface FailureRecord {
   readonly transactionId: string;
-  readonly state: 'retrying' | 'parked';
+  readonly state: FailureState;
   readonly accountId: number | null;
   readonly attempt: number;
   readonly errorCode: string;
@@ -21,13 +25,19 @@ export interface FailureRecord {
 
 interface RawFailure {
   transaction_id: string;
-  state: 'retrying' | 'parked';
+  state: FailureState;
   account_id: string | null;
   attempt: number;
   error_code: string;
   error_message: string;
   worker_id: string;
   failed_at: Date;
+}
+
+/** The latest record of an attempt that failed (a replay is not one); undefined when none failed. */
+export function lastFailedAttempt(records: readonly FailureRecord[]): FailureRecord | undefined {
+  for (let i = records.length - 1; i >= 0; i--) if (records[i]!.state !== 'replayed') return records[i];
+  return undefined;
 }
 
 /** Most failures one read returns (the newest): attempts are bounded, replays by an operator are not. */

@@ -2,6 +2,8 @@ import type { ChannelModel, GetMessage, MessagePropertyHeaders } from 'amqplib';
 import { browseQueue } from '../amqp/browse.js';
 import { ConfirmPublisher, type PublishOutcome } from '../amqp/publisher.js';
 import { HEADERS, type Topology } from '../amqp/topology.js';
+import type { FailureRecord } from '../db/transaction-failures.js';
+import { LOWERCASE_UUID_PATTERN } from '../domain/ids.js';
 import { bodyFields, checkQueue, originalRoutingKey, SCAN_MAX } from './inspect-errors.js';
 
 /**
@@ -23,11 +25,21 @@ export interface ReplayOptions {
   readonly confirmTimeoutMs?: number;
 }
 
+/** One message put back: its id and account (from the body, null when unreadable), the attempts it was parked after. */
+export interface ReplayedMessage {
+  readonly id: string | null;
+  readonly routingKey: string;
+  readonly accountId: number | null;
+  /** The worker's attempt count when it parked the message; null when RabbitMQ dead-lettered it. */
+  readonly attemptsBefore: number | null;
+  readonly replayedAt: string;
+}
+
 export interface ReplayReport {
   readonly queue: string;
   readonly exchange: string;
   readonly scanned: number;
-  readonly replayed: readonly { readonly id: string | null; readonly routingKey: string }[];
+  readonly replayed: readonly ReplayedMessage[];
   /** Selected but left in the dead queue, and why. */
   readonly failed: readonly { readonly id: string | null; readonly error: string }[];
   /** Requested ids not found in the dead queue. */
@@ -78,7 +90,7 @@ export async function replayDead(deps: { connection: ChannelModel; topology: Top
     windowMax: REPLAY_WINDOW_MAX,
     confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
   });
-  const replayed: { id: string | null; routingKey: string }[] = [];
+  const replayed: ReplayedMessage[] = [];
   const failed: { id: string | null; error: string }[] = [];
   const settling: Promise<void>[] = [];
   let scanned = 0;
@@ -115,7 +127,14 @@ export async function replayDead(deps: { connection: ChannelModel; topology: Top
               return void failed.push({ id, error: `unroutable: nothing bound to ${t.transactionsExchange} for ${routingKey}` });
             try {
               getChannel.ack(msg);
-              replayed.push({ id, routingKey });
+              const attempts = msg.properties.headers?.[HEADERS.attempts] as unknown;
+              replayed.push({
+                id,
+                routingKey,
+                accountId: body.accountId,
+                attemptsBefore: typeof attempts === 'number' && Number.isSafeInteger(attempts) && attempts > 0 ? attempts : null,
+                replayedAt: new Date().toISOString(),
+              });
             } catch (err) {
               // Republished but still parked: a later replay makes a duplicate the worker ignores.
               failed.push({ id, error: `republished, but could not be removed from ${t.deadQueue}: ${(err as Error).message}` });
@@ -163,4 +182,28 @@ function republish(
     timestamp: p.timestamp,
     headers: replayHeaders(p.headers, new Date()),
   });
+}
+
+/**
+ * The records of a replay for the status reads (`transaction_failures`, state `replayed`): a
+ * replayed message shows as queued again until its next attempt is recorded. A message without a
+ * UUID for its id has no status to update.
+ */
+export function replayRecords(report: ReplayReport): FailureRecord[] {
+  return report.replayed.flatMap((r) =>
+    r.id === null || !LOWERCASE_UUID_PATTERN.test(r.id)
+      ? []
+      : [
+          {
+            transactionId: r.id,
+            state: 'replayed' as const,
+            accountId: r.accountId,
+            attempt: r.attemptsBefore ?? 0,
+            errorCode: 'replayed',
+            errorMessage: `put back on ${report.exchange} (${r.routingKey}) from ${report.queue}`,
+            workerId: 'txsim replay-dead',
+            failedAt: new Date(r.replayedAt),
+          },
+        ],
+  );
 }

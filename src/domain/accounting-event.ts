@@ -7,6 +7,7 @@
  */
 
 import { jsonObjectOf } from './json-body.js';
+import { LOWERCASE_UUID_PATTERN } from './ids.js';
 
 /** Version of the wire format; a consumer refuses any other. */
 export const ACCOUNTING_EVENT_VERSION = 1;
@@ -108,7 +109,6 @@ export type DecodedEvent = { readonly ok: true; readonly event: AccountingEvent 
 /** Largest event body accepted; a real one is about 400 bytes. */
 export const EVENT_BODY_BYTES_MAX = 8 * 1024;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const MINOR = /^-?\d{1,19}$/;
 
 /**
@@ -182,8 +182,9 @@ export function decodeAccountingMessage(body: Buffer): DecodedMessage {
 function decodeEventObject(o: Record<string, unknown>): DecodedEvent {
   const fail = (detail: string): DecodedEvent => ({ ok: false, detail });
   if (o.version !== ACCOUNTING_EVENT_VERSION) return fail(`version ${JSON.stringify(o.version)} is not ${ACCOUNTING_EVENT_VERSION}`);
-  if (typeof o.eventId !== 'string' || !UUID.test(o.eventId)) return fail('eventId must be a lowercase UUID');
-  if (typeof o.transactionId !== 'string' || !UUID.test(o.transactionId)) return fail('transactionId must be a lowercase UUID');
+  if (typeof o.eventId !== 'string' || !LOWERCASE_UUID_PATTERN.test(o.eventId)) return fail('eventId must be a lowercase UUID');
+  if (typeof o.transactionId !== 'string' || !LOWERCASE_UUID_PATTERN.test(o.transactionId))
+    return fail('transactionId must be a lowercase UUID');
   if (o.outcome !== 'applied' && o.outcome !== 'rejected') return fail('outcome must be applied or rejected');
   const accountId = o.accountId;
   const accountSeq = o.accountSeq;

@@ -7,6 +7,7 @@
  */
 
 import { jsonObjectOf } from './json-body.js';
+import { LOWERCASE_UUID_PATTERN } from './ids.js';
 
 /** Version of the wire format; a reader ignores any other. */
 export const ATTEMPT_EVENT_VERSION = 1;
@@ -37,7 +38,6 @@ export const ERROR_MESSAGE_CHARS_MAX = 300;
 
 /** Largest event body accepted; a real one is about 400 bytes. */
 const BODY_BYTES_MAX = 4 * 1024;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const MINOR = /^-?\d{1,19}$/;
 
 /** Routing key on the feed exchange: `<state>.<accountId>` (`none` without an account), like the accounting events. */
@@ -61,7 +61,8 @@ export function decodeAttemptEvent(body: Buffer): DecodedAttemptEvent {
   if (!parsed.ok) return fail(parsed.detail);
   const o = parsed.o;
   if (o.version !== ATTEMPT_EVENT_VERSION) return fail(`version ${JSON.stringify(o.version)} is not ${ATTEMPT_EVENT_VERSION}`);
-  if (typeof o.transactionId !== 'string' || !UUID.test(o.transactionId)) return fail('transactionId must be a lowercase UUID');
+  if (typeof o.transactionId !== 'string' || !LOWERCASE_UUID_PATTERN.test(o.transactionId))
+    return fail('transactionId must be a lowercase UUID');
   if (o.state !== 'retrying' && o.state !== 'parked') return fail('state must be retrying or parked');
   if (!(Number.isSafeInteger(o.attempt) && (o.attempt as number) >= 1)) return fail('attempt must be a positive integer');
   if (o.accountId !== null && !Number.isSafeInteger(o.accountId)) return fail('accountId must be an integer or null');

@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto';
 
+/** A UUID in either case: ids from outside (flags, requests, message ids) are lowercased after this check. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A UUID as txsim writes one: lowercase, as the event contracts require. */
+export const LOWERCASE_UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** Namespace UUID of txsim's name-based ids (RFC 4122 version 5). */
 export const TXSIM_UUID_NAMESPACE = '6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f';
 

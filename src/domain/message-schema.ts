@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import type { TransactionMessage } from './transaction.js';
+import { UUID_PATTERN } from './ids.js';
 
 // ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -23,8 +24,6 @@ export const MAX_BODY_BYTES = 16 * 1024;
 
 export type DecodeResult =
   { ok: true; message: TransactionMessage; bodyHash: string } | { ok: false; detail: string; id: string | null; bodyHash: string };
-
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Turns raw delivery bytes into a validated message, or says precisely why not. The id of a bad

@@ -7,6 +7,7 @@
  */
 
 import { jsonObjectOf } from './json-body.js';
+import { LOWERCASE_UUID_PATTERN } from './ids.js';
 
 /** Version of the wire format; a reader ignores any other. */
 export const STAGE_EVENT_VERSION = 1;
@@ -46,7 +47,6 @@ export function encodeStageEvent(event: StageEvent): Buffer {
 export type DecodedStageEvent = { readonly ok: true; readonly event: StageEvent } | { readonly ok: false; readonly detail: string };
 
 const BODY_BYTES_MAX = 4 * 1024;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** True for a feed routing key of a stage event (`stage.…`): its body is then decoded as one. */
 export function isStageRoutingKey(routingKey: string): boolean {
@@ -64,7 +64,8 @@ export function decodeStageEvent(body: Buffer): DecodedStageEvent {
   const o = parsed.o;
   if (o.version !== STAGE_EVENT_VERSION) return fail(`version ${JSON.stringify(o.version)} is not ${STAGE_EVENT_VERSION}`);
   if (o.kind !== 'stage') return fail('kind must be stage');
-  if (typeof o.transactionId !== 'string' || !UUID.test(o.transactionId)) return fail('transactionId must be a lowercase UUID');
+  if (typeof o.transactionId !== 'string' || !LOWERCASE_UUID_PATTERN.test(o.transactionId))
+    return fail('transactionId must be a lowercase UUID');
   if (typeof o.stage !== 'string' || !/^[a-z][a-z0-9_]{0,19}$/.test(o.stage)) return fail('stage must be a stage name');
   if (!(Number.isSafeInteger(o.stageIndex) && (o.stageIndex as number) >= 0)) return fail('stageIndex must be an integer ≥ 0');
   if (o.phase !== 'start' && o.phase !== 'end') return fail('phase must be start or end');

@@ -5,8 +5,7 @@ import { type FeedClient, type FeedHub, type Subscription } from './feed-hub.js'
 import { mayActFor, type Principal } from './principal.js';
 import type { ServeContext } from './serve-context.js';
 import { feedEventOfView, readTransactionView } from './transaction-status.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { UUID_PATTERN } from '../domain/ids.js';
 
 /** Largest subscribe message accepted from a client. */
 const CLIENT_MESSAGE_BYTES_MAX = 1024;
@@ -34,7 +33,8 @@ export function parseSubscribe(text: string): Subscription | { error: string } {
     return { error: 'not JSON: send {"subscribe":"transaction","id":"<uuid>"}, {"subscribe":"account","id":<n>} or {"subscribe":"all"}' };
   }
   const o = (typeof raw === 'object' && raw !== null ? raw : {}) as { subscribe?: unknown; id?: unknown };
-  if (o.subscribe === 'transaction' && typeof o.id === 'string' && UUID.test(o.id)) return { kind: 'transaction', id: o.id.toLowerCase() };
+  if (o.subscribe === 'transaction' && typeof o.id === 'string' && UUID_PATTERN.test(o.id))
+    return { kind: 'transaction', id: o.id.toLowerCase() };
   if (o.subscribe === 'account' && Number.isSafeInteger(o.id) && (o.id as number) >= 1) return { kind: 'account', id: o.id as number };
   if (o.subscribe === 'all') return { kind: 'all' };
   return { error: 'expected {"subscribe":"transaction","id":"<uuid>"}, {"subscribe":"account","id":<n>} or {"subscribe":"all"}' };

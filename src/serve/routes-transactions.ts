@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { uuidV5, TXSIM_UUID_NAMESPACE } from '../domain/ids.js';
+import { uuidV5, TXSIM_UUID_NAMESPACE, UUID_PATTERN } from '../domain/ids.js';
 import type { TransactionMessage } from '../domain/transaction.js';
 import { ApiError, invalid, notFound } from './api-error.js';
 import { principalOf } from './auth.js';
@@ -9,8 +9,6 @@ import type { ServeContext } from './serve-context.js';
 import { submitTransaction } from './submit.js';
 import { readTransactionView } from './transaction-status.js';
 import { submitBodySchema } from './validation.js';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const ERROR_SCHEMA = {
   type: 'object',
@@ -54,7 +52,7 @@ export function transactionRoutes(app: FastifyInstance, ctx: ServeContext): void
       const keyId =
         key === undefined
           ? undefined
-          : UUID.test(key)
+          : UUID_PATTERN.test(key)
             ? key.toLowerCase()
             : uuidV5(TXSIM_UUID_NAMESPACE, `${ctx.namespace}:idempotency-key:${body.accountId}:${key}`);
       if (body.id !== undefined && keyId !== undefined && body.id.toLowerCase() !== keyId) {

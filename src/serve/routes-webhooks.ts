@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { uuidV5, TXSIM_UUID_NAMESPACE } from '../domain/ids.js';
+import { uuidV5, TXSIM_UUID_NAMESPACE, UUID_PATTERN } from '../domain/ids.js';
 import { MAX_BODY_BYTES } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
 import { ApiError, invalid } from './api-error.js';
@@ -16,8 +16,6 @@ interface WebhookBody {
   amount: string;
   currency: string;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * The webhook-ingest contract mapped onto contract v1:
@@ -65,7 +63,7 @@ export function webhookRoutes(app: FastifyInstance, ctx: ServeContext): void {
         const body = request.body;
         const amount = decimalToMinor(body.amount, body.currency);
         if (!amount.ok) throw invalid('amount is not a valid amount of the currency', [{ path: '/amount', message: amount.reason }]);
-        const id = UUID.test(body.transaction_id)
+        const id = UUID_PATTERN.test(body.transaction_id)
           ? body.transaction_id.toLowerCase()
           : uuidV5(TXSIM_UUID_NAMESPACE, `${ctx.namespace}:webhook:${body.transaction_id}`);
         const message: TransactionMessage = {

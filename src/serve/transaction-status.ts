@@ -1,6 +1,6 @@
 import { findOutcome, findSubmission, type Outcome, type Submission } from '../db/api-submissions.js';
 import type { Knex } from '../db/knex.js';
-import { findFailures, type FailureRecord } from '../db/transaction-failures.js';
+import { findFailures, lastFailedAttempt, type FailureRecord } from '../db/transaction-failures.js';
 import type { FeedEvent, FeedState } from './feed-hub.js';
 
 /** A failed attempt as the status shows it: which attempt, and the worker's error code and first line. */
@@ -30,7 +30,7 @@ export interface TransactionView {
   readonly balanceAfterMinor: string | null;
   readonly reason: string | null;
   readonly detail: string | null;
-  /** The attempt that decided the outcome; while retrying or parked, the attempts that failed so far. */
+  /** The attempt that decided the outcome; while retrying or parked, the attempts that failed so far; null while queued. */
   readonly attempts: number | null;
   /** The latest failed attempt, if any failed (kept after a later success: the timeline has them all). */
   readonly lastError: AttemptError | null;
@@ -51,9 +51,10 @@ export async function readTransactionView(db: Knex, id: string): Promise<Transac
 
 /**
  * The view of what is known. The timeline is in the order things happen to a message — accepted,
- * queued, each failed attempt in the order recorded, the outcome — rather than by timestamp: the
- * times come from different machines' clocks. Without an outcome, the latest failed attempt says
- * where the message is (`retrying` or `parked`).
+ * queued, each failed attempt in the order recorded (a replay from the parking queue as `queued`
+ * again), the outcome — rather than by timestamp: the times come from different machines' clocks.
+ * Without an outcome, the latest record says where the message is (`retrying`, `parked`, or
+ * `queued` after a replay).
  */
 export function viewOf(
   id: string,
@@ -65,26 +66,30 @@ export function viewOf(
   if (submission) timeline.push({ state: 'accepted', at: submission.acceptedAt.toISOString() });
   if (submission?.publishedAt) timeline.push({ state: 'queued', at: submission.publishedAt.toISOString() });
   for (const f of failures)
-    timeline.push({
-      state: f.state,
-      at: f.failedAt.toISOString(),
-      attempt: f.attempt,
-      error: { code: f.errorCode, message: f.errorMessage },
-    });
+    timeline.push(
+      f.state === 'replayed'
+        ? { state: 'queued', at: f.failedAt.toISOString() }
+        : { state: f.state, at: f.failedAt.toISOString(), attempt: f.attempt, error: { code: f.errorCode, message: f.errorMessage } },
+    );
   if (outcome) timeline.push({ state: outcome.status, at: outcome.processedAt.toISOString() });
-  const lastFailure = failures.at(-1);
-  const status: FeedState = outcome ? outcome.status : lastFailure ? lastFailure.state : submission?.publishedAt ? 'queued' : 'accepted';
+  const lastRecord = failures.at(-1);
+  const lastFailure = lastFailedAttempt(failures);
+  const replayed = lastRecord?.state === 'replayed';
+  // Without an outcome, the latest record says where the message is: a replay put it back in the queue.
+  const recorded: FeedState | null = !lastRecord ? null : lastRecord.state === 'replayed' ? 'queued' : lastRecord.state;
+  const status: FeedState = outcome?.status ?? recorded ?? (submission?.publishedAt ? 'queued' : 'accepted');
   return {
     id,
     status,
-    accountId: outcome?.accountId ?? submission?.accountId ?? lastFailure?.accountId ?? null,
+    accountId: outcome?.accountId ?? submission?.accountId ?? lastRecord?.accountId ?? null,
     type: outcome?.type ?? submission?.type ?? null,
     amountMinor: (outcome?.amountMinor ?? submission?.amountMinor)?.toString() ?? null,
     currency: outcome?.currency ?? submission?.currency ?? null,
     balanceAfterMinor: outcome?.balanceAfterMinor?.toString() ?? null,
     reason: outcome?.reason ?? null,
     detail: outcome?.detail ?? null,
-    attempts: outcome?.attempts ?? lastFailure?.attempt ?? null,
+    // A replay starts the count again: nothing has failed since.
+    attempts: outcome?.attempts ?? (replayed ? null : (lastFailure?.attempt ?? null)),
     lastError: lastFailure
       ? {
           attempt: lastFailure.attempt,

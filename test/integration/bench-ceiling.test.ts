@@ -1,7 +1,4 @@
-import { readFileSync } from 'node:fs';
 import amqp from 'amqplib';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BenchReport } from '../../src/bench/bench.js';
 import { ceilingQueueOf } from '../../src/bench/ceiling.js';
@@ -11,12 +8,9 @@ import { createDatabase } from '../../src/db/knex.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim } from '../helpers/txsim.js';
 import { removeBenchNamespace } from './bench-helpers.js';
+import { expectValidOutput } from '../helpers/output-schema.js';
 
 // ajv-formats is CommonJS: under NodeNext its default import is typed as the module object.
-const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
-const ajv = new Ajv2020({ strict: true, allowUnionTypes: true, allErrors: true });
-addFormats(ajv);
-const validateBench = ajv.compile(JSON.parse(readFileSync(new URL('../../schema/output/bench.json', import.meta.url), 'utf8')) as object);
 
 /**
  * `txsim bench --ceiling` and the CPU budget against the real services, at a size that takes
@@ -42,7 +36,7 @@ describe('txsim bench --ceiling, CPU per transaction', () => {
     );
     expect(result.code, result.stderr).toBe(0);
     const report = JSON.parse(result.stdout) as BenchReport;
-    expect(validateBench(report), JSON.stringify(validateBench.errors)).toBe(true);
+    expectValidOutput('bench', report);
     expect(report).toMatchObject({ published: 1500, outcomes: 1500, applied: 1500, verifyOk: true });
 
     // The ceiling: the same number of messages, by as many consumers as workers.

@@ -1,20 +1,13 @@
-import { readFileSync } from 'node:fs';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { createAdminToken, startServe, type ServeProcess } from '../helpers/serve.js';
 import { runTxsim, startWorker, type WorkerProcess } from '../helpers/txsim.js';
+import { expectValidOutput } from '../helpers/output-schema.js';
 
 /**
  * `txsim gen --via <url>`: a seeded run through a real `txsim serve` to real workers, recorded so
  * `verify --run` accounts for it, poison refused at the door (400) included.
  */
-
-const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
-const ajv = new Ajv2020({ strict: true, allowUnionTypes: true, allErrors: true });
-addFormats(ajv);
-const validateGen = ajv.compile(JSON.parse(readFileSync(new URL('../../schema/output/gen.json', import.meta.url), 'utf8')) as object);
 
 interface GenJson {
   runId: string;
@@ -67,7 +60,7 @@ describe('gen --via http', () => {
     });
     expect(gen.code, gen.stderr).toBe(0);
     const summary = JSON.parse(gen.stdout) as GenJson;
-    expect(validateGen(summary) ? [] : validateGen.errors).toEqual([]);
+    expectValidOutput('gen', summary);
     expect(summary).toMatchObject({ via: 'http', requested: 400, published: 400, failed: 0, completed: true });
     expect(summary.invalid).toBeGreaterThan(0);
     // Bad JSON, a string amount and a negative amount are refused by the API; unknown accounts and

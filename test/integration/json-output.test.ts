@@ -1,15 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Ajv2020, type ValidateFunction } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemAccountId } from '../../src/domain/ledger.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { queueDepth, runTxsim, startWorker, waitFor, type RunResult, type WorkerProcess } from '../helpers/txsim.js';
 import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
+import { expectValidOutput } from '../helpers/output-schema.js';
 
 /**
  * One machine interface: every command with `--json`, run against the real services over a
@@ -18,25 +17,7 @@ import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
  * null for "no data").
  */
 
-// ajv-formats is CommonJS; under NodeNext its default export arrives wrapped (as in message-schema.ts).
-const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
-const SCHEMA_DIR = new URL('../../schema/output/', import.meta.url);
-const ajv = new Ajv2020({ strict: true, allowUnionTypes: true, allErrors: true });
-addFormats(ajv);
-const validators = new Map<string, ValidateFunction>(
-  readdirSync(SCHEMA_DIR)
-    .filter((f) => f.endsWith('.json'))
-    .map((f) => [f.replace(/\.json$/, ''), ajv.compile(JSON.parse(readFileSync(new URL(f, SCHEMA_DIR), 'utf8')) as object)]),
-);
 const SECRET = 'json-output-test-secret-0123456789';
-
-/** Asserts that `doc` matches schema/output/<schema>.json, listing every violation when not. */
-function expectValid(schema: string, doc: unknown): void {
-  const validate = validators.get(schema);
-  expect(validate, `schema/output/${schema}.json`).toBeDefined();
-  const ok = validate!(doc);
-  expect(ok ? [] : validate!.errors, `${schema}: ${JSON.stringify(doc).slice(0, 2000)}`).toEqual([]);
-}
 
 /** Parses a command's stdout as one JSON document (the run must have printed one). */
 function jsonOf(r: RunResult): unknown {
@@ -62,12 +43,12 @@ describe('--json of every command matches its schema', () => {
     ns = await createTestNamespace('json');
     const setup = await txsim(['setup', '--json']);
     expect(setup.code, setup.stderr).toBe(0);
-    expectValid('setup', jsonOf(setup));
+    expectValidOutput('setup', jsonOf(setup));
     // A parked message: its account row is locked from outside until every attempt timed out.
     worker = startWorker('w-json', ns.env, ['--batch-size', '1', '--max-attempts', '2', '--lock-wait-timeout', '1']);
     const seed = await txsim(['accounts', 'seed', '--count', '5', '--json']);
     expect(seed.code, seed.stderr).toBe(0);
-    expectValid('accounts-seed', jsonOf(seed));
+    expectValidOutput('accounts-seed', jsonOf(seed));
     const holder = await ns.db.transaction();
     try {
       await holder.raw('SELECT id FROM accounts WHERE id = 2 FOR UPDATE');
@@ -82,7 +63,7 @@ describe('--json of every command matches its schema', () => {
     const gen = await txsim(['gen', '30', '--seed', 'json-output', '--invalid', '0.2', '--json']);
     expect(gen.code, gen.stderr).toBe(0);
     const summary = jsonOf(gen);
-    expectValid('gen', summary);
+    expectValidOutput('gen', summary);
     runId = (summary as { runId: string }).runId;
     await publishRaw(ns.amqp, ns.topology, [{ body: poor }, { body: txBody({ accountId: 424_242 }) }]);
     await waitFor(
@@ -107,41 +88,41 @@ describe('--json of every command matches its schema', () => {
   it('verify (with a run, and the accounting statements)', async () => {
     const r = await txsim(['verify', '--run', runId, '--wait', '30', '--json']);
     expect(r.code, r.stderr).toBe(0);
-    expectValid('verify', jsonOf(r));
+    expectValidOutput('verify', jsonOf(r));
   });
 
   it('accounting (one event per line)', () => {
     // verify --wait above waited for the statements to settle.
     const lines = accounting.stdout().trim().split('\n');
     expect(lines.length).toBeGreaterThan(10);
-    for (const line of lines) expectValid('accounting-consume', JSON.parse(line));
+    for (const line of lines) expectValidOutput('accounting-consume', JSON.parse(line));
   });
 
   it('accounts list, list --system, show (customer and system account); seed over other currencies', async () => {
     const list = await txsim(['accounts', 'list', '--limit', '2', '--json']);
     expect(list.code, list.stderr).toBe(0);
     const page = jsonOf(list);
-    expectValid('accounts-list', page);
+    expectValidOutput('accounts-list', page);
     expect(page).toMatchObject({ kind: 'customer', total: 5, shown: 2 });
     const system = await txsim(['accounts', 'list', '--system', '--json']);
-    expectValid('accounts-list', jsonOf(system));
+    expectValidOutput('accounts-list', jsonOf(system));
     const show = await txsim(['accounts', 'show', '3', '--json']);
     expect(show.code, show.stderr).toBe(0);
     const shown = jsonOf(show);
-    expectValid('accounts-show', shown);
+    expectValidOutput('accounts-show', shown);
     expect((shown as { recent: { status: string; reason: string | null }[] }).recent).toContainEqual(
       expect.objectContaining({ status: 'rejected', reason: 'insufficient_funds', amountMinor: '1000000000000' }),
     );
     const equity = await txsim(['accounts', 'show', String(systemAccountId('opening_equity', 'EUR')), '--json']);
     const equityDoc = jsonOf(equity) as { account: { balanceMinor: string }; entries: { sumMinor: string } };
-    expectValid('accounts-show', equityDoc);
+    expectValidOutput('accounts-show', equityDoc);
     // A system account's balance is its entry sum (5 opening balances of 1,000.00 went out of it).
     expect(equityDoc.account.balanceMinor).toBe(equityDoc.entries.sumMinor);
     expect(equityDoc.account.balanceMinor).toBe('-500000');
     const usd = await txsim(['accounts', 'seed', '--count', '6', '--currency', 'USD', '--json']);
     expect(usd.code, usd.stderr).toBe(0);
     const seeded = jsonOf(usd);
-    expectValid('accounts-seed', seeded);
+    expectValidOutput('accounts-seed', seeded);
     expect(seeded).toMatchObject({ created: 1, existing: 5, existingByCurrency: { EUR: 5 }, currency: 'USD' });
   });
 
@@ -150,13 +131,13 @@ describe('--json of every command matches its schema', () => {
       const r = await txsim(['tx', 'show', id, '--json']);
       expect(r.code, r.stderr).toBe(0);
       const doc = jsonOf(r);
-      expectValid('tx-show', doc);
+      expectValidOutput('tx-show', doc);
       expect(doc).toMatchObject({ id, accountId: expect.any(Number) as number, amountMinor: expect.stringMatching(/^\d+$/) as string });
     }
     const p = await txsim(['tx', 'show', parked.id as string, '--json']);
     expect(p.code, p.stderr).toBe(0);
     const doc = jsonOf(p);
-    expectValid('tx-show', doc);
+    expectValidOutput('tx-show', doc);
     expect(doc).toMatchObject({ id: parked.id, status: 'parked' });
   });
 
@@ -164,57 +145,57 @@ describe('--json of every command matches its schema', () => {
     const errors = await txsim(['inspect-errors', '--json']);
     expect(errors.code, errors.stderr).toBe(0);
     const report = jsonOf(errors) as { messages: { id: string; amountMinor: string | null }[] };
-    expectValid('inspect-errors', report);
+    expectValidOutput('inspect-errors', report);
     expect(report.messages.find((m) => m.id === poor.id)?.amountMinor).toBe('1000000000000');
     const dead = await txsim(['inspect-errors', '--dead', '--json']);
     expect(dead.code, dead.stderr).toBe(0);
-    expectValid('inspect-errors', jsonOf(dead));
+    expectValidOutput('inspect-errors', jsonOf(dead));
     const replay = await txsim(['replay-dead', '--id', parked.id as string, '--json']);
     expect(replay.code, replay.stderr).toBe(0);
-    expectValid('replay-dead', jsonOf(replay));
+    expectValidOutput('replay-dead', jsonOf(replay));
   });
 
   it('accounting statement, redeliver, receive', async () => {
     const statement = await txsim(['accounting', 'statement', '3', '--json']);
     expect(statement.code, statement.stderr).toBe(0);
-    expectValid('accounting-statement', jsonOf(statement));
+    expectValidOutput('accounting-statement', jsonOf(statement));
     const none = await txsim(['accounting', 'redeliver', '--failed', '--json']);
     expect(none.code, none.stderr).toBe(0);
-    expectValid('accounting-redeliver', jsonOf(none));
+    expectValidOutput('accounting-redeliver', jsonOf(none));
     const unknown = await txsim(['accounting', 'redeliver', '--id', randomUUID(), '--json']);
     expect(unknown.code).toBe(5);
-    expectValid('accounting-redeliver', jsonOf(unknown));
+    expectValidOutput('accounting-redeliver', jsonOf(unknown));
     const receiver = startTxsim(['accounting', 'receive', '--port', '0', '--json'], { ...ns.env, TXSIM_WEBHOOK_SECRET: SECRET });
     started.push(receiver);
     await waitFor(() => receiver.stdout().includes('\n'), 10_000, 'the receiver to listen');
     const listening = JSON.parse(receiver.stdout().split('\n')[0]!) as { listening: string };
-    expectValid('accounting-receive', listening);
+    expectValidOutput('accounting-receive', listening);
     const refused = await fetch(listening.listening, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
     expect(refused.status).toBeGreaterThanOrEqual(400);
     await waitFor(() => receiver.stdout().trim().split('\n').length >= 2, 5_000, 'the refusal to print');
-    expectValid('accounting-receive', JSON.parse(receiver.stdout().trim().split('\n')[1]!));
+    expectValidOutput('accounting-receive', JSON.parse(receiver.stdout().trim().split('\n')[1]!));
   });
 
   it('tokens create, tokens list', async () => {
     const created = await txsim(['tokens', 'create', '--account', '1', '--ttl', '1d', '--json']);
     expect(created.code, created.stderr).toBe(0);
-    expectValid('tokens-create', jsonOf(created));
+    expectValidOutput('tokens-create', jsonOf(created));
     const admin = await txsim(['tokens', 'create', '--admin', '--json']);
-    expectValid('tokens-create', jsonOf(admin));
+    expectValidOutput('tokens-create', jsonOf(admin));
     const list = await txsim(['tokens', 'list', '--json']);
     expect(list.code, list.stderr).toBe(0);
-    expectValid('tokens-list', jsonOf(list));
+    expectValidOutput('tokens-list', jsonOf(list));
   });
 
   it('bench, then reset of the bench namespace', async () => {
     const bench = await txsim(['bench', '--workers', '1', '--count', '200', '--accounts', '10', '--seed', 'json', '--json']);
     expect(bench.code, bench.stderr).toBe(0);
-    expectValid('bench', jsonOf(bench));
+    expectValidOutput('bench', jsonOf(bench));
     benchReport = bench.stdout;
     const reset = await txsim(['reset', '--yes', '--json'], { TXSIM_NAMESPACE: `${ns.name}_bench` });
     expect(reset.code, reset.stderr).toBe(0);
     const doc = jsonOf(reset);
-    expectValid('reset', doc);
+    expectValidOutput('reset', doc);
     expect(doc).toMatchObject({ namespace: `${ns.name}_bench`, removed: true });
   });
 
@@ -231,12 +212,12 @@ describe('--json of every command matches its schema', () => {
       const same = await txsim(['bench', 'compare', before, before, '--json']);
       expect(same.code, same.stderr).toBe(0);
       const ok = jsonOf(same);
-      expectValid('bench-compare', ok);
+      expectValidOutput('bench-compare', ok);
       expect(ok).toMatchObject({ ok: true, failures: [] });
       const worse = await txsim(['bench', 'compare', before, after, '--json']);
       expect(worse.code, worse.stderr).toBe(8);
       const failed = jsonOf(worse);
-      expectValid('bench-compare', failed);
+      expectValidOutput('bench-compare', failed);
       expect((failed as { failures: string[] }).failures).toContain('endToEndRatePerS');
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -247,7 +228,7 @@ describe('--json of every command matches its schema', () => {
     const r = await txsim(['watch', '--json', '--listen', '1500']);
     expect(r.code, r.stderr).toBe(0);
     const doc = jsonOf(r) as { workers: { workerId: string; latencyWindowS: number; endToEndMs: { count: number; p50: number | null } }[] };
-    expectValid('watch', doc);
+    expectValidOutput('watch', doc);
     const row = doc.workers.find((w) => w.workerId === 'w-json');
     expect(row?.endToEndMs).toMatchObject({ count: 0, p50: null });
   });

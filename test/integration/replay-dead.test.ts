@@ -3,7 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../src/amqp/topology.js';
 import type { InspectReport } from '../../src/dead-letters/inspect-errors.js';
 import type { ReplayReport } from '../../src/dead-letters/replay-dead.js';
+import { findFailures } from '../../src/db/transaction-failures.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { expectValidOutput } from '../helpers/output-schema.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess, queueDepth } from '../helpers/txsim.js';
 
@@ -93,6 +95,14 @@ describe('txsim replay-dead', () => {
     expect(await outcome(target)).toMatchObject({ status: 'applied', attempts: 1, worker_id: 'w-replay' });
     await deadDepthBecomes(2);
     for (const other of parked.slice(1)) expect(await outcome(other.id as string)).toBeUndefined();
+    // Its record: the failed attempts, then the replay (after the attempt it was parked after).
+    const records = await findFailures(ns.db, target);
+    expect(records.map((f) => [f.state, f.attempt])).toEqual([
+      ['retrying', 1],
+      ['parked', 2],
+      ['replayed', 2],
+    ]);
+    expect(records[2]).toMatchObject({ accountId: 2, errorCode: 'replayed', workerId: 'txsim replay-dead' });
   });
 
   it('an id that is not parked: exit 5, and nothing is removed', async () => {
@@ -148,5 +158,43 @@ describe('txsim replay-dead', () => {
     expect((JSON.parse(r.stdout) as ReplayReport).failed).toEqual([{ id: body.id, error: expect.stringContaining('unroutable') }]);
     await waitFor(async () => (await depth(ns.topology.deadQueue)) === 1, 5_000, 'the message to stay parked');
     expect(await outcome(body.id as string)).toBeUndefined();
+  });
+
+  it('a replayed message shows as queued until a worker takes it, then as its outcome', async () => {
+    await worker.stop();
+    const body = txBody({ accountId: 1, amountMinor: 4_200 });
+    const id = body.id as string;
+    const channel = await ns.amqp.createConfirmChannel();
+    channel.sendToQueue(ns.topology.deadQueue, Buffer.from(JSON.stringify(body)), {
+      persistent: true,
+      contentType: 'application/json',
+      messageId: id,
+      headers: {
+        [HEADERS.attempts]: 5,
+        [HEADERS.lastError]: 'ER_LOCK_DEADLOCK: Deadlock found',
+        [HEADERS.originalRoutingKey]: 'tx.deposit',
+      },
+    });
+    await channel.waitForConfirms();
+    await channel.close();
+    const replay = await runTxsim(['replay-dead', '--id', id], ns.env);
+    expect(replay.code, replay.stderr).toBe(0);
+
+    const queued = await runTxsim(['tx', 'show', id, '--json'], ns.env);
+    expect(queued.code, queued.stderr).toBe(0);
+    expect(JSON.parse(queued.stdout)).toMatchObject({
+      id,
+      status: 'queued',
+      attempts: null,
+      failures: [{ state: 'replayed', attempt: 5 }],
+    });
+    expectValidOutput('tx-show', JSON.parse(queued.stdout));
+    const text = await runTxsim(['tx', 'show', id], ns.env);
+    expect(text.stdout).toContain(`${id}: queued — replayed from ${ns.topology.deadQueue}`);
+
+    worker = startWorker('w-replay-2', ns.env, ['--batch-size', '1']);
+    await waitFor(async () => (await outcome(id))?.status === 'applied', 30_000, 'the replayed message to apply');
+    const shown = await runTxsim(['tx', 'show', id, '--json'], ns.env);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ status: 'applied', attempts: 1 });
   });
 });

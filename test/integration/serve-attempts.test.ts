@@ -1,7 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { Ajv2020 } from 'ajv/dist/2020.js';
-import addFormatsModule from 'ajv-formats';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -12,6 +9,7 @@ import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context
 import { startServer, type RunningServer } from '../../src/serve/serve.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { expectValidOutput } from '../helpers/output-schema.js';
 
 // `retrying` and `parked` over the HTTP API, the live feed and `tx show`, against the real services:
 // a real worker whose lock waits time out (an outside session holds the account's row) retries a
@@ -190,7 +188,7 @@ describe('retrying and parked through serve', () => {
     const doc = JSON.parse(shown.stdout) as Record<string, unknown>;
     expect(doc).toMatchObject({ id, status: 'parked', queue: ns.topology.deadQueue, attempts: MAX_ATTEMPTS });
     expect((doc.failures as unknown[]).length).toBe(MAX_ATTEMPTS);
-    expectValidTxShow(doc);
+    expectValidOutput('tx-show', doc);
     const text = await runTxsim(['tx', 'show', id], ns.env);
     expect(text.stdout).toContain(`parked in ${ns.topology.deadQueue} after attempt ${MAX_ATTEMPTS}`);
   });
@@ -225,13 +223,3 @@ describe('retrying and parked through serve', () => {
     expect(events.at(-1)).toBe('applied');
   });
 });
-
-// ajv-formats is CommonJS; under NodeNext its default export arrives wrapped (as in message-schema.ts).
-const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
-
-function expectValidTxShow(doc: unknown): void {
-  const ajv = new Ajv2020({ strict: true, allowUnionTypes: true, allErrors: true });
-  addFormats(ajv);
-  const validate = ajv.compile(JSON.parse(readFileSync(new URL('../../schema/output/tx-show.json', import.meta.url), 'utf8')) as object);
-  expect(validate(doc) ? [] : validate.errors).toEqual([]);
-}

@@ -1,13 +1,19 @@
 import { describe, expect, it } from 'vitest';
 import { plural } from '../../src/commands/format.js';
 import { formatReplayReport } from '../../src/commands/replay-dead.js';
-import type { ReplayReport } from '../../src/dead-letters/replay-dead.js';
+import { replayRecords, type ReplayReport } from '../../src/dead-letters/replay-dead.js';
 
 const report = (replayed: number): ReplayReport => ({
   queue: 'ns.dead',
   exchange: 'ns.transactions',
   scanned: replayed,
-  replayed: Array.from({ length: replayed }, (_, i) => ({ id: `id-${i}`, routingKey: 'tx.deposit' })),
+  replayed: Array.from({ length: replayed }, (_, i) => ({
+    id: `5f0c0000-0000-4000-8000-00000000000${i}`,
+    routingKey: 'tx.deposit',
+    accountId: 7,
+    attemptsBefore: i === 0 ? 5 : null,
+    replayedAt: '2026-12-07T02:00:00.000Z',
+  })),
   failed: [],
   notFound: [],
 });
@@ -24,5 +30,28 @@ describe('counts in command output read as English', () => {
   it('replay-dead says "replayed 1 message", not "1 messages"', () => {
     expect(formatReplayReport(report(1)).split('\n')[0]).toBe('replayed 1 message from ns.dead to ns.transactions (scanned 1)');
     expect(formatReplayReport(report(2)).split('\n')[0]).toBe('replayed 2 messages from ns.dead to ns.transactions (scanned 2)');
+  });
+});
+
+describe('the records of a replay', () => {
+  it('one `replayed` record per replayed UUID, after the attempt it was parked after (0 when RabbitMQ parked it)', () => {
+    const r = report(2);
+    const withBadIds: ReplayReport = {
+      ...r,
+      replayed: [...r.replayed, { ...r.replayed[0]!, id: null }, { ...r.replayed[0]!, id: 'not-a-uuid' }],
+    };
+    expect(replayRecords(withBadIds)).toEqual([
+      {
+        transactionId: '5f0c0000-0000-4000-8000-000000000000',
+        state: 'replayed',
+        accountId: 7,
+        attempt: 5,
+        errorCode: 'replayed',
+        errorMessage: 'put back on ns.transactions (tx.deposit) from ns.dead',
+        workerId: 'txsim replay-dead',
+        failedAt: new Date('2026-12-07T02:00:00.000Z'),
+      },
+      expect.objectContaining({ transactionId: '5f0c0000-0000-4000-8000-000000000001', attempt: 0 }),
+    ]);
   });
 });

@@ -22,7 +22,7 @@ const submission: Submission = {
   publishedAt: at(1),
 };
 
-function failure(attempt: number, state: 'retrying' | 'parked', second: number): FailureRecord {
+function failure(attempt: number, state: FailureRecord['state'], second: number): FailureRecord {
   return {
     transactionId: ID,
     state,
@@ -110,6 +110,28 @@ describe('transaction status view', () => {
     const event = feedEventOfView(view);
     expect(event).toMatchObject({ event: 'applied', balanceAfterMinor: '98701' });
     expect(event).not.toHaveProperty('attempt');
+  });
+
+  it('replayed from the parking queue: queued again, nothing failed since; the next record decides again', () => {
+    const records = [failure(1, 'retrying', 2), failure(2, 'parked', 4), failure(2, 'replayed', 6)];
+    const view = viewOf(ID, null, submission, records);
+    expect(view).toMatchObject({ status: 'queued', attempts: null, lastError: { attempt: 2, at: at(4).toISOString() } });
+    expect(view.timeline.map((t) => [t.state, t.attempt ?? null])).toEqual([
+      ['accepted', null],
+      ['queued', null],
+      ['retrying', 1],
+      ['parked', 2],
+      ['queued', null],
+    ]);
+    expect(view.timeline.at(-1)).toEqual({ state: 'queued', at: at(6).toISOString() });
+    const event = feedEventOfView(view);
+    expect(event).toMatchObject({ event: 'queued', at: at(6).toISOString() });
+    expect(event).not.toHaveProperty('lastError');
+    // A replay restarts the count: its first failure is attempt 1 again.
+    expect(viewOf(ID, null, submission, [...records, failure(1, 'retrying', 8)])).toMatchObject({ status: 'retrying', attempts: 1 });
+    // A message sent by gen: its account from the replay's record.
+    expect(viewOf(ID, null, null, [failure(3, 'replayed', 6)])).toMatchObject({ status: 'queued', accountId: 42, lastError: null });
+    expect(viewOf(ID, applied, submission, records)).toMatchObject({ status: 'applied', attempts: 3 });
   });
 
   it('a message sent by gen (no submission) that is failing: its account comes from the failure record', () => {

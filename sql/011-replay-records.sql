@@ -1,0 +1,5 @@
+-- `txsim replay-dead` records each message it put back (state `replayed`), so the status reads show a
+-- replayed message as queued again at once, not as parked until its next attempt is recorded. The
+-- record is written after the republish was confirmed, best-effort like the workers' own. Applied by
+-- `txsim setup` after 010; idempotent (a value appended to an ENUM changes no stored row).
+ALTER TABLE transaction_failures MODIFY state ENUM('retrying', 'parked', 'replayed') NOT NULL;
