@@ -83,6 +83,7 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
         metrics: worker.metrics,
         connected: () => worker.connected,
         relay: options.relay === false ? null : () => relay?.metrics ?? null,
+        holdExpiry: options.expiryIntervalMs === null ? null : () => expiry?.counts ?? null,
       });
       metricsServer = await startMetricsServer(registry, options.metrics, log);
     }

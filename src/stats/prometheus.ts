@@ -113,6 +113,8 @@ export interface WorkerExportSources {
         readonly leaseHeld: boolean;
       } | null)
     | null;
+  /** The hold-expiry sweep's counters when it runs in this process (null from the getter until it started). */
+  readonly holdExpiry?: (() => { readonly expired: number; readonly busy: number; readonly failures: number } | null) | null;
 }
 
 /** A worker's metrics: outcomes by reason and type, retries, parks, batches, in-flight, broker state, hops. */
@@ -180,6 +182,27 @@ export function exportWorkerMetrics(registry: Registry, sources: WorkerExportSou
       relay().leaseHeld ? 1 : 0,
     );
     readCounter(registry, 'txsim_outbox_pruned_total', 'Sent outbox events deleted after the retention', [], () => [[{}, relay().pruned]]);
+  }
+  const expirySource = sources.holdExpiry;
+  if (expirySource) {
+    const expiry = () => expirySource() ?? { expired: 0, busy: 0, failures: 0 };
+    readCounter(registry, 'txsim_holds_expired_total', 'Card holds this worker released at their expiresAt (the hold sweep)', [], () => [
+      [{}, expiry().expired],
+    ]);
+    readCounter(
+      registry,
+      'txsim_hold_expiry_deferred_total',
+      'Due holds the sweep left for a later tick because a batch held their account',
+      [],
+      () => [[{}, expiry().busy]],
+    );
+    readCounter(
+      registry,
+      'txsim_hold_expiry_failures_total',
+      'Sweep ticks that failed (the database away); the next tick tries again',
+      [],
+      () => [[{}, expiry().failures]],
+    );
   }
 }
 

@@ -6,14 +6,14 @@ import { useColor } from './use-color.js';
 export interface QueuePanelProps {
   readonly reading: QueueReading | null;
   readonly error: string | null;
-  /** 'each' lists every retry step; 'merged' sums them into one row. */
+  /** 'each' lists every retry step; 'merged' sums them into one row. Partitions are always summed. */
   readonly mode: 'each' | 'merged';
   /** Most queue rows shown, the most important first (a small terminal); undefined: all. */
   readonly rowsMax?: number;
 }
 
 /** Which queues stay when not all fit: the backlog first, then where failures pile up. */
-const ROLE_PRIORITY: readonly QueueDepth['role'][] = ['process', 'errors', 'dead', 'retry', 'accounting'];
+const ROLE_PRIORITY: readonly QueueDepth['role'][] = ['partition', 'process', 'errors', 'dead', 'retry', 'accounting'];
 
 /** At most `rowsMax` queues, chosen by role priority, kept in their usual order. */
 export function mostImportantQueues(queues: readonly QueueDepth[], rowsMax: number | undefined): QueueDepth[] {
@@ -39,33 +39,35 @@ const COLUMNS = [
   { title: 'consumers', width: 9 },
 ] as const;
 
-/** `process`, `errors`…; a retry step by its delay (`retry 250ms`), merged steps as `retry ×4`. */
+/** `process`, `errors`…; a retry step by its delay (`retry 250ms`), a partition by its number; merged rows by their count. */
 function labelOf(q: QueueDepth): string {
-  if (q.role !== 'retry') return q.role;
+  if (q.role !== 'retry' && q.role !== 'partition') return q.role;
+  if (q.name.includes('×')) return q.name;
   const dot = q.name.lastIndexOf('.');
-  return dot === -1 ? q.name : `retry ${q.name.slice(dot + 1)}`;
+  const suffix = dot === -1 ? q.name : q.name.slice(dot + 1);
+  return q.role === 'retry' ? `retry ${suffix}` : `partition ${suffix}`;
 }
 
-/** Sums the retry steps into one row (a compact layout has no room for four). */
-function mergeRetries(queues: readonly QueueDepth[]): QueueDepth[] {
-  const retries = queues.filter((q) => q.role === 'retry');
-  if (retries.length <= 1) return [...queues];
+/** Sums the queues of one role into one row (a compact layout has no room for four retry steps, none for 64 partitions). */
+export function mergeRole(queues: readonly QueueDepth[], role: 'retry' | 'partition'): QueueDepth[] {
+  const members = queues.filter((q) => q.role === role);
+  if (members.length <= 1) return [...queues];
   const add = (f: (q: QueueDepth) => number | null) => {
-    const values = retries.map(f);
+    const values = members.map(f);
     return values.every((v) => v === null) ? null : values.reduce<number>((a, v) => a + (v ?? 0), 0);
   };
   const merged: QueueDepth = {
-    name: `retry ×${retries.length}`,
-    role: 'retry',
-    exists: retries.some((q) => q.exists),
+    name: `${role === 'retry' ? 'retry' : 'partitions'} ×${members.length}`,
+    role,
+    exists: members.some((q) => q.exists),
     ready: add((q) => q.ready),
     unacked: add((q) => q.unacked),
     consumers: add((q) => q.consumers),
     inPerS: add((q) => q.inPerS),
     outPerS: add((q) => q.outPerS),
   };
-  const at = queues.indexOf(retries[0]!);
-  return [...queues.slice(0, at), merged, ...queues.slice(at).filter((q) => q.role !== 'retry')];
+  const at = queues.indexOf(members[0]!);
+  return [...queues.slice(0, at), merged, ...queues.slice(at).filter((q) => q.role !== role)];
 }
 
 /**
@@ -74,7 +76,8 @@ function mergeRetries(queues: readonly QueueDepth[]): QueueDepth[] {
  */
 export function QueuePanel({ reading, error, mode, rowsMax }: QueuePanelProps) {
   const color = useColor();
-  const queues = mostImportantQueues(reading ? (mode === 'merged' ? mergeRetries(reading.queues) : reading.queues) : [], rowsMax);
+  const partitionsMerged = reading ? mergeRole(reading.queues, 'partition') : [];
+  const queues = mostImportantQueues(mode === 'merged' ? mergeRole(partitionsMerged, 'retry') : partitionsMerged, rowsMax);
   const num = (n: number | null) => (n === null ? '-' : formatCount(n));
   const rate = (n: number | null) => (n === null ? '-' : formatRate(n));
   return (

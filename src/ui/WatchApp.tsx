@@ -62,9 +62,15 @@ export function WatchApp({
   const rows = sortRows(data.stats.rows, ui.sortKey);
   const ids = rows.map((r) => r.workerId);
   const selected = rows.find((r) => r.workerId === ui.selectedId) ?? null;
-  const retryQueues = data.queues?.queues.filter((q) => q.role === 'retry').length ?? 0;
-  const layout = planLayout(size, { workers: rows.length, retryQueues, stages: data.stats.stages.length }, selected !== null);
-  const hidden = hiddenParts(layout, { workers: rows.length, retryQueues, stages: data.stats.stages.length }, selected !== null);
+  const countOf = (role: string) => data.queues?.queues.filter((q) => q.role === role).length ?? 0;
+  const counts = {
+    workers: rows.length,
+    retryQueues: countOf('retry'),
+    partitionQueues: countOf('partition'),
+    stages: data.stats.stages.length,
+  };
+  const layout = planLayout(size, counts, selected !== null);
+  const hidden = hiddenParts(layout, counts, selected !== null);
 
   // Raw mode (needed for single keys) only exists on a TTY stdin; without it the screen still updates.
   useInput(

@@ -101,16 +101,21 @@ export const WIDE_COLUMNS_MIN = 120;
 /** Height of the details pane in lines. */
 export const DETAILS_LINES = 6;
 
+/** What the layout has to fit: worker rows, queue rows by kind, stage lines. */
+export interface LayoutCounts {
+  readonly workers: number;
+  readonly retryQueues: number;
+  /** Partition queues of an ordered namespace: one summed row when any. */
+  readonly partitionQueues?: number;
+  readonly stages?: number;
+}
+
 /**
  * Fits the panels into the terminal, giving up the least important things first: spacing, the
  * per-step retry rows, per-worker sparklines, then worker rows. One line is kept free: Ink clears
  * the whole screen (and flickers) when a frame is as tall as the terminal.
  */
-export function planLayout(
-  size: { columns: number; rows: number },
-  counts: { workers: number; retryQueues: number; stages?: number },
-  detailsOpen: boolean,
-): Layout {
+export function planLayout(size: { columns: number; rows: number }, counts: LayoutCounts, detailsOpen: boolean): Layout {
   const budget = Math.max(8, size.rows - 1);
   const wide = size.columns >= WIDE_COLUMNS_MIN;
   const heightOf = (l: Layout): number => {
@@ -119,7 +124,10 @@ export function planLayout(
     const table = 1 + Math.max(1, shownWorkers) + more + 1;
     const sparks = l.details ? 0 : l.sparklines === 'each' ? 1 + counts.workers : l.sparklines === 'total' ? 1 : 0;
     const details = l.details ? DETAILS_LINES : 0;
-    const queues = l.queueRows === 'none' ? 0 : 1 + Math.min(l.queueRowsMax ?? Infinity, queueBodyRows(l.queueRows, counts.retryQueues));
+    const queues =
+      l.queueRows === 'none'
+        ? 0
+        : 1 + Math.min(l.queueRowsMax ?? Infinity, queueBodyRows(l.queueRows, counts.retryQueues, counts.partitionQueues));
     const sections = [table, sparks + details, queues, 1].filter((h) => h > 0).length;
     const gaps = l.gaps ? sections : 0;
     // header 2 + table + sparklines/details + queues + reject reasons 1 + hop latency 0/1 + footer 1
@@ -159,22 +167,29 @@ export function planLayout(
   // (the backlog is what an operator looks for), then the total throughput line.
   const free = () => budget - heightOf(fallback);
   if (fallback.queueRows === 'none' && free() >= 2) {
-    fallback = { ...fallback, queueRows: 'merged', queueRowsMax: Math.min(queueBodyRows('merged', counts.retryQueues), free() - 1) };
+    fallback = {
+      ...fallback,
+      queueRows: 'merged',
+      queueRowsMax: Math.min(queueBodyRows('merged', counts.retryQueues, counts.partitionQueues), free() - 1),
+    };
   }
   if (!fallback.details && fallback.sparklines === 'none' && free() >= 1) fallback = { ...fallback, sparklines: 'total' };
   return withHops(fallback);
 }
 
-/** Rows of the queue panel below its title: process, errors, dead, accounting and the retry steps. */
-export function queueBodyRows(mode: 'each' | 'merged', retryQueues: number): number {
-  return 4 + (mode === 'each' ? retryQueues : Math.min(1, retryQueues));
+/**
+ * Rows of the queue panel below its title: process, errors, dead, accounting, the retry steps, and
+ * one row for the partitions of an ordered namespace (always summed).
+ */
+export function queueBodyRows(mode: 'each' | 'merged', retryQueues: number, partitionQueues = 0): number {
+  return 4 + Math.min(1, partitionQueues) + (mode === 'each' ? retryQueues : Math.min(1, retryQueues));
 }
 
 /**
  * What a layout leaves out that a taller terminal would show, for the footer to say (worker rows
  * cut are said by the table itself: "… N more").
  */
-export function hiddenParts(l: Layout, counts: { workers: number; retryQueues: number; stages?: number }, detailsOpen: boolean): string[] {
+export function hiddenParts(l: Layout, counts: LayoutCounts, detailsOpen: boolean): string[] {
   const hidden: string[] = [];
   if ((counts.stages ?? 0) > 0 && !l.stages) hidden.push('stages');
   if (detailsOpen && !l.details) hidden.push('details');
@@ -182,7 +197,7 @@ export function hiddenParts(l: Layout, counts: { workers: number; retryQueues: n
   else if (!l.details && l.sparklines === 'total' && counts.workers > 1) hidden.push('worker sparklines');
   if (l.queueRows === 'none') hidden.push('queues');
   else if (l.queueRowsMax !== undefined) {
-    const cut = queueBodyRows(l.queueRows, counts.retryQueues) - l.queueRowsMax;
+    const cut = queueBodyRows(l.queueRows, counts.retryQueues, counts.partitionQueues) - l.queueRowsMax;
     if (cut > 0) hidden.push(`${cut} queue ${cut === 1 ? 'row' : 'rows'}`);
   }
   return hidden;

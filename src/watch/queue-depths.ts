@@ -11,8 +11,11 @@ import { describeCause, ServiceUnavailableError } from '../errors.js';
  * unacked count and no rates). Every reading says which source it came from, so the UI can label it.
  */
 
-/** What a queue is for, so the panel can name it and sum the retry steps. */
-export type QueueRole = 'process' | 'retry' | 'errors' | 'dead' | 'accounting';
+/**
+ * What a queue is for, so the panel can name it and sum the retry steps and the partitions (the
+ * process queues of an ordered namespace, `setup --partitions`).
+ */
+export type QueueRole = 'process' | 'partition' | 'retry' | 'errors' | 'dead' | 'accounting';
 
 export interface WatchedQueue {
   readonly name: string;
@@ -23,6 +26,7 @@ export interface WatchedQueue {
 export function watchedQueues(t: Topology): WatchedQueue[] {
   return [
     { name: t.processQueue, role: 'process' },
+    ...(t.ordered?.partitionQueues ?? []).map((name) => ({ name, role: 'partition' as const })),
     ...t.retryQueues.map((q) => ({ name: q.name, role: 'retry' as const })),
     { name: t.errorsQueue, role: 'errors' },
     { name: t.deadQueue, role: 'dead' },

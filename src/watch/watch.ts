@@ -3,8 +3,18 @@ import { connectOnce } from '../amqp/connect.js';
 import { ManagedConnection } from '../amqp/managed-channel.js';
 import { topologyOf } from '../amqp/topology.js';
 import { describeEndpoints, type Config } from '../config/config.js';
+import { createDatabase } from '../db/knex.js';
+import { readPartitionCount } from '../db/partition-leases.js';
 import { NotFoundError } from '../errors.js';
-import { ManagementApiClient, PassiveDeclareReader, QueueDepthReader, vhostOf, watchedQueues, type QueueReading } from './queue-depths.js';
+import {
+  ManagementApiClient,
+  PassiveDeclareReader,
+  QueueDepthReader,
+  vhostOf,
+  watchedQueues,
+  type QueueDepth,
+  type QueueReading,
+} from './queue-depths.js';
 import type { Logger } from '../log.js';
 import {
   emptyStats,
@@ -121,7 +131,7 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
   const tui = io.tty;
   const log = tui ? ctx.log.child({}, { level: 'silent' }) : ctx.log;
   const { config } = ctx;
-  const topology = topologyOf(config);
+  const topology = topologyOf(config, await partitionCountForWatch(config, log));
   const store = new WatchFeedStore(options.staleness);
   const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
   const connection = followStats(config.amqpUrl, topology.statsExchange, store, log);
@@ -236,6 +246,31 @@ async function subscribeOnce(model: ChannelModel, exchange: string, store: Watch
   await subscribeStats(channel, exchange, statsListener(store, log));
 }
 
+/** How long watch waits for the database's answer on the partition count before showing the namespace as unordered. */
+const PARTITIONS_READ_TIMEOUT_MS = 3_000;
+
+/**
+ * The partition count `setup --partitions` recorded (0: unordered), so an ordered namespace's
+ * backlog shows in its partition queues, not as an empty process queue. Watch needs nothing else
+ * from the database: one that does not answer costs the partition rows and a warning, not the view.
+ */
+async function partitionCountForWatch(config: Config, log: Logger): Promise<number> {
+  const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 1 });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${PARTITIONS_READ_TIMEOUT_MS} ms`)), PARTITIONS_READ_TIMEOUT_MS);
+    });
+    return await Promise.race([readPartitionCount(db, config.namespace), timeout]);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not read the partition count from the database; partition queues are not shown');
+    return 0;
+  } finally {
+    clearTimeout(timer);
+    void db.destroy().catch(() => {});
+  }
+}
+
 /** Reads queue depths every interval, one read at a time (a slow API must not pile requests up). */
 function readQueuesEvery(reader: QueueDepthReader, store: WatchFeedStore, intervalMs: number, log: Logger): () => void {
   let busy = false;
@@ -259,7 +294,7 @@ function readQueuesEvery(reader: QueueDepthReader, store: WatchFeedStore, interv
 /** --once / --json: listen a little longer than one snapshot interval, read the queues once, print. */
 async function watchOnce(ctx: CommandContext, options: WatchOptions): Promise<WatchData> {
   const { config, log } = ctx;
-  const topology = topologyOf(config);
+  const topology = topologyOf(config, await partitionCountForWatch(config, log));
   const store = new WatchFeedStore(options.staleness);
   const connection = await connectOnce(config.amqpUrl, log, 'txsim watch --once');
   const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
@@ -427,8 +462,11 @@ export function plainLines(data: WatchData, at: Date): string[] {
     .filter(([, l]) => l.count > 0)
     .map(([hop, l]) => ` ${hop}_p50_ms=${l.p50} ${hop}_p99_ms=${l.p99}`)
     .join('');
+  // A retry step by its delay (retry_250ms), a partition by its number (partition_p3): stable keys.
+  const keyOf = (q: QueueDepth) =>
+    q.role === 'retry' || q.role === 'partition' ? `${q.role}_${q.name.slice(q.name.lastIndexOf('.') + 1)}` : q.role;
   const queues = data.queues
-    ? `queues=${data.queues.source} ${data.queues.queues.map((q) => `${q.role === 'retry' ? `retry_${q.name.slice(q.name.lastIndexOf('.') + 1)}` : q.role}=${q.ready ?? '-'}/${q.unacked ?? '-'}`).join(' ')}`
+    ? `queues=${data.queues.source} ${data.queues.queues.map((q) => `${keyOf(q)}=${q.ready ?? '-'}/${q.unacked ?? '-'}`).join(' ')}`
     : `queues=unavailable`;
   const lines = [
     `ts=${ts} kind=total workers=${t.workers} active=${t.byStatus.active} idle=${t.byStatus.idle} stale=${t.byStatus.stale} gone=${t.byStatus.gone} tx_per_s=${t.ratePerS} applied=${t.applied} rejected=${t.rejected} retried=${t.retried} parked=${t.parked} ${lat(t.endToEndMs)}${hopFields} broker=${data.broker.state}${data.broker.detail ? ` broker_detail=${JSON.stringify(data.broker.detail)}` : ''} ${queues}`,

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
-import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
+import { scrape, sumOf } from '../helpers/prometheus-text.js';
+import { freePort, startTxsim, type TxsimProcess } from './accounting-helpers.js';
 import { authorization, capture, funds, outcomeOf, publishAndWait } from './card-helpers.js';
 
 // Hold expiry by the workers, a capture racing its hold's expiry, and refunds by captureId, through
@@ -15,13 +16,26 @@ describe('hold expiry and refunds by capture', () => {
   let ns: TestNamespace;
   let workers: WorkerProcess[] = [];
   let accounting: TxsimProcess;
+  const metricsPorts: Record<string, number> = {};
 
   beforeAll(async () => {
     ns = await createTestNamespace('expiry');
     expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
     await ns.seed(40, { openingBalanceMinor: 10_000n });
     // Two sweeping workers (SKIP LOCKED shares the holds between them), sweeping every 200 ms.
-    workers = ['e1', 'e2'].map((id) => startWorker(id, ns.env, ['--batch-size', '20', '--max-attempts', '3', '--expire-every', '200ms']));
+    for (const id of ['e1', 'e2']) metricsPorts[id] = await freePort();
+    workers = ['e1', 'e2'].map((id) =>
+      startWorker(id, ns.env, [
+        '--batch-size',
+        '20',
+        '--max-attempts',
+        '3',
+        '--expire-every',
+        '200ms',
+        '--metrics-port',
+        String(metricsPorts[id]),
+      ]),
+    );
     accounting = startTxsim(['accounting', '--prefetch', '50'], ns.env);
     await waitForConsumers(ns, 2, 'two consumers', 20_000);
   });
@@ -205,6 +219,12 @@ describe('hold expiry and refunds by capture', () => {
     for (const check of report.checks) expect(check.violations, check.name).toBe(0);
     expect(report.accounting).toMatchObject({ ok: true, settled: true });
     expect(Number((await ns.db('accounting_statements').where('type', 'hold_expired').count({ n: '*' }))[0]!.n)).toBeGreaterThanOrEqual(1);
+    // The sweeps' counters (--metrics-port) add up to the holds the database shows expired.
+    const expiredHolds = Number((await ns.db('holds').where('state', 'expired').count({ n: '*' }))[0]!.n);
+    let counted = 0;
+    for (const id of ['e1', 'e2'])
+      counted += sumOf(await scrape(`http://127.0.0.1:${metricsPorts[id]}/metrics`), 'txsim_holds_expired_total');
+    expect(counted).toBe(expiredHolds);
   });
 });
 

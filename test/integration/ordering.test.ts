@@ -142,6 +142,22 @@ describe('ordered topology (setup --partitions)', () => {
     for (const queues of where.values()) expect(queues.size).toBe(1);
     // 20 accounts over 4 partitions: more than one partition is used.
     expect(new Set([...where.values()].flatMap((s) => [...s])).size).toBeGreaterThan(1);
+
+    // watch shows that backlog in the partition queues (it reads the partition count setup recorded).
+    type WatchQueue = { name: string; role: string; ready: number | null };
+    let queues: WatchQueue[] = [];
+    await waitFor(
+      async () => {
+        const r = await runTxsim(['watch', '--json', '--listen', '0'], ns.env);
+        expect(r.code, r.stderr).toBe(0);
+        queues = (JSON.parse(r.stdout) as { queues: { queues: WatchQueue[] } }).queues.queues;
+        return queues.filter((q) => q.role === 'partition').reduce((sum, q) => sum + (q.ready ?? 0), 0) === 40;
+      },
+      30_000,
+      'watch to show the 40 messages in the partition queues',
+    );
+    expect(queues.filter((q) => q.role === 'partition').map((q) => q.name)).toEqual(ordered.partitionQueues);
+    expect(queues.find((q) => q.role === 'process')).toMatchObject({ ready: 0 });
   });
 
   it('workers share the partitions fairly and rebalance when one joins or dies', async () => {

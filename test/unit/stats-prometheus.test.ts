@@ -30,11 +30,13 @@ async function txsimMetrics(text: Promise<string>): Promise<Record<string, strin
 describe('Prometheus export', () => {
   it('a worker: conventional names, types and units, counters read from WorkerMetrics at scrape time', async () => {
     const metrics = new WorkerMetrics();
+    const expiryCounts = { expired: 0, busy: 0, failures: 0 };
     const registry = createMetricsRegistry('worker', { worker_id: 'w1' });
     exportWorkerMetrics(registry, {
       metrics,
       connected: () => true,
       relay: () => ({ relayed: 7, batches: 2, failures: 1, pruned: 0, leaseHeld: true }),
+      holdExpiry: () => expiryCounts,
     });
     expect(await txsimMetrics(registry.metrics())).toEqual({
       txsim_transactions_total: 'counter',
@@ -53,6 +55,9 @@ describe('Prometheus export', () => {
       txsim_relay_failures_total: 'counter',
       txsim_outbox_pruned_total: 'counter',
       txsim_relay_lease_held: 'gauge',
+      txsim_holds_expired_total: 'counter',
+      txsim_hold_expiry_deferred_total: 'counter',
+      txsim_hold_expiry_failures_total: 'counter',
     });
 
     // Counted after the exporter was attached: the scrape reads the live counters.
@@ -65,7 +70,11 @@ describe('Prometheus export', () => {
     metrics.recordBatch(4, 1_000, 1_020);
     metrics.recordCommitted(900, 950, 1_000, 1_020);
     metrics.hops.record('queue_wait', 250);
+    Object.assign(expiryCounts, { expired: 5, busy: 2, failures: 1 });
     const samples = parsePrometheusText(await registry.metrics());
+    expect(sumOf(samples, 'txsim_holds_expired_total', { process: 'worker', worker_id: 'w1' })).toBe(5);
+    expect(sumOf(samples, 'txsim_hold_expiry_deferred_total')).toBe(2);
+    expect(sumOf(samples, 'txsim_hold_expiry_failures_total')).toBe(1);
     expect(sumOf(samples, 'txsim_transactions_total', { outcome: 'applied', reason: '', type: 'deposit', worker_id: 'w1' })).toBe(2);
     expect(sumOf(samples, 'txsim_transactions_total', { outcome: 'rejected', reason: 'insufficient_funds', type: 'withdrawal' })).toBe(1);
     expect(sumOf(samples, 'txsim_transactions_total', { outcome: 'rejected', reason: 'invalid_message', type: 'unknown' })).toBe(1);

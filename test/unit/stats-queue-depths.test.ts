@@ -171,6 +171,20 @@ describe('watched queues and vhost', () => {
     ]);
   });
 
+  it('an ordered namespace: its partition queues right after the process queue', () => {
+    const t = topologyFor('ns', [100], 3);
+    expect(watchedQueues(t).map((w) => `${w.role}:${w.name}`)).toEqual([
+      'process:ns.transactions.process',
+      'partition:ns.process.p0',
+      'partition:ns.process.p1',
+      'partition:ns.process.p2',
+      'retry:ns.retry.100ms',
+      'errors:ns.errors',
+      'dead:ns.dead',
+      'accounting:ns.accounting.statements',
+    ]);
+  });
+
   it('takes the vhost from the AMQP URL path', () => {
     expect(vhostOf('amqp://guest:guest@127.0.0.1:5672')).toBe('/');
     expect(vhostOf('amqp://guest:guest@127.0.0.1:5672/')).toBe('/');
