@@ -86,7 +86,8 @@ export function totalCells(t) {
 }
 
 export function queueRow(q) {
-  const name = q.role === 'retry' ? `retry ${q.name.slice(q.name.lastIndexOf('.') + 1)}` : q.role;
+  // A retry step by its delay, a partition of an ordered namespace by its number.
+  const name = q.role === 'retry' || q.role === 'partition' ? `${q.role} ${q.name.slice(q.name.lastIndexOf('.') + 1)}` : q.role;
   return el(
     'tr',
     { dataset: { role: q.role, queue: q.name } },

@@ -125,7 +125,7 @@ export class DashboardStats {
   private stats: StatsState = emptyStats();
   private readonly connection: ManagedConnection;
   private readonly api: ManagementApiClient;
-  private readonly reader: QueueDepthReader;
+  private reader: QueueDepthReader;
   private readonly passive: PassiveDeclareReader;
   private readonly history: DashboardPoint[] = [];
   private readonly listeners = new Set<(frame: DashboardFrame) => void>();
@@ -173,6 +173,14 @@ export class DashboardStats {
     this.api = new ManagementApiClient(options.rabbitmqApiUrl, vhostOf(options.amqpUrl));
     this.passive = new PassiveDeclareReader(this.connection);
     this.reader = new QueueDepthReader(watchedQueues(options.topology), this.api, this.passive);
+  }
+
+  /**
+   * The namespace's topology once its partition count is read (serve reads it from the database
+   * after this object exists): an ordered namespace's backlog is in its partition queues.
+   */
+  useTopology(topology: Topology): void {
+    this.reader = new QueueDepthReader(watchedQueues(topology), this.api, this.passive);
   }
 
   /** Connects (throws ServiceUnavailableError when the broker is unreachable) and starts ticking. */

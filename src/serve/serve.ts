@@ -84,7 +84,9 @@ export async function startServer(
   try {
     const deadline = Date.now() + config.connectTimeoutMs;
     await waitForDatabase(db, config, deadline);
-    publisher.useTopology(topologyOf(config, await readPartitionCount(db, config.namespace)));
+    const namespaceTopology = topologyOf(config, await readPartitionCount(db, config.namespace));
+    publisher.useTopology(namespaceTopology);
+    stats.useTopology(namespaceTopology);
     await waitForBroker(publisher, config, deadline);
     await feed.start();
     await stats.start();

@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../src/amqp/topology.js';
+import { WebSocket } from 'ws';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { createAdminToken, startServe } from '../helpers/serve.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { peekQueue, queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
@@ -158,6 +160,31 @@ describe('ordered topology (setup --partitions)', () => {
     );
     expect(queues.filter((q) => q.role === 'partition').map((q) => q.name)).toEqual(ordered.partitionQueues);
     expect(queues.find((q) => q.role === 'process')).toMatchObject({ ready: 0 });
+
+    // So does the dashboard of `txsim serve` (its WebSocket's stats frames).
+    const serve = await startServe(ns.env);
+    try {
+      const socket = new WebSocket(`${serve.url.replace(/^http/, 'ws')}/v1/dashboard/ws`, {
+        headers: { authorization: `Bearer ${await createAdminToken(ns.env)}` },
+      });
+      const partitionReady = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('no dashboard frame with the partitions holding 40 within 30 s')), 30_000);
+        socket.on('error', reject);
+        socket.on('message', (data: Buffer) => {
+          const frame = JSON.parse(data.toString()) as { type: string; queues?: { queues: WatchQueue[] } | null };
+          const rows = frame.type === 'frame' ? (frame.queues?.queues.filter((q) => q.role === 'partition') ?? []) : [];
+          const ready = rows.reduce((sum, q) => sum + (q.ready ?? 0), 0);
+          if (rows.length === PARTITIONS && ready === 40) {
+            clearTimeout(timer);
+            resolve(ready);
+          }
+        });
+      });
+      socket.close();
+      expect(partitionReady).toBe(40);
+    } finally {
+      await serve.stop();
+    }
   });
 
   it('workers share the partitions fairly and rebalance when one joins or dies', async () => {
