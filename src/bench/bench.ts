@@ -184,7 +184,7 @@ export interface BenchReport {
 const CLI = new URL('../cli.js', import.meta.url).pathname;
 
 /**
- * The card flows of a bench run whose mix has authorizations (not over HTTP: `gen --via` sends none):
+ * The card flows of a bench run whose mix has authorizations (not over HTTP: bench's HTTP runs send none):
  * most are captured (some in two steps, some refunded in part), a fifth voided, the rest left to expire
  * after the run. Follow-ups count in the drain and in the ceiling's message count like the run's own.
  */

@@ -386,8 +386,6 @@ const EXPIRE_AFTER_DEFAULT_MS = 30_000;
 function flowOptionsOf(opts: Record<string, string | boolean | undefined>): FlowOptions | null {
   const str = (key: string) => opts[key] as string | undefined;
   if (!FLOW_FLAGS.some(([key]) => opts[key] !== undefined)) return null;
-  if (opts.via !== undefined)
-    throw new UsageError('--capture-share/--void-share/…: card flows are not sent over --via (publish to RabbitMQ)');
   const captureShare = parseFractionFlag('--capture-share', str('captureShare'), 0);
   const voidShare = parseFractionFlag('--void-share', str('voidShare'), 0);
   if (captureShare + voidShare > 1 + 1e-9)

@@ -196,27 +196,28 @@ export function createFlowPlanner(seed: string, options: FlowOptions, invalidSha
   return { plan };
 }
 
-/** A follow-up as the scheduler holds it: due at `dueMs` (the publisher's clock). */
-export interface ScheduledFollowUp {
+/** A follow-up as the scheduler holds it: due at `dueMs` (the sender's clock). */
+export interface ScheduledFollowUp<T = FollowUp> {
   readonly dueMs: number;
   /** Tie-breaker: the order follow-ups were scheduled in (so equal due times keep a stable order). */
   readonly seq: number;
-  readonly followUp: FollowUp;
+  readonly followUp: T;
 }
 
 /**
- * Pending follow-ups by due time (a binary min-heap): the publisher sends every follow-up due before
- * its next primary message, then the primary; after the last primary it drains the heap.
+ * Pending follow-ups by due time (a binary min-heap): the sender sends every follow-up due before
+ * its next primary message, then the primary; after the last primary it drains the heap. `T` is
+ * what the sender keeps of one (the AMQP publisher the plan's FollowUp, `gen --via` a request).
  */
-export class FollowUpQueue {
-  private readonly heap: ScheduledFollowUp[] = [];
+export class FollowUpQueue<T = FollowUp> {
+  private readonly heap: ScheduledFollowUp<T>[] = [];
   private seq = 0;
 
   get size(): number {
     return this.heap.length;
   }
 
-  push(dueMs: number, followUp: FollowUp): void {
+  push(dueMs: number, followUp: T): void {
     this.heap.push({ dueMs, seq: this.seq++, followUp });
     let i = this.heap.length - 1;
     while (i > 0) {
@@ -227,11 +228,11 @@ export class FollowUpQueue {
     }
   }
 
-  peek(): ScheduledFollowUp | undefined {
+  peek(): ScheduledFollowUp<T> | undefined {
     return this.heap[0];
   }
 
-  pop(): ScheduledFollowUp | undefined {
+  pop(): ScheduledFollowUp<T> | undefined {
     const top = this.heap[0];
     const last = this.heap.pop();
     if (top === undefined || last === undefined || this.heap.length === 0) return top;
@@ -250,7 +251,7 @@ export class FollowUpQueue {
   }
 }
 
-function before(a: ScheduledFollowUp, b: ScheduledFollowUp): boolean {
+function before<T>(a: ScheduledFollowUp<T>, b: ScheduledFollowUp<T>): boolean {
   return a.dueMs < b.dueMs || (a.dueMs === b.dueMs && a.seq < b.seq);
 }
 

@@ -1,7 +1,9 @@
 import type { Knex } from '../db/knex.js';
 import { validateTransaction } from '../domain/message-schema.js';
 import { ServiceUnavailableError } from '../errors.js';
-import { probeServer, sendOverHttp, type HttpProgress } from './http-sender.js';
+import { saveRunFlowsPlanned } from '../db/runs.js';
+import { countPlan, emptyPlannedFlows, followUpBody, type FollowUp } from './flows.js';
+import { probeServer, sendOverHttp, type HttpFollowUp, type HttpProgress } from './http-sender.js';
 import { describeAccountsDist } from './account-choice.js';
 import { prepareRun, type PublishRunHooks, type PublishRunOptions, type RunProgress, type RunSummary } from './publish-run.js';
 
@@ -54,6 +56,21 @@ export async function sendRunOverHttp(
     1_000,
   );
   let invalid = 0;
+  const planned = emptyPlannedFlows();
+  /** A card flow's follow-up as a request: its body made when it goes out, recorded with the run as over AMQP. */
+  const followUpRequest = (followUp: FollowUp): HttpFollowUp => ({
+    delayMs: followUp.delayMs,
+    messageAt: (createdAt) => {
+      const { body, message } = followUpBody(followUp, createdAt);
+      if (!validateTransaction(message)) {
+        throw new Error(`flow produced an invalid ${followUp.type} ${followUp.id}: ${JSON.stringify(validateTransaction.errors)}`);
+      }
+      if (followUp.kind !== 'valid') invalid++;
+      record.addFollowUp(followUp.id);
+      // A flow's poison (a capture of an unknown authorization, or over the hold) is a valid request: the workers reject it.
+      return { id: followUp.id, body, contentType: 'application/json' };
+    },
+  });
   let sent;
   try {
     sent = await sendOverHttp(
@@ -63,7 +80,14 @@ export async function sendRunOverHttp(
           throw new Error(`generator produced an invalid message at index ${index}: ${JSON.stringify(validateTransaction.errors)}`);
         }
         if (generated.kind !== 'valid') invalid++;
-        return { id: generated.id, body: generated.body, contentType: generated.contentType, poison: generated.kind !== 'valid' };
+        if (generated.flow) countPlan(planned, generated.flow);
+        return {
+          id: generated.id,
+          body: generated.body,
+          contentType: generated.contentType,
+          poison: generated.kind !== 'valid',
+          ...(generated.flow ? { followUps: generated.flow.followUps.map(followUpRequest) } : {}),
+        };
       },
       {
         baseUrl: origin,
@@ -85,7 +109,8 @@ export async function sendRunOverHttp(
   } finally {
     clearInterval(saveTimer);
   }
-  const completed = sent.sent === options.count && sent.failed === 0;
+  // As over AMQP, a follow-up that was not accepted leaves the run incomplete.
+  const completed = sent.sent === options.count && sent.failed === 0 && sent.followUps.accepted === sent.followUps.sent;
   await record.finish(
     [],
     {
@@ -102,10 +127,11 @@ export async function sendRunOverHttp(
     options.reconnectTimeoutMs,
     { refusals: sent.refusals, acceptedIds: sent.acceptedIds },
   );
+  // What the flows were planned to do, for verify --run (a run over HTTP is always one gen: no --instance).
+  if (options.flows) await saveRunFlowsPlanned(db, runId, JSON.stringify(planned));
   const answered = Object.values(sent.byStatus).reduce((a, b) => a + b, 0);
   return {
-    // Card flows are not sent over HTTP (`gen --via` refuses the flow flags).
-    flows: null,
+    flows: options.flows ? { planned, published: sent.followUps.sent, confirmed: sent.followUps.accepted } : null,
     runId,
     seed: options.seed,
     via: 'http',

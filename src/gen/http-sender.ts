@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import { Pool } from 'undici';
 import { createLatencyHistogram, percentilesOf, recordMs, type Percentiles } from '../stats/histogram.js';
+import { FollowUpQueue } from './flows.js';
 
 /**
  * The HTTP half of `txsim gen <count> --via <url>`: sends a seeded stream through `POST
@@ -19,6 +20,14 @@ export interface HttpMessage {
   readonly contentType: string;
   /** A poison message (`--invalid`): a 400 for it is the API doing its job, not a failure. */
   readonly poison?: boolean;
+  /** What follows this message (a card flow's captures, void, refund), each at its own time. */
+  readonly followUps?: readonly HttpFollowUp[];
+}
+
+/** A message sent `delayMs` after the intended time of the one it follows; its body is made when it goes out. */
+export interface HttpFollowUp {
+  readonly delayMs: number;
+  readonly messageAt: (createdAt: Date) => HttpMessage;
 }
 
 export interface HttpSendOptions {
@@ -52,6 +61,8 @@ export interface HttpProgress {
 }
 
 export interface HttpSendSummary extends HttpProgress {
+  /** Follow-ups sent and accepted (counted apart from the run's `count` primary messages; in the ids and refusals). */
+  readonly followUps: { readonly sent: number; readonly accepted: number };
   /** Answers by status, e.g. {"202": 990, "400": 10}. */
   readonly byStatus: Record<string, number>;
   /** Requests with no answer (connection refused, reset, timeout). */
@@ -80,6 +91,9 @@ const THROTTLE_RETRIES_MAX = 10;
 /** Longest wait after a 429, whatever its Retry-After says. */
 const THROTTLE_WAIT_MAX_MS = 5_000;
 
+/** How often a lane with nothing due looks again while a primary being made may still add follow-ups. */
+const FOLLOW_UP_POLL_MS = 5;
+
 /** Longest error text kept from an answer body for the summary. */
 const ERROR_TEXT_MAX = 300;
 
@@ -104,14 +118,20 @@ export async function sendOverHttp(
   const acceptedIds: string[] = [];
   const refusals: HttpRefusal[] = [];
   let sent = 0;
-  let refused = 0;
+  /** The answers to the run's primary messages (follow-ups are counted apart). */
+  const primaries = { accepted: 0, refused: 0, failed: 0 };
   let noAnswer = 0;
   let throttled = 0;
   let authStatus: number | null = null;
   let firstError: string | null = null;
   let nextIndex = 0;
+  const followUps = new FollowUpQueue<HttpFollowUp>();
+  /** Primaries taken by a lane and not made yet: each may still schedule follow-ups. */
+  let generating = 0;
+  let followUpsSent = 0;
+  let followUpsAccepted = 0;
   const t0 = performance.now();
-  const progress = (): HttpProgress => ({ sent, accepted: acceptedIds.length, refused, failed: refusals.length - refused });
+  const progress = (): HttpProgress => ({ sent, ...primaries });
 
   /**
    * One POST; a 429 (the server's per-token rate limit) is waited out as its Retry-After says and the
@@ -140,13 +160,9 @@ export async function sendOverHttp(
     }
   };
 
-  const sendOne = async (index: number): Promise<void> => {
-    const intendedMs = options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now();
-    const waitMs = intendedMs - performance.now();
-    if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
-    // In paced mode a message is "created" at its intended time, as over AMQP.
-    const message = messageAt(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
-    sent++;
+  /** One message from its intended send time (performance.now() clock) to its answer. */
+  const post = async (message: HttpMessage, intendedMs: number): Promise<'accepted' | 'refused' | 'failed'> => {
+    let answer: 'accepted' | 'refused' | 'failed' = 'failed';
     try {
       const response = await requestWithThrottle(message);
       const status = response.statusCode;
@@ -154,9 +170,10 @@ export async function sendOverHttp(
       if (status === 200 || status === 202) {
         await response.body.dump();
         acceptedIds.push(message.id);
+        answer = 'accepted';
       } else {
         refusals.push({ id: message.id, status });
-        if (status === 400 && message.poison) refused++;
+        if (status === 400 && message.poison) answer = 'refused';
         else firstError ??= `${status} ${(await response.body.text()).slice(0, ERROR_TEXT_MAX)}`;
         if (AUTH_STATUSES.has(status)) authStatus ??= status;
         await response.body.dump().catch(() => {});
@@ -167,12 +184,61 @@ export async function sendOverHttp(
       firstError ??= (err as Error).message;
     }
     recordMs(histogram, performance.now() - intendedMs);
+    return answer;
   };
 
-  // `concurrency` lanes each take the next index: never more requests in flight than that.
+  const waitUntil = async (atMs: number) => {
+    const waitMs = atMs - performance.now();
+    if (waitMs > 1) await new Promise((resolve) => setTimeout(resolve, waitMs));
+  };
+  const intendedOf = (index: number) => (options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now());
+
+  const sendPrimary = async (index: number, intendedMs: number): Promise<void> => {
+    let message: HttpMessage;
+    try {
+      await waitUntil(intendedMs);
+      // In paced mode a message is "created" at its intended time, as over AMQP.
+      message = messageAt(index, new Date(options.ratePerS > 0 ? performance.timeOrigin + intendedMs : Date.now()));
+    } finally {
+      generating--;
+    }
+    for (const f of message.followUps ?? []) followUps.push(intendedMs + f.delayMs, f);
+    sent++;
+    primaries[await post(message, intendedMs)]++;
+  };
+
+  const sendFollowUp = async (dueMs: number, followUp: HttpFollowUp): Promise<void> => {
+    await waitUntil(dueMs);
+    followUpsSent++;
+    if ((await post(followUp.messageAt(new Date()), dueMs)) === 'accepted') followUpsAccepted++;
+  };
+
+  /**
+   * `concurrency` lanes each take the next thing to send — a follow-up due before the next primary
+   * message, else that primary — so never more requests are in flight than that. After the last
+   * primary the lanes send the follow-ups left, each at its time (a primary still being made may add
+   * some, so a lane waits for those before it ends).
+   */
   const lane = async (): Promise<void> => {
-    for (let index = nextIndex++; index < options.count && !hooks.signal?.aborted && authStatus === null; index = nextIndex++) {
-      await sendOne(index);
+    while (!hooks.signal?.aborted && authStatus === null) {
+      const due = followUps.peek();
+      if (nextIndex < options.count) {
+        const primaryAtMs = intendedOf(nextIndex);
+        if (due && due.dueMs <= primaryAtMs) {
+          followUps.pop();
+          await sendFollowUp(due.dueMs, due.followUp);
+        } else {
+          generating++;
+          await sendPrimary(nextIndex++, primaryAtMs);
+        }
+      } else if (due) {
+        followUps.pop();
+        await sendFollowUp(due.dueMs, due.followUp);
+      } else if (generating > 0) {
+        await new Promise((resolve) => setTimeout(resolve, FOLLOW_UP_POLL_MS));
+      } else {
+        return;
+      }
     }
   };
   const onProgress = hooks.onProgress;
@@ -186,6 +252,7 @@ export async function sendOverHttp(
   onProgress?.(progress());
   return {
     ...progress(),
+    followUps: { sent: followUpsSent, accepted: followUpsAccepted },
     byStatus,
     noAnswer,
     throttled,

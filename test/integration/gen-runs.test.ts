@@ -36,7 +36,6 @@ describe('gen flags outside the contract', () => {
     [['--window', '0'], /--window: 0 must be between 1 and 100000/],
     [['--mix', 'card_authorization=1', '--capture-share', '0.8', '--void-share', '0.3'], /--void-share 0\.3 is more than 1/],
     [['--capture-share', '0.5'], /card flows follow authorizations; give --mix a card_authorization weight/],
-    [['--mix', 'card_authorization=1', '--capture-share', '0.5', '--via', 'http://127.0.0.1:1'], /card flows are not sent over --via/],
     [['--mix', 'card_authorization=1', '--flow-delay', '2s..50ms'], /--flow-delay: 2s\.\.50ms ends before it starts/],
   ])('gen 10 %j is a usage error naming the limit (exit 2)', async (flags, message) => {
     const r = await runTxsim(['gen', '10', ...flags], process.env, 30_000);

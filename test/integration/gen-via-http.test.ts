@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { createAdminToken, startServe, type ServeProcess } from '../helpers/serve.js';
-import { runTxsim, startWorker, type WorkerProcess } from '../helpers/txsim.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { expectValidOutput } from '../helpers/output-schema.js';
 
 /**
@@ -115,6 +115,92 @@ describe('gen --via http', () => {
     expect(report.run).toMatchObject({ expected: 200, lost: 0, duplicated: 0 });
     const [rows] = (await ns.db.raw('SELECT COUNT(*) AS n FROM transactions WHERE run_id = ?', [first.runId])) as [{ n: number }[]];
     expect(Number(rows[0]!.n)).toBe(200);
+  });
+
+  it('card flows: the follow-ups go as requests at their times, the holds end as planned, verify --run accounts for them', async () => {
+    const gen = await txsim(
+      [
+        'gen',
+        '200',
+        '--via',
+        serve.url,
+        '--seed',
+        'via-flows',
+        '--rate',
+        '200',
+        '--mix',
+        'deposit=30,card_authorization=70',
+        '--capture-share',
+        '0.6',
+        '--void-share',
+        '0.2',
+        '--partial-share',
+        '0.5',
+        '--refund-share',
+        '0.3',
+        '--flow-delay',
+        '20ms..300ms',
+        '--expire-after',
+        '2s',
+        '--amount',
+        '100..5000',
+        '--json',
+      ],
+      { TXSIM_TOKEN: token },
+    );
+    expect(gen.code, gen.stderr).toBe(0);
+    const summary = JSON.parse(gen.stdout) as GenJson & {
+      flows: {
+        planned: {
+          authorizations: number;
+          captured: number;
+          voided: number;
+          expired: number;
+          captures: number;
+          voids: number;
+          refunds: number;
+        };
+        published: number;
+        confirmed: number;
+      };
+    };
+    expectValidOutput('gen', summary);
+    const { planned } = summary.flows;
+    expect(planned.authorizations).toBeGreaterThan(100);
+    expect(summary.flows.published).toBe(planned.captures + planned.voids + planned.refunds);
+    expect(summary.flows.confirmed).toBe(summary.flows.published);
+    expect(summary).toMatchObject({ via: 'http', published: 200, confirmed: 200, completed: true });
+    // Every request a POST: the run's own and the follow-ups, each answered 202.
+    expect(summary.http!.byStatus['202']).toBe(200 + summary.flows.published);
+
+    // The run's holds (by authorization id) end as planned, once those left open expired (2 s) and were swept.
+    const holdStates = async () => {
+      const [rows] = (await ns.db.raw(
+        'SELECT h.state, COUNT(*) AS n FROM holds h JOIN transactions t ON t.id = h.id WHERE t.run_id = ? GROUP BY h.state',
+        [summary.runId],
+      )) as [{ state: string; n: number | string }[]];
+      return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+    };
+    const expected = { captured: planned.captured, voided: planned.voided, expired: planned.expired };
+    let states: Record<string, number> = {};
+    await waitFor(
+      async () => {
+        states = await holdStates();
+        return JSON.stringify(states) === JSON.stringify(Object.fromEntries(Object.entries(expected).filter(([, n]) => n > 0)));
+      },
+      30_000,
+      `the holds to end as planned ${JSON.stringify(expected)}`,
+    ).catch(() => expect(states).toEqual(expected));
+    const verify = await txsim(['verify', '--run', summary.runId, '--wait', '60', '--json']);
+    expect(verify.code, verify.stdout).toBe(0);
+    const report = JSON.parse(verify.stdout) as VerifyJson & { run: { followUps: number; flows: unknown } };
+    expect(report.run).toMatchObject({
+      expected: 200 + summary.flows.published,
+      followUps: summary.flows.published,
+      lost: 0,
+      duplicated: 0,
+    });
+    expect(report.run.flows).toMatchObject({ planned, holds: expected });
   });
 
   it('--rate paces the requests', async () => {
