@@ -3,6 +3,7 @@ import { browseQueue } from '../amqp/browse.js';
 import { ConfirmPublisher, type PublishOutcome } from '../amqp/publisher.js';
 import { HEADERS, type Topology } from '../amqp/topology.js';
 import type { FailureRecord } from '../db/transaction-failures.js';
+import { ERROR_MESSAGE_CHARS_MAX } from '../domain/attempt-event.js';
 import { LOWERCASE_UUID_PATTERN } from '../domain/ids.js';
 import { bodyFields, checkQueue, originalRoutingKey, SCAN_MAX } from './inspect-errors.js';
 
@@ -200,7 +201,7 @@ export function replayRecords(report: ReplayReport): FailureRecord[] {
             accountId: r.accountId,
             attempt: r.attemptsBefore ?? 0,
             errorCode: 'replayed',
-            errorMessage: `put back on ${report.exchange} (${r.routingKey}) from ${report.queue}`,
+            errorMessage: `put back on ${report.exchange} (${r.routingKey}) from ${report.queue}`.slice(0, ERROR_MESSAGE_CHARS_MAX),
             workerId: 'txsim replay-dead',
             failedAt: new Date(r.replayedAt),
           },

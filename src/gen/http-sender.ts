@@ -209,6 +209,8 @@ export async function sendOverHttp(
 
   const sendFollowUp = async (dueMs: number, followUp: HttpFollowUp): Promise<void> => {
     await waitUntil(dueMs);
+    // Interrupted meanwhile: not sent, so not made (made is recorded with the run).
+    if (hooks.signal?.aborted) return;
     followUpsSent++;
     if ((await post(followUp.messageAt(new Date()), dueMs)) === 'accepted') followUpsAccepted++;
   };

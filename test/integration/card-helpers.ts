@@ -38,3 +38,26 @@ export async function publishAndWait(ns: TestNamespace, bodies: Record<string, u
     `${ids.length} outcomes`,
   );
 }
+
+/**
+ * gen's card-flow flags of the flow tests (over AMQP and `--via`): every ending, partial captures and
+ * refunds, holds left open expiring 3 s after their authorization; rich accounts see every plan through.
+ */
+export const CARD_FLOW_GEN_ARGS: readonly string[] = [
+  '--mix',
+  'deposit=20,transfer=20,card_authorization=60',
+  '--capture-share',
+  '0.6',
+  '--void-share',
+  '0.2',
+  '--partial-share',
+  '0.5',
+  '--refund-share',
+  '0.3',
+  '--flow-delay',
+  '20ms..400ms',
+  '--expire-after',
+  '3s',
+  '--amount',
+  '100..5000',
+];

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim, spawnTxsim, startWorker, waitFor, type WorkerProcess, waitForConsumers } from '../helpers/txsim.js';
 import { startTxsim, type TxsimProcess } from './accounting-helpers.js';
+import { CARD_FLOW_GEN_ARGS } from './card-helpers.js';
 
 // gen's card flows (authorization → capture / void / nothing, refunds) through real workers: the hold
 // outcomes gen planned are the ones the ledger ends with, and verify --run accounts for every
@@ -42,27 +43,7 @@ describe('gen card flows', () => {
     await waitForConsumers(ns, 2, 'two consumers', 20_000);
   }
 
-  const genArgs = [
-    '--seed',
-    'flows-7',
-    '--mix',
-    'deposit=20,transfer=20,card_authorization=60',
-    '--capture-share',
-    '0.6',
-    '--void-share',
-    '0.2',
-    '--partial-share',
-    '0.5',
-    '--refund-share',
-    '0.3',
-    '--flow-delay',
-    '20ms..400ms',
-    '--expire-after',
-    '3s',
-    '--amount',
-    '100..5000',
-    '--json',
-  ];
+  const genArgs = [...CARD_FLOW_GEN_ARGS, '--seed', 'flows-7', '--json'];
 
   async function verifyRun(runId: string): Promise<{ run: Record<string, unknown>; checks: { name: string; violations: number }[] }> {
     const verify = await runTxsim(['verify', '--run', runId, '--wait', '60', '--json'], ns.env);

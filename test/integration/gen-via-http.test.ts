@@ -3,6 +3,8 @@ import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js
 import { createAdminToken, startServe, type ServeProcess } from '../helpers/serve.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { expectValidOutput } from '../helpers/output-schema.js';
+import type { RunSummary } from '../../src/gen/publish-run.js';
+import { CARD_FLOW_GEN_ARGS } from './card-helpers.js';
 
 /**
  * `txsim gen --via <url>`: a seeded run through a real `txsim serve` to real workers, recorded so
@@ -118,52 +120,11 @@ describe('gen --via http', () => {
   });
 
   it('card flows: the follow-ups go as requests at their times, the holds end as planned, verify --run accounts for them', async () => {
-    const gen = await txsim(
-      [
-        'gen',
-        '200',
-        '--via',
-        serve.url,
-        '--seed',
-        'via-flows',
-        '--rate',
-        '200',
-        '--mix',
-        'deposit=30,card_authorization=70',
-        '--capture-share',
-        '0.6',
-        '--void-share',
-        '0.2',
-        '--partial-share',
-        '0.5',
-        '--refund-share',
-        '0.3',
-        '--flow-delay',
-        '20ms..300ms',
-        '--expire-after',
-        '2s',
-        '--amount',
-        '100..5000',
-        '--json',
-      ],
-      { TXSIM_TOKEN: token },
-    );
+    const gen = await txsim(['gen', '200', '--via', serve.url, '--seed', 'via-flows', '--rate', '200', ...CARD_FLOW_GEN_ARGS, '--json'], {
+      TXSIM_TOKEN: token,
+    });
     expect(gen.code, gen.stderr).toBe(0);
-    const summary = JSON.parse(gen.stdout) as GenJson & {
-      flows: {
-        planned: {
-          authorizations: number;
-          captured: number;
-          voided: number;
-          expired: number;
-          captures: number;
-          voids: number;
-          refunds: number;
-        };
-        published: number;
-        confirmed: number;
-      };
-    };
+    const summary = JSON.parse(gen.stdout) as GenJson & { flows: NonNullable<RunSummary['flows']> };
     expectValidOutput('gen', summary);
     const { planned } = summary.flows;
     expect(planned.authorizations).toBeGreaterThan(100);
@@ -173,7 +134,7 @@ describe('gen --via http', () => {
     // Every request a POST: the run's own and the follow-ups, each answered 202.
     expect(summary.http!.byStatus['202']).toBe(200 + summary.flows.published);
 
-    // The run's holds (by authorization id) end as planned, once those left open expired (2 s) and were swept.
+    // The run's holds (by authorization id) end as planned, once those left open expired (3 s) and were swept.
     const holdStates = async () => {
       const [rows] = (await ns.db.raw(
         'SELECT h.state, COUNT(*) AS n FROM holds h JOIN transactions t ON t.id = h.id WHERE t.run_id = ? GROUP BY h.state',

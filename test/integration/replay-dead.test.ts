@@ -28,6 +28,23 @@ const depth = (queue: string) => queueDepth(ns.amqp, queue);
 const deadDepthBecomes = (n: number) =>
   waitFor(async () => (await depth(ns.topology.deadQueue)) === n, 10_000, `the dead queue to hold ${n}`);
 
+/** Puts a message in the dead queue as a worker parks one after 5 attempts, with `routingKey` as its original routing key. */
+async function parkByHand(body: Record<string, unknown>, routingKey: string): Promise<void> {
+  const channel = await ns.amqp.createConfirmChannel();
+  channel.sendToQueue(ns.topology.deadQueue, Buffer.from(JSON.stringify(body)), {
+    persistent: true,
+    contentType: 'application/json',
+    messageId: body.id as string,
+    headers: {
+      [HEADERS.attempts]: 5,
+      [HEADERS.lastError]: 'ER_LOCK_DEADLOCK: Deadlock found',
+      [HEADERS.originalRoutingKey]: routingKey,
+    },
+  });
+  await channel.waitForConfirms();
+  await channel.close();
+}
+
 async function outcome(id: string) {
   return ns.db('transactions').where('id', id).first('status', 'attempts', 'worker_id');
 }
@@ -140,19 +157,7 @@ describe('txsim replay-dead', () => {
   it('a message whose routing key no longer routes stays parked (exit 6), never lost', async () => {
     // Parked by hand with a routing key nothing is bound to: the republish comes back unroutable.
     const body = txBody({ accountId: 1 });
-    const channel = await ns.amqp.createConfirmChannel();
-    channel.sendToQueue(ns.topology.deadQueue, Buffer.from(JSON.stringify(body)), {
-      persistent: true,
-      contentType: 'application/json',
-      messageId: body.id as string,
-      headers: {
-        [HEADERS.attempts]: 5,
-        [HEADERS.lastError]: 'ER_LOCK_DEADLOCK: Deadlock found',
-        [HEADERS.originalRoutingKey]: 'nowhere.bound',
-      },
-    });
-    await channel.waitForConfirms();
-    await channel.close();
+    await parkByHand(body, 'nowhere.bound');
     const r = await runTxsim(['replay-dead', '--json'], ns.env);
     expect(r.code).toBe(6);
     expect((JSON.parse(r.stdout) as ReplayReport).failed).toEqual([{ id: body.id, error: expect.stringContaining('unroutable') }]);
@@ -164,19 +169,7 @@ describe('txsim replay-dead', () => {
     await worker.stop();
     const body = txBody({ accountId: 1, amountMinor: 4_200 });
     const id = body.id as string;
-    const channel = await ns.amqp.createConfirmChannel();
-    channel.sendToQueue(ns.topology.deadQueue, Buffer.from(JSON.stringify(body)), {
-      persistent: true,
-      contentType: 'application/json',
-      messageId: id,
-      headers: {
-        [HEADERS.attempts]: 5,
-        [HEADERS.lastError]: 'ER_LOCK_DEADLOCK: Deadlock found',
-        [HEADERS.originalRoutingKey]: 'tx.deposit',
-      },
-    });
-    await channel.waitForConfirms();
-    await channel.close();
+    await parkByHand(body, 'tx.deposit');
     const replay = await runTxsim(['replay-dead', '--id', id], ns.env);
     expect(replay.code, replay.stderr).toBe(0);
 
