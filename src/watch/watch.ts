@@ -263,6 +263,8 @@ async function partitionCountForWatch(config: Config, log: Logger): Promise<numb
     });
     return await Promise.race([readPartitionCount(db, config.namespace), timeout]);
   } catch (err) {
+    // No database for the namespace: it was never set up, so it is not ordered (the missing exchange says the rest).
+    if ((err as { code?: string }).code === 'ER_BAD_DB_ERROR') return 0;
     log.warn({ err: (err as Error).message }, 'could not read the partition count from the database; partition queues are not shown');
     return 0;
   } finally {
