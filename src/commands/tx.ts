@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { entriesOfTransaction } from '../db/ledger.js';
-import { findFailures, lastFailedAttempt, type FailureRecord } from '../db/transaction-failures.js';
+import { findFailures, lastFailedAttempt, stateAfter, type FailureRecord } from '../db/transaction-failures.js';
 import { getHold } from '../db/holds.js';
 import { getTransaction, outcomeOfRow } from '../db/transactions.js';
 import { peekDeadIds } from '../verify/broker-counts.js';
@@ -89,7 +89,7 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
       return ctx.out(
         toJson({
           id: txId,
-          status: last.state === 'replayed' ? 'queued' : last.state,
+          status: stateAfter(last),
           ...(last.state === 'parked' ? { queue: deadQueue } : {}),
           // A replay starts the count again: nothing has failed since.
           attempts: last.state === 'replayed' ? null : last.attempt,

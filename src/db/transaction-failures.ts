@@ -34,6 +34,11 @@ interface RawFailure {
   failed_at: Date;
 }
 
+/** Where a record leaves a message that has no outcome: in a delay queue, parked, or queued again after a replay. */
+export function stateAfter(record: FailureRecord): 'retrying' | 'parked' | 'queued' {
+  return record.state === 'replayed' ? 'queued' : record.state;
+}
+
 /** The latest record of an attempt that failed (a replay is not one); undefined when none failed. */
 export function lastFailedAttempt(records: readonly FailureRecord[]): FailureRecord | undefined {
   for (let i = records.length - 1; i >= 0; i--) if (records[i]!.state !== 'replayed') return records[i];

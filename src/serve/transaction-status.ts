@@ -1,6 +1,6 @@
 import { findOutcome, findSubmission, type Outcome, type Submission } from '../db/api-submissions.js';
 import type { Knex } from '../db/knex.js';
-import { findFailures, lastFailedAttempt, type FailureRecord } from '../db/transaction-failures.js';
+import { findFailures, lastFailedAttempt, stateAfter, type FailureRecord } from '../db/transaction-failures.js';
 import type { FeedEvent, FeedState } from './feed-hub.js';
 
 /** A failed attempt as the status shows it: which attempt, and the worker's error code and first line. */
@@ -74,9 +74,8 @@ export function viewOf(
   if (outcome) timeline.push({ state: outcome.status, at: outcome.processedAt.toISOString() });
   const lastRecord = failures.at(-1);
   const lastFailure = lastFailedAttempt(failures);
-  const replayed = lastRecord?.state === 'replayed';
   // Without an outcome, the latest record says where the message is: a replay put it back in the queue.
-  const recorded: FeedState | null = !lastRecord ? null : lastRecord.state === 'replayed' ? 'queued' : lastRecord.state;
+  const recorded = lastRecord ? stateAfter(lastRecord) : null;
   const status: FeedState = outcome?.status ?? recorded ?? (submission?.publishedAt ? 'queued' : 'accepted');
   return {
     id,
@@ -89,7 +88,7 @@ export function viewOf(
     reason: outcome?.reason ?? null,
     detail: outcome?.detail ?? null,
     // A replay starts the count again: nothing has failed since.
-    attempts: outcome?.attempts ?? (replayed ? null : (lastFailure?.attempt ?? null)),
+    attempts: outcome?.attempts ?? (recorded === 'queued' ? null : (lastFailure?.attempt ?? null)),
     lastError: lastFailure
       ? {
           attempt: lastFailure.attempt,

@@ -42,10 +42,9 @@ const COLUMNS = [
 /** `process`, `errors`…; a retry step by its delay (`retry 250ms`), a partition by its number; merged rows by their count. */
 function labelOf(q: QueueDepth): string {
   if (q.role !== 'retry' && q.role !== 'partition') return q.role;
-  if (q.name.includes('×')) return q.name;
+  // A merged row's name (`retry ×4`) has no dot; a queue's always does.
   const dot = q.name.lastIndexOf('.');
-  const suffix = dot === -1 ? q.name : q.name.slice(dot + 1);
-  return q.role === 'retry' ? `retry ${suffix}` : `partition ${suffix}`;
+  return dot === -1 ? q.name : `${q.role} ${q.name.slice(dot + 1)}`;
 }
 
 /** Sums the queues of one role into one row (a compact layout has no room for four retry steps, none for 64 partitions). */
