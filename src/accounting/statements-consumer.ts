@@ -186,14 +186,14 @@ export class AccountingConsumer {
     const { msg } = delivery;
     const decoded = decodeAccountingMessage(msg.content);
     if (!decoded.ok) {
-      if (await this.recordInvalid(msg, decoded.detail, msg.content)) this.ack(delivery);
+      if (await this.recordInvalid(msg, 0, decoded.detail, msg.content)) this.ack(delivery);
       return;
     }
     const forwards: Promise<boolean>[] = [];
     let complete = true;
-    for (const element of decoded.elements) {
+    for (const [i, element] of decoded.elements.entries()) {
       if (!element.ok) {
-        complete = await this.recordInvalid(msg, element.detail, element.body);
+        complete = await this.recordInvalid(msg, i + 1, element.detail, element.body);
       } else {
         const stored = await this.storeEvent(msg, element.event);
         complete = stored !== null;
@@ -207,13 +207,20 @@ export class AccountingConsumer {
     if (complete && forwarded.every(Boolean)) this.ack(delivery);
   }
 
-  /** Keeps what is not an accounting event in accounting_invalid_events; false when shutdown came first. */
-  private async recordInvalid(msg: Delivery['msg'], detail: string, body: Buffer): Promise<boolean> {
+  /**
+   * Keeps what is not an accounting event in accounting_invalid_events (`position` 0: the whole message,
+   * n: its nth event); false when shutdown came first. A delivery that came back finds its record there.
+   */
+  private async recordInvalid(msg: Delivery['msg'], position: number, detail: string, body: Buffer): Promise<boolean> {
     const messageId = messageIdOf(msg);
     const stored = await this.retryDb('record invalid event', () =>
-      recordInvalidEvent(this.deps.db, { messageId, routingKey: msg.fields.routingKey, detail, body }),
+      recordInvalidEvent(this.deps.db, { messageId, position, routingKey: msg.fields.routingKey, detail, body }),
     );
     if (!stored) return false;
+    if (!stored.value) {
+      this.deps.log.debug({ messageId, position }, 'invalid element recorded already; a repeated delivery');
+      return true;
+    }
     this.metrics.invalid++;
     this.deps.log.warn({ messageId, detail }, 'not an accounting event; recorded in accounting_invalid_events');
     return true;

@@ -91,19 +91,28 @@ function outcomeColumns(db: Knex, result: WebhookOutcome, now: Date) {
   };
 }
 
-/** Keeps a delivery that is not an accounting event, so it is acknowledged without being lost. */
+/**
+ * Keeps a delivery, or one element of it, that is not an accounting event, so it is acknowledged without
+ * being lost. `position` is 0 for the message as a whole, n for its nth event. False when the same message
+ * id and position are recorded already (a delivery that came back), so nothing was inserted.
+ */
 export async function recordInvalidEvent(
   db: Knex,
-  msg: { messageId: string | null; routingKey: string; detail: string; body: Buffer },
+  msg: { messageId: string | null; position: number; routingKey: string; detail: string; body: Buffer },
   now: Date = new Date(),
-): Promise<void> {
-  await db('accounting_invalid_events').insert({
-    message_id: msg.messageId?.slice(0, 255) ?? null,
-    routing_key: msg.routingKey.slice(0, 255),
-    detail: msg.detail.slice(0, 255),
-    body: msg.body.toString('utf8').slice(0, 4_096),
-    received_at: now,
-  });
+): Promise<boolean> {
+  const [id] = await db('accounting_invalid_events')
+    .insert({
+      message_id: msg.messageId?.slice(0, 255) ?? null,
+      element_position: msg.position,
+      routing_key: msg.routingKey.slice(0, 255),
+      detail: msg.detail.slice(0, 255),
+      body: msg.body.toString('utf8').slice(0, 4_096),
+      received_at: now,
+    })
+    .onConflict(['message_id', 'element_position'])
+    .ignore();
+  return Number(id) > 0;
 }
 
 type StatementRow = {

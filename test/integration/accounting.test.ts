@@ -174,4 +174,57 @@ describe('accounting statements', () => {
     await waitFor(async () => (await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount === 0, 5_000, 'both acked');
     await ns.db('accounting_statements').where('account_id', 900_001).del();
   });
+
+  it('a message that comes back records its bad elements once; one without a message id cannot be told apart', async () => {
+    await ns.db('accounting_invalid_events').del();
+    const good: AccountingEvent = {
+      eventId: randomUUID(),
+      transactionId: randomUUID(),
+      accountId: 900_002,
+      accountSeq: 1,
+      type: 'deposit',
+      outcome: 'applied',
+      reason: null,
+      amountMinor: 700n,
+      currency: 'EUR',
+      balanceAfterMinor: 700n,
+      occurredAt: new Date().toISOString(),
+    };
+    const wire = JSON.parse(encodeAccountingEvents([good]).toString()) as { version: number; events: unknown[] };
+    wire.events.push({ ...(wire.events[0] as object), eventId: 'not-a-uuid' });
+    const body = Buffer.from(JSON.stringify(wire));
+    const messageId = `${good.eventId}+2`;
+    // The same bytes and id twice: what the consumer sees when a delivery comes back after its first
+    // consumer stopped before the ack (and what a relay that published twice sends). Then a message
+    // bad as a whole, twice with an id and twice without.
+    const channel = await ns.amqp.createConfirmChannel();
+    try {
+      for (let copy = 0; copy < 2; copy++) {
+        channel.publish(ns.topology.accountingExchange, 'events', body, { persistent: true, messageId });
+        channel.publish(ns.topology.accountingExchange, 'events', Buffer.from('{"version":1}'), { persistent: true, messageId: 'whole-bad' });
+        channel.publish(ns.topology.accountingExchange, 'events', Buffer.from('{"version":1}'), { persistent: true });
+      }
+      await channel.waitForConfirms();
+    } finally {
+      await channel.close();
+    }
+    await waitFor(async () => (await queueState(ns.amqp, ns.topology.accountingQueue)).messageCount === 0, 20_000, 'all six acked');
+    await waitFor(
+      async () => Number((await ns.db('accounting_invalid_events').count({ n: '*' }))[0]!.n) >= 4,
+      10_000,
+      'the records written',
+    );
+    const rows: { message_id: string | null; element_position: number; detail: string }[] = await ns
+      .db('accounting_invalid_events')
+      .orderBy('id')
+      .select('message_id', 'element_position', 'detail');
+    const byKey = (id: string | null, position: number) => rows.filter((r) => r.message_id === id && r.element_position === position);
+    expect(byKey(messageId, 2)).toHaveLength(1);
+    expect(byKey(messageId, 2)[0]!.detail).toBe('event 2 of 2: eventId must be a lowercase UUID');
+    expect(byKey('whole-bad', 0)).toHaveLength(1);
+    expect(byKey(null, 0)).toHaveLength(2);
+    expect(rows).toHaveLength(4);
+    expect(Number((await ns.db('accounting_statements').where('account_id', 900_002).count({ n: '*' }))[0]!.n)).toBe(1);
+    await ns.db('accounting_statements').where('account_id', 900_002).del();
+  });
 });
