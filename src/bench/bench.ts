@@ -184,7 +184,7 @@ export interface BenchReport {
 const CLI = new URL('../cli.js', import.meta.url).pathname;
 
 /**
- * The card flows of a bench run whose mix has authorizations (not over HTTP: bench's HTTP runs send none):
+ * The card flows of a bench run whose mix has authorizations, over AMQP or HTTP alike:
  * most are captured (some in two steps, some refunded in part), a fifth voided, the rest left to expire
  * after the run. Follow-ups count in the drain and in the ceiling's message count like the run's own.
  */
@@ -214,7 +214,7 @@ export function benchRunOptions(options: BenchOptions): PublishRunOptions {
     windowMax: 2_000,
     confirmTimeoutMs: 60_000,
     reconnectTimeoutMs: 60_000,
-    ...(options.via !== 'http' && (options.mix.card_authorization ?? 0) > 0 ? { flows: BENCH_CARD_FLOWS } : {}),
+    ...((options.mix.card_authorization ?? 0) > 0 ? { flows: BENCH_CARD_FLOWS } : {}),
   };
 }
 

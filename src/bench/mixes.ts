@@ -13,6 +13,6 @@ export const BENCH_V1_MIX: BenchMix = mixOf({ deposit: 40, withdrawal: 30, card_
 
 /**
  * `--mix full`, bench's default: every money movement of contract v1.1, transfers and card holds beside
- * the v1 types. Its authorizations are card flows (BENCH_CARD_FLOWS) when bench publishes to RabbitMQ.
+ * the v1 types. Its authorizations are card flows (BENCH_CARD_FLOWS), over AMQP and over HTTP.
  */
 export const BENCH_FULL_MIX: BenchMix = mixOf({ deposit: 30, withdrawal: 20, card_payment: 20, transfer: 20, card_authorization: 10 });
