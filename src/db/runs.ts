@@ -178,13 +178,32 @@ export async function runFollowUpIds(db: Knex, runId: string): Promise<string[]>
   return rows.map((r) => r.transaction_id);
 }
 
-/** Saves what gen planned for a run's card flows (JSON). */
-export async function saveRunFlowsPlanned(db: Knex, runId: string, plannedJson: string): Promise<void> {
-  await db('runs').where('id', runId).update({ flows_planned_json: plannedJson });
+/** Saves what gen planned for a run's card flows (JSON): the whole run's, or one instance's share of a split run. */
+export async function saveRunFlowsPlanned(db: Knex, runId: string, plannedJson: string, instanceNo: number | null = null): Promise<void> {
+  if (instanceNo === null) await db('runs').where('id', runId).update({ flows_planned_json: plannedJson });
+  else await db('run_instances').where({ run_id: runId, instance_no: instanceNo }).update({ flows_planned_json: plannedJson });
 }
 
 /**
- * The card flows of a run as verify shows them: what gen planned (null when it saved no plan), its
+ * A split run's plan: the sum of its instances' shares once every instance has saved one, else null
+ * (an instance still running, or a namespace set up before sql/013: `*` reads no such column then).
+ */
+async function instancesPlannedJson(db: Knex, runId: string): Promise<string | null> {
+  const rows = await orNoneBeforeSetup(
+    db('run_instances').where('run_id', runId).select<{ instance_count: number; flows_planned_json?: string | null }[]>('*'),
+  );
+  if (rows.length === 0 || rows.length < Number(rows[0]!.instance_count)) return null;
+  const sum: Record<string, number> = {};
+  for (const row of rows) {
+    if (!row.flows_planned_json) return null;
+    for (const [key, n] of Object.entries(JSON.parse(row.flows_planned_json) as Record<string, number>)) sum[key] = (sum[key] ?? 0) + n;
+  }
+  return JSON.stringify(sum);
+}
+
+/**
+ * The card flows of a run as verify shows them: what gen planned (null when it saved no plan; a split
+ * run's once all its instances saved theirs), its
  * applied authorizations' holds by state, and its authorizations rejected (which have no hold).
  */
 export async function runFlowOutcomes(
@@ -201,7 +220,7 @@ export async function runFlowOutcomes(
     .where({ run_id: runId, type: 'card_authorization', status: 'rejected' })
     .count<{ n: number | string }[]>({ n: '*' });
   return {
-    plannedJson: run?.flows_planned_json ?? null,
+    plannedJson: run?.flows_planned_json ?? (await instancesPlannedJson(db, runId)),
     holdsByState: Object.fromEntries(states[0].map((r) => [r.state, Number(r.n)])),
     authorizationsRejected: Number(rejected[0]?.n ?? 0),
   };

@@ -396,9 +396,10 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
     },
     options.reconnectTimeoutMs,
   );
-  // What the flows were planned to do, for verify --run to show beside what the holds did. Only for a
-  // run of one gen: the instances of a split run would each save their share over the others'.
-  if (options.flows && instance.count === 1) await saveRunFlowsPlanned(deps.db, runId, JSON.stringify(run.planned));
+  // What the flows were planned to do, for verify --run to show beside what the holds did: each
+  // instance of a split run saves its own share, and verify adds them up.
+  if (options.flows)
+    await saveRunFlowsPlanned(deps.db, runId, JSON.stringify(run.planned), instance.count === 1 ? null : instance.no);
   return {
     runId,
     seed: options.seed,

@@ -91,6 +91,40 @@ describe('gen card flows', () => {
     expect((JSON.parse(again.stdout) as GenFlowsSummary).flows.planned).toEqual(planned);
   });
 
+  it('a run split over two gen instances: verify --run shows the sum of their plans, and the holds end as it says', async () => {
+    await start();
+    const args = [...CARD_FLOW_GEN_ARGS, '--seed', 'flows-split', '--rate', '300', '--json'];
+    const gens = ['1/2', '2/2'].map((k) => spawnTxsim(['gen', '400', '--instance', k, ...args], ns.env));
+    const halves: GenFlowsSummary[] = [];
+    for (const g of gens) {
+      const done = await g.done;
+      expect(done.code, done.stderr).toBe(0);
+      halves.push(JSON.parse(done.stdout) as GenFlowsSummary);
+    }
+    const [a, b] = halves.map((h) => h.flows.planned) as [GenFlowsSummary['flows']['planned'], GenFlowsSummary['flows']['planned']];
+    expect(a.authorizations).toBeGreaterThan(50);
+    expect(b.authorizations).toBeGreaterThan(50);
+    const sum = Object.fromEntries(Object.entries(a).map(([k, n]) => [k, n + b[k as keyof typeof b]]));
+    await waitFor(
+      async () => {
+        const s = await holdStates(ns);
+        return (s.open ?? 0) + (s.partially_captured ?? 0) === 0;
+      },
+      30_000,
+      'every hold closed',
+    );
+    expect(await holdStates(ns)).toEqual({ captured: sum.captured, voided: sum.voided, expired: sum.expired });
+    const report = await verifyRun(halves[0]!.runId);
+    expect(halves[1]!.runId).toBe(halves[0]!.runId);
+    const published = halves[0]!.flows.published + halves[1]!.flows.published;
+    expect(report.run).toMatchObject({ expected: 400 + published, followUps: published, lost: 0, duplicated: 0 });
+    expect(report.run.flows).toEqual({
+      planned: sum,
+      holds: { captured: sum.captured, voided: sum.voided, expired: sum.expired },
+      authorizationsRejected: 0,
+    });
+  });
+
   it('a worker killed between authorizations and their captures loses nothing', async () => {
     await start();
     const gen = spawnTxsim(['gen', '600', '--rate', '300', ...genArgs], ns.env);
