@@ -7,6 +7,8 @@
 #   scripts/galera.sh status    one line per node: name, pid <os pid>, mysql:// URL, state, cluster size
 #   scripts/galera.sh urls      the DATABASE_URL list of the three nodes (comma-separated), for txsim
 #   scripts/galera.sh stop N | start N | kill N    stop (clean), start again (it rejoins), or kill -9 one node
+#   scripts/galera.sh isolate N | rejoin N         cut one running node off the others (it stays up and accepts
+#                               connections, but is non-Primary and refuses work), or let it back in
 #
 # Node n (1..3) listens on 127.0.0.1:3310+n (socket $TXSIM_GALERA_DIR/node<n>/mysqld.sock), group communication
 # on 4557+10n, incremental state transfer on 4558+10n, full state transfer (rsync) on 4554+10n; data and logs in
@@ -30,7 +32,7 @@ NODES=(1 2 3)
 PROVIDER=/usr/lib/galera/libgalera_smm.so
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 node_name() { printf 'txsim-galera%s' "$1"; }
@@ -168,6 +170,30 @@ kill_node() {
   txsim_kill_process "$(node_name "$1")" "$pid"
 }
 
+# Galera's own switch for this (gmcast.isolate): the node drops its group connections and refuses new ones, so
+# it sees a component of one out of three — non-Primary, wsrep_ready OFF — while the other two go on as Primary.
+isolate_node() {
+  pid_of "$1" >/dev/null || txsim_die 3 "$(node_name "$1") is not running"
+  node_sql "$1" "SET GLOBAL wsrep_provider_options = 'gmcast.isolate=1'" || txsim_die 3 "$(node_name "$1"): could not isolate it"
+  local deadline=$((SECONDS + WAIT_S))
+  until [[ $(node_sql "$1" "SHOW STATUS LIKE 'wsrep_cluster_status'" | awk '{ print $2 }') == non-Primary ]]; do
+    ((SECONDS < deadline)) || txsim_die 3 "$(node_name "$1") did not become non-Primary within ${WAIT_S}s"
+    sleep 1
+  done
+  txsim_say "$(node_name "$1") isolated: non-Primary, refusing work"
+}
+
+rejoin_node() {
+  pid_of "$1" >/dev/null || txsim_die 3 "$(node_name "$1") is not running"
+  node_sql "$1" "SET GLOBAL wsrep_provider_options = 'gmcast.isolate=0'" || txsim_die 3 "$(node_name "$1"): could not end its isolation"
+  local deadline=$((SECONDS + WAIT_S))
+  until is_synced "$1" && [[ $(node_sql "$1" "SHOW STATUS LIKE 'wsrep_cluster_status'" | awk '{ print $2 }') == Primary ]]; do
+    ((SECONDS < deadline)) || txsim_die 3 "$(node_name "$1") did not rejoin within ${WAIT_S}s: see $(node_dir "$1")/error.log"
+    sleep 1
+  done
+  txsim_say "$(node_name "$1") rejoined: Primary, Synced"
+}
+
 status_line() {
   local n=$1 pid state
   pid=$(pid_of "$n" || printf '-')
@@ -201,7 +227,7 @@ main() {
       for n in "${NODES[@]}"; do status_line "$n"; done
       ;;
     urls) urls ;;
-    stop | start | kill)
+    stop | start | kill | isolate | rejoin)
       require_galera
       txsim_check_node_arg "${2:-}"
       "$1_node" "$2"

@@ -44,7 +44,7 @@ export async function handleWorker(ctx: CommandContext, options: WorkerCommandOp
       readCommitted: true,
       multipleStatements: true,
     },
-    { onNodeChange: (from, to) => log.warn({ from, to }, 'database node unreachable; moved to the next') },
+    { onNodeChange: ({ from, to, fault, detail }) => log.warn({ from, to, detail }, `database node ${fault}; moved to the next`) },
   );
   // The namespace's mode (setup --partitions) decides the topology: read before anything declares it.
   let partitions: number;

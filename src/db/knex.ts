@@ -1,7 +1,7 @@
 import knexModule, { type Knex } from 'knex';
 import { redactUrl } from '../config/redact.js';
 import { NotFoundError, ServiceUnavailableError } from '../errors.js';
-import { DatabaseNodes } from './database-nodes.js';
+import { DatabaseNodes, isNodeNotReady, probeNode, type NodeFault } from './database-nodes.js';
 
 export type { Knex };
 // knex is CommonJS; its default export is the factory.
@@ -55,14 +55,20 @@ export function connectionFromUrl(databaseUrl: string, databaseName: string | nu
   };
 }
 
+/** What a process is told when it moves to another database node, and why. */
+export type NodeMove = { readonly from: string; readonly to: string; readonly fault: NodeFault; readonly detail: string };
+
+/** The node list of each multi-node database, for `reportDatabaseError`. */
+const nodesOf = new WeakMap<Knex, DatabaseNodes>();
+
 /**
  * A knex instance for the txsim database. Call `checkDatabase` to fail fast when it is unreachable.
  * With several nodes in `databaseUrl` (a Galera cluster), connections go to one node at a time and
- * move to the next when it fails (DatabaseNodes).
+ * move to the next when it fails or refuses work (DatabaseNodes).
  */
-export function createDatabase(options: DatabaseOptions, hooks: { onNodeChange?: (from: string, to: string) => void } = {}): Knex {
+export function createDatabase(options: DatabaseOptions, hooks: { onNodeChange?: (move: NodeMove) => void } = {}): Knex {
   const multipleStatements = options.multipleStatements ?? false;
-  const nodes = new DatabaseNodes(options.databaseUrl);
+  const nodes = new DatabaseNodes(options.databaseUrl, (url) => probeNode(connectionFromUrl(url, null, false)));
   const connection =
     nodes.count === 1
       ? connectionFromUrl(options.databaseUrl, options.databaseName, multipleStatements)
@@ -71,15 +77,25 @@ export function createDatabase(options: DatabaseOptions, hooks: { onNodeChange?:
           const node = await nodes.choose(hooks.onNodeChange);
           return { ...connectionFromUrl(node.url, options.databaseName, multipleStatements), expirationChecker: node.expired };
         };
-  const db = buildKnex(options, connection);
+  const db = buildKnex(options, connection, nodes.count > 1 ? nodes : null);
   if (nodes.count > 1) {
+    nodesOf.set(db, nodes);
     // tarn's pool (knex's) reports every connection it could not create.
     (db.client as { pool?: { on(event: 'createFail', listener: () => void): void } }).pool?.on('createFail', () => nodes.markSuspect());
+    db.on('query-error', (err: unknown) => reportDatabaseError(db, err));
   }
   return db;
 }
 
-function buildKnex(options: DatabaseOptions, connection: Knex.Config['connection']): Knex {
+/**
+ * Tells a multi-node database about an error of a statement it ran outside knex's query builder (the
+ * worker's pipelined batches): a node that refused work (1047) is probed before the next connection.
+ */
+export function reportDatabaseError(db: Knex, err: unknown): void {
+  if (isNodeNotReady(err)) nodesOf.get(db)?.markSuspect();
+}
+
+function buildKnex(options: DatabaseOptions, connection: Knex.Config['connection'], nodes: DatabaseNodes | null): Knex {
   const lockWait = options.lockWaitTimeoutS;
   return createKnex({
     client: 'mysql2',
@@ -99,6 +115,7 @@ function buildKnex(options: DatabaseOptions, connection: Knex.Config['connection
           `sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')`,
           ...(lockWait ? [`innodb_lock_wait_timeout = ${Math.max(1, Math.floor(lockWait))}`] : []),
         ];
+        nodes?.track(conn as unknown as Parameters<DatabaseNodes['track']>[0]);
         conn.query(`SET SESSION ${settings.join(', ')}`, (err) => {
           if (err || !options.readCommitted) return done(err, conn);
           // Same statement on MariaDB and MySQL 8 (their variable names differ).

@@ -1,4 +1,5 @@
-import type { Knex } from './knex.js';
+import { isNodeNotReady } from './database-nodes.js';
+import { reportDatabaseError, type Knex } from './knex.js';
 
 /** MySQL/MariaDB errors worth retrying: the same work will likely succeed on another try. */
 export const RETRYABLE_ERRNOS = new Set([
@@ -27,8 +28,8 @@ export function isConnectionError(err: unknown): boolean {
   if (e?.name === 'KnexTimeoutError') return true; // no connection could be acquired in time
   if (e?.code && CONNECTION_CODES.has(e.code)) return true;
   if (e?.fatal === true) return true; // mysql2 marks errors that killed the connection
-  // 1047: a Galera node that lost the primary component (or is still joining) refuses work: the database is unavailable.
-  return e?.errno === 2006 || e?.errno === 2013 || e?.errno === 1927 || e?.errno === 1053 || e?.errno === 1047;
+  // A Galera node that lost the primary component (or is still joining) refuses work: the database is unavailable.
+  return e?.errno === 2006 || e?.errno === 2013 || e?.errno === 1927 || e?.errno === 1053 || isNodeNotReady(err);
 }
 
 /** True for errors a retry can cure: deadlock, lock-wait timeout, duplicate race, lost connection. */
@@ -135,6 +136,7 @@ export async function withPipelinedTransaction<T>(
       if (open && !committed) throw new Error('pipelined transaction ended without commit');
       return value;
     } catch (err) {
+      reportDatabaseError(db, err);
       if (open && !committed) await send(['ROLLBACK']).catch(() => {}); // a dead connection rolls back by itself
       throw err;
     } finally {
