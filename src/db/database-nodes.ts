@@ -84,7 +84,9 @@ export class DatabaseNodes {
    * none does, the round ends where it began, and the connect error names that node; the next failure
    * starts another round). Returns the node and a checker that says when its settings are out of date.
    */
-  async choose(onMove?: (move: { from: string; to: string; fault: NodeFault; detail: string }) => void): Promise<{ url: string; expired: () => boolean }> {
+  async choose(
+    onMove?: (move: { from: string; to: string; fault: NodeFault; detail: string }) => void,
+  ): Promise<{ url: string; expired: () => boolean }> {
     if (this.suspect && this.urls.length > 1) {
       this.suspect = false;
       const from = this.describe();

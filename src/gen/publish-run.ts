@@ -398,8 +398,7 @@ export async function publishRun(deps: PublishRunDeps, options: PublishRunOption
   );
   // What the flows were planned to do, for verify --run to show beside what the holds did: each
   // instance of a split run saves its own share, and verify adds them up.
-  if (options.flows)
-    await saveRunFlowsPlanned(deps.db, runId, JSON.stringify(run.planned), instance.count === 1 ? null : instance.no);
+  if (options.flows) await saveRunFlowsPlanned(deps.db, runId, JSON.stringify(run.planned), instance.count === 1 ? null : instance.no);
   return {
     runId,
     seed: options.seed,

@@ -91,7 +91,11 @@ describe.skipIf(!canControlServices)('Galera faults', () => {
     try {
       const r = await run.done;
       expect(r.code, r.stderr).toBe(0);
-      await verifyScenario(s, 'Galera: the node the workers write to (node 1) non-Primary for the rest of the run', runIdForSeed('galera-isolate-writer'));
+      await verifyScenario(
+        s,
+        'Galera: the node the workers write to (node 1) non-Primary for the rest of the run',
+        runIdForSeed('galera-isolate-writer'),
+      );
       for (const w of s.workers) expect(w.output()).toMatch(/database node (unreachable|not ready)[^"]*; moved to the next/);
     } finally {
       await galera('rejoin', '1');

@@ -201,7 +201,10 @@ describe('accounting statements', () => {
     try {
       for (let copy = 0; copy < 2; copy++) {
         channel.publish(ns.topology.accountingExchange, 'events', body, { persistent: true, messageId });
-        channel.publish(ns.topology.accountingExchange, 'events', Buffer.from('{"version":1}'), { persistent: true, messageId: 'whole-bad' });
+        channel.publish(ns.topology.accountingExchange, 'events', Buffer.from('{"version":1}'), {
+          persistent: true,
+          messageId: 'whole-bad',
+        });
         channel.publish(ns.topology.accountingExchange, 'events', Buffer.from('{"version":1}'), { persistent: true });
       }
       await channel.waitForConfirms();

@@ -62,7 +62,9 @@ describe('DATABASE_URL with several nodes', () => {
     expect(JSON.parse(verify.stdout).run).toMatchObject({ lost: 0, duplicated: 0 });
     // It said where it went, without a password.
     expect(worker.output()).toMatch(
-      new RegExp(`"to":"mysql://root@127\\.0\\.0\\.1:${b.port}[^"]*","detail":"[^"]*","msg":"database node unreachable; moved to the next"`),
+      new RegExp(
+        `"to":"mysql://root@127\\.0\\.0\\.1:${b.port}[^"]*","detail":"[^"]*","msg":"database node unreachable; moved to the next"`,
+      ),
     );
     expect(worker.child.exitCode, 'the worker is still running').toBeNull();
   });

@@ -29,13 +29,15 @@ describe('DatabaseNodes', () => {
     const chosen = await nodes.choose((m) => moves.push(m));
     expect(chosen.url).toBe('mysql://root@127.0.0.1:3312');
     expect(calls).toEqual([3311, 3312]);
-    expect(moves).toEqual([{ from: 'mysql://root@127.0.0.1:3311', to: 'mysql://root@127.0.0.1:3312', fault: 'not ready', detail: 'port 3311 not ready' }]);
+    expect(moves).toEqual([
+      { from: 'mysql://root@127.0.0.1:3311', to: 'mysql://root@127.0.0.1:3312', fault: 'not ready', detail: 'port 3311 not ready' },
+    ]);
     // Not suspect any more: the next connection does not probe.
     await nodes.choose();
     expect(calls).toHaveLength(2);
   });
 
-  it('a node marked suspect is probed again; a move expires the settings and marks the old node\'s connections disposed', async () => {
+  it("a node marked suspect is probed again; a move expires the settings and marks the old node's connections disposed", async () => {
     const faulty = new Map<number, 'unreachable' | 'not ready'>();
     const { probe, calls } = probeOf(faulty);
     const nodes = new DatabaseNodes(URLS, probe);
@@ -74,7 +76,13 @@ describe('DatabaseNodes', () => {
   });
 
   it('with no node taking work it comes round to where it began: the connect error then names that node', async () => {
-    const { probe } = probeOf(new Map([[3311, 'unreachable'], [3312, 'unreachable'], [3313, 'not ready']]));
+    const { probe } = probeOf(
+      new Map([
+        [3311, 'unreachable'],
+        [3312, 'unreachable'],
+        [3313, 'not ready'],
+      ]),
+    );
     const nodes = new DatabaseNodes(URLS, probe);
     expect((await nodes.choose()).url).toBe('mysql://root@127.0.0.1:3311');
     nodes.markSuspect();
@@ -83,7 +91,12 @@ describe('DatabaseNodes', () => {
 
   it('1047, and 1180 that names the primary component, count as a node not ready; nothing else does', () => {
     expect(isNodeNotReady({ errno: 1047, code: 'ER_UNKNOWN_COM_ERROR' })).toBe(true);
-    expect(isNodeNotReady({ errno: 1180, message: 'Error while appending streaming replication fragment(provider status: Not connected to Primary Component)' })).toBe(true);
+    expect(
+      isNodeNotReady({
+        errno: 1180,
+        message: 'Error while appending streaming replication fragment(provider status: Not connected to Primary Component)',
+      }),
+    ).toBe(true);
     expect(isNodeNotReady({ errno: 1180, message: 'Got error 28 during COMMIT' })).toBe(false);
     expect(isNodeNotReady({ errno: 1213 })).toBe(false);
     expect(isNodeNotReady(null)).toBe(false);
