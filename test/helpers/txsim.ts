@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Channel, ChannelModel } from 'amqplib';
 import { browseQueue } from '../../src/amqp/browse.js';
+import { WORKER_NODE_OPTIONS } from '../../src/worker/node-options.js';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 
@@ -59,8 +60,12 @@ export interface WorkerProcess {
   kill(): Promise<void>;
 }
 
+/** A `txsim worker` process started as the README, demo and compose file start one: with the worker's heap cap. */
 export function startWorker(id: string, env: NodeJS.ProcessEnv, extraArgs: readonly string[] = []): WorkerProcess {
-  const child = spawn(process.execPath, [CLI, 'worker', '--id', id, ...extraArgs], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...WORKER_NODE_OPTIONS, CLI, 'worker', '--id', id, ...extraArgs], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
