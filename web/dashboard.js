@@ -278,8 +278,10 @@ function addRecent(events) {
   for (const e of events) {
     let row = state.recentRows.get(e.transactionId);
     if (row) {
-      // A stage event that arrives after the outcome (the feeds are separate queues) must not hide it.
-      if (e.event === 'stage' && (row.dataset.outcome === 'applied' || row.dataset.outcome === 'rejected')) continue;
+      // An event that arrives after the outcome must not hide it: the feed's events come from different
+      // publishers (a worker's stage events, the relay's outcomes, replay-dead's queued), in no fixed order.
+      const final = (outcome) => outcome === 'applied' || outcome === 'rejected';
+      if (!final(e.event) && final(row.dataset.outcome)) continue;
       row.replaceChildren(...recentCells(e));
       row.dataset.outcome = e.event;
       continue;

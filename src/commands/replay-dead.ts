@@ -2,8 +2,15 @@ import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { SCAN_MAX } from '../dead-letters/inspect-errors.js';
-import { replayDead, replayRecords, type ReplayOptions, type ReplayReport } from '../dead-letters/replay-dead.js';
-import { insertFailures } from '../db/transaction-failures.js';
+import {
+  publishReplayEvents,
+  replayDead,
+  replayEvents,
+  replayRecords,
+  type ReplayOptions,
+  type ReplayReport,
+} from '../dead-letters/replay-dead.js';
+import { insertFailures, type FailureRecord } from '../db/transaction-failures.js';
 import { parseIntFlag } from '../config/parse.js';
 import { NotFoundError, PublishIncompleteError, UsageError } from '../errors.js';
 import { withDatabase } from './accounts.js';
@@ -14,13 +21,18 @@ import { UUID_PATTERN } from '../domain/ids.js';
 /** Republishes parked messages; exit 6 when some could not be republished, 5 when an --id was not parked. */
 export async function handleReplayDead(ctx: CommandContext, options: ReplayOptions & { json: boolean }): Promise<ReplayReport> {
   const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim replay-dead');
+  const topology = topologyOf(ctx.config);
   let report: ReplayReport;
   try {
-    report = await replayDead({ connection, topology: topologyOf(ctx.config) }, options);
+    report = await replayDead({ connection, topology }, options);
+    const records = replayRecords(report);
+    await recordReplays(ctx, records);
+    // After the record: a live view that re-reads the status on this event finds it queued.
+    if (!(await publishReplayEvents(connection, topology.feedExchange, replayEvents(records)).catch(() => false)))
+      ctx.log.warn({ exchange: topology.feedExchange }, 'replayed and recorded, but the live feed event could not be published');
   } finally {
     await connection.close().catch(() => {});
   }
-  await recordReplays(ctx, report);
   ctx.out(options.json ? toJson(report) : formatReplayReport(report));
   if (report.failed.length > 0) {
     throw new PublishIncompleteError(
@@ -39,8 +51,7 @@ export async function handleReplayDead(ctx: CommandContext, options: ReplayOptio
  * until its next attempt. Best-effort, like the workers' records: the messages are already back in
  * the queue, so a database that cannot take the records costs a warning, not the replay.
  */
-async function recordReplays(ctx: CommandContext, report: ReplayReport): Promise<void> {
-  const records = replayRecords(report);
+async function recordReplays(ctx: CommandContext, records: readonly FailureRecord[]): Promise<void> {
   if (records.length === 0) return;
   try {
     await withDatabase(ctx, (db) => insertFailures(db, records));

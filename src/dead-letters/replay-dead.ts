@@ -3,7 +3,7 @@ import { browseQueue } from '../amqp/browse.js';
 import { ConfirmPublisher, type PublishOutcome } from '../amqp/publisher.js';
 import { HEADERS, type Topology } from '../amqp/topology.js';
 import type { FailureRecord } from '../db/transaction-failures.js';
-import { ERROR_MESSAGE_CHARS_MAX } from '../domain/attempt-event.js';
+import { attemptRoutingKey, encodeAttemptEvent, ERROR_MESSAGE_CHARS_MAX, type AttemptEvent } from '../domain/attempt-event.js';
 import { LOWERCASE_UUID_PATTERN } from '../domain/ids.js';
 import { bodyFields, checkQueue, originalRoutingKey, SCAN_MAX } from './inspect-errors.js';
 
@@ -207,4 +207,46 @@ export function replayRecords(report: ReplayReport): FailureRecord[] {
           },
         ],
   );
+}
+
+/** The live feed's event of each recorded replay (`replayed` on `<ns>.feed`; serve pushes it as `queued`). */
+export function replayEvents(records: readonly FailureRecord[]): AttemptEvent[] {
+  return records.map((r) => ({
+    transactionId: r.transactionId,
+    state: 'replayed',
+    attempt: r.attempt,
+    accountId: r.accountId,
+    type: null,
+    amountMinor: null,
+    currency: null,
+    errorCode: r.errorCode,
+    errorMessage: r.errorMessage,
+    workerId: r.workerId,
+    at: r.failedAt.toISOString(),
+  }));
+}
+
+/**
+ * Publishes the replay events to the feed exchange, transient and unconfirmed like the workers' attempt
+ * events: a live view nobody may be watching. Best-effort: false when the channel failed (no feed
+ * exchange, say); the replay itself is done and recorded by then.
+ */
+export async function publishReplayEvents(
+  connection: ChannelModel,
+  feedExchange: string,
+  events: readonly AttemptEvent[],
+): Promise<boolean> {
+  if (events.length === 0) return true;
+  const channel = await connection.createChannel();
+  let failed = false;
+  channel.on('error', () => (failed = true));
+  for (const event of events)
+    channel.publish(feedExchange, attemptRoutingKey(event), encodeAttemptEvent(event), {
+      contentType: 'application/json',
+      persistent: false,
+    });
+  // A round trip after the publishes: a missing exchange has closed the channel by the time it answers.
+  await channel.checkExchange(feedExchange).catch(() => (failed = true));
+  await channel.close().catch(() => {});
+  return !failed;
 }

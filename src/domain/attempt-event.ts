@@ -3,7 +3,10 @@
  * error and was sent back through a delay queue (`retrying`) or given up into the parking queue
  * (`parked`). It is transient — the live feed's, not a record: the durable record of the same failure
  * is the `transaction_failures` row. It is published only after the retry or park publish was
- * confirmed, so it never announces a move that did not happen.
+ * confirmed, so it never announces a move that did not happen. `txsim replay-dead` publishes one more
+ * state, `replayed`, for each parked message it put back (after the broker confirmed the copy), so a
+ * live view sees it queued again; it carries the attempts before the park (0 when RabbitMQ, not a
+ * worker, parked it) and, like its `transaction_failures` row, error code `replayed`.
  */
 
 import { jsonObjectOf } from './json-body.js';
@@ -12,12 +15,12 @@ import { LOWERCASE_UUID_PATTERN } from './ids.js';
 /** Version of the wire format; a reader ignores any other. */
 export const ATTEMPT_EVENT_VERSION = 1;
 
-export type AttemptState = 'retrying' | 'parked';
+export type AttemptState = 'retrying' | 'parked' | 'replayed';
 
 export interface AttemptEvent {
   readonly transactionId: string;
   readonly state: AttemptState;
-  /** The attempt that failed: 1 for the first delivery, reset to 1 by `replay-dead`. */
+  /** The attempt that failed: 1 for the first delivery, reset to 1 by `replay-dead`; for `replayed`, the attempts before the park (0 or more). */
   readonly attempt: number;
   /** Null when the message could not be read far enough to know them. */
   readonly accountId: number | null;
@@ -63,8 +66,10 @@ export function decodeAttemptEvent(body: Buffer): DecodedAttemptEvent {
   if (o.version !== ATTEMPT_EVENT_VERSION) return fail(`version ${JSON.stringify(o.version)} is not ${ATTEMPT_EVENT_VERSION}`);
   if (typeof o.transactionId !== 'string' || !LOWERCASE_UUID_PATTERN.test(o.transactionId))
     return fail('transactionId must be a lowercase UUID');
-  if (o.state !== 'retrying' && o.state !== 'parked') return fail('state must be retrying or parked');
-  if (!(Number.isSafeInteger(o.attempt) && (o.attempt as number) >= 1)) return fail('attempt must be a positive integer');
+  if (o.state !== 'retrying' && o.state !== 'parked' && o.state !== 'replayed') return fail('state must be retrying, parked or replayed');
+  const attemptMin = o.state === 'replayed' ? 0 : 1;
+  if (!(Number.isSafeInteger(o.attempt) && (o.attempt as number) >= attemptMin))
+    return fail(attemptMin === 0 ? 'attempt must be a whole number' : 'attempt must be a positive integer');
   if (o.accountId !== null && !Number.isSafeInteger(o.accountId)) return fail('accountId must be an integer or null');
   if (!nullableString(o.type, 16)) return fail('type must be a string of at most 16 characters or null');
   if (o.amountMinor !== null && !(typeof o.amountMinor === 'string' && MINOR.test(o.amountMinor)))

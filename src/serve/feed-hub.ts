@@ -61,8 +61,20 @@ export function feedEventOf(event: AccountingEvent): FeedEvent {
   };
 }
 
-/** The feed event of a worker's attempt event (a retry scheduled, or the message parked). */
+/** The feed event of an attempt event: a retry scheduled, the message parked, or put back by `replay-dead` (`queued` again). */
 export function feedEventOfAttempt(event: AttemptEvent): FeedEvent {
+  if (event.state === 'replayed')
+    return {
+      event: 'queued',
+      transactionId: event.transactionId,
+      accountId: event.accountId,
+      type: event.type,
+      amountMinor: event.amountMinor,
+      currency: event.currency,
+      balanceAfterMinor: null,
+      reason: null,
+      at: event.at,
+    };
   return {
     event: event.state,
     transactionId: event.transactionId,

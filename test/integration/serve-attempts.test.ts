@@ -110,7 +110,7 @@ describe('retrying and parked through serve', () => {
     await ns?.cleanup();
   });
 
-  it('a message that keeps failing: retrying (attempt, last error) then parked, over HTTP, the feed, a restart and tx show', async () => {
+  it('a message that keeps failing: retrying (attempt, last error) then parked, over HTTP, the feed, a restart and tx show; replayed: queued, then applied', async () => {
     const id = randomUUID();
     const feed = await follow(server, token, id);
     const holder = await holdAccount(ns.db, 2);
@@ -191,6 +191,23 @@ describe('retrying and parked through serve', () => {
     expectValidOutput('tx-show', doc);
     const text = await runTxsim(['tx', 'show', id], ns.env);
     expect(text.stdout).toContain(`parked in ${ns.topology.deadQueue} after attempt ${MAX_ATTEMPTS}`);
+
+    // replay-dead puts it back (the account is free now). With no worker running, the copy waits in the
+    // queue: a subscriber sees replay-dead's own `queued` event, then, once a worker runs, the outcome,
+    // and the subscription ends.
+    await worker.stop();
+    const watcher = await follow(server, token, id, true);
+    const replay = await runTxsim(['replay-dead', '--id', id], ns.env);
+    expect(replay.code, replay.stderr).toBe(0);
+    await waitFor(() => watcher.events.some((e) => e.event === 'queued'), 10_000, 'the queued event');
+    expect(watcher.events).toEqual([
+      expect.objectContaining({ event: 'parked', transactionId: id }),
+      expect.objectContaining({ event: 'queued', transactionId: id, accountId: 2 }),
+    ]);
+    expect(watcher.events[1]).not.toHaveProperty('lastError');
+    worker = startWorker('aw1', ns.env, ['--batch-size', '1', '--max-attempts', String(MAX_ATTEMPTS), '--lock-wait-timeout', '1']);
+    expect(await watcher.closed).toBe(1000);
+    expect(watcher.events.map((e) => e.event)).toEqual(['parked', 'queued', 'applied']);
   });
 
   it('a message applied after a failed attempt: retrying on the feed, then applied and a normal close; the timeline keeps the retry', async () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { plural } from '../../src/commands/format.js';
 import { formatReplayReport } from '../../src/commands/replay-dead.js';
-import { replayRecords, type ReplayReport } from '../../src/dead-letters/replay-dead.js';
+import { replayEvents, replayRecords, type ReplayReport } from '../../src/dead-letters/replay-dead.js';
 
 const report = (replayed: number): ReplayReport => ({
   queue: 'ns.dead',
@@ -53,5 +53,22 @@ describe('the records of a replay', () => {
       },
       expect.objectContaining({ transactionId: '5f0c0000-0000-4000-8000-000000000001', attempt: 0 }),
     ]);
+  });
+
+  it('and one live feed event per record, saying the same', () => {
+    const [first] = replayEvents(replayRecords(report(1)));
+    expect(first).toEqual({
+      transactionId: '5f0c0000-0000-4000-8000-000000000000',
+      state: 'replayed',
+      attempt: 5,
+      accountId: 7,
+      type: null,
+      amountMinor: null,
+      currency: null,
+      errorCode: 'replayed',
+      errorMessage: 'put back on ns.transactions (tx.deposit) from ns.dead',
+      workerId: 'txsim replay-dead',
+      at: '2026-12-07T02:00:00.000Z',
+    });
   });
 });

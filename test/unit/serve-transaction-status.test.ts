@@ -174,6 +174,32 @@ describe('attempt event', () => {
     });
   });
 
+  it("a replay (replay-dead's event, attempt 0 when RabbitMQ parked it) round-trips and becomes a queued feed event without attempt or error", () => {
+    const replayed: AttemptEvent = {
+      ...event,
+      state: 'replayed',
+      attempt: 0,
+      type: null,
+      amountMinor: null,
+      currency: null,
+      errorCode: 'replayed',
+    };
+    expect(decodeAttemptEvent(encodeAttemptEvent(replayed))).toEqual({ ok: true, event: replayed });
+    expect(feedEventOfAttempt(replayed)).toEqual({
+      event: 'queued',
+      transactionId: ID,
+      accountId: 42,
+      type: null,
+      amountMinor: null,
+      currency: null,
+      balanceAfterMinor: null,
+      reason: null,
+      at: at(3).toISOString(),
+    });
+    const negative = Buffer.from(JSON.stringify({ ...JSON.parse(encodeAttemptEvent(replayed).toString()), attempt: -1 }));
+    expect(decodeAttemptEvent(negative)).toEqual({ ok: false, detail: 'attempt must be a whole number' });
+  });
+
   it.each([
     ['not JSON', Buffer.from('{')],
     ['another version', Buffer.from(JSON.stringify({ ...JSON.parse(encodeAttemptEvent(event).toString()), version: 2 }))],
