@@ -49,7 +49,9 @@ run batched-3w-hot    --workers 3 --count "$N" --accounts 10000 --hot-accounts 0
 # publishing pattern saves every program on the path, and what it costs in latency (counted from the due time).
 for i in $(seq 1 "$REPEATS"); do
   run "paced-2000$([[ $i -gt 1 ]] && echo "-r$i")" --workers 3 --rate 2000 --duration "$([[ -n "$QUICK" ]] && echo 10 || echo 60)" --accounts 10000
-  run "paced-2000-linger20$([[ $i -gt 1 ]] && echo "-r$i")" --workers 3 --rate 2000 --duration "$([[ -n "$QUICK" ]] && echo 10 || echo 60)" --accounts 10000 --linger 20
+  # The same seed as the run it is paired with (the later --seed wins): the same stream, sent in groups.
+  run "paced-2000-linger20$([[ $i -gt 1 ]] && echo "-r$i")" --workers 3 --rate 2000 --duration "$([[ -n "$QUICK" ]] && echo 10 || echo 60)" --accounts 10000 --linger 20 \
+    --seed "bench-paced-2000$([[ $i -gt 1 ]] && echo "-r$i")"
 done
 run profiled-3w       --workers 3 --count "$N" --accounts 10000 --cpu-prof
 if [[ -z "$QUICK" ]]; then

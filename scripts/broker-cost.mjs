@@ -14,6 +14,7 @@ import { Buffer } from 'node:buffer';
 import amqp from 'amqplib';
 import { pidsNamed, CpuSampler } from '../dist/bench/cpu-sampler.js';
 import { parseIntFlag } from '../dist/config/parse.js';
+import { medianOf as median } from '../dist/stats/median.js';
 
 let rounds, count;
 try {
@@ -124,8 +125,6 @@ for (let r = 1; r <= rounds; r++) {
     console.log(`round ${r} ${variant.padEnd(8)} broker ${res.usPerMessage.toFixed(1).padStart(5)} µs/message  ${res.perS} messages/s`);
   }
 }
-// The middle value (the upper of the two middle ones for an even number of rounds).
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log(`\nmedian of ${rounds} rounds, ${count} messages each:`);
 const base = median(results.base.map((x) => x.usPerMessage));
 for (const [variant, rs] of Object.entries(results)) {

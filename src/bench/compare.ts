@@ -8,6 +8,8 @@
  * is shown as missing, not compared).
  */
 
+import { medianOf } from '../stats/median.js';
+
 /** Which direction of a figure is an improvement. */
 export type Better = 'higher' | 'lower';
 
@@ -304,15 +306,12 @@ function perTx(report: BenchJsonValue, cpuPct: number | null): number | null {
   return round((cpuPct * 10_000) / rate, 1);
 }
 
-/** Outcomes (applied + rejected) per second over the seconds that had any: the steady rate, not diluted by start-up and tail. */
+/** Outcomes (applied + rejected) per second over the seconds that had any (their median, as every median of the bench tooling): the steady rate, not diluted by start-up and tail. */
 function medianOutcomesPerS(report: BenchJsonValue): number | null {
   const rates = secondsOf(report)
     .map((s) => (numberAt(s, 'applied') ?? 0) + (numberAt(s, 'rejected') ?? 0))
-    .filter((n) => n > 0)
-    .sort((a, b) => a - b);
-  if (rates.length === 0) return null;
-  const mid = rates.length >> 1;
-  return rates.length % 2 ? rates[mid]! : (rates[mid - 1]! + rates[mid]!) / 2;
+    .filter((n) => n > 0);
+  return rates.length === 0 ? null : medianOf(rates);
 }
 
 /**
