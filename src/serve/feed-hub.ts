@@ -63,20 +63,8 @@ export function feedEventOf(event: AccountingEvent): FeedEvent {
 
 /** The feed event of an attempt event: a retry scheduled, the message parked, or put back by `replay-dead` (`queued` again). */
 export function feedEventOfAttempt(event: AttemptEvent): FeedEvent {
-  if (event.state === 'replayed')
-    return {
-      event: 'queued',
-      transactionId: event.transactionId,
-      accountId: event.accountId,
-      type: event.type,
-      amountMinor: event.amountMinor,
-      currency: event.currency,
-      balanceAfterMinor: null,
-      reason: null,
-      at: event.at,
-    };
-  return {
-    event: event.state,
+  const base: FeedEvent = {
+    event: event.state === 'replayed' ? 'queued' : event.state,
     transactionId: event.transactionId,
     accountId: event.accountId,
     type: event.type,
@@ -85,9 +73,11 @@ export function feedEventOfAttempt(event: AttemptEvent): FeedEvent {
     balanceAfterMinor: null,
     reason: null,
     at: event.at,
-    attempt: event.attempt,
-    lastError: { code: event.errorCode, message: event.errorMessage },
   };
+  // A replay is no failed attempt: its `queued` carries neither.
+  return event.state === 'replayed'
+    ? base
+    : { ...base, attempt: event.attempt, lastError: { code: event.errorCode, message: event.errorMessage } };
 }
 
 /** The feed event of a worker's stage event (one stage of one attempt entered or left). */

@@ -22,6 +22,18 @@ async function holdStates(ns: TestNamespace): Promise<Record<string, number>> {
   return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
 }
 
+/** Waits (up to 30 s) until no hold is open or partially captured: every flow has ended. */
+async function waitForHoldsClosed(ns: TestNamespace): Promise<void> {
+  await waitFor(
+    async () => {
+      const s = await holdStates(ns);
+      return (s.open ?? 0) + (s.partially_captured ?? 0) === 0;
+    },
+    30_000,
+    'every hold closed',
+  );
+}
+
 describe('gen card flows', () => {
   let ns: TestNamespace;
   let workers: WorkerProcess[] = [];
@@ -105,14 +117,7 @@ describe('gen card flows', () => {
     expect(a.authorizations).toBeGreaterThan(50);
     expect(b.authorizations).toBeGreaterThan(50);
     const sum = Object.fromEntries(Object.entries(a).map(([k, n]) => [k, n + b[k as keyof typeof b]]));
-    await waitFor(
-      async () => {
-        const s = await holdStates(ns);
-        return (s.open ?? 0) + (s.partially_captured ?? 0) === 0;
-      },
-      30_000,
-      'every hold closed',
-    );
+    await waitForHoldsClosed(ns);
     expect(await holdStates(ns)).toEqual({ captured: sum.captured, voided: sum.voided, expired: sum.expired });
     const report = await verifyRun(halves[0]!.runId);
     expect(halves[1]!.runId).toBe(halves[0]!.runId);
@@ -139,14 +144,7 @@ describe('gen card flows', () => {
     const done = await gen.done;
     expect(done.code, done.stderr).toBe(0);
     const summary = JSON.parse(done.stdout) as GenFlowsSummary;
-    await waitFor(
-      async () => {
-        const s = await holdStates(ns);
-        return (s.open ?? 0) + (s.partially_captured ?? 0) === 0;
-      },
-      30_000,
-      'every hold closed',
-    );
+    await waitForHoldsClosed(ns);
     expect(await holdStates(ns)).toEqual({
       captured: summary.flows.planned.captured,
       voided: summary.flows.planned.voided,
