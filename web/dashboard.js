@@ -273,6 +273,11 @@ function onTransactions(events, dropped) {
   $('recent-held').textContent = dropped > 0 ? `${dropped} skipped in the last batch (too many to show)` : '';
 }
 
+/** An outcome after which nothing more happens to a transaction (the server's FINAL_STATES). */
+function isFinal(event) {
+  return event === 'applied' || event === 'rejected';
+}
+
 function addRecent(events) {
   const body = document.querySelector('#recent tbody');
   for (const e of events) {
@@ -280,8 +285,7 @@ function addRecent(events) {
     if (row) {
       // An event that arrives after the outcome must not hide it: the feed's events come from different
       // publishers (a worker's stage events, the relay's outcomes, replay-dead's queued), in no fixed order.
-      const final = (outcome) => outcome === 'applied' || outcome === 'rejected';
-      if (!final(e.event) && final(row.dataset.outcome)) continue;
+      if (!isFinal(e.event) && isFinal(row.dataset.outcome)) continue;
       row.replaceChildren(...recentCells(e));
       row.dataset.outcome = e.event;
       continue;

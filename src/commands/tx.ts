@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { entriesOfTransaction } from '../db/ledger.js';
-import { findFailures, lastFailedAttempt, stateAfter, type FailureRecord } from '../db/transaction-failures.js';
+import { attemptsAfter, findFailures, lastFailedAttempt, stateAfter, type FailureRecord } from '../db/transaction-failures.js';
 import { getHold } from '../db/holds.js';
 import { getTransaction, outcomeOfRow } from '../db/transactions.js';
 import { peekDeadIds } from '../verify/broker-counts.js';
@@ -91,8 +91,7 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
           id: txId,
           status: stateAfter(last),
           ...(last.state === 'parked' ? { queue: deadQueue } : {}),
-          // A replay starts the count again: nothing has failed since.
-          attempts: last.state === 'replayed' ? null : last.attempt,
+          attempts: attemptsAfter(last),
           lastError: lastFailed ? { code: lastFailed.errorCode, message: lastFailed.errorMessage, at: lastFailed.failedAt } : null,
           failures: failures.map(failureJson),
         }),

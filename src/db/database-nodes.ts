@@ -12,7 +12,7 @@ export type NodeFault = 'unreachable' | 'not ready';
 export type NodeProbe = (databaseUrl: string) => Promise<{ fault: NodeFault; detail: string } | null>;
 
 /** A mysql2 connection of a pool (the part of it DatabaseNodes reads or marks). */
-interface PooledConnection {
+export interface PooledConnection {
   readonly config: { readonly host?: string; readonly port?: number };
   once(event: 'end' | 'error', listener: () => void): unknown;
   /** knex's own mark: a connection with it is dropped, not lent out, the next time the pool would lend it. */

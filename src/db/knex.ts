@@ -1,7 +1,7 @@
 import knexModule, { type Knex } from 'knex';
 import { redactUrl } from '../config/redact.js';
 import { NotFoundError, ServiceUnavailableError } from '../errors.js';
-import { DatabaseNodes, isNodeNotReady, probeNode, type NodeFault } from './database-nodes.js';
+import { DatabaseNodes, isNodeNotReady, probeNode, type NodeFault, type PooledConnection } from './database-nodes.js';
 
 export type { Knex };
 // knex is CommonJS; its default export is the factory.
@@ -115,7 +115,7 @@ function buildKnex(options: DatabaseOptions, connection: Knex.Config['connection
           `sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')`,
           ...(lockWait ? [`innodb_lock_wait_timeout = ${Math.max(1, Math.floor(lockWait))}`] : []),
         ];
-        nodes?.track(conn as unknown as Parameters<DatabaseNodes['track']>[0]);
+        nodes?.track(conn as unknown as PooledConnection);
         conn.query(`SET SESSION ${settings.join(', ')}`, (err) => {
           if (err || !options.readCommitted) return done(err, conn);
           // Same statement on MariaDB and MySQL 8 (their variable names differ).

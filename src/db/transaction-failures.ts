@@ -39,6 +39,11 @@ export function stateAfter(record: FailureRecord): 'retrying' | 'parked' | 'queu
   return record.state === 'replayed' ? 'queued' : record.state;
 }
 
+/** The failed attempts a message has behind it after a record: none after a replay, which starts the count again. */
+export function attemptsAfter(record: FailureRecord): number | null {
+  return record.state === 'replayed' ? null : record.attempt;
+}
+
 /** The latest record of an attempt that failed (a replay is not one); undefined when none failed. */
 export function lastFailedAttempt(records: readonly FailureRecord[]): FailureRecord | undefined {
   for (let i = records.length - 1; i >= 0; i--) if (records[i]!.state !== 'replayed') return records[i];

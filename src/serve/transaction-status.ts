@@ -1,6 +1,6 @@
 import { findOutcome, findSubmission, type Outcome, type Submission } from '../db/api-submissions.js';
 import type { Knex } from '../db/knex.js';
-import { findFailures, lastFailedAttempt, stateAfter, type FailureRecord } from '../db/transaction-failures.js';
+import { attemptsAfter, findFailures, lastFailedAttempt, stateAfter, type FailureRecord } from '../db/transaction-failures.js';
 import type { FeedEvent, FeedState } from './feed-hub.js';
 
 /** A failed attempt as the status shows it: which attempt, and the worker's error code and first line. */
@@ -87,8 +87,7 @@ export function viewOf(
     balanceAfterMinor: outcome?.balanceAfterMinor?.toString() ?? null,
     reason: outcome?.reason ?? null,
     detail: outcome?.detail ?? null,
-    // A replay starts the count again: nothing has failed since.
-    attempts: outcome?.attempts ?? (recorded === 'queued' ? null : (lastFailure?.attempt ?? null)),
+    attempts: outcome?.attempts ?? (lastRecord ? attemptsAfter(lastRecord) : null),
     lastError: lastFailure
       ? {
           attempt: lastFailure.attempt,
