@@ -1,4 +1,5 @@
 import { isMissingTable } from './rows.js';
+import { withTransaction } from './with-transaction.js';
 import type { Knex } from './knex.js';
 
 /** Storage of gen runs (`runs`, `run_returns`): what `verify --run` accounts for. */
@@ -280,9 +281,12 @@ export async function startRunInstance(
 /**
  * Saves one instance's counts, then rolls every instance of the run up into its `runs` row (sums;
  * `running` until all instances have finished), in one transaction so the row never mixes two saves.
+ * The `runs` row is locked first: instances saving at once then queue on it. Without that, each held
+ * its own instance row and waited for the other's to read the sums, and InnoDB killed one as a deadlock.
  */
 export async function saveRunInstance(db: Knex, runId: string, instanceNo: number, counts: InstanceCounts): Promise<void> {
-  await db.transaction(async (trx) => {
+  await withTransaction(db, async (trx) => {
+    await trx('runs').where('id', runId).forUpdate().first('id');
     await trx('run_instances')
       .where({ run_id: runId, instance_no: instanceNo })
       .update({

@@ -9,7 +9,16 @@ import {
 } from '../../src/db/ledger.js';
 import { UNBALANCED_LEDGER, UNBALANCED_TRANSACTIONS } from '../../src/db/ledger-checks.js';
 import { missingStatementCount, unsentOutboxCount, webhookCounts } from '../../src/db/reconcile-queries.js';
-import { finishRun, getRun, recordRunReturns, runReturnedIds, saveRunProgress, startRun } from '../../src/db/runs.js';
+import {
+  finishRun,
+  getRun,
+  recordRunReturns,
+  runReturnedIds,
+  saveRunInstance,
+  saveRunProgress,
+  startRun,
+  startRunInstance,
+} from '../../src/db/runs.js';
 import { getTransaction, outcomesOfIds, recentTransactionsOfAccount, runOutcomeCount } from '../../src/db/transactions.js';
 import { countViolations, violatingRows } from '../../src/db/violations.js';
 import { openingTransactionId } from '../../src/domain/ids.js';
@@ -27,6 +36,26 @@ describe('repositories', () => {
 
   afterAll(async () => {
     await ns.cleanup();
+  });
+
+  it('runs: two instances saving at once never deadlock, and the run row ends with their sums', async () => {
+    const splitRunId = '5d0c2b8e-6c1f-5a43-9d7e-0f1e2d3c4b5b';
+    await startRun(ns.db, { id: splitRunId, seed: 'split', countRequested: 400, optionsJson: '{}', startedAt: new Date() });
+    for (const no of [1, 2]) {
+      await startRunInstance(ns.db, splitRunId, { no, count: 2, countShare: 200, startedAt: new Date() });
+    }
+    // Each instance saves its progress as gen does, both at once; InnoDB used to pick one as a deadlock victim.
+    const saves = (no: number) => async () => {
+      for (let i = 1; i <= 150; i++) {
+        await saveRunInstance(ns.db, splitRunId, no, { published: i, confirmed: i, dropped: 0, late: 0 });
+      }
+      await saveRunInstance(ns.db, splitRunId, no, { published: 200, confirmed: 200, dropped: 0, late: 0, status: 'completed' });
+    };
+    await Promise.all([saves(1)(), saves(2)()]);
+    const [[row]] = (await ns.db.raw('SELECT published, confirmed, status FROM runs WHERE id = ?', [splitRunId])) as [
+      [{ published: number; confirmed: number; status: string }],
+    ];
+    expect(row).toEqual({ published: 400, confirmed: 400, status: 'completed' });
   });
 
   it('runs: a re-run keeps the largest count, progress and the end are saved, returns are idempotent', async () => {
