@@ -10,7 +10,7 @@ import {
   saveRunProgress,
   type RunRefusal,
 } from '../db/runs.js';
-import { isConnectionError } from '../db/with-transaction.js';
+import { isConnectionError, isRetryableDbError } from '../db/with-transaction.js';
 import { WHOLE_RUN, type Instance } from './send-schedule.js';
 
 /** How a run ended, as the `runs` row records it (late and dropped go to the instance row of a split run). */
@@ -43,8 +43,8 @@ const FINISH_RETRY_DELAY_MAX_MS = 2_000;
 export class RunRecord {
   /** Saves that failed since the last one that succeeded. */
   private failedSaves = 0;
-  /** One progress save at a time: during an outage a save may take seconds to fail. */
-  private saving = false;
+  /** The progress save under way, if any: one at a time (during an outage a save may take seconds to fail). */
+  private saving: Promise<void> | null = null;
 
   /** Dropped ids not saved yet: written with the next save, so a killed run's drops are not taken for losses. */
   private unsavedDrops: string[] = [];
@@ -77,7 +77,13 @@ export class RunRecord {
   /** Saves how far the run got. Never throws; skipped while the previous save is still going. */
   async saveProgress(progress: RunProgressCounts): Promise<void> {
     if (this.saving) return;
-    this.saving = true;
+    this.saving = this.saveProgressNow(progress).finally(() => {
+      this.saving = null;
+    });
+    await this.saving;
+  }
+
+  private async saveProgressNow(progress: RunProgressCounts): Promise<void> {
     try {
       await this.saveDrops();
       if (this.instance.count > 1) await saveRunInstance(this.db, this.runId, this.instance.no, progress);
@@ -85,15 +91,15 @@ export class RunRecord {
       this.succeeded();
     } catch (err) {
       this.failed(err);
-    } finally {
-      this.saving = false;
     }
   }
 
   /**
-   * Saves the end of the run (returned ids, ids the API refused, then the counts and status),
-   * retrying with backoff while the database is unreachable, for up to `timeoutMs`. Throws the last
-   * error after that, or at once for anything that is not an outage.
+   * Saves the end of the run (returned ids, ids the API refused, then the counts and status), after
+   * any progress save still under way (which would otherwise write older counts over the final ones),
+   * retrying with backoff while the database is unreachable or the save lost a lock race (a deadlock
+   * with another instance of the run: every write here is idempotent), for up to `timeoutMs`. Throws
+   * the last error after that, or at once for anything else.
    */
   async finish(
     returnedIds: readonly string[],
@@ -102,6 +108,7 @@ export class RunRecord {
     http: { readonly refusals: readonly RunRefusal[]; readonly acceptedIds: readonly string[] } | null = null,
   ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
+    await this.saving;
     for (let delayMs = 250; ; delayMs = Math.min(delayMs * 2, FINISH_RETRY_DELAY_MAX_MS)) {
       try {
         await recordRunReturns(this.db, this.runId, returnedIds);
@@ -116,8 +123,9 @@ export class RunRecord {
         this.succeeded();
         return;
       } catch (err) {
-        if (!isConnectionError(err) || Date.now() + delayMs > deadline) throw err;
-        this.failed(err);
+        if (!isRetryableDbError(err) || Date.now() + delayMs > deadline) throw err;
+        // Only an outage is reported as one; a lost lock race is simply tried again.
+        if (isConnectionError(err)) this.failed(err);
         await new Promise((resolve) => setTimeout(resolve, delayMs));
       }
     }

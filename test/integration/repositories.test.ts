@@ -13,6 +13,7 @@ import {
   finishRun,
   getRun,
   recordRunReturns,
+  runFollowUpIds,
   runReturnedIds,
   saveRunInstance,
   saveRunProgress,
@@ -22,6 +23,7 @@ import {
 import { getTransaction, outcomesOfIds, recentTransactionsOfAccount, runOutcomeCount } from '../../src/db/transactions.js';
 import { countViolations, violatingRows } from '../../src/db/violations.js';
 import { openingTransactionId } from '../../src/domain/ids.js';
+import { RunRecord } from '../../src/gen/run-record.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 
 /** The repositories against the real server: the row shapes they promise and the money they convert. */
@@ -56,6 +58,26 @@ describe('repositories', () => {
       [{ published: number; confirmed: number; status: string }],
     ];
     expect(row).toEqual({ published: 400, confirmed: 400, status: 'completed' });
+  });
+
+  it('runs: the final save waits for a progress save under way, whose older counts would otherwise overwrite it', async () => {
+    const lateRunId = '5d0c2b8e-6c1f-5a43-9d7e-0f1e2d3c4b5c';
+    const followUpId = '00000000-0000-5000-8000-00000000abcd';
+    await startRun(ns.db, { id: lateRunId, seed: 'late', countRequested: 50, optionsJson: '{}', startedAt: new Date() });
+    const record = new RunRecord(ns.db, lateRunId);
+    record.addFollowUp(followUpId);
+    // Another transaction holds the follow-up's key, so the progress save stops at its first write.
+    const blocker = await ns.db.transaction();
+    await blocker('run_followups').insert({ run_id: lateRunId, transaction_id: followUpId });
+    const progress = record.saveProgress({ published: 10, confirmed: 10, late: 0, dropped: 0 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const end = { published: 50, confirmed: 50, returned: 0, nacked: 0, invalid: 0, late: 0, dropped: 0 };
+    const finished = record.finish([], { ...end, status: 'completed', finishedAt: new Date() }, 10_000);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await blocker.rollback();
+    await Promise.all([progress, finished]);
+    expect(await getRun(ns.db, lateRunId)).toMatchObject({ status: 'completed', published: 50, confirmed: 50 });
+    expect(await runFollowUpIds(ns.db, lateRunId)).toEqual([followUpId]);
   });
 
   it('runs: a re-run keeps the largest count, progress and the end are saved, returns are idempotent', async () => {
