@@ -3,6 +3,7 @@ import { openingPostings, SYSTEM_ACCOUNT_CODES, systemAccountId } from '../domai
 import { parseMinor } from '../domain/money.js';
 import type { Knex } from './knex.js';
 import { countOf, minorOf, rowsOf } from './rows.js';
+import { isDuplicateKey, withTransaction } from './with-transaction.js';
 
 /** A row of `accounts` as the app sees it (BIGINTs converted deliberately). */
 export interface AccountRow {
@@ -75,49 +76,55 @@ export async function seedAccounts(db: Knex, options: SeedAccountsOptions): Prom
   let created = 0;
   for (let start = options.firstId; start < options.firstId + options.count; start += chunkSize) {
     const ids = Array.from({ length: Math.min(chunkSize, options.firstId + options.count - start) }, (_, i) => start + i);
-    created += await db.transaction(async (trx) => {
-      const existing = new Set((await trx('accounts').whereIn('id', ids).select('id')).map((r: { id: string }) => Number(r.id)));
-      const fresh = ids.filter((id) => !existing.has(id));
-      if (fresh.length === 0) return 0;
-      const now = new Date();
-      await trx('accounts').insert(
-        fresh.map((id) => ({
-          id,
-          kind: 'customer',
-          name: `Customer ${id}`,
-          currency: options.currency,
-          balance_minor: options.openingBalanceMinor.toString(),
-        })),
-      );
-      if (options.openingBalanceMinor > 0n) {
-        await trx('transactions').insert(
+    // A seed running at once may insert some of these ids first (a duplicate key here, or a deadlock):
+    // a fresh try reads them as existing and leaves them as they are.
+    created += await withTransaction(
+      db,
+      async (trx) => {
+        const existing = new Set((await trx('accounts').whereIn('id', ids).select('id')).map((r: { id: string }) => Number(r.id)));
+        const fresh = ids.filter((id) => !existing.has(id));
+        if (fresh.length === 0) return 0;
+        const now = new Date();
+        await trx('accounts').insert(
           fresh.map((id) => ({
-            id: openingTransactionId(id),
-            type: 'opening',
-            account_id: id,
-            amount_minor: options.openingBalanceMinor.toString(),
+            id,
+            kind: 'customer',
+            name: `Customer ${id}`,
             currency: options.currency,
-            body_hash: '0'.repeat(64),
-            status: 'applied',
-            balance_after_minor: options.openingBalanceMinor.toString(),
-            worker_id: 'seed',
-            attempts: 1,
-            created_at: now,
-            processed_at: now,
+            balance_minor: options.openingBalanceMinor.toString(),
           })),
         );
-        await trx('ledger_entries').insert(
-          fresh.flatMap((id) =>
-            openingPostings(id, options.currency, options.openingBalanceMinor).map((p) => ({
-              transaction_id: openingTransactionId(id),
-              account_id: p.accountId,
-              amount_minor: p.amountMinor.toString(),
+        if (options.openingBalanceMinor > 0n) {
+          await trx('transactions').insert(
+            fresh.map((id) => ({
+              id: openingTransactionId(id),
+              type: 'opening',
+              account_id: id,
+              amount_minor: options.openingBalanceMinor.toString(),
+              currency: options.currency,
+              body_hash: '0'.repeat(64),
+              status: 'applied',
+              balance_after_minor: options.openingBalanceMinor.toString(),
+              worker_id: 'seed',
+              attempts: 1,
+              created_at: now,
+              processed_at: now,
             })),
-          ),
-        );
-      }
-      return fresh.length;
-    });
+          );
+          await trx('ledger_entries').insert(
+            fresh.flatMap((id) =>
+              openingPostings(id, options.currency, options.openingBalanceMinor).map((p) => ({
+                transaction_id: openingTransactionId(id),
+                account_id: p.accountId,
+                amount_minor: p.amountMinor.toString(),
+              })),
+            ),
+          );
+        }
+        return fresh.length;
+      },
+      { deadlockRetriesMax: 5, retryWhen: isDuplicateKey },
+    );
   }
   return created;
 }

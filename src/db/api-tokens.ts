@@ -1,5 +1,6 @@
 import { ensureSystemAccounts } from './accounts.js';
 import type { Knex } from './knex.js';
+import { isDuplicateKey, withTransaction } from './with-transaction.js';
 
 /** Storage of the API's bearer tokens and users (sql/003-serve-api.sql). */
 
@@ -87,10 +88,23 @@ export class UsernameTakenError extends Error {
   }
 }
 
+/** Another registration took the account id this one chose (it committed first): a fresh try picks the next. */
+class AccountIdTakenError extends Error {
+  constructor(readonly accountId: number) {
+    super(`account ${accountId} was taken by a concurrent registration`);
+    this.name = 'AccountIdTakenError';
+  }
+}
+
+/** Tries of one registration before its error goes to the client (a 500): every lost race lets another registration through. */
+const REGISTER_TRIES_MAX = 20;
+
 /**
  * Registers a user: a new customer account (balance 0, the next free id) and the user row, in one
- * transaction; the account id is chosen under a lock on the highest account row so two registrations
- * never pick the same id. Throws UsernameTakenError when the name exists.
+ * transaction; the account id is chosen under a lock on the highest account row. Registrations at
+ * once can still collide there (each also locks the gap after that row, so InnoDB may call it a
+ * deadlock, or one inserts the id another just committed): the loser tries again from the start.
+ * Throws UsernameTakenError when the name exists.
  */
 export async function registerUser(
   db: Knex,
@@ -98,22 +112,35 @@ export async function registerUser(
   now: Date = new Date(),
 ): Promise<{ accountId: number }> {
   try {
-    return await db.transaction(async (trx) => {
-      // The worker posts against the currency's system accounts: a new currency needs them first.
-      await ensureSystemAccounts(trx, user.currency);
-      const [[top]] = (await trx.raw('SELECT COALESCE(MAX(id), 0) AS id FROM accounts WHERE id > 0 FOR UPDATE')) as [[{ id: string }]];
-      const accountId = Number(top.id) + 1;
-      await trx('accounts').insert({
-        id: accountId,
-        kind: 'customer',
-        name: `User ${user.username}`.slice(0, 100),
-        currency: user.currency,
-        balance_minor: '0',
-      });
-      await trx('api_users').insert({ username: user.username, password_hash: user.passwordHash, account_id: accountId, created_at: now });
-      await insertToken(trx, { ...user.token, accountId });
-      return { accountId };
-    });
+    return await withTransaction(
+      db,
+      async (trx) => {
+        // The worker posts against the currency's system accounts: a new currency needs them first.
+        await ensureSystemAccounts(trx, user.currency);
+        const [[top]] = (await trx.raw('SELECT COALESCE(MAX(id), 0) AS id FROM accounts WHERE id > 0 FOR UPDATE')) as [[{ id: string }]];
+        const accountId = Number(top.id) + 1;
+        try {
+          await trx('accounts').insert({
+            id: accountId,
+            kind: 'customer',
+            name: `User ${user.username}`.slice(0, 100),
+            currency: user.currency,
+            balance_minor: '0',
+          });
+        } catch (err) {
+          throw isDuplicateKey(err) ? new AccountIdTakenError(accountId) : err;
+        }
+        await trx('api_users').insert({
+          username: user.username,
+          password_hash: user.passwordHash,
+          account_id: accountId,
+          created_at: now,
+        });
+        await insertToken(trx, { ...user.token, accountId });
+        return { accountId };
+      },
+      { deadlockRetriesMax: REGISTER_TRIES_MAX - 1, retryWhen: (err) => err instanceof AccountIdTakenError },
+    );
   } catch (err) {
     if (
       (err as { code?: string }).code === 'ER_DUP_ENTRY' &&

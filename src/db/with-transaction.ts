@@ -39,15 +39,27 @@ export function isRetryableDbError(err: unknown): boolean {
 }
 
 export interface WithTransactionOptions {
-  /** Immediate in-process retries of deadlocks before giving up to the caller (bounded). */
+  /** Immediate in-process retries of deadlocks (and of what `retryWhen` accepts) before giving up to the caller (bounded). */
   readonly deadlockRetriesMax?: number;
+  /** Other errors a fresh try of the whole transaction cures (a lost race for a key, say); deadlocks always are. */
+  readonly retryWhen?: (err: unknown) => boolean;
+}
+
+/** True for InnoDB's deadlock: it rolled this transaction back, and the same work will likely succeed on another try. */
+export function isDeadlock(err: unknown): boolean {
+  return (err as { errno?: number }).errno === 1213;
+}
+
+/** True for a duplicate key (ER_DUP_ENTRY): a row with that key exists, perhaps committed a moment ago by another process. */
+export function isDuplicateKey(err: unknown): boolean {
+  return (err as { errno?: number }).errno === 1062;
 }
 
 /**
  * Runs `work` in one transaction and commits, or rolls everything back on any error. A lock-wait
  * timeout rolls back only the failed statement in InnoDB; committing after it would keep the other
- * half of a posting, so the whole transaction is always rolled back here. Deadlocks are retried at
- * once a bounded number of times; every other error goes to the caller.
+ * half of a posting, so the whole transaction is always rolled back here. Deadlocks (and what
+ * `retryWhen` accepts) are retried at once a bounded number of times; every other error goes to the caller.
  */
 export async function withTransaction<T>(
   db: Knex,
@@ -64,7 +76,7 @@ async function retryingDeadlocks<T>(attempt: () => Promise<T>, options: WithTran
     try {
       return await attempt();
     } catch (err) {
-      if ((err as { errno?: number }).errno === 1213 && retries < retriesMax) continue;
+      if ((isDeadlock(err) || options.retryWhen?.(err) === true) && retries < retriesMax) continue;
       throw err;
     }
   }

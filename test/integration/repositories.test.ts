@@ -7,7 +7,8 @@ import {
   outcomeMarks,
   overappliedInRun,
 } from '../../src/db/ledger.js';
-import { UNBALANCED_LEDGER, UNBALANCED_TRANSACTIONS } from '../../src/db/ledger-checks.js';
+import { seedAccounts } from '../../src/db/accounts.js';
+import { BALANCES_OFF_ENTRIES, UNBALANCED_LEDGER, UNBALANCED_TRANSACTIONS } from '../../src/db/ledger-checks.js';
 import { missingStatementCount, unsentOutboxCount, webhookCounts } from '../../src/db/reconcile-queries.js';
 import {
   finishRun,
@@ -78,6 +79,21 @@ describe('repositories', () => {
     await Promise.all([progress, finished]);
     expect(await getRun(ns.db, lateRunId)).toMatchObject({ status: 'completed', published: 50, confirmed: 50 });
     expect(await runFollowUpIds(ns.db, lateRunId)).toEqual([followUpId]);
+  });
+
+  it('accounts: seeds of overlapping ranges at once create each account once, and the books balance', async () => {
+    const own = await createTestNamespace('seedrace');
+    try {
+      const seed = (firstId: number) => seedAccounts(own.db, { firstId, count: 1_500, openingBalanceMinor: 1_000n, currency: 'EUR' });
+      const created = await Promise.all([seed(1_000), seed(1_500), seed(1_000)]);
+      expect(created.reduce((a, b) => a + b, 0)).toBe(2_000);
+      const [[row]] = (await own.db.raw('SELECT COUNT(*) AS n FROM accounts WHERE id > 0')) as [[{ n: number }]];
+      expect(Number(row.n)).toBe(2_000);
+      for (const check of [UNBALANCED_LEDGER, UNBALANCED_TRANSACTIONS, BALANCES_OFF_ENTRIES])
+        expect(await countViolations(own.db, check)).toBe(0);
+    } finally {
+      await own.cleanup();
+    }
   });
 
   it('runs: a re-run keeps the largest count, progress and the end are saved, returns are idempotent', async () => {

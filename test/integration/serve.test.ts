@@ -421,6 +421,22 @@ describe('txsim serve', () => {
     expect(user.password_hash).not.toContain('correct horse');
   });
 
+  it('registrations at once each get their own new account (they deadlocked on the highest account row)', async () => {
+    const names = Array.from({ length: 12 }, (_, i) => `burst${i}`);
+    const answers = await Promise.all(
+      names.map((username) => call('POST', '/v1/users', { body: { username, password: 'correct horse' } })),
+    );
+    expect(answers.map((a) => a.status)).toEqual(names.map(() => 201));
+    const accountIds = answers.map((a) => a.json!.accountId);
+    expect(new Set(accountIds).size).toBe(names.length);
+    const [rows] = (await ns.db.raw('SELECT username, account_id FROM api_users WHERE username LIKE ?', ['burst%'])) as [
+      { username: string; account_id: string | number }[],
+    ];
+    expect(Object.fromEntries(rows.map((r) => [r.username, Number(r.account_id)]))).toEqual(
+      Object.fromEntries(names.map((name, i) => [name, accountIds[i]])),
+    );
+  });
+
   it('serves OpenAPI 3.1 listing every route, and Swagger UI', async () => {
     const doc = await call('GET', '/openapi.json');
     expect(doc.status).toBe(200);
