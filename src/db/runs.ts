@@ -15,14 +15,22 @@ export interface RunRow {
   readonly confirmed: number;
 }
 
-/** Records the start of a run. A re-run with the same seed continues the same run: the largest count asked for is kept. */
+/**
+ * Records the start of a run. A re-run with the same seed continues the same run: the largest count
+ * asked for is kept, and so is the flow epoch (`flowEpochMs` in the options) of its first start, even
+ * when two instances of a split run start at the same moment; read it back with `runStart`.
+ */
 export async function startRun(
   db: Knex,
   run: { id: string; seed: string; countRequested: number; optionsJson: string; startedAt: Date },
 ): Promise<void> {
   await db.raw(
     `INSERT INTO runs (id, seed, count_requested, options_json, status, started_at) VALUES (?, ?, ?, ?, 'running', ?)
-     ON DUPLICATE KEY UPDATE count_requested = GREATEST(count_requested, VALUES(count_requested)), options_json = VALUES(options_json), status = 'running', started_at = VALUES(started_at), finished_at = NULL`,
+     ON DUPLICATE KEY UPDATE count_requested = GREATEST(count_requested, VALUES(count_requested)),
+       options_json = IF(JSON_VALUE(options_json, '$.flowEpochMs') IS NOT NULL AND JSON_VALUE(VALUES(options_json), '$.flowEpochMs') IS NOT NULL,
+                         JSON_SET(VALUES(options_json), '$.flowEpochMs', CAST(JSON_VALUE(options_json, '$.flowEpochMs') AS SIGNED)),
+                         VALUES(options_json)),
+       status = 'running', started_at = VALUES(started_at), finished_at = NULL`,
     [run.id, run.seed, run.countRequested, run.optionsJson, run.startedAt],
   );
 }

@@ -263,11 +263,11 @@ async function chooseRunId(db: Knex, options: PublishRunOptions, stream: ReturnT
   );
 }
 
-/** The flow epoch of a run: the one it was first started with, or now for a new run. */
-async function flowEpochOf(db: Knex, runId: string): Promise<number> {
+/** The flow epoch a run's row holds (the one it was first started with), or `fallback` when it holds none. */
+async function flowEpochOf(db: Knex, runId: string, fallback: number): Promise<number> {
   const earlier = await runStart(db, runId);
   const stored = earlier ? (JSON.parse(earlier.optionsJson) as { flowEpochMs?: unknown }).flowEpochMs : undefined;
-  return typeof stored === 'number' && Number.isSafeInteger(stored) ? stored : Date.now();
+  return typeof stored === 'number' && Number.isSafeInteger(stored) ? stored : fallback;
 }
 
 function pick(from: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
@@ -316,21 +316,9 @@ export async function prepareRun(
     instance,
   );
   // Flows date the expiry of holds left open from the run's first start: a resumed run keeps it, so it
-  // sends the same bodies (an authorization's expiresAt is part of its identity).
-  const flowEpochMs = options.flows ? await flowEpochOf(db, runId) : null;
-  const generator = createGenerator({
-    runId,
-    seed: options.seed,
-    accounts,
-    mix: options.mix,
-    amountMinMinor: options.amountMinMinor,
-    amountMaxMinor: options.amountMaxMinor,
-    accountsDist: options.accountsDist,
-    invalidShare: options.invalidShare,
-    ...(options.flows && flowEpochMs !== null
-      ? { flows: { options: options.flows, epochMs: flowEpochMs, dueMs: (index: number) => schedule.dueMs(index) } }
-      : {}),
-  });
+  // sends the same bodies (an authorization's expiresAt is part of its identity). Instances of a split
+  // run started together each propose one; the run's row keeps the first, and every instance uses that.
+  const proposedEpochMs = options.flows ? Date.now() : null;
   const tracker = new LatenessTracker(
     schedule,
     options.lateThresholdMs ?? LATE_THRESHOLD_DEFAULT_MS,
@@ -348,10 +336,24 @@ export async function prepareRun(
     windowMax: options.windowMax,
     confirmTimeoutMs: options.confirmTimeoutMs,
     reconnectTimeoutMs: options.reconnectTimeoutMs,
-    ...(flowEpochMs !== null ? { flowEpochMs } : {}),
+    ...(proposedEpochMs !== null ? { flowEpochMs: proposedEpochMs } : {}),
     ...sendOptions,
   });
   await startRun(db, { id: runId, seed: options.seed, countRequested: options.count, optionsJson, startedAt: new Date() });
+  const flowEpochMs = proposedEpochMs !== null ? await flowEpochOf(db, runId, proposedEpochMs) : null;
+  const generator = createGenerator({
+    runId,
+    seed: options.seed,
+    accounts,
+    mix: options.mix,
+    amountMinMinor: options.amountMinMinor,
+    amountMaxMinor: options.amountMaxMinor,
+    accountsDist: options.accountsDist,
+    invalidShare: options.invalidShare,
+    ...(options.flows && flowEpochMs !== null
+      ? { flows: { options: options.flows, epochMs: flowEpochMs, dueMs: (index: number) => schedule.dueMs(index) } }
+      : {}),
+  });
   if (instance.count > 1) {
     await startRunInstance(db, runId, { no: instance.no, count: instance.count, countShare: schedule.shareCount, startedAt: new Date() });
   }

@@ -16,6 +16,7 @@ import {
   recordRunReturns,
   runFollowUpIds,
   runReturnedIds,
+  runStart,
   saveRunInstance,
   saveRunProgress,
   startRun,
@@ -124,6 +125,24 @@ describe('repositories', () => {
     expect(row).toMatchObject({ nacked: 3, invalid: 5 });
     expect(row.finished_at).toBeInstanceOf(Date);
     expect(await getRun(ns.db, '00000000-0000-5000-8000-000000000000')).toBeUndefined();
+  });
+
+  it('runs: the flow epoch of the first start is kept, whichever start of the run comes later', async () => {
+    const flowRunId = '5d0c2b8e-6c1f-5a43-9d7e-0f1e2d3c4b5d';
+    const start = (flowEpochMs: number, ratePerS: number) =>
+      startRun(ns.db, {
+        id: flowRunId,
+        seed: 'f',
+        countRequested: 10,
+        optionsJson: JSON.stringify({ ratePerS, flowEpochMs }),
+        startedAt: new Date(),
+      });
+    await Promise.all([start(1_000, 5), start(2_000, 5)]);
+    const first = JSON.parse((await runStart(ns.db, flowRunId))!.optionsJson) as { flowEpochMs: number };
+    expect([1_000, 2_000]).toContain(first.flowEpochMs);
+    await start(3_000, 7);
+    // The other options are the latest start's; the epoch stays a number, as JSON.
+    expect(JSON.parse((await runStart(ns.db, flowRunId))!.optionsJson)).toEqual({ ratePerS: 7, flowEpochMs: first.flowEpochMs });
   });
 
   it('ledger and transactions: balances beyond 2^53 come back exact, as bigint', async () => {
