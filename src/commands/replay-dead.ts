@@ -28,7 +28,7 @@ export async function handleReplayDead(ctx: CommandContext, options: ReplayOptio
     const records = replayRecords(report);
     await recordReplays(ctx, records);
     // After the record: a live view that re-reads the status on this event finds it queued.
-    if (!(await publishReplayEvents(connection, topology.feedExchange, replayEvents(records)).catch(() => false)))
+    if (!(await publishReplayEvents(connection, topology.feedExchange, replayEvents(report)).catch(() => false)))
       ctx.log.warn({ exchange: topology.feedExchange }, 'replayed and recorded, but the live feed event could not be published');
   } finally {
     await connection.close().catch(() => {});

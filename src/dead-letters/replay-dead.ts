@@ -26,11 +26,15 @@ export interface ReplayOptions {
   readonly confirmTimeoutMs?: number;
 }
 
-/** One message put back: its id and account (from the body, null when unreadable), the attempts it was parked after. */
+/** One message put back: its id, account, type and amount (from the body, null when unreadable), the attempts it was parked after. */
 export interface ReplayedMessage {
   readonly id: string | null;
   readonly routingKey: string;
   readonly accountId: number | null;
+  readonly type: string | null;
+  /** Integer minor units as a string, as all money in --json. */
+  readonly amountMinor: string | null;
+  readonly currency: string | null;
   /** The worker's attempt count when it parked the message; null when RabbitMQ dead-lettered it. */
   readonly attemptsBefore: number | null;
   readonly replayedAt: string;
@@ -133,6 +137,9 @@ export async function replayDead(deps: { connection: ChannelModel; topology: Top
                 id,
                 routingKey,
                 accountId: body.accountId,
+                type: body.type,
+                amountMinor: body.amountMinor,
+                currency: body.currency,
                 attemptsBefore: typeof attempts === 'number' && Number.isSafeInteger(attempts) && attempts > 0 ? attempts : null,
                 replayedAt: new Date().toISOString(),
               });
@@ -209,16 +216,20 @@ export function replayRecords(report: ReplayReport): FailureRecord[] {
   );
 }
 
-/** The live feed's event of each recorded replay (`replayed` on `<ns>.feed`; serve pushes it as `queued`). */
-export function replayEvents(records: readonly FailureRecord[]): AttemptEvent[] {
-  return records.map((r) => ({
+/**
+ * The live feed's event of each recorded replay (`replayed` on `<ns>.feed`; serve pushes it as
+ * `queued`), with the type and amount the message's body carries.
+ */
+export function replayEvents(report: ReplayReport): AttemptEvent[] {
+  const messages = new Map(report.replayed.map((m) => [m.id, m]));
+  return replayRecords(report).map((r) => ({
     transactionId: r.transactionId,
     state: 'replayed',
     attempt: r.attempt,
     accountId: r.accountId,
-    type: null,
-    amountMinor: null,
-    currency: null,
+    type: messages.get(r.transactionId)?.type ?? null,
+    amountMinor: messages.get(r.transactionId)?.amountMinor ?? null,
+    currency: messages.get(r.transactionId)?.currency ?? null,
     errorCode: r.errorCode,
     errorMessage: r.errorMessage,
     workerId: r.workerId,

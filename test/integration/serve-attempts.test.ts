@@ -202,7 +202,7 @@ describe('retrying and parked through serve', () => {
     await waitFor(() => watcher.events.some((e) => e.event === 'queued'), 10_000, 'the queued event');
     expect(watcher.events).toEqual([
       expect.objectContaining({ event: 'parked', transactionId: id }),
-      expect.objectContaining({ event: 'queued', transactionId: id, accountId: 2 }),
+      expect.objectContaining({ event: 'queued', transactionId: id, accountId: 2, type: 'deposit', amountMinor: '700', currency: 'EUR' }),
     ]);
     expect(watcher.events[1]).not.toHaveProperty('lastError');
     worker = startWorker('aw1', ns.env, ['--batch-size', '1', '--max-attempts', String(MAX_ATTEMPTS), '--lock-wait-timeout', '1']);

@@ -11,6 +11,9 @@ const report = (replayed: number): ReplayReport => ({
     id: `5f0c0000-0000-4000-8000-00000000000${i}`,
     routingKey: 'tx.deposit',
     accountId: 7,
+    type: 'deposit',
+    amountMinor: '12345',
+    currency: 'EUR',
     attemptsBefore: i === 0 ? 5 : null,
     replayedAt: '2026-12-07T02:00:00.000Z',
   })),
@@ -55,16 +58,17 @@ describe('the records of a replay', () => {
     ]);
   });
 
-  it('and one live feed event per record, saying the same', () => {
-    const [first] = replayEvents(replayRecords(report(1)));
+  it('and one live feed event per record, saying the same, with the type and amount of the body', () => {
+    const [first, ...rest] = replayEvents({ ...report(1), replayed: [...report(1).replayed, { ...report(1).replayed[0]!, id: null }] });
+    expect(rest).toEqual([]);
     expect(first).toEqual({
       transactionId: '5f0c0000-0000-4000-8000-000000000000',
       state: 'replayed',
       attempt: 5,
       accountId: 7,
-      type: null,
-      amountMinor: null,
-      currency: null,
+      type: 'deposit',
+      amountMinor: '12345',
+      currency: 'EUR',
       errorCode: 'replayed',
       errorMessage: 'put back on ns.transactions (tx.deposit) from ns.dead',
       workerId: 'txsim replay-dead',
