@@ -1,3 +1,4 @@
+import { redactUrl } from '../config/redact.js';
 import { encodeAccountingEvent } from '../domain/accounting-event.js';
 import { deliveryStatuses, listFailedDeliveries, recordRedeliveryOutcome, type WebhookStatus } from '../db/statements.js';
 import type { Knex } from '../db/knex.js';
@@ -84,7 +85,8 @@ export async function redeliverFailed(
       skipped++;
       continue;
     }
-    await recordRedeliveryOutcome(deps.db, row.event.eventId, url, result);
+    // Recorded without its password, as the consumer records every delivery.
+    await recordRedeliveryOutcome(deps.db, row.event.eventId, redactUrl(url), result);
     deliveries.push({
       eventId: row.event.eventId,
       status: result.status,

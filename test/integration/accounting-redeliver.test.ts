@@ -64,8 +64,10 @@ describe('txsim accounting redeliver', () => {
     const failedIds = (await rows()).map((r) => r.event_id).sort();
     expect(accepted()).toHaveLength(0);
 
-    const r = await redeliver(['--failed', '--json']);
+    // Sent to a URL with credentials: the request goes there, the record keeps the URL without the password.
+    const r = await redeliver(['--failed', '--json', '--webhook', `http://hook-user:hook-pass-1@127.0.0.1:${port}/hooks`]);
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).not.toContain('hook-pass-1');
     const report = JSON.parse(r.stdout) as {
       delivered: number;
       failed: number;
@@ -76,6 +78,8 @@ describe('txsim accounting redeliver', () => {
 
     // Recorded: delivered with a 200 after one more attempt each, the failure cleared.
     for (const row of await rows()) expect(row).toMatchObject({ status: 'delivered', attempts: 2, response_status: 200, last_error: null });
+    const urls = await ns.db('webhook_deliveries').distinct<{ url: string }[]>('url');
+    expect(urls.map((u) => u.url)).toEqual([`http://hook-user:***@127.0.0.1:${port}/hooks`]);
     // Received exactly once each, every one of them fresh (not a repeat the receiver dropped).
     await waitFor(() => accepted().length === 8, 5_000, 'the receiver to print 8 accepted');
     expect(
