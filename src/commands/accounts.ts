@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseCurrencyFlag, parseIntFlag } from '../config/parse.js';
+import { parseCurrencyFlag, parseIntFlag, parseMinorFlag } from '../config/parse.js';
 import {
   countAccounts,
   entrySumsOfAccounts,
@@ -212,7 +212,7 @@ export function registerAccounts(program: Command): void {
         await handleAccountsSeed(contextFor(command), {
           count: parseIntFlag('--count', opts.count, 0, 1, 10_000_000),
           firstId: parseIntFlag('--first-id', opts.firstId, 1, 1, 1_000_000_000),
-          openingBalanceMinor: BigInt(parseIntFlag('--opening-balance', opts.openingBalance, 0, 0, 1_000_000_000_000_000)),
+          openingBalanceMinor: parseMinorFlag('--opening-balance', opts.openingBalance, 0n, 0n, 10n ** 18n),
           currency: parseCurrencyFlag('--currency', opts.currency, 'EUR'),
           json: Boolean(opts.json),
         });

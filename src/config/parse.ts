@@ -13,6 +13,15 @@ export function parseIntFlag(flag: string, value: string | undefined, fallback: 
   return n;
 }
 
+/** An amount of money in minor units, read from its digits as a bigint (never through a float), between `min` and `max`. */
+export function parseMinorFlag(flag: string, value: string | undefined, fallback: bigint, min: bigint, max: bigint): bigint {
+  if (value === undefined) return fallback;
+  if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`${flag}: "${value}" is not a whole number of minor units`);
+  const n = BigInt(value.trim());
+  if (n < min || n > max) throw new UsageError(`${flag}: ${value} must be between ${min} and ${max} (minor units)`);
+  return n;
+}
+
 export function parseFractionFlag(flag: string, value: string | undefined, fallback: number): number {
   if (value === undefined) return fallback;
   const n = Number(value);

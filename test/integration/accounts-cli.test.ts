@@ -50,4 +50,24 @@ describe('txsim accounts', () => {
     const rows = await ns.db('accounts').whereBetween('id', [1, 9]).orderBy('id').select('currency', 'balance_minor');
     expect(rows.map((a: { currency: string }) => a.currency)).toEqual([...Array(7).fill('EUR'), 'USD', 'USD']);
   });
+
+  it('seed --opening-balance is read from its digits: beyond 2^53 exact, up to 10^18; anything else is a usage error', async () => {
+    const r = await runTxsim(
+      ['accounts', 'seed', '--count', '1', '--first-id', '100', '--opening-balance', '9007199254740993', '--json'],
+      ns.env,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const [[row]] = (await ns.db.raw('SELECT CAST(balance_minor AS CHAR) AS b FROM accounts WHERE id = 100')) as [[{ b: string }]];
+    expect(row.b).toBe('9007199254740993');
+    for (const [value, message] of [
+      ['1000000000000000001', '--opening-balance: 1000000000000000001 must be between 0 and 1000000000000000000 (minor units)'],
+      ['12.50', '--opening-balance: "12.50" is not a whole number of minor units'],
+      ['-1', '--opening-balance: -1 must be between 0 and 1000000000000000000 (minor units)'],
+    ]) {
+      const bad = await runTxsim(['accounts', 'seed', '--count', '1', '--first-id', '101', '--opening-balance', value!], ns.env);
+      expect(bad.code, value).toBe(2);
+      expect(bad.stderr).toContain(message);
+    }
+    expect(await ns.db('accounts').where('id', 101).first()).toBeUndefined();
+  });
 });
