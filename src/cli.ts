@@ -90,7 +90,7 @@ function secretsFromArgv(argv: string[]): string[] {
     (v): v is string => typeof v === 'string',
   );
   const out: string[] = [];
-  // Bearer tokens (`gen --via … --token`, TXSIM_TOKEN) are secrets whole.
+  // Bearer tokens (TXSIM_TOKEN, and one given as `--token`, which gen refuses) are secrets whole.
   for (const [i, arg] of argv.entries()) {
     const token = arg === '--token' ? argv[i + 1] : arg.startsWith('--token=') ? arg.slice('--token='.length) : undefined;
     if (token && token.length >= 3) out.push(token);

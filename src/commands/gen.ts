@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import type { HttpRunOptions } from '../gen/http-run.js';
@@ -28,6 +28,9 @@ import { readPartitionCount } from '../db/partition-leases.js';
 import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 import { plural, toJson } from './format.js';
+
+/** The environment variable holding `gen --via`'s bearer token (never a flag: argv is visible in `ps`). */
+const TOKEN_ENV = 'TXSIM_TOKEN';
 
 /** Longest `--seed`: the `runs.seed` column is VARCHAR(64). */
 export const SEED_LENGTH_MAX = 64;
@@ -124,7 +127,7 @@ function throwUnlessComplete(summary: RunSummary): void {
   const authStatus = ['401', '403'].find((status) => (summary.http?.byStatus[status] ?? 0) > 0);
   if (authStatus) {
     throw new UsageError(
-      `--token: ${summary.http!.url} answered ${authStatus} (${summary.firstError ?? ''}); gen --via needs an admin token (txsim tokens create --admin), in --token or TXSIM_TOKEN`,
+      `${TOKEN_ENV}: ${summary.http!.url} answered ${authStatus} (${summary.firstError ?? ''}); gen --via needs an admin token (txsim tokens create --admin) in ${TOKEN_ENV}`,
     );
   }
   if (!summary.completed || summary.returned > 0) {
@@ -162,7 +165,7 @@ export function parseViaFlag(value: string): string {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new UsageError(`--via: "${redactUrl(value)}" must be an http:// or https:// URL of a txsim serve`);
   }
-  if (url.username || url.password) throw new UsageError('--via: no credentials in the URL; pass the token with --token or TXSIM_TOKEN');
+  if (url.username || url.password) throw new UsageError(`--via: no credentials in the URL; pass the token in ${TOKEN_ENV}`);
   if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) {
     throw new UsageError(`--via: "${url.origin}${url.pathname}${url.search}" must be the server's base URL only, e.g. ${url.origin}`);
   }
@@ -293,7 +296,8 @@ export function registerGen(program: Command): void {
     .option('--reconnect-timeout <s>', 'after losing the broker, keep reconnecting and re-sending unconfirmed messages this long', '60')
     .option('--via <url>', 'send through the HTTP API of a txsim serve at this base URL instead of publishing to RabbitMQ')
     .option('--concurrency <n>', 'with --via: requests in flight at once', '50')
-    .option('--token <token>', 'with --via: an admin bearer token (default: env TXSIM_TOKEN; never printed)')
+    // Refused with a reason rather than unknown: a bearer token is read from TXSIM_TOKEN only.
+    .addOption(new Option('--token <token>').hideHelp())
     .option('--request-timeout <ms>', 'with --via: a request unanswered this long counts as failed', '30000')
     .option('--new-run', 'start a new run (new run id, new transaction ids) from a seed an earlier run used, instead of resuming it')
     .option('--json', 'print the summary as JSON')
@@ -347,7 +351,7 @@ export function registerGen(program: Command): void {
         );
       if (options.flows && !(options.mix.card_authorization > 0))
         throw new UsageError('--capture-share/--void-share/…: card flows follow authorizations; give --mix a card_authorization weight');
-      const via = viaOptionsOf(opts, process.env.TXSIM_TOKEN);
+      const via = viaOptionsOf(opts, process.env[TOKEN_ENV]);
       const ctx = contextFor(command);
       // The per-second lines and the bar share stderr: with --per-second the lines replace the bar.
       const bar =
@@ -408,14 +412,15 @@ function flowOptionsOf(opts: Record<string, string | boolean | undefined>): Flow
   };
 }
 
-/** `--via`, `--concurrency`, `--token` (or TXSIM_TOKEN), `--request-timeout`; null without `--via`. */
+/** `--via`, `--concurrency`, `--request-timeout` and the token from TXSIM_TOKEN; null without `--via`. */
 function viaOptionsOf(opts: Record<string, string | boolean | undefined>, envToken: string | undefined): HttpRunOptions | null {
   const str = (key: string) => opts[key] as string | undefined;
+  if (opts.token !== undefined)
+    throw new UsageError(
+      `--token: a token is never taken on the command line (argv shows in ps and shell history); export ${TOKEN_ENV} instead`,
+    );
   const via = str('via');
-  if (via === undefined) {
-    if (opts.token !== undefined) throw new UsageError('--token: only with --via (without it gen publishes to RabbitMQ)');
-    return null;
-  }
+  if (via === undefined) return null;
   // Over HTTP the requests are paced by --rate alone: the load-shape flags drive the AMQP publisher only.
   for (const [key, flag] of [
     ['profile', '--profile'],
@@ -425,7 +430,7 @@ function viaOptionsOf(opts: Record<string, string | boolean | undefined>, envTok
   ] as const) {
     if (opts[key] !== undefined) throw new UsageError(`${flag}: not with --via (over HTTP, --rate paces the run)`);
   }
-  const token = (str('token') ?? envToken ?? '').trim() || null;
+  const token = (envToken ?? '').trim() || null;
   return {
     baseUrl: parseViaFlag(via),
     token,

@@ -86,7 +86,7 @@ describe('gen --via http', () => {
     expect(Number(rows[0]!.n)).toBe(summary.refused);
 
     // The text summary says the same in words, and never prints the token.
-    const text = await txsim(['gen', '400', '--via', serve.url, '--seed', 'via-1', '--invalid', '0.1', '--token', token]);
+    const text = await txsim(['gen', '400', '--via', serve.url, '--seed', 'via-1', '--invalid', '0.1'], { TXSIM_TOKEN: token });
     expect(text.code, text.stderr).toBe(0);
     expect(text.stdout).toContain(`run ${summary.runId} (seed via-1) via ${serve.url}`);
     expect(text.stdout).toMatch(/refused \d+ \(invalid, 400\), failed 0/);
@@ -202,16 +202,20 @@ describe('gen --via http', () => {
 
   it('a token that is not admin (or none): exit 2 at the first answer, the token never printed', async () => {
     const bogus = 'txsim_0123456789abcdef_notarealsecretnotarealsecret';
-    const gen = await txsim(['gen', '50', '--via', serve.url, '--seed', 'via-badtoken', '--token', bogus]);
+    const gen = await txsim(['gen', '50', '--via', serve.url, '--seed', 'via-badtoken'], { TXSIM_TOKEN: bogus });
     expect(gen.code).toBe(2);
+    expect(gen.stderr).toContain('TXSIM_TOKEN: ');
     expect(gen.stderr).toContain('answered 401');
     expect(gen.stdout + gen.stderr).not.toContain('notarealsecret');
-    const fromEnv = await txsim(['gen', '50', '--via', serve.url, '--seed', 'via-badtoken'], { TXSIM_TOKEN: bogus });
-    expect(fromEnv.code).toBe(2);
-    expect(fromEnv.stdout + fromEnv.stderr).not.toContain('notarealsecret');
+    // Never taken as a flag (argv shows in ps): refused before anything is sent, and not echoed.
+    const asFlag = await txsim(['gen', '50', '--via', serve.url, '--seed', 'via-badtoken', '--token', bogus]);
+    expect(asFlag.code).toBe(2);
+    expect(asFlag.stderr).toContain('--token: a token is never taken on the command line');
+    expect(asFlag.stderr).toContain('export TXSIM_TOKEN instead');
+    expect(asFlag.stdout + asFlag.stderr).not.toContain('notarealsecret');
   });
 
-  it('usage errors: bad --via URLs, --concurrency, --token without --via', async () => {
+  it('usage errors: bad --via URLs, --concurrency, --token', async () => {
     for (const args of [
       ['--via', 'not a url'],
       ['--via', 'ftp://127.0.0.1:8080'],
