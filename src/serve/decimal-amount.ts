@@ -1,3 +1,4 @@
+import { minorUnitExponentOf } from '../domain/currency-exponents.js';
 import { MAX_AMOUNT_MINOR } from '../domain/transaction.js';
 
 /**
@@ -9,13 +10,15 @@ import { MAX_AMOUNT_MINOR } from '../domain/transaction.js';
 
 export type DecimalResult = { readonly ok: true; readonly amountMinor: number } | { readonly ok: false; readonly reason: string };
 
-/** Decimal places of a currency's minor unit (ISO 4217, as Intl knows them): EUR 2, JPY 0, BHD 3. */
+/**
+ * Decimal places of a currency's minor unit, from the ISO 4217 table (EUR 2, JPY 0, BHD 3, CLF 4), or
+ * null for a code that is not an active ISO 4217 currency. Not from `Intl.NumberFormat`: CLDR's display
+ * digits differ from ISO 4217 (COP, IDR, IQD …) and Intl accepts any three letters.
+ */
 export function minorDigitsOf(currency: string): number | null {
-  try {
-    return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ?? null;
-  } catch {
-    return null;
-  }
+  // Lower case stays accepted, as it was through Intl; ASCII only, since 'ı'.toUpperCase() is 'I'.
+  if (!/^[A-Za-z]{3}$/.test(currency)) return null;
+  return minorUnitExponentOf(currency.toUpperCase());
 }
 
 const DECIMAL = /^(\d+)(?:\.(\d+))?$/;
