@@ -63,9 +63,10 @@ export function webhookRoutes(app: FastifyInstance, ctx: ServeContext): void {
         const body = request.body;
         const amount = decimalToMinor(body.amount, body.currency);
         if (!amount.ok) throw invalid('amount is not a valid amount of the currency', [{ path: '/amount', message: amount.reason }]);
+        // Derived per source account: two accounts' providers may number their orders alike.
         const id = UUID_PATTERN.test(body.transaction_id)
           ? body.transaction_id.toLowerCase()
-          : uuidV5(TXSIM_UUID_NAMESPACE, `${ctx.namespace}:webhook:${body.transaction_id}`);
+          : uuidV5(TXSIM_UUID_NAMESPACE, `${ctx.namespace}:webhook:${body.source_account}:${body.transaction_id}`);
         const message: TransactionMessage = {
           id,
           type: 'withdrawal',

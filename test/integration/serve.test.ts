@@ -402,6 +402,14 @@ describe('txsim serve', () => {
     expect(tooPrecise.json!.error.details).toEqual([{ path: '/amount', message: 'amount 0.001 has more than 2 decimals for EUR' }]);
     expect((await post('{"transaction_id":"wh-3","source_account":1,"amount":-1,"currency":"EUR"}')).status).toBe(400);
     expect((await post('{"transaction_id":"wh-4","source_account":2,"amount":1,"currency":"EUR"}')).status).toBe(403);
+    // Another account's provider numbering its orders the same way: its own transaction, not a conflict with alice's.
+    const bobs = await call('POST', '/v1/webhooks/transactions', {
+      token: bob,
+      raw: '{"transaction_id":"wh-1","source_account":2,"amount":"3.00","currency":"EUR"}',
+    });
+    expect(bobs.status).toBe(202);
+    expect(bobs.json).toMatchObject({ transaction_id: 'wh-1', accountId: 2, amountMinor: '300' });
+    expect(bobs.json!.id).not.toBe(asNumber.json!.id);
   });
 
   it('registers a user (account + token) and logs in; a wrong password is 401', async () => {
