@@ -213,9 +213,11 @@ export async function dailyFigures(
 }
 
 /** The first and last day with applied traffic (the analytics defaults), or null on an empty ledger. */
-export async function trafficDays(db: Knex): Promise<{ first: string; last: string } | null> {
+export async function trafficDays(db: Knex, accountId: number | null): Promise<{ first: string; last: string } | null> {
   const [[row]] = (await db.raw(
-    `SELECT DATE_FORMAT(MIN(processed_at), '%Y-%m-%d') AS first, DATE_FORMAT(MAX(processed_at), '%Y-%m-%d') AS last FROM transactions WHERE status = 'applied' AND type <> 'opening'`,
+    `SELECT DATE_FORMAT(MIN(processed_at), '%Y-%m-%d') AS first, DATE_FORMAT(MAX(processed_at), '%Y-%m-%d') AS last FROM transactions
+      WHERE status = 'applied' AND type <> 'opening'${accountId === null ? '' : ' AND account_id = ?'}`,
+    accountId === null ? [] : [accountId],
   )) as [[{ first: string | null; last: string | null }]];
   return row.first && row.last ? { first: row.first, last: row.last } : null;
 }

@@ -36,7 +36,7 @@ export function analyticsRoutes(app: FastifyInstance, ctx: ServeContext): void {
       if (principal.kind === 'account' && q.account !== undefined && q.account !== principal.accountId)
         throw invalid('account tokens see their own account only', [{ path: '/account', message: `must be ${principal.accountId}` }]);
       const accountId = principal.kind === 'account' ? principal.accountId : (q.account ?? null);
-      const span = q.from && q.to ? null : await trafficDays(ctx.db);
+      const span = q.from && q.to ? null : await trafficDays(ctx.db, accountId);
       const from = q.from ?? span?.first ?? null;
       const to = q.to ?? span?.last ?? null;
       if (from === null || to === null) return { from, to, days: [] };

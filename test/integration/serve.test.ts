@@ -387,6 +387,10 @@ describe('txsim serve', () => {
     expect(row!.count).toBe(Number(sql.n));
     expect(row!.totalMinor).toBe(String(sql.s));
     expect((await call('GET', '/v1/analytics/daily?from=2026-02-02&to=2026-02-01', { token: admin })).status).toBe(400);
+    // Without from and to, an account token's span is its own account's traffic: account 3 has none (its opening is no traffic).
+    const quiet = (await makeToken(ns, { accountId: 3 })).token;
+    expect((await call('GET', '/v1/analytics/daily', { token: quiet })).json).toEqual({ from: null, to: null, days: [] });
+    expect((await call('GET', '/v1/analytics/daily', { token: admin })).json).toMatchObject({ from: today, to: today });
   });
 
   it('webhook ingest: decimal amounts from their text, deduplicated on transaction_id', async () => {
