@@ -61,6 +61,11 @@ export function registerServe(program: Command): void {
     .option('--no-auth', 'accept every request as admin (local demos only; said loudly at start)')
     .option('--rate-limit <req/s>', 'requests per second per token, on average (0 = unlimited)', String(SERVE_DEFAULTS.rateLimitPerS))
     .option('--rate-burst <n>', 'requests a token may send at once above the average', String(SERVE_DEFAULTS.rateLimitBurst))
+    .option(
+      '--credential-rate-limit <n/min>',
+      'logins and registrations a minute per client address (0 = unlimited)',
+      String(SERVE_DEFAULTS.credentialRateLimitPerMin),
+    )
     .option('--page-size-max <n>', 'largest page a list returns', String(SERVE_DEFAULTS.pageSizeMax))
     .option(
       '--heartbeat <ms>',
@@ -98,6 +103,13 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
         noAuth: opts.auth === false,
         rateLimitPerS: parseIntFlag('--rate-limit', str('rateLimit'), SERVE_DEFAULTS.rateLimitPerS, 0, 1_000_000),
         rateLimitBurst: parseIntFlag('--rate-burst', str('rateBurst'), SERVE_DEFAULTS.rateLimitBurst, 1, 1_000_000),
+        credentialRateLimitPerMin: parseIntFlag(
+          '--credential-rate-limit',
+          str('credentialRateLimit'),
+          SERVE_DEFAULTS.credentialRateLimitPerMin,
+          0,
+          1_000_000,
+        ),
         pageSizeMax: parseIntFlag('--page-size-max', str('pageSizeMax'), SERVE_DEFAULTS.pageSizeMax, 1, 10_000),
         heartbeatMs: parseIntFlag('--heartbeat', str('heartbeat'), SERVE_DEFAULTS.heartbeatMs, 100, 3_600_000),
         sendBufferBytesMax: SERVE_DEFAULTS.sendBufferBytesMax,

@@ -13,6 +13,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** A route anyone may call without a token (health, docs, register, login). */
     public?: boolean;
+    /** Takes a password (login, registration): limited per client address, since it has no token to limit by. */
+    credentials?: boolean;
   }
 }
 

@@ -18,7 +18,7 @@ export function userRoutes(app: FastifyInstance, ctx: ServeContext): void {
   app.post<{ Body: { username: string; password: string; currency?: string } }>(
     '/v1/users',
     {
-      config: { public: true },
+      config: { public: true, credentials: true },
       schema: {
         summary: 'Register: creates a customer account (balance 0) and returns a token for it',
         tags: ['auth'],
@@ -61,7 +61,7 @@ export function userRoutes(app: FastifyInstance, ctx: ServeContext): void {
   app.post<{ Body: { username: string; password: string } }>(
     '/v1/sessions',
     {
-      config: { public: true },
+      config: { public: true, credentials: true },
       schema: {
         summary: 'Login: username and password → a new account token',
         tags: ['auth'],

@@ -27,6 +27,8 @@ export interface ServeOptions {
   /** Requests per second per token on average (0 = unlimited), and the burst allowed above it. */
   readonly rateLimitPerS: number;
   readonly rateLimitBurst: number;
+  /** Logins and registrations a minute per client address (0 = unlimited), all at once at most as many. */
+  readonly credentialRateLimitPerMin: number;
   /** Largest page any list returns; `limit` above it is a 400. */
   readonly pageSizeMax: number;
   /** WebSocket ping interval; a client that did not answer the previous ping is disconnected. */
@@ -43,6 +45,7 @@ export const SERVE_DEFAULTS = {
   host: '127.0.0.1',
   rateLimitPerS: 500,
   rateLimitBurst: 1_000,
+  credentialRateLimitPerMin: 30,
   pageSizeMax: 200,
   heartbeatMs: 30_000,
   sendBufferBytesMax: 1024 * 1024,

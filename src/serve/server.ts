@@ -88,8 +88,24 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 4096 } });
 
   const limiter = new RateLimiter({ ratePerS: ctx.options.rateLimitPerS, burst: ctx.options.rateLimitBurst, keysMax: 100_000 });
+  // Password guessing and scrypt's cost: a login or registration is limited per client address.
+  const perMin = ctx.options.credentialRateLimitPerMin;
+  const credentialLimiter = new RateLimiter({ ratePerS: perMin / 60, burst: perMin, keysMax: 100_000 });
   app.addHook('onRequest', async (request, reply) => {
     const url = request.url;
+    if (request.routeOptions.config.credentials) {
+      const decision = credentialLimiter.take(request.ip);
+      if (!decision.allowed) {
+        void reply.header('retry-after', String(decision.retryAfterS));
+        throw new ApiError(
+          429,
+          'rate_limited',
+          `more than ${perMin} logins and registrations a minute from this address`,
+          null,
+          decision.retryAfterS,
+        );
+      }
+    }
     if (request.routeOptions.config.public || url.startsWith('/docs') || url === '/openapi.json') return;
     if (!request.routeOptions.url) return; // no route: the 404 handler answers
     request.principal = await authenticate(ctx.db, bearerOf(request), ctx.options.noAuth);

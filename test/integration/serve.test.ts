@@ -18,7 +18,15 @@ import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/t
 // `txsim serve` in-process on port 0 against the real RabbitMQ and database, with a real worker
 // applying what it accepts: the HTTP contract, 202 after confirm, idempotency, auth scoping, the feed.
 
-const OPTIONS: ServeOptions = { ...SERVE_DEFAULTS, port: 0, host: '127.0.0.1', noAuth: false, heartbeatMs: 5_000, rateLimitPerS: 0 };
+const OPTIONS: ServeOptions = {
+  ...SERVE_DEFAULTS,
+  port: 0,
+  host: '127.0.0.1',
+  noAuth: false,
+  heartbeatMs: 5_000,
+  rateLimitPerS: 0,
+  credentialRateLimitPerMin: 0,
+};
 
 /** The fields the tests read from API answers (each answer has some of them). */
 interface Answer {
@@ -579,6 +587,42 @@ describe('txsim serve', () => {
     expect(limited.headers['retry-after']).toBe('1');
     expect(limited.json<Answer>().error.code).toBe('rate_limited');
     expect((await get(admin)).statusCode).toBe(200); // another token, another bucket
+    await app.close();
+  });
+
+  it('logins and registrations are limited per client address, whatever the username: 429 with Retry-After', async () => {
+    const log = createLogger('silent');
+    const app = await buildServer({
+      db: ns.db,
+      publisher: new TransactionPublisher(
+        { amqpUrl: ns.config.amqpUrl, topology: ns.topology, clientName: 'test crl', windowMax: 10, confirmTimeoutMs: 5_000 },
+        log,
+      ),
+      hub: new FeedHub({ sendBufferBytesMax: 1_000_000, subscriptionsMax: 10 }),
+      log,
+      namespace: ns.name,
+      options: { ...OPTIONS, credentialRateLimitPerMin: 3 },
+    });
+    const login = (username: string, remoteAddress = '10.0.0.1') =>
+      app.inject({ method: 'POST', url: '/v1/sessions', remoteAddress, payload: { username, password: 'guess number 1' } });
+    for (const name of ['nobody1', 'nobody2', 'nobody3']) expect((await login(name)).statusCode).toBe(401);
+    const limited = await login('nobody4');
+    expect(limited.statusCode).toBe(429);
+    expect(limited.headers['retry-after']).toBe('20');
+    expect(limited.json<Answer>().error.code).toBe('rate_limited');
+    const register = await app.inject({
+      method: 'POST',
+      url: '/v1/users',
+      remoteAddress: '10.0.0.1',
+      payload: { username: 'limited-user', password: 'correct horse' },
+    });
+    expect(register.statusCode).toBe(429);
+    expect((await login('nobody5', '10.0.0.2')).statusCode).toBe(401); // another address, another bucket
+    // Token routes keep their own limit (per token, off here).
+    expect(
+      (await app.inject({ method: 'GET', url: '/v1/accounts/1', remoteAddress: '10.0.0.1', headers: { authorization: `Bearer ${alice}` } }))
+        .statusCode,
+    ).toBe(200);
     await app.close();
   });
 
