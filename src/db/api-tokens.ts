@@ -142,16 +142,34 @@ export async function registerUser(
       { deadlockRetriesMax: REGISTER_TRIES_MAX - 1, retryWhen: (err) => err instanceof AccountIdTakenError },
     );
   } catch (err) {
-    if (
-      (err as { code?: string }).code === 'ER_DUP_ENTRY' &&
-      String((err as Error).message).includes('PRIMARY') &&
-      String((err as Error).message).includes('api_users')
-    ) {
+    if (isDuplicateKey(err) && String((err as Error).message).includes('PRIMARY') && String((err as Error).message).includes('api_users')) {
       throw new UsernameTakenError(user.username);
     }
     // MariaDB names the key, not the table, in its duplicate message.
-    if ((err as { code?: string }).code === 'ER_DUP_ENTRY' && (await findUser(db, user.username)))
-      throw new UsernameTakenError(user.username);
+    if (isDuplicateKey(err) && (await findUser(db, user.username))) throw new UsernameTakenError(user.username);
     throw err;
   }
+}
+
+/** Token ids per query of readTokenLifetimes: bounds the statement however many sockets are open. */
+const TOKEN_IDS_PER_QUERY_MAX = 1_000;
+
+export interface TokenLifetime {
+  readonly revokedAt: Date | null;
+  readonly expiresAt: Date | null;
+}
+
+/**
+ * When the given tokens were revoked and expire, by id; a deleted token is absent. One query per
+ * TOKEN_IDS_PER_QUERY_MAX ids.
+ */
+export async function readTokenLifetimes(db: Knex, ids: readonly string[]): Promise<Map<string, TokenLifetime>> {
+  const lifetimes = new Map<string, TokenLifetime>();
+  for (let i = 0; i < ids.length; i += TOKEN_IDS_PER_QUERY_MAX) {
+    const rows = await db('api_tokens')
+      .whereIn('id', ids.slice(i, i + TOKEN_IDS_PER_QUERY_MAX))
+      .select<{ id: string; revoked_at: Date | null; expires_at: Date | null }[]>('id', 'revoked_at', 'expires_at');
+    for (const row of rows) lifetimes.set(row.id, { revokedAt: row.revoked_at, expiresAt: row.expires_at });
+  }
+  return lifetimes;
 }

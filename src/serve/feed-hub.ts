@@ -121,6 +121,7 @@ export const CLOSE = {
   /** The client fell too far behind: it is disconnected rather than slowing anyone down. */
   tooSlow: 1013,
   goingAway: 1001,
+  /** The client's token stopped working (revoked or expired) while it was connected. */
   policy: 1008,
 } as const;
 
@@ -194,6 +195,30 @@ export class FeedHub {
     if (!state) return;
     state.transactions.delete(id);
     this.unindex(this.byTransaction, id, client);
+  }
+
+  /** The tokens of the open clients (`--no-auth` clients have none): the server re-checks them while they are connected. */
+  tokenIds(): Set<string> {
+    const ids = new Set<string>();
+    for (const { principal, closed } of this.clients.values()) if (!closed && principal.tokenId !== null) ids.add(principal.tokenId);
+    return ids;
+  }
+
+  /**
+   * Closes every client of a token that stopped working with 1008 (policy violation) and forgets them
+   * at once, so nothing more is delivered while the close handshake runs. Returns how many it closed.
+   */
+  closeToken(tokenId: string, reason: string): number {
+    let count = 0;
+    for (const [client, state] of this.clients) {
+      if (state.principal.tokenId !== tokenId) continue;
+      if (!state.closed) {
+        client.close(CLOSE.policy, reason);
+        count++;
+      }
+      this.remove(client);
+    }
+    return count;
   }
 
   /** Transaction ids some client waits on (re-read from the database after the feed reconnects). */

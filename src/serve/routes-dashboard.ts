@@ -9,12 +9,14 @@ import { principalOf } from './auth.js';
 import type { DashboardFrame } from './dashboard-stats.js';
 import type { FeedClient } from './feed-hub.js';
 import type { ServeContext } from './serve-context.js';
+import { tokenWatchOf } from './token-check.js';
 
 /**
  * The browser dashboard: `GET /` (plain HTML, ES modules and CSS from web/, uPlot from its
  * package), `GET /v1/dashboard/session` (does this token open it?) and `GET /v1/dashboard/ws`, one
  * WebSocket carrying the stats frames (once per tick) and the live feed of every transaction
- * (batched, newest kept). Admin only: it shows every account.
+ * (batched, newest kept). Admin only: it shows every account. Its socket is closed with 1008 when
+ * its token is revoked or expires (see TokenWatch); the page then asks for a token again.
  */
 
 /** web/ at the package root: the same path from src/serve/ (tests) and dist/serve/ (the CLI). */
@@ -63,6 +65,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ServeContext): void {
     () => ({ namespace: ctx.namespace, noAuth: ctx.options.noAuth, tickMs: ctx.dashboard?.tickMs ?? null }),
   );
 
+  const tokens = tokenWatchOf(app, ctx);
   app.get(
     '/v1/dashboard/ws',
     {
@@ -93,6 +96,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ServeContext): void {
       const batch = new FeedBatch(socket, send);
       ctx.hub.add(batch, principal);
       ctx.hub.subscribe(batch, { kind: 'all' });
+      tokens.admit(principal);
       const flusher = setInterval(() => batch.flush(), FEED_FLUSH_MS);
       flusher.unref();
       let alive = true;

@@ -4,6 +4,7 @@ import { principalOf } from './auth.js';
 import { type FeedClient, type FeedHub, type Subscription } from './feed-hub.js';
 import { mayActFor, type Principal } from './principal.js';
 import type { ServeContext } from './serve-context.js';
+import { tokenWatchOf } from './token-check.js';
 import { feedEventOfView, readTransactionView } from './transaction-status.js';
 import { UUID_PATTERN } from '../domain/ids.js';
 
@@ -64,10 +65,12 @@ async function subscribe(ctx: ServeContext, hub: FeedHub, client: FeedClient, pr
  * `GET /v1/stream` as a WebSocket. The token comes with the upgrade (`?token=` or `Authorization`),
  * checked by the auth hook before the upgrade, so a bad one is an HTTP 401. Subscriptions arrive as
  * JSON messages; each state change is one JSON event. Ping every `heartbeatMs`; a client that did
- * not answer the previous ping is cut off.
+ * not answer the previous ping is cut off. A socket whose token is revoked or expires is closed with
+ * 1008 (see TokenWatch).
  */
 export function streamRoutes(app: FastifyInstance, ctx: ServeContext): void {
   const { hub } = ctx;
+  const tokens = tokenWatchOf(app, ctx);
   app.get(
     '/v1/stream',
     {
@@ -82,9 +85,11 @@ export function streamRoutes(app: FastifyInstance, ctx: ServeContext): void {
       const principal = principalOf(request);
       const client = feedClientOf(socket);
       hub.add(client, principal);
+      tokens.admit(principal);
       let alive = true;
       // The listener is attached at once: messages sent while an async setup ran would be lost.
       socket.on('message', (data, isBinary) => {
+        if (socket.readyState !== socket.OPEN) return; // closing (its token ended, say): subscribes are moot
         const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
         if (isBinary || bytes.length > CLIENT_MESSAGE_BYTES_MAX)
           return sendError(client, 'invalid_message', `send JSON text of at most ${CLIENT_MESSAGE_BYTES_MAX} bytes`);
