@@ -19,13 +19,13 @@ interface WebhookBody {
 
 /**
  * The webhook-ingest contract mapped onto contract v1:
- * - `transaction_id` → `id` (a UUID as is, any other text → a UUID derived from it, so repeats of
- *   the same webhook deduplicate);
+ * - `transaction_id` → `id` (a UUID as is, any other text → a UUID derived from it and the source
+ *   account, so repeats of the same webhook deduplicate);
  * - `source_account` → `accountId`, and the transaction is a `withdrawal`: money leaves the source;
  * - `amount` (a decimal, as a JSON number or a string) → `amountMinor`, from its text, in the
  *   currency's minor unit (more decimals than the currency has → 400);
  * - `destination_account` is recorded with the submission and shown in its status, but moves no money
- *   until transfers exist.
+ *   (a webhook is a withdrawal, not a transfer).
  */
 export function webhookRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // Encapsulated: this JSON parser keeps the amount's text and applies to this route only.
