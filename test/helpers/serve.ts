@@ -1,5 +1,7 @@
+import { insertToken } from '../../src/db/api-tokens.js';
 import type { Knex } from '../../src/db/knex.js';
 import { transactionIdFor } from '../../src/domain/ids.js';
+import { newToken } from '../../src/serve/credentials.js';
 import { startTxsim, type TxsimProcess } from '../integration/accounting-helpers.js';
 import { runTxsim, waitFor } from './txsim.js';
 
@@ -32,6 +34,25 @@ export async function createAdminToken(env: NodeJS.ProcessEnv): Promise<string> 
   const created = await runTxsim(['tokens', 'create', '--admin', '--json'], env);
   if (created.code !== 0) throw new Error(`tokens create: ${created.stderr}`);
   return (JSON.parse(created.stdout) as { token: string }).token;
+}
+
+/** A new token written straight into the namespace's database: an admin's or one account's, expiring at `expiresAt` (never when null). */
+export async function insertTestToken(
+  db: Knex,
+  scope: { admin: true } | { accountId: number },
+  expiresAt: Date | null = null,
+): Promise<{ id: string; token: string }> {
+  const t = newToken();
+  await insertToken(db, {
+    id: t.id,
+    secretHash: t.secretHash,
+    isAdmin: 'admin' in scope,
+    accountId: 'accountId' in scope ? scope.accountId : null,
+    label: 'test',
+    createdAt: new Date(),
+    expiresAt,
+  });
+  return { id: t.id, token: t.token };
 }
 
 /** Where the ids of a run sent with `gen --via` ended up, read from the database. */

@@ -2,12 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { insertToken } from '../../src/db/api-tokens.js';
 import { createLogger } from '../../src/log.js';
-import { newToken } from '../../src/serve/credentials.js';
 import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context.js';
 import { startServer, type RunningServer } from '../../src/serve/serve.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { insertTestToken } from '../helpers/serve.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { expectValidOutput } from '../helpers/output-schema.js';
 
@@ -91,17 +90,7 @@ describe('retrying and parked through serve', () => {
     await ns.seed(3);
     server = await startServer(ns.config, OPTIONS, createLogger('silent'));
     worker = startWorker('aw1', ns.env, ['--batch-size', '1', '--max-attempts', String(MAX_ATTEMPTS), '--lock-wait-timeout', '1']);
-    const t = newToken();
-    await insertToken(ns.db, {
-      id: t.id,
-      secretHash: t.secretHash,
-      isAdmin: true,
-      accountId: null,
-      label: 'test',
-      createdAt: new Date(),
-      expiresAt: null,
-    });
-    token = t.token;
+    token = (await insertTestToken(ns.db, { admin: true })).token;
   });
 
   afterAll(async () => {

@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
-import { insertToken, revokeToken } from '../../src/db/api-tokens.js';
+import { revokeToken } from '../../src/db/api-tokens.js';
 import { createLogger } from '../../src/log.js';
-import { newToken } from '../../src/serve/credentials.js';
 import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context.js';
 import { startServer, type RunningServer } from '../../src/serve/serve.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { insertTestToken } from '../helpers/serve.js';
 import { TcpProxy } from '../helpers/tcp-proxy.js';
 import { runTxsim, waitFor } from '../helpers/txsim.js';
 
@@ -63,20 +63,6 @@ async function followAccount1(url: string, token: string): Promise<OpenSocket> {
   return s;
 }
 
-async function makeToken(ns: TestNamespace, scope: { admin: true } | { accountId: number }, expiresAt: Date | null = null) {
-  const t = newToken();
-  await insertToken(ns.db, {
-    id: t.id,
-    secretHash: t.secretHash,
-    isAdmin: 'admin' in scope,
-    accountId: 'accountId' in scope ? scope.accountId : null,
-    label: 'token-lifetime test',
-    createdAt: new Date(),
-    expiresAt,
-  });
-  return { id: t.id, token: t.token };
-}
-
 /** Posts a deposit to account 1 and returns its id (202 means the server has published its `queued`). */
 async function deposit(url: string, token: string): Promise<string> {
   const response = await fetch(`${url}/v1/transactions`, {
@@ -110,9 +96,9 @@ describe('serve: feed sockets live only as long as their tokens', () => {
   it('closes the sockets of a revoked token (feed and dashboard) and an expired one with 1008; a valid token keeps its socket', async () => {
     const server = await startServer(ns.config, OPTIONS, createLogger('silent'));
     servers.push(server);
-    const revoked = await makeToken(ns, { accountId: 1 });
-    const admin = await makeToken(ns, { admin: true });
-    const valid = await makeToken(ns, { accountId: 1 });
+    const revoked = await insertTestToken(ns.db, { accountId: 1 });
+    const admin = await insertTestToken(ns.db, { admin: true });
+    const valid = await insertTestToken(ns.db, { accountId: 1 });
     const feed = await followAccount1(server.url, revoked.token);
     const dashboard = await open(server.url, '/v1/dashboard/ws', admin.token);
     const keeper = await followAccount1(server.url, valid.token);
@@ -131,7 +117,7 @@ describe('serve: feed sockets live only as long as their tokens', () => {
 
     // A token that expires in three seconds: it works until then, and its socket is closed at expiry.
     const expiresAt = new Date(Date.now() + 3_000);
-    const shortLived = await makeToken(ns, { accountId: 1 }, expiresAt);
+    const shortLived = await insertTestToken(ns.db, { accountId: 1 }, expiresAt);
     const expiring = await followAccount1(server.url, shortLived.token);
     const second = await deposit(server.url, valid.token);
     await waitFor(() => [expiring, keeper].every((s) => seenIds(s).includes(second)), 5_000, 'the second event');
@@ -161,10 +147,10 @@ describe('serve: feed sockets live only as long as their tokens', () => {
     viaProxy.port = String(proxy.port);
     const server = await startServer({ ...ns.config, databaseUrl: viaProxy.toString() }, OPTIONS, createLogger('silent'));
     servers.push(server);
-    const valid = await makeToken(ns, { accountId: 1 });
-    const revokedInOutage = await makeToken(ns, { accountId: 1 });
+    const valid = await insertTestToken(ns.db, { accountId: 1 });
+    const revokedInOutage = await insertTestToken(ns.db, { accountId: 1 });
     const expiresAt = new Date(Date.now() + 3_000);
-    const shortLived = await makeToken(ns, { accountId: 1 }, expiresAt);
+    const shortLived = await insertTestToken(ns.db, { accountId: 1 }, expiresAt);
     const keeper = await followAccount1(server.url, valid.token);
     const revoked = await followAccount1(server.url, revokedInOutage.token);
     const expiring = await followAccount1(server.url, shortLived.token);

@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { topologyFor } from '../../src/amqp/topology.js';
-import { insertToken, revokeToken } from '../../src/db/api-tokens.js';
+import { revokeToken } from '../../src/db/api-tokens.js';
 import { createLogger } from '../../src/log.js';
-import { newToken } from '../../src/serve/credentials.js';
 import { FeedHub } from '../../src/serve/feed-hub.js';
 import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context.js';
 import { startServer, type RunningServer } from '../../src/serve/serve.js';
@@ -13,6 +12,7 @@ import { runIdForSeed } from '../../src/domain/ids.js';
 import { createGenerator } from '../../src/gen/generator.js';
 import { sendOverHttp } from '../../src/gen/http-sender.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { insertTestToken } from '../helpers/serve.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
 // `txsim serve` in-process on port 0 against the real RabbitMQ and database, with a real worker
@@ -78,24 +78,6 @@ async function sqlRow<T>(ns: TestNamespace, sql: string, bindings: readonly (str
   return row;
 }
 
-async function makeToken(
-  ns: TestNamespace,
-  scope: { admin: true } | { accountId: number },
-  expiresAt: Date | null = null,
-): Promise<{ id: string; token: string }> {
-  const t = newToken();
-  await insertToken(ns.db, {
-    id: t.id,
-    secretHash: t.secretHash,
-    isAdmin: 'admin' in scope,
-    accountId: 'accountId' in scope ? scope.accountId : null,
-    label: 'test',
-    createdAt: new Date(),
-    expiresAt,
-  });
-  return { id: t.id, token: t.token };
-}
-
 describe('txsim serve', () => {
   let ns: TestNamespace;
   let server: RunningServer;
@@ -134,9 +116,9 @@ describe('txsim serve', () => {
     await ns.seed(3);
     server = await startServer(ns.config, OPTIONS, createLogger('silent'));
     worker = startWorker('sw1', ns.env);
-    admin = (await makeToken(ns, { admin: true })).token;
-    alice = (await makeToken(ns, { accountId: 1 })).token;
-    bob = (await makeToken(ns, { accountId: 2 })).token;
+    admin = (await insertTestToken(ns.db, { admin: true })).token;
+    alice = (await insertTestToken(ns.db, { accountId: 1 })).token;
+    bob = (await insertTestToken(ns.db, { accountId: 2 })).token;
   });
 
   afterAll(async () => {
@@ -319,11 +301,11 @@ describe('txsim serve', () => {
     expect((await call('GET', '/v1/accounts/1')).status).toBe(401);
     expect((await call('GET', '/v1/accounts/1', { token: 'txsim_0000000000000000_' + 'a'.repeat(43) })).status).toBe(401);
     expect((await call('GET', '/v1/accounts/1', { token: alice.slice(0, -1) + (alice.endsWith('a') ? 'b' : 'a') })).status).toBe(401);
-    const revoked = await makeToken(ns, { accountId: 1 });
+    const revoked = await insertTestToken(ns.db, { accountId: 1 });
     expect((await call('GET', '/v1/accounts/1', { token: revoked.token })).status).toBe(200);
     await revokeToken(ns.db, revoked.id);
     expect((await call('GET', '/v1/accounts/1', { token: revoked.token })).status).toBe(401);
-    const expired = await makeToken(ns, { accountId: 1 }, new Date(Date.now() - 1_000));
+    const expired = await insertTestToken(ns.db, { accountId: 1 }, new Date(Date.now() - 1_000));
     expect((await call('GET', '/v1/accounts/1', { token: expired.token })).status).toBe(401);
 
     expect((await call('GET', '/v1/accounts/2', { token: alice })).status).toBe(403);
@@ -396,7 +378,7 @@ describe('txsim serve', () => {
     expect(row!.totalMinor).toBe(String(sql.s));
     expect((await call('GET', '/v1/analytics/daily?from=2026-02-02&to=2026-02-01', { token: admin })).status).toBe(400);
     // Without from and to, an account token's span is its own account's traffic: account 3 has none (its opening is no traffic).
-    const quiet = (await makeToken(ns, { accountId: 3 })).token;
+    const quiet = (await insertTestToken(ns.db, { accountId: 3 })).token;
     expect((await call('GET', '/v1/analytics/daily', { token: quiet })).json).toEqual({ from: null, to: null, days: [] });
     expect((await call('GET', '/v1/analytics/daily', { token: admin })).json).toMatchObject({ from: today, to: today });
   });
@@ -566,19 +548,24 @@ describe('txsim serve', () => {
     );
   });
 
-  it('rate limiting per token answers 429 with Retry-After', async () => {
+  /** The app in-process (no listening socket, requests by inject) with other limits than OPTIONS'. */
+  const limitedServer = (limits: Partial<ServeOptions>) => {
     const log = createLogger('silent');
-    const app = await buildServer({
+    return buildServer({
       db: ns.db,
       publisher: new TransactionPublisher(
-        { amqpUrl: ns.config.amqpUrl, topology: ns.topology, clientName: 'test rl', windowMax: 10, confirmTimeoutMs: 5_000 },
+        { amqpUrl: ns.config.amqpUrl, topology: ns.topology, clientName: 'test limits', windowMax: 10, confirmTimeoutMs: 5_000 },
         log,
       ),
       hub: new FeedHub({ sendBufferBytesMax: 1_000_000, subscriptionsMax: 10 }),
       log,
       namespace: ns.name,
-      options: { ...OPTIONS, rateLimitPerS: 1, rateLimitBurst: 2 },
+      options: { ...OPTIONS, ...limits },
     });
+  };
+
+  it('rate limiting per token answers 429 with Retry-After', async () => {
+    const app = await limitedServer({ rateLimitPerS: 1, rateLimitBurst: 2 });
     const get = (token: string) => app.inject({ method: 'GET', url: '/v1/accounts/1', headers: { authorization: `Bearer ${token}` } });
     expect((await get(alice)).statusCode).toBe(200);
     expect((await get(alice)).statusCode).toBe(200);
@@ -591,18 +578,7 @@ describe('txsim serve', () => {
   });
 
   it('logins and registrations are limited per client address, whatever the username: 429 with Retry-After', async () => {
-    const log = createLogger('silent');
-    const app = await buildServer({
-      db: ns.db,
-      publisher: new TransactionPublisher(
-        { amqpUrl: ns.config.amqpUrl, topology: ns.topology, clientName: 'test crl', windowMax: 10, confirmTimeoutMs: 5_000 },
-        log,
-      ),
-      hub: new FeedHub({ sendBufferBytesMax: 1_000_000, subscriptionsMax: 10 }),
-      log,
-      namespace: ns.name,
-      options: { ...OPTIONS, credentialRateLimitPerMin: 3 },
-    });
+    const app = await limitedServer({ credentialRateLimitPerMin: 3 });
     const login = (username: string, remoteAddress = '10.0.0.1') =>
       app.inject({ method: 'POST', url: '/v1/sessions', remoteAddress, payload: { username, password: 'guess number 1' } });
     for (const name of ['nobody1', 'nobody2', 'nobody3']) expect((await login(name)).statusCode).toBe(401);
