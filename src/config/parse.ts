@@ -1,3 +1,4 @@
+import { minorUnitExponentOf } from '../domain/currency-exponents.js';
 import { UsageError } from '../errors.js';
 
 /**
@@ -93,9 +94,12 @@ export function parseWeightsFlag<K extends string>(
   return out;
 }
 
+/** A currency code (any case), which must be an active ISO 4217 currency: its accounts must be able to take amounts. */
 export function parseCurrencyFlag(flag: string, value: string | undefined, fallback: string): string {
   const currency = (value ?? fallback).toUpperCase();
   if (!/^[A-Z]{3}$/.test(currency)) throw new UsageError(`${flag}: "${value}" is not a 3-letter currency code`);
+  if (minorUnitExponentOf(currency) === null)
+    throw new UsageError(`${flag}: "${value}" is not an active ISO 4217 currency (e.g. EUR, USD, JPY)`);
   return currency;
 }
 

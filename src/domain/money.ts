@@ -1,3 +1,5 @@
+import { minorUnitExponentOf } from './currency-exponents.js';
+
 /**
  * Money is integer minor units. In memory a balance is a `bigint` (sums can outgrow 2^53); an
  * amount from a message is a `number` the schema bounds to ≤ 10^12, converted here and nowhere else.
@@ -20,12 +22,18 @@ export function parseMinor(value: string | number | bigint | null): bigint {
   return BigInt(match[1]);
 }
 
-/** Formats minor units for people: `123456, 'EUR'` → `1,234.56 EUR`. Assumes 2 decimals (display only). */
+/**
+ * Formats minor units for people with the currency's ISO 4217 decimals: `123456, 'EUR'` → `1,234.56 EUR`,
+ * `500, 'JPY'` → `500 JPY`, `1234, 'KWD'` → `1.234 KWD`; 2 decimals without a currency or for an unknown one
+ * (display only).
+ */
 export function formatMinor(amountMinor: bigint | number, currency?: string): string {
+  const digits = currency ? (minorUnitExponentOf(currency) ?? 2) : 2;
+  const scale = 10n ** BigInt(digits);
   const value = BigInt(amountMinor);
   const negative = value < 0n;
   const abs = negative ? -value : value;
-  const units = (abs / 100n).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
-  const cents = (abs % 100n).toString().padStart(2, '0');
-  return `${negative ? '-' : ''}${units}.${cents}${currency ? ` ${currency}` : ''}`;
+  const units = (abs / scale).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+  const fraction = digits === 0 ? '' : `.${(abs % scale).toString().padStart(digits, '0')}`;
+  return `${negative ? '-' : ''}${units}${fraction}${currency ? ` ${currency}` : ''}`;
 }

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { findUser, registerUser, UsernameTakenError } from '../db/api-tokens.js';
-import { ApiError } from './api-error.js';
+import { minorUnitExponentOf } from '../domain/currency-exponents.js';
+import { ApiError, invalid } from './api-error.js';
 import { DUMMY_PASSWORD_HASH, hashPassword, newToken, passwordMatches } from './credentials.js';
 import { insertToken } from '../db/api-tokens.js';
 import type { ServeContext } from './serve-context.js';
@@ -33,6 +34,10 @@ export function userRoutes(app: FastifyInstance, ctx: ServeContext): void {
     async (request, reply) => {
       const { username, password } = request.body;
       const currency = request.body.currency ?? 'EUR';
+      if (minorUnitExponentOf(currency) === null)
+        throw invalid('currency is not an active ISO 4217 currency', [
+          { path: '/currency', message: `${currency} is not one (e.g. EUR, USD, JPY)` },
+        ]);
       const token = newToken();
       const now = new Date();
       let accountId: number;

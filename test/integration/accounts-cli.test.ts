@@ -70,4 +70,17 @@ describe('txsim accounts', () => {
     }
     expect(await ns.db('accounts').where('id', 101).first()).toBeUndefined();
   });
+
+  it('seed --currency must be an active ISO 4217 currency, in any case', async () => {
+    const bad = await runTxsim(['accounts', 'seed', '--count', '1', '--first-id', '102', '--currency', 'zzz'], ns.env);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--currency: "zzz" is not an active ISO 4217 currency (e.g. EUR, USD, JPY)');
+    const yen = await runTxsim(
+      ['accounts', 'seed', '--count', '1', '--first-id', '102', '--currency', 'jpy', '--opening-balance', '500'],
+      ns.env,
+    );
+    expect(yen.code, yen.stderr).toBe(0);
+    expect(yen.stdout).toContain('(opening balance 500 JPY each)'); // yen has no minor unit: 500 minor units are ¥500
+    expect(await ns.db('accounts').where('id', 102).first('currency')).toEqual({ currency: 'JPY' });
+  });
 });

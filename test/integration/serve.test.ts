@@ -413,6 +413,9 @@ describe('txsim serve', () => {
     const own = await call('GET', `/v1/accounts/${reg.json!.accountId}`, { token: reg.json!.token });
     expect(own.json).toMatchObject({ balanceMinor: '0' });
     expect((await call('POST', '/v1/users', { body: { username: 'carol', password: 'another one' } })).status).toBe(409);
+    const notMoney = await call('POST', '/v1/users', { body: { username: 'dave', password: 'correct horse', currency: 'ZZZ' } });
+    expect(notMoney.status).toBe(400);
+    expect(notMoney.json!.error.details).toEqual([{ path: '/currency', message: 'ZZZ is not one (e.g. EUR, USD, JPY)' }]);
     const login = await call('POST', '/v1/sessions', { body: { username: 'carol', password: 'correct horse' } });
     expect(login.status).toBe(201);
     expect((await call('GET', `/v1/accounts/${reg.json!.accountId}`, { token: login.json!.token })).status).toBe(200);

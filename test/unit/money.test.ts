@@ -19,5 +19,10 @@ describe('money', () => {
     expect(formatMinor(123456n, 'EUR')).toBe('1,234.56 EUR');
     expect(formatMinor(-5n)).toBe('-0.05');
     expect(formatMinor(100_000_000_000_00n)).toBe('100,000,000,000.00');
+    // The currency's own decimals (ISO 4217): none for yen, three for dinars, two for an unknown code.
+    expect(formatMinor(1_500n, 'JPY')).toBe('1,500 JPY');
+    expect(formatMinor(-1_234n, 'KWD')).toBe('-1.234 KWD');
+    expect(formatMinor(12n, 'CLF')).toBe('0.0012 CLF');
+    expect(formatMinor(150n, 'ZZZ')).toBe('1.50 ZZZ');
   });
 });
