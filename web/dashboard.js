@@ -124,6 +124,9 @@ async function connect() {
   socket.onclose = (event) => {
     if (state.socket !== socket) return;
     state.socket = null;
+    // 1008: the token was revoked or expired while connected; reconnecting with it would only be refused.
+    if (event.code === 1008)
+      return askToken(`The server closed the connection: ${event.reason || 'the token no longer works'}. Paste a valid admin token.`);
     scheduleReconnect(`the connection closed (code ${event.code})`);
   };
 }

@@ -72,7 +72,8 @@ describe('the dashboard in Chromium', () => {
   let gen: ReturnType<typeof spawnTxsim> | null = null;
 
   async function startServe(): Promise<Serve> {
-    const started = spawnTxsim(['serve', '--port', String(port)], ns.env, 600_000);
+    // A short heartbeat: a revoked token's socket is closed at the next one.
+    const started = spawnTxsim(['serve', '--port', String(port), '--heartbeat', '1000'], ns.env, 600_000);
     let out = '';
     started.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     started.child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -252,5 +253,16 @@ describe('the dashboard in Chromium', () => {
     await waitFor(async () => (await frames(page)) > framesBefore + 2, 10_000, 'frames after the restart');
     await waitFor(async () => (await workersTable(page)).rows.some((r) => r.id === 'w1' && r.status === 'active'), 10_000, 'w1 again');
     expect(browser.errors.filter((e) => !e.includes('WebSocket') && !e.includes('Failed to load resource'))).toEqual([]);
+  });
+
+  it('asks for a token again when its own is revoked while it is connected', async () => {
+    const created = await runTxsim(['tokens', 'create', '--admin', '--json'], ns.env);
+    const revocable = JSON.parse(created.stdout) as { id: string; token: string };
+    await page.goto(`${url}/?again#token=${revocable.token}`); // a new load: the hash alone would not reload the page
+    await page.locator('#conn[data-state="live"]').waitFor({ timeout: 10_000 });
+    expect((await runTxsim(['tokens', 'revoke', revocable.id], ns.env)).code).toBe(0);
+    await page.locator('#login[open]').waitFor({ timeout: 15_000 });
+    expect(await page.locator('#login-msg').textContent()).toContain('token revoked');
+    expect(await page.locator('#conn').getAttribute('data-state')).toBe('refused');
   });
 });
