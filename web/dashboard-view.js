@@ -1,8 +1,8 @@
 /* global document, Node */
 // Pure helpers of the dashboard: formatting and DOM building, no state and no network.
 
-/** Minor-unit digits per currency where they are not 2 (ISO 4217). Money stays text: never a float. */
-const EXPONENTS = { JPY: 0, KRW: 0, ISK: 0, CLP: 0, VND: 0, BHD: 3, JOD: 3, KWD: 3, OMR: 3, TND: 3 };
+// Minor-unit digits per currency where they are not 2 (ISO 4217), the server's own table. Money stays text: never a float.
+import { EXPONENTS } from './currency-exponents.js';
 
 /** "123456" EUR → "1,234.56 EUR", from the digits (amounts are strings of minor units). */
 export function formatMinor(minor, currency) {

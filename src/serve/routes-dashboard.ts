@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { ApiError } from './api-error.js';
+import { ISO_4217_MINOR_UNITS } from '../domain/currency-exponents.js';
 import { principalOf } from './auth.js';
 import type { DashboardFrame } from './dashboard-stats.js';
 import type { FeedClient } from './feed-hub.js';
@@ -47,6 +48,13 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ServeContext): void {
       return reply.type(asset.type).header('cache-control', 'no-cache').send(body);
     });
   }
+
+  // The page formats money with each currency's ISO 4217 decimals: the server's table, as a module.
+  const exponents = Object.fromEntries([...ISO_4217_MINOR_UNITS].filter(([, exponent]) => exponent !== 2));
+  const exponentsModule = `// Minor-unit digits of the ISO 4217 currencies whose minor unit is not 2 (from txsim serve).\nexport const EXPONENTS = ${JSON.stringify(exponents)};\n`;
+  app.get('/web/currency-exponents.js', { config: { public: true }, schema: { hide: true } }, async (_request, reply) =>
+    reply.type('text/javascript; charset=utf-8').header('cache-control', 'no-cache').send(exponentsModule),
+  );
 
   const requireAdmin = (request: Parameters<typeof principalOf>[0], _reply: unknown, done: (err?: Error) => void) => {
     done(principalOf(request).kind === 'admin' ? undefined : new ApiError(403, 'forbidden', 'the dashboard needs an admin token'));

@@ -222,6 +222,15 @@ describe('the dashboard in Chromium', () => {
     await waitFor(async () => (await page.locator('#account-balance').textContent()) === '1,005.50 EUR', 5_000, 'the new balance');
   });
 
+  it("formats money with each currency's ISO 4217 decimals, from the server's table", async () => {
+    // As text, so that the page's own import() runs (vitest would rewrite one in a function).
+    const formatted = await page.evaluate<string[]>(`(async () => {
+      const view = await import('/web/dashboard-view.js');
+      return ['1234:EUR', '1234:JPY', '1234:KWD', '500:IQD', '12:CLF'].map((c) => view.formatMinor(...c.split(':')));
+    })()`);
+    expect(formatted).toEqual(['12.34 EUR', '1,234 JPY', '1.234 KWD', '0.500 IQD', '0.0012 CLF']);
+  });
+
   it('is readable on a narrow window: nothing wider than the screen', async () => {
     await page.setViewportSize({ width: 390, height: 800 });
     await page.waitForTimeout(500);
