@@ -154,10 +154,8 @@ export async function registerUser(
 /** Token ids per query of readTokenLifetimes: bounds the statement however many sockets are open. */
 const TOKEN_IDS_PER_QUERY_MAX = 1_000;
 
-export interface TokenLifetime {
-  readonly revokedAt: Date | null;
-  readonly expiresAt: Date | null;
-}
+/** What decides whether a token still works, beside its secret. */
+export type TokenLifetime = Pick<TokenRow, 'revokedAt' | 'expiresAt'>;
 
 /**
  * When the given tokens were revoked and expire, by id; a deleted token is absent. One query per

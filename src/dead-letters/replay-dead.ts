@@ -222,19 +222,22 @@ export function replayRecords(report: ReplayReport): FailureRecord[] {
  */
 export function replayEvents(report: ReplayReport): AttemptEvent[] {
   const messages = new Map(report.replayed.map((m) => [m.id, m]));
-  return replayRecords(report).map((r) => ({
-    transactionId: r.transactionId,
-    state: 'replayed',
-    attempt: r.attempt,
-    accountId: r.accountId,
-    type: messages.get(r.transactionId)?.type ?? null,
-    amountMinor: messages.get(r.transactionId)?.amountMinor ?? null,
-    currency: messages.get(r.transactionId)?.currency ?? null,
-    errorCode: r.errorCode,
-    errorMessage: r.errorMessage,
-    workerId: r.workerId,
-    at: r.failedAt.toISOString(),
-  }));
+  return replayRecords(report).map((r) => {
+    const message = messages.get(r.transactionId);
+    return {
+      transactionId: r.transactionId,
+      state: 'replayed',
+      attempt: r.attempt,
+      accountId: r.accountId,
+      type: message?.type ?? null,
+      amountMinor: message?.amountMinor ?? null,
+      currency: message?.currency ?? null,
+      errorCode: r.errorCode,
+      errorMessage: r.errorMessage,
+      workerId: r.workerId,
+      at: r.failedAt.toISOString(),
+    };
+  });
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from 'fastify';
-import { findToken } from '../db/api-tokens.js';
+import { findToken, type TokenLifetime } from '../db/api-tokens.js';
 import type { Knex } from '../db/knex.js';
 import { ApiError } from './api-error.js';
 import { parseToken, secretMatches } from './credentials.js';
@@ -32,6 +32,16 @@ export function bearerOf(request: FastifyRequest): string | null {
 }
 
 /**
+ * Why a token no longer works at `nowMs` (revoked, or past its expiry), or null while it does. A token
+ * that is not there at all counts as revoked. The upgrade's check and the feed's re-check both use it.
+ */
+export function tokenEndReason(lifetime: TokenLifetime | undefined, nowMs: number): 'token revoked' | 'token expired' | null {
+  if (!lifetime || lifetime.revokedAt !== null) return 'token revoked';
+  if (lifetime.expiresAt !== null && lifetime.expiresAt.getTime() <= nowMs) return 'token expired';
+  return null;
+}
+
+/**
  * Resolves a token to its principal: 401 when missing, malformed, unknown, revoked or expired (one
  * message for the last four, so a caller learns nothing about which tokens exist).
  */
@@ -40,13 +50,7 @@ export async function authenticate(db: Knex, token: string | null, noAuth: boole
   if (token === null) throw unauthorized('a bearer token is required (Authorization: Bearer <token>)');
   const parsed = parseToken(token);
   const row = parsed ? await findToken(db, parsed.id) : undefined;
-  if (
-    !parsed ||
-    !row ||
-    !secretMatches(parsed.secret, row.secretHash) ||
-    row.revokedAt !== null ||
-    (row.expiresAt !== null && row.expiresAt <= now)
-  ) {
+  if (!parsed || !row || !secretMatches(parsed.secret, row.secretHash) || tokenEndReason(row, now.getTime()) !== null) {
     throw unauthorized('the token is invalid, revoked or expired');
   }
   if (row.isAdmin) return { kind: 'admin', tokenId: row.id };

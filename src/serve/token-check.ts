@@ -3,6 +3,7 @@ import { readTokenLifetimes, type TokenLifetime } from '../db/api-tokens.js';
 import type { Knex } from '../db/knex.js';
 import type { Logger } from '../log.js';
 import type { FeedHub } from './feed-hub.js';
+import { tokenEndReason } from './auth.js';
 import type { Principal } from './principal.js';
 import type { ServeContext } from './serve-context.js';
 
@@ -14,13 +15,6 @@ import type { ServeContext } from './serve-context.js';
 
 /** setTimeout's longest delay (about 24.8 days; a longer one fires at once). Login sessions last 30 days. */
 const TIMER_DELAY_MS_MAX = 2 ** 31 - 1;
-
-/** Why a token no longer opens the feed at `nowMs` (the close reason), or null while it does. A deleted one counts as revoked. */
-export function tokenEndReason(lifetime: TokenLifetime | undefined, nowMs: number): 'token revoked' | 'token expired' | null {
-  if (!lifetime || lifetime.revokedAt !== null) return 'token revoked';
-  if (lifetime.expiresAt !== null && lifetime.expiresAt.getTime() <= nowMs) return 'token expired';
-  return null;
-}
 
 /**
  * Re-checks the tokens of the hub's sockets: each one as its socket opens (which also learns its
