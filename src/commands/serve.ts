@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { parseIntFlag } from '../config/parse.js';
+import { parseIntFlag, parseProxyListFlag } from '../config/parse.js';
 import { UsageError } from '../errors.js';
 import { flushLogger } from '../log.js';
 import { SERVE_DEFAULTS, type ServeOptions } from '../serve/serve-context.js';
@@ -66,6 +66,10 @@ export function registerServe(program: Command): void {
       'logins and registrations a minute per client address (0 = unlimited)',
       String(SERVE_DEFAULTS.credentialRateLimitPerMin),
     )
+    .option(
+      '--trust-proxy <addresses>',
+      'reverse proxies (IPs, CIDR ranges, loopback, linklocal, uniquelocal; comma-separated) whose X-Forwarded-For names the client for the credential limit (default: none, the TCP peer is the client)',
+    )
     .option('--page-size-max <n>', 'largest page a list returns', String(SERVE_DEFAULTS.pageSizeMax))
     .option(
       '--heartbeat <ms>',
@@ -110,6 +114,7 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
           0,
           1_000_000,
         ),
+        trustProxy: parseProxyListFlag('--trust-proxy', str('trustProxy')),
         pageSizeMax: parseIntFlag('--page-size-max', str('pageSizeMax'), SERVE_DEFAULTS.pageSizeMax, 1, 10_000),
         heartbeatMs: parseIntFlag('--heartbeat', str('heartbeat'), SERVE_DEFAULTS.heartbeatMs, 100, 3_600_000),
         sendBufferBytesMax: SERVE_DEFAULTS.sendBufferBytesMax,

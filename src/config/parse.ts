@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { minorUnitExponentOf } from '../domain/currency-exponents.js';
 import { UsageError } from '../errors.js';
 
@@ -112,4 +113,29 @@ export function parseDurationFlag(flag: string, value: string | undefined, fallb
   const ms = Math.round(Number(m[1]) * unitMs);
   if (ms < minMs || ms > maxMs) throw new UsageError(`${flag}: ${value} must be between ${minMs} ms and ${maxMs} ms`);
   return ms;
+}
+
+/** The names a proxy list may use for whole ranges, as Fastify's `trustProxy` (proxy-addr) reads them. */
+const PROXY_RANGE_NAMES = ['loopback', 'linklocal', 'uniquelocal'] as const;
+
+/**
+ * A comma-separated list of reverse proxies' addresses: IPs, CIDR ranges (`10.0.0.0/8`, `fd00::/8`) or
+ * the names `loopback`, `linklocal`, `uniquelocal`. Checked here, so a typo is a usage message and not a
+ * proxy trusted by accident or a server that fails to start.
+ */
+export function parseProxyListFlag(flag: string, value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const entries = value.split(',').map((entry) => entry.trim());
+  for (const entry of entries) {
+    if ((PROXY_RANGE_NAMES as readonly string[]).includes(entry)) continue;
+    const [address = '', prefix, ...rest] = entry.split('/');
+    const family = isIP(address);
+    const prefixMax = family === 6 ? 128 : 32;
+    const prefixOk = prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= prefixMax);
+    if (family === 0 || !prefixOk || rest.length > 0)
+      throw new UsageError(
+        `${flag}: "${entry}" is not an IP address, a CIDR range or one of ${PROXY_RANGE_NAMES.join(', ')} (e.g. --trust-proxy 10.0.0.5,loopback)`,
+      );
+  }
+  return entries;
 }

@@ -29,6 +29,11 @@ export interface ServeOptions {
   readonly rateLimitBurst: number;
   /** Logins and registrations a minute per client address (0 = unlimited), all at once at most as many. */
   readonly credentialRateLimitPerMin: number;
+  /**
+   * Reverse proxies (addresses, CIDR ranges, `loopback` …) whose `X-Forwarded-For` names the client:
+   * the address the credential limit counts. Empty: the TCP peer is the client, the header is ignored.
+   */
+  readonly trustProxy: readonly string[];
   /** Largest page any list returns; `limit` above it is a 400. */
   readonly pageSizeMax: number;
   /** WebSocket ping interval; a client that did not answer the previous ping is disconnected. */
@@ -46,6 +51,7 @@ export const SERVE_DEFAULTS = {
   rateLimitPerS: 500,
   rateLimitBurst: 1_000,
   credentialRateLimitPerMin: 30,
+  trustProxy: [] as readonly string[],
   pageSizeMax: 200,
   heartbeatMs: 30_000,
   sendBufferBytesMax: 1024 * 1024,

@@ -52,6 +52,8 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
     bodyLimit: MAX_BODY_BYTES,
     // Behind a load balancer several servers run; each request's id is its own.
     requestIdHeader: false,
+    // X-Forwarded-For is read only from the proxies named (a client could write it itself otherwise).
+    trustProxy: ctx.options.trustProxy.length > 0 ? [...ctx.options.trustProxy] : false,
   });
   app.setValidatorCompiler(compileValidator);
   // JSON only: any other body is a 415, not a string handed to a JSON schema.

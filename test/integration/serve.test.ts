@@ -605,6 +605,26 @@ describe('txsim serve', () => {
     await app.close();
   });
 
+  it('behind a trusted proxy the credential limit counts X-Forwarded-For; from anyone else the header is ignored', async () => {
+    const app = await limitedServer({ credentialRateLimitPerMin: 1, trustProxy: ['10.0.0.9'] });
+    const login = (remoteAddress: string, forwardedFor: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/v1/sessions',
+        remoteAddress,
+        headers: { 'x-forwarded-for': forwardedFor },
+        payload: { username: 'nobody', password: 'guess number 1' },
+      });
+    // Through the proxy: one bucket per client it names.
+    expect((await login('10.0.0.9', '203.0.113.1')).statusCode).toBe(401);
+    expect((await login('10.0.0.9', '203.0.113.2')).statusCode).toBe(401);
+    expect((await login('10.0.0.9', '203.0.113.1')).statusCode).toBe(429);
+    // A client that writes the header itself is still counted by its own address.
+    expect((await login('10.0.0.7', '203.0.113.3')).statusCode).toBe(401);
+    expect((await login('10.0.0.7', '203.0.113.4')).statusCode).toBe(429);
+    await app.close();
+  });
+
   it('broker unreachable: 503 with Retry-After, nothing marked published, the same request later succeeds', async () => {
     const topology = topologyFor(ns.name, ns.config.retryDelaysMs);
     const log = createLogger('silent');

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { configSecrets, describeEndpoints, loadConfig } from '../../src/config/config.js';
-import { parseDurationFlag, parseIdListFlag, parseIntFlag, parseRangeFlag, parseWeightsFlag } from '../../src/config/parse.js';
+import {
+  parseDurationFlag,
+  parseIdListFlag,
+  parseIntFlag,
+  parseProxyListFlag,
+  parseRangeFlag,
+  parseWeightsFlag,
+} from '../../src/config/parse.js';
 import { redactUrl } from '../../src/config/redact.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -58,5 +65,19 @@ describe('duration flags', () => {
     expect(parseDurationFlag('--expire-every', '250', 1_000, 50, 3_600_000)).toBe(250);
     expect(() => parseDurationFlag('--expire-every', '10ms', 1_000, 50, 3_600_000)).toThrow(/--expire-every: 10ms must be between 50 ms/);
     expect(() => parseDurationFlag('--expire-every', 'soon', 1_000, 50, 3_600_000)).toThrow(/--expire-every: "soon" is not a duration/);
+  });
+
+  it('reads --trust-proxy as addresses, CIDR ranges or range names, and refuses anything else', () => {
+    expect(parseProxyListFlag('--trust-proxy', undefined)).toEqual([]);
+    expect(parseProxyListFlag('--trust-proxy', '10.0.0.5, 192.168.0.0/16,loopback,fd00::/8,::1')).toEqual([
+      '10.0.0.5',
+      '192.168.0.0/16',
+      'loopback',
+      'fd00::/8',
+      '::1',
+    ]);
+    for (const bad of ['true', '10.0.0.300', '10.0.0.0/33', 'fd00::/129', '10.0.0.0/8/1', 'proxy.example.com', '', '10.0.0.1,'])
+      expect(() => parseProxyListFlag('--trust-proxy', bad), bad).toThrow(UsageError);
+    expect(() => parseProxyListFlag('--trust-proxy', 'lb1')).toThrow(/--trust-proxy: "lb1" is not an IP address, a CIDR range/);
   });
 });
