@@ -9,9 +9,11 @@ import type { WebhookOutcome } from '../db/statements.js';
 
 /** Header names, lowercase as Node presents them. A public contract: receivers read these (README, "Webhooks"). */
 export const WEBHOOK_HEADERS = {
-  /** `sha256=<hex HMAC-SHA256 of the raw body under the shared secret>`. */
+  /** `sha256=<hex HMAC-SHA256 of "<timestamp>." + the raw body, under the shared secret>`. */
   signature: 'x-txsim-signature',
-  /** The event id: the same on every attempt, so a receiver can drop repeats. */
+  /** Unix seconds at which this attempt was signed; signed with the body, so an old request cannot be replayed later. */
+  timestamp: 'x-txsim-timestamp',
+  /** The event id: the same on every attempt, so a receiver can drop repeats. Not signed: it must equal the body's `eventId`. */
   idempotencyKey: 'idempotency-key',
   /** 1 on the first try, then 2, 3 …; informational, not signed. */
   attempt: 'x-txsim-delivery-attempt',
@@ -19,21 +21,44 @@ export const WEBHOOK_HEADERS = {
 
 const SIGNATURE_PREFIX = 'sha256=';
 
-/** The signature header value of a body: `sha256=` + hex HMAC-SHA256(secret, raw body). */
-export function signWebhookBody(secret: string, body: Buffer | string): string {
-  return SIGNATURE_PREFIX + createHmac('sha256', secret).update(body).digest('hex');
+/** How far a signed timestamp may be from the receiver's clock, either way, by default: 5 minutes, as Stripe's. */
+export const WEBHOOK_TOLERANCE_S = 300;
+
+/** The signature header value of a body sent at `timestampS`: `sha256=` + hex HMAC-SHA256(secret, "<timestampS>." + raw body). */
+export function signWebhook(secret: string, timestampS: number, body: Buffer | string): string {
+  return SIGNATURE_PREFIX + createHmac('sha256', secret).update(`${timestampS}.`).update(body).digest('hex');
 }
 
+/** The headers a receiver checks: the signature and the timestamp it covers, as Node presents them. */
+export interface SignedHeaders {
+  readonly signature: string | string[] | undefined;
+  readonly timestamp: string | string[] | undefined;
+}
+
+/** Why a request's signature does not hold, or null when it does. */
+export type SignatureFault = 'bad_signature' | 'stale_timestamp';
+
 /**
- * True when `header` is the signature of exactly these bytes under `secret`. Compares in constant
- * time, so the answer's timing does not reveal how much of a forged signature was right.
+ * Null when `headers.signature` is the signature of exactly these bytes and `headers.timestamp` under
+ * `secret`, and the timestamp is within `toleranceS` of `nowMs`; otherwise the fault. Compares in
+ * constant time, so the answer's timing does not reveal how much of a forged signature was right.
+ * The timestamp is checked after the signature: an unsigned one says nothing.
  */
-export function verifyWebhookSignature(secret: string, body: Buffer | string, header: string | string[] | undefined): boolean {
-  if (typeof header !== 'string' || !header.startsWith(SIGNATURE_PREFIX)) return false;
-  const given = header.slice(SIGNATURE_PREFIX.length);
-  if (!/^[0-9a-f]{64}$/i.test(given)) return false;
-  const expected = createHmac('sha256', secret).update(body).digest();
-  return timingSafeEqual(expected, Buffer.from(given, 'hex'));
+export function webhookSignatureFault(
+  secret: string,
+  body: Buffer | string,
+  headers: SignedHeaders,
+  nowMs: number,
+  toleranceS = WEBHOOK_TOLERANCE_S,
+): SignatureFault | null {
+  const { signature, timestamp } = headers;
+  if (typeof signature !== 'string' || !signature.startsWith(SIGNATURE_PREFIX)) return 'bad_signature';
+  if (typeof timestamp !== 'string' || !/^\d{1,12}$/.test(timestamp)) return 'bad_signature';
+  const given = signature.slice(SIGNATURE_PREFIX.length);
+  if (!/^[0-9a-f]{64}$/i.test(given)) return 'bad_signature';
+  const expected = createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest();
+  if (!timingSafeEqual(expected, Buffer.from(given, 'hex'))) return 'bad_signature';
+  return Math.abs(nowMs / 1_000 - Number(timestamp)) > toleranceS ? 'stale_timestamp' : null;
 }
 
 /** What one HTTP attempt produced: a response (any status), or no response at all. */
@@ -125,7 +150,7 @@ export interface DeliverHooks {
 }
 
 /**
- * Delivers one event: signs the body once, POSTs it, and retries what `classifyAttempt` says to
+ * Delivers one event: signs the body with each attempt's time, POSTs it, and retries what `classifyAttempt` says to
  * retry with capped exponential backoff until it is delivered, refused, given up on (time or
  * attempts), or `signal` aborts (no further attempt; the one in progress ends as `attemptSignal`
  * decides). Never throws.
@@ -140,12 +165,14 @@ export async function deliverWebhook(
 ): Promise<DeliveryResult> {
   const now = hooks.now ?? Date.now;
   const startedMs = now();
-  const signature = signWebhookBody(secret, request.body);
   for (let attempt = 1; ; attempt++) {
     if (signal.aborted) return { status: 'aborted', attempts: attempt - 1 };
+    // Each attempt is signed at its own time: a retry an hour on is not refused as a replay.
+    const timestampS = Math.floor(now() / 1_000);
     const headers = {
       'content-type': 'application/json',
-      [WEBHOOK_HEADERS.signature]: signature,
+      [WEBHOOK_HEADERS.signature]: signWebhook(secret, timestampS, request.body),
+      [WEBHOOK_HEADERS.timestamp]: String(timestampS),
       [WEBHOOK_HEADERS.idempotencyKey]: request.eventId,
       [WEBHOOK_HEADERS.attempt]: String(attempt),
     };

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { verifyWebhookSignature, WEBHOOK_HEADERS } from './webhook-delivery.js';
+import { WEBHOOK_HEADERS, WEBHOOK_TOLERANCE_S, webhookSignatureFault } from './webhook-delivery.js';
 
 /** One accepted webhook: its idempotency key, the parsed body, and whether the key was seen before. */
 export interface ReceivedWebhook {
@@ -24,16 +24,24 @@ export interface WebhookReceiverOptions {
   readonly bodyBytesMax?: number;
   /** Idempotency keys remembered, oldest forgotten first: a bound on memory. */
   readonly seenKeysMax?: number;
+  /** How far a signed timestamp may be from this server's clock (default WEBHOOK_TOLERANCE_S). */
+  readonly toleranceS?: number;
+  /** The clock timestamps are checked against (tests). */
+  readonly now?: () => number;
 }
 
 /**
  * The tiny webhook receiver of `txsim accounting receive`, and a reference for writing one: read the
- * raw body, verify the signature over exactly those bytes BEFORE parsing, then deduplicate by the
- * idempotency key and answer 2xx (also for a repeat, so the sender stops retrying).
+ * raw body, verify the signature over its timestamp and exactly those bytes BEFORE parsing, refuse a
+ * timestamp too far from the clock (a replay), then deduplicate by the signed `eventId` — the
+ * `Idempotency-Key` header is not signed, so it must name the same event — and answer 2xx (also for a
+ * repeat, so the sender stops retrying).
  */
 export function createWebhookReceiver(options: WebhookReceiverOptions): Server {
   const bodyBytesMax = options.bodyBytesMax ?? 64 * 1024;
   const seenKeysMax = options.seenKeysMax ?? 1_000_000;
+  const toleranceS = options.toleranceS ?? WEBHOOK_TOLERANCE_S;
+  const now = options.now ?? Date.now;
   // A Set iterates in insertion order: the first key is the oldest, the one to forget.
   const seen = new Set<string>();
 
@@ -60,8 +68,11 @@ export function createWebhookReceiver(options: WebhookReceiverOptions): Server {
       if (tooLarge) return refuse(res, 413, `body larger than ${bodyBytesMax} bytes`, eventId);
       const raw = Buffer.concat(chunks);
       // Verify the bytes as received: re-serializing parsed JSON would not give the same bytes.
-      if (!verifyWebhookSignature(options.secret, raw, req.headers[WEBHOOK_HEADERS.signature]))
-        return refuse(res, 401, 'bad or missing signature', eventId);
+      const signed = { signature: req.headers[WEBHOOK_HEADERS.signature], timestamp: req.headers[WEBHOOK_HEADERS.timestamp] };
+      const fault = webhookSignatureFault(options.secret, raw, signed, now(), toleranceS);
+      if (fault === 'bad_signature') return refuse(res, 401, 'bad or missing signature', eventId);
+      if (fault === 'stale_timestamp')
+        return refuse(res, 401, `signed more than ${toleranceS} s from this server's clock: a replay, or clocks apart`, eventId);
       if (eventId === null) return refuse(res, 400, `missing ${WEBHOOK_HEADERS.idempotencyKey} header`, null);
       let body: unknown;
       try {
@@ -69,6 +80,11 @@ export function createWebhookReceiver(options: WebhookReceiverOptions): Server {
       } catch {
         return refuse(res, 400, 'body is not JSON', eventId);
       }
+      const signedId = typeof body === 'object' && body !== null ? (body as { eventId?: unknown }).eventId : undefined;
+      if (typeof signedId !== 'string') return refuse(res, 400, 'body has no eventId', eventId);
+      // The header is not signed: dropping repeats by it would let anyone replay an event under a new
+      // key, or suppress a future one by sending an old body under its id.
+      if (signedId !== eventId) return refuse(res, 400, `${WEBHOOK_HEADERS.idempotencyKey} is not the eventId of the signed body`, eventId);
       const duplicate = seen.has(eventId);
       if (!duplicate) {
         seen.add(eventId);

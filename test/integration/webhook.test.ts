@@ -1,6 +1,6 @@
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signWebhookBody, WEBHOOK_HEADERS } from '../../src/accounting/webhook-delivery.js';
+import { signWebhook, WEBHOOK_HEADERS } from '../../src/accounting/webhook-delivery.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { freePort, jsonLines, startTxsim, type TxsimProcess } from './accounting-helpers.js';
@@ -113,7 +113,8 @@ describe('accounting webhooks', () => {
       body,
       headers: {
         'content-type': 'application/json',
-        [WEBHOOK_HEADERS.signature]: signWebhookBody('not-the-secret-000', body),
+        [WEBHOOK_HEADERS.signature]: signWebhook('not-the-secret-000', Math.floor(Date.now() / 1_000), body),
+        [WEBHOOK_HEADERS.timestamp]: String(Math.floor(Date.now() / 1_000)),
         [WEBHOOK_HEADERS.idempotencyKey]: 'forged',
       },
     });

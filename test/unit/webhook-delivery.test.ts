@@ -5,7 +5,7 @@ import {
   backoffDelayMs,
   classifyAttempt,
   deliverWebhook,
-  verifyWebhookSignature,
+  webhookSignatureFault,
   WEBHOOK_HEADERS,
   type AttemptResult,
   type WebhookRetryPolicy,
@@ -71,17 +71,22 @@ describe('backoffDelayMs', () => {
 describe('deliverWebhook', () => {
   const never = new AbortController().signal;
 
-  it('signs the body, sends the event id as idempotency key and numbers the attempts', async () => {
+  it('signs each attempt with its own time, sends the event id as idempotency key and numbers the attempts', async () => {
     const transport = scripted([unavailable, refused, ok]);
-    const result = await deliverWebhook(transport, request, secret, fast, never);
+    let clockMs = 1_796_000_000_000;
+    const now = () => (clockMs += 700_000); // each attempt over 10 minutes after the one before
+    const result = await deliverWebhook(transport, request, secret, { ...fast, giveUpAfterMs: 86_400_000 }, never, { now });
     expect(result).toEqual({ status: 'delivered', attempts: 3, responseStatus: 200, responseBody: 'ok' });
     expect(transport.calls.map((c) => c.headers[WEBHOOK_HEADERS.attempt])).toEqual(['1', '2', '3']);
     for (const call of transport.calls) {
       expect(call.body).toEqual(request.body);
       expect(call.headers[WEBHOOK_HEADERS.idempotencyKey]).toBe(request.eventId);
       expect(call.headers['content-type']).toBe('application/json');
-      expect(verifyWebhookSignature(secret, call.body, call.headers[WEBHOOK_HEADERS.signature])).toBe(true);
+      const signed = { signature: call.headers[WEBHOOK_HEADERS.signature], timestamp: call.headers[WEBHOOK_HEADERS.timestamp] };
+      expect(webhookSignatureFault(secret, call.body, signed, Number(signed.timestamp) * 1_000)).toBeNull();
     }
+    const stamps = transport.calls.map((c) => Number(c.headers[WEBHOOK_HEADERS.timestamp]));
+    expect(stamps[1]! - stamps[0]!).toBeGreaterThan(600); // a retry is not signed with the first attempt's time
   });
 
   it('records a 4xx as failed with the response, after one attempt', async () => {
