@@ -48,7 +48,7 @@ export function formatInspectReport(report: InspectReport, options: Pick<Inspect
         m.bodyProblem ? `(unreadable: ${m.bodyProblem})` : (m.type ?? ''),
         m.accountId ?? missing(m),
         // Amounts of poison messages can be anything; only whole minor units (a string then) are formatted as money.
-        m.amountMinor !== null ? formatMinor(BigInt(m.amountMinor)) : missing(m),
+        m.amountMinor !== null ? formatMinor(BigInt(m.amountMinor), m.currency ?? undefined) : missing(m),
         m.currency ?? missing(m),
         m.reason,
         m.workerId ?? '',

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_RELAY_OPTIONS, OutboxRelay } from '../../src/accounting/outbox-relay.js';
+import { DEFAULT_RELAY_OPTIONS, OutboxRelay, type OutboxRelayOptions } from '../../src/accounting/outbox-relay.js';
 import { createLogger } from '../../src/log.js';
 import { ensureSchema } from '../../src/db/schema.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
@@ -47,10 +47,10 @@ describe('relay lease: one outbox relay claims at a time', () => {
   }
 
   /** A relay in this process with a short lease, so a lapse takes seconds. */
-  async function startRelay(id: string): Promise<OutboxRelay> {
+  async function startRelay(id: string, options: Partial<OutboxRelayOptions> = {}): Promise<OutboxRelay> {
     const relay = new OutboxRelay(
       { db: ns.db, amqpUrl: ns.config.amqpUrl, topology: ns.topology, log: createLogger('silent', { pretty: false }), relayId: id },
-      { ...DEFAULT_RELAY_OPTIONS, idleIntervalMs: 50, standbyIntervalMs: 100, leaseMs: 1_500 },
+      { ...DEFAULT_RELAY_OPTIONS, idleIntervalMs: 50, standbyIntervalMs: 100, leaseMs: 1_500, ...options },
     );
     relays.push(relay);
     await relay.start();
@@ -77,6 +77,22 @@ describe('relay lease: one outbox relay claims at a time', () => {
   afterAll(async () => {
     await ns.cleanup();
   });
+
+  it('a prune that deletes its most leaves the rest to the next round, not to the next interval: pruning keeps up with load', async () => {
+    await insertEvents(200);
+    await ns
+      .db('outbox_events')
+      .whereNull('sent_at')
+      .update({ sent_at: new Date(Date.now() - 2 * 3_600_000) });
+    const sentCount = async () => Number((await ns.db('outbox_events').whereNotNull('sent_at').count({ n: '*' }))[0]!.n);
+    expect(await sentCount()).toBeGreaterThanOrEqual(200);
+    // One row a statement: 20 a prune. The first prune comes 10–20 s after the start; the
+    // nine more needed would each wait another 20 s if a full prune waited for the interval.
+    const relay = await startRelay('p', { pruneBatchMax: 1, pruneIntervalMs: 20_000 });
+    await waitFor(() => relay.metrics.pruned > 0, 25_000, 'the first prune');
+    await waitFor(async () => (await sentCount()) === 0, 10_000, 'every sent row past the retention pruned');
+    expect(relay.metrics.pruned).toBeGreaterThanOrEqual(200);
+  }, 45_000);
 
   it('the holder relays every event while the other stands by; released at close, the lease passes on at once', async () => {
     const a = await startRelay('a');

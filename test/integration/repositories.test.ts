@@ -10,6 +10,7 @@ import {
 import { seedAccounts } from '../../src/db/accounts.js';
 import { BALANCES_OFF_ENTRIES, UNBALANCED_LEDGER, UNBALANCED_TRANSACTIONS } from '../../src/db/ledger-checks.js';
 import { missingStatementCount, unsentOutboxCount, webhookCounts } from '../../src/db/reconcile-queries.js';
+import { recordStatement, recordWebhookOutcome } from '../../src/db/statements.js';
 import {
   finishRun,
   getRun,
@@ -188,6 +189,35 @@ describe('repositories', () => {
     } finally {
       await ns.db('ledger_entries').where({ transaction_id: opening, amount_minor: '7' }).delete();
     }
+  });
+
+  it('webhook outcomes: only a pending delivery takes one, so a late attempt never turns delivered back to failed', async () => {
+    const event = {
+      eventId: '0f0f0f0f-1111-5222-8333-444444444444',
+      transactionId: '0f0f0f0f-1111-5222-8333-555555555555',
+      accountId: 1,
+      accountSeq: 1,
+      type: 'deposit',
+      outcome: 'applied' as const,
+      reason: null,
+      amountMinor: 100n,
+      currency: 'EUR',
+      balanceAfterMinor: 100n,
+      occurredAt: new Date().toISOString(),
+    };
+    expect(await recordStatement(ns.db, event, 'http://receiver.test/hooks')).toEqual({ inserted: true, webhookStatus: 'pending' });
+    await recordWebhookOutcome(ns.db, event.eventId, { status: 'delivered', attempts: 2, responseStatus: 200, responseBody: 'ok' });
+    await recordWebhookOutcome(ns.db, event.eventId, {
+      status: 'failed',
+      attempts: 7,
+      responseStatus: 503,
+      responseBody: 'down',
+      lastError: 'HTTP 503',
+    });
+    const row = await ns.db('webhook_deliveries').where('event_id', event.eventId).first('status', 'attempts', 'response_status');
+    expect(row).toEqual({ status: 'delivered', attempts: 2, response_status: 200 });
+    await ns.db('accounting_statements').where('event_id', event.eventId).del();
+    await ns.db('webhook_deliveries').where('event_id', event.eventId).del();
   });
 
   it('reconciliation counts read the accounting tables', async () => {
