@@ -10,7 +10,7 @@ import { DEFAULT_RETRY_POLICY, type WebhookRetryPolicy } from '../accounting/web
 import { parseIntFlag } from '../config/parse.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
-import { formatMinor } from '../domain/money.js';
+import { formatAmount, formatMinor } from '../domain/money.js';
 import { NotFoundError, UsageError } from '../errors.js';
 import { createWebhookReceiver } from '../accounting/webhook-receiver.js';
 import { flushLogger } from '../log.js';
@@ -159,8 +159,12 @@ export async function handleReceive(ctx: CommandContext, options: ReceiveOptions
         const v = body[key];
         return typeof v === 'string' || typeof v === 'number' ? String(v) : fallback;
       };
+      // Minor units in the body, shown in the currency's own decimals (500 JPY, 2.50 EUR, 1.234 KWD).
+      const minor = field('amountMinor', '');
+      const currency = field('currency', '');
+      const amount = /^\d{1,19}$/.test(minor) ? formatAmount(BigInt(minor), currency || undefined) : minor;
       const what =
-        `${field('outcome', '?')} ${field('type', '')} ${field('amountMinor', '')} ${field('currency', '')} account ${field('accountId', '-')} #${field('accountSeq', '-')}`.replace(
+        `${field('outcome', '?')} ${field('type', '')} ${amount} ${currency} account ${field('accountId', '-')} #${field('accountSeq', '-')}`.replace(
           /\s+/g,
           ' ',
         );

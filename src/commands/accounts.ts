@@ -12,7 +12,7 @@ import {
 import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
 import { entrySummaryOfAccount } from '../db/ledger.js';
 import { outcomeOfRow, recentTransactionsOfAccount } from '../db/transactions.js';
-import { formatMinor } from '../domain/money.js';
+import { formatAmount, formatMinor } from '../domain/money.js';
 import { NotFoundError } from '../errors.js';
 import { contextFor, type CommandContext } from './context.js';
 import { plural, table, toJson } from './format.js';
@@ -123,7 +123,7 @@ export async function handleAccountsList(ctx: CommandContext, options: { limit: 
   ctx.out(
     table(
       ['id', 'name', 'currency', 'balance'],
-      accounts.map((a) => [a.id, a.name, a.currency, formatMinor(a.balanceMinor)]),
+      accounts.map((a) => [a.id, a.name, a.currency, formatAmount(a.balanceMinor, a.currency)]),
     ),
   );
   if (accounts.length < total) ctx.out(`showing ${accounts.length} of ${total} ${kind} accounts; --limit ${total} shows all`);
@@ -177,9 +177,9 @@ export async function handleAccountsShow(ctx: CommandContext, id: number, option
           t.processedAt,
           t.id,
           t.counterpartyAccountId === null ? t.type : `${t.type} ${t.direction === 'in' ? 'from' : 'to'} ${t.counterpartyAccountId}`,
-          t.amountMinor === null ? '' : `${t.direction === 'in' ? '+' : ''}${formatMinor(t.amountMinor)}`,
+          t.amountMinor === null ? '' : `${t.direction === 'in' ? '+' : ''}${formatAmount(t.amountMinor, account.currency)}`,
           t.status === 'rejected' ? `rejected: ${t.reason}` : t.status,
-          t.balanceAfterMinor === null ? '' : formatMinor(t.balanceAfterMinor),
+          t.balanceAfterMinor === null ? '' : formatAmount(t.balanceAfterMinor, account.currency),
           t.workerId,
         ]),
       ),

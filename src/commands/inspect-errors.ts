@@ -12,7 +12,7 @@ import {
 import { isStageDeclineReason } from '../domain/stage-spec.js';
 import { REJECT_REASONS } from '../domain/transaction.js';
 import { parseIntFlag } from '../config/parse.js';
-import { formatMinor } from '../domain/money.js';
+import { formatAmount } from '../domain/money.js';
 import { UsageError } from '../errors.js';
 import { contextFor, type CommandContext } from './context.js';
 import { plural, table, toJson } from './format.js';
@@ -48,7 +48,7 @@ export function formatInspectReport(report: InspectReport, options: Pick<Inspect
         m.bodyProblem ? `(unreadable: ${m.bodyProblem})` : (m.type ?? ''),
         m.accountId ?? missing(m),
         // Amounts of poison messages can be anything; only whole minor units (a string then) are formatted as money.
-        m.amountMinor !== null ? formatMinor(BigInt(m.amountMinor), m.currency ?? undefined) : missing(m),
+        m.amountMinor !== null ? formatAmount(BigInt(m.amountMinor), m.currency ?? undefined) : missing(m),
         m.currency ?? missing(m),
         m.reason,
         m.workerId ?? '',

@@ -56,7 +56,8 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
     const r = found.row;
     ctx.out(`${r.id}: ${r.status}${r.reason ? ` (${r.reason}: ${r.detail})` : ''}`);
     const amount = r.amount_minor ? formatMinor(BigInt(r.amount_minor), r.currency ?? undefined) : '?';
-    const balance = (v: string | null) => (v ? formatMinor(BigInt(v)) : '-');
+    const currency = r.currency ?? undefined;
+    const balance = (v: string | null) => (v ? formatMinor(BigInt(v), currency) : '-');
     ctx.out(
       r.to_account_id === null
         ? `  ${r.type ?? '?'} of ${amount} on account ${r.account_id ?? '?'}; balance after ${balance(r.balance_after_minor)}`
@@ -68,13 +69,13 @@ export async function handleTxShow(ctx: CommandContext, id: string, options: { j
     const h = found.hold;
     if (h)
       ctx.out(
-        `  hold ${h.id} (${h.merchant}): ${h.state}; authorized ${formatMinor(h.authorizedMinor)}, captured ${formatMinor(h.capturedMinor)}, refunded ${formatMinor(h.refundedMinor)}, still held ${formatMinor(h.heldMinor)}; expires ${h.expiresAt.toISOString()}`,
+        `  hold ${h.id} (${h.merchant}): ${h.state}; authorized ${formatMinor(h.authorizedMinor, currency)}, captured ${formatMinor(h.capturedMinor, currency)}, refunded ${formatMinor(h.refundedMinor, currency)}, still held ${formatMinor(h.heldMinor, currency)}; expires ${h.expiresAt.toISOString()}`,
       );
     if (found.entries.length > 0)
       ctx.out(
         table(
           ['account', 'amount'],
-          found.entries.map((e) => [e.account_id, formatMinor(BigInt(e.amount_minor))]),
+          found.entries.map((e) => [e.account_id, formatMinor(BigInt(e.amount_minor), currency)]),
         ),
       );
     if (failures.length > 0) ctx.out(`failed attempts before the outcome:\n${failuresTable(failures)}`);

@@ -1,3 +1,4 @@
+import { storableDate } from '../domain/dates.js';
 import { sqlList, sqlTuple } from './sql-literal.js';
 import type { StatementResult } from './with-transaction.js';
 
@@ -285,11 +286,4 @@ export class BatchWrites {
     }
     return writes;
   }
-}
-
-/** DATETIME(3) holds years 1000-9999; a valid ISO date outside that is kept as NULL rather than failing the batch. */
-export function storableDate(iso: string): Date | null {
-  const date = new Date(iso);
-  const year = date.getUTCFullYear();
-  return Number.isNaN(date.getTime()) || year < 1000 || year > 9999 ? null : date;
 }

@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 
 /** A UUID in either case: ids from outside (flags, requests, message ids) are lowercased after this check. */
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** The same as a JSON Schema `pattern` (no flags there): `format: uuid` alone also takes `urn:uuid:…`, 45 characters, which no id column holds. */
+export const UUID_SCHEMA_PATTERN = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 
 /** A UUID as txsim writes one: lowercase, as the event contracts require. */
 export const LOWERCASE_UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

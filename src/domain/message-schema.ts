@@ -2,8 +2,10 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Ajv, type ErrorObject } from 'ajv';
 import addFormatsModule from 'ajv-formats';
+import { storableDate } from './dates.js';
+import { UUID_PATTERN, UUID_SCHEMA_PATTERN } from './ids.js';
+import { firstNonIntegerLiteral } from './json-number-text.js';
 import type { TransactionMessage } from './transaction.js';
-import { UUID_PATTERN } from './ids.js';
 
 // ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
 const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
@@ -33,6 +35,7 @@ export type DecodeResult =
 export function decodeTransaction(content: Buffer, properties: { contentType?: string; messageId?: string }): DecodeResult {
   const headerId =
     typeof properties.messageId === 'string' && UUID_PATTERN.test(properties.messageId) ? properties.messageId.toLowerCase() : null;
+  const malformedHeaderId = typeof properties.messageId === 'string' && headerId === null;
   // A bad message is known by the hash of its bytes; a good one by identityHash (below): hashed once either way.
   const fail = (detail: string, id: string | null = headerId) => ({ ok: false as const, detail, id, bodyHash: sha256(content) });
 
@@ -40,9 +43,10 @@ export function decodeTransaction(content: Buffer, properties: { contentType?: s
   const contentType = properties.contentType?.split(';')[0]?.trim().toLowerCase();
   if (contentType !== 'application/json')
     return fail(`content_type is ${contentType ? `"${contentType}"` : 'missing'}, expected application/json`);
+  const text = content.toString('utf8');
   let parsed: unknown;
   try {
-    parsed = JSON.parse(content.toString('utf8'));
+    parsed = JSON.parse(text);
   } catch (err) {
     return fail(`body is not valid JSON (${(err as Error).message.slice(0, 80)})`);
   }
@@ -54,10 +58,35 @@ export function decodeTransaction(content: Buffer, properties: { contentType?: s
       ? (parsed as { id: string }).id.toLowerCase()
       : null;
   if (!validateTransaction(parsed)) return fail(describeSchemaError(validateTransaction.errors?.[0]), bodyId ?? headerId);
+  if (malformedHeaderId)
+    return fail(`message_id ${JSON.stringify(properties.messageId!.slice(0, 80))} is not the body id ${parsed.id}`, bodyId);
   if (headerId !== null && headerId !== parsed.id.toLowerCase())
     return fail(`message_id ${headerId} differs from body id ${parsed.id}`, bodyId);
+  const beyond = firstNonIntegerDetail(text) ?? beyondSchemaDetail(parsed);
+  if (beyond !== null) return fail(beyond, bodyId);
   const message: TransactionMessage = { ...parsed, id: parsed.id.toLowerCase() };
   return { ok: true, message, bodyHash: identityHash(message) };
+}
+
+/**
+ * Why a body that passed the schema still holds a number that is not an integer as written: JSON
+ * readers give `1999.9999999999999` and `2000.0` as the integer 2000, so the schema cannot tell, and
+ * such an amount must not be applied as one. Null when every number is plain digits.
+ */
+export function firstNonIntegerDetail(text: string): string | null {
+  const found = firstNonIntegerLiteral(text);
+  if (found === null) return null;
+  return `${found.key ?? 'a number'} is written as ${found.literal.slice(0, 40)}: integers only, as plain digits (no fraction or exponent)`;
+}
+
+/**
+ * What the schema lets through and the ledger cannot take, for a message the schema accepted: an
+ * `expiresAt` that `Date` cannot read or DATETIME cannot hold. Null when there is none.
+ */
+export function beyondSchemaDetail(message: TransactionMessage): string | null {
+  if (message.expiresAt !== undefined && storableDate(message.expiresAt) === null)
+    return `expiresAt ${message.expiresAt} is not a time the ledger can keep (years 1000-9999 UTC, no leap second, offsets as +hh:mm)`;
+  return null;
 }
 
 /** Human-readable, precise reason from the first schema error, e.g. `amountMinor must be >= 1`. */
@@ -75,6 +104,9 @@ function describeSchemaError(error: ErrorObject | undefined): string {
       return `unexpected field ${(error.params as { additionalProperty: string }).additionalProperty}`;
     case 'not':
       return notAllowedDetail(error.schemaPath);
+    case 'pattern':
+      if ((error.params as { pattern: string }).pattern === UUID_SCHEMA_PATTERN) return `${where} must be a UUID (8-4-4-4-12 hex digits)`;
+      return `${where} ${error.message ?? 'is invalid'}`;
     case 'enum':
       return `${where} must be one of ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`;
     default:

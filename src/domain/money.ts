@@ -28,6 +28,11 @@ export function parseMinor(value: string | number | bigint | null): bigint {
  * (display only).
  */
 export function formatMinor(amountMinor: bigint | number, currency?: string): string {
+  return `${formatAmount(amountMinor, currency)}${currency ? ` ${currency}` : ''}`;
+}
+
+/** The number alone, for a column beside the currency's own: `500, 'JPY'` → `500`, `1234, 'KWD'` → `1.234`. */
+export function formatAmount(amountMinor: bigint | number, currency?: string): string {
   const digits = currency ? (minorUnitExponentOf(currency) ?? 2) : 2;
   const scale = 10n ** BigInt(digits);
   const value = BigInt(amountMinor);
@@ -35,5 +40,5 @@ export function formatMinor(amountMinor: bigint | number, currency?: string): st
   const abs = negative ? -value : value;
   const units = (abs / scale).toString().replace(/\B(?=(\d{3})+(?!\d))/g, ',');
   const fraction = digits === 0 ? '' : `.${(abs % scale).toString().padStart(digits, '0')}`;
-  return `${negative ? '-' : ''}${units}${fraction}${currency ? ` ${currency}` : ''}`;
+  return `${negative ? '-' : ''}${units}${fraction}`;
 }

@@ -1,5 +1,5 @@
 import { uuidV5 } from '../domain/ids.js';
-import { routingKeyFor, type TransactionMessage } from '../domain/transaction.js';
+import { MAX_AMOUNT_MINOR, routingKeyFor, type TransactionMessage } from '../domain/transaction.js';
 import { hashString, mulberry32 } from './random.js';
 
 /**
@@ -132,7 +132,9 @@ export function createFlowPlanner(seed: string, options: FlowOptions, invalidSha
     }
     const firstId = followUpId(auth.id, 'capture-1');
     if (poisonRoll < invalidShare) {
-      const kind = FLOW_POISON_KINDS[Math.floor(poisonKindRoll * FLOW_POISON_KINDS.length)]!;
+      const rolled = FLOW_POISON_KINDS[Math.floor(poisonKindRoll * FLOW_POISON_KINDS.length)]!;
+      // A hold of the largest amount cannot be exceeded by a valid message: its poison names no authorization instead.
+      const kind = rolled === 'capture_exceeds_hold' && amount >= MAX_AMOUNT_MINOR ? 'capture_unknown_authorization' : rolled;
       const message =
         kind === 'capture_unknown_authorization'
           ? {

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { uuidV5, TXSIM_UUID_NAMESPACE, UUID_PATTERN } from '../domain/ids.js';
+import { uuidV5, TXSIM_UUID_NAMESPACE, UUID_PATTERN, UUID_SCHEMA_PATTERN } from '../domain/ids.js';
+import { firstNonIntegerLiteral } from '../domain/json-number-text.js';
+import { MAX_BODY_BYTES } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
 import { ApiError, invalid, notFound } from './api-error.js';
 import { principalOf } from './auth.js';
@@ -21,8 +23,64 @@ export const ERROR_SCHEMA = {
   },
 } as const;
 
+/**
+ * A transaction body parsed as JSON, refusing a number written with a fraction or an exponent: a
+ * JSON reader gives `1999.9999999999999` as the integer 2000, which the schema would then accept.
+ */
+function parseIntegerJson(text: string): unknown {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw new ApiError(400, 'invalid_json', `body is not valid JSON (${(err as Error).message.slice(0, 80)})`);
+  }
+  const found = firstNonIntegerLiteral(text);
+  if (found !== null)
+    throw invalid(`${found.key ?? 'a number'} is written as ${found.literal.slice(0, 40)}: integers only, as plain digits`, [
+      { path: `/${found.key ?? ''}`, message: 'must be an integer written as plain digits (no fraction or exponent)' },
+    ]);
+  return parsed;
+}
+
 /** `POST /v1/transactions` and `GET /v1/transactions/{id}`. */
 export function transactionRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  // Encapsulated: this JSON parser applies to the POST only.
+  void app.register((scope, _options, done) => {
+    scope.removeContentTypeParser('application/json');
+    scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_request, body, parsed) => {
+      try {
+        parsed(null, parseIntegerJson(body as string));
+      } catch (err) {
+        parsed(err as Error, undefined);
+      }
+    });
+    postTransaction(scope, ctx);
+    done();
+  });
+
+  app.get<{ Params: { id: string } }>(
+    '/v1/transactions/:id',
+    {
+      schema: {
+        summary:
+          'Where a transaction is: accepted, queued, retrying or parked (attempts, last error), applied (balance after) or rejected (reason), with its timeline',
+        tags: ['transactions'],
+        params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] },
+        security: [{ bearer: [] }],
+      },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const view = await readTransactionView(ctx.db, request.params.id.toLowerCase());
+      // Another account's transaction is "not found": a 403 would confirm that the id exists.
+      if (!view || !mayActFor(principal, view.accountId)) throw notFound(`transaction ${request.params.id}`);
+      return view;
+    },
+  );
+}
+
+/** `POST /v1/transactions`: accepted (202) once the broker confirmed it. */
+function postTransaction(app: FastifyInstance, ctx: ServeContext): void {
   app.post<{
     Body: Partial<TransactionMessage> & Omit<TransactionMessage, 'id' | 'createdAt'>;
     Headers: { 'idempotency-key'?: string; 'x-txsim-run'?: string };
@@ -39,7 +97,7 @@ export function transactionRoutes(app: FastifyInstance, ctx: ServeContext): void
           type: 'object',
           properties: {
             'idempotency-key': { type: 'string', minLength: 1, maxLength: 200 },
-            'x-txsim-run': { type: 'string', format: 'uuid' },
+            'x-txsim-run': { type: 'string', pattern: UUID_SCHEMA_PATTERN },
           },
         },
         security: [{ bearer: [] }],
@@ -69,26 +127,6 @@ export function transactionRoutes(app: FastifyInstance, ctx: ServeContext): void
       };
       const { statusCode, view } = await submitTransaction(ctx, principal, { message, source: 'api', destinationAccount: null, runId });
       return reply.code(statusCode).header('location', `/v1/transactions/${view.id}`).send(view);
-    },
-  );
-
-  app.get<{ Params: { id: string } }>(
-    '/v1/transactions/:id',
-    {
-      schema: {
-        summary:
-          'Where a transaction is: accepted, queued, retrying or parked (attempts, last error), applied (balance after) or rejected (reason), with its timeline',
-        tags: ['transactions'],
-        params: { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] },
-        security: [{ bearer: [] }],
-      },
-    },
-    async (request) => {
-      const principal = principalOf(request);
-      const view = await readTransactionView(ctx.db, request.params.id.toLowerCase());
-      // Another account's transaction is "not found": a 403 would confirm that the id exists.
-      if (!view || !mayActFor(principal, view.accountId)) throw notFound(`transaction ${request.params.id}`);
-      return view;
     },
   );
 }

@@ -4,7 +4,8 @@ import { MAX_BODY_BYTES } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
 import { ApiError, invalid } from './api-error.js';
 import { principalOf } from './auth.js';
-import { decimalToMinor, parseJsonKeepingNumberText } from './decimal-amount.js';
+import { parseJsonKeepingNumberText } from '../domain/json-number-text.js';
+import { decimalToMinor } from './decimal-amount.js';
 import type { ServeContext } from './serve-context.js';
 import { submitTransaction } from './submit.js';
 

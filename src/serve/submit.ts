@@ -1,8 +1,8 @@
 import { claimSubmission, findOutcome, markPublished } from '../db/api-submissions.js';
 import type { Knex } from '../db/knex.js';
-import { identityHash, validateTransaction } from '../domain/message-schema.js';
+import { beyondSchemaDetail, identityHash, validateTransaction } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
-import { ApiError, forbidden, violationsOf } from './api-error.js';
+import { ApiError, forbidden, invalid, violationsOf } from './api-error.js';
 import { FINAL_STATES, type FeedHub } from './feed-hub.js';
 import { mayActFor, type Principal } from './principal.js';
 import { readTransactionView, viewOf, type TransactionView } from './transaction-status.js';
@@ -46,6 +46,8 @@ export async function submitTransaction(
       'the transaction does not match contract v1',
       violationsOf(validateTransaction.errors ?? []),
     );
+  const beyond = beyondSchemaDetail(message);
+  if (beyond !== null) throw invalid(beyond, [{ path: '/expiresAt', message: 'is not a time the ledger can keep' }]);
   if (!mayActFor(principal, message.accountId)) throw forbidden(`this token may not submit transactions for account ${message.accountId}`);
   const bodyHash = identityHash(message);
   const conflict = () => new ApiError(409, 'conflict', `transaction ${message.id} exists with a different body`, { id: message.id });

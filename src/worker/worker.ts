@@ -8,6 +8,7 @@ import { pingDatabase } from '../db/ping.js';
 import { partitionLeaseStore, type PartitionLeaseStore } from '../db/partition-leases.js';
 import { insertFailures, type FailureRecord } from '../db/transaction-failures.js';
 import { decodeTransaction } from '../domain/message-schema.js';
+import { UUID_PATTERN } from '../domain/ids.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { WorkerMetrics } from '../stats/worker-metrics.js';
@@ -226,7 +227,8 @@ export class Worker {
     const incoming: Incoming = {
       decoded: decodeTransaction(msg.content, properties),
       attempt: (Number.isSafeInteger(priorAttempts) && priorAttempts > 0 ? priorAttempts : 0) + 1,
-      runId: typeof runId === 'string' ? runId : null,
+      // A run id goes into a CHAR(36) column: anything but a UUID is ignored, never a reason to park a valid body.
+      runId: typeof runId === 'string' && UUID_PATTERN.test(runId) ? runId : null,
       accountSeq: accountSeqOf(headers),
     };
     this.buffer.push({ msg, generation, incoming, receivedAtMs });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openingTransactionId } from '../../src/domain/ids.js';
 import { systemAccountId } from '../../src/domain/ledger.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { runTxsim } from '../helpers/txsim.js';
@@ -82,5 +83,27 @@ describe('txsim accounts', () => {
     expect(yen.code, yen.stderr).toBe(0);
     expect(yen.stdout).toContain('(opening balance 500 JPY each)'); // yen has no minor unit: 500 minor units are ¥500
     expect(await ns.db('accounts').where('id', 102).first('currency')).toEqual({ currency: 'JPY' });
+  });
+
+  it("list, show and tx show print amounts with their currency's decimals (500 JPY is 500, 1234 KWD is 1.234)", async () => {
+    const kwd = await runTxsim(
+      ['accounts', 'seed', '--count', '1', '--first-id', '103', '--currency', 'KWD', '--opening-balance', '1234'],
+      ns.env,
+    );
+    expect(kwd.code, kwd.stderr).toBe(0);
+    const list = await runTxsim(['accounts', 'list', '--limit', '200'], ns.env);
+    expect(list.stdout).toMatch(/^102\s+Customer 102\s+JPY\s+500$/m);
+    expect(list.stdout).toMatch(/^103\s+Customer 103\s+KWD\s+1\.234$/m);
+    const system = await runTxsim(['accounts', 'list', '--system'], ns.env);
+    expect(system.stdout).toMatch(/opening_equity KWD\s+KWD\s+-1\.234/);
+    const show = await runTxsim(['accounts', 'show', '103'], ns.env);
+    expect(show.stdout).toContain('balance 1.234 KWD');
+    // The recent transactions below the header: the opening deposit, in the same decimals.
+    expect(show.stdout).toMatch(/opening\s+1\.234\s+applied\s+1\.234\s/);
+    const tx = await runTxsim(['tx', 'show', openingTransactionId(102)], ns.env);
+    expect(tx.code, tx.stderr).toBe(0);
+    expect(tx.stdout).toContain('of 500 JPY on account 102; balance after 500 JPY');
+    expect(tx.stdout).toMatch(/^\s*102\s+500 JPY$/m);
+    expect(tx.stdout).toMatch(/-500 JPY$/m);
   });
 });

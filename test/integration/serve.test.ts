@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { topologyFor } from '../../src/amqp/topology.js';
@@ -260,6 +261,42 @@ describe('txsim serve', () => {
     const text = await call('POST', '/v1/transactions', { token: admin, raw: 'hello', contentType: 'text/plain' });
     expect(text.status).toBe(415);
     expect(text.json!.error.code).toBe('unsupported_media_type');
+    // A JSON reader gives 1999.9999999999999 and 1e2 as integers: refused from their text, not applied as 2000 / 100.
+    for (const amount of ['1999.9999999999999', '1e2', '100.0']) {
+      const rounded = await call('POST', '/v1/transactions', {
+        token: admin,
+        raw: `{"type":"deposit","accountId":1,"amountMinor":${amount},"currency":"EUR"}`,
+      });
+      expect(rounded.status, amount).toBe(400);
+      expect(rounded.json!.error).toMatchObject({
+        code: 'invalid_request',
+        message: `amountMinor is written as ${amount}: integers only, as plain digits`,
+        details: [{ path: '/amountMinor', message: 'must be an integer written as plain digits (no fraction or exponent)' }],
+      });
+    }
+    // Ajv's uuid format takes a URN, and Date cannot read a leap second: both refused before anything is queued.
+    const urn = await call('POST', '/v1/transactions', { token: admin, body: deposit(1, 100, { id: `urn:uuid:${randomUUID()}` }) });
+    expect(urn.status).toBe(400);
+    expect(urn.json!.error.details).toEqual([{ path: '/id', message: expect.stringMatching(/^must match pattern/) }]);
+    const leap = await call('POST', '/v1/transactions', {
+      token: admin,
+      body: {
+        type: 'card_authorization',
+        accountId: 1,
+        amountMinor: 100,
+        currency: 'EUR',
+        merchant: 'Hotel',
+        expiresAt: '2030-12-31T23:59:60Z',
+      },
+    });
+    expect(leap.status).toBe(400);
+    expect(leap.json!.error.details).toEqual([{ path: '/expiresAt', message: 'is not a time the ledger can keep' }]);
+    const run = await call('POST', '/v1/transactions', {
+      token: admin,
+      body: deposit(1, 100),
+      headers: { 'x-txsim-run': `urn:uuid:${randomUUID()}` },
+    });
+    expect(run.status).toBe(400);
     const huge = await call('POST', '/v1/transactions', { token: admin, body: deposit(1, 100, { pad: 'x'.repeat(20_000) }) });
     expect(huge.status).toBe(413);
     expect(huge.json!.error.code).toBe('payload_too_large');

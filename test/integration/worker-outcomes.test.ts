@@ -91,6 +91,21 @@ describe.each([
       { reason: 'invalid_message', body: Buffer.from('{"id": "oops'), messageId: randomUUID(), detail: /not valid JSON/ },
       { reason: 'invalid_message', body: txBody({ amountMinor: -5 }), detail: /amountMinor must be >= 1/ },
       { reason: 'invalid_message', body: txBody({ amountMinor: '12' }), detail: /amountMinor must be integer/ },
+      // JSON.parse reads it as 2000: refused from its text, never applied as 2000.
+      (() => {
+        const id = randomUUID();
+        const raw = JSON.stringify(txBody({ id, accountId: 4, amountMinor: 7 })).replace(
+          '"amountMinor":7',
+          '"amountMinor":1999.9999999999999',
+        );
+        return {
+          reason: 'invalid_message',
+          body: Buffer.from(raw),
+          messageId: id,
+          detail: /amountMinor is written as 1999\.9999999999999/,
+        };
+      })(),
+      { reason: 'invalid_message', body: txBody({ id: `urn:uuid:${randomUUID()}` }), messageId: randomUUID(), detail: /id must be a UUID/ },
       { reason: 'unknown_account', body: txBody({ accountId: 999_999 }), detail: /does not exist/ },
       { reason: 'currency_mismatch', body: txBody({ accountId: 100, currency: 'EUR' }), detail: /holds USD/ },
       {
@@ -126,6 +141,21 @@ describe.each([
     expect(await balance(ns, 100)).toBe(10_000n);
     // The queue was only read: every message is still there (once the peeks' put-backs settle).
     await waitFor(async () => (await errorsQueue(ns)).length === errors.length, 10_000, 'every message still in the errors queue');
+  });
+
+  it('a run header that is not a UUID is ignored: the valid body is applied, not parked', async () => {
+    const body = txBody({ accountId: 1, amountMinor: 11 });
+    await publishRaw(ns.amqp, ns.topology, [{ body, headers: { [HEADERS.runId]: `urn:uuid:${randomUUID()}` } }]);
+    await waitFor(async () => (await outcome(ns, body.id as string)) !== undefined, 20_000, 'the outcome');
+    expect(await outcome(ns, body.id as string)).toMatchObject({ status: 'applied', attempts: 1 });
+    expect(
+      (
+        await ns
+          .db('transactions')
+          .where('id', body.id as string)
+          .first('run_id')
+      ).run_id,
+    ).toBeNull();
   });
 
   it('a system error is retried through the delay queues and then parked with the last error', async () => {

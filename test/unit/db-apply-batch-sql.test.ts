@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { batchReadRows, batchReadStatements, BatchWrites, storableDate, type OutcomeRecord } from '../../src/db/apply-batch-sql.js';
+import { batchReadRows, batchReadStatements, BatchWrites, type OutcomeRecord } from '../../src/db/apply-batch-sql.js';
+import { storableDate } from '../../src/domain/dates.js';
 
 const at = new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
 const outcome: OutcomeRecord = {

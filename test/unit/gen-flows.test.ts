@@ -118,6 +118,24 @@ describe('gen card flows', () => {
     expect([...kinds].sort()).toEqual(['capture_exceeds_hold', 'capture_unknown_authorization']);
   });
 
+  it('a hold of the largest amount gets a poison capture that is still valid JSON of the contract', () => {
+    const max = 1_000_000_000_000;
+    const g = createGenerator(
+      options('10', { invalidShare: 0.5, amountMinMinor: max, amountMaxMinor: max, mix: { card_authorization: 1 } }),
+    );
+    let poisoned = 0;
+    for (let i = 0; i < 400; i++) {
+      for (const f of g.at(i, at).flow?.followUps ?? []) {
+        if (f.kind === 'valid') continue;
+        poisoned++;
+        // Amount + 1 would break the schema's maximum: such a hold's poison names no authorization instead.
+        expect(f.kind).toBe('capture_unknown_authorization');
+        expect(validateTransaction(JSON.parse(followUpBody(f, at).body.toString())), JSON.stringify(validateTransaction.errors)).toBe(true);
+      }
+    }
+    expect(poisoned).toBeGreaterThan(50);
+  });
+
   it('the follow-up queue pops by due time, ties in push order', () => {
     const q = new FollowUpQueue();
     const f = (id: string) => ({ id }) as FollowUp;

@@ -75,12 +75,59 @@ describe('message contract v1', () => {
     ['a destination that is not an account id', { ...valid, type: 'transfer', toAccountId: 0 }, /toAccountId must be >= 1/],
     ['a lowercase currency', { ...valid, currency: 'eur' }, /currency must match pattern/],
     ['an extra field', { ...valid, note: 'hi' }, /unexpected field note/],
-    ['a bad id', { ...valid, id: 'nope' }, /id must match format "uuid"/],
+    ['a bad id', { ...valid, id: 'nope' }, /id must be a UUID/],
+    // Ajv's uuid format takes the URN form, 45 characters: no id column holds it.
+    ['a URN id', { ...valid, id: `urn:uuid:${id}` }, /^id must be a UUID \(8-4-4-4-12 hex digits\)$/],
     ['a bad date', { ...valid, createdAt: 'yesterday' }, /createdAt must match format "date-time"/],
   ])('rejects %s with a precise reason', (_name, body, reason) => {
     const result = decode(body);
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.detail).toMatch(reason);
+  });
+
+  it('rejects a number written with a fraction or an exponent, which a JSON reader would round to an integer', () => {
+    const raw = (amount: string, extra = '') =>
+      `{"id":"${id}","type":"deposit","accountId":1,"amountMinor":${amount},"currency":"EUR","createdAt":"2026-11-22T10:00:00.000Z"${extra}}`;
+    // JSON.parse gives exactly 2000 for the first three: the schema alone cannot tell.
+    for (const amount of ['1999.9999999999999', '2000.0', '2e3', '2E+3', '999999999999.99999']) {
+      expect(JSON.parse(raw(amount)).amountMinor % 1, amount).toBe(0);
+      expect(decode(raw(amount)), amount).toMatchObject({
+        ok: false,
+        id,
+        detail: `amountMinor is written as ${amount}: integers only, as plain digits (no fraction or exponent)`,
+      });
+    }
+    expect(
+      decode(`{"id":"${id}","type":"deposit","accountId":1.0,"amountMinor":5,"currency":"EUR","createdAt":"2026-11-22T10:00:00Z"}`),
+    ).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/^accountId is written as 1\.0/),
+    });
+    // Digits inside strings are not numbers: a merchant or a date with "12.5" in it is fine.
+    const card = `{"id":"${id}","type":"card_payment","accountId":1,"amountMinor":2000,"currency":"EUR","merchant":"Cafe \\"12.5\\" 3e4","createdAt":"2026-11-22T10:00:00.123Z"}`;
+    expect(decode(card)).toMatchObject({ ok: true, message: { amountMinor: 2000, merchant: 'Cafe "12.5" 3e4' } });
+    expect(decode(raw('-0'))).toMatchObject({ ok: false, detail: 'amountMinor must be >= 1' });
+  });
+
+  it('rejects an expiresAt that is RFC 3339 but not a time the ledger can keep, and a message_id that is not a UUID', () => {
+    const auth = { ...valid, type: 'card_authorization', merchant: 'Hotel' };
+    expect(decode({ ...auth, expiresAt: '2027-01-01T10:00:00+01:00' }).ok).toBe(true);
+    for (const expiresAt of ['2027-01-01T10:00:00+01', '2026-12-31T23:59:60Z', '9999-12-31T23:59:59-01:00', '0999-12-31T23:59:59Z'])
+      expect(decode({ ...auth, expiresAt }), expiresAt).toMatchObject({
+        ok: false,
+        id,
+        detail: `expiresAt ${expiresAt} is not a time the ledger can keep (years 1000-9999 UTC, no leap second, offsets as +hh:mm)`,
+      });
+    expect(decode({ ...valid, type: 'card_capture', authorizationId: `urn:uuid:${id}` })).toMatchObject({
+      ok: false,
+      detail: 'authorizationId must be a UUID (8-4-4-4-12 hex digits)',
+    });
+    expect(decode(valid, { contentType: 'application/json', messageId: 'abc' })).toMatchObject({
+      ok: false,
+      id,
+      detail: `message_id "abc" is not the body id ${id}`,
+    });
+    expect(decode(valid, { contentType: 'application/json' }).ok).toBe(true); // no message_id at all is fine
   });
 
   it('rejects a non-JSON content type and an oversized body before parsing', () => {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ISO_4217_MINOR_UNITS, minorUnitExponentOf } from '../../src/domain/currency-exponents.js';
-import { decimalToMinor, minorDigitsOf, parseJsonKeepingNumberText } from '../../src/serve/decimal-amount.js';
+import { parseJsonKeepingNumberText } from '../../src/domain/json-number-text.js';
+import { decimalToMinor, minorDigitsOf } from '../../src/serve/decimal-amount.js';
 
 describe('decimalToMinor', () => {
   it.each([
