@@ -52,6 +52,29 @@ export class ServiceUnavailableError extends FatalError {
   }
 }
 
+/**
+ * The broker answered and refused: the login (ACCESS_REFUSED) or the virtual host (NOT_ALLOWED).
+ * Waiting does not fix that, so it is said at once, with exit 3 like an unreachable service.
+ */
+export class ServiceRefusedError extends FatalError {
+  constructor(
+    readonly service: 'rabbitmq',
+    readonly endpoint: string,
+    cause: unknown,
+  ) {
+    super(
+      `${service} at ${endpoint} refused the connection: ${describeCause(cause)} (check the user and password in the URL)`,
+      ExitCode.serviceUnavailable,
+      { cause },
+    );
+  }
+}
+
+/** The AMQP handshake was refused for good (a wrong user or password, a virtual host that does not exist or is not allowed). */
+export function isRefusedLogin(err: unknown): boolean {
+  return err instanceof Error && /\b(ACCESS[-_]REFUSED|NOT[-_]ALLOWED)\b/.test(err.message);
+}
+
 /** `verify` found a violation of the bank invariant or an unaccounted id. */
 export class VerificationFailedError extends FatalError {
   constructor(message: string) {

@@ -5,8 +5,13 @@ import { typedProperties } from '../amqp/message-properties.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { redactUrl } from '../config/redact.js';
 import type { Knex } from '../db/knex.js';
-import { recordInvalidEvent, recordStatement, recordWebhookOutcome, type WebhookStatus } from '../db/statements.js';
-import { decodeAccountingMessage, encodeAccountingEvent, type AccountingEvent } from '../domain/accounting-event.js';
+import { recordInvalidEvent, recordStatement, recordWebhookOutcome, type StoredStatement } from '../db/statements.js';
+import {
+  ACCOUNTING_EVENTS_PER_MESSAGE_MAX,
+  decodeAccountingMessage,
+  encodeAccountingEvent,
+  type AccountingEvent,
+} from '../domain/accounting-event.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { HopTimings } from '../stats/hops.js';
@@ -58,17 +63,23 @@ export const ACCOUNTING_PREFETCH_MAX = 1_000;
 /** Cap of the backoff while the database is failing. */
 const DB_RETRY_MAX_MS = 5_000;
 
-/** At most `max` tasks at once; the others wait their turn, first come first served. */
+/**
+ * At most `max` tasks at once; the others wait their turn, first come first served. A waiting task
+ * whose signal aborts leaves the line without starting (null), so the work of a lost channel does
+ * not hold a place ahead of the redelivered copies of the same events.
+ */
 class Slots {
   private free: number;
+  /** Each resolves its waiter's turn: the slot passes to it directly (`free` is not raised in between). */
   private readonly waiting: (() => void)[] = [];
   constructor(max: number) {
     this.free = max;
   }
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
+  async run<T>(task: () => Promise<T>, signal: AbortSignal): Promise<T | null> {
+    if (signal.aborted) return null;
     if (this.free > 0) this.free--;
-    else await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else if (!(await this.turn(signal))) return null;
     try {
       return await task();
     } finally {
@@ -77,6 +88,23 @@ class Slots {
       else this.free++;
     }
   }
+
+  /** Waits in line: true when the slot is handed over, false when `signal` aborted first (out of line). */
+  private turn(signal: AbortSignal): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      const onTurn = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(true);
+      };
+      const onAbort = () => {
+        const at = this.waiting.indexOf(onTurn);
+        if (at >= 0) this.waiting.splice(at, 1);
+        resolve(false);
+      };
+      this.waiting.push(onTurn);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
 }
 
 /**
@@ -84,8 +112,10 @@ class Slots {
  * one DB transaction (statement line, deduplicated by event id; webhook record) → commit → webhook
  * with retries → outcome recorded; then the delivery's ack. Database trouble is retried with capped
  * backoff while the delivery stays unacknowledged (the prefetch bounds how many wait), never
- * nack-requeued in a loop. Reconnects by itself; deliveries of
- * a channel that is gone are never acked (RabbitMQ redelivers them and the event id deduplicates).
+ * nack-requeued in a loop. Reconnects by itself; deliveries of a channel that is gone are never acked
+ * (RabbitMQ redelivers them and the event id deduplicates), and their work stops when it goes: the
+ * broker closes a channel that holds a message unacked past its `consumer_timeout`, and the copies it
+ * redelivers must not queue behind (or POST beside) the ones it took back.
  */
 export class AccountingConsumer {
   readonly metrics: AccountingMetrics = { statements: 0, duplicates: 0, invalid: 0, webhooksDelivered: 0, webhooksFailed: 0 };
@@ -100,12 +130,20 @@ export class AccountingConsumer {
   private readonly stopRetrying = new AbortController();
   /** Aborted when the shutdown deadline passes: attempts still on the wire are cut. */
   private readonly hardStop = new AbortController();
+  /**
+   * Per channel generation with deliveries in progress: aborted when that channel is lost, which
+   * stops its events' webhook retries, queued forwards and DB retries (not an attempt on the wire).
+   * Entries go when their generation is lost, so at most the current one and none of the past.
+   */
+  private readonly generations = new Map<number, { readonly lost: AbortController; readonly stop: AbortSignal }>();
   private closed: Promise<void> | null = null;
   /** Set once start() connected: one that never started says nothing when closed. */
   private started = false;
   private readonly webhookUrlRedacted: string | null;
   /** Webhook POSTs (with their retries) in progress at once, across deliveries: at most `prefetchCount`. */
   private readonly webhookSlots: Slots;
+  /** Listeners a generation's stop signal may have: each of its events waiting for a webhook slot, a full prefetch of messages. */
+  private readonly maxListenersPerGeneration: number;
 
   constructor(
     private readonly options: AccountingOptions,
@@ -115,6 +153,7 @@ export class AccountingConsumer {
     // Every event in progress listens on these two signals (its waits and its HTTP attempt): up to
     // `prefetchCount` each, which is expected, not a leak.
     setMaxListeners(options.prefetchCount * 2 + 10, this.stopRetrying.signal, this.hardStop.signal);
+    this.maxListenersPerGeneration = options.prefetchCount * (ACCOUNTING_EVENTS_PER_MESSAGE_MAX + 2) + 10;
     this.webhookUrlRedacted = options.webhook ? redactUrl(options.webhook.url) : null;
     this.webhookSlots = new Slots(options.prefetchCount);
     const { log } = deps;
@@ -139,6 +178,7 @@ export class AccountingConsumer {
           { queue: options.topology.accountingQueue, prefetch: options.prefetchCount, webhook: this.webhookUrlRedacted },
           'accounting consuming',
         ),
+      onLost: (generation) => this.abandon(generation),
     });
     this.consumer = this.channel.consume(options.topology.accountingQueue, (delivery) => this.track(delivery), {
       label: 'accounting consumer',
@@ -167,7 +207,7 @@ export class AccountingConsumer {
 
   /** amqplib does not await the consume callback: track the work so shutdown can wait for it. */
   private track(delivery: Delivery): void {
-    const task = this.handle(delivery)
+    const task = this.handle(delivery, this.stopSignalOf(delivery))
       .catch((err) =>
         this.deps.log.error({ err: (err as Error).stack }, 'unexpected failure handling an accounting event; left unacknowledged'),
       )
@@ -176,33 +216,72 @@ export class AccountingConsumer {
   }
 
   /**
+   * The signal that stops a delivery's work: shutdown, or the loss of the channel it came on. A
+   * delivery whose channel is already gone gets one aborted from the start.
+   */
+  private stopSignalOf(delivery: Delivery): AbortSignal {
+    if (!this.channel.isCurrent(delivery)) return AbortSignal.abort();
+    let generation = this.generations.get(delivery.generation);
+    if (!generation) {
+      const lost = new AbortController();
+      const stop = AbortSignal.any([this.stopRetrying.signal, lost.signal]);
+      setMaxListeners(this.maxListenersPerGeneration, stop);
+      generation = { lost, stop };
+      this.generations.set(delivery.generation, generation);
+    }
+    return generation.stop;
+  }
+
+  /**
+   * The channel of `generation` is gone (the broker closed it, e.g. at its consumer_timeout, or the
+   * connection dropped): RabbitMQ has put its unacked messages back and will deliver them again, so
+   * its work stops here: the redelivered copies take over, with the give-up clock they had.
+   */
+  private abandon(generation: number): void {
+    const entry = this.generations.get(generation);
+    this.generations.delete(generation);
+    if (!entry) return;
+    this.deps.log.info({ generation }, 'accounting channel lost; its events stop here and come back redelivered');
+    entry.lost.abort();
+  }
+
+  /**
    * A message carries one event or several (the relay's default). Each is stored in turn; the
    * webhooks of the stored ones go out at once (at most `prefetchCount` POSTs in the whole consumer),
    * so one receiver retrying for minutes holds back no other event's line. The delivery is acked once
-   * every event is stored and forwarded. Shutting down part-way leaves it unacked: RabbitMQ delivers
-   * it again and the events already stored are recognised by their ids.
+   * every event is stored and forwarded. Shutting down, or losing the channel, part-way (`stop`)
+   * leaves it unacked: RabbitMQ delivers it again and the events already stored are recognised by
+   * their ids.
    */
-  private async handle(delivery: Delivery): Promise<void> {
+  private async handle(delivery: Delivery, stop: AbortSignal): Promise<void> {
     const { msg } = delivery;
+    if (stop.aborted) return;
     const decoded = decodeAccountingMessage(msg.content);
     if (!decoded.ok) {
-      if (await this.recordInvalid(msg, 0, decoded.detail, msg.content)) this.ack(delivery);
+      if (await this.recordInvalid(msg, 0, decoded.detail, msg.content, stop)) this.ack(delivery);
       return;
     }
     const forwards: Promise<boolean>[] = [];
     let complete = true;
     for (const [i, element] of decoded.elements.entries()) {
+      // Stopped between two events: the rest wait for the redelivery (or the restart).
+      if (stop.aborted) {
+        complete = false;
+        break;
+      }
       if (!element.ok) {
-        complete = await this.recordInvalid(msg, i + 1, element.detail, element.body);
+        complete = await this.recordInvalid(msg, i + 1, element.detail, element.body, stop);
       } else {
-        const stored = await this.storeEvent(msg, element.event);
+        const stored = await this.storeEvent(msg, element.event, stop);
         complete = stored !== null;
-        if (this.options.webhook && stored?.webhookStatus === 'pending')
-          forwards.push(this.webhookSlots.run(() => this.forward(element.event)));
+        if (this.options.webhook && stored?.webhookStatus === 'pending') {
+          const startedMs = stored.webhookCreatedAt?.getTime() ?? Date.now();
+          forwards.push(this.webhookSlots.run(() => this.forward(element.event, startedMs, stop), stop).then((done) => done === true));
+        }
       }
       if (!complete) break;
     }
-    // Every forward is awaited, even after shutdown cut the loop short: close() waits for this task.
+    // Every forward is awaited, even after a stop cut the loop short: close() waits for this task.
     const forwarded = await Promise.all(forwards);
     if (complete && forwarded.every(Boolean)) this.ack(delivery);
   }
@@ -211,10 +290,12 @@ export class AccountingConsumer {
    * Keeps what is not an accounting event in accounting_invalid_events (`position` 0: the whole message,
    * n: its nth event); false when shutdown came first. A delivery that came back finds its record there.
    */
-  private async recordInvalid(msg: Delivery['msg'], position: number, detail: string, body: Buffer): Promise<boolean> {
+  private async recordInvalid(msg: Delivery['msg'], position: number, detail: string, body: Buffer, stop: AbortSignal): Promise<boolean> {
     const messageId = messageIdOf(msg);
-    const stored = await this.retryDb('record invalid event', () =>
-      recordInvalidEvent(this.deps.db, { messageId, position, routingKey: msg.fields.routingKey, detail, body }),
+    const stored = await this.retryDb(
+      'record invalid event',
+      () => recordInvalidEvent(this.deps.db, { messageId, position, routingKey: msg.fields.routingKey, detail, body }),
+      stop,
     );
     if (!stored) return false;
     if (!stored.value) {
@@ -226,9 +307,12 @@ export class AccountingConsumer {
     return true;
   }
 
-  /** Stores one event's statement line: its webhook status (null without a webhook), or null when shutdown came first. */
-  private async storeEvent(msg: Delivery['msg'], event: AccountingEvent): Promise<{ webhookStatus: WebhookStatus | null } | null> {
-    const stored = await this.retryDb('record statement', () => recordStatement(this.deps.db, event, this.webhookUrlRedacted));
+  /**
+   * Stores one event's statement line: where its webhook stands (status and first-stored time; null
+   * without a webhook), or null when `stop` came first.
+   */
+  private async storeEvent(msg: Delivery['msg'], event: AccountingEvent, stop: AbortSignal): Promise<StoredStatement | null> {
+    const stored = await this.retryDb('record statement', () => recordStatement(this.deps.db, event, this.webhookUrlRedacted), stop);
     if (!stored) return null;
     if (stored.value.inserted) {
       this.metrics.statements++;
@@ -239,11 +323,15 @@ export class AccountingConsumer {
       this.metrics.duplicates++;
       this.deps.log.debug({ eventId: event.eventId }, 'repeated event; statement already has it');
     }
-    return { webhookStatus: stored.value.webhookStatus };
+    return stored.value;
   }
 
-  /** POSTs one stored event to the webhook and records the outcome; false when shutdown came first. */
-  private async forward(event: AccountingEvent): Promise<boolean> {
+  /**
+   * POSTs one stored event to the webhook and records the outcome; false when `stop` came first. The
+   * give-up clock runs from `startedMs`, when the delivery was first stored: a redelivered event
+   * carries on with the time it has left.
+   */
+  private async forward(event: AccountingEvent, startedMs: number, stop: AbortSignal): Promise<boolean> {
     const webhook = this.options.webhook!;
     const wlog = this.deps.log.child({ eventId: event.eventId });
     const result = await deliverWebhook(
@@ -251,8 +339,10 @@ export class AccountingConsumer {
       { url: webhook.url, eventId: event.eventId, body: encodeAccountingEvent(event) },
       webhook.secret,
       webhook.policy,
-      this.stopRetrying.signal,
+      stop,
       {
+        startedMs,
+        // Not `stop`: an attempt on the wire when the channel goes may finish, and its outcome is recorded.
         attemptSignal: this.hardStop.signal,
         onRetry: ({ attempt, delayMs, result: r }) =>
           wlog.info(
@@ -265,9 +355,11 @@ export class AccountingConsumer {
           ),
       },
     );
-    // Shutting down mid-delivery: no outcome to record; the event comes back after a restart.
+    // Stopped mid-delivery: no outcome to record; the event comes back (redelivered, or after a restart).
     if (result.status === 'aborted') return false;
-    if (!(await this.retryDb('record webhook outcome', () => recordWebhookOutcome(this.deps.db, event.eventId, result)))) return false;
+    // Tried at least once even when `stop` has aborted meanwhile: the outcome only lands on a row still pending.
+    if (!(await this.retryDb('record webhook outcome', () => recordWebhookOutcome(this.deps.db, event.eventId, result), stop)))
+      return false;
     if (result.status === 'delivered') this.metrics.webhooksDelivered++;
     else {
       this.metrics.webhooksFailed++;
@@ -279,16 +371,19 @@ export class AccountingConsumer {
     return true;
   }
 
-  /** Runs `work` until it succeeds, with capped backoff; null once shutdown starts (leave the delivery unacked). */
-  private async retryDb<T>(what: string, work: () => Promise<T>): Promise<{ value: T } | null> {
+  /**
+   * Runs `work` until it succeeds, with capped backoff; null once `stop` aborts (shutdown, or the
+   * delivery's channel is gone: leave the delivery unacked). The first try always runs.
+   */
+  private async retryDb<T>(what: string, work: () => Promise<T>, stop: AbortSignal): Promise<{ value: T } | null> {
     for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, DB_RETRY_MAX_MS)) {
       try {
         return { value: await work() };
       } catch (err) {
-        if (this.stopRetrying.signal.aborted) return null;
+        if (stop.aborted) return null;
         this.deps.log.warn({ step: what, err: (err as Error).message, retryInMs: delayMs }, 'accounting database step failed; retrying');
-        await abortableSleep(delayMs, this.stopRetrying.signal);
-        if (this.stopRetrying.signal.aborted) return null;
+        await abortableSleep(delayMs, stop);
+        if (stop.aborted) return null;
       }
     }
   }

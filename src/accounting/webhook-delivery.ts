@@ -95,7 +95,10 @@ export interface WebhookRetryPolicy {
   readonly backoffInitialMs: number;
   /** Cap of the delay between attempts. */
   readonly backoffMaxMs: number;
-  /** After this long since the first attempt, a still-retryable delivery is recorded as failed. */
+  /**
+   * After this long since the give-up clock started (the first attempt, or `DeliverHooks.startedMs`), a
+   * still-retryable delivery is recorded as failed.
+   */
   readonly giveUpAfterMs: number;
   /** Attempts at most, however fast they fail (a second bound beside the time). */
   readonly attemptsMax: number;
@@ -138,6 +141,13 @@ export type DeliveryResult =
 
 export interface DeliverHooks {
   readonly now?: () => number;
+  /**
+   * When the give-up clock started, in ms on the `now` clock (default: now, at the call). The accounting
+   * consumer passes the time the event's delivery was first stored, so an event the broker delivers
+   * again resumes with the time it has left instead of a fresh `giveUpAfterMs`; one whose time is
+   * spent gets one more attempt and is then given up on.
+   */
+  readonly startedMs?: number;
   readonly random?: () => number;
   /** Called before each wait, for logging. */
   readonly onRetry?: (info: { attempt: number; delayMs: number; result: AttemptResult }) => void;
@@ -151,8 +161,8 @@ export interface DeliverHooks {
 
 /**
  * Delivers one event: signs the body with each attempt's time, POSTs it, and retries what `classifyAttempt` says to
- * retry with capped exponential backoff until it is delivered, refused, given up on (time or
- * attempts), or `signal` aborts (no further attempt; the one in progress ends as `attemptSignal`
+ * retry with capped exponential backoff until it is delivered, refused, given up on (time since
+ * `hooks.startedMs`, or attempts), or `signal` aborts (no further attempt; the one in progress ends as `attemptSignal`
  * decides). Never throws.
  */
 export async function deliverWebhook(
@@ -164,7 +174,7 @@ export async function deliverWebhook(
   hooks: DeliverHooks = {},
 ): Promise<DeliveryResult> {
   const now = hooks.now ?? Date.now;
-  const startedMs = now();
+  const startedMs = hooks.startedMs ?? now();
   for (let attempt = 1; ; attempt++) {
     if (signal.aborted) return { status: 'aborted', attempts: attempt - 1 };
     // Each attempt is signed at its own time: a retry an hour on is not refused as a replay.

@@ -1,7 +1,7 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type RecoveringChannelModel } from 'amqplib';
 import { DEFAULTS } from '../config/config.js';
 import { redactUrl } from '../config/redact.js';
-import { describeCause, ServiceUnavailableError } from '../errors.js';
+import { describeCause, isRefusedLogin, ServiceRefusedError, ServiceUnavailableError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { splitUrlList } from '../config/url-list.js';
 import { AmqpEndpoints } from './endpoints.js';
@@ -30,7 +30,8 @@ export class ConnectAbortedError extends Error {
  * redacted). A handshake that failed without a socket error code (no ECONNREFUSED, ETIMEDOUT …) may
  * mean that something other than a broker answered: then the cause says so (NotAmqpServerError).
  */
-export async function unreachableError(url: string, err: unknown): Promise<ServiceUnavailableError> {
+export async function unreachableError(url: string, err: unknown): Promise<ServiceUnavailableError | ServiceRefusedError> {
+  if (isRefusedLogin(err)) return new ServiceRefusedError('rabbitmq', redactUrl(url), err);
   const code = (err as { code?: unknown } | null)?.code;
   const notAmqp = typeof code === 'string' ? null : await probeAmqpServer(url);
   return new ServiceUnavailableError('rabbitmq', redactUrl(url), notAmqp ?? err);
@@ -59,6 +60,7 @@ export async function connectOnce(url: string, log: Logger, clientName: string):
     }
   }
   if (nodes.length === 1) throw await unreachableError(nodes[0]!, lastError);
+  if (isRefusedLogin(lastError)) throw new ServiceRefusedError('rabbitmq', redactUrl(url), lastError);
   throw new ServiceUnavailableError('rabbitmq', redactUrl(url), lastError);
 }
 
@@ -198,6 +200,8 @@ function firstConnection(
     const onAbort = () => settle(() => reject(new ConnectAbortedError()));
     const onFailed = (err: Error) => {
       lastError = err;
+      // A refused login or virtual host stays refused: said at once, not retried until the timeout.
+      if (isRefusedLogin(err) && endpoints.count === 1) return settle(() => reject(new ServiceRefusedError('rabbitmq', named, err)));
       // Not a socket error: maybe not a broker at all. That does not get better by waiting.
       // With a node list another node may still answer: only a lone node that is not a broker fails at once.
       if (typeof (err as { code?: unknown }).code === 'string' || endpoints.count > 1) return;

@@ -38,6 +38,14 @@ export function webhookSecretFrom(env: NodeJS.ProcessEnv): string {
   return secret;
 }
 
+/**
+ * Default of `--webhook-give-up`: 20 minutes, below RabbitMQ's default consumer_timeout (30 minutes).
+ * A message is acked only once its webhooks have an outcome, so a give-up longer than the broker's
+ * timeout would have the broker close the channel and redeliver first; the redelivered events then
+ * resume the same clock, which works, but costs a channel and a redelivery each time.
+ */
+export const ACCOUNTING_WEBHOOK_GIVE_UP_S = 1_200;
+
 export interface AccountingCommandOptions {
   readonly prefetchCount: number;
   readonly shutdownDeadlineMs: number;
@@ -235,8 +243,8 @@ export function registerAccounting(program: Command): void {
     )
     .option(
       '--webhook-give-up <s>',
-      'record a still-failing webhook as failed after this long',
-      String(DEFAULT_RETRY_POLICY.giveUpAfterMs / 1000),
+      "record a still-failing webhook as failed this long after the event was first stored (keep it below RabbitMQ's consumer_timeout, 30 min by default)",
+      String(ACCOUNTING_WEBHOOK_GIVE_UP_S),
     )
     .option('--shutdown-deadline <ms>', 'how long shutdown waits for events in progress', '10000')
     .option(
@@ -251,7 +259,8 @@ export function registerAccounting(program: Command): void {
       `
 Acknowledges an event only after its statement line (and, with --webhook, the webhook outcome) is
 recorded. A 2xx delivers; 5xx, 408, 429, timeouts and refused connections are retried with capped
-exponential backoff; any other status is recorded as failed and not retried.
+exponential backoff; any other status is recorded as failed and not retried. The give-up clock
+starts when an event is first stored and survives redeliveries.
 
 Example:
   $ txsim accounting
@@ -281,8 +290,7 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
                   10,
                   3_600_000,
                 ),
-                giveUpAfterMs:
-                  parseIntFlag('--webhook-give-up', str('webhookGiveUp'), DEFAULT_RETRY_POLICY.giveUpAfterMs / 1000, 0, 7 * 86_400) * 1000,
+                giveUpAfterMs: parseIntFlag('--webhook-give-up', str('webhookGiveUp'), ACCOUNTING_WEBHOOK_GIVE_UP_S, 0, 7 * 86_400) * 1000,
               },
             }
           : null,

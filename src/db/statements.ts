@@ -22,12 +22,18 @@ export type WebhookStatus = 'pending' | 'delivered' | 'failed';
 export interface StoredStatement {
   readonly inserted: boolean;
   readonly webhookStatus: WebhookStatus | null;
+  /**
+   * When the event's webhook delivery was first stored (its `created_at`; null: no webhook). A repeat
+   * returns the first time, so a redelivered event's retries resume the give-up clock it started.
+   */
+  readonly webhookCreatedAt: Date | null;
 }
 
 /**
  * Stores the statement line of an event, once: a repeat only counts another delivery. With a
  * webhook URL, also makes sure a delivery record exists ('pending' until an outcome is recorded),
- * in the same transaction, and returns its status so a repeat of an undelivered event is sent again.
+ * in the same transaction, and returns its status so a repeat of an undelivered event is sent again,
+ * with the time the record was first made (the start of its give-up clock).
  */
 export async function recordStatement(
   db: Knex,
@@ -58,14 +64,16 @@ export async function recordStatement(
     )) as [{ affectedRows: number }];
     // MySQL reports 1 affected row for an insert and 2 for the ON DUPLICATE KEY update.
     const inserted = result.affectedRows === 1;
-    if (webhookUrl === null) return { inserted, webhookStatus: null };
+    if (webhookUrl === null) return { inserted, webhookStatus: null, webhookCreatedAt: null };
     await trx.raw(
       `INSERT INTO webhook_deliveries (event_id, url, status, attempts, created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?)
        ON DUPLICATE KEY UPDATE event_id = event_id`,
       [event.eventId, webhookUrl, now, now],
     );
-    const row = await trx('webhook_deliveries').where('event_id', event.eventId).first<{ status: WebhookStatus }>('status');
-    return { inserted, webhookStatus: row.status };
+    const row = await trx('webhook_deliveries')
+      .where('event_id', event.eventId)
+      .first<{ status: WebhookStatus; created_at: Date }>('status', 'created_at');
+    return { inserted, webhookStatus: row.status, webhookCreatedAt: row.created_at };
   });
 }
 

@@ -7,7 +7,7 @@ import type { Config } from '../config/config.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
-import { describeCause, ServiceUnavailableError, UsageError } from '../errors.js';
+import { describeCause, isRefusedLogin, ServiceRefusedError, ServiceUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DASHBOARD_DEFAULTS, DashboardStats } from './dashboard-stats.js';
 import { FeedHub, FINAL_STATES } from './feed-hub.js';
@@ -165,11 +165,18 @@ async function waitForBroker(publisher: TransactionPublisher, config: Config, de
   const failure = await untilDeadline(
     async () => {
       const ready = await publisher.ready();
+      // A refused login stays refused: said at once, not waited on until the deadline.
+      if (!ready.ok && isRefusedLogin(new Error(ready.detail)))
+        throw new ServiceRefusedError(
+          'rabbitmq',
+          redactUrl(config.amqpUrl),
+          new Error(ready.detail.replace(/^.* refused the connection: /, '')),
+        );
       // Blocked by an alarm is still a broker: serve starts, and answers 503 until it clears.
       return ready.ok || ready.detail.startsWith('connection blocked') ? null : ready.detail;
     },
     deadline,
-    () => true,
+    (err) => !(err instanceof ServiceRefusedError),
   );
   if (failure !== null)
     throw new ServiceUnavailableError('rabbitmq', redactUrl(config.amqpUrl), new Error(`${stripPrefix(failure)}; ${waitedText(config)}`));

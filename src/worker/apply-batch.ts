@@ -113,7 +113,6 @@ function accountsOf(m: TransactionMessage): number[] {
 }
 
 async function applyInTransaction(trx: PipelinedTransaction, items: readonly Incoming[], context: ApplyContext): Promise<Outcome[]> {
-  const now = context.now?.() ?? new Date();
   const ids = [
     ...new Set(items.map((i) => (i.decoded.ok ? i.decoded.message.id : i.decoded.id)).filter((id): id is string => id !== null)),
   ];
@@ -137,6 +136,10 @@ async function applyInTransaction(trx: PipelinedTransaction, items: readonly Inc
   ];
   const readIds = holdIds.length > 0 || captureIds.length > 0 ? [...new Set([...ids, ...holdIds, ...captureIds])] : ids;
   const results = await trx.begin(batchReadStatements(accountIds, readIds, holdIds, captureIds));
+  // The batch's time is read once its locks are held, not before the wait for them: a capture that
+  // waited behind another batch is judged against its hold's expiry as it is applied, and the times
+  // recorded on an account run in the order of its sequence numbers.
+  const now = context.now?.() ?? new Date();
   const batch = new BatchDecisions(batchReadRows(results, accountIds, readIds, holdIds, captureIds), context, now);
   for (const item of items) batch.decide(item);
   await trx.commit(batch.writes.statements(batch.touchedAccounts()));

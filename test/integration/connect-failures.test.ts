@@ -91,6 +91,22 @@ describe('broker unreachable, or not a broker, at start', () => {
     });
   }
 
+  for (const command of [['worker'], ['accounting'], ['serve', '--port', '0'], ['gen', '5']]) {
+    it(`${command[0]}: a wrong password is refused at once, not waited on as an outage`, async () => {
+      const startedAtMs = Date.now();
+      // The default --connect-timeout is 15 s: refused logins used to be retried for all of it.
+      const r = await runTxsim([...command, '--amqp-url', `amqp://guest:${PASSWORD}@127.0.0.1:5672`], env, 30_000);
+      expect(r.code, r.stderr).toBe(3);
+      expect(linesOf(r.stderr), r.stderr).toEqual([
+        expect.stringMatching(
+          /^txsim: rabbitmq at amqp:\/\/guest:\*\*\*@127\.0\.0\.1:5672 refused the connection: .*ACCESS.REFUSED.*\(check the user and password in the URL\)$/,
+        ),
+      ]);
+      expect(r.stderr).not.toContain(PASSWORD);
+      expect(Date.now() - startedAtMs).toBeLessThan(8_000);
+    });
+  }
+
   it('gen: what answers at the address is not an AMQP server', async () => {
     const r = await runTxsim(['gen', '5', '--amqp-url', `amqp://guest:${PASSWORD}@127.0.0.1:${httpPort}`], env, 30_000);
     expect(r.code, r.stderr).toBe(3);

@@ -205,7 +205,11 @@ describe('repositories', () => {
       balanceAfterMinor: 100n,
       occurredAt: new Date().toISOString(),
     };
-    expect(await recordStatement(ns.db, event, 'http://receiver.test/hooks')).toEqual({ inserted: true, webhookStatus: 'pending' });
+    expect(await recordStatement(ns.db, event, 'http://receiver.test/hooks')).toEqual({
+      inserted: true,
+      webhookStatus: 'pending',
+      webhookCreatedAt: expect.any(Date),
+    });
     await recordWebhookOutcome(ns.db, event.eventId, { status: 'delivered', attempts: 2, responseStatus: 200, responseBody: 'ok' });
     await recordWebhookOutcome(ns.db, event.eventId, {
       status: 'failed',

@@ -158,6 +158,41 @@ describe.each([
     ).toBeNull();
   });
 
+  it("a batch that waited for an account's lock is timed from when it got it: times on an account follow its sequence", async () => {
+    const holder = await ns.db.transaction();
+    let releasedAtMs: number;
+    const body = txBody({ accountId: 2, amountMinor: 12 });
+    try {
+      await holder.raw('SELECT id FROM accounts WHERE id = 2 FOR UPDATE');
+      await publishRaw(ns.amqp, ns.topology, [{ body }]);
+      // The batch is waiting for the lock (within the workers' 1 s lock wait); it gets it 300 ms on.
+      await waitFor(
+        async () => {
+          // The batch's locking read of the accounts, in this namespace's database, still running.
+          const [rows] = (await ns.db.raw(
+            "SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND COMMAND = 'Query' AND INFO LIKE 'SELECT id, currency, balance_minor%FOR UPDATE'",
+          )) as [{ n: number }[]];
+          return Number(rows[0]!.n) > 0;
+        },
+        5_000,
+        'the batch waiting for the lock',
+        10,
+      );
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      releasedAtMs = Date.now();
+      await holder.rollback();
+    }
+    await waitFor(async () => (await outcome(ns, body.id as string)) !== undefined, 20_000, 'the outcome');
+    const row = await ns
+      .db('transactions')
+      .where('id', body.id as string)
+      .first('status', 'processed_at', 'attempts');
+    expect(row).toMatchObject({ status: 'applied', attempts: 1 });
+    // Read before the wait, the time would be at least 300 ms earlier than the release.
+    expect(new Date(row.processed_at).getTime()).toBeGreaterThanOrEqual(releasedAtMs - 20);
+  });
+
   it('a system error is retried through the delay queues and then parked with the last error', async () => {
     // Hold account 5's row lock from outside: the worker's lock wait times out (errno 1205) each time.
     const holder = await ns.db.transaction();

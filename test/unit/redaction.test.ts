@@ -1,3 +1,4 @@
+import { loadConfig } from '../../src/config/config.js';
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { redactSecrets, redactUrl } from '../../src/config/redact.js';
@@ -43,6 +44,19 @@ describe('one redaction form everywhere: amqp://user:***@host', () => {
     const message = 'rabbitmq unreachable at amqp://guest:***@127.0.0.1:5999: connect ECONNREFUSED';
     expect(redactSecrets(message, ['guest'])).toBe(message);
     expect(redactUrl('amqp://guest:guest@127.0.0.1:5672')).toBe('amqp://guest:***@127.0.0.1:5672');
+  });
+
+  it('a URL without its scheme still has its password hidden (URL would read "guest:" as the scheme)', () => {
+    expect(redactUrl('guest:ssW0rd@127.0.0.1:5672')).toBe('guest:***@127.0.0.1:5672');
+    expect(redactUrl('root:p@ss:w0rd@db:3306/walk1')).toBe('root:***@db:3306/walk1');
+    expect(redactUrl('127.0.0.1:5672')).toBe('127.0.0.1:5672');
+    expect(redactUrl('db.example.com/walk1')).toBe('db.example.com/walk1');
+    expect(() => loadConfig({ AMQP_URL: 'guest:ssW0rd@127.0.0.1:5672' }, {})).toThrow(
+      'AMQP_URL: "guest:***@127.0.0.1:5672" must start with amqp:// or amqps://',
+    );
+    expect(() => loadConfig({}, { databaseUrl: 'root:ssW0rd@127.0.0.1:3306/x' })).toThrow(
+      /"root:\*\*\*@127\.0\.0\.1:3306\/x" must start with/,
+    );
   });
 
   it('a URL echoed with its password in an error text is redacted to the same form', () => {

@@ -123,6 +123,32 @@ describe('deliverWebhook', () => {
     expect(result).toMatchObject({ status: 'failed', attempts: 4, responseStatus: 503, gaveUp: true });
   });
 
+  it('resumes a give-up clock started earlier (startedMs): a redelivered event gets only the time it has left', async () => {
+    let clockMs = 10_000;
+    const transport: WebhookTransport = {
+      post() {
+        clockMs += 1_000;
+        return Promise.resolve(unavailable);
+      },
+    };
+    // The clock started at 8 s: attempts start at 10 s and 11 s; a third would start after 12 s, past 8 s + 3.5 s.
+    const result = await deliverWebhook(transport, request, secret, { ...fast, giveUpAfterMs: 3_500 }, never, {
+      now: () => clockMs,
+      startedMs: 8_000,
+    });
+    expect(result).toMatchObject({ status: 'failed', attempts: 2, responseStatus: 503, gaveUp: true });
+  });
+
+  it('with its time already spent, makes one last attempt and then gives up', async () => {
+    const transport = scripted([unavailable, ok]);
+    const result = await deliverWebhook(transport, request, secret, { ...fast, giveUpAfterMs: 60_000 }, never, {
+      now: () => 1_000_000,
+      startedMs: 0,
+    });
+    expect(result).toMatchObject({ status: 'failed', attempts: 1, responseStatus: 503, gaveUp: true });
+    expect(transport.calls).toHaveLength(1);
+  });
+
   it('stops retrying when the signal aborts, without an outcome', async () => {
     const controller = new AbortController();
     const transport = scripted([unavailable]);
