@@ -17,7 +17,7 @@ import { flushLogger } from '../log.js';
 import { registerAccountingRedeliver } from './accounting-redeliver.js';
 import { withDatabase } from './accounts.js';
 import { startMetricsServer, type MetricsServerOptions, type RunningMetricsServer } from '../stats/metrics-server.js';
-import { contextFor, shutdownSignal, type CommandContext } from './context.js';
+import { contextFor, refuseStrayOperands, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 import { table, toJson } from './format.js';
 
@@ -230,6 +230,8 @@ export function registerAccounting(program: Command): void {
 
   accounting
     .command('consume', { isDefault: true })
+    // An operand here is a mistyped subcommand (`accounting statment 7`): refused by name below.
+    .allowExcessArguments(true)
     .description(
       'consume accounting events: keep per-account statements, print each new line, forward to --webhook (the default sub-command)',
     )
@@ -269,6 +271,7 @@ Example:
 Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help`,
     )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
+      refuseStrayOperands(accounting, command);
       const str = (key: string) => opts[key] as string | undefined;
       const url = str('webhook');
       const options: AccountingCommandOptions = {

@@ -16,7 +16,7 @@ import { UsageError, VerificationFailedError } from '../errors.js';
 import { registerBenchCompare } from './bench-compare.js';
 import { WORKER_NODE_OPTIONS } from '../worker/node-options.js';
 import { RELAY_EVENTS_OPTION, relayEventsPerMessageFrom } from './relay-flags.js';
-import { collect, contextFor, type CommandContext } from './context.js';
+import { collect, contextFor, refuseStrayOperands, type CommandContext } from './context.js';
 import { toJson } from './format.js';
 
 /**
@@ -235,6 +235,8 @@ function parseTransportFlag(value: string | undefined): BenchOptions['via'] {
 export function registerBench(program: Command): void {
   const bench = program.command('bench');
   bench
+    // An operand here is a mistyped subcommand (`bench compre a b`): refused by name in the action.
+    .allowExcessArguments(true)
     .description('measure throughput and latency end to end: reset a bench namespace, start W workers, publish, drain, verify')
     .option('--workers <n>', 'worker processes', '3')
     .option('--batch-size <n>', 'messages per DB transaction (1 = one commit per message)', '100')
@@ -286,6 +288,7 @@ export function registerBench(program: Command): void {
       '\nThe namespace <namespace>_bench and its database are wiped first.\n\nExample:\n  $ txsim bench --workers 3 --count 100000\n  $ txsim bench --batch-size 1 --count 5000\n  $ txsim bench --rate 2000 --duration 30\n  $ txsim bench --via http --concurrency 50 --count 20000\n  $ txsim bench --mix v1 --count 20000\n  $ txsim bench --ceiling --count 50000\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (opts: Record<string, string | boolean | undefined>, command: Command) => {
+      refuseStrayOperands(bench, command);
       const str = (k: string) => opts[k] as string | undefined;
       if (opts.json && opts.csv) throw new UsageError('--json and --csv: choose one');
       if (opts.relayProcess && opts.relay === false) throw new UsageError('--relay-process and --no-relay: choose one');

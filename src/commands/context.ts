@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig, type Config, type ConnectionFlags } from '../config/config.js';
 import { createLogger, type Logger } from '../log.js';
+import { UsageError } from '../errors.js';
 
 /** What every handler gets: the frozen config and the process's root logger. */
 export interface CommandContext {
@@ -38,4 +39,34 @@ export function shutdownSignal(ctx: CommandContext): AbortSignal {
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   return controller.signal;
+}
+
+/**
+ * For a command that has subcommands and an action of its own (`bench`, `accounting`): refuses an
+ * operand, which can only be a mistyped subcommand, with a usage message naming the closest one
+ * (`accounting statment 7` → did you mean statement?) instead of commander's "too many arguments".
+ * `group` is the command whose subcommands are meant; `command` the one whose action runs.
+ */
+export function refuseStrayOperands(group: Command, command: Command): void {
+  const given = command.args[0];
+  if (given === undefined) return;
+  const names = group.commands.map((c) => c.name()).filter((name) => name !== command.name());
+  const closest = names
+    .map((name) => ({ name, distance: editDistance(name, given) }))
+    .sort((a, b) => a.distance - b.distance)
+    .at(0);
+  const hint = closest && closest.distance <= Math.max(2, Math.floor(given.length / 3)) ? ` (did you mean ${closest.name}?)` : '';
+  throw new UsageError(`unknown command '${group.name()} ${given}'${hint}; the commands of ${group.name()}: ${names.join(', ')}`);
+}
+
+/** Levenshtein distance: the fewest single-character edits that turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    previous = row;
+  }
+  return previous[b.length]!;
 }

@@ -4,10 +4,10 @@ import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { readPartitionCount } from '../db/partition-leases.js';
 import type { AccountingReconciliation } from '../verify/reconcile.js';
-import { verifyBooks, type VerifyReport } from '../verify/verify.js';
+import { verifyBooks, type RunAccount, type VerifyReport } from '../verify/verify.js';
 import { parseIntFlag } from '../config/parse.js';
 import { formatMinor } from '../domain/money.js';
-import { UsageError, VerificationFailedError, VerificationPendingError } from '../errors.js';
+import { describeCause, ExitCode, FatalError, UsageError, VerificationFailedError, VerificationPendingError } from '../errors.js';
 import { withDatabase } from './accounts.js';
 import { contextFor, type CommandContext } from './context.js';
 import { plural, table, toJson } from './format.js';
@@ -38,24 +38,45 @@ export function pendingText(pending: VerifyReport['pending']): string {
   return parts.join(', ');
 }
 
+/** Queues named at most in one line; a namespace may have up to 64 partition queues. */
+const QUEUES_NAMED_MAX = 3;
+
+/**
+ * What to do about ids still queued that no worker consumes (`no worker is consuming
+ * txsim.transactions.process: start the workers`), or null when there are none or every queue that
+ * holds them has a worker.
+ */
+export function noWorkerText(r: { pending: VerifyReport['pending']; run: Pick<RunAccount, 'unconsumedQueues'> | null }): string | null {
+  const queues = r.run?.unconsumedQueues ?? [];
+  if (r.pending.runIds === 0 || queues.length === 0) return null;
+  const named = queues.slice(0, QUEUES_NAMED_MAX).join(', ');
+  const more = queues.length > QUEUES_NAMED_MAX ? ` and ${queues.length - QUEUES_NAMED_MAX} more` : '';
+  return `no worker is consuming ${named}${more}: start the workers (txsim worker)`;
+}
+
 /** The waiting line on a terminal: what is pending (falling as it arrives) and how long verify will still wait. */
 export function waitingLine(r: Pick<VerifyReport, 'pending' | 'run'>, secondsLeft: number): string {
   const what = pendingText(r.pending) || (r.run && r.run.lost > 0 ? `${plural(r.run.lost, 'id')} not found yet` : 'settling');
   return `waiting: ${what} (${Math.max(0, Math.ceil(secondsLeft))} s left)`;
 }
 
-/** Proves the books (and a run, when given). Throws VerificationFailedError on any violation. */
+/**
+ * Proves the books (and a run, when given), prints the report, and throws unless it is OK (see
+ * throwUnlessOk). Without the broker and without --run the books are still checked and reported.
+ */
 export async function handleVerify(ctx: CommandContext, options: VerifyOptions): Promise<VerifyReport> {
   if (options.runId !== null && !/^[0-9a-f-]{36}$/i.test(options.runId))
     throw new UsageError(`--run: "${options.runId}" is not a run id (a UUID printed by gen)`);
+  let brokerError: unknown = null;
   const report = await withDatabase(ctx, async (db) => {
     let connection: ChannelModel | null = null;
     try {
       connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim verify');
     } catch (err) {
-      // The books can still be checked; queued/parked counts need the broker.
+      // The books can still be checked; what is queued or parked needs the broker, so a run cannot be
+      // accounted for, and a clean report ends `incomplete` (exit 3) rather than OK.
       if (options.runId) throw err;
-      ctx.log.warn({ err: (err as Error).message }, 'rabbitmq unreachable; checking the database only');
+      brokerError = err;
     }
     try {
       // The ordering check applies, and the partition queues count as queued, in an ordered namespace.
@@ -63,7 +84,10 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
       const deadline = Date.now() + options.waitS * 1000;
       try {
         for (;;) {
-          const r = await verifyBooks(deps, { runId: options.runId?.toLowerCase() ?? null });
+          const r = await verifyBooks(deps, {
+            runId: options.runId?.toLowerCase() ?? null,
+            ...(brokerError === null ? {} : { brokerError: describeBrokerError(brokerError) }),
+          });
           const unsettled =
             r.run !== null && (r.run.pending > 0 || r.run.queued > 0 || r.run.lost > 0 || r.pending.missingInstances.length > 0);
           // The accounting side is waited for only while a consumer is there to make progress: without
@@ -82,10 +106,25 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
   });
   if (options.json) ctx.out(toJson(report));
   else printReport(ctx, report);
+  throwUnlessOk(report, options.waitS, brokerError);
+  return report;
+}
+
+/**
+ * Ends a report that is not OK with its exit code: 7 while something is on its way (naming the queues
+ * no worker consumes, where waiting longer would not help), 3 when the queues could not be read, 4 on
+ * a violation or a loss.
+ */
+function throwUnlessOk(report: VerifyReport, waitS: number, brokerError: unknown): void {
   if (report.status === 'pending') {
+    const noWorker = noWorkerText(report);
     throw new VerificationPendingError(
-      `not verified yet: ${pendingText(report.pending)} after waiting ${options.waitS} s; run verify again once they have arrived (or with a longer --wait)`,
+      `not verified yet: ${pendingText(report.pending)} after waiting ${waitS} s; ${noWorker === null ? 'run verify again once they have arrived (or with a longer --wait)' : `${noWorker}, then run verify again`}`,
     );
+  }
+  if (report.status === 'incomplete') {
+    const message = `${report.broker.error}; the books were checked (no violation), the queues were not`;
+    throw new FatalError(message, ExitCode.serviceUnavailable, { cause: brokerError });
   }
   if (!report.ok) {
     const failed = [...report.checks, report.ordering].filter((c) => c.violations > 0).map((c) => c.name);
@@ -100,7 +139,29 @@ export async function handleVerify(ctx: CommandContext, options: VerifyOptions):
         : [];
     throw new VerificationFailedError(`verification failed: ${[...failed, ...runPart, ...accountingPart].join('; ')}`);
   }
-  return report;
+}
+
+/** A failed connect in one line: connectOnce's ServiceUnavailableError already names the broker (password redacted). */
+function describeBrokerError(err: unknown): string {
+  return err instanceof Error ? err.message : `rabbitmq unreachable: ${describeCause(err)}`;
+}
+
+/** The report's last line: what was proved, or why not. */
+export function verdictLine(
+  r: Pick<VerifyReport, 'status' | 'pending' | 'broker'> & { run: Pick<RunAccount, 'unconsumedQueues'> | null },
+): string {
+  switch (r.status) {
+    case 'ok':
+      return 'OK: the books balance and every id is accounted for';
+    case 'pending': {
+      const noWorker = noWorkerText(r);
+      return `PENDING: no violation so far, but ${pendingText(r.pending)}: not verified yet${noWorker === null ? '' : `; ${noWorker}`}`;
+    }
+    case 'incomplete':
+      return `INCOMPLETE: the books balance, but the queues could not be read (${r.broker.error ?? 'rabbitmq unreachable'}): what is still queued or parked is not accounted for`;
+    case 'failed':
+      return 'FAILED: see the violations above';
+  }
 }
 
 function printReport(ctx: CommandContext, r: VerifyReport): void {
@@ -177,13 +238,7 @@ function printReport(ctx: CommandContext, r: VerifyReport): void {
   }
   if (r.accounting) printAccounting(ctx, r.accounting);
   ctx.out('');
-  ctx.out(
-    r.status === 'ok'
-      ? 'OK: the books balance and every id is accounted for'
-      : r.status === 'pending'
-        ? `PENDING: no violation so far, but ${pendingText(r.pending)}: not verified yet`
-        : 'FAILED: see the violations above',
-  );
+  ctx.out(verdictLine(r));
 }
 
 /** `ok`, `1 violation`, `3 violations`. */
@@ -195,7 +250,9 @@ function printAccounting(ctx: CommandContext, a: AccountingReconciliation): void
   ctx.out('');
   const state = a.settled
     ? 'drained'
-    : `not drained: ${a.outboxUnsent} unsent in the outbox, ${a.queued ?? '?'} queued, ${a.consumers ?? '?'} consumers`;
+    : a.queued === null
+      ? `${a.outboxUnsent} unsent in the outbox; the accounting queue could not be read`
+      : `not drained: ${a.outboxUnsent} unsent in the outbox, ${a.queued} queued, ${plural(a.consumers ?? 0, 'consumer')}`;
   ctx.out(`Accounting statements (${state})`);
   ctx.out(
     `${plural(a.outcomes, 'statement line')} expected, ${a.statements} stored; ${a.missing} missing (${a.pending} on their way, ${a.lost} LOST)`,
@@ -226,7 +283,7 @@ export function registerVerify(program: Command): void {
     .option('--json', 'JSON output')
     .addHelpText(
       'after',
-      '\nExit code 4 on any violation; 7 when, with no violation, ids or statement lines are still on their way when the wait runs out.\n\nExample:\n  $ txsim verify\n  $ txsim verify --run 5d0c2b8e-6c1f-5a43-9d7e-0f1e2d3c4b5a --wait 60\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
+      '\nExit code 4 on any violation; 7 when, with no violation, ids or statement lines are still on their way when the wait runs out; 3 when RabbitMQ cannot be reached (without --run, after checking the books).\n\nExample:\n  $ txsim verify\n  $ txsim verify --run 5d0c2b8e-6c1f-5a43-9d7e-0f1e2d3c4b5a --wait 60\n\nGlobal flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-level, …): see txsim --help',
     )
     .action(async (opts: { run?: string; wait: string; json?: boolean }, command: Command) => {
       await handleVerify(contextFor(command), {

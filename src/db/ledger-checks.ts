@@ -1,3 +1,5 @@
+import type { SystemAccountCode } from '../domain/ledger.js';
+import { sqlLiteral } from './sql-literal.js';
 import { violationsFrom, type ViolationQuery } from './violations.js';
 
 /**
@@ -70,6 +72,76 @@ export const TRANSFERS_OFF_CUSTOMERS: ViolationQuery<{ id: string; c: string; de
         SUM(CASE WHEN e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor THEN 1 ELSE 0 END) AS credits ${from}`,
   };
 })();
+
+/**
+ * What an applied transaction of each type posts: `sign` is the sign of the entry on its own account
+ * (`account_id`), and the other entry, of the opposite amount, goes to `other` — the system account of
+ * that code in the transaction's currency, or a transfer's destination (`to_account_id`). A type not
+ * listed posts nothing: an authorization and a void change `held` only, and a hold's expiry records
+ * no transaction at all. Written out here, apart from the code that posts (domain/ledger.ts,
+ * domain/holds.ts, `accounts seed`), so that a bug there cannot vouch for itself; a unit test holds
+ * the two together.
+ */
+export const POSTINGS_BY_TYPE: Readonly<Record<string, { readonly sign: 1 | -1; readonly other: SystemAccountCode | 'destination' }>> = {
+  opening: { sign: 1, other: 'opening_equity' },
+  deposit: { sign: 1, other: 'cash_in' },
+  withdrawal: { sign: -1, other: 'cash_out' },
+  card_payment: { sign: -1, other: 'card_settlement' },
+  card_capture: { sign: -1, other: 'card_settlement' },
+  card_refund: { sign: 1, other: 'card_settlement' },
+  transfer: { sign: -1, other: 'destination' },
+};
+
+/** `CASE t.type WHEN … THEN … END` over POSTINGS_BY_TYPE (NULL for a type that posts nothing). */
+function caseOfType(value: (posting: (typeof POSTINGS_BY_TYPE)[string]) => string | null): string {
+  const arms = Object.entries(POSTINGS_BY_TYPE).flatMap(([type, posting]) => {
+    const v = value(posting);
+    return v === null ? [] : [`WHEN ${sqlLiteral(type)} THEN ${v}`];
+  });
+  return `CASE t.type ${arms.join(' ')} END`;
+}
+
+/** The sign of the entry on the transaction's own account; NULL: the type posts nothing. */
+const OWN_SIGN = caseOfType((p) => String(p.sign));
+/** The code of the system account that takes the other side (NULL for a transfer: its destination does). */
+const SYSTEM_CODE = caseOfType((p) => (p.other === 'destination' ? null : sqlLiteral(p.other)));
+/** The account of the other entry: the transfer's destination, or the system account joined as `s`. */
+const OTHER_ACCOUNT = caseOfType((p) => (p.other === 'destination' ? 't.to_account_id' : 's.id'));
+/** Entries matching each of the two postings the type makes: 1, or 0 for a type that posts nothing. */
+const PER_POSTING = `CASE WHEN ${OWN_SIGN} IS NULL THEN 0 ELSE 1 END`;
+
+/**
+ * Applied transactions whose entries are not exactly what their type posts: for a type that posts,
+ * two entries, `sign × amount` on its account and `−sign × amount` on the other account (two entries
+ * that match the two postings are exactly them: the two accounts are never the same); for a type
+ * that posts nothing, no entry. This sees what the other checks cannot: a withdrawal booked +100 / −100
+ * instead of −100 / +100, with balances to match, still sums to zero and has two entries.
+ *
+ * One pass, like APPLIED_NOT_ONCE: `transactions` read in primary-key order, which is the GROUP BY's
+ * order (no temporary table, no sort), each row's system account by `uq_accounts_system` (code,
+ * currency) and its entries by `ix_ledger_transaction`. Grouped by `t.id` alone — adding `t.type`
+ * made MariaDB sort a million rows — so every other column is read inside an aggregate (constant per
+ * group), which MariaDB requires in HAVING and which also stands under MySQL 8's ONLY_FULL_GROUP_BY.
+ */
+export const POSTINGS_OFF_TYPE = violationsFrom<{
+  id: string;
+  type: string | null;
+  account_id: string | null;
+  amount_minor: string | null;
+  other_account_id: string | null;
+  entries: string | null;
+}>(
+  `FROM transactions t
+     LEFT JOIN accounts s ON s.kind = 'system' AND s.code = ${SYSTEM_CODE} AND s.currency = t.currency
+     LEFT JOIN ledger_entries e ON e.transaction_id = t.id
+     WHERE t.status = 'applied'
+     GROUP BY t.id
+     HAVING COUNT(e.id) <> 2 * MIN(${PER_POSTING})
+         OR SUM(CASE WHEN e.account_id = t.account_id AND e.amount_minor = ${OWN_SIGN} * t.amount_minor THEN 1 ELSE 0 END) <> MIN(${PER_POSTING})
+         OR SUM(CASE WHEN e.account_id = ${OTHER_ACCOUNT} AND e.amount_minor = -1 * ${OWN_SIGN} * t.amount_minor THEN 1 ELSE 0 END) <> MIN(${PER_POSTING})`,
+  `t.id, MIN(t.type) AS type, MIN(t.account_id) AS account_id, MIN(t.amount_minor) AS amount_minor, MIN(${OTHER_ACCOUNT}) AS other_account_id,
+   GROUP_CONCAT(CONCAT(e.account_id, ' ', IF(e.amount_minor > 0, '+', ''), e.amount_minor) ORDER BY e.id SEPARATOR ', ') AS entries`,
+);
 
 /** What each customer's open holds reserve (v1.1): the rest of every open or partially captured hold. */
 const OPEN_HOLDS = `SELECT account_id, SUM(authorized_minor - captured_minor) AS s FROM holds WHERE state IN ('open', 'partially_captured') GROUP BY account_id`;

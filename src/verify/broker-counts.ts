@@ -9,21 +9,37 @@ export interface BrokerDeps {
   readonly topology: Topology;
 }
 
-/** Messages still to be processed: ready in the process (or partition) queues and waiting in the delay queues. */
-export async function queuedCount(deps: BrokerDeps): Promise<number> {
-  if (!deps.connection) return 0;
+/** What the queues of transactions hold, and which of the queues the workers consume have no worker. */
+export interface QueueCounts {
+  /** Messages still to be processed: ready in the process (or partition) queues and waiting in the delay queues. */
+  readonly queued: number;
+  /**
+   * Queues the workers consume (the process queue; in an ordered namespace, the partition queues)
+   * with no consumer while something waits for them: the process queue when anything is queued at
+   * all (the delay queues empty into it), a partition queue when it holds messages. Waiting for
+   * those changes nothing until a worker starts.
+   */
+  readonly unconsumed: string[];
+}
+
+/** Reads every transactions queue once (a passive declare each): nothing is taken off any of them. */
+export async function queueCounts(deps: BrokerDeps): Promise<QueueCounts> {
+  if (!deps.connection) return { queued: 0, unconsumed: [] };
   const channel = await deps.connection.createChannel();
   channel.on('error', () => {});
   try {
-    let total = 0;
-    for (const name of [
-      deps.topology.processQueue,
-      ...(deps.topology.ordered?.partitionQueues ?? []),
-      ...deps.topology.retryQueues.map((q) => q.name),
-    ]) {
-      total += (await channel.checkQueue(name)).messageCount;
+    const { topology } = deps;
+    const consumed = topology.ordered?.partitionQueues ?? [topology.processQueue];
+    const states = new Map<string, { messageCount: number; consumerCount: number }>();
+    for (const name of [topology.processQueue, ...(topology.ordered?.partitionQueues ?? []), ...topology.retryQueues.map((q) => q.name)]) {
+      states.set(name, await channel.checkQueue(name));
     }
-    return total;
+    const queued = [...states.values()].reduce((total, q) => total + q.messageCount, 0);
+    const unconsumed = consumed.filter((name) => {
+      const q = states.get(name)!;
+      return q.consumerCount === 0 && (topology.ordered ? q.messageCount > 0 : queued > 0);
+    });
+    return { queued, unconsumed };
   } finally {
     await channel.close().catch(() => {});
   }

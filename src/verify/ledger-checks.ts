@@ -9,6 +9,8 @@ import {
   HOLDS_OVERDRAWN,
   NEGATIVE_AVAILABLE,
   NEGATIVE_BALANCES,
+  POSTINGS_BY_TYPE,
+  POSTINGS_OFF_TYPE,
   REJECTED_WITH_ENTRIES,
   TRANSFERS_OFF_CUSTOMERS,
   UNBALANCED_LEDGER,
@@ -17,6 +19,29 @@ import {
 import { minorOf } from '../db/rows.js';
 import { HOLD_EXPIRY_GRACE_MS } from '../domain/holds.js';
 import { defineCheck, type AnyCheck } from './checks.js';
+
+/** Minor units with their sign always shown: `+100`, `-100`. */
+function signed(amountMinor: bigint): string {
+  return amountMinor > 0n ? `+${amountMinor}` : String(amountMinor);
+}
+
+/**
+ * What a transaction of this type, account, amount and other account (a system account's id or a
+ * transfer's destination) should have posted, as postings_match_type's examples show the entries:
+ * `41 -100, -32413 +100`, or `nothing`.
+ */
+export function expectedPostingsText(r: {
+  type: string | null;
+  account_id: string | null;
+  amount_minor: string | null;
+  other_account_id: string | null;
+}): string {
+  const posting = r.type !== null && Object.hasOwn(POSTINGS_BY_TYPE, r.type) ? POSTINGS_BY_TYPE[r.type] : undefined;
+  if (!posting) return 'nothing';
+  if (r.amount_minor === null) return 'two entries of an amount it does not record';
+  const own = BigInt(posting.sign) * minorOf(r.amount_minor);
+  return `${r.account_id ?? '?'} ${signed(own)}, ${r.other_account_id ?? '?'} ${signed(-own)}`;
+}
 
 /** The ledger's invariants, in the order verify reports them. */
 export const LEDGER_CHECKS: readonly AnyCheck[] = [
@@ -107,5 +132,12 @@ export const LEDGER_CHECKS: readonly AnyCheck[] = [
     description: 'refunds by captureId never exceed what their capture took (per capture; per hold: holds_within_limits)',
     query: REFUNDS_OVER_CAPTURE,
     example: (r) => `capture ${r.id}: captured ${r.captured ?? 'nothing (not an applied capture of that hold)'}, refunded ${r.refunded}`,
+  }),
+  defineCheck({
+    name: 'postings_match_type',
+    description: "each applied transaction's entries are what its type posts: accounts, signs and amount",
+    query: POSTINGS_OFF_TYPE,
+    example: (r) =>
+      `${r.id} (${r.type ?? 'no type'} of ${r.amount_minor ?? '?'} on account ${r.account_id ?? '?'}): posted ${r.entries ?? 'nothing'}; expected ${expectedPostingsText(r)}`,
   }),
 ];

@@ -14,7 +14,7 @@ import {
 import { outcomesOfIds, type OutcomeOfId } from '../db/transactions.js';
 import { transactionIdFor } from '../domain/ids.js';
 import { NotFoundError } from '../errors.js';
-import { peekDeadIds, queuedCount, type BrokerDeps } from './broker-counts.js';
+import { peekDeadIds, queueCounts, type BrokerDeps } from './broker-counts.js';
 import { EXAMPLES } from './checks.js';
 
 /** Where each published id of a run ended up. */
@@ -67,6 +67,11 @@ export interface RunAccount {
   /** Ids with more than one effect (applied twice). */
   readonly duplicated: number;
   readonly queued: number;
+  /**
+   * Queues the workers consume that have no consumer while messages wait for them (see QueueCounts):
+   * ids still queued there go nowhere until a worker starts.
+   */
+  readonly unconsumedQueues: string[];
   /**
    * Examples of missing ids, labelled by what they are known to be: `lostExamples` when nothing is
    * queued any more (all missing ids are lost), `queuedExamples` when nothing is lost (all are still
@@ -216,7 +221,7 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
           return { count, reported, missing: Array.from({ length: count }, (_, i) => i + 1).filter((k) => !reported.includes(k)) };
         })();
   const duplicated = await overappliedInRun(db, runId);
-  const queued = await queuedCount(deps);
+  const { queued, unconsumed } = await queueCounts(deps);
   const pending = Math.min(tally.missing.length, queued);
   const lost = tally.missing.length - pending;
   const missingExamples = tally.missing.slice(0, EXAMPLES);
@@ -242,6 +247,7 @@ export async function accountForRun(deps: BrokerDeps & { db: Knex }, runId: stri
     lost,
     duplicated: duplicated.length,
     queued,
+    unconsumedQueues: unconsumed,
     missingExamples,
     queuedExamples: lost === 0 ? missingExamples : [],
     lostExamples: pending === 0 ? missingExamples : [],

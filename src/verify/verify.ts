@@ -11,8 +11,21 @@ export type { CheckResult } from './checks.js';
 export type { RunAccount } from './run-account.js';
 export type { OrderingResult } from './ordering-check.js';
 
-/** `ok`: nothing wrong and nothing on its way; `pending`: nothing wrong yet, but not everything has arrived; `failed`: a violation or a loss. */
-export type VerifyStatus = 'ok' | 'pending' | 'failed';
+/**
+ * `ok`: nothing wrong and nothing on its way; `pending`: nothing wrong yet, but not everything has
+ * arrived; `incomplete`: nothing wrong in the database, but RabbitMQ could not be read, so what is
+ * still queued or parked is not known; `failed`: a violation or a loss (whether or not the broker
+ * could be read: a violation found is proved either way).
+ */
+export type VerifyStatus = 'ok' | 'pending' | 'incomplete' | 'failed';
+
+/** The broker as verify found it. */
+export interface BrokerState {
+  /** False: RabbitMQ could not be reached, so no queue was read (the books were checked all the same). */
+  readonly reachable: boolean;
+  /** Why not, in one line naming the broker (password redacted); null when reachable. */
+  readonly error: string | null;
+}
 
 /** What is still on its way, so nothing can be proved about it yet. */
 export interface PendingState {
@@ -29,6 +42,8 @@ export interface VerifyReport {
   readonly ok: boolean;
   readonly status: VerifyStatus;
   readonly pending: PendingState;
+  /** Whether the queues could be read: without the broker, nothing queued, parked or in flight is known. */
+  readonly broker: BrokerState;
   readonly checks: CheckResult[];
   /** Per-account ordering (ordered namespaces; `applicable: false` otherwise), over the run with --run. */
   readonly ordering: OrderingResult;
@@ -52,13 +67,15 @@ const PEEK_LIMIT_DEFAULT = 50_000;
 /**
  * Proves the books: each transaction's entries sum to zero, the whole ledger sums to zero, every
  * customer balance equals its entries and is not negative, every applied transaction has exactly
- * one pair of entries and no rejected one has any (ledger-checks.ts). With a run id, also accounts
- * for every id the run published: applied, rejected, parked, still queued — or lost / duplicated
- * (run-account.ts). Also reconciles the accounting statements with the ledger (reconcile.ts).
+ * one pair of entries, each the posting its type makes, and no rejected one has any (ledger-checks.ts).
+ * With a run id, also accounts for every id the run published: applied, rejected, parked, still
+ * queued — or lost / duplicated (run-account.ts). Also reconciles the accounting statements with the
+ * ledger (reconcile.ts). Without a broker connection (`deps.connection` null; `brokerError` says why)
+ * the database is checked all the same, and a clean report is `incomplete`, never `ok`.
  */
 export async function verifyBooks(
   deps: BrokerDeps & { db: Knex },
-  options: { runId: string | null; peekLimit?: number },
+  options: { runId: string | null; peekLimit?: number; brokerError?: string },
 ): Promise<VerifyReport> {
   const { db } = deps;
   const checks = await runChecks(databaseReader(db), LEDGER_CHECKS);
@@ -81,12 +98,17 @@ export async function verifyBooks(
     (run === null || (run.lost === 0 && run.duplicated === 0)) &&
     (accounting === null || accounting.ok);
   const pending = pendingStateOf(run, accounting);
+  const broker: BrokerState = deps.connection
+    ? { reachable: true, error: null }
+    : { reachable: false, error: options.brokerError ?? 'rabbitmq: no connection' };
   const status: VerifyStatus = !clean
     ? 'failed'
-    : pending.runIds + pending.statementLines + pending.missingInstances.length > 0
-      ? 'pending'
-      : 'ok';
-  return { ok: status === 'ok', status, pending, checks, ordering, totals, run, accounting };
+    : !broker.reachable
+      ? 'incomplete'
+      : pending.runIds + pending.statementLines + pending.missingInstances.length > 0
+        ? 'pending'
+        : 'ok';
+  return { ok: status === 'ok', status, pending, broker, checks, ordering, totals, run, accounting };
 }
 
 /**

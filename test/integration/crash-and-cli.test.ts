@@ -73,6 +73,15 @@ describe('bad input and unreachable services', () => {
     const unpacedLinger = await runTxsim(['bench', '--linger', '10'], process.env);
     expect(unpacedLinger.code).toBe(2);
     expect(unpacedLinger.stderr).toMatch(/--linger needs --rate/);
+    // A mistyped subcommand of a command that has its own action (accounting consumes, bench runs).
+    const statment = await runTxsim(['accounting', 'statment', '7'], process.env);
+    expect(statment.code).toBe(2);
+    expect(statment.stderr.trim()).toBe(
+      "txsim: unknown command 'accounting statment' (did you mean statement?); the commands of accounting: statement, redeliver, receive",
+    );
+    const compre = await runTxsim(['bench', 'compre', 'a.json', 'b.json'], process.env);
+    expect(compre.code).toBe(2);
+    expect(compre.stderr).toContain("unknown command 'bench compre' (did you mean compare?)");
   });
 
   it('an unreachable broker is one line naming it and where, exit 3 within seconds, no password', async () => {

@@ -109,7 +109,7 @@ describe.each([
       toBalanceAfterMinor: '12500',
     });
     const text = await runTxsim(['tx', 'show', body.id as string], ns.env);
-    expect(text.stdout).toMatch(/transfer of 25\.00 EUR from account 1 to account 2; balances after 75\.00 and 125\.00/);
+    expect(text.stdout).toMatch(/transfer of 25\.00 EUR from account 1 to account 2; balances after 75\.00 EUR and 125\.00 EUR/);
 
     // The destination's own view lists the transfer it received, with its balance after the credit.
     const dest = await runTxsim(['accounts', 'show', '2', '--json'], ns.env);

@@ -1,16 +1,27 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import { expectValidOutput } from '../helpers/output-schema.js';
 import { runTxsim, spawnProcess } from '../helpers/txsim.js';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
 /** util-linux `script` runs a command on a pseudo-terminal: how a user at a terminal sees verify. */
 const hasScript = existsSync('/usr/bin/script');
 
-// verify as a user reads it: not OK while ids are still queued (exit 7), totals per currency,
-// plurals, and a namespace that was never set up.
+// verify as a user reads it: not OK while ids are still queued (exit 7, naming the queue no worker
+// consumes), not OK when the broker cannot be read (exit 3, the books checked all the same), totals
+// per currency, plurals, and a namespace that was never set up.
+
+/** A port nothing listens on (bound, then closed): a broker that is not there. */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port)));
+  await new Promise((r) => server.close(r));
+  return port;
+}
 
 describe('verify with ids still queued and no worker', () => {
   let ns: TestNamespace;
@@ -29,16 +40,19 @@ describe('verify with ids still queued and no worker', () => {
     await ns.cleanup();
   });
 
-  it('does not say OK when the wait runs out: exit 7, a line saying what is pending, examples labelled still queued', async () => {
+  it('does not say OK when the wait runs out: exit 7, a line saying what is pending and that no worker consumes it', async () => {
     const started = Date.now();
     const r = await runTxsim(['verify', '--run', runId, '--wait', '3'], ns.env);
     expect(r.code, r.stdout + r.stderr).toBe(7);
     expect(Date.now() - started).toBeGreaterThanOrEqual(3_000);
     expect(r.stdout).not.toMatch(/^OK/m);
-    expect(r.stdout).toMatch(/^PENDING: no violation so far, but 200 ids of the run still queued/m);
+    const noWorker = `no worker is consuming ${ns.topology.processQueue}: start the workers (txsim worker)`;
+    expect(r.stdout).toContain(`\nPENDING: no violation so far, but 200 ids of the run still queued: not verified yet; ${noWorker}\n`);
     expect(r.stdout).toMatch(/^still queued, e\.g\. /m);
     expect(r.stdout).not.toMatch(/^lost, e\.g\./m);
-    expect(r.stderr).toMatch(/not verified yet: 200 ids of the run still queued after waiting 3 s/);
+    expect(r.stderr.trim()).toBe(
+      `txsim: not verified yet: 200 ids of the run still queued after waiting 3 s; ${noWorker}, then run verify again`,
+    );
     // Not a terminal: no waiting line, only the one-line error.
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
   });
@@ -55,8 +69,77 @@ describe('verify with ids still queued and no worker', () => {
     expect(r.code).toBe(7);
     const report = JSON.parse(r.stdout) as Record<string, unknown> & { run: Record<string, unknown> };
     expect(report).toMatchObject({ ok: false, status: 'pending', pending: { runIds: 200, statementLines: 0 } });
-    expect(report.run).toMatchObject({ pending: 200, lost: 0, lostExamples: [] });
+    expect(report.run).toMatchObject({ pending: 200, lost: 0, lostExamples: [], unconsumedQueues: [ns.topology.processQueue] });
     expect((report.run.queuedExamples as string[]).length).toBe(5);
+    expect(report.broker).toEqual({ reachable: true, error: null });
+    expectValidOutput('verify', report);
+  });
+});
+
+describe('verify with the broker unreachable', () => {
+  const PASSWORD = 'vb-s3cret-pw';
+  let ns: TestNamespace;
+  let port: number;
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    ns = await createTestNamespace('vnobroker');
+    expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
+    await ns.seed(3);
+    port = await closedPort();
+    // At info: the warning verify used to log instead of failing would show.
+    env = { ...ns.env, LOG_LEVEL: 'info', AMQP_URL: `amqp://guest:${PASSWORD}@127.0.0.1:${port}` };
+  });
+
+  afterAll(async () => {
+    await ns.cleanup();
+  });
+
+  const unreachable = () => `rabbitmq unreachable at amqp://guest:***@127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}`;
+
+  it('checks the books, says the queues could not be read and where, never OK: exit 3', async () => {
+    const r = await runTxsim(['verify'], env, 60_000);
+    expect(r.code, r.stdout + r.stderr).toBe(3);
+    // The books were checked: the ledger table is there, every check ok.
+    expect(r.stdout).toMatch(/^Ledger invariant/);
+    expect(r.stdout).toMatch(/each transaction's entries sum to zero +ok/);
+    expect(r.stdout).not.toMatch(/violation/);
+    expect(r.stdout).toContain('Accounting statements (0 unsent in the outbox; the accounting queue could not be read)');
+    expect(r.stdout).not.toMatch(/^OK/m);
+    expect(r.stdout).not.toContain('every id is accounted for');
+    expect(r.stdout.trim().split('\n').at(-1)).toBe(
+      `INCOMPLETE: the books balance, but the queues could not be read (${unreachable()}): what is still queued or parked is not accounted for`,
+    );
+    // One line on stderr, as every unreachable service is reported; the password never.
+    expect(r.stderr.trim().split('\n')).toEqual([`txsim: ${unreachable()}; the books were checked (no violation), the queues were not`]);
+    expect(r.stdout + r.stderr).not.toContain(PASSWORD);
+  });
+
+  it('--json says so in `broker` and `status`', async () => {
+    const r = await runTxsim(['verify', '--json'], env, 60_000);
+    expect(r.code, r.stderr).toBe(3);
+    const report = JSON.parse(r.stdout) as { checks: { violations: number }[] } & Record<string, unknown>;
+    expect(report).toMatchObject({ ok: false, status: 'incomplete', broker: { reachable: false, error: unreachable() } });
+    expect(report.checks.every((c) => c.violations === 0)).toBe(true);
+    expectValidOutput('verify', report);
+  });
+
+  it('a violation is still a violation: exit 4', async () => {
+    await ns.db('accounts').where('id', 2).increment('balance_minor', 1);
+    try {
+      const r = await runTxsim(['verify', '--json'], env, 60_000);
+      expect(r.code, r.stderr).toBe(4);
+      expect(JSON.parse(r.stdout)).toMatchObject({ status: 'failed', broker: { reachable: false } });
+    } finally {
+      await ns.db('accounts').where('id', 2).decrement('balance_minor', 1);
+    }
+  });
+
+  it('--run needs the queues: exit 3 before any report, as before', async () => {
+    const r = await runTxsim(['verify', '--run', randomUUID()], env, 60_000);
+    expect(r.code, r.stderr).toBe(3);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim()).toBe(`txsim: ${unreachable()}`);
   });
 });
 

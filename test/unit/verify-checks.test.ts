@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { ViolationQuery } from '../../src/db/violations.js';
 import { EXAMPLES, judge, runChecks, type AnyCheck, type CheckDefinition, type ViolationReader } from '../../src/verify/checks.js';
-import { LEDGER_CHECKS } from '../../src/verify/ledger-checks.js';
+import { expectedPostingsText, LEDGER_CHECKS } from '../../src/verify/ledger-checks.js';
+import { POSTINGS_BY_TYPE } from '../../src/db/ledger-checks.js';
+import { authorize, openingPostings, systemAccountId, type Posting } from '../../src/domain/ledger.js';
+import { authorizeCard, type Hold } from '../../src/domain/holds.js';
+import { TRANSACTION_TYPES, type TransactionMessage } from '../../src/domain/transaction.js';
 import { pendingOf, reconciliationChecks } from '../../src/verify/reconcile.js';
 import { ACCOUNTING_EVENTS_PER_MESSAGE_MAX } from '../../src/domain/accounting-event.js';
 
@@ -72,6 +76,7 @@ describe('the ledger checks', () => {
       'holds_match_ledger',
       'authorizations_settled',
       'refunds_within_capture',
+      'postings_match_type',
     ]);
   });
 
@@ -82,6 +87,91 @@ describe('the ledger checks', () => {
     expect(byName.get('rejected_without_effect')!.example({ id: 't2', reason: 'invalid_message' })).toBe(
       't2 (invalid_message) has entries',
     );
+  });
+});
+
+describe('postings_match_type', () => {
+  const now = new Date('2026-12-06T10:00:00.000Z');
+  const account = { id: 7, currency: 'EUR', balanceMinor: 10_000n, heldMinor: 0n };
+  const destination = { id: 8, currency: 'EUR', balanceMinor: 0n, heldMinor: 0n };
+  const hold: Hold = {
+    id: '00000000-0000-4000-8000-0000000000aa',
+    accountId: 7,
+    currency: 'EUR',
+    merchant: 'Hotel',
+    state: 'partially_captured',
+    authorizedMinor: 3_000n,
+    capturedMinor: 1_000n,
+    refundedMinor: 0n,
+    expiresAt: new Date('2026-12-13T10:00:00.000Z'),
+    createdAt: now,
+  };
+
+  /** What the code that posts (authorize, authorizeCard, accounts seed) posts for 500 of a type on account 7. */
+  function postedBy(type: string): Posting[] {
+    if (type === 'opening') return openingPostings(7, 'EUR', 500n);
+    const message = {
+      id: '00000000-0000-4000-8000-000000000001',
+      type,
+      accountId: 7,
+      amountMinor: 500,
+      currency: 'EUR',
+      createdAt: now.toISOString(),
+      merchant: 'Hotel',
+      ...(type === 'transfer' ? { toAccountId: 8 } : {}),
+      ...(type.startsWith('card_') && type !== 'card_payment' && type !== 'card_authorization' ? { authorizationId: hold.id } : {}),
+    } as TransactionMessage;
+    const decision =
+      type.startsWith('card_') && type !== 'card_payment'
+        ? authorizeCard(message, account, hold, now)
+        : authorize(message, account, destination);
+    if (!decision.ok) throw new Error(`${type}: ${decision.detail}`);
+    return decision.postings;
+  }
+
+  /** What the check expects of the same transaction, from POSTINGS_BY_TYPE alone. */
+  function expectedBy(type: string): Posting[] {
+    const p = POSTINGS_BY_TYPE[type];
+    if (!p) return [];
+    const own = BigInt(p.sign) * 500n;
+    return [
+      { accountId: 7, amountMinor: own },
+      { accountId: p.other === 'destination' ? 8 : systemAccountId(p.other, 'EUR'), amountMinor: -own },
+    ];
+  }
+
+  it.each([...TRANSACTION_TYPES, 'opening'])('expects of a %s exactly what the workers (or accounts seed) post', (type) => {
+    const byAccount = (postings: Posting[]) => [...postings].sort((a, b) => a.accountId - b.accountId);
+    expect(byAccount(expectedBy(type))).toEqual(byAccount(postedBy(type)));
+  });
+
+  it('shows what was posted beside what was expected', () => {
+    const check = LEDGER_CHECKS.find((c) => c.name === 'postings_match_type')!;
+    const cashOut = systemAccountId('cash_out', 'EUR');
+    const row = {
+      id: 't1',
+      type: 'withdrawal',
+      account_id: '41',
+      amount_minor: '100',
+      other_account_id: String(cashOut),
+      entries: `41 +100, ${cashOut} -100`,
+    };
+    expect(check.example(row)).toBe(
+      `t1 (withdrawal of 100 on account 41): posted 41 +100, ${cashOut} -100; expected 41 -100, ${cashOut} +100`,
+    );
+    expect(check.example({ ...row, type: 'card_void', other_account_id: null })).toBe(
+      `t1 (card_void of 100 on account 41): posted 41 +100, ${cashOut} -100; expected nothing`,
+    );
+    expect(check.example({ ...row, entries: null })).toContain('posted nothing; expected 41 -100');
+    // A type name that is also an Object property is still a type that posts nothing.
+    expect(expectedPostingsText({ ...row, type: 'constructor' })).toBe('nothing');
+  });
+
+  it('is written as one grouped pass over transactions, its type table quoted into the SQL', () => {
+    const check = LEDGER_CHECKS.find((c) => c.name === 'postings_match_type')!;
+    expect(check.query.countSql).toMatch(/GROUP BY t\.id\s+HAVING/);
+    expect(check.query.countSql).toContain(`WHEN 'withdrawal' THEN 'cash_out'`);
+    expect(check.query.countSql).toContain(`WHEN 'transfer' THEN t.to_account_id`);
   });
 });
 
