@@ -62,13 +62,12 @@ export class HoldExpiry {
   async tick(): Promise<void> {
     const max = this.options.holdsPerTickMax ?? EXPIRY_HOLDS_PER_TICK_MAX;
     let expired = 0;
+    const busy = new Set<string>();
     for (let i = 0; i < max && !this.stopped; i++) {
       let result: ExpiryResult;
       try {
-        result = await expireOneHold(this.db, this.options.now?.() ?? new Date(), (holdId) => ({
-          eventId: uuidV5(holdId, 'hold-expired'),
-          type: HOLD_EXPIRED_EVENT,
-        }));
+        const event = (holdId: string) => ({ eventId: uuidV5(holdId, 'hold-expired'), type: HOLD_EXPIRED_EVENT });
+        result = await expireOneHold(this.db, this.options.now?.() ?? new Date(), event, busy);
       } catch (err) {
         this.counts.failures++;
         this.log.warn({ err: (err as Error).message }, 'hold expiry failed; trying again next tick');
@@ -76,9 +75,11 @@ export class HoldExpiry {
       }
       if (result.kind === 'none') break;
       if (result.kind === 'busy') {
-        // Its account is in a batch right now; the next tick takes it. Stop: the same hold comes first again.
+        // Its account is in a batch right now: the next tick takes it. This one goes on past it, so
+        // a hot account's hold (the earliest due for every worker's sweep) holds up no other expiry.
         this.counts.busy++;
-        break;
+        busy.add(result.holdId);
+        continue;
       }
       expired++;
       this.counts.expired++;

@@ -209,6 +209,25 @@ describe('hold expiry and refunds by capture', () => {
     console.info(`capture vs expiry: ${captured} captured, ${expired} expired`);
   });
 
+  it('a hold whose account is busy does not hold up the other expiries: the sweep goes on past it', async () => {
+    // The earliest due hold is on account 30, which a long transaction keeps locked; account 31's is due a second later.
+    const first = authorization(30, 500, { expiresAt: new Date(Date.now() + 2_000).toISOString() });
+    const second = authorization(31, 500, { expiresAt: new Date(Date.now() + 3_000).toISOString() });
+    await publishAndWait(ns, [first, second]);
+    const holder = await ns.db.transaction();
+    const state = async (id: unknown) => (await ns.db('holds').where('id', String(id)).first('state'))?.state as string;
+    try {
+      await holder.raw('SELECT id FROM accounts WHERE id = 30 FOR UPDATE');
+      // Both sweeps met account 30's hold first on every tick; they stopped there and 31's waited with it.
+      await waitFor(async () => (await state(second.id)) === 'expired', 10_000, "account 31's hold expired while 30 is busy");
+      expect(await state(first.id)).toBe('open');
+    } finally {
+      await holder.rollback();
+    }
+    await waitFor(async () => (await state(first.id)) === 'expired', 10_000, "account 30's hold expired once it is free");
+    expect(await funds(ns, 30)).toEqual({ balance: 10_000n, held: 0n });
+  });
+
   it('verify is clean and the statements reconcile the hold_expired lines', async () => {
     const verify = await runTxsim(['verify', '--wait', '60', '--json'], ns.env);
     expect(verify.code, verify.stdout).toBe(0);
