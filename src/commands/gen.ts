@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Option, type Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
+import { TOKEN_ENV } from '../config/config.js';
 import type { HttpRunOptions } from '../gen/http-run.js';
 import { loadShapeOf } from '../gen/load-flags.js';
 import { latenessText, secondText } from '../gen/load-text.js';
@@ -30,7 +31,6 @@ import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './
 import { plural, toJson } from './format.js';
 
 /** The environment variable holding `gen --via`'s bearer token (never a flag: argv is visible in `ps`). */
-const TOKEN_ENV = 'TXSIM_TOKEN';
 
 /** Longest `--seed`: the `runs.seed` column is VARCHAR(64). */
 export const SEED_LENGTH_MAX = 64;

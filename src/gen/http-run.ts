@@ -1,9 +1,10 @@
 import type { Knex } from '../db/knex.js';
 import { validateTransaction } from '../domain/message-schema.js';
-import { ServiceUnavailableError } from '../errors.js';
+import { TOKEN_ENV } from '../config/config.js';
+import { ServiceUnavailableError, UsageError } from '../errors.js';
 import { saveRunFlowsPlanned } from '../db/runs.js';
 import { countPlan, emptyPlannedFlows, followUpBody, type FollowUp } from './flows.js';
-import { probeServer, sendOverHttp, type HttpFollowUp, type HttpProgress } from './http-sender.js';
+import { probeServer, probeToken, sendOverHttp, type HttpFollowUp, type HttpProgress } from './http-sender.js';
 import { describeAccountsDist } from './account-choice.js';
 import { prepareRun, type PublishRunHooks, type PublishRunOptions, type RunProgress, type RunSummary } from './publish-run.js';
 
@@ -37,8 +38,15 @@ export async function sendRunOverHttp(
 ): Promise<RunSummary> {
   const origin = new URL(http.baseUrl).origin;
   // Before the run is recorded: an unreachable server is one line and exit 3, not an empty run.
-  const unreachable = await probeServer(origin, Math.min(PROBE_TIMEOUT_MS, http.requestTimeoutMs));
+  const probeTimeoutMs = Math.min(PROBE_TIMEOUT_MS, http.requestTimeoutMs);
+  const unreachable = await probeServer(origin, probeTimeoutMs);
   if (unreachable !== null) throw new ServiceUnavailableError('txsim-serve', origin, new Error(unreachable));
+  // And a token it takes: with a missing or bad one every request would be refused, after the run was recorded.
+  const refused = await probeToken(origin, http.token, probeTimeoutMs);
+  if (refused !== null)
+    throw new UsageError(
+      `${TOKEN_ENV}: ${origin} ${refused}${http.token === null ? ` and ${TOKEN_ENV} is empty` : ''}; gen --via needs an admin token (txsim tokens create --admin) in ${TOKEN_ENV}; no run was recorded`,
+    );
 
   const { runId, generator, record, tracker, instance } = await prepareRun(db, options, hooks, {
     via: 'http',

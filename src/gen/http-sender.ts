@@ -268,22 +268,48 @@ export async function sendOverHttp(
   };
 }
 
+/** GET `path` at `baseUrl` over one short-lived connection: the status and the start of the body, or what went wrong. */
+async function probeGet(
+  baseUrl: string,
+  path: string,
+  timeoutMs: number,
+  headers: Record<string, string> = {},
+): Promise<{ readonly status: number; readonly body: string } | { readonly error: string }> {
+  const origin = new URL(baseUrl).origin;
+  const pool = new Pool(origin, { connections: 1, connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
+  try {
+    const response = await pool.request({ path, method: 'GET', headers, signal: AbortSignal.timeout(timeoutMs) });
+    return { status: response.statusCode, body: (await response.body.text()).slice(0, 200) };
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    const text = (err as Error).message;
+    return { error: code && !text.includes(code) ? `${code} ${text}` : text };
+  } finally {
+    await pool.close().catch(() => {});
+  }
+}
+
 /**
  * Whether a txsim server answers at `baseUrl` (`GET /healthz`, no dependencies, no token): null when
  * it does, else what went wrong, so gen can say which server is unreachable before it starts a run.
  */
 export async function probeServer(baseUrl: string, timeoutMs: number): Promise<string | null> {
-  const origin = new URL(baseUrl).origin;
-  const pool = new Pool(origin, { connections: 1, connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
-  try {
-    const response = await pool.request({ path: '/healthz', method: 'GET', signal: AbortSignal.timeout(timeoutMs) });
-    await response.body.dump();
-    return response.statusCode === 200 ? null : `GET /healthz answered ${response.statusCode} (is this a txsim serve?)`;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    const text = (err as Error).message;
-    return code && !text.includes(code) ? `${code} ${text}` : text;
-  } finally {
-    await pool.close().catch(() => {});
-  }
+  const answer = await probeGet(baseUrl, '/healthz', timeoutMs);
+  if ('error' in answer) return answer.error;
+  return answer.status === 200 ? null : `GET /healthz answered ${answer.status} (is this a txsim serve?)`;
+}
+
+/** A transaction id no one has: reading it costs a lookup by key and answers 404 to any token the server takes. */
+const NO_SUCH_TRANSACTION = '00000000-0000-4000-8000-000000000000';
+
+/**
+ * Whether the server takes `token` (null: none, for a `--no-auth` server): null when it does, else
+ * its answer, so a missing, mistyped or revoked token stops gen before a run is recorded rather than
+ * after every request was refused. An unanswered probe says nothing: reachability is probeServer's.
+ */
+export async function probeToken(baseUrl: string, token: string | null, timeoutMs: number): Promise<string | null> {
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  const answer = await probeGet(baseUrl, `/v1/transactions/${NO_SUCH_TRANSACTION}`, timeoutMs, headers);
+  if ('error' in answer || answer.status !== 401) return null;
+  return `answered 401 (${answer.body})`;
 }

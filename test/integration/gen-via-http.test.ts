@@ -200,13 +200,23 @@ describe('gen --via http', () => {
     expect(Number(after[0]!.n)).toBe(Number(before[0]!.n));
   });
 
-  it('a token that is not admin (or none): exit 2 at the first answer, the token never printed', async () => {
+  it('a token the server refuses (or none): exit 2 before a run is recorded, the token never printed', async () => {
+    const runs = async () => Number((await ns.db('runs').count<{ n: number }[]>({ n: '*' }))[0]!.n);
+    const before = await runs();
     const bogus = 'txsim_0123456789abcdef_notarealsecretnotarealsecret';
     const gen = await txsim(['gen', '50', '--via', serve.url, '--seed', 'via-badtoken'], { TXSIM_TOKEN: bogus });
     expect(gen.code).toBe(2);
-    expect(gen.stderr).toContain('TXSIM_TOKEN: ');
-    expect(gen.stderr).toContain('answered 401');
+    expect(gen.stderr.trim()).toMatch(
+      new RegExp(
+        `^txsim: TXSIM_TOKEN: ${serve.url.replace(/[.]/g, '\\.')} answered 401 \\(.*\\); gen --via needs an admin token .*; no run was recorded$`,
+      ),
+    );
     expect(gen.stdout + gen.stderr).not.toContain('notarealsecret');
+    const empty = await txsim(['gen', '50', '--via', serve.url, '--seed', 'via-notoken'], { TXSIM_TOKEN: '' });
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('answered 401');
+    expect(empty.stderr).toContain('and TXSIM_TOKEN is empty');
+    expect(await runs()).toBe(before);
     // Never taken as a flag (argv shows in ps): refused before anything is sent, and not echoed.
     const asFlag = await txsim(['gen', '50', '--via', serve.url, '--seed', 'via-badtoken', '--token', bogus]);
     expect(asFlag.code).toBe(2);
