@@ -6,8 +6,8 @@ import { deliverWebhook, type WebhookRetryPolicy, type WebhookTransport } from '
 
 /**
  * `txsim accounting redeliver`: sends webhook deliveries that ended `failed` again, through the
- * same signed delivery code as the consumer (same body, same signature, same idempotency key, so a
- * receiver that did see the first one drops the repeat), and records each new outcome. Only rows
+ * same signed delivery code as the consumer (same body and idempotency key, signed anew with each
+ * attempt's timestamp, so a receiver that did see the first one drops the repeat), and records each new outcome. Only rows
  * still `failed` are sent and updated; pending ones belong to a running consumer.
  */
 

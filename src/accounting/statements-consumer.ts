@@ -358,8 +358,10 @@ export class AccountingConsumer {
     // Stopped mid-delivery: no outcome to record; the event comes back (redelivered, or after a restart).
     if (result.status === 'aborted') return false;
     // Tried at least once even when `stop` has aborted meanwhile: the outcome only lands on a row still pending.
-    if (!(await this.retryDb('record webhook outcome', () => recordWebhookOutcome(this.deps.db, event.eventId, result), stop)))
-      return false;
+    const recorded = await this.retryDb('record webhook outcome', () => recordWebhookOutcome(this.deps.db, event.eventId, result), stop);
+    if (!recorded) return false;
+    // Another copy's outcome came first (a redelivery raced this one): counted there, not twice.
+    if (!recorded.value) return true;
     if (result.status === 'delivered') this.metrics.webhooksDelivered++;
     else {
       this.metrics.webhooksFailed++;

@@ -107,7 +107,9 @@ export interface WebhookRetryPolicy {
 export const DEFAULT_RETRY_POLICY: WebhookRetryPolicy = {
   backoffInitialMs: 250,
   backoffMaxMs: 5_000,
-  giveUpAfterMs: 3_600_000,
+  // 20 minutes: below RabbitMQ's default consumer_timeout (30 min), which closes a channel holding
+  // a message unacked for longer (the consumer acks an event once its webhook has an outcome).
+  giveUpAfterMs: 1_200_000,
   attemptsMax: 10_000,
 };
 

@@ -44,7 +44,7 @@ export function webhookSecretFrom(env: NodeJS.ProcessEnv): string {
  * timeout would have the broker close the channel and redeliver first; the redelivered events then
  * resume the same clock, which works, but costs a channel and a redelivery each time.
  */
-export const ACCOUNTING_WEBHOOK_GIVE_UP_S = 1_200;
+export const ACCOUNTING_WEBHOOK_GIVE_UP_S = DEFAULT_RETRY_POLICY.giveUpAfterMs / 1_000;
 
 export interface AccountingCommandOptions {
   readonly prefetchCount: number;

@@ -30,8 +30,6 @@ import { contextFor, shutdownSignal, type CommandContext } from './context.js';
 import { METRICS_HOST_OPTION, METRICS_PORT_OPTION, metricsOptionsFrom } from './metrics-flags.js';
 import { plural, toJson } from './format.js';
 
-/** The environment variable holding `gen --via`'s bearer token (never a flag: argv is visible in `ps`). */
-
 /** Longest `--seed`: the `runs.seed` column is VARCHAR(64). */
 export const SEED_LENGTH_MAX = 64;
 /** Largest account id of the message contract (a JSON integer that stays exact). */

@@ -160,7 +160,9 @@ export function verdictLine(
     case 'incomplete':
       return `INCOMPLETE: the books balance, but the queues could not be read (${r.broker.error ?? 'rabbitmq unreachable'}): what is still queued or parked is not accounted for`;
     case 'failed':
-      return 'FAILED: see the violations above';
+      return r.broker.reachable
+        ? 'FAILED: see the violations above'
+        : `FAILED: see the violations above (and the queues could not be read: ${r.broker.error ?? 'rabbitmq unreachable'})`;
   }
 }
 

@@ -2,13 +2,13 @@ import { splitUrlList } from './url-list.js';
 import { UsageError } from '../errors.js';
 import { redactUrl } from './redact.js';
 
+/** The environment variable `gen --via` reads its bearer token from (never a flag: argv shows in `ps`). */
+export const TOKEN_ENV = 'TXSIM_TOKEN';
+
 /**
  * Connection settings shared by every command. Resolved once at start as defaults < env < flags,
  * validated, then frozen; handlers receive this object and never read `process.env` themselves.
  */
-/** The environment variable `gen --via` reads its bearer token from (never a flag: argv shows in `ps`). */
-export const TOKEN_ENV = 'TXSIM_TOKEN';
-
 export interface Config {
   /** RabbitMQ AMQP URL (`AMQP_URL`, `--amqp-url`). */
   readonly amqpUrl: string;

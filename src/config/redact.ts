@@ -12,8 +12,9 @@ export function redactUrl(url: string): string {
 const URL_START = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 function redactOneUrl(url: string): string {
-  // No scheme (`guest:secret@host:5672`): URL would read `guest:` as the scheme and keep the rest.
-  if (!URL_START.test(url.trim())) return url.replace(/^(\s*[^\s:/@]*):[^\s/]*@/, '$1:***@');
+  // No scheme, or a mistyped one (`guest:secret@host`, `amqp:/guest:secret@host`): URL would read the
+  // first word as the scheme and keep the rest. Everything from the first colon to the last @ goes.
+  if (!URL_START.test(url.trim())) return url.replace(/([^\s:/@]+):\S*@/, '$1:***@');
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';

@@ -15,7 +15,7 @@ export type ExpiryResult =
   /** No unclaimed hold is past its expiry. */
   | { readonly kind: 'none' }
   /** A hold was due but its account was locked by a batch: left for the next tick. */
-  | { readonly kind: 'busy'; readonly holdId: string };
+  | { readonly kind: 'busy'; readonly holdId: string; readonly accountId: number };
 
 /** The accounting event of an expiry (its id derives from the hold's: a retried expiry cannot write a second one). */
 export interface ExpiryEvent {
@@ -38,10 +38,10 @@ export async function expireOneHold(
   db: Knex,
   now: Date,
   event: (holdId: string) => ExpiryEvent,
-  skip: ReadonlySet<string> = new Set(),
+  busyAccounts: ReadonlySet<number> = new Set(),
 ): Promise<ExpiryResult> {
-  // Holds this sweep found busy already: passed over, so a hot account's hold does not stop the rest.
-  const notSkipped = skip.size === 0 ? '' : ` AND id NOT IN (${[...skip].map(() => '?').join(', ')})`;
+  // Accounts this sweep found busy already: all their holds passed over, so a hot account does not stop the rest.
+  const notSkipped = busyAccounts.size === 0 ? '' : ` AND account_id NOT IN (${[...busyAccounts].map(() => '?').join(', ')})`;
   return withTransaction(db, async (trx) => {
     let hold: ClaimedHold | undefined;
     // One state at a time: each is one range of ix_holds_expiry read in expires_at order, so LIMIT 1
@@ -51,7 +51,7 @@ export async function expireOneHold(
         await trx.raw(
           `SELECT id, account_id, currency, authorized_minor, captured_minor FROM holds FORCE INDEX (ix_holds_expiry)
             WHERE state = ? AND expires_at <= ?${notSkipped} ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
-          [state, now, ...skip],
+          [state, now, ...busyAccounts],
         ),
       )[0];
       if (hold) break;
@@ -60,7 +60,7 @@ export async function expireOneHold(
     const account = rowsOf<LockedAccount>(
       await trx.raw('SELECT id, balance_minor, held_minor, event_seq FROM accounts WHERE id = ? FOR UPDATE SKIP LOCKED', [hold.account_id]),
     )[0];
-    if (!account) return { kind: 'busy', holdId: hold.id };
+    if (!account) return { kind: 'busy', holdId: hold.id, accountId: Number(hold.account_id) };
     const releasedMinor = BigInt(hold.authorized_minor) - BigInt(hold.captured_minor);
     const eventSeq = BigInt(account.event_seq) + 1n;
     await trx.raw('UPDATE accounts SET held_minor = held_minor - ?, event_seq = ? WHERE id = ?', [

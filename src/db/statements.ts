@@ -80,14 +80,16 @@ export async function recordStatement(
 /**
  * Records how delivering an event's webhook ended (delivered, or failed with the response / error), if
  * it is still pending: a copy of the event forwarded again after a redelivery, or a late attempt of a
- * channel that is gone, never turns an outcome already recorded (or redelivered since) back.
+ * channel that is gone, never turns an outcome already recorded (or redelivered since) back. True
+ * when this outcome was the one recorded.
  */
-export async function recordWebhookOutcome(db: Knex, eventId: string, result: WebhookOutcome, now: Date = new Date()): Promise<void> {
-  await db('webhook_deliveries')
+export async function recordWebhookOutcome(db: Knex, eventId: string, result: WebhookOutcome, now: Date = new Date()): Promise<boolean> {
+  const updated = await db('webhook_deliveries')
     .where({ event_id: eventId, status: 'pending' })
     .update({
       ...outcomeColumns(db, result, now),
     });
+  return updated > 0;
 }
 
 /** The columns of a webhook delivery that record how it ended (bodies and errors cut to their column sizes). */

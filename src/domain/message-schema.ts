@@ -75,7 +75,11 @@ export function decodeTransaction(content: Buffer, properties: { contentType?: s
  */
 export function firstNonIntegerDetail(text: string): string | null {
   const found = firstNonIntegerLiteral(text);
-  if (found === null) return null;
+  return found === null ? null : nonIntegerDetail(found);
+}
+
+/** The reason given for a number written with a fraction or exponent, by the worker and by the API alike. */
+export function nonIntegerDetail(found: { readonly key: string | null; readonly literal: string }): string {
   return `${found.key ?? 'a number'} is written as ${found.literal.slice(0, 40)}: integers only, as plain digits (no fraction or exponent)`;
 }
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { uuidV5, TXSIM_UUID_NAMESPACE, UUID_PATTERN, UUID_SCHEMA_PATTERN } from '../domain/ids.js';
 import { firstNonIntegerLiteral } from '../domain/json-number-text.js';
-import { MAX_BODY_BYTES } from '../domain/message-schema.js';
+import { MAX_BODY_BYTES, nonIntegerDetail } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
 import { ApiError, invalid, notFound } from './api-error.js';
 import { principalOf } from './auth.js';
@@ -36,7 +36,7 @@ function parseIntegerJson(text: string): unknown {
   }
   const found = firstNonIntegerLiteral(text);
   if (found !== null)
-    throw invalid(`${found.key ?? 'a number'} is written as ${found.literal.slice(0, 40)}: integers only, as plain digits`, [
+    throw invalid(nonIntegerDetail(found), [
       { path: `/${found.key ?? ''}`, message: 'must be an integer written as plain digits (no fraction or exponent)' },
     ]);
   return parsed;

@@ -7,7 +7,7 @@ import type { Config } from '../config/config.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
 import { isConnectionError } from '../db/with-transaction.js';
-import { describeCause, isRefusedLogin, ServiceRefusedError, ServiceUnavailableError, UsageError } from '../errors.js';
+import { describeCause, ServiceRefusedError, ServiceUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DASHBOARD_DEFAULTS, DashboardStats } from './dashboard-stats.js';
 import { FeedHub, FINAL_STATES } from './feed-hub.js';
@@ -166,12 +166,7 @@ async function waitForBroker(publisher: TransactionPublisher, config: Config, de
     async () => {
       const ready = await publisher.ready();
       // A refused login stays refused: said at once, not waited on until the deadline.
-      if (!ready.ok && isRefusedLogin(new Error(ready.detail)))
-        throw new ServiceRefusedError(
-          'rabbitmq',
-          redactUrl(config.amqpUrl),
-          new Error(ready.detail.replace(/^.* refused the connection: /, '')),
-        );
+      if (ready.error instanceof ServiceRefusedError) throw ready.error;
       // Blocked by an alarm is still a broker: serve starts, and answers 503 until it clears.
       return ready.ok || ready.detail.startsWith('connection blocked') ? null : ready.detail;
     },

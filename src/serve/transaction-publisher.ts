@@ -63,14 +63,14 @@ export class TransactionPublisher {
   }
 
   /** Whether the broker is reachable and not blocking publishers (for /readyz). */
-  async ready(): Promise<{ ok: boolean; detail: string }> {
+  async ready(): Promise<{ ok: boolean; detail: string; error?: unknown }> {
     try {
       const session = await this.open();
       return session.blocked
         ? { ok: false, detail: 'connection blocked by the broker (resource alarm)' }
         : { ok: true, detail: 'connected' };
     } catch (err) {
-      return { ok: false, detail: (err as Error).message };
+      return { ok: false, detail: (err as Error).message, error: err };
     }
   }
 

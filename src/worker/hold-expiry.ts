@@ -62,8 +62,10 @@ export class HoldExpiry {
   async tick(): Promise<void> {
     const max = this.options.holdsPerTickMax ?? EXPIRY_HOLDS_PER_TICK_MAX;
     let expired = 0;
-    const busy = new Set<string>();
-    for (let i = 0; i < max && !this.stopped; i++) {
+    // Accounts in a batch right now: their holds wait for the next tick, the others' go on. A busy
+    // account adds one to the set each time, so the loop ends within max + (accounts found busy).
+    const busy = new Set<number>();
+    while (expired < max && busy.size <= max && !this.stopped) {
       let result: ExpiryResult;
       try {
         const event = (holdId: string) => ({ eventId: uuidV5(holdId, 'hold-expired'), type: HOLD_EXPIRED_EVENT });
@@ -78,7 +80,8 @@ export class HoldExpiry {
         // Its account is in a batch right now: the next tick takes it. This one goes on past it, so
         // a hot account's hold (the earliest due for every worker's sweep) holds up no other expiry.
         this.counts.busy++;
-        busy.add(result.holdId);
+        if (busy.has(result.accountId)) break; // cannot come back (passed over in the query), but never loop on it
+        busy.add(result.accountId);
         continue;
       }
       expired++;

@@ -270,7 +270,7 @@ describe('txsim serve', () => {
       expect(rounded.status, amount).toBe(400);
       expect(rounded.json!.error).toMatchObject({
         code: 'invalid_request',
-        message: `amountMinor is written as ${amount}: integers only, as plain digits`,
+        message: `amountMinor is written as ${amount}: integers only, as plain digits (no fraction or exponent)`,
         details: [{ path: '/amountMinor', message: 'must be an integer written as plain digits (no fraction or exponent)' }],
       });
     }

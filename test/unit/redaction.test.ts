@@ -50,6 +50,15 @@ describe('one redaction form everywhere: amqp://user:***@host', () => {
     expect(redactUrl('guest:ssW0rd@127.0.0.1:5672')).toBe('guest:***@127.0.0.1:5672');
     expect(redactUrl('root:p@ss:w0rd@db:3306/walk1')).toBe('root:***@db:3306/walk1');
     expect(redactUrl('127.0.0.1:5672')).toBe('127.0.0.1:5672');
+    // A mistyped scheme, or a slash in the password: the secret still goes.
+    for (const typo of [
+      'amqp:/guest:s3cret@host:5672',
+      'amqp//guest:s3cret@host:5672',
+      'guest:se/cret@host:5672',
+      'amqp:guest:s3cret@host',
+    ])
+      expect(redactUrl(typo), typo).not.toMatch(/s3cret|se\/cret/);
+    expect(redactUrl('guest:se/cret@host:5672')).toBe('guest:***@host:5672');
     expect(redactUrl('db.example.com/walk1')).toBe('db.example.com/walk1');
     expect(() => loadConfig({ AMQP_URL: 'guest:ssW0rd@127.0.0.1:5672' }, {})).toThrow(
       'AMQP_URL: "guest:***@127.0.0.1:5672" must start with amqp:// or amqps://',

@@ -99,6 +99,10 @@ describe("verify's last line", () => {
     expect(verdictLine({ status: 'failed', pending: NOTHING_PENDING, run: null, broker: reachable })).toBe(
       'FAILED: see the violations above',
     );
+    const down = { reachable: false, error: 'rabbitmq unreachable at amqp://guest:***@127.0.0.1:1: connect ECONNREFUSED' };
+    expect(verdictLine({ status: 'failed', pending: NOTHING_PENDING, run: null, broker: down })).toBe(
+      'FAILED: see the violations above (and the queues could not be read: rabbitmq unreachable at amqp://guest:***@127.0.0.1:1: connect ECONNREFUSED)',
+    );
   });
 
   it('pending: what is on its way, and that no worker takes it', () => {
