@@ -52,7 +52,12 @@ export type Outcome =
    */
   | { readonly kind: 'deferred'; readonly id: string; readonly detail: string }
   /** The id already has an outcome from the same body: acknowledged, no second effect. */
-  | { readonly kind: 'duplicate'; readonly id: string; readonly previous: 'applied' | 'rejected'; readonly previousReason: string | null };
+  | { readonly kind: 'duplicate'; readonly id: string; readonly previous: 'applied' | 'rejected'; readonly previousReason: string | null }
+  /**
+   * Ordered mode: behind a deferred message in its batch, so not decided (nothing written): the
+   * worker applies it after the deferred one, as its partition's order says.
+   */
+  | { readonly kind: 'held'; readonly id: string | null };
 
 export interface ApplyContext {
   readonly workerId: string;
@@ -62,6 +67,8 @@ export interface ApplyContext {
    */
   readonly attemptsMax?: number;
   readonly now?: () => Date;
+  /** Ordered mode: what follows a deferred message in the batch is held (`held`), not decided before it. */
+  readonly holdBehindDeferred?: boolean;
 }
 
 /** Name of a transfer's destination event in its id (uuidV5(transaction id, this)): the same on every copy. */
@@ -163,6 +170,8 @@ class BatchDecisions {
   /** Applied captures refunds may name (read, or applied earlier in this batch), as this batch leaves them. */
   private readonly captures = new Map<string, CaptureRef>();
   private readonly workerId: string;
+  /** Ordered mode, after a deferred message: the rest of the batch is held for after it. */
+  private holding = false;
 
   constructor(
     rows: {
@@ -198,6 +207,10 @@ class BatchDecisions {
   decide(item: Incoming): void {
     const d = item.decoded;
     const id = d.ok ? d.message.id : d.id;
+    if (this.holding) {
+      this.outcomes.push({ kind: 'held', id });
+      return;
+    }
     const prior = id ? this.existing.get(id) : undefined;
     if (id && prior) {
       this.outcomes.push(
@@ -276,6 +289,7 @@ class BatchDecisions {
         id: m.id,
         detail: `${captureId !== undefined ? 'capture' : 'authorization'} ${awaited} not applied yet (attempt ${item.attempt})`,
       });
+      this.holding = this.context.holdBehindDeferred === true;
       return;
     }
     const decision =

@@ -338,7 +338,7 @@ export class Worker {
     try {
       outcomes = await this.deps.applyBatch(
         live.map((d) => (d.stageDecline ? { ...d.incoming, stageDecline: d.stageDecline } : d.incoming)),
-        { workerId: this.options.workerId, attemptsMax: this.options.attemptsMax },
+        { workerId: this.options.workerId, attemptsMax: this.options.attemptsMax, holdBehindDeferred: this.partitions !== null },
       );
     } catch (err) {
       const failure = classifyFailure(err);
@@ -357,7 +357,11 @@ export class Worker {
       process.kill(process.pid, 'SIGKILL');
     }
     // Rejects' errors-queue publishes are pipelined; each delivery is acked after its own confirm.
+    const held = live.filter((_, i) => outcomes[i]!.kind === 'held');
     await Promise.all(live.map((delivery, i) => this.finish(delivery, outcomes[i]!, startedAtMs, committedAtMs)));
+    // Ordered mode: what came after a deferred message goes once that one was retried in place (just
+    // above, in finish), so no later message of its partition is applied before it.
+    if (held.length > 0) await this.applyDeliveries(held);
   }
 
   /** After commit: publish rejects to the errors queue, then ack. Logs one line per transaction at debug. */
@@ -378,6 +382,8 @@ export class Worker {
         this.metrics.recordCommitted(Number.isFinite(createdAtMs) ? createdAtMs : null, delivery.receivedAtMs, startedAtMs, committedAtMs);
         this.log.debug({ ...fields, outcome: 'rejected', reason: outcome.reason, detail: outcome.detail }, 'rejected');
         break;
+      case 'held':
+        return; // applied after the deferred message ahead of it (applyDeliveries)
       case 'deferred':
         // A capture, void or refund ahead of its authorization: back through the delay queues, like
         // a system error but not one (the batch committed). Never parked: the last attempt rejects it.

@@ -270,6 +270,25 @@ describe('ordered topology (setup --partitions)', () => {
     expect(BigInt(a.apply_order)).toBeLessThan(BigInt(b.apply_order));
   }, 60_000);
 
+  it('a capture deferred for its authorization holds back what follows it in its batch, as a system error does', async () => {
+    // The capture names an authorization that never comes: deferred (attempts 1 and 2), then rejected
+    // unknown_authorization on the last. The deposit behind it, same account, same batch, waits for that.
+    const capture = txBody({ type: 'card_capture', accountId: 9, authorizationId: randomUUID(), amountMinor: 100 });
+    const deposit = txBody({ accountId: 9, amountMinor: 100 });
+    await publishRaw(ns.amqp, ns.topology, [
+      { body: capture, headers: { [HEADERS.accountSeq]: 1 } },
+      { body: deposit, headers: { [HEADERS.accountSeq]: 2 } },
+    ]);
+    await waitFor(async () => (await outcome(ns, capture.id as string)) !== undefined, 30_000, 'the capture to be rejected');
+    await waitFor(async () => (await outcome(ns, deposit.id as string)) !== undefined, 20_000, 'the deposit to apply');
+    const a = (await outcome(ns, capture.id as string))!;
+    const b = (await outcome(ns, deposit.id as string))!;
+    expect(a).toMatchObject({ status: 'rejected', attempts: 3 });
+    expect(b).toMatchObject({ status: 'applied', attempts: 1 });
+    // Before, the deposit was applied in the capture's first batch, before the capture's outcome.
+    expect(BigInt(a.apply_order)).toBeLessThan(BigInt(b.apply_order));
+  }, 60_000);
+
   it('after the attempt limit the message is parked and the account’s later messages proceed', async () => {
     const holder = await ns.db.transaction();
     const stuck = txBody({ type: 'transfer', accountId: 6, toAccountId: 8, amountMinor: 500 });
