@@ -3,34 +3,56 @@
  * money must not go through that, so these look at the digits as written.
  */
 
+/** A JSON number literal, matched where the scan stands (sticky). */
+const NUMBER_LITERAL = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/**
+ * Walks the number literals of a JSON text, outside strings (escapes included), calling `visit` with
+ * each literal's span and the span of the last string before it (its key, in a flat object; -1 when
+ * there is none) until `visit` returns true. What is not a number or a string is stepped over, so
+ * text that is not JSON is walked too (JSON.parse reports it, not this).
+ */
+function scanNumberLiterals(text: string, visit: (start: number, end: number, keyStart: number, keyEnd: number) => boolean): void {
+  let keyStart = -1;
+  let keyEnd = -1;
+  let i = 0;
+  while (i < text.length) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22 /* " */) {
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c /* \ */ ? 2 : 1;
+      keyStart = i;
+      keyEnd = j + 1;
+      i = j + 1;
+    } else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
+      NUMBER_LITERAL.lastIndex = i;
+      const literal = NUMBER_LITERAL.exec(text)?.[0];
+      if (literal === undefined) {
+        i++; // a lone minus: not a number
+        continue;
+      }
+      if (visit(i, i + literal.length, keyStart, keyEnd)) return;
+      i += literal.length;
+    } else {
+      i++;
+    }
+  }
+}
+
 /**
  * The first number in a JSON text written with a fraction or an exponent (`12.5`, `2000.0`, `2e3`),
  * with the key it is the value of (the last string before it, for a flat object), or null when every
  * number is written as a plain integer. Strings are skipped, escapes included.
  */
 export function firstNonIntegerLiteral(text: string): { readonly key: string | null; readonly literal: string } | null {
-  let keyStart = -1;
-  let keyEnd = -1;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22 /* " */) {
-      keyStart = i;
-      i++;
-      while (i < text.length && text.charCodeAt(i) !== 0x22) i += text.charCodeAt(i) === 0x5c /* \ */ ? 2 : 1;
-      keyEnd = i + 1;
-    } else if (c === 0x2d /* - */ || (c >= 0x30 && c <= 0x39)) {
-      let j = i + 1;
-      let integer = true;
-      for (; j < text.length; j++) {
-        const d = text.charCodeAt(j);
-        if (d === 0x2e /* . */ || d === 0x65 /* e */ || d === 0x45 /* E */) integer = false;
-        else if (!(d === 0x2b /* + */ || d === 0x2d || (d >= 0x30 && d <= 0x39))) break;
-      }
-      if (!integer) return { key: keyStart < 0 ? null : stringLiteralValue(text.slice(keyStart, keyEnd)), literal: text.slice(i, j) };
-      i = j - 1;
-    }
-  }
-  return null;
+  let found: { key: string | null; literal: string } | null = null;
+  scanNumberLiterals(text, (start, end, keyStart, keyEnd) => {
+    const literal = text.slice(start, end);
+    if (!/[.eE]/.test(literal)) return false;
+    found = { key: keyStart < 0 ? null : stringLiteralValue(text.slice(keyStart, keyEnd)), literal };
+    return true;
+  });
+  return found;
 }
 
 function stringLiteralValue(literal: string): string | null {
@@ -51,30 +73,13 @@ const NUMBER_MARK = '\u0000n:';
  */
 export function parseJsonKeepingNumberText(text: string, keepText: ReadonlySet<string>): unknown {
   let out = '';
-  let i = 0;
-  while (i < text.length) {
-    const c = text[i]!;
-    if (c === '"') {
-      // Copy a string literal verbatim, escapes included.
-      let j = i + 1;
-      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
-      out += text.slice(i, j + 1);
-      i = j + 1;
-    } else if (c === '-' || (c >= '0' && c <= '9')) {
-      const literal = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(i))?.[0];
-      if (literal === undefined) {
-        out += c; // not a number: JSON.parse reports it
-        i++;
-        continue;
-      }
-      out += JSON.stringify(NUMBER_MARK + literal);
-      i += literal.length;
-    } else {
-      out += c;
-      i++;
-    }
-  }
-  return restoreNumbers(JSON.parse(out), null, keepText);
+  let copied = 0;
+  scanNumberLiterals(text, (start, end) => {
+    out += text.slice(copied, start) + JSON.stringify(NUMBER_MARK + text.slice(start, end));
+    copied = end;
+    return false;
+  });
+  return restoreNumbers(JSON.parse(out + text.slice(copied)), null, keepText);
 }
 
 function restoreNumbers(value: unknown, key: string | null, keepText: ReadonlySet<string>): unknown {

@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { uuidV5, TXSIM_UUID_NAMESPACE, UUID_PATTERN, UUID_SCHEMA_PATTERN } from '../domain/ids.js';
 import { firstNonIntegerLiteral } from '../domain/json-number-text.js';
-import { MAX_BODY_BYTES, nonIntegerDetail } from '../domain/message-schema.js';
+import { nonIntegerDetail } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
 import { ApiError, invalid, notFound } from './api-error.js';
 import { principalOf } from './auth.js';
+import { readJsonBodiesWith } from './json-body.js';
 import { mayActFor } from './principal.js';
 import type { ServeContext } from './serve-context.js';
 import { submitTransaction } from './submit.js';
@@ -28,12 +29,7 @@ export const ERROR_SCHEMA = {
  * JSON reader gives `1999.9999999999999` as the integer 2000, which the schema would then accept.
  */
 function parseIntegerJson(text: string): unknown {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw new ApiError(400, 'invalid_json', `body is not valid JSON (${(err as Error).message.slice(0, 80)})`);
-  }
+  const parsed: unknown = JSON.parse(text);
   const found = firstNonIntegerLiteral(text);
   if (found !== null)
     throw invalid(nonIntegerDetail(found), [
@@ -46,14 +42,7 @@ function parseIntegerJson(text: string): unknown {
 export function transactionRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // Encapsulated: this JSON parser applies to the POST only.
   void app.register((scope, _options, done) => {
-    scope.removeContentTypeParser('application/json');
-    scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_request, body, parsed) => {
-      try {
-        parsed(null, parseIntegerJson(body as string));
-      } catch (err) {
-        parsed(err as Error, undefined);
-      }
-    });
+    readJsonBodiesWith(scope, parseIntegerJson);
     postTransaction(scope, ctx);
     done();
   });

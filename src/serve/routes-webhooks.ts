@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { uuidV5, TXSIM_UUID_NAMESPACE, UUID_PATTERN } from '../domain/ids.js';
-import { MAX_BODY_BYTES } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
-import { ApiError, invalid } from './api-error.js';
+import { invalid } from './api-error.js';
 import { principalOf } from './auth.js';
 import { parseJsonKeepingNumberText } from '../domain/json-number-text.js';
 import { decimalToMinor } from './decimal-amount.js';
+import { readJsonBodiesWith } from './json-body.js';
 import type { ServeContext } from './serve-context.js';
 import { submitTransaction } from './submit.js';
 
@@ -31,14 +31,7 @@ interface WebhookBody {
 export function webhookRoutes(app: FastifyInstance, ctx: ServeContext): void {
   // Encapsulated: this JSON parser keeps the amount's text and applies to this route only.
   void app.register((scope, _options, done) => {
-    scope.removeContentTypeParser('application/json');
-    scope.addContentTypeParser('application/json', { parseAs: 'string', bodyLimit: MAX_BODY_BYTES }, (_request, body, done) => {
-      try {
-        done(null, parseJsonKeepingNumberText(body as string, new Set(['amount'])));
-      } catch (err) {
-        done(new ApiError(400, 'invalid_json', `body is not valid JSON (${(err as Error).message.slice(0, 80)})`), undefined);
-      }
-    });
+    readJsonBodiesWith(scope, (text) => parseJsonKeepingNumberText(text, new Set(['amount'])));
     scope.post<{ Body: WebhookBody }>(
       '/v1/webhooks/transactions',
       {

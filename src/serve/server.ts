@@ -6,6 +6,7 @@ import { isConnectionError } from '../db/with-transaction.js';
 import { MAX_BODY_BYTES } from '../domain/message-schema.js';
 import { ApiError, errorBody, violationsOf } from './api-error.js';
 import { authenticate, bearerOf } from './auth.js';
+import { notJsonMessage } from './json-body.js';
 import { rateKeyOf } from './principal.js';
 import { RateLimiter } from './rate-limit.js';
 import { accountRoutes } from './routes-accounts.js';
@@ -173,7 +174,7 @@ function setErrorHandling(app: FastifyInstance, ctx: ServeContext): void {
       case 'FST_ERR_CTP_EMPTY_JSON_BODY':
         return reply.code(400).send(errorBody('invalid_json', 'the body is empty'));
       case 'FST_ERR_CTP_INVALID_JSON_BODY':
-        return reply.code(400).send(errorBody('invalid_json', `body is not valid JSON (${err.message.slice(0, 80)})`));
+        return reply.code(400).send(errorBody('invalid_json', notJsonMessage(err)));
       default:
     }
     if (isConnectionError(err)) {
@@ -181,8 +182,7 @@ function setErrorHandling(app: FastifyInstance, ctx: ServeContext): void {
       void reply.header('retry-after', String(RETRY_AFTER_S));
       return reply.code(503).send(errorBody('database_unavailable', 'the database is unreachable; try again later'));
     }
-    if (err instanceof SyntaxError || err.statusCode === 400)
-      return reply.code(400).send(errorBody('invalid_json', `body is not valid JSON (${err.message.slice(0, 80)})`));
+    if (err instanceof SyntaxError || err.statusCode === 400) return reply.code(400).send(errorBody('invalid_json', notJsonMessage(err)));
     if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500)
       return reply.code(err.statusCode).send(errorBody(String(err.code ?? 'bad_request').toLowerCase(), err.message));
     request.log.error({ err }, 'unexpected error');
