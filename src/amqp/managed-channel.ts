@@ -356,9 +356,15 @@ export class ManagedChannel {
     return this.stopped;
   }
 
-  /** Logs a failure at error (debug when the owner expects it). */
+  /**
+   * Logs a failure at error; at debug when the owner expects it, or when close() cut the operation
+   * short (a stopping process's last setup or subscribe fails because its channel is gone).
+   */
   report(err: unknown, what: string, retryInMs: number): void {
-    this.log[this.isExpected(err) ? 'debug' : 'error']({ channel: this.options.name, err: (err as Error).message, retryInMs }, what);
+    this.log[this.stopped || this.isExpected(err) ? 'debug' : 'error'](
+      { channel: this.options.name, err: (err as Error).message, retryInMs },
+      what,
+    );
   }
 
   private isExpected(err: unknown): boolean {

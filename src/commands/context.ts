@@ -13,9 +13,20 @@ export interface CommandContext {
 
 /** Resolves config (defaults < env < flags) for a command and builds the root logger. */
 export function contextFor(command: Command, env: NodeJS.ProcessEnv = process.env): CommandContext {
-  const flags = command.optsWithGlobals<ConnectionFlags>();
-  const config = loadConfig(env, flags);
+  const config = loadConfig(env, flagsGiven(command));
   return { config, log: createLogger(config.logLevel), out: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`) };
+}
+
+/**
+ * The connection flags written on the command line. Commander also fills an option from its environment
+ * variable; those are left to loadConfig to read from `env`, so an error names the variable, not the flag.
+ */
+function flagsGiven(command: Command): ConnectionFlags {
+  const flags: Record<string, unknown> = { ...command.optsWithGlobals<ConnectionFlags>() };
+  for (const key of Object.keys(flags)) {
+    if (command.getOptionValueSourceWithGlobals(key) === 'env') delete flags[key];
+  }
+  return flags;
 }
 
 /** Collects a repeatable option into an array. */

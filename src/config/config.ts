@@ -60,48 +60,63 @@ export interface ConnectionFlags {
 
 const NAMESPACE_PATTERN = /^[a-z][a-z0-9_]{0,40}$/;
 
-/** Builds the frozen config from environment and flags. Throws `UsageError` naming the bad key. */
+/**
+ * A setting as given: its text and where it came from (the flag, else the environment variable), so an
+ * error names what the user actually wrote.
+ */
+interface Given {
+  readonly value: string | undefined;
+  readonly from: string;
+}
+
+function given(flag: string, flagValue: string | undefined, envName: string, env: NodeJS.ProcessEnv): Given {
+  return flagValue !== undefined ? { value: flagValue, from: flag } : { value: env[envName], from: envName };
+}
+
+/** Builds the frozen config from environment and flags. Throws `UsageError` naming the flag or variable at fault. */
 export function loadConfig(env: NodeJS.ProcessEnv, flags: ConnectionFlags): Config {
-  const namespace = flags.namespace ?? env.TXSIM_NAMESPACE ?? DEFAULTS.namespace;
+  const ns = given('--namespace', flags.namespace, 'TXSIM_NAMESPACE', env);
+  const namespace = ns.value ?? DEFAULTS.namespace;
   if (!NAMESPACE_PATTERN.test(namespace)) {
-    throw new UsageError(`namespace: "${namespace}" is not valid (lowercase letter first, then a-z, 0-9 or _, at most 41 characters)`);
+    throw new UsageError(`${ns.from}: "${namespace}" is not valid (lowercase letter first, then a-z, 0-9 or _, at most 41 characters)`);
   }
-  const amqpUrl = checkUrlList('AMQP_URL', flags.amqpUrl ?? env.AMQP_URL ?? DEFAULTS.amqpUrl, ['amqp:', 'amqps:']);
-  const databaseUrl = checkUrlList('DATABASE_URL', flags.databaseUrl ?? env.DATABASE_URL ?? DEFAULTS.databaseUrl, ['mysql:', 'mariadb:']);
-  const rabbitmqApiUrl = checkUrl('RABBITMQ_API_URL', flags.rabbitmqApiUrl ?? env.RABBITMQ_API_URL ?? DEFAULTS.rabbitmqApiUrl, [
-    'http:',
-    'https:',
-  ]);
-  const logLevel = (flags.logLevel ?? env.LOG_LEVEL ?? DEFAULTS.logLevel) as LogLevel;
+  const amqp = given('--amqp-url', flags.amqpUrl, 'AMQP_URL', env);
+  const amqpUrl = checkUrlList(amqp.from, amqp.value ?? DEFAULTS.amqpUrl, ['amqp:', 'amqps:']);
+  const database = given('--database-url', flags.databaseUrl, 'DATABASE_URL', env);
+  const databaseUrl = checkUrlList(database.from, database.value ?? DEFAULTS.databaseUrl, ['mysql:', 'mariadb:']);
+  const api = given('--rabbitmq-api-url', flags.rabbitmqApiUrl, 'RABBITMQ_API_URL', env);
+  const rabbitmqApiUrl = checkUrl(api.from, api.value ?? DEFAULTS.rabbitmqApiUrl, ['http:', 'https:']);
+  const level = given('--log-level', flags.logLevel, 'LOG_LEVEL', env);
+  const logLevel = (level.value ?? DEFAULTS.logLevel) as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) {
-    throw new UsageError(`log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+    throw new UsageError(`${level.from}: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   }
   // A node list names its database once, in the first URL's path (or every URL's, the same).
   const pathName = decodeURIComponent(new URL(splitUrlList(databaseUrl)[0]!).pathname.replace(/^\//, ''));
   const databaseName = pathName || namespace;
   if (!/^[A-Za-z0-9_]{1,64}$/.test(databaseName)) {
-    throw new UsageError(`DATABASE_URL: database name "${databaseName}" must be 1-64 letters, digits or _`);
+    throw new UsageError(`${database.from}: database name "${databaseName}" must be 1-64 letters, digits or _`);
   }
-  const retryDelaysMs = parseRetryDelays(flags.retryDelays ?? env.TXSIM_RETRY_DELAYS);
-  const connectTimeoutMs = parseConnectTimeout(flags.connectTimeout ?? env.TXSIM_CONNECT_TIMEOUT);
+  const retryDelaysMs = parseRetryDelays(given('--retry-delays', flags.retryDelays, 'TXSIM_RETRY_DELAYS', env));
+  const connectTimeoutMs = parseConnectTimeout(given('--connect-timeout', flags.connectTimeout, 'TXSIM_CONNECT_TIMEOUT', env));
   return Object.freeze({ amqpUrl, databaseUrl, databaseName, rabbitmqApiUrl, namespace, logLevel, retryDelaysMs, connectTimeoutMs });
 }
 
 /** Seconds (fractions allowed, so tests can wait less than one) to milliseconds. */
-function parseConnectTimeout(value: string | undefined): number {
+function parseConnectTimeout({ value, from }: Given): number {
   if (value === undefined || value.trim() === '') return DEFAULTS.connectTimeoutMs;
   const seconds = Number(value);
   if (!Number.isFinite(seconds) || seconds < 0.1 || seconds > 3_600) {
-    throw new UsageError(`connect-timeout: "${value}" must be a number of seconds, 0.1..3600`);
+    throw new UsageError(`${from}: "${value}" must be a number of seconds, 0.1..3600`);
   }
   return Math.round(seconds * 1000);
 }
 
-function parseRetryDelays(value: string | undefined): readonly number[] {
+function parseRetryDelays({ value, from }: Given): readonly number[] {
   if (value === undefined || value.trim() === '') return DEFAULTS.retryDelaysMs;
   const delays = value.split(',').map((part) => Number(part.trim()));
   if (delays.length > 10 || delays.some((d) => !Number.isSafeInteger(d) || d < 10 || d > 3_600_000)) {
-    throw new UsageError(`retry-delays: "${value}" must be up to 10 comma-separated delays in ms, each 10..3600000`);
+    throw new UsageError(`${from}: "${value}" must be up to 10 comma-separated delays in ms, each 10..3600000`);
   }
   return Object.freeze(delays);
 }

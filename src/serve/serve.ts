@@ -48,7 +48,7 @@ export async function startServer(
       windowMax: options.publishWindowMax,
       confirmTimeoutMs: options.confirmTimeoutMs,
     },
-    log.child({ component: 'publisher' }),
+    log.child({ part: 'publisher' }),
   );
   const hub = new FeedHub({ sendBufferBytesMax: options.sendBufferBytesMax, subscriptionsMax: 1_000 });
   const stats = new DashboardStats(
@@ -59,13 +59,13 @@ export async function startServer(
       clientName: `${clientName} dashboard`,
       ...DASHBOARD_DEFAULTS,
     },
-    log.child({ component: 'dashboard' }),
+    log.child({ part: 'dashboard' }),
   );
   const dashboard = { stats, tickMs: DASHBOARD_DEFAULTS.tickMs };
   const ctx: ServeContext = { db, publisher, hub, log, namespace: config.namespace, options, dashboard, ...hooks };
   const feed = new FeedSource(
     { amqpUrl: config.amqpUrl, topology, clientName: `${clientName} feed`, queueLengthMax: 100_000 },
-    log.child({ component: 'feed' }),
+    log.child({ part: 'feed' }),
     {
       onEvent: (event) => hub.publish(event),
       // Events published while the feed was away are gone: re-read what clients still wait for.

@@ -82,6 +82,13 @@ describe('bad input and unreachable services', () => {
     const compre = await runTxsim(['bench', 'compre', 'a.json', 'b.json'], process.env);
     expect(compre.code).toBe(2);
     expect(compre.stderr).toContain("unknown command 'bench compre' (did you mean compare?)");
+    // A bad setting is named as the user gave it: the flag when written on the command line, else the variable.
+    const fromEnv = await runTxsim(['worker'], { ...process.env, AMQP_URL: 'http://guest:pw@127.0.0.1:5672' });
+    expect(fromEnv.code).toBe(2);
+    expect(fromEnv.stderr.trim()).toBe('txsim: AMQP_URL: "http://guest:***@127.0.0.1:5672" must start with amqp:// or amqps://');
+    const fromFlag = await runTxsim(['--amqp-url', 'http://guest:pw@127.0.0.1:5672', 'worker'], { ...process.env, AMQP_URL: 'http://x' });
+    expect(fromFlag.code).toBe(2);
+    expect(fromFlag.stderr.trim()).toBe('txsim: --amqp-url: "http://guest:***@127.0.0.1:5672" must start with amqp:// or amqps://');
   });
 
   it('an unreachable broker is one line naming it and where, exit 3 within seconds, no password', async () => {

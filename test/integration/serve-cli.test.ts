@@ -30,7 +30,7 @@ describe('txsim serve and txsim tokens (CLI)', () => {
     expect((await runTxsim(['tokens', 'create'], ns.env)).code).toBe(2);
     expect((await runTxsim(['tokens', 'create', '--admin', '--ttl', '1w'], ns.env)).code).toBe(2);
 
-    const serve = spawnTxsim(['serve', '--port', '0', '--log-level', 'info'], ns.env, 60_000);
+    const serve = spawnTxsim(['serve', '--port', '0', '--log-level', 'debug'], ns.env, 60_000);
     let out = '';
     serve.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
     let err = '';
@@ -40,6 +40,21 @@ describe('txsim serve and txsim tokens (CLI)', () => {
       const url = /listening on (http:\/\/\S+) /.exec(out)![1]!;
       const get = (token: string) => fetch(`${url}/v1/accounts/1?token=${token}`).then((r) => r.status);
       expect(await get(token)).toBe(200);
+      // Something the feed cannot read: its warning comes from serve's feed, as a part of serve.
+      const channel = await ns.amqp.createConfirmChannel();
+      try {
+        await waitFor(
+          async () => {
+            channel.publish(ns.topology.accountingExchange, 'statement', Buffer.from('not json'));
+            await channel.waitForConfirms();
+            return err.includes('feed: not an accounting event; ignored');
+          },
+          20_000,
+          `the feed's warning: ${err}`,
+        );
+      } finally {
+        await channel.close();
+      }
       const list = await runTxsim(['tokens', 'list', '--json'], ns.env);
       expect(JSON.parse(list.stdout) as unknown).toEqual([expect.objectContaining({ id, scope: 'account 1', revokedAt: null })]);
       // The secret is base64url and may hold '_' itself (even first): cut out by the token parser, not at '_'.
@@ -54,6 +69,10 @@ describe('txsim serve and txsim tokens (CLI)', () => {
     }
     const result = await serve.done;
     expect(result.code).toBe(0);
+    // One `component` per JSON line: the publisher, feed and dashboard name themselves as a `part` of serve.
+    const lines = err.split('\n').filter((l) => l.startsWith('{'));
+    expect(lines.filter((l) => l.split('"component":').length > 2)).toEqual([]);
+    expect(lines.some((l) => l.includes('"component":"serve","part":"feed"'))).toBe(true);
   });
 
   it('--no-auth says so loudly; a busy port is a clean error', async () => {

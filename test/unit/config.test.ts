@@ -28,9 +28,18 @@ describe('config', () => {
       expect((err as Error).message).toContain('AMQP_URL');
       expect((err as Error).message).not.toContain('secretpw');
     }
-    expect(() => loadConfig({}, { namespace: 'Bad-NS' })).toThrow(/namespace/);
-    expect(() => loadConfig({}, { logLevel: 'loud' })).toThrow(/log-level/);
-    expect(() => loadConfig({}, { retryDelays: '5,abc' })).toThrow(/retry-delays/);
+    // Each error names the flag when one was given, else the environment variable.
+    expect(() => loadConfig({}, { namespace: 'Bad-NS' })).toThrow(/^--namespace: "Bad-NS" is not valid/);
+    expect(() => loadConfig({ TXSIM_NAMESPACE: 'Bad-NS' }, {})).toThrow(/^TXSIM_NAMESPACE: "Bad-NS" is not valid/);
+    expect(() => loadConfig({}, { logLevel: 'loud' })).toThrow(/^--log-level: "loud"/);
+    expect(() => loadConfig({ LOG_LEVEL: 'loud' }, {})).toThrow(/^LOG_LEVEL: "loud"/);
+    expect(() => loadConfig({}, { retryDelays: '5,abc' })).toThrow(/^--retry-delays: "5,abc"/);
+    expect(() => loadConfig({ TXSIM_RETRY_DELAYS: '5,abc' }, {})).toThrow(/^TXSIM_RETRY_DELAYS: "5,abc"/);
+    expect(() => loadConfig({ TXSIM_CONNECT_TIMEOUT: 'abc' }, {})).toThrow(/^TXSIM_CONNECT_TIMEOUT: "abc" must be a number of seconds/);
+    expect(() => loadConfig({ TXSIM_CONNECT_TIMEOUT: '1' }, { connectTimeout: '0' })).toThrow(/^--connect-timeout: "0"/);
+    expect(() => loadConfig({ AMQP_URL: 'amqp://h' }, { amqpUrl: 'http://h' })).toThrow(/^--amqp-url: "http:\/\/h"/);
+    expect(() => loadConfig({}, { databaseUrl: 'mysql://h/bad-name' })).toThrow(/^--database-url: database name "bad-name"/);
+    expect(() => loadConfig({ RABBITMQ_API_URL: 'amqp://h' }, {})).toThrow(/^RABBITMQ_API_URL: "amqp:\/\/h" must start with http/);
   });
 
   it('redacts URL passwords for printing', () => {

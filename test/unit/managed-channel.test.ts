@@ -93,6 +93,32 @@ describe('ManagedChannel', () => {
     expect(failures.map((l) => l.retryInMs)).toEqual([40, 80, 80, 80]);
   });
 
+  it('a subscribe cut short by close() is not logged as an error (serve stopping at once, its port taken)', async () => {
+    const broker = new FakeBroker();
+    const { log, lines } = recordingLogger();
+    connection = new ManagedConnection({ url: 'amqp://fake', clientName: 'unit', log, connect: broker.connect });
+    let declared!: () => void;
+    let declaring!: () => void;
+    const declaringNow = new Promise<void>((resolve) => (declaring = resolve));
+    // The feed's queue source: a declare on the wire when close() comes.
+    const queue = async () => {
+      declaring();
+      await new Promise<void>((resolve) => (declared = resolve));
+      return QUEUE;
+    };
+    connection
+      .channel({ name: 'feed channel', retryDelay: { initialMs: 20, maxMs: 80 } })
+      .consume(queue, () => {}, { label: 'feed consumer' });
+    await connection.start();
+    await declaringNow;
+    const closing = connection.close();
+    declared();
+    await closing;
+    connection = null;
+    const failures = lines.filter((l) => l.msg === 'feed consumer: could not subscribe; retrying');
+    expect(failures.map((l) => [l.level, l.err])).toEqual([[20, 'Channel closed']]);
+  });
+
   it('pause cancels the consumer and survives a reconnect; resume subscribes again', async () => {
     const m = managed();
     await m.connection.start();
