@@ -1,3 +1,4 @@
+import type { ConsumeMessage } from 'amqplib';
 import type { ConnectionFactory } from '../amqp/connect.js';
 import { ManagedConnection, type Delivery as AmqpDelivery, type ManagedChannel, type ManagedConsumer } from '../amqp/managed-channel.js';
 import { typedProperties } from '../amqp/message-properties.js';
@@ -127,6 +128,12 @@ export class Worker {
   private closing = false;
   private closed: Promise<void> | null = null;
   private pausedForDatabase = false;
+  /** Ordered mode: deliveries handed back to RabbitMQ so far (nackRequeue), watched across a step. */
+  private handedBack = 0;
+  /** Ordered mode: the batch being applied (one at a time), in delivery order. */
+  private orderedBatch: readonly Delivery[] = [];
+  /** Ordered mode: messages acked or handed back, never settled twice nor applied once handed back. */
+  private readonly settledMessages = new WeakSet<ConsumeMessage>();
   /** Set once start() connected: a worker that never started says nothing when closed. */
   private started = false;
   private summary: OutcomeSummary | null = null;
@@ -267,6 +274,7 @@ export class Worker {
       this.batchTimer = null;
     }
     const batch = this.buffer.splice(0, this.options.batchSizeMax);
+    if (this.partitions) this.orderedBatch = batch;
     const flush: Promise<void> = this.processBatch(batch)
       .catch((err) => {
         // processBatch handles every expected failure; reaching here is a bug. Keep the worker alive.
@@ -275,6 +283,7 @@ export class Worker {
       })
       .finally(() => {
         this.flushes.delete(flush);
+        if (this.orderedBatch === batch) this.orderedBatch = [];
         this.metrics.inFlight = this.buffer.length;
         this.schedule();
       });
@@ -282,11 +291,12 @@ export class Worker {
   }
 
   private async processBatch(batch: Delivery[]): Promise<void> {
-    const current = batch.filter((d) => this.consumeChannel.isCurrent(d));
+    const current = batch.filter((d) => this.undecided(d));
     const spent = current.filter(atDeliveryLimit);
     const live = spent.length === 0 ? current : current.filter((d) => !atDeliveryLimit(d));
+    const mark = this.handedBack;
     if (spent.length > 0) await Promise.all(spent.map((d) => this.retryOrPark(d, deliveryLimitFailure(d), { park: true })));
-    if (live.length === 0) return;
+    if (live.length === 0 || this.handedBackSince(mark)) return;
     if (!this.stages) return this.applyDeliveries(live);
     return this.applyWalked(live, await this.stages.walkAll(live.map((d) => d.incoming)));
   }
@@ -307,8 +317,11 @@ export class Worker {
       return this.applyDeliveries(survivors);
     }
     const verdict = verdicts[failedAt]! as Extract<StageVerdict, { kind: 'failed' }>;
+    const mark = this.handedBack;
     await this.applyDeliveries(this.survivorsOf(live.slice(0, failedAt), verdicts.slice(0, failedAt), []));
+    if (this.handedBackSince(mark)) return;
     await this.retryOrPark(live[failedAt]!, { class: 'transient', code: verdict.code, message: verdict.message });
+    if (this.handedBackSince(mark)) return;
     return this.applyWalked(live.slice(failedAt + 1), verdicts.slice(failedAt + 1));
   }
 
@@ -331,7 +344,7 @@ export class Worker {
 
   /** Applies deliveries in one DB transaction (or one by one after a failed batch), then settles each. */
   private async applyDeliveries(deliveries: Delivery[]): Promise<void> {
-    const live = deliveries.filter((d) => this.consumeChannel.isCurrent(d));
+    const live = deliveries.filter((d) => this.undecided(d));
     if (live.length === 0) return;
     let outcomes: Outcome[];
     const startedAtMs = Date.now();
@@ -347,7 +360,11 @@ export class Worker {
       if (live.length === 1) return this.retryOrPark(live[0]!, failure);
       // One bad message must not hold the others back: fall back to one transaction per message.
       this.log.warn({ size: live.length, code: failure.code, err: failure.message }, 'batch failed; applying one by one');
-      for (const delivery of live) await this.applyDeliveries([delivery]);
+      const mark = this.handedBack;
+      for (const delivery of live) {
+        if (this.handedBackSince(mark)) return;
+        await this.applyDeliveries([delivery]);
+      }
       return;
     }
     const committedAtMs = Date.now();
@@ -358,10 +375,12 @@ export class Worker {
     }
     // Rejects' errors-queue publishes are pipelined; each delivery is acked after its own confirm.
     const held = live.filter((_, i) => outcomes[i]!.kind === 'held');
+    const mark = this.handedBack;
     await Promise.all(live.map((delivery, i) => this.finish(delivery, outcomes[i]!, startedAtMs, committedAtMs)));
     // Ordered mode: what came after a deferred message goes once that one was retried in place (just
-    // above, in finish), so no later message of its partition is applied before it.
-    if (held.length > 0) await this.applyDeliveries(held);
+    // above, in finish), so no later message of its partition is applied before it; if it was handed
+    // back instead, they went back behind it (nackRequeue).
+    if (held.length > 0 && !this.handedBackSince(mark)) await this.applyDeliveries(held);
   }
 
   /** After commit: publish rejects to the errors queue, then ack. Logs one line per transaction at debug. */
@@ -536,6 +555,10 @@ export class Worker {
 
   /** Acks on the channel the delivery came from; one of an earlier channel is left to redelivery. */
   private ack(delivery: Delivery): void {
+    if (this.partitions) {
+      if (this.settledMessages.has(delivery.msg)) return;
+      this.settledMessages.add(delivery.msg);
+    }
     this.consumeChannel.ack(delivery);
     this.partitions?.settled(delivery.msg);
   }
@@ -574,10 +597,39 @@ export class Worker {
     await this.consumer.resume();
   }
 
-  /** Hands a delivery back to the queue (no attempt spent). A gone channel requeues on its own. */
+  /**
+   * Hands a delivery back to the queue (no attempt spent). A gone channel requeues on its own.
+   *
+   * Ordered mode: what came after it goes back with it, in delivery order — the rest of its batch, then
+   * the buffer — since none of it may be decided before it. A quorum queue redelivers returned messages
+   * first, in the order they came back, so the partition's order holds.
+   */
   private nackRequeue(d: Delivery): void {
-    this.consumeChannel.requeue(d);
-    this.partitions?.settled(d.msg);
+    if (!this.partitions) {
+      this.consumeChannel.requeue(d);
+      return;
+    }
+    const at = this.orderedBatch.findIndex((b) => b.msg === d.msg);
+    const after = at < 0 ? [] : this.orderedBatch.slice(at + 1);
+    const buffered = this.buffer.splice(0);
+    this.metrics.inFlight = 0;
+    for (const each of [d, ...after, ...buffered]) {
+      if (this.settledMessages.has(each.msg)) continue;
+      this.settledMessages.add(each.msg);
+      this.handedBack++;
+      this.consumeChannel.requeue(each);
+      this.partitions.settled(each.msg);
+    }
+  }
+
+  /** Ordered mode: something of this batch was handed back since `mark`, so the step must not go on. */
+  private handedBackSince(mark: number): boolean {
+    return this.partitions !== null && this.handedBack !== mark;
+  }
+
+  /** Still to be decided here: from the current channel, and (ordered mode) neither acked nor handed back. */
+  private undecided(d: Delivery): boolean {
+    return this.consumeChannel.isCurrent(d) && !(this.partitions && this.settledMessages.has(d.msg));
   }
 
   /**

@@ -5,7 +5,8 @@ import type { AmqpModel, ConnectionFactory, RecoveringConnection, RecoveringConn
 /**
  * A fake amqplib for unit tests: a broker with queues, connections and channels that behave like
  * RabbitMQ where txsim depends on it — prefetch bounds unsettled deliveries, `ack(multiple)` settles
- * every earlier tag, a requeued or unsettled delivery goes back to its queue (redelivered), an
+ * every earlier tag, a requeued or unsettled delivery goes back to its queue (redelivered, returns first
+ * and in the order they came back, as a quorum queue does), an
  * unknown delivery tag closes the channel (PRECONDITION_FAILED), settling on a closed channel throws,
  * confirms arrive asynchronously (or when the test says so), and a broker-side cancel is a `null`
  * delivery. The recovering connection is simulated by `FakeBroker.connect`, which has the shape of
@@ -298,6 +299,8 @@ export class FakeBroker {
   private options: RecoveringConnectionOptions | null = null;
   private stopped = false;
   private dispatchScheduled = false;
+  /** Messages handed back and not yet delivered again (see `requeue`). */
+  private readonly returned = new WeakSet<FakeMessage>();
 
   /** A ConnectionFactory with the behaviour of `connectRecovering`. */
   readonly connect: ConnectionFactory = async (options) => {
@@ -341,13 +344,24 @@ export class FakeBroker {
     this.dispatchSoon();
   }
 
+  /**
+   * A returned message goes ahead of the queue's never-delivered ones, behind those returned before it
+   * and not yet delivered again: a quorum queue keeps its returns in the order they came back and
+   * delivers them first, so messages handed back in order are redelivered in order.
+   */
   requeue(queue: string, msg: FakeMessage): void {
     msg.redelivered = true;
-    this.queue(queue).unshift(msg);
+    const q = this.queue(queue);
+    let at = 0;
+    while (at < q.length && this.returned.has(q[at]!)) at++;
+    q.splice(at, 0, msg);
+    this.returned.add(msg);
   }
 
   take(queue: string): FakeMessage | undefined {
-    return this.queue(queue).shift();
+    const msg = this.queue(queue).shift();
+    if (msg) this.returned.delete(msg);
+    return msg;
   }
 
   /** The connection drops (broker restart, network): channels close, 'disconnect' is reported. */
