@@ -56,6 +56,7 @@ export default defineConfig({
           include: ['test/chaos/**/*.test.ts'],
           environment: 'node',
           fileParallelism: false,
+          // The chaos test sets its own timeout from the run's duration (test/chaos/schedule.ts chaosBudget).
           testTimeout: 1_800_000,
           hookTimeout: 180_000,
           globalSetup: ['test/helpers/global-setup.ts'],

@@ -222,6 +222,16 @@ export async function stage(
   return s;
 }
 
+/**
+ * The stage's worker with the given id (as passed to `startWorker`: 'w2'), wherever it is in `workers`
+ * (`startWorker` moves a restarted worker to the end, so an index names a different worker after a restart).
+ */
+export function stageWorker(s: Pick<Stage, 'ns' | 'workers'>, id: string): WorkerProcess {
+  const w = s.workers.find((x) => x.id === `${s.ns.name}-${id}`);
+  if (!w) throw new Error(`no worker ${id} on stage ${s.ns.name} (workers: ${s.workers.map((x) => x.id).join(', ') || 'none'})`);
+  return w;
+}
+
 /** Waits (up to 30 s) until the stage's process queue has at least `count` consumers. */
 export async function waitForConsumers(s: Pick<Stage, 'ns'>, count: number, what: string): Promise<void> {
   await waitForNamespaceConsumers(s.ns, count, what);
