@@ -6,8 +6,11 @@ import { UsageError } from '../errors.js';
  * A profile is a list of stages. A stage moves the rate linearly from `fromPerS` to `toPerS` over
  * `durationMs` (k6's stages have `fromPerS` = the previous stage's `toPerS`; steps and spikes jump,
  * so a stage carries its own start). The number of messages due by time t is the integral of the
- * rate, N(t); message i is due at the time N reaches i, so message 0 is due at the start (or when the
- * rate first rises above 0), and any interval [a, b) holds N(b) − N(a) messages, give or take one.
+ * rate, N(t); message i is due at the last time N is still i or less, i.e. when N rises past i. So
+ * message 0 is due at the start (or when the rate first rises above 0), no message is due inside a
+ * stretch where the rate is 0 (one due where such a stretch begins waits for its end), and any
+ * interval [a, b) holds the messages ⌈N(a)⌉ … ⌈N(b)⌉ − 1: each stage exactly its integral when that
+ * is whole (`steps:500,0,500@10s`: 0 … 4999 in the first stage, 5000 … 9999 in the third).
  */
 
 /** One stage: the rate moves linearly from `fromPerS` to `toPerS` over `durationMs`. */
@@ -21,6 +24,11 @@ export interface Stage {
 const PROFILE_DURATION_MAX_MS = 86_400_000;
 /** Highest rate a stage may ask for. */
 const RATE_MAX_PER_S = 1_000_000;
+
+/** Whole messages a real count N stands for: ⌈N⌉, rounded against float dust (N = 5000.0000000001 is 5000). */
+function wholeCount(n: number): number {
+  return Math.ceil(n - 1e-9);
+}
 
 /** Messages due within a stage by `ms` into it: ∫ rate = from·t + (to − from)·t²/(2d). */
 function stageCount(stage: Stage, ms: number): number {
@@ -49,6 +57,8 @@ export class LoadProfile {
   /** Messages due before each stage starts (the running integral), and the ms each stage starts at. */
   private readonly countBefore: number[] = [];
   private readonly startMs: number[] = [];
+  /** The first message index of each stage, ⌈countBefore⌉: stage k holds firstIndex[k] ≤ i < firstIndex[k+1] (none when its rate is 0). */
+  private readonly firstIndex: number[] = [];
   /** Messages due over the whole profile (a real number: the integral). */
   readonly integral: number;
   readonly durationMs: number;
@@ -63,6 +73,7 @@ export class LoadProfile {
       }
       this.countBefore.push(count);
       this.startMs.push(ms);
+      this.firstIndex.push(wholeCount(count));
       count += stageCount(stage, stage.durationMs);
       ms += stage.durationMs;
     }
@@ -72,7 +83,7 @@ export class LoadProfile {
 
   /** Whole messages the profile sends: every i with N⁻¹(i) inside the profile, i.e. ⌈N(end)⌉ (rounded against float dust). */
   get totalCount(): number {
-    return Math.ceil(this.integral - 1e-9);
+    return wholeCount(this.integral);
   }
 
   /** The rate (messages/s) at `ms` from the start; 0 outside the profile. At a jump, the rate of the stage that starts there. */
@@ -92,30 +103,43 @@ export class LoadProfile {
     return this.countBefore[i]! + stageCount(this.stages[i]!, ms - this.startMs[i]!);
   }
 
-  /** When message `index` is due, in ms from the start of the run: the time N reaches `index`. */
+  /**
+   * When message `index` is due, in ms from the start of the run: when N rises past `index`. The
+   * last stage whose first index is at most `index` holds it, so a stage with no messages (rate 0)
+   * is skipped: a message due where it begins is due where the next stage with a rate above 0 begins
+   * (`steps:500,0,500@10s`: message 5000 at 20 s, not at 10 s inside the quiet stage), every stage
+   * keeps exactly its own messages, and the second a message falls in is the one `firstIndexDueFrom`
+   * (and gen's per-second `due`) counts it in.
+   */
   dueMs(index: number): number {
-    if (index <= 0) return this.firstDueMs();
-    // The last stage whose running count is below index holds it (a stage with no messages is skipped).
+    const i = Math.max(0, index);
     let lo = 0;
     let hi = this.stages.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
-      if (this.countBefore[mid]! < index) lo = mid;
+      if (this.firstIndex[mid]! <= i) lo = mid;
       else hi = mid - 1;
     }
-    return this.startMs[lo]! + stageTimeOf(this.stages[lo]!, index - this.countBefore[lo]!);
+    return this.startMs[lo]! + stageTimeOf(this.stages[lo]!, i - this.countBefore[lo]!);
+  }
+
+  /**
+   * The first message index due at or after `ms` (`totalCount` when none is): the messages due in
+   * [a, b) are firstIndexDueFrom(a) … firstIndexDueFrom(b) − 1. Starts from ⌈N(ms)⌉ and settles it
+   * against dueMs itself, so a due time a hair either side of `ms` (float dust) is counted where dueMs puts it.
+   */
+  firstIndexDueFrom(ms: number): number {
+    const total = this.totalCount;
+    let i = Math.min(total, wholeCount(this.countUntilMs(ms)));
+    while (i > 0 && this.dueMs(i - 1) >= ms) i--;
+    while (i < total && this.dueMs(i) < ms) i++;
+    return i;
   }
 
   /** Expected messages due in each whole second of the profile: N(s+1) − N(s). */
   expectedPerSecond(): number[] {
     const seconds = Math.ceil(this.durationMs / 1000);
     return Array.from({ length: seconds }, (_, s) => this.countUntilMs((s + 1) * 1000) - this.countUntilMs(s * 1000));
-  }
-
-  /** Message 0 is due when the rate first rises above 0 (a profile may open with a quiet stage). */
-  private firstDueMs(): number {
-    for (const [i, stage] of this.stages.entries()) if (stage.fromPerS > 0 || stage.toPerS > 0) return this.startMs[i]!;
-    return 0;
   }
 
   private stageIndexAtMs(ms: number): number {

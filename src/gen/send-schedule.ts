@@ -62,12 +62,15 @@ export class SendSchedule {
     return this.profile ? this.profile.dueMs(index) : null;
   }
 
-  /** This instance's messages due in second `s` of the run (0 when unpaced: nothing is due at a time). */
+  /**
+   * This instance's messages due in second `s` of the run (0 when unpaced: nothing is due at a time):
+   * those whose `dueMs` falls in [s, s+1), so the per-second `due` counts each message in the second
+   * it is paced in (a message due on a stage boundary counts where it is sent, never in a 0-rate stage).
+   */
   dueInSecond(s: number): number {
     if (!this.profile) return 0;
-    // Message i is due in [s, s+1) when N(s) ≤ i < N(s+1): the indices ⌈N(s)⌉ .. ⌈N(s+1)⌉ − 1.
-    const from = Math.ceil(this.profile.countUntilMs(s * 1000) - 1e-9);
-    const to = Math.min(this.count, Math.ceil(this.profile.countUntilMs((s + 1) * 1000) - 1e-9));
+    const from = Math.min(this.count, this.profile.firstIndexDueFrom(s * 1000));
+    const to = Math.min(this.count, this.profile.firstIndexDueFrom((s + 1) * 1000));
     return countCongruent(from, to, this.instance);
   }
 }

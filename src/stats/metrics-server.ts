@@ -52,7 +52,9 @@ export async function startMetricsServer(registry: Registry, options: MetricsSer
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}/metrics`;
-  log.info({ url }, 'metrics served');
+  // Not under `url`: the logger redacts every field of that name (URLs may carry passwords; this one
+  // never does), and with --metrics-port 0 this line is the only place the chosen port is told.
+  log.info({ metricsUrl: url, port: address.port }, 'metrics served');
   let closed: Promise<void> | null = null;
   return {
     url,

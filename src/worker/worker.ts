@@ -130,6 +130,8 @@ export class Worker {
   private pausedForDatabase = false;
   /** Ordered mode: deliveries handed back to RabbitMQ so far (nackRequeue), watched across a step. */
   private handedBack = 0;
+  /** Deliveries taken into batches whose processing has not ended (the in-flight gauge). */
+  private inBatches = 0;
   /** Ordered mode: the batch being applied (one at a time), in delivery order. */
   private orderedBatch: readonly Delivery[] = [];
   /** Ordered mode: messages acked or handed back, never settled twice nor applied once handed back. */
@@ -212,12 +214,21 @@ export class Worker {
     return this.consumeChannel.channel !== null;
   }
 
+  /**
+   * The in-flight gauge: deliveries waiting for a batch plus those in batches being processed (counted
+   * until their batch ends: its stages, commit, reject publishes, acks and, in ordered mode, retries in
+   * place); at most the prefetch.
+   */
+  private countInFlight(): void {
+    this.metrics.inFlight = this.buffer.length + this.inBatches;
+  }
+
   private dropBuffered(): void {
     // Deliveries of the old channel can no longer be acked; RabbitMQ will redeliver them.
     const dropped = this.buffer.length;
     this.buffer = [];
     this.partitions?.channelLost();
-    this.metrics.inFlight = 0;
+    this.countInFlight();
     if (dropped > 0) this.log.warn({ dropped }, 'channel gone; dropped buffered deliveries (they will be redelivered)');
   }
 
@@ -239,7 +250,7 @@ export class Worker {
       accountSeq: accountSeqOf(headers),
     };
     this.buffer.push({ msg, generation, incoming, receivedAtMs });
-    this.metrics.inFlight = this.buffer.length;
+    this.countInFlight();
     this.schedule();
   }
 
@@ -275,6 +286,7 @@ export class Worker {
     }
     const batch = this.buffer.splice(0, this.options.batchSizeMax);
     if (this.partitions) this.orderedBatch = batch;
+    this.inBatches += batch.length;
     const flush: Promise<void> = this.processBatch(batch)
       .catch((err) => {
         // processBatch handles every expected failure; reaching here is a bug. Keep the worker alive.
@@ -283,8 +295,9 @@ export class Worker {
       })
       .finally(() => {
         this.flushes.delete(flush);
+        this.inBatches -= batch.length;
         if (this.orderedBatch === batch) this.orderedBatch = [];
-        this.metrics.inFlight = this.buffer.length;
+        this.countInFlight();
         this.schedule();
       });
     this.flushes.add(flush);
@@ -577,7 +590,7 @@ export class Worker {
     this.metrics.paused = true;
     this.log.error({ code: failure.code, err: failure.message }, 'database unavailable; pausing consumption');
     const held = [...batch, ...this.buffer.splice(0)];
-    this.metrics.inFlight = 0;
+    this.countInFlight();
     await this.consumer.pause();
     for (const d of held) this.nackRequeue(d);
     for (let delayMs = DB_PROBE_FIRST_MS; !this.closing; delayMs = Math.min(delayMs * 2, DB_PROBE_MAX_MS)) {
@@ -612,7 +625,7 @@ export class Worker {
     const at = this.orderedBatch.findIndex((b) => b.msg === d.msg);
     const after = at < 0 ? [] : this.orderedBatch.slice(at + 1);
     const buffered = this.buffer.splice(0);
-    this.metrics.inFlight = 0;
+    this.countInFlight();
     for (const each of [d, ...after, ...buffered]) {
       if (this.settledMessages.has(each.msg)) continue;
       this.settledMessages.add(each.msg);

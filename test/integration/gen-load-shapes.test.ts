@@ -114,6 +114,26 @@ describe('gen load shapes', () => {
     expect(verify.report.run.applied + verify.report.run.rejected).toBe(800);
   });
 
+  it('a quiet step sends nothing: the message due where it begins is due where the next step begins', async () => {
+    // 300/s for 1 s, 0/s for 1 s, 300/s for 1 s: messages 0..299 in second 0, none in second 1, 300..599 in second 2.
+    const r = await runTxsim(['gen', '--profile', 'steps:300,0,300@1s', '--seed', 'load-quiet', '--json', '--per-second'], ns.env);
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as GenJson;
+    expect(s).toMatchObject({ requested: 600, published: 600, dropped: 0 });
+    expect(s.seconds.slice(0, 3).map((x) => x.due)).toEqual([300, 0, 300]);
+    expect((await verifyRun(s.runId)).code).toBe(0);
+    // A paced message is created at its due time: no created_at of the run falls in the quiet second. Message
+    // 299 is due at 996.7 ms and message 300 at 2,000 ms (at 1,000 ms, inside the quiet step, before the fix);
+    // both ends are cut to whole ms, hence the 2 ms margins.
+    const rows = await ns.db('transactions').where('run_id', s.runId).select<{ created_at: Date }[]>('created_at');
+    expect(rows).toHaveLength(600);
+    const times = rows.map((row) => new Date(row.created_at).getTime());
+    const first = Math.min(...times);
+    const offsets = times.map((t) => t - first);
+    expect(offsets.filter((ms) => ms >= 998 && ms <= 1_998)).toEqual([]);
+    expect(offsets.filter((ms) => ms < 998)).toHaveLength(300);
+  });
+
   it('a rate the publisher cannot keep up with reports late messages and how late; --drop-late drops and records them', async () => {
     // One message in flight at a time: every message waits for the previous confirm, far behind 100,000/s.
     const s = await genJson(['800', '--rate', '100000', '--window', '1', '--seed', 'load-late']);

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { scrape, sumOf, type Sample } from '../helpers/prometheus-text.js';
 import { runTxsim, spawnTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
-import { freePort, startTxsim, type TxsimProcess } from './accounting-helpers.js';
+import { freePort, jsonLines, startTxsim, type TxsimProcess } from './accounting-helpers.js';
 
 /**
  * `--metrics-port` end to end: two workers (each with its relay), accounting and gen run as real
@@ -153,5 +153,28 @@ describe('Prometheus metrics of real processes', () => {
     expect(sumOf(a, 'txsim_hop_latency_seconds_count', { hop: 'statement' })).toBe(expected.lines);
     // Default Node metrics are there too, once.
     expect(a.filter((s) => s.name === 'process_cpu_user_seconds_total')).toHaveLength(1);
+  });
+
+  it('--metrics-port 0: the port chosen is in the "metrics served" log line, and it serves there', async () => {
+    // --log-level info: test namespaces log at warn.
+    const second = startTxsim(['accounting', '--metrics-port', '0', '--log-level', 'info'], ns.env);
+    try {
+      let served: Record<string, unknown> | undefined;
+      await waitFor(
+        () => (served = jsonLines(second.stderr()).find((l) => l.msg === 'metrics served')) !== undefined,
+        20_000,
+        'the "metrics served" line',
+        100,
+      );
+      // Not redacted like a field named `url` (it holds no password): the URL and port as served.
+      expect(JSON.stringify(served)).not.toContain('***');
+      const port = served!.port as number;
+      expect(port).toBeGreaterThan(0);
+      expect(served!.metricsUrl).toBe(`http://127.0.0.1:${port}/metrics`);
+      const samples = await scrape(served!.metricsUrl as string);
+      expect(samples.find((s) => s.name === 'txsim_statement_lines_total')?.labels).toMatchObject({ process: 'accounting' });
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
   });
 });

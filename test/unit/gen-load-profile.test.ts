@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { constantProfile, LoadProfile, parseDurationMs, parseProfile } from '../../src/gen/load-profile.js';
 import { UsageError } from '../../src/errors.js';
+import { SendSchedule } from '../../src/gen/send-schedule.js';
 
 describe('load profile: k6 stages', () => {
   // Ramp 0 → 500 in 10 s, 500 → 2000 in 30 s, hold 2000 for 60 s, 2000 → 0 in 10 s.
@@ -99,7 +100,7 @@ describe('load profile: shortcuts', () => {
     expect(short.totalCount).toBe(5_000 + 10_000 + 5_000);
   });
 
-  it('a quiet first stage delays message 0; quiet stages in between are skipped', () => {
+  it('a quiet first stage delays message 0; quiet stages in between are skipped, their boundary message waits for the next stage', () => {
     const q = new LoadProfile([
       { fromPerS: 0, toPerS: 0, durationMs: 1000 },
       { fromPerS: 100, toPerS: 100, durationMs: 1000 },
@@ -108,7 +109,9 @@ describe('load profile: shortcuts', () => {
     ]);
     expect(q.dueMs(0)).toBe(1000);
     expect(q.dueMs(50)).toBeCloseTo(1500, 9);
-    expect(q.dueMs(100)).toBeCloseTo(2000, 9);
+    expect(q.dueMs(99)).toBeCloseTo(1990, 9);
+    // N reaches 100 at 2 s, where the quiet stage begins: message 100 goes when the rate rises again.
+    expect(q.dueMs(100)).toBe(7000);
     expect(q.dueMs(101)).toBeCloseTo(7010, 9);
     expect(q.totalCount).toBe(200);
   });
@@ -117,6 +120,86 @@ describe('load profile: shortcuts', () => {
     expect(parseDurationMs('250ms')).toBe(250);
     expect(parseDurationMs('1.5m')).toBe(90_000);
     expect(parseDurationMs('1h')).toBe(3_600_000);
+  });
+});
+
+/** The stage `ms` falls in ([start, end)), or -1 past the end. */
+function stageAt(p: LoadProfile, ms: number): number {
+  let start = 0;
+  for (const [k, stage] of p.stages.entries()) {
+    if (ms >= start && ms < start + stage.durationMs) return k;
+    start += stage.durationMs;
+  }
+  return -1;
+}
+
+describe('load profile: due times, seconds and stages agree', () => {
+  const profiles: [string, LoadProfile][] = [
+    ['steps:500,0,500@10s', parseProfile('steps:500,0,500@10s')],
+    ['steps:0,300,0,0,700,0@2s', parseProfile('steps:0,300,0,0,700,0@2s')],
+    ['steps:0.3,0,7.7@10s', parseProfile('steps:0.3,0,7.7@10s')],
+    ['500@10s,0@10s,0@5s,500@10s', parseProfile('500@10s,0@10s,0@5s,500@10s')],
+    ['200@2s,400@2s,0@3s', parseProfile('200@2s,400@2s,0@3s')],
+    ['spike:500,5000@10s/2s', parseProfile('spike:500,5000@10s/2s')],
+    ['constant:333@7s', parseProfile('constant:333@7s')],
+    ['--rate 400, 1000 messages', constantProfile(400, 1000)],
+    [
+      'fractional stage counts around quiet stages',
+      new LoadProfile([
+        { fromPerS: 0.5, toPerS: 0.5, durationMs: 3000 },
+        { fromPerS: 0, toPerS: 0, durationMs: 1500 },
+        { fromPerS: 2.5, toPerS: 0, durationMs: 2000 },
+        { fromPerS: 0, toPerS: 0, durationMs: 700 },
+        { fromPerS: 0, toPerS: 9, durationMs: 1300 },
+      ]),
+    ],
+  ];
+
+  it.each(profiles)('%s: each message falls in the second the per-second due counts it in, never in a 0-rate stage', (_, p) => {
+    const seconds = Math.ceil(p.durationMs / 1000);
+    const schedule = new SendSchedule(p, p.totalCount);
+    const byDueMs = new Array<number>(seconds).fill(0);
+    const perStage = new Array<number>(p.stages.length).fill(0);
+    let last = -Infinity;
+    for (let i = 0; i < p.totalCount; i++) {
+      const t = p.dueMs(i);
+      expect(t, `message ${i}`).toBeGreaterThanOrEqual(last);
+      last = t;
+      const k = stageAt(p, t);
+      expect(k, `message ${i} at ${t} ms is inside the profile`).toBeGreaterThanOrEqual(0);
+      const stage = p.stages[k]!;
+      expect(stage.fromPerS > 0 || stage.toPerS > 0, `message ${i} at ${t} ms is in stage ${k}, whose rate is 0`).toBe(true);
+      perStage[k]!++;
+      byDueMs[Math.floor(t / 1000)]!++;
+    }
+    const bySecond = Array.from({ length: seconds }, (_, s) => schedule.dueInSecond(s));
+    expect(bySecond).toEqual(byDueMs);
+    expect(bySecond.reduce((a, b) => a + b, 0)).toBe(p.totalCount);
+    // Every stage holds ⌈N(end)⌉ − ⌈N(start)⌉ messages: its integral when that is whole.
+    let startMs = 0;
+    const whole = (n: number) => Math.ceil(n - 1e-9);
+    for (const [k, stage] of p.stages.entries()) {
+      expect(perStage[k], `stage ${k}`).toBe(whole(p.countUntilMs(startMs + stage.durationMs)) - whole(p.countUntilMs(startMs)));
+      startMs += stage.durationMs;
+    }
+  });
+
+  it('steps:500,0,500@10s: 5,000 messages in each busy stage, none in the quiet one; message 5000 at 20 s', () => {
+    const p = parseProfile('steps:500,0,500@10s');
+    expect(p.totalCount).toBe(10_000);
+    expect(p.dueMs(4_999)).toBeCloseTo(9_998, 9);
+    expect(p.dueMs(5_000)).toBe(20_000);
+    expect(p.dueMs(5_001)).toBeCloseTo(20_002, 9);
+    const schedule = new SendSchedule(p, p.totalCount);
+    expect(Array.from({ length: 30 }, (_, s) => schedule.dueInSecond(s))).toEqual([
+      ...new Array<number>(10).fill(500),
+      ...new Array<number>(10).fill(0),
+      ...new Array<number>(10).fill(500),
+    ]);
+    expect(p.firstIndexDueFrom(10_000)).toBe(5_000);
+    expect(p.firstIndexDueFrom(20_000)).toBe(5_000);
+    expect(p.firstIndexDueFrom(20_001)).toBe(5_001);
+    expect(p.firstIndexDueFrom(1e9)).toBe(10_000);
   });
 });
 

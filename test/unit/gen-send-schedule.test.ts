@@ -41,6 +41,28 @@ describe('instances: disjoint shares whose union is the run', () => {
     }
     expect(halves[1]!.dueMs(401)).toBe(profile.dueMs(401));
   });
+
+  it("each instance's per-second due counts its own messages in the second their due time falls in, none in a quiet step", () => {
+    const profile = parseProfile('steps:7,0,0,5.5,0@1s');
+    const count = profile.totalCount;
+    expect(count).toBe(13);
+    for (const n of [1, 2, 3]) {
+      for (let k = 1; k <= n; k++) {
+        const schedule = new SendSchedule(profile, count, { no: k, count: n });
+        const expected = new Array<number>(5).fill(0);
+        for (const i of schedule.indices()) expected[Math.floor(schedule.dueMs(i)! / 1000)]!++;
+        expect(
+          Array.from({ length: 5 }, (_, s) => schedule.dueInSecond(s)),
+          `instance ${k}/${n}`,
+        ).toEqual(expected);
+        expect(expected[1]! + expected[2]! + expected[4]!).toBe(0);
+      }
+    }
+    // Message 7 is due where the 5.5/s step begins (3 s), not at 1 s where the quiet steps begin.
+    expect(profile.dueMs(7)).toBe(3000);
+    // A shortened run (<count> below the profile's) counts only the messages it sends.
+    expect(new SendSchedule(profile, 9).dueInSecond(3)).toBe(2);
+  });
 });
 
 describe('lateness: counted, measured, dropped, per second', () => {

@@ -23,10 +23,13 @@ describe('worker batching', () => {
     await sleep(50);
     expect(h.calls.map((c) => c.length)).toEqual([5, 5]);
     expect(h.running.now).toBe(2);
+    // In flight: every delivery not yet settled, the ten in the running batches and the ten waiting.
+    expect(h.worker.metrics.inFlight).toBe(20);
     held.open();
     await until(() => h!.broker.acked.length === 20, 'all 20 acked');
     expect(h.calls.map((c) => c.length)).toEqual([5, 5, 5, 5]);
     expect(h.running.max).toBe(2);
+    await until(() => h!.worker.metrics.inFlight === 0, 'nothing in flight');
   });
 
   it('a partial batch waits batchWaitMs for more messages before it is applied', async () => {
