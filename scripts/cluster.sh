@@ -15,7 +15,12 @@
 # Debian's package (rabbitmq-server) and root, which runs the nodes as the rabbitmq user with its Erlang
 # cookie. With Docker instead: docker compose -f docker-compose.cluster.yml up -d (same ports).
 #
-# Environment: TXSIM_CLUSTER_DIR, TXSIM_CLUSTER_WAIT_S (how long to wait for a node, default 90).
+# `up` resets a node only to join it the first time (its data holds no cluster but itself). A node that does
+# not answer cluster_status (after retries), or whose data already names other members, is left untouched and
+# `up` fails saying what to check: resetting a member would drop its quorum-queue replicas.
+#
+# Environment: TXSIM_CLUSTER_DIR, TXSIM_CLUSTER_WAIT_S (how long to wait for a node, default 90),
+# TXSIM_CLUSTER_CTL_TIMEOUT_S (how long one rabbitmqctl call may take, default 60).
 # Exit codes (txsim's): 0 done, 2 usage, 3 RabbitMQ missing or a node did not come up.
 set -euo pipefail
 
@@ -27,10 +32,11 @@ PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 CLUSTER_DIR=${TXSIM_CLUSTER_DIR:-/var/tmp/txsim-rabbitmq-cluster}
 WAIT_S=${TXSIM_CLUSTER_WAIT_S:-90}
+CTL_TIMEOUT_S=${TXSIM_CLUSTER_CTL_TIMEOUT_S:-60}
 NODES=(1 2 3)
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 node_name() { printf 'txsim%s@localhost' "$1"; }
@@ -67,7 +73,7 @@ require_rabbitmq() {
 nodectl() {
   local n=$1
   shift
-  txsim_bounded 60 runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$(node_name "$n")" "$@"
+  txsim_bounded "$CTL_TIMEOUT_S" runuser -u rabbitmq -- env HOME=/var/lib/rabbitmq /usr/lib/rabbitmq/bin/rabbitmqctl -q -n "$(node_name "$n")" "$@"
 }
 
 pid_of() {
@@ -100,7 +106,8 @@ EOF
 
 start_node() {
   local n=$1
-  if is_running "$n"; then
+  # A live pid counts too: a node too busy to answer `status` must not be started a second time.
+  if pid_of "$n" >/dev/null || is_running "$n"; then
     return 0
   fi
   write_files "$n"
@@ -118,32 +125,70 @@ start_node() {
   done
 }
 
-# The running members of node n's cluster, one per line.
-members_of() {
-  nodectl "$1" cluster_status --formatter json 2>/dev/null |
-    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{try{for(const m of JSON.parse(s).running_nodes??[])console.log(m)}catch{}})'
+# Node n's own view of its cluster, into VIEW_DISK (every member its data names, stopped ones too) and
+# VIEW_RUNNING (the members running now), space-separated. Returns 1 when the node did not answer
+# cluster_status or its answer could not be read: that says nothing about membership.
+cluster_view() {
+  local json parsed
+  VIEW_DISK='' VIEW_RUNNING=''
+  json=$(nodectl "$1" cluster_status --formatter json 2>/dev/null) || return 1
+  parsed=$(printf '%s' "$json" | node -e '
+    let s = "";
+    process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      let j;
+      try { j = JSON.parse(s); } catch { process.exit(1); }
+      const list = (k) => (Array.isArray(j[k]) ? j[k] : []);
+      if (!Array.isArray(j.running_nodes)) process.exit(1);
+      console.log([...list("disk_nodes"), ...list("ram_nodes")].join(" "));
+      console.log(list("running_nodes").join(" "));
+    });') || return 1
+  VIEW_DISK=$(sed -n 1p <<<"$parsed")
+  VIEW_RUNNING=$(sed -n 2p <<<"$parsed")
 }
 
-in_cluster() {
-  local n=$1 first
-  first=$(node_name 1)
-  [[ $n -eq 1 ]] && return 0
-  members_of "$n" | grep -qx "$first"
+# cluster_view, tried up to 3 times (a busy node can time out once).
+cluster_view_retry() {
+  local attempt
+  for attempt in 1 2 3; do
+    cluster_view "$1" && return 0
+    ((attempt < 3)) && sleep 2
+  done
+  return 1
 }
+
+has_word() { [[ " $1 " == *" $2 "* ]]; }
 
 join_node() {
-  local n=$1
-  in_cluster "$n" && return 0
-  txsim_say "joining $(node_name "$n") to $(node_name 1)"
-  # rabbitmqctl prints the joining node's boot warnings on stderr: kept in the node's log folder, not shown.
-  local log
+  local n=$1 self first log
+  self=$(node_name "$n")
+  first=$(node_name 1)
+  cluster_view_retry "$n" ||
+    txsim_die 3 "$self did not answer cluster_status (3 tries, ${CTL_TIMEOUT_S}s each): left as it is, not reset. Check it with 'rabbitmqctl -n $self cluster_status' and its logs in $(node_dir "$n")/log/, then run up again"
+  if has_word "$VIEW_DISK" "$first"; then
+    # Already a member (its data says so). Node 1 may be reconnecting after a restart: give it a moment.
+    local deadline=$((SECONDS + WAIT_S))
+    until has_word "$VIEW_RUNNING" "$first"; do
+      ((SECONDS < deadline)) ||
+        txsim_die 3 "$self is a member of $first's cluster (its data says so) but does not see $first running (running: ${VIEW_RUNNING:-none}): left as it is, not reset. Check both nodes' logs under $CLUSTER_DIR (a partition, or $first's data replaced?)"
+      sleep 2
+      cluster_view_retry "$n" || txsim_die 3 "$self stopped answering cluster_status: left as it is, not reset; see $(node_dir "$n")/log/"
+    done
+    return 0
+  fi
+  if [[ $VIEW_DISK != "$self" ]]; then
+    txsim_die 3 "$self already belongs to another cluster (members: ${VIEW_DISK:-unknown}), not $first's: not resetting it, which would drop its data. Check which cluster holds the data you want; '$0 down --purge' starts over"
+  fi
+  cluster_view_retry 1 || txsim_die 3 "$first did not answer cluster_status: cannot join $self to it; see $(node_dir 1)/log/"
+  txsim_say "joining $self to $first"
+  # A fresh node alone in its own cluster: reset (it holds nothing) and join. rabbitmqctl prints the joining
+  # node's boot warnings on stderr: kept in the node's log folder, not shown.
   log="$(node_dir "$n")/log/join.log"
   {
     nodectl "$n" stop_app &&
       nodectl "$n" reset &&
-      nodectl "$n" join_cluster "$(node_name 1)" &&
+      nodectl "$n" join_cluster "$first" &&
       nodectl "$n" start_app
-  } >"$log" 2>&1 || txsim_die 3 "$(node_name "$n") could not join $(node_name 1): see $log"
+  } >"$log" 2>&1 || txsim_die 3 "$self could not join $first: see $log"
 }
 
 stop_node() {
@@ -161,8 +206,10 @@ status_line() {
   local n=$1 pid state
   pid=$(pid_of "$n" || printf '-')
   if is_running "$n"; then
-    if in_cluster "$n" && [[ $(members_of "$n" | wc -l) -ge 1 ]]; then
-      state="running in-cluster($(members_of "$n" | wc -l | tr -d ' ') running)"
+    if ! cluster_view "$n"; then
+      state='running not-answering-cluster_status'
+    elif has_word "$VIEW_RUNNING" "$(node_name 1)" && { [[ $n -eq 1 ]] || has_word "$VIEW_DISK" "$(node_name 1)"; }; then
+      state="running in-cluster($(wc -w <<<"$VIEW_RUNNING" | tr -d ' ') running)"
     else
       state='running not-in-cluster'
     fi
