@@ -713,7 +713,10 @@ class RunPublisher {
     if (this.currentSession().closed && !(await this.reopen())) return false;
     this.broken = false;
     this.hooks.onRecover?.(this.unconfirmed.size);
-    for (const [index, entry] of [...this.unconfirmed.entries()].sort((a, b) => a[0] - b[0])) {
+    // In the order they were first sent (a Map keeps its first insertion's place when a re-send sets the
+    // key again), so each account's messages go out again in their sequence order. Sorting by key put the
+    // follow-ups (keyed below zero) first, newest first, ahead of every primary message.
+    for (const [index, entry] of [...this.unconfirmed.entries()]) {
       try {
         await this.send(index, entry);
       } catch {
