@@ -24,8 +24,13 @@ export interface LeaseTiming {
 
 export const DEFAULT_LEASE_TIMING: LeaseTiming = { heartbeatMs: 1_000, leaseMs: 6_000 };
 
-/** Longest a partition being given up waits for its in-flight messages before its lease is released anyway. */
-const RELEASE_DRAIN_MAX_MS = 60_000;
+/**
+ * How long a partition being given up may wait for its in-flight messages before a warning says so. Its
+ * lease is kept (and renewed) until they are settled, however long that takes: released earlier, the next
+ * holder would apply the partition's later messages while this worker still retries an earlier one in
+ * place (up to --max-attempts, each after a retry delay and a lock wait: over a minute with the defaults).
+ */
+const RELEASE_DRAIN_WARN_MS = 60_000;
 
 /**
  * The consumers of an ordered worker (README "Per-account ordering"): one per partition queue this
@@ -44,6 +49,8 @@ export class PartitionConsumers {
   private readonly owned = new Set<number>();
   /** Partitions being given up: consumer cancelled, waiting for their in-flight messages. */
   private readonly releasing = new Map<number, number>();
+  /** Partitions being given up whose long drain was already warned about. */
+  private readonly drainWarned = new Set<number>();
   /** Unsettled deliveries and their partition. */
   private readonly inFlight = new Map<ConsumeMessage, number>();
   private paused = false;
@@ -57,7 +64,7 @@ export class PartitionConsumers {
     private readonly queues: readonly string[],
     private readonly onMessage: (delivery: Delivery) => void,
     private readonly store: PartitionLeaseStore,
-    private readonly options: { readonly workerId: string; readonly timing: LeaseTiming },
+    private readonly options: { readonly workerId: string; readonly timing: LeaseTiming; readonly drainWarnMs?: number },
     private readonly log: Logger,
   ) {}
 
@@ -136,6 +143,7 @@ export class PartitionConsumers {
     for (const p of this.owned) void this.consumers.get(p)?.pause();
     this.owned.clear();
     this.releasing.clear();
+    this.drainWarned.clear();
   }
 
   private async tick(): Promise<void> {
@@ -154,7 +162,19 @@ export class PartitionConsumers {
     // Held in the database but not here: leases of an earlier run of this worker id.
     for (const p of view.held) if (!this.owned.has(p)) this.take(p);
     for (const [p, sinceMs] of this.releasing) {
-      if (this.inFlightOf(p) > 0 && Date.now() - sinceMs < RELEASE_DRAIN_MAX_MS) continue;
+      const inFlight = this.inFlightOf(p);
+      if (inFlight > 0) {
+        const waitedMs = Date.now() - sinceMs;
+        if (waitedMs >= (this.options.drainWarnMs ?? RELEASE_DRAIN_WARN_MS) && !this.drainWarned.has(p)) {
+          this.drainWarned.add(p);
+          this.log.warn(
+            { partition: p, inFlight, waitedMs },
+            'partition being given up still has messages in flight; keeping its lease until they are settled',
+          );
+        }
+        continue;
+      }
+      this.drainWarned.delete(p);
       await this.store.release(workerId, p);
       this.owned.delete(p);
       this.releasing.delete(p);
@@ -186,6 +206,7 @@ export class PartitionConsumers {
   private take(p: number): void {
     this.owned.add(p);
     this.releasing.delete(p);
+    this.drainWarned.delete(p);
     const existing = this.consumers.get(p);
     if (existing) {
       if (!this.paused) void existing.resume();

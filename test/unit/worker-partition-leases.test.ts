@@ -73,20 +73,21 @@ const QUEUES = ['p0', 'p1', 'p2', 'p3'];
 const TIMING = { heartbeatMs: 10, leaseMs: 1_000 };
 const running: PartitionConsumers[] = [];
 
-function worker(store: MemoryLeases, id: string) {
+function worker(store: MemoryLeases, id: string, drainWarnMs?: number) {
   const fake = fakeChannel();
   const delivered: Delivery[] = [];
+  const { log, lines } = recordingLogger();
   const pc = new PartitionConsumers(
     fake.channel,
     QUEUES,
     (d) => delivered.push(d),
     store,
-    { workerId: id, timing: TIMING },
-    recordingLogger().log,
+    { workerId: id, timing: TIMING, ...(drainWarnMs === undefined ? {} : { drainWarnMs }) },
+    log,
   );
   running.push(pc);
   pc.start();
-  return { pc, ...fake, delivered };
+  return { pc, ...fake, delivered, lines };
 }
 
 async function until(check: () => boolean, what: string): Promise<void> {
@@ -134,6 +135,24 @@ describe('PartitionConsumers (the lease balancer of an ordered worker)', () => {
     await until(() => store.heldBy('b').length === 2, 'b to get partition 3 after the ack');
     expect(store.heldBy('a')).toEqual([0, 1]);
     expect(b.subscribed()).toEqual([2, 3]);
+  });
+
+  it('keeps the lease of a partition being given up for as long as a message of it is in flight, and says so', async () => {
+    const store = new MemoryLeases(4);
+    const a = worker(store, 'a', 50);
+    await until(() => a.pc.active.length === 4, 'a to hold 4');
+    // A message of partition 3 retries in place for longer than the drain's warning time (a minute by default).
+    const msg = { fields: { deliveryTag: 1 } } as ConsumeMessage;
+    a.consumers.get('p3')!.onMessage({ msg, generation: 1 });
+    const b = worker(store, 'b');
+    await until(() => b.pc.active.length === 1, 'b to claim the free partition');
+    await until(() => a.lines.some((l) => l.msg.startsWith('partition being given up still has messages in flight')), 'the warning');
+    await new Promise((r) => setTimeout(r, 300));
+    // Never released while in flight: b would apply the partition's later messages first.
+    expect(store.heldBy('a')).toEqual([0, 1, 3]);
+    expect(a.lines.filter((l) => l.msg.startsWith('partition being given up')).map((l) => l.partition)).toEqual([3]);
+    a.pc.settled(msg);
+    await until(() => store.heldBy('b').length === 2, 'b to get partition 3 after the ack');
   });
 
   it('a worker that dies without leaving loses its partitions when the lease expires', async () => {
