@@ -63,7 +63,9 @@ export class ServiceRefusedError extends FatalError {
     cause: unknown,
   ) {
     super(
-      `${service} at ${endpoint} refused the connection: ${describeCause(cause)} (check the user and password in the URL)`,
+      isRefusedVhost(cause)
+        ? `${service} at ${endpoint} refused to open the virtual host in the URL's path (check that it exists and that the user may use it)`
+        : `${service} at ${endpoint} refused the connection: ${describeCause(cause)} (check the user and password in the URL)`,
       ExitCode.serviceUnavailable,
       { cause },
     );
@@ -72,7 +74,16 @@ export class ServiceRefusedError extends FatalError {
 
 /** The AMQP handshake was refused for good (a wrong user or password, a virtual host that does not exist or is not allowed). */
 export function isRefusedLogin(err: unknown): boolean {
-  return err instanceof Error && /\b(ACCESS[-_]REFUSED|NOT[-_]ALLOWED)\b/.test(err.message);
+  return err instanceof Error && (/\b(ACCESS[-_]REFUSED|NOT[-_]ALLOWED)\b/.test(err.message) || isRefusedVhost(err));
+}
+
+/**
+ * The broker closed the connection in answer to connection.open: RabbitMQ's NOT_ALLOWED for a virtual
+ * host that does not exist or that the user has no permission on. amqplib drops the server's reason
+ * from this error ("Expected ConnectionOpenOk; got <ConnectionClose …>"), so it is told by its shape.
+ */
+function isRefusedVhost(err: unknown): boolean {
+  return err instanceof Error && /Expected ConnectionOpenOk; got <ConnectionClose/.test(err.message);
 }
 
 /** `verify` found a violation of the bank invariant or an unaccounted id. */

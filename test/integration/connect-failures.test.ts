@@ -107,6 +107,19 @@ describe('broker unreachable, or not a broker, at start', () => {
     });
   }
 
+  it('worker: a virtual host that does not exist is refused at once, not waited on as an outage', async () => {
+    // With a minute to connect, the run's 30 s limit is only met by giving up at the refusal.
+    const r = await runTxsim(
+      ['worker', '--connect-timeout', '60', '--amqp-url', 'amqp://guest:guest@127.0.0.1:5672/no_such_vhost'],
+      env,
+      30_000,
+    );
+    expect(r.code, r.stderr).toBe(3);
+    expect(linesOf(r.stderr), r.stderr).toEqual([
+      "txsim: rabbitmq at amqp://guest:***@127.0.0.1:5672/no_such_vhost refused to open the virtual host in the URL's path (check that it exists and that the user may use it)",
+    ]);
+  });
+
   it('gen: what answers at the address is not an AMQP server', async () => {
     const r = await runTxsim(['gen', '5', '--amqp-url', `amqp://guest:${PASSWORD}@127.0.0.1:${httpPort}`], env, 30_000);
     expect(r.code, r.stderr).toBe(3);
