@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 
 /** A UUID in either case: ids from outside (flags, requests, message ids) are lowercased after this check. */
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -18,6 +18,20 @@ export function uuidV5(namespace: string, name: string): string {
   hash[6] = ((hash[6] ?? 0) & 0x0f) | 0x50;
   hash[8] = ((hash[8] ?? 0) & 0x3f) | 0x80;
   const hex = hash.subarray(0, 16).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
+
+/**
+ * An RFC 9562 version-8 UUID of HMAC-SHA256(`key`, `name`): the same key and name always give the same
+ * id, and without the key nobody can compute it. Ids derived from text a client chose (an
+ * Idempotency-Key, a webhook's transaction_id) are made this way: a name-based v5 UUID of that text is
+ * public arithmetic, so another account could take the id first.
+ */
+export function keyedUuid(key: Buffer, name: string): string {
+  const bytes = createHmac('sha256', key).update(name, 'utf8').digest().subarray(0, 16);
+  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x80; // version 8
+  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80; // RFC variant
+  const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 

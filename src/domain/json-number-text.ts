@@ -63,34 +63,56 @@ function stringLiteralValue(literal: string): string | null {
   }
 }
 
-/** Marks a JSON number's text while parsing; JSON text cannot contain a raw NUL, so nothing collides. */
-const NUMBER_MARK = '\u0000n:';
-
 /**
  * JSON.parse, except that the numbers of the fields named in `keepText` arrive as their source text
  * (a string), so a decimal amount is never rounded by a float on its way in. Other numbers are
- * parsed as JSON.parse would; strings are left alone.
+ * parsed as JSON.parse would; strings are left alone — whatever they hold, no string of the text is
+ * ever read as a number.
  */
 export function parseJsonKeepingNumberText(text: string, keepText: ReadonlySet<string>): unknown {
+  // Each number literal is rewritten as a string that starts with a mark, then turned back. The mark
+  // must not start any string value of the text itself: a JSON string may hold U+0000 (escaped as
+  // \u0000), so a fixed mark could be forged and a string read as a number. The mark is therefore
+  // chosen from the text: NUL, n, the first k that no string value's start claims, and a colon.
+  const mark = unusedMark(JSON.parse(text));
   let out = '';
   let copied = 0;
   scanNumberLiterals(text, (start, end) => {
-    out += text.slice(copied, start) + JSON.stringify(NUMBER_MARK + text.slice(start, end));
+    out += text.slice(copied, start) + JSON.stringify(mark + text.slice(start, end));
     copied = end;
     return false;
   });
-  return restoreNumbers(JSON.parse(out + text.slice(copied)), null, keepText);
+  return restoreNumbers(JSON.parse(out + text.slice(copied)), null, keepText, mark);
 }
 
-function restoreNumbers(value: unknown, key: string | null, keepText: ReadonlySet<string>): unknown {
+/**
+ * `\u0000n<k>:` with the smallest k that no string value of `parsed` starts with. A string starts
+ * with at most one such prefix (the digits end at the colon), so k is at most the number of string
+ * values that start with NUL — nearly always 0.
+ */
+function unusedMark(parsed: unknown): string {
+  const claimed = new Set<string>();
+  const visit = (value: unknown): void => {
+    if (typeof value === 'string') {
+      if (!value.startsWith('\u0000n')) return;
+      const colon = value.indexOf(':', 2);
+      if (colon > 2 && /^\d+$/.test(value.slice(2, colon))) claimed.add(value.slice(0, colon + 1));
+    } else if (Array.isArray(value)) value.forEach(visit);
+    else if (value !== null && typeof value === 'object') Object.values(value).forEach(visit);
+  };
+  visit(parsed);
+  for (let k = 0; ; k++) if (!claimed.has(`\u0000n${k}:`)) return `\u0000n${k}:`;
+}
+
+function restoreNumbers(value: unknown, key: string | null, keepText: ReadonlySet<string>, mark: string): unknown {
   if (typeof value === 'string') {
-    if (!value.startsWith(NUMBER_MARK)) return value;
-    const literal = value.slice(NUMBER_MARK.length);
+    if (!value.startsWith(mark)) return value;
+    const literal = value.slice(mark.length);
     return key !== null && keepText.has(key) ? literal : Number(literal);
   }
-  if (Array.isArray(value)) return value.map((v) => restoreNumbers(v, null, keepText));
+  if (Array.isArray(value)) return value.map((v) => restoreNumbers(v, null, keepText, mark));
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, restoreNumbers(v, k, keepText)]));
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, restoreNumbers(v, k, keepText, mark)]));
   }
   return value;
 }

@@ -125,15 +125,29 @@ export const CLOSE = {
   policy: 1008,
 } as const;
 
+/**
+ * One transaction a client follows. Its final state can come two ways — a live event, and the read
+ * made when the client subscribed — and goes out once: the watch stays until both the read has
+ * answered and the final state was sent, then it is forgotten (a later subscribe to the same id is a
+ * new watch, answered anew).
+ */
+interface TransactionWatch {
+  /** The subscribe-time read has not answered yet. */
+  reading: boolean;
+  /** The final state went out (live, while the read was running); the read's answer is then dropped. */
+  finalSent: boolean;
+}
+
 interface ClientState {
   readonly principal: Principal;
-  readonly transactions: Set<string>;
+  readonly transactions: Map<string, TransactionWatch>;
   readonly accounts: Set<number>;
   all: boolean;
-  /** Transactions whose final state was already sent (a live event and a DB read can both bring it). */
-  readonly finished: Set<string>;
   closed: boolean;
 }
+
+/** What a subscribe did: registered, already there (nothing more to do), or refused over the bound. */
+export type SubscribeResult = 'ok' | 'already' | 'too_many';
 
 export interface FeedHubOptions {
   /** A client with more than this many bytes unsent is told and disconnected. */
@@ -155,14 +169,14 @@ export class FeedHub {
   }
 
   add(client: FeedClient, principal: Principal): void {
-    this.clients.set(client, { principal, transactions: new Set(), accounts: new Set(), all: false, finished: new Set(), closed: false });
+    this.clients.set(client, { principal, transactions: new Map(), accounts: new Set(), all: false, closed: false });
   }
 
   remove(client: FeedClient): void {
     const state = this.clients.get(client);
     if (!state) return;
     state.closed = true;
-    for (const id of state.transactions) this.unindex(this.byTransaction, id, client);
+    for (const id of state.transactions.keys()) this.unindex(this.byTransaction, id, client);
     for (const id of state.accounts) this.unindex(this.byAccount, id, client);
     this.allClients.delete(client);
     this.clients.delete(client);
@@ -170,14 +184,18 @@ export class FeedHub {
 
   /**
    * Registers a subscription (authorization is the caller's: it knows the transaction's account).
-   * Registered before the caller reads the current state, so an event between the two is not lost.
+   * Registered before the caller reads the current state, so an event between the two is not lost;
+   * the caller then hands the read's result to `answerSubscribe`. A subscription the client holds
+   * already is `already`: nothing to read again, and it does not count twice against the bound.
    */
-  subscribe(client: FeedClient, subscription: Subscription): 'ok' | 'too_many' {
+  subscribe(client: FeedClient, subscription: Subscription): SubscribeResult {
     const state = this.clients.get(client);
     if (!state) return 'ok';
-    if (state.transactions.size + state.accounts.size >= this.options.subscriptionsMax) return 'too_many';
+    if (subscription.kind === 'transaction' && state.transactions.has(subscription.id)) return 'already';
+    if (subscription.kind === 'account' && state.accounts.has(subscription.id)) return 'already';
+    if (subscription.kind !== 'all' && state.transactions.size + state.accounts.size >= this.options.subscriptionsMax) return 'too_many';
     if (subscription.kind === 'transaction') {
-      state.transactions.add(subscription.id);
+      state.transactions.set(subscription.id, { reading: true, finalSent: false });
       this.index(this.byTransaction, subscription.id, client);
     } else if (subscription.kind === 'account') {
       state.accounts.add(subscription.id);
@@ -189,7 +207,28 @@ export class FeedHub {
     return 'ok';
   }
 
-  /** Takes back a transaction subscription (it named a transaction the client may not see). */
+  /**
+   * The subscribe-time read of a transaction answered: `event` is its current state, or null when
+   * the client may not know of it (never seen, or another account's — answered alike, so the feed
+   * does not tell which ids exist). Null is acknowledged as `status: unknown` and the watch waits.
+   */
+  answerSubscribe(client: FeedClient, id: string, event: FeedEvent | null): void {
+    const state = this.clients.get(client);
+    const watch = state?.transactions.get(id);
+    if (!state || !watch) return;
+    watch.reading = false;
+    if (watch.finalSent) {
+      state.transactions.delete(id); // its final state went out live meanwhile: said once is enough
+      return;
+    }
+    if (event === null) {
+      if (!state.closed) client.send(JSON.stringify({ subscribed: { kind: 'transaction', id }, status: 'unknown' }));
+      return;
+    }
+    this.deliver(client, event);
+  }
+
+  /** Takes back a transaction subscription (its subscribe-time read failed: the client may simply subscribe again). */
   unsubscribeTransaction(client: FeedClient, id: string): void {
     const state = this.clients.get(client);
     if (!state) return;
@@ -234,11 +273,6 @@ export class FeedHub {
     for (const client of targets) this.deliver(client, event);
   }
 
-  /** Sends the current state of a transaction to one client (the answer to its subscribe). */
-  deliverTo(client: FeedClient, event: FeedEvent): void {
-    this.deliver(client, event);
-  }
-
   private deliver(client: FeedClient, event: FeedEvent): void {
     const state = this.clients.get(client);
     if (!state || state.closed) return;
@@ -246,22 +280,26 @@ export class FeedHub {
     // not deliver another account's transaction that later turns up under it.
     if (!mayActFor(state.principal, event.accountId)) return;
     const final = event.event !== 'stage' && FINAL_STATES.has(event.event);
-    const watchesTransaction = state.transactions.has(event.transactionId);
-    if (watchesTransaction && state.finished.has(event.transactionId)) return; // its final state went out already
+    const watch = state.transactions.get(event.transactionId);
+    if (watch?.finalSent) return; // its final state went out already
     if (client.bufferedBytes > this.options.sendBufferBytesMax) {
       this.drop(client, state);
       return;
     }
     client.send(JSON.stringify(event));
-    if (watchesTransaction && final) {
-      state.finished.add(event.transactionId);
-      state.transactions.delete(event.transactionId);
-      this.unindex(this.byTransaction, event.transactionId, client);
-      // A connection made for one transaction ends with it; one that follows more stays open.
-      if (state.transactions.size === 0 && state.accounts.size === 0 && !state.all) {
-        state.closed = true;
-        client.close(CLOSE.normal, 'final state sent');
-      }
+    if (watch && final) this.finish(client, state, event.transactionId, watch);
+  }
+
+  /** A watched transaction's final state went out: the watch ends (once its read, if running, has answered). */
+  private finish(client: FeedClient, state: ClientState, id: string, watch: TransactionWatch): void {
+    watch.finalSent = true;
+    this.unindex(this.byTransaction, id, client);
+    if (!watch.reading) state.transactions.delete(id);
+    // A connection made for one transaction ends with it; one that follows more stays open.
+    const waiting = [...state.transactions.values()].some((w) => !w.finalSent);
+    if (!waiting && state.accounts.size === 0 && !state.all) {
+      state.closed = true;
+      client.close(CLOSE.normal, 'final state sent');
     }
   }
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { dailyFigures, trafficDays } from '../db/api-accounts.js';
 import { TRANSACTION_TYPES } from '../domain/transaction.js';
-import { invalid } from './api-error.js';
+import { forbidden, invalid } from './api-error.js';
 import { principalOf } from './auth.js';
 import type { ServeContext } from './serve-context.js';
 
@@ -33,8 +33,9 @@ export function analyticsRoutes(app: FastifyInstance, ctx: ServeContext): void {
     async (request) => {
       const principal = principalOf(request);
       const q = request.query;
+      // Another account's id is a 403, as for GET /v1/accounts/{id}: the caller chose it, so nothing leaks.
       if (principal.kind === 'account' && q.account !== undefined && q.account !== principal.accountId)
-        throw invalid('account tokens see their own account only', [{ path: '/account', message: `must be ${principal.accountId}` }]);
+        throw forbidden(`this token may not read account ${q.account}`);
       const accountId = principal.kind === 'account' ? principal.accountId : (q.account ?? null);
       const span = q.from && q.to ? null : await trafficDays(ctx.db, accountId);
       const from = q.from ?? span?.first ?? null;

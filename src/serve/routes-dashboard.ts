@@ -11,6 +11,7 @@ import type { DashboardFrame } from './dashboard-stats.js';
 import type { FeedClient } from './feed-hub.js';
 import type { ServeContext } from './serve-context.js';
 import { tokenWatchOf } from './token-check.js';
+import { logUpgrade } from './request-log.js';
 
 /**
  * The browser dashboard: `GET /` (plain HTML, ES modules and CSS from web/, uPlot from its
@@ -86,6 +87,7 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ServeContext): void {
       },
     },
     (socket, request) => {
+      logUpgrade(request);
       const principal = principalOf(request);
       const send = (text: string) => {
         if (socket.readyState === socket.OPEN && socket.bufferedAmount <= DASHBOARD_BUFFER_BYTES_MAX) socket.send(text);

@@ -2,7 +2,9 @@ import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { principalOf } from './auth.js';
 import { type FeedClient, type FeedHub, type Subscription } from './feed-hub.js';
-import { mayActFor, type Principal } from './principal.js';
+import { mayActFor, rateKeyOf, type Principal } from './principal.js';
+import type { RateLimiter } from './rate-limit.js';
+import { logUpgrade } from './request-log.js';
 import type { ServeContext } from './serve-context.js';
 import { tokenWatchOf } from './token-check.js';
 import { feedEventOfView, readTransactionView } from './transaction-status.js';
@@ -21,8 +23,8 @@ function feedClientOf(socket: WebSocket): FeedClient {
   };
 }
 
-function sendError(client: FeedClient, code: string, message: string): void {
-  client.send(JSON.stringify({ error: { code, message, details: null } }));
+function sendError(client: FeedClient, code: string, message: string, details: unknown = null): void {
+  client.send(JSON.stringify({ error: { code, message, details } }));
 }
 
 /** Parses one client message into a subscription, or says what is wrong with it. */
@@ -45,30 +47,34 @@ async function subscribe(ctx: ServeContext, hub: FeedHub, client: FeedClient, pr
   if (sub.kind === 'all' && principal.kind !== 'admin') return sendError(client, 'forbidden', 'only an admin token may subscribe to all');
   if (sub.kind === 'account' && !mayActFor(principal, sub.id))
     return sendError(client, 'forbidden', `this token may not follow account ${sub.id}`);
-  if (hub.subscribe(client, sub) === 'too_many')
-    return sendError(client, 'too_many_subscriptions', 'too many subscriptions on one connection');
-  if (sub.kind !== 'transaction') return client.send(JSON.stringify({ subscribed: sub }));
+  const result = hub.subscribe(client, sub);
+  if (result === 'too_many') return sendError(client, 'too_many_subscriptions', 'too many subscriptions on one connection');
+  // Held already: its current state was sent (or is on its way); no second read of the database.
+  if (result === 'already' || sub.kind !== 'transaction') return client.send(JSON.stringify({ subscribed: sub }));
   // Subscribed before reading, so an outcome that commits in between is not missed; the hub sends a
   // final state only once whichever way it comes.
-  const view = await readTransactionView(ctx.db, sub.id);
-  // Not seen yet: wait for it (a client may subscribe before it posts). The hub delivers only
-  // events of accounts the token may see, so waiting on another account's id shows nothing.
-  if (!view) return client.send(JSON.stringify({ subscribed: sub, status: 'unknown' }));
-  if (!mayActFor(principal, view.accountId)) {
-    hub.unsubscribeTransaction(client, sub.id);
-    return sendError(client, 'not_found', `transaction ${sub.id} not found`);
+  let view;
+  try {
+    view = await readTransactionView(ctx.db, sub.id);
+  } catch (err) {
+    hub.unsubscribeTransaction(client, sub.id); // so that subscribing again reads again
+    throw err;
   }
-  hub.deliverTo(client, feedEventOfView(view));
+  // Not seen yet, or another account's: both wait, answered alike (`status: unknown`), so the feed
+  // does not tell which ids exist — as GET answers 404 for both. A client may subscribe before it
+  // posts; the hub delivers only events of accounts the token may see, so another's shows nothing.
+  hub.answerSubscribe(client, sub.id, view && mayActFor(principal, view.accountId) ? feedEventOfView(view) : null);
 }
 
 /**
  * `GET /v1/stream` as a WebSocket. The token comes with the upgrade (`?token=` or `Authorization`),
  * checked by the auth hook before the upgrade, so a bad one is an HTTP 401. Subscriptions arrive as
- * JSON messages; each state change is one JSON event. Ping every `heartbeatMs`; a client that did
- * not answer the previous ping is cut off. A socket whose token is revoked or expires is closed with
- * 1008 (see TokenWatch).
+ * JSON messages; each state change is one JSON event. Every message counts against the token's
+ * `limiter` bucket like a request (a subscribe costs database reads). Ping every `heartbeatMs`; a
+ * client that did not answer the previous ping is cut off. A socket whose token is revoked or expires
+ * is closed with 1008 (see TokenWatch).
  */
-export function streamRoutes(app: FastifyInstance, ctx: ServeContext): void {
+export function streamRoutes(app: FastifyInstance, ctx: ServeContext, limiter: RateLimiter): void {
   const { hub } = ctx;
   const tokens = tokenWatchOf(app, ctx);
   app.get(
@@ -82,6 +88,7 @@ export function streamRoutes(app: FastifyInstance, ctx: ServeContext): void {
       },
     },
     (socket, request) => {
+      logUpgrade(request);
       const principal = principalOf(request);
       const client = feedClientOf(socket);
       hub.add(client, principal);
@@ -90,6 +97,14 @@ export function streamRoutes(app: FastifyInstance, ctx: ServeContext): void {
       // The listener is attached at once: messages sent while an async setup ran would be lost.
       socket.on('message', (data, isBinary) => {
         if (socket.readyState !== socket.OPEN) return; // closing (its token ended, say): subscribes are moot
+        const decision = limiter.take(rateKeyOf(principal));
+        if (!decision.allowed)
+          return sendError(
+            client,
+            'rate_limited',
+            `more than ${ctx.options.rateLimitPerS} requests/s on this token (feed messages count); nothing done`,
+            { retryAfterS: decision.retryAfterS },
+          );
         const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
         if (isBinary || bytes.length > CLIENT_MESSAGE_BYTES_MAX)
           return sendError(client, 'invalid_message', `send JSON text of at most ${CLIENT_MESSAGE_BYTES_MAX} bytes`);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { uuidV5, TXSIM_UUID_NAMESPACE, UUID_PATTERN, UUID_SCHEMA_PATTERN } from '../domain/ids.js';
+import { UUID_PATTERN, UUID_SCHEMA_PATTERN } from '../domain/ids.js';
 import { firstNonIntegerLiteral } from '../domain/json-number-text.js';
 import { nonIntegerDetail } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
@@ -101,7 +101,7 @@ function postTransaction(app: FastifyInstance, ctx: ServeContext): void {
           ? undefined
           : UUID_PATTERN.test(key)
             ? key.toLowerCase()
-            : uuidV5(TXSIM_UUID_NAMESPACE, `${ctx.namespace}:idempotency-key:${body.accountId}:${key}`);
+            : await ctx.ids.idFor('idempotency-key', body.accountId, key);
       if (body.id !== undefined && keyId !== undefined && body.id.toLowerCase() !== keyId) {
         throw invalid('id and Idempotency-Key name different transactions', [
           { path: '/id', message: 'differs from the Idempotency-Key header' },

@@ -1,6 +1,7 @@
 import type { Knex } from '../db/knex.js';
 import type { Logger } from '../log.js';
 import type { DashboardStats } from './dashboard-stats.js';
+import type { DerivedIds } from './derived-ids.js';
 import type { FeedHub } from './feed-hub.js';
 import type { TransactionPublisher } from './transaction-publisher.js';
 
@@ -10,8 +11,9 @@ export interface ServeContext {
   readonly publisher: TransactionPublisher;
   readonly hub: FeedHub;
   readonly log: Logger;
-  /** The namespace (ids derived from an Idempotency-Key or a webhook's transaction_id are scoped by it). */
   readonly namespace: string;
+  /** Ids derived from an Idempotency-Key or a webhook's transaction_id (keyed per namespace, so nobody can compute another's). */
+  readonly ids: DerivedIds;
   readonly options: ServeOptions;
   /** The workers' stats and queue depths behind the dashboard (absent in servers built without it). */
   readonly dashboard?: { readonly stats: DashboardStats; readonly tickMs: number } | null;

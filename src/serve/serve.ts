@@ -10,6 +10,7 @@ import { isConnectionError } from '../db/with-transaction.js';
 import { describeCause, ServiceRefusedError, ServiceUnavailableError, UsageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { DASHBOARD_DEFAULTS, DashboardStats } from './dashboard-stats.js';
+import { DerivedIds } from './derived-ids.js';
 import { FeedHub, FINAL_STATES } from './feed-hub.js';
 import { FeedSource } from './feed-source.js';
 import type { ServeContext, ServeOptions } from './serve-context.js';
@@ -62,7 +63,8 @@ export async function startServer(
     log.child({ part: 'dashboard' }),
   );
   const dashboard = { stats, tickMs: DASHBOARD_DEFAULTS.tickMs };
-  const ctx: ServeContext = { db, publisher, hub, log, namespace: config.namespace, options, dashboard, ...hooks };
+  const ids = new DerivedIds(db, config.namespace);
+  const ctx: ServeContext = { db, publisher, hub, log, namespace: config.namespace, ids, options, dashboard, ...hooks };
   const feed = new FeedSource(
     { amqpUrl: config.amqpUrl, topology, clientName: `${clientName} feed`, queueLengthMax: 100_000 },
     log.child({ part: 'feed' }),
@@ -84,6 +86,8 @@ export async function startServer(
   try {
     const deadline = Date.now() + config.connectTimeoutMs;
     await waitForDatabase(db, config, deadline);
+    // Read (or created) at start: a namespace set up before the key's table is told so at once.
+    await ids.load();
     const namespaceTopology = topologyOf(config, await readPartitionCount(db, config.namespace));
     publisher.useTopology(namespaceTopology);
     stats.useTopology(namespaceTopology);

@@ -9,6 +9,7 @@ import { authenticate, bearerOf } from './auth.js';
 import { notJsonMessage } from './json-body.js';
 import { rateKeyOf } from './principal.js';
 import { RateLimiter } from './rate-limit.js';
+import { loggablePath, logResponse, markRequestStart } from './request-log.js';
 import { accountRoutes } from './routes-accounts.js';
 import { analyticsRoutes } from './routes-analytics.js';
 import { dashboardRoutes } from './routes-dashboard.js';
@@ -20,11 +21,6 @@ import { webhookRoutes } from './routes-webhooks.js';
 import type { ServeContext } from './serve-context.js';
 import { RETRY_AFTER_S } from './submit.js';
 import { compileValidator } from './validation.js';
-
-/** The path of a request with any `token` query parameter masked: URLs are logged, tokens never. */
-export function loggablePath(url: string): string {
-  return url.replace(/([?&]token=)[^&]*/gi, '$1***');
-}
 
 /** The OpenAPI entry of the WebSocket feed (`GET /v1/stream`, upgraded). */
 const STREAM_PATH_ITEM = {
@@ -48,7 +44,7 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
   const loggerInstance: FastifyBaseLogger = ctx.log;
   const app = Fastify({
     loggerInstance,
-    // One line per request, written in onResponse below, with the token masked.
+    // One line per request, written in onResponse below (an upgrade: by its route), with the token masked.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: MAX_BODY_BYTES,
     // Behind a load balancer several servers run; each request's id is its own.
@@ -95,6 +91,7 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
   const perMin = ctx.options.credentialRateLimitPerMin;
   const credentialLimiter = new RateLimiter({ ratePerS: perMin / 60, burst: perMin, keysMax: 100_000 });
   app.addHook('onRequest', async (request, reply) => {
+    markRequestStart(request);
     const url = request.url;
     if (request.routeOptions.config.credentials) {
       const decision = credentialLimiter.take(request.ip);
@@ -127,10 +124,7 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
   app.addHook('onResponse', async (request, reply) => {
     // The route pattern, never the URL: an id in a label would make a series per account.
     ctx.onResponse?.(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
-    request.log.info(
-      { method: request.method, path: loggablePath(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
-      'request',
-    );
+    logResponse(request, reply);
   });
 
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
@@ -140,7 +134,8 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
   webhookRoutes(app, ctx);
   accountRoutes(app, ctx);
   analyticsRoutes(app, ctx);
-  streamRoutes(app, ctx);
+  // The feed's messages draw on the same per-token buckets as requests.
+  streamRoutes(app, ctx, limiter);
   dashboardRoutes(app, ctx);
   return app;
 }

@@ -50,6 +50,9 @@ export async function submitTransaction(
   if (beyond !== null) throw invalid(beyond, [{ path: '/expiresAt', message: 'is not a time the ledger can keep' }]);
   if (!mayActFor(principal, message.accountId)) throw forbidden(`this token may not submit transactions for account ${message.accountId}`);
   const bodyHash = identityHash(message);
+  // One answer for every conflict, whoever's the existing transaction is: it names neither its
+  // account nor what differs. (That the id is taken cannot be hidden — the id is refused — but ids
+  // are random or keyed, so only their owner knows them.)
   const conflict = () => new ApiError(409, 'conflict', `transaction ${message.id} exists with a different body`, { id: message.id });
 
   // Both reads at once: the common case (a new id) then costs one round trip before the publish.
@@ -71,9 +74,10 @@ export async function submitTransaction(
       acceptedAt: new Date(),
     }),
   ]);
+  // The webhook's destination is no field of contract v1, so not in the hash: compared on its own.
+  if (!created && (row.bodyHash !== bodyHash || row.destinationAccount !== submission.destinationAccount)) throw conflict();
   if (outcome && outcome.bodyHash !== bodyHash) throw conflict();
   if (outcome) return currentStatus(deps.db, message.id);
-  if (!created && row.bodyHash !== bodyHash) throw conflict();
   if (!created && row.publishedAt) return currentStatus(deps.db, message.id);
 
   try {

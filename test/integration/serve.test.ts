@@ -4,6 +4,7 @@ import { WebSocket } from 'ws';
 import { topologyFor } from '../../src/amqp/topology.js';
 import { revokeToken } from '../../src/db/api-tokens.js';
 import { createLogger } from '../../src/log.js';
+import { DerivedIds } from '../../src/serve/derived-ids.js';
 import { FeedHub } from '../../src/serve/feed-hub.js';
 import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context.js';
 import { startServer, type RunningServer } from '../../src/serve/serve.js';
@@ -195,7 +196,7 @@ describe('txsim serve', () => {
     expect(events.filter((e) => e.event).map((e) => e.event)).toEqual(['queued', 'applied']);
   });
 
-  it('a subscriber to a finished transaction gets its final state at once; another account gets not_found', async () => {
+  it('a subscriber to a finished transaction gets its final state at once; another account is answered as for an unknown id', async () => {
     const id = '0b7f3c6e-1d2a-4b4c-8e9f-0a1b2c3d4e5f'; // applied in the first test
     const follow = async (token: string) => {
       const socket = new WebSocket(`${server.url.replace('http', 'ws')}/v1/stream?token=${token}`);
@@ -211,7 +212,8 @@ describe('txsim serve', () => {
     expect(own.events).toEqual([expect.objectContaining({ event: 'applied', transactionId: id, balanceAfterMinor: '101234' })]);
     const other = await follow(bob);
     await waitFor(() => other.events.length > 0, 5_000, 'an answer');
-    expect(other.events[0]).toMatchObject({ error: { code: 'not_found' } });
+    // Not `not_found`: that would tell the id exists (an unknown id waits, answered `unknown`).
+    expect(other.events[0]).toEqual({ subscribed: { kind: 'transaction', id }, status: 'unknown' });
     other.socket.close();
   });
 
@@ -600,6 +602,7 @@ describe('txsim serve', () => {
       hub: new FeedHub({ sendBufferBytesMax: 1_000_000, subscriptionsMax: 10 }),
       log,
       namespace: ns.name,
+      ids: new DerivedIds(ns.db, ns.name),
       options: { ...OPTIONS, ...limits },
     });
   };
@@ -675,6 +678,7 @@ describe('txsim serve', () => {
       hub: new FeedHub({ sendBufferBytesMax: 1_000_000, subscriptionsMax: 10 }),
       log,
       namespace: ns.name,
+      ids: new DerivedIds(ns.db, ns.name),
       options: OPTIONS,
     });
     const id = '2b7f3c6e-1d2a-4b4c-8e9f-0a1b2c3d4e5f';

@@ -11,7 +11,7 @@ import {
 } from '../../src/serve/credentials.js';
 import { RateLimiter } from '../../src/serve/rate-limit.js';
 import { parseSubscribe } from '../../src/serve/routes-stream.js';
-import { loggablePath } from '../../src/serve/server.js';
+import { loggablePath } from '../../src/serve/request-log.js';
 import { compileValidator, submitBodySchema } from '../../src/serve/validation.js';
 
 describe('tokens and passwords', () => {
@@ -46,6 +46,15 @@ describe('tokens and passwords', () => {
   it('masks tokens in logged paths', () => {
     expect(loggablePath('/v1/stream?token=txsim_abc_def&x=1')).toBe('/v1/stream?token=***&x=1');
     expect(loggablePath('/v1/accounts?limit=2&TOKEN=s')).toBe('/v1/accounts?limit=2&TOKEN=***');
+  });
+
+  it('masks a token whose parameter name is percent-encoded (the query parser decodes it, and it authenticates)', () => {
+    expect(loggablePath('/v1/stream?%74oken=txsim_abc_def')).toBe('/v1/stream?%74oken=***');
+    expect(loggablePath('/v1/stream?x=1&%54%4F%4B%45%4E=s&limit=2')).toBe('/v1/stream?x=1&%54%4F%4B%45%4E=***&limit=2');
+    // Any encoded name is masked, whatever it decodes to: no decoder quirk can let a value through.
+    expect(loggablePath('/v1/accounts?%6Cimit=2&cursor=abc')).toBe('/v1/accounts?%6Cimit=***&cursor=abc');
+    expect(loggablePath('/v1/accounts?limit=2&token')).toBe('/v1/accounts?limit=2&token');
+    expect(loggablePath('/v1/accounts/1')).toBe('/v1/accounts/1');
   });
 });
 

@@ -93,6 +93,62 @@ describe('FeedHub', () => {
     expect(h.clientCount).toBe(1);
   });
 
+  it('a subscribe-time read answers the current state; re-subscribing a finished transaction answers it again and leaves nothing behind', () => {
+    const h = new FeedHub({ sendBufferBytesMax: 1_000, subscriptionsMax: 3 });
+    const c = new FakeClient();
+    h.add(c, alice);
+    h.subscribe(c, { kind: 'account', id: 1 }); // keeps the connection open past the final state
+    for (let round = 0; round < 5; round++) {
+      expect(h.subscribe(c, { kind: 'transaction', id: 't1' })).toBe('ok');
+      h.answerSubscribe(c, 't1', event());
+    }
+    expect(c.sent.map((e) => e.event)).toEqual(['applied', 'applied', 'applied', 'applied', 'applied']);
+    expect(h.openTransactions()).toEqual([]);
+    // Nothing counts against the bound any more: two more transactions still fit beside the account.
+    expect(h.subscribe(c, { kind: 'transaction', id: 't2' })).toBe('ok');
+    expect(h.subscribe(c, { kind: 'transaction', id: 't3' })).toBe('ok');
+  });
+
+  it('the final state goes out once when the live event comes while the read runs, and the watch is then forgotten', () => {
+    const h = hub();
+    const c = new FakeClient();
+    h.add(c, alice);
+    h.subscribe(c, { kind: 'account', id: 1 });
+    h.subscribe(c, { kind: 'transaction', id: 't1' });
+    h.publish(event()); // live, before the read answered
+    h.answerSubscribe(c, 't1', event()); // the read saw the outcome too
+    expect(c.sent.map((e) => e.event)).toEqual(['applied']);
+    expect(h.subscribe(c, { kind: 'transaction', id: 't1' })).toBe('ok'); // a new watch, not "already"
+  });
+
+  it('a transaction subscribed already is "already" (no second read) and does not grow toward the bound', () => {
+    const h = hub();
+    const c = new FakeClient();
+    h.add(c, alice);
+    expect(h.subscribe(c, { kind: 'transaction', id: 't1' })).toBe('ok');
+    for (let i = 0; i < 10; i++) expect(h.subscribe(c, { kind: 'transaction', id: 't1' })).toBe('already');
+    expect(h.subscribe(c, { kind: 'account', id: 1 })).toBe('ok');
+    expect(h.subscribe(c, { kind: 'account', id: 1 })).toBe('already');
+    expect(h.subscribe(c, { kind: 'transaction', id: 't2' })).toBe('ok');
+    expect(h.subscribe(c, { kind: 'transaction', id: 't3' })).toBe('too_many');
+  });
+
+  it('an unknown id and another account’s id are answered alike, and neither delivers anything', () => {
+    const h = hub();
+    const c = new FakeClient();
+    h.add(c, bob);
+    h.subscribe(c, { kind: 'transaction', id: 't1' }); // alice's, exists: the route passes null
+    h.answerSubscribe(c, 't1', null);
+    h.subscribe(c, { kind: 'transaction', id: 't9' }); // never seen
+    h.answerSubscribe(c, 't9', null);
+    expect(c.sent).toEqual([
+      { subscribed: { kind: 'transaction', id: 't1' }, status: 'unknown' },
+      { subscribed: { kind: 'transaction', id: 't9' }, status: 'unknown' },
+    ]);
+    h.publish(event());
+    expect(c.sent).toHaveLength(2);
+  });
+
   it('bounds subscriptions per client and forgets removed clients', () => {
     const h = hub();
     const c = new FakeClient();
