@@ -72,17 +72,22 @@ export class ServiceRefusedError extends FatalError {
   }
 }
 
+/** Attempts in a row refused at connection.open before the virtual host is taken as refused for good. */
+export const VHOST_REFUSALS_MAX = 3;
+
 /** The AMQP handshake was refused for good (a wrong user or password, a virtual host that does not exist or is not allowed). */
 export function isRefusedLogin(err: unknown): boolean {
-  return err instanceof Error && (/\b(ACCESS[-_]REFUSED|NOT[-_]ALLOWED)\b/.test(err.message) || isRefusedVhost(err));
+  return err instanceof Error && /\b(ACCESS[-_]REFUSED|NOT[-_]ALLOWED)\b/.test(err.message);
 }
 
 /**
  * The broker closed the connection in answer to connection.open: RabbitMQ's NOT_ALLOWED for a virtual
- * host that does not exist or that the user has no permission on. amqplib drops the server's reason
- * from this error ("Expected ConnectionOpenOk; got <ConnectionClose …>"), so it is told by its shape.
+ * host that does not exist or that the user has no permission on — or, for a moment, a node that is
+ * shutting down or whose virtual host is still starting. amqplib drops the server's reason from this
+ * error ("Expected ConnectionOpenOk; got <ConnectionClose …>"), so it is told by its shape, and a
+ * caller takes it as a refusal only once it repeated (VHOST_REFUSALS_MAX attempts in a row).
  */
-function isRefusedVhost(err: unknown): boolean {
+export function isRefusedVhost(err: unknown): boolean {
   return err instanceof Error && /Expected ConnectionOpenOk; got <ConnectionClose/.test(err.message);
 }
 

@@ -1,7 +1,14 @@
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type RecoveringChannelModel } from 'amqplib';
 import { DEFAULTS } from '../config/config.js';
 import { redactUrl } from '../config/redact.js';
-import { describeCause, isRefusedLogin, ServiceRefusedError, ServiceUnavailableError } from '../errors.js';
+import {
+  describeCause,
+  isRefusedLogin,
+  isRefusedVhost,
+  ServiceRefusedError,
+  ServiceUnavailableError,
+  VHOST_REFUSALS_MAX,
+} from '../errors.js';
 import type { Logger } from '../log.js';
 import { splitUrlList } from '../config/url-list.js';
 import { AmqpEndpoints } from './endpoints.js';
@@ -31,7 +38,7 @@ export class ConnectAbortedError extends Error {
  * mean that something other than a broker answered: then the cause says so (NotAmqpServerError).
  */
 export async function unreachableError(url: string, err: unknown): Promise<ServiceUnavailableError | ServiceRefusedError> {
-  if (isRefusedLogin(err)) return new ServiceRefusedError('rabbitmq', redactUrl(url), err);
+  if (isRefusedLogin(err) || isRefusedVhost(err)) return new ServiceRefusedError('rabbitmq', redactUrl(url), err);
   const code = (err as { code?: unknown } | null)?.code;
   const notAmqp = typeof code === 'string' ? null : await probeAmqpServer(url);
   return new ServiceUnavailableError('rabbitmq', redactUrl(url), notAmqp ?? err);
@@ -47,7 +54,7 @@ export async function connectOnce(url: string, log: Logger, clientName: string):
   let lastError: unknown = null;
   for (const node of nodes) {
     try {
-      const connection = await amqp.connect(node, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: clientName } });
+      const connection = await connectNode(node, clientName);
       // Without an 'error' listener a broker-side close would crash the process.
       connection.on('error', (err: Error) => log.warn({ err: err.message }, 'amqp connection error'));
       connection.on('blocked', (reason: string) => log.warn({ reason }, 'amqp connection blocked by broker'));
@@ -60,8 +67,24 @@ export async function connectOnce(url: string, log: Logger, clientName: string):
     }
   }
   if (nodes.length === 1) throw await unreachableError(nodes[0]!, lastError);
-  if (isRefusedLogin(lastError)) throw new ServiceRefusedError('rabbitmq', redactUrl(url), lastError);
+  if (isRefusedLogin(lastError) || isRefusedVhost(lastError)) throw new ServiceRefusedError('rabbitmq', redactUrl(url), lastError);
   throw new ServiceUnavailableError('rabbitmq', redactUrl(url), lastError);
+}
+
+/**
+ * One node's connection. A connection.open answered by a close is tried again, a second apart, up to
+ * VHOST_REFUSALS_MAX times: a virtual host that is refused every time is refused (unreachableError says
+ * so), one that was only starting or stopping answers on a later try.
+ */
+async function connectNode(node: string, clientName: string): Promise<ChannelModel> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await amqp.connect(node, { timeout: CONNECT_TIMEOUT_MS, clientProperties: { connection_name: clientName } });
+    } catch (err) {
+      if (!isRefusedVhost(err) || attempt >= VHOST_REFUSALS_MAX) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  }
 }
 
 /** What txsim uses of a connection: amqplib's ChannelModel, or the fake of the unit tests. */
@@ -198,10 +221,14 @@ function firstConnection(
       settle(() => reject(new ServiceUnavailableError('rabbitmq', named, cause)));
     };
     const onAbort = () => settle(() => reject(new ConnectAbortedError()));
+    let vhostRefusals = 0;
     const onFailed = (err: Error) => {
       lastError = err;
-      // A refused login or virtual host stays refused: said at once, not retried until the timeout.
-      if (isRefusedLogin(err) && endpoints.count === 1) return settle(() => reject(new ServiceRefusedError('rabbitmq', named, err)));
+      // A refused login stays refused: said at once, not retried until the timeout. So does a virtual
+      // host refused VHOST_REFUSALS_MAX times in a row (once may be a node starting or stopping).
+      vhostRefusals = isRefusedVhost(err) ? vhostRefusals + 1 : 0;
+      if ((isRefusedLogin(err) || vhostRefusals >= VHOST_REFUSALS_MAX) && endpoints.count === 1)
+        return settle(() => reject(new ServiceRefusedError('rabbitmq', named, err)));
       // Not a socket error: maybe not a broker at all. That does not get better by waiting.
       // With a node list another node may still answer: only a lone node that is not a broker fails at once.
       if (typeof (err as { code?: unknown }).code === 'string' || endpoints.count > 1) return;

@@ -14,10 +14,14 @@ export const TXSIM_UUID_NAMESPACE = '6f1c2d3e-9a8b-4c7d-8e6f-5a4b3c2d1e0f';
 /** RFC 4122 version-5 UUID: the same namespace and name always give the same id. */
 export function uuidV5(namespace: string, name: string): string {
   const ns = Buffer.from(namespace.replace(/-/g, ''), 'hex');
-  const hash = createHash('sha1').update(ns).update(name, 'utf8').digest();
-  hash[6] = ((hash[6] ?? 0) & 0x0f) | 0x50;
-  hash[8] = ((hash[8] ?? 0) & 0x3f) | 0x80;
-  const hex = hash.subarray(0, 16).toString('hex');
+  return formatUuid(createHash('sha1').update(ns).update(name, 'utf8').digest(), 5);
+}
+
+/** The first 16 of `bytes` as an RFC 9562 UUID of `version` (its version and variant bits set in place). */
+function formatUuid(bytes: Buffer, version: 5 | 8): string {
+  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | (version << 4);
+  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80; // RFC variant
+  const hex = bytes.subarray(0, 16).toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
@@ -28,11 +32,7 @@ export function uuidV5(namespace: string, name: string): string {
  * public arithmetic, so another account could take the id first.
  */
 export function keyedUuid(key: Buffer, name: string): string {
-  const bytes = createHmac('sha256', key).update(name, 'utf8').digest().subarray(0, 16);
-  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x80; // version 8
-  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80; // RFC variant
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return formatUuid(createHmac('sha256', key).update(name, 'utf8').digest(), 8);
 }
 
 /** Run id of a gen run: derived from the seed, so a re-run with the same seed re-sends the same ids. */
@@ -52,11 +52,8 @@ export function transactionIdFor(runId: string, index: number): string {
   if (!Number.isSafeInteger(index) || index < 0 || index >= 2 ** 48) throw new RangeError(`transaction index ${index} out of range`);
   const bytes = Buffer.alloc(16);
   createHash('sha1').update(runId).update('tx-ids').digest().copy(bytes, 0, 0, 10);
-  bytes[6] = ((bytes[6] ?? 0) & 0x0f) | 0x80; // version 8
-  bytes[8] = ((bytes[8] ?? 0) & 0x3f) | 0x80; // RFC variant
   bytes.writeUIntBE(index, 10, 6);
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  return formatUuid(bytes, 8);
 }
 
 /** Id of the opening-balance transaction of an account (one per account, so seeding is idempotent). */

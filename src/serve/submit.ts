@@ -74,10 +74,12 @@ export async function submitTransaction(
       acceptedAt: new Date(),
     }),
   ]);
-  // The webhook's destination is no field of contract v1, so not in the hash: compared on its own.
-  if (!created && (row.bodyHash !== bodyHash || row.destinationAccount !== submission.destinationAccount)) throw conflict();
   if (outcome && outcome.bodyHash !== bodyHash) throw conflict();
+  // The webhook's destination is no field of contract v1, so not in the hash: compared on its own, with
+  // a row of the same body (one of another body is inert when an outcome exists, else a conflict below).
+  if (!created && row.bodyHash === bodyHash && row.destinationAccount !== submission.destinationAccount) throw conflict();
   if (outcome) return currentStatus(deps.db, message.id);
+  if (!created && row.bodyHash !== bodyHash) throw conflict();
   if (!created && row.publishedAt) return currentStatus(deps.db, message.id);
 
   try {

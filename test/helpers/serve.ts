@@ -2,8 +2,29 @@ import { insertToken } from '../../src/db/api-tokens.js';
 import type { Knex } from '../../src/db/knex.js';
 import { transactionIdFor } from '../../src/domain/ids.js';
 import { newToken } from '../../src/serve/credentials.js';
+import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context.js';
 import { startTxsim, type TxsimProcess } from '../integration/accounting-helpers.js';
 import { runTxsim, waitFor } from './txsim.js';
+
+/** Options of a server started in-process (`startServer`) by a test: any free port, tokens checked, no rate limits. */
+export const IN_PROCESS_SERVE_OPTIONS: ServeOptions = {
+  ...SERVE_DEFAULTS,
+  port: 0,
+  host: '127.0.0.1',
+  noAuth: false,
+  heartbeatMs: 5_000,
+  rateLimitPerS: 0,
+  credentialRateLimitPerMin: 0,
+};
+
+/** A deposit body for `POST /v1/transactions` (EUR), with `extra` fields over it. */
+export const depositBody = (accountId: number, amountMinor: number, extra: Record<string, unknown> = {}) => ({
+  type: 'deposit',
+  accountId,
+  amountMinor,
+  currency: 'EUR',
+  ...extra,
+});
 
 /** A `txsim serve` child on a free port, with where it listens. */
 export interface ServeProcess extends TxsimProcess {

@@ -1,12 +1,14 @@
+import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { createLogger } from '../../src/log.js';
 import { DerivedIds, legacyDerivedId } from '../../src/serve/derived-ids.js';
-import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context.js';
+import type { ServeOptions } from '../../src/serve/serve-context.js';
 import { startServer, type RunningServer } from '../../src/serve/serve.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { insertTestToken } from '../helpers/serve.js';
+import { publishRaw } from '../helpers/publish.js';
+import { depositBody, insertTestToken, IN_PROCESS_SERVE_OPTIONS } from '../helpers/serve.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
 // What a review of `txsim serve` found, each against the real broker and database: ids another
@@ -14,15 +16,7 @@ import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/t
 // tokens reaching the log, a string read as a number, webhook repeats with another destination, and
 // integer ids read as JavaScript reads text.
 
-const OPTIONS: ServeOptions = {
-  ...SERVE_DEFAULTS,
-  port: 0,
-  host: '127.0.0.1',
-  noAuth: false,
-  heartbeatMs: 5_000,
-  rateLimitPerS: 0,
-  credentialRateLimitPerMin: 0,
-};
+const OPTIONS: ServeOptions = IN_PROCESS_SERVE_OPTIONS;
 
 interface Answer {
   id: string;
@@ -84,13 +78,7 @@ describe('txsim serve, hardened', () => {
     const text = await response.text();
     return { status: response.status, json: (text ? JSON.parse(text) : null) as Answer };
   };
-  const deposit = (accountId: number, amountMinor: number, extra: Record<string, unknown> = {}) => ({
-    type: 'deposit',
-    accountId,
-    amountMinor,
-    currency: 'EUR',
-    ...extra,
-  });
+  const deposit = depositBody;
 
   beforeAll(async () => {
     ns = await createTestNamespace('servehard');
@@ -182,6 +170,26 @@ describe('txsim serve, hardened', () => {
     expect(other.json.error.code).toBe('conflict');
     const none = await call('POST', '/v1/webhooks/transactions', alice, { ...hook, destination_account: null });
     expect(none.status).toBe(409);
+  });
+
+  it('an id first sent past the API: a wrong body is a 409 and leaves the right one answered by the outcome', async () => {
+    // Published straight to the broker, as gen does: an outcome with no submission row.
+    const body = {
+      id: randomUUID(),
+      type: 'deposit',
+      accountId: 1,
+      amountMinor: 321,
+      currency: 'EUR',
+      createdAt: new Date().toISOString(),
+    };
+    await publishRaw(ns.amqp, ns.topology, [{ body }]);
+    await waitFor(async () => (await call('GET', `/v1/transactions/${body.id}`, alice)).json.status === 'applied', 20_000, 'the outcome');
+    const { id, createdAt: _createdAt, ...fields } = body;
+    expect((await call('POST', '/v1/transactions', alice, { ...fields, id, amountMinor: 999 })).status).toBe(409);
+    // The wrong body's submission row decides nothing: the outcome does.
+    const right = await call('POST', '/v1/transactions', alice, { ...fields, id });
+    expect(right.status).toBe(200);
+    expect(right.json.status).toBe('applied');
   });
 
   it('a webhook body whose strings imitate the number mark is refused (400), never read as numbers', async () => {

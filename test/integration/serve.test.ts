@@ -6,7 +6,7 @@ import { revokeToken } from '../../src/db/api-tokens.js';
 import { createLogger } from '../../src/log.js';
 import { DerivedIds } from '../../src/serve/derived-ids.js';
 import { FeedHub } from '../../src/serve/feed-hub.js';
-import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context.js';
+import type { ServeOptions } from '../../src/serve/serve-context.js';
 import { startServer, type RunningServer } from '../../src/serve/serve.js';
 import { buildServer } from '../../src/serve/server.js';
 import { TransactionPublisher } from '../../src/serve/transaction-publisher.js';
@@ -14,21 +14,13 @@ import { runIdForSeed } from '../../src/domain/ids.js';
 import { createGenerator } from '../../src/gen/generator.js';
 import { sendOverHttp } from '../../src/gen/http-sender.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { insertTestToken } from '../helpers/serve.js';
+import { depositBody, insertTestToken, IN_PROCESS_SERVE_OPTIONS } from '../helpers/serve.js';
 import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 
 // `txsim serve` in-process on port 0 against the real RabbitMQ and database, with a real worker
 // applying what it accepts: the HTTP contract, 202 after confirm, idempotency, auth scoping, the feed.
 
-const OPTIONS: ServeOptions = {
-  ...SERVE_DEFAULTS,
-  port: 0,
-  host: '127.0.0.1',
-  noAuth: false,
-  heartbeatMs: 5_000,
-  rateLimitPerS: 0,
-  credentialRateLimitPerMin: 0,
-};
+const OPTIONS: ServeOptions = IN_PROCESS_SERVE_OPTIONS;
 
 /** The fields the tests read from API answers (each answer has some of them). */
 interface Answer {
@@ -104,13 +96,7 @@ describe('txsim serve', () => {
     const text = await response.text();
     return { status: response.status, headers: response.headers, json: text ? (JSON.parse(text) as Answer) : null };
   };
-  const deposit = (accountId: number, amountMinor: number, extra: Record<string, unknown> = {}) => ({
-    type: 'deposit',
-    accountId,
-    amountMinor,
-    currency: 'EUR',
-    ...extra,
-  });
+  const deposit = depositBody;
 
   beforeAll(async () => {
     ns = await createTestNamespace('serve');

@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 /** One ordered worker holding partition 0 over a fake broker; `apply` sees every call of applyBatch. */
-async function orderedWorker(apply: (items: readonly Incoming[], call: number) => Outcome[]) {
+async function orderedWorker(apply: (items: readonly Incoming[], call: number) => Outcome[], accounts = [1, 1, 1, 1, 1]) {
   const broker = new FakeBroker();
   const { log } = recordingLogger();
   const committed: string[] = [];
@@ -67,12 +67,12 @@ async function orderedWorker(apply: (items: readonly Incoming[], call: number) =
     log,
   );
   await worker.start();
-  // Five messages of one account: a batch of three, two more in the buffer behind it.
+  // Five messages of the partition (one account by default): a batch of three, two more in the buffer behind it.
   const ids: string[] = [];
-  for (let i = 0; i < 5; i++) {
-    const body = txBody(1);
+  for (const account of accounts) {
+    const body = txBody(account);
     ids.push((JSON.parse(body.toString()) as { id: string }).id);
-    broker.enqueue(PARTITION, body, { contentType: 'application/json', headers: { 'x-txsim-account': '1' } });
+    broker.enqueue(PARTITION, body, { contentType: 'application/json', headers: { 'x-txsim-account': String(account) } });
   }
   return { broker, committed, ids };
 }
@@ -104,5 +104,35 @@ describe('ordered worker: a message handed back takes what follows it back too',
     });
     await until(() => w.committed.length >= 5, 'all five committed', 8_000);
     expect(w.committed).toEqual(w.ids);
+  });
+
+  it('a reject whose publish fails while a capture ahead of it retries in place: nothing of the batch is stranded or committed out of order', async () => {
+    // Batch [capture of account 1 (deferred), deposit of account 1 (held behind it), bad message of account 2 (rejected)].
+    const w = await orderedWorker(
+      (items, call) =>
+        call === 1
+          ? [
+              { kind: 'deferred', id: idOf(items[0]!), detail: 'authorization pending' },
+              { kind: 'held', id: idOf(items[1]!) },
+              { kind: 'rejected', id: idOf(items[2]!), reason: 'insufficient_funds', detail: 'unit', recorded: true },
+            ]
+          : items.map(applied),
+      [1, 1, 2, 1, 1],
+    );
+    const publish = () => w.broker.channels.find((c) => c.confirm && !c.closed);
+    await until(() => publish() !== undefined, 'the publish channel');
+    publish()!.confirmMode = 'manual';
+    // The errors-queue publish of the reject is nacked by the broker: the reject goes back to the queue.
+    await until(() => publish()!.published.length > 0, 'the reject publish');
+    publish()!.confirmAll(new Error('nacked by the broker'));
+    publish()!.confirmMode = 'auto';
+    await until(() => w.ids.every((id) => w.committed.includes(id)), 'every message committed', 8_000);
+    await until(
+      () => w.broker.queue(PARTITION).length === 0 && w.broker.channels.every((c) => c.unsettledCount === 0),
+      'nothing left unsettled',
+    );
+    // Each message's first commit comes in the partition's order.
+    const firstCommits = w.ids.map((id) => w.committed.indexOf(id));
+    expect(firstCommits).toEqual([...firstCommits].sort((a, b) => a - b));
   });
 });

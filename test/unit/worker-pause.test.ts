@@ -37,6 +37,8 @@ describe('worker database pause', () => {
     expect(channel.settlements.every((s) => s.kind === 'nack' && s.requeue)).toBe(true);
     expect(h.broker.channels.flatMap((c) => c.published)).toHaveLength(0);
     expect(h.worker.metrics.retried + h.worker.metrics.parked).toBe(0);
+    // Nothing held while paused: the in-flight gauge counts no handed-back delivery.
+    expect(h.worker.metrics.inFlight).toBe(0);
     expect(h.messages('error')).toContain('database unavailable; pausing consumption');
 
     databaseUp = true;
