@@ -1,5 +1,7 @@
 import mysql from 'mysql2/promise';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createDatabase } from '../../src/db/knex.js';
+import { isDeadlock, withPipelinedTransaction } from '../../src/db/with-transaction.js';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { spawnTxsim, waitFor } from '../helpers/txsim.js';
 import { canControlServices, sh, sleep, stage, verifyScenario, type Stage } from './fault-kit.js';
@@ -101,6 +103,65 @@ describe.skipIf(!canControlServices)('Galera faults', () => {
       await galera('rejoin', '1');
     }
     await expectSameBooksOnEveryNode(s);
+  });
+
+  it('G4. brute-force aborts (the same rows written through two nodes) leave no write of an aborted transaction behind', async () => {
+    // What the worker's batches do, in small: lock, then write an outcome row, two entry rows and a counter,
+    // then commit — four clients through nodes 1 and 2 on the same rows, so Galera aborts one side again and
+    // again. Sent as one multi-statement query, an aborted transaction's remaining writes committed on their own.
+    const setup = await mysql.createConnection({ host: '127.0.0.1', port: 3311, user: 'root', multipleStatements: true });
+    await setup.query(
+      'DROP DATABASE IF EXISTS g4; CREATE DATABASE g4; CREATE TABLE g4.t (id INT PRIMARY KEY, v INT NOT NULL); INSERT INTO g4.t VALUES (1, 0), (2, 0); CREATE TABLE g4.o (k INT PRIMARY KEY); CREATE TABLE g4.e (id INT AUTO_INCREMENT PRIMARY KEY, k INT NOT NULL)',
+    );
+    await setup.end();
+    const dbs = [1, 2].map((n) =>
+      createDatabase({ databaseUrl: `mysql://root@127.0.0.1:${3310 + n}`, databaseName: 'g4', poolMax: 2, multipleStatements: true }),
+    );
+    let next = 0;
+    let aborted = 0;
+    const client = async (db: (typeof dbs)[number]) => {
+      for (const until = Date.now() + 15_000; Date.now() < until;) {
+        const k = ++next;
+        await withPipelinedTransaction(
+          db,
+          async (trx) => {
+            await trx.begin(['SELECT v FROM t WHERE id IN (1, 2) FOR UPDATE']);
+            await trx.commit([
+              `INSERT INTO o VALUES (${k})`,
+              `INSERT INTO e (k) VALUES (${k}), (${k})`,
+              'UPDATE t SET v = v + 1 WHERE id IN (1, 2)',
+            ]);
+          },
+          { deadlockRetriesMax: 0 },
+        ).catch((err: unknown) => {
+          if (!isDeadlock(err)) throw err;
+          aborted++;
+        });
+      }
+    };
+    try {
+      await Promise.all([client(dbs[0]!), client(dbs[1]!), client(dbs[0]!), client(dbs[1]!)]);
+    } finally {
+      await Promise.all(dbs.map((db) => db.destroy()));
+    }
+    const check = await mysql.createConnection({ host: '127.0.0.1', port: 3313, user: 'root', database: 'g4' });
+    try {
+      await check.query('SET SESSION wsrep_sync_wait = 1');
+      const [rows] = await check.query(
+        'SELECT (SELECT COUNT(*) FROM o) AS outcomes, (SELECT COUNT(*) FROM e WHERE k NOT IN (SELECT k FROM o)) AS orphans, (SELECT COUNT(*) FROM e) AS entries, (SELECT v FROM t WHERE id = 1) AS counter',
+      );
+      const r = (rows as { outcomes: number; orphans: number; entries: number; counter: number }[])[0]!;
+      expect(aborted, 'the clients must have conflicted').toBeGreaterThan(100);
+      expect(r.outcomes).toBeGreaterThan(100);
+      expect({ orphans: Number(r.orphans), entries: Number(r.entries), counter: Number(r.counter) }).toEqual({
+        orphans: 0,
+        entries: 2 * Number(r.outcomes),
+        counter: Number(r.outcomes),
+      });
+      await check.query('DROP DATABASE g4');
+    } finally {
+      await check.end();
+    }
   });
 
   it('G2. a node stopped under load and rejoined (state transfer)', async () => {
