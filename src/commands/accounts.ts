@@ -11,7 +11,7 @@ import {
 } from '../db/accounts.js';
 import { checkDatabase, createDatabase, type Knex } from '../db/knex.js';
 import { entrySummaryOfAccount } from '../db/ledger.js';
-import { outcomeOfRow, recentTransactionsOfAccount } from '../db/transactions.js';
+import { outcomeOfRow, recentPostingsOfAccount, recentTransactionsOfAccount, type RecentPosting } from '../db/transactions.js';
 import { formatAmount, formatMinor } from '../domain/money.js';
 import { NotFoundError } from '../errors.js';
 import { contextFor, type CommandContext } from './context.js';
@@ -129,31 +129,56 @@ export async function handleAccountsList(ctx: CommandContext, options: { limit: 
   if (accounts.length < total) ctx.out(`showing ${accounts.length} of ${total} ${kind} accounts; --limit ${total} shows all`);
 }
 
+/** One entry posted to a system account, shown like a customer's transaction: the customer on the other side, the entry's amount. */
+function shownPosting(t: RecentPosting) {
+  const o = outcomeOfRow(t);
+  const entryMinor = BigInt(t.entry_minor);
+  return {
+    id: o.id,
+    type: o.type,
+    direction: entryMinor < 0n ? ('out' as const) : ('in' as const),
+    counterpartyAccountId: o.accountId,
+    amountMinor: entryMinor < 0n ? -entryMinor : entryMinor,
+    currency: o.currency,
+    status: o.status,
+    reason: o.reason,
+    detail: o.detail,
+    balanceAfterMinor: null,
+    workerId: o.workerId,
+    processedAt: o.processedAt.toISOString(),
+  };
+}
+
 export async function handleAccountsShow(ctx: CommandContext, id: number, options: { limit: number; json: boolean }): Promise<void> {
   await withDatabase(ctx, async (db) => {
     const row = await getAccount(db, id);
     if (!row) throw new NotFoundError(`account ${id} does not exist`);
     const entries = await entrySummaryOfAccount(db, id);
     const account = accountJson(row, entries.sumMinor);
-    const recent = (await recentTransactionsOfAccount(db, id, options.limit)).map((t) => {
-      const o = outcomeOfRow(t);
-      // A transfer this account received: its row is the source's, the balance after is the credit's.
-      const incoming = o.type === 'transfer' && o.accountId !== id;
-      return {
-        id: o.id,
-        type: o.type,
-        direction: incoming ? ('in' as const) : ('out' as const),
-        counterpartyAccountId: o.type === 'transfer' ? (incoming ? o.accountId : o.toAccountId) : null,
-        amountMinor: o.amountMinor,
-        currency: o.currency,
-        status: o.status,
-        reason: o.reason,
-        detail: o.detail,
-        balanceAfterMinor: incoming ? o.toBalanceAfterMinor : o.balanceAfterMinor,
-        workerId: o.workerId,
-        processedAt: o.processedAt.toISOString(),
-      };
-    });
+    // A system account owns no transactions (they are filed under their customer account): what it
+    // shows is what was posted to it, each with the customer account on the other side.
+    const recent =
+      row.kind === 'system'
+        ? (await recentPostingsOfAccount(db, id, options.limit)).map(shownPosting)
+        : (await recentTransactionsOfAccount(db, id, options.limit)).map((t) => {
+            const o = outcomeOfRow(t);
+            // A transfer this account received: its row is the source's, the balance after is the credit's.
+            const incoming = o.type === 'transfer' && o.accountId !== id;
+            return {
+              id: o.id,
+              type: o.type,
+              direction: incoming ? ('in' as const) : ('out' as const),
+              counterpartyAccountId: o.type === 'transfer' ? (incoming ? o.accountId : o.toAccountId) : null,
+              amountMinor: o.amountMinor,
+              currency: o.currency,
+              status: o.status,
+              reason: o.reason,
+              detail: o.detail,
+              balanceAfterMinor: incoming ? o.toBalanceAfterMinor : o.balanceAfterMinor,
+              workerId: o.workerId,
+              processedAt: o.processedAt.toISOString(),
+            };
+          });
     const funds =
       row.kind === 'customer'
         ? { balanceMinor: row.balanceMinor, heldMinor: row.heldMinor, availableMinor: row.balanceMinor - row.heldMinor }

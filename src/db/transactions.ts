@@ -144,6 +144,23 @@ export async function recentTransactionsOfAccount(db: Knex, accountId: number, l
   return [...own, ...incoming].sort((a, b) => b.processed_at.getTime() - a.processed_at.getTime()).slice(0, limit);
 }
 
+/** A transaction as it posted to one account: the transaction's row and the entry's signed amount. */
+export type RecentPosting = RecentTransaction & { entry_minor: string };
+
+/**
+ * The latest entries posted to an account, newest first, each with its transaction. A system account
+ * owns no transactions of its own (they are filed under their customer account), so this is how its
+ * activity is read; `ix_ledger_account` holds the entries of one account in id order.
+ */
+export async function recentPostingsOfAccount(db: Knex, accountId: number, limit: number): Promise<RecentPosting[]> {
+  return db('ledger_entries as e')
+    .join('transactions as t', 't.id', 'e.transaction_id')
+    .where('e.account_id', accountId)
+    .orderBy('e.id', 'desc')
+    .limit(limit)
+    .select<RecentPosting[]>(...RECENT_COLUMNS.map((c) => `t.${c}`), 'e.amount_minor as entry_minor');
+}
+
 export type OutcomeOfId = Pick<TransactionRow, 'id' | 'status' | 'reason'>;
 
 /** The outcomes recorded for some ids (ids without one are simply absent). */

@@ -29,6 +29,8 @@ describe('txsim accounts', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('balance -7,000.00 EUR');
     expect(r.stdout).not.toContain('balance 0.00');
+    // It owns no transactions: what it lists is what was posted to it, one opening balance per customer.
+    for (let id = 1; id <= 7; id++) expect(r.stdout).toMatch(new RegExp(`opening to ${id}\\s+1,000\\.00\\s+applied\\s`));
     const list = await runTxsim(['accounts', 'list', '--system'], ns.env);
     expect(list.stdout).toMatch(/opening_equity EUR\s+EUR\s+-7,000\.00/);
   });

@@ -119,6 +119,12 @@ describe('--json of every command matches its schema', () => {
     // A system account's balance is its entry sum (5 opening balances of 1,000.00 went out of it).
     expect(equityDoc.account.balanceMinor).toBe(equityDoc.entries.sumMinor);
     expect(equityDoc.account.balanceMinor).toBe('-500000');
+    // What was posted to it: the five openings, each out of it to its customer account.
+    const posted = (
+      equityDoc as unknown as { recent: { type: string; direction: string; counterpartyAccountId: number; amountMinor: string }[] }
+    ).recent;
+    expect(posted.map((p) => p.counterpartyAccountId).sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(posted.every((p) => p.type === 'opening' && p.direction === 'out' && p.amountMinor === '100000')).toBe(true);
     const usd = await txsim(['accounts', 'seed', '--count', '6', '--currency', 'USD', '--json']);
     expect(usd.code, usd.stderr).toBe(0);
     const seeded = jsonOf(usd);
