@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { redactSecrets } from './config/redact.js';
 import { registerAccounting } from './commands/accounting.js';
@@ -15,11 +16,17 @@ import { registerWatch } from './commands/watch.js';
 import { registerWorker } from './commands/worker.js';
 import { ExitCode, FatalError } from './errors.js';
 
+/** The version of the package this program was built from (src/ and dist/ both sit one folder below package.json). */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
 /** Builds the commander program: global connection flags, then one sub-command per file. */
 export function buildProgram(): Command {
   const program = new Command('txsim')
     .description('Simulate, load-test and prove asynchronous payment processing on RabbitMQ and MySQL')
-    .version('0.1.0')
+    .version(packageVersion())
     .addOption(new Option('--amqp-url <url>', 'RabbitMQ URL').env('AMQP_URL'))
     .addOption(
       new Option('--database-url <url>', 'MySQL/MariaDB URL; its path names the database (default: the namespace)').env('DATABASE_URL'),

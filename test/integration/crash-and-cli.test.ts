@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli.js';
@@ -53,6 +54,13 @@ describe('bad input and unreachable services', () => {
   afterAll(async () => {
     const config = loadConfig(process.env, {});
     await dropDatabase(config.databaseUrl, 'unreach');
+  });
+
+  it('--version prints the version of package.json, exit 0', async () => {
+    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const r = await runTxsim(['--version'], process.env);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(version);
   });
 
   it('a wrong flag gets a usage message and exit code 2', async () => {
