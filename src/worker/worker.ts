@@ -570,10 +570,7 @@ export class Worker {
 
   /** Acks on the channel the delivery came from; one of an earlier channel is left to redelivery. */
   private ack(delivery: Delivery): void {
-    if (this.partitions) {
-      if (this.settledMessages.has(delivery.msg)) return;
-      this.settledMessages.add(delivery.msg);
-    }
+    if (!this.settleOnce(delivery)) return;
     this.consumeChannel.ack(delivery);
     this.inBatches.delete(delivery.msg);
     this.partitions?.settled(delivery.msg);
@@ -595,9 +592,8 @@ export class Worker {
     if (this.partitions) {
       // Ordered: back at once and in order (the batch, then the buffer); what arrives until the consumers
       // are cancelled is later in its partition, so it goes back after them.
-      for (const d of batch) this.nackRequeue(d);
-      await this.consumer.pause();
-      for (const d of this.buffer.splice(0)) this.nackRequeue(d);
+      this.giveBackInOrder(batch);
+      await this.stopConsuming();
     } else {
       const held = [...batch, ...this.buffer.splice(0)];
       await this.consumer.pause();
@@ -635,18 +631,23 @@ export class Worker {
       this.giveBack(d);
       return;
     }
-    const inBatch = this.orderedBatch.some((b) => b.msg === d.msg);
-    for (const each of [...(inBatch ? this.orderedBatch : [d]), ...this.buffer.splice(0)]) this.giveBack(each);
-    this.countInFlight();
+    this.giveBackInOrder([d]);
     if (!this.pausedForDatabase) this.rewind();
   }
 
+  /**
+   * Ordered mode: gives back these deliveries — the whole running batch, in delivery order, when one
+   * of them is in it — and then the buffer.
+   */
+  private giveBackInOrder(deliveries: readonly Delivery[]): void {
+    const inBatch = deliveries.some((d) => this.orderedBatch.some((b) => b.msg === d.msg));
+    for (const each of [...(inBatch ? this.orderedBatch : []), ...deliveries, ...this.buffer.splice(0)]) this.giveBack(each);
+    this.countInFlight();
+  }
+
   private giveBack(d: Delivery): void {
-    if (this.partitions) {
-      if (this.settledMessages.has(d.msg)) return;
-      this.settledMessages.add(d.msg);
-      this.handedBack++;
-    }
+    if (!this.settleOnce(d)) return;
+    if (this.partitions) this.handedBack++;
     this.consumeChannel.requeue(d);
     this.inBatches.delete(d.msg);
     this.partitions?.settled(d.msg);
@@ -660,9 +661,7 @@ export class Worker {
   private rewind(): void {
     this.rewinding ??= (async () => {
       try {
-        await this.consumer.pause();
-        for (const d of this.buffer.splice(0)) this.giveBack(d);
-        this.countInFlight();
+        await this.stopConsuming();
       } finally {
         this.rewinding = null;
       }
@@ -673,6 +672,24 @@ export class Worker {
       this.metrics.recordError(err);
       this.log.error({ err: (err as Error).message }, 'could not stop consuming after handing messages back');
     });
+  }
+
+  /**
+   * Ordered mode: cancels the consumers (deliveries already on the wire arrive before the cancel is
+   * confirmed) and gives back what arrived meanwhile, later in its partition than what went back before.
+   */
+  private async stopConsuming(): Promise<void> {
+    await this.consumer.pause();
+    for (const d of this.buffer.splice(0)) this.giveBack(d);
+    this.countInFlight();
+  }
+
+  /** Ordered mode: a delivery is acked or handed back once, whichever comes first; false when it already was. */
+  private settleOnce(d: Delivery): boolean {
+    if (!this.partitions) return true;
+    if (this.settledMessages.has(d.msg)) return false;
+    this.settledMessages.add(d.msg);
+    return true;
   }
 
   /** Ordered mode: something of this batch was handed back since `mark`, so the step must not go on. */
