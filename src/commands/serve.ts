@@ -59,16 +59,29 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'TCP port (0 = any free port)', String(SERVE_DEFAULTS.port))
     .option('--host <address>', 'address to listen on', SERVE_DEFAULTS.host)
     .option('--no-auth', 'accept every request as admin (local demos only; said loudly at start)')
-    .option('--rate-limit <req/s>', 'requests per second per token, on average (0 = unlimited)', String(SERVE_DEFAULTS.rateLimitPerS))
-    .option('--rate-burst <n>', 'requests a token may send at once above the average', String(SERVE_DEFAULTS.rateLimitBurst))
+    .option(
+      '--rate-limit <req/s>',
+      "requests per second per token, an account's tokens counting as one, on average (0 = unlimited)",
+      String(SERVE_DEFAULTS.rateLimitPerS),
+    )
+    .option(
+      '--rate-burst <n>',
+      "requests a token (an account's tokens counting as one) may send at once above the average",
+      String(SERVE_DEFAULTS.rateLimitBurst),
+    )
     .option(
       '--credential-rate-limit <n/min>',
       'logins and registrations a minute per client address (0 = unlimited)',
       String(SERVE_DEFAULTS.credentialRateLimitPerMin),
     )
     .option(
+      '--auth-failure-limit <n/min>',
+      'failed token checks a minute per client address; past them its tokens not yet seen valid get 429 without a database read (0 = unlimited)',
+      String(SERVE_DEFAULTS.authFailureRateLimitPerMin),
+    )
+    .option(
       '--trust-proxy <addresses>',
-      'reverse proxies (IPs, CIDR ranges, loopback, linklocal, uniquelocal; comma-separated) whose X-Forwarded-For names the client for the credential limit (default: none, the TCP peer is the client)',
+      'reverse proxies (IPs, CIDR ranges, loopback, linklocal, uniquelocal; comma-separated) whose X-Forwarded-For names the client for the credential and failed-token limits (default: none, the TCP peer is the client)',
     )
     .option('--page-size-max <n>', 'largest page a list returns', String(SERVE_DEFAULTS.pageSizeMax))
     .option(
@@ -111,6 +124,13 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
           '--credential-rate-limit',
           str('credentialRateLimit'),
           SERVE_DEFAULTS.credentialRateLimitPerMin,
+          0,
+          1_000_000,
+        ),
+        authFailureRateLimitPerMin: parseIntFlag(
+          '--auth-failure-limit',
+          str('authFailureLimit'),
+          SERVE_DEFAULTS.authFailureRateLimitPerMin,
           0,
           1_000_000,
         ),

@@ -84,6 +84,12 @@ export async function findSubmission(db: Knex, id: string): Promise<Submission |
   return row ? submissionOfRow(row) : undefined;
 }
 
+/** The account of each of `ids` that has a submission (one primary-key read per id, in one query). */
+export async function findSubmissionAccounts(db: Knex, ids: readonly string[]): Promise<Map<string, number>> {
+  const rows = await db('api_submissions').whereIn('id', ids).select<{ id: string; account_id: string | number }[]>('id', 'account_id');
+  return new Map(rows.map((r) => [r.id, Number(r.account_id)]));
+}
+
 /** Marks a submission published: the broker confirmed its message. Only the first confirm's time is kept. */
 export async function markPublished(db: Knex, id: string, now: Date = new Date()): Promise<void> {
   await db('api_submissions').where('id', id).whereNull('published_at').update({ published_at: now });

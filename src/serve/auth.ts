@@ -1,9 +1,9 @@
 import type { FastifyRequest } from 'fastify';
-import { findToken, type TokenLifetime } from '../db/api-tokens.js';
-import type { Knex } from '../db/knex.js';
+import type { TokenLifetime, TokenRow } from '../db/api-tokens.js';
 import { ApiError } from './api-error.js';
 import { parseToken, secretMatches } from './credentials.js';
 import { NO_AUTH_PRINCIPAL, type Principal } from './principal.js';
+import { RateLimiter } from './rate-limit.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -19,6 +19,7 @@ declare module 'fastify' {
 }
 
 const unauthorized = (message: string) => new ApiError(401, 'unauthorized', message);
+const INVALID_TOKEN = 'the token is invalid, revoked or expired';
 
 /** The bearer token of a request: the `Authorization` header, or `?token=` (WebSocket clients cannot set headers). */
 export function bearerOf(request: FastifyRequest): string | null {
@@ -41,20 +42,128 @@ export function tokenEndReason(lifetime: TokenLifetime | undefined, nowMs: numbe
   return null;
 }
 
+/** How one bearer-token check ended: looked up and valid, looked up and refused, or refused before any lookup. */
+export type TokenCheckResult = 'valid' | 'invalid' | 'limited';
+
+export interface TokenAuthOptions {
+  /** `--no-auth`: every request is admin, nothing is looked up. */
+  readonly noAuth: boolean;
+  /** Failed checks of well-formed tokens a minute per client address, at most that many at once (0 = unlimited). */
+  readonly failuresPerMin: number;
+  /** Client addresses with a failure bucket kept at once (the least recently seen is forgotten first). */
+  readonly addressesMax: number;
+  /** Tokens remembered as seen valid, by id (the least recently seen is forgotten first). */
+  readonly knownTokensMax: number;
+  /** Told of every check of a well-formed token (`--no-auth`, a missing or a malformed token are not checks). */
+  readonly onCheck?: ((result: TokenCheckResult) => void) | null;
+}
+
 /**
- * Resolves a token to its principal: 401 when missing, malformed, unknown, revoked or expired (one
- * message for the last four, so a caller learns nothing about which tokens exist).
+ * Resolves bearer tokens to principals, and bounds what wrong ones cost. A token that parses needs a
+ * database read to be told from a guess, so failed checks are limited per client address: past
+ * `failuresPerMin` of them, that address's tokens are answered 429 (with when to try again) without
+ * reading the database. Two things keep honest clients working meanwhile:
+ *
+ * - A success costs the address nothing: the failure bucket only ever pays for failures.
+ * - A token this server has seen valid (its id and secret hash are kept, bounded) is still looked up
+ *   from a limited address, so a client that shares an address with a guesser (NAT, a proxy) keeps
+ *   its service, limited only by its rate bucket (its account's, or an admin token's own). A token
+ *   never seen valid cannot be told from a guess without the database: from a limited address it
+ *   waits like one.
+ *
+ * Checks still in flight count against the bucket too (one per distinct token), so a burst of
+ * concurrent guesses cannot all reach the database before the first of them fails.
  */
-export async function authenticate(db: Knex, token: string | null, noAuth: boolean, now: Date = new Date()): Promise<Principal> {
-  if (noAuth) return NO_AUTH_PRINCIPAL;
-  if (token === null) throw unauthorized('a bearer token is required (Authorization: Bearer <token>)');
-  const parsed = parseToken(token);
-  const row = parsed ? await findToken(db, parsed.id) : undefined;
-  if (!parsed || !row || !secretMatches(parsed.secret, row.secretHash) || tokenEndReason(row, now.getTime()) !== null) {
-    throw unauthorized('the token is invalid, revoked or expired');
+export class TokenAuthenticator {
+  private readonly failures: RateLimiter;
+  /** Token id → secret hash of tokens seen valid; Map order is recency order. */
+  private readonly known = new Map<string, string>();
+  /** Per address: the unknown tokens being looked up now, with how many requests carry each. */
+  private readonly inFlight = new Map<string, Map<string, number>>();
+
+  constructor(
+    private readonly findToken: (id: string) => Promise<TokenRow | undefined>,
+    private readonly options: TokenAuthOptions,
+    nowMs: () => number = () => performance.now(),
+  ) {
+    const perMin = options.failuresPerMin;
+    this.failures = new RateLimiter({ ratePerS: perMin / 60, burst: perMin, keysMax: options.addressesMax }, nowMs);
   }
+
+  /**
+   * The principal of `token`, sent from `address`: 401 when missing, malformed, unknown, revoked or
+   * expired (one message for the last four, so a caller learns nothing about which tokens exist); 429
+   * when `address` has failed too often and the token is not one seen valid.
+   */
+  async authenticate(token: string | null, address: string, now: Date = new Date()): Promise<Principal> {
+    if (this.options.noAuth) return NO_AUTH_PRINCIPAL;
+    if (token === null) throw unauthorized('a bearer token is required (Authorization: Bearer <token>)');
+    const parsed = parseToken(token);
+    // Refused by its shape, with no read: nothing to limit.
+    if (!parsed) throw unauthorized(INVALID_TOKEN);
+    const knownHash = this.known.get(parsed.id);
+    const trusted = knownHash !== undefined && secretMatches(parsed.secret, knownHash);
+    if (!trusted) this.admit(address, token);
+    let row: TokenRow | undefined;
+    try {
+      row = await this.findToken(parsed.id);
+    } finally {
+      if (!trusted) this.release(address, token);
+    }
+    const principal = row && secretMatches(parsed.secret, row.secretHash) ? principalOfRow(row, now) : null;
+    this.options.onCheck?.(principal ? 'valid' : 'invalid');
+    if (!row || !principal) {
+      this.known.delete(parsed.id);
+      this.failures.take(address);
+      throw unauthorized(INVALID_TOKEN);
+    }
+    this.remember(row.id, row.secretHash);
+    return principal;
+  }
+
+  /** Lets an unknown token of `address` be looked up, or answers 429: its failures, and the checks in flight, are spent. */
+  private admit(address: string, token: string): void {
+    const pending = this.inFlight.get(address);
+    const needed = 1 + (pending?.size ?? 0) - (pending?.has(token) ? 1 : 0);
+    const decision = this.failures.peek(address, needed);
+    if (!decision.allowed) {
+      this.options.onCheck?.('limited');
+      throw new ApiError(
+        429,
+        'rate_limited',
+        `too many failed token checks from this address (at most ${this.options.failuresPerMin} a minute); try again in ${decision.retryAfterS} s`,
+        null,
+        decision.retryAfterS,
+      );
+    }
+    const tokens = pending ?? new Map<string, number>();
+    tokens.set(token, (tokens.get(token) ?? 0) + 1);
+    this.inFlight.set(address, tokens);
+  }
+
+  private release(address: string, token: string): void {
+    const tokens = this.inFlight.get(address);
+    const count = tokens?.get(token) ?? 0;
+    if (count > 1) tokens?.set(token, count - 1);
+    else tokens?.delete(token);
+    if (tokens?.size === 0) this.inFlight.delete(address);
+  }
+
+  private remember(id: string, secretHash: string): void {
+    this.known.delete(id); // re-inserted last: Map order is recency order
+    this.known.set(id, secretHash);
+    if (this.known.size > this.options.knownTokensMax) {
+      const oldest = this.known.keys().next().value;
+      if (oldest !== undefined) this.known.delete(oldest);
+    }
+  }
+}
+
+/** The principal of a token row whose secret matched, or null when it is revoked, expired or scoped to nothing. */
+function principalOfRow(row: TokenRow, now: Date): Principal | null {
+  if (tokenEndReason(row, now.getTime()) !== null) return null;
   if (row.isAdmin) return { kind: 'admin', tokenId: row.id };
-  if (row.accountId === null) throw unauthorized('the token is invalid, revoked or expired');
+  if (row.accountId === null) return null;
   return { kind: 'account', tokenId: row.id, accountId: row.accountId };
 }
 

@@ -19,12 +19,13 @@ export class RateLimiter {
     private readonly nowMs: () => number = () => performance.now(),
   ) {}
 
+  /** Spends one token of `key`'s bucket, or says when one will be there. */
   take(key: string): RateDecision {
     if (this.options.ratePerS <= 0) return { allowed: true };
     const now = this.nowMs();
     const bucket = this.buckets.get(key) ?? { tokens: this.options.burst, atMs: now };
     this.buckets.delete(key); // re-inserted last: Map order is recency order
-    bucket.tokens = Math.min(this.options.burst, bucket.tokens + ((now - bucket.atMs) * this.options.ratePerS) / 1000);
+    bucket.tokens = this.refilled(bucket, now);
     bucket.atMs = now;
     this.buckets.set(key, bucket);
     if (this.buckets.size > this.options.keysMax) {
@@ -35,6 +36,27 @@ export class RateLimiter {
       bucket.tokens -= 1;
       return { allowed: true };
     }
-    return { allowed: false, retryAfterS: Math.max(1, Math.ceil((1 - bucket.tokens) / this.options.ratePerS)) };
+    return { allowed: false, retryAfterS: this.secondsUntil(1, bucket.tokens) };
+  }
+
+  /**
+   * Whether `key`'s bucket holds `needed` tokens now, spending none (a caller that spends only when
+   * something goes wrong, as the failed-token limit does). A key never seen has a full bucket, and is
+   * not remembered.
+   */
+  peek(key: string, needed = 1): RateDecision {
+    if (this.options.ratePerS <= 0) return { allowed: true };
+    const bucket = this.buckets.get(key);
+    const tokens = bucket ? this.refilled(bucket, this.nowMs()) : this.options.burst;
+    return tokens >= needed ? { allowed: true } : { allowed: false, retryAfterS: this.secondsUntil(needed, tokens) };
+  }
+
+  private refilled(bucket: { tokens: number; atMs: number }, now: number): number {
+    return Math.min(this.options.burst, bucket.tokens + ((now - bucket.atMs) * this.options.ratePerS) / 1000);
+  }
+
+  /** Whole seconds (at least 1) until a bucket holding `tokens` holds `needed`. */
+  private secondsUntil(needed: number, tokens: number): number {
+    return Math.max(1, Math.ceil((needed - tokens) / this.options.ratePerS));
   }
 }

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { WebSocket } from 'ws';
 import { principalOf } from './auth.js';
 import { type FeedClient, type FeedHub, type Subscription } from './feed-hub.js';
-import { mayActFor, rateKeyOf, type Principal } from './principal.js';
+import { mayActFor, rateKeyOf, rateScopeOf, type Principal } from './principal.js';
 import type { RateLimiter } from './rate-limit.js';
 import { logUpgrade } from './request-log.js';
 import type { ServeContext } from './serve-context.js';
@@ -70,9 +70,9 @@ async function subscribe(ctx: ServeContext, hub: FeedHub, client: FeedClient, pr
  * `GET /v1/stream` as a WebSocket. The token comes with the upgrade (`?token=` or `Authorization`),
  * checked by the auth hook before the upgrade, so a bad one is an HTTP 401. Subscriptions arrive as
  * JSON messages; each state change is one JSON event. Every message counts against the token's
- * `limiter` bucket like a request (a subscribe costs database reads). Ping every `heartbeatMs`; a
- * client that did not answer the previous ping is cut off. A socket whose token is revoked or expires
- * is closed with 1008 (see TokenWatch).
+ * `limiter` bucket (its account's, for an account token) like a request (a subscribe costs database
+ * reads). Ping every `heartbeatMs`; a client that did not answer the previous ping is cut off. A
+ * socket whose token is revoked or expires is closed with 1008 (see TokenWatch).
  */
 export function streamRoutes(app: FastifyInstance, ctx: ServeContext, limiter: RateLimiter): void {
   const { hub } = ctx;
@@ -98,11 +98,13 @@ export function streamRoutes(app: FastifyInstance, ctx: ServeContext, limiter: R
       socket.on('message', (data, isBinary) => {
         if (socket.readyState !== socket.OPEN) return; // closing (its token ended, say): subscribes are moot
         const decision = limiter.take(rateKeyOf(principal));
+        // Said as the feed sees it: this one message was dropped (the socket stays open and keeps
+        // its subscriptions), whose limit it hit, and when sending it again will work.
         if (!decision.allowed)
           return sendError(
             client,
             'rate_limited',
-            `more than ${ctx.options.rateLimitPerS} requests/s on this token (feed messages count); nothing done`,
+            `message ignored: ${rateScopeOf(principal)} sent more than ${ctx.options.rateLimitPerS} requests and feed messages a second; your subscriptions are unchanged, send it again in ${decision.retryAfterS} s`,
             { retryAfterS: decision.retryAfterS },
           );
         const bytes = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);

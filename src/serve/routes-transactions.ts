@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { UUID_PATTERN, UUID_SCHEMA_PATTERN } from '../domain/ids.js';
+import { UUID_SCHEMA_PATTERN } from '../domain/ids.js';
 import { firstNonIntegerLiteral } from '../domain/json-number-text.js';
 import { nonIntegerDetail } from '../domain/message-schema.js';
 import type { TransactionMessage } from '../domain/transaction.js';
@@ -79,7 +79,7 @@ function postTransaction(app: FastifyInstance, ctx: ServeContext): void {
       schema: {
         summary: 'Submit a transaction (contract v1); 202 once the broker confirmed it',
         description:
-          'The body is a contract-v1 transaction (schema/transaction.v1.json); `id` and `createdAt` are optional. Without `id`, the `Idempotency-Key` header (a UUID, or any text, from which an id is derived per account) or a fresh UUID is used.',
+          'The body is a contract-v1 transaction (schema/transaction.v1.json); `id` and `createdAt` are optional. Without `id`, an id derived per account from the `Idempotency-Key` header (any text, a UUID too: never used as the id itself) or a fresh UUID is used.',
         tags: ['transactions'],
         body: submitBodySchema(),
         headers: {
@@ -96,16 +96,13 @@ function postTransaction(app: FastifyInstance, ctx: ServeContext): void {
       const principal = principalOf(request);
       const body = request.body;
       const key = request.headers['idempotency-key'];
-      const keyId =
-        key === undefined
-          ? undefined
-          : UUID_PATTERN.test(key)
-            ? key.toLowerCase()
-            : await ctx.ids.idFor('idempotency-key', body.accountId, key);
+      // Derived under the namespace's secret whatever the key is, a UUID too (see DerivedIds).
+      const keyId = key === undefined ? undefined : await ctx.ids.idFor('idempotency-key', body.accountId, key);
       if (body.id !== undefined && keyId !== undefined && body.id.toLowerCase() !== keyId) {
-        throw invalid('id and Idempotency-Key name different transactions', [
-          { path: '/id', message: 'differs from the Idempotency-Key header' },
-        ]);
+        throw invalid(
+          'id and Idempotency-Key name different transactions: the key is not the id, an id is derived from it; send one or the other',
+          [{ path: '/id', message: 'differs from the id the Idempotency-Key header gives' }],
+        );
       }
       const runId = request.headers['x-txsim-run'] ?? null;
       if (runId !== null && principal.kind !== 'admin') throw new ApiError(403, 'forbidden', 'only an admin token may set X-Txsim-Run');

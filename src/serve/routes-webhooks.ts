@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { UUID_PATTERN } from '../domain/ids.js';
 import type { TransactionMessage } from '../domain/transaction.js';
 import { invalid } from './api-error.js';
 import { principalOf } from './auth.js';
@@ -20,9 +19,9 @@ interface WebhookBody {
 
 /**
  * The webhook-ingest contract mapped onto contract v1:
- * - `transaction_id` → `id` (a UUID as is, any other text → a UUID derived from it and the source
- *   account under the namespace's secret, so repeats of the same webhook deduplicate and nobody
- *   else can compute it);
+ * - `transaction_id` → `id`, a UUID derived from it (any text, a UUID too) and the source account
+ *   under the namespace's secret, so repeats of the same webhook deduplicate and nobody else can
+ *   compute it;
  * - `source_account` → `accountId`, and the transaction is a `withdrawal`: money leaves the source;
  * - `amount` (a decimal, as a JSON number or a string) → `amountMinor`, from its text, in the
  *   currency's minor unit (more decimals than the currency has → 400);
@@ -59,10 +58,8 @@ export function webhookRoutes(app: FastifyInstance, ctx: ServeContext): void {
         const amount = decimalToMinor(body.amount, body.currency);
         if (!amount.ok) throw invalid('amount is not a valid amount of the currency', [{ path: '/amount', message: amount.reason }]);
         // Derived per source account (two accounts' providers may number their orders alike), and
-        // keyed: nobody can compute the id ahead of the account and take it (see DerivedIds).
-        const id = UUID_PATTERN.test(body.transaction_id)
-          ? body.transaction_id.toLowerCase()
-          : await ctx.ids.idFor('webhook', body.source_account, body.transaction_id);
+        // keyed, a UUID too: nobody can compute the id ahead of the account and take it (see DerivedIds).
+        const id = await ctx.ids.idFor('webhook', body.source_account, body.transaction_id);
         const message: TransactionMessage = {
           id,
           type: 'withdrawal',

@@ -1,5 +1,6 @@
 import type { Knex } from '../db/knex.js';
 import type { Logger } from '../log.js';
+import type { TokenCheckResult } from './auth.js';
 import type { DashboardStats } from './dashboard-stats.js';
 import type { DerivedIds } from './derived-ids.js';
 import type { FeedHub } from './feed-hub.js';
@@ -19,6 +20,11 @@ export interface ServeContext {
   readonly dashboard?: { readonly stats: DashboardStats; readonly tickMs: number } | null;
   /** Told of every response (the Prometheus exporter, with `--metrics-port`). */
   readonly onResponse?: ((method: string, route: string, status: number, durationMs: number) => void) | null;
+  /**
+   * Told of every check of a well-formed bearer token: `valid` and `invalid` after its database read,
+   * `limited` when its address had failed too often and it was refused without one.
+   */
+  readonly onTokenCheck?: ((result: TokenCheckResult) => void) | null;
 }
 
 export interface ServeOptions {
@@ -32,8 +38,15 @@ export interface ServeOptions {
   /** Logins and registrations a minute per client address (0 = unlimited), all at once at most as many. */
   readonly credentialRateLimitPerMin: number;
   /**
+   * Failed checks of well-formed bearer tokens a minute per client address (0 = unlimited), all at once
+   * at most as many; past them the address's tokens not seen valid are answered 429 without a database
+   * read.
+   */
+  readonly authFailureRateLimitPerMin: number;
+  /**
    * Reverse proxies (addresses, CIDR ranges, `loopback` …) whose `X-Forwarded-For` names the client:
-   * the address the credential limit counts. Empty: the TCP peer is the client, the header is ignored.
+   * the address the credential and failed-token limits count. Empty: the TCP peer is the client, the
+   * header is ignored.
    */
   readonly trustProxy: readonly string[];
   /** Largest page any list returns; `limit` above it is a 400. */
@@ -53,6 +66,7 @@ export const SERVE_DEFAULTS = {
   rateLimitPerS: 500,
   rateLimitBurst: 1_000,
   credentialRateLimitPerMin: 30,
+  authFailureRateLimitPerMin: 30,
   trustProxy: [] as readonly string[],
   pageSizeMax: 200,
   heartbeatMs: 30_000,

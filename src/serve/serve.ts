@@ -36,7 +36,7 @@ export async function startServer(
   config: Config,
   options: ServeOptions,
   log: Logger,
-  hooks: Pick<ServeContext, 'onResponse'> = {},
+  hooks: Pick<ServeContext, 'onResponse' | 'onTokenCheck'> = {},
 ): Promise<RunningServer> {
   const db = createDatabase({ databaseUrl: config.databaseUrl, databaseName: config.databaseName, poolMax: 16 });
   const topology = topologyOf(config);

@@ -2,12 +2,13 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { findToken } from '../db/api-tokens.js';
 import { isConnectionError } from '../db/with-transaction.js';
 import { MAX_BODY_BYTES } from '../domain/message-schema.js';
 import { ApiError, errorBody, violationsOf } from './api-error.js';
-import { authenticate, bearerOf } from './auth.js';
+import { bearerOf, TokenAuthenticator } from './auth.js';
 import { notJsonMessage } from './json-body.js';
-import { rateKeyOf } from './principal.js';
+import { rateKeyOf, rateScopeOf } from './principal.js';
 import { RateLimiter } from './rate-limit.js';
 import { loggablePath, logResponse, markRequestStart } from './request-log.js';
 import { accountRoutes } from './routes-accounts.js';
@@ -90,6 +91,14 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
   // Password guessing and scrypt's cost: a login or registration is limited per client address.
   const perMin = ctx.options.credentialRateLimitPerMin;
   const credentialLimiter = new RateLimiter({ ratePerS: perMin / 60, burst: perMin, keysMax: 100_000 });
+  // Token guessing and the database read each check costs: failed checks are limited per client address.
+  const tokens = new TokenAuthenticator((id) => findToken(ctx.db, id), {
+    noAuth: ctx.options.noAuth,
+    failuresPerMin: ctx.options.authFailureRateLimitPerMin,
+    addressesMax: 100_000,
+    knownTokensMax: 100_000,
+    onCheck: ctx.onTokenCheck ?? null,
+  });
   app.addHook('onRequest', async (request, reply) => {
     markRequestStart(request);
     const url = request.url;
@@ -108,14 +117,14 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
     }
     if (request.routeOptions.config.public || url.startsWith('/docs') || url === '/openapi.json') return;
     if (!request.routeOptions.url) return; // no route: the 404 handler answers
-    request.principal = await authenticate(ctx.db, bearerOf(request), ctx.options.noAuth);
+    request.principal = await tokens.authenticate(bearerOf(request), request.ip);
     const decision = limiter.take(rateKeyOf(request.principal));
     if (!decision.allowed) {
       void reply.header('retry-after', String(decision.retryAfterS));
       throw new ApiError(
         429,
         'rate_limited',
-        `more than ${ctx.options.rateLimitPerS} requests/s on this token`,
+        `more than ${ctx.options.rateLimitPerS} requests/s for ${rateScopeOf(request.principal)}`,
         null,
         decision.retryAfterS,
       );
@@ -134,7 +143,7 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
   webhookRoutes(app, ctx);
   accountRoutes(app, ctx);
   analyticsRoutes(app, ctx);
-  // The feed's messages draw on the same per-token buckets as requests.
+  // The feed's messages draw on the same buckets as requests (per account, or per admin token).
   streamRoutes(app, ctx, limiter);
   dashboardRoutes(app, ctx);
   return app;

@@ -274,31 +274,34 @@ describe.skipIf(!SETTINGS.asked && !canControlServices)(`chaos run (seed ${SEED}
       // service run one after the other: clearing one (a database start waits until it answers) may take
       // longer than the schedule allowed, and the next then begins once it is cleared, never on top of it.
       const busy = new Map<FaultTarget, Promise<void>>();
+      // A fault that fails to inject ends the schedule like a gen failure: no fault begins after it, and
+      // those under way run to their end (each is bounded by its own duration) before the services are
+      // restored, so the restore never overlaps a fault still breaking or mending a service.
+      const injected: { failure: Error | null } = { failure: null };
+      let stopSchedule!: () => void;
+      const scheduleStopped = new Promise<void>((resolve) => (stopSchedule = resolve));
       await Promise.all(
         schedule.map(async (fault) => {
-          // A gen failure ends the run at once: no fault begins after it (those under way are cleared).
-          await Promise.race([sleep(Math.max(0, startedAt + fault.atS * 1000 - Date.now())), gen.failed]);
-          if (gen.failure) return;
+          await Promise.race([sleep(Math.max(0, startedAt + fault.atS * 1000 - Date.now())), gen.failed, scheduleStopped]);
+          if (gen.failure || injected.failure) return;
           const target = FAULT_KINDS[fault.kind];
-          const previous = busy.get(target) ?? Promise.resolve();
-          const run = previous.then(async () => {
-            if (gen.failure) return;
+          const run = (busy.get(target) ?? Promise.resolve()).then(async () => {
+            if (gen.failure || injected.failure) return;
             note(`${fault.kind}${fault.kind === 'worker-kill' ? ` (worker ${workerId(fault)})` : ''} begins`);
             try {
               await inject(fault, s, gen);
               note(`${fault.kind} cleared`);
             } catch (err) {
               note(`${fault.kind} failed to inject: ${(err as Error).message.split('\n')[0]}`);
-              throw err;
+              injected.failure ??= err as Error;
+              stopSchedule();
             }
           });
-          busy.set(
-            target,
-            run.catch(() => {}),
-          );
+          busy.set(target, run);
           await run;
         }),
       );
+      if (injected.failure) throw injected.failure;
       if (gen.failure) throw gen.failure;
       await restoreServices();
       const r = await gen.done(BUDGET.genDrainMs);

@@ -1,12 +1,23 @@
+import type { FastifyInstance } from 'fastify';
 import { insertToken } from '../../src/db/api-tokens.js';
 import type { Knex } from '../../src/db/knex.js';
 import { transactionIdFor } from '../../src/domain/ids.js';
+import { createLogger, type Logger } from '../../src/log.js';
 import { newToken } from '../../src/serve/credentials.js';
-import { SERVE_DEFAULTS, type ServeOptions } from '../../src/serve/serve-context.js';
+import { DerivedIds } from '../../src/serve/derived-ids.js';
+import { FeedHub } from '../../src/serve/feed-hub.js';
+import { SERVE_DEFAULTS, type ServeContext, type ServeOptions } from '../../src/serve/serve-context.js';
+import { startServer, type RunningServer } from '../../src/serve/serve.js';
+import { buildServer } from '../../src/serve/server.js';
+import { TransactionPublisher } from '../../src/serve/transaction-publisher.js';
 import { startTxsim, type TxsimProcess } from '../integration/accounting-helpers.js';
-import { runTxsim, waitFor } from './txsim.js';
+import { createTestNamespace, type TestNamespace } from './namespace.js';
+import { runTxsim, startWorker, waitFor, type WorkerProcess } from './txsim.js';
 
-/** Options of a server started in-process (`startServer`) by a test: any free port, tokens checked, no rate limits. */
+/**
+ * Options of a server started in-process (`startServer`) by a test: any free port, tokens checked, no
+ * rate limits (every request of a test file comes from 127.0.0.1: a test of a limit sets its own).
+ */
 export const IN_PROCESS_SERVE_OPTIONS: ServeOptions = {
   ...SERVE_DEFAULTS,
   port: 0,
@@ -15,7 +26,68 @@ export const IN_PROCESS_SERVE_OPTIONS: ServeOptions = {
   heartbeatMs: 5_000,
   rateLimitPerS: 0,
   credentialRateLimitPerMin: 0,
+  authFailureRateLimitPerMin: 0,
 };
+
+/**
+ * What the in-process serve test files share: a namespace set up with three seeded accounts (1-3,
+ * EUR), `txsim serve` started in-process, one worker applying what it accepts, and a token for each
+ * role the tests play.
+ */
+export interface ServeFixture {
+  readonly ns: TestNamespace;
+  readonly server: RunningServer;
+  readonly worker: WorkerProcess;
+  readonly admin: string;
+  /** Account 1's token. */
+  readonly alice: string;
+  /** Account 2's token. */
+  readonly bob: string;
+  /** Stops the worker and the server, then deletes the namespace; every step runs even if one before it throws. Safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a ServeFixture in a namespace named after `prefix`, with a worker `workerId`; the server logs
+ * to `log` (silent by default) with `options` (IN_PROCESS_SERVE_OPTIONS by default). What was started
+ * before a failing step is stopped again before the error is thrown.
+ */
+export async function startServeFixture(
+  prefix: string,
+  workerId: string,
+  { log = createLogger('silent'), options = IN_PROCESS_SERVE_OPTIONS }: { log?: Logger; options?: ServeOptions } = {},
+): Promise<ServeFixture> {
+  const ns = await createTestNamespace(prefix);
+  let server: RunningServer | null = null;
+  let worker: WorkerProcess | null = null;
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    (closing ??= (async () => {
+      const errors: unknown[] = [];
+      for (const step of [() => worker?.stop(), () => server?.close(), () => ns.cleanup()]) {
+        try {
+          await step();
+        } catch (err) {
+          errors.push(err);
+        }
+      }
+      if (errors.length > 0) throw errors[0];
+    })());
+  try {
+    const setup = await runTxsim(['setup'], ns.env);
+    if (setup.code !== 0) throw new Error(`txsim setup exited ${setup.code}: ${setup.stderr}`);
+    await ns.seed(3);
+    server = await startServer(ns.config, options, log);
+    worker = startWorker(workerId, ns.env);
+    const admin = (await insertTestToken(ns.db, { admin: true })).token;
+    const alice = (await insertTestToken(ns.db, { accountId: 1 })).token;
+    const bob = (await insertTestToken(ns.db, { accountId: 2 })).token;
+    return { ns, server, worker, admin, alice, bob, close };
+  } catch (err) {
+    await close().catch(() => {});
+    throw err;
+  }
+}
 
 /** A deposit body for `POST /v1/transactions` (EUR), with `extra` fields over it. */
 export const depositBody = (accountId: number, amountMinor: number, extra: Record<string, unknown> = {}) => ({
@@ -119,4 +191,38 @@ export async function httpRunOutcomes(db: Knex, runId: string, count: number, wa
     notAppliedNotRefused: ids.filter((id) => !applied.has(id) && !refused.has(id)),
     refusedNotApplied: [...refused].filter((id) => !applied.has(id)).length,
   };
+}
+
+/**
+ * `txsim serve`'s app over the namespace `ns`, not listening (requests by `inject`, from any
+ * `remoteAddress`), with `options` over IN_PROCESS_SERVE_OPTIONS and `hooks` in its context. Its
+ * publisher connects on the first POST and is closed with the app.
+ */
+export async function buildTestApp(
+  ns: TestNamespace,
+  options: Partial<ServeOptions> = {},
+  hooks: Pick<ServeContext, 'onTokenCheck'> = {},
+): Promise<FastifyInstance> {
+  const log = createLogger('silent');
+  const publisher = new TransactionPublisher(
+    { amqpUrl: ns.config.amqpUrl, topology: ns.topology, clientName: 'test app', windowMax: 10, confirmTimeoutMs: 5_000 },
+    log,
+  );
+  try {
+    const app = await buildServer({
+      db: ns.db,
+      publisher,
+      hub: new FeedHub({ sendBufferBytesMax: 1_000_000, subscriptionsMax: 10 }),
+      log,
+      namespace: ns.name,
+      ids: new DerivedIds(ns.db, ns.name),
+      options: { ...IN_PROCESS_SERVE_OPTIONS, ...options },
+      ...hooks,
+    });
+    app.addHook('onClose', () => publisher.close());
+    return app;
+  } catch (err) {
+    await publisher.close();
+    throw err;
+  }
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseToken } from '../../src/serve/credentials.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
@@ -90,6 +91,25 @@ describe('txsim serve and txsim tokens (CLI)', () => {
       const second = await runTxsim(['serve', '--port', port], ns.env, 30_000);
       expect(second.code).toBe(2);
       expect(second.stderr).toContain(`cannot listen on 127.0.0.1:${port} (EADDRINUSE)`);
+    } finally {
+      serve.child.kill('SIGTERM');
+    }
+    expect((await serve.done).code).toBe(0);
+  });
+
+  it('--auth-failure-limit: past that many failed token checks from an address, its tokens get 429; a bad value is a usage error', async () => {
+    const bad = await runTxsim(['serve', '--port', '0', '--auth-failure-limit', 'many'], ns.env, 30_000);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--auth-failure-limit');
+    const serve = spawnTxsim(['serve', '--port', '0', '--auth-failure-limit', '2'], ns.env, 60_000);
+    let out = '';
+    serve.child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(() => /listening on (http:\/\/\S+) /.test(out), 20_000, 'serve to listen');
+      const url = /listening on (http:\/\/\S+) /.exec(out)![1]!;
+      const guess = () => `txsim_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
+      const statusOf = async () => (await fetch(`${url}/v1/accounts/1`, { headers: { authorization: `Bearer ${guess()}` } })).status;
+      expect([await statusOf(), await statusOf(), await statusOf()]).toEqual([401, 401, 429]);
     } finally {
       serve.child.kill('SIGTERM');
     }

@@ -1,20 +1,23 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { createLogger } from '../../src/log.js';
+import type { TokenCheckResult } from '../../src/serve/auth.js';
 import { DerivedIds, legacyDerivedId } from '../../src/serve/derived-ids.js';
 import type { ServeOptions } from '../../src/serve/serve-context.js';
 import { startServer, type RunningServer } from '../../src/serve/serve.js';
-import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
+import type { TestNamespace } from '../helpers/namespace.js';
 import { publishRaw } from '../helpers/publish.js';
-import { depositBody, insertTestToken, IN_PROCESS_SERVE_OPTIONS } from '../helpers/serve.js';
-import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import { buildTestApp, depositBody, IN_PROCESS_SERVE_OPTIONS, startServeFixture, type ServeFixture } from '../helpers/serve.js';
+import { TcpProxy } from '../helpers/tcp-proxy.js';
+import { waitFor } from '../helpers/txsim.js';
 
-// What a review of `txsim serve` found, each against the real broker and database: ids another
-// account could compute and take, the feed bypassing the rate limit and telling which ids exist,
-// tokens reaching the log, a string read as a number, webhook repeats with another destination, and
-// integer ids read as JavaScript reads text.
+// What reviews of `txsim serve` found, each against the real broker and database: ids another
+// account could compute and take (from any key, a UUID key too), the feed bypassing the rate limit
+// and telling which ids exist, tokens reaching the log, a string read as a number, webhook repeats
+// with another destination, integer ids read as JavaScript reads text, failed token checks that
+// cost a database read each without limit, and logins that multiplied an account's rate.
 
 const OPTIONS: ServeOptions = IN_PROCESS_SERVE_OPTIONS;
 
@@ -30,8 +33,11 @@ interface FeedMessage {
   transactionId?: string;
   status?: string;
   subscribed?: unknown;
-  error?: { code: string; details: unknown };
+  error?: { code: string; message: string; details: unknown };
 }
+
+/** A well-formed token nobody issued: a guess, which only the database can refuse. */
+const guessedToken = () => `txsim_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`;
 
 /** A logger whose JSON lines are kept for the test to read. */
 function capturingLogger() {
@@ -58,9 +64,9 @@ async function openFeed(url: string, token: string) {
 }
 
 describe('txsim serve, hardened', () => {
+  let fixture: ServeFixture | undefined;
   let ns: TestNamespace;
   let server: RunningServer;
-  let worker: WorkerProcess;
   const logged = capturingLogger();
   let admin: string;
   let alice: string; // account 1
@@ -81,21 +87,11 @@ describe('txsim serve, hardened', () => {
   const deposit = depositBody;
 
   beforeAll(async () => {
-    ns = await createTestNamespace('servehard');
-    expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
-    await ns.seed(3);
-    server = await startServer(ns.config, OPTIONS, logged.log);
-    worker = startWorker('shw1', ns.env);
-    admin = (await insertTestToken(ns.db, { admin: true })).token;
-    alice = (await insertTestToken(ns.db, { accountId: 1 })).token;
-    bob = (await insertTestToken(ns.db, { accountId: 2 })).token;
+    fixture = await startServeFixture('servehard', 'shw1', { log: logged.log });
+    ({ ns, server, admin, alice, bob } = fixture);
   });
 
-  afterAll(async () => {
-    await worker?.stop();
-    await server?.close();
-    await ns?.cleanup();
-  });
+  afterAll(() => fixture?.close());
 
   it('an id derived from an Idempotency-Key cannot be computed and taken by another account first', async () => {
     // The id the key used to give: public arithmetic, so bob could post under it first.
@@ -283,6 +279,10 @@ describe('txsim serve, hardened', () => {
       // Five from the burst (plus what refilled meanwhile at 2/s); all the rest refused.
       expect(limitedAnswers.length).toBeGreaterThanOrEqual(190);
       expect(limitedAnswers[0]?.error?.details).toEqual({ retryAfterS: 1 });
+      // Said as the feed sees it (the HTTP 429's text spoke of requests only): what was dropped, whose limit, when to retry.
+      expect(limitedAnswers[0]?.error?.message).toBe(
+        'message ignored: account 1 (all its tokens) sent more than 2 requests and feed messages a second; your subscriptions are unchanged, send it again in 1 s',
+      );
       // The first subscribe is read and answered; the repeats are only acknowledged (no read, no growth).
       const answered = feed.messages.filter((m) => !m.error);
       expect(answered.length).toBe(200 - limitedAnswers.length);
@@ -292,5 +292,163 @@ describe('txsim serve, hardened', () => {
     } finally {
       await limited.close();
     }
+  });
+
+  it('failed token checks are limited per client address: 429 with Retry-After and no database read; a token seen valid keeps its own bucket', async () => {
+    const checks: TokenCheckResult[] = [];
+    const app = await buildTestApp(
+      ns,
+      { authFailureRateLimitPerMin: 3, rateLimitPerS: 1, rateLimitBurst: 3 },
+      { onTokenCheck: (result) => checks.push(result) },
+    );
+    const lookups = () => checks.filter((c) => c !== 'limited').length;
+    const get = (token: string | null, remoteAddress = '10.1.0.1') =>
+      app.inject({ method: 'GET', url: '/v1/accounts/1', remoteAddress, headers: token ? { authorization: `Bearer ${token}` } : {} });
+    try {
+      expect((await get(alice)).statusCode).toBe(200); // seen valid from the address that is about to be limited
+      for (let i = 0; i < 3; i++) expect((await get(guessedToken())).statusCode).toBe(401);
+      expect(lookups()).toBe(4);
+      const limited = await get(guessedToken());
+      expect(limited.statusCode).toBe(429);
+      expect(limited.headers['retry-after']).toBe('20');
+      expect(limited.json<Answer>().error).toMatchObject({
+        code: 'rate_limited',
+        message: 'too many failed token checks from this address (at most 3 a minute); try again in 20 s',
+      });
+      for (let i = 0; i < 20; i++) expect((await get(guessedToken())).statusCode).toBe(429);
+      // None of the 21 refused reached the database: refused before the read.
+      expect(lookups()).toBe(4);
+      expect(checks.filter((c) => c === 'limited')).toHaveLength(21);
+
+      // Alice's token still works from that address, limited only by her account's bucket (burst 3, one spent).
+      expect((await get(alice)).statusCode).toBe(200);
+      expect((await get(alice)).statusCode).toBe(200);
+      const own = await get(alice);
+      expect(own.statusCode).toBe(429);
+      expect(own.json<Answer>().error.message).toBe('more than 1 requests/s for account 1 (all its tokens)');
+      // A valid token this server never saw cannot be told from a guess without the database: it waits too …
+      expect((await get(admin)).statusCode).toBe(429);
+      // … while another address has a bucket of its own, where it is read as ever (and is then seen valid).
+      expect((await get(guessedToken(), '10.1.0.2')).statusCode).toBe(401);
+      expect((await get(admin, '10.1.0.2')).statusCode).toBe(200);
+      expect((await get(admin)).statusCode).toBe(200);
+      // No token, or a malformed one, costs no read and is a 401 as ever.
+      expect((await get(null)).statusCode).toBe(401);
+      expect((await get('txsim_not-a-token')).statusCode).toBe(401);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('a limited address is answered 429 before the database is consulted: also while the database is unreachable', async () => {
+    const target = new URL(ns.config.databaseUrl);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 3306));
+    await proxy.listen();
+    const viaProxy = new URL(ns.config.databaseUrl);
+    viaProxy.hostname = '127.0.0.1';
+    viaProxy.port = String(proxy.port);
+    const checks: TokenCheckResult[] = [];
+    const limited = await startServer(
+      { ...ns.config, databaseUrl: viaProxy.toString() },
+      { ...OPTIONS, authFailureRateLimitPerMin: 2 },
+      createLogger('silent'),
+      { onTokenCheck: (result) => checks.push(result) },
+    );
+    const get = (token: string) => fetch(`${limited.url}/v1/accounts/1`, { headers: { authorization: `Bearer ${token}` } });
+    try {
+      expect((await get(alice)).status).toBe(200);
+      expect((await get(guessedToken())).status).toBe(401);
+      expect((await get(guessedToken())).status).toBe(401);
+      await proxy.cut();
+      const refused = await get(guessedToken());
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('retry-after')).toBe('30');
+      expect(((await refused.json()) as Answer).error.code).toBe('rate_limited');
+      // The database is really gone: a token the server does read now is a 503.
+      const read = await get(alice);
+      expect(read.status).toBe(503);
+      expect(((await read.json()) as Answer).error.code).toBe('database_unavailable');
+      expect(checks).toEqual(['valid', 'invalid', 'invalid', 'limited']);
+    } finally {
+      await proxy.listen(); // the pool closes cleanly with its database back
+      await limited.close();
+      await proxy.cut();
+    }
+  });
+
+  it('tokens of one account share its rate bucket: logging in again does not multiply the rate', async () => {
+    const app = await buildTestApp(ns, { rateLimitPerS: 1, rateLimitBurst: 2 });
+    try {
+      const credentials = { username: 'sharer', password: 'correct horse' };
+      const registered = await app.inject({ method: 'POST', url: '/v1/users', payload: credentials });
+      expect(registered.statusCode).toBe(201);
+      const { accountId, token: registrationToken } = registered.json<{ accountId: number; token: string }>();
+      const sessions: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const login = await app.inject({ method: 'POST', url: '/v1/sessions', payload: credentials });
+        expect(login.statusCode).toBe(201);
+        sessions.push(login.json<{ token: string }>().token);
+      }
+      const get = (token: string, id = accountId) =>
+        app.inject({ method: 'GET', url: `/v1/accounts/${id}`, headers: { authorization: `Bearer ${token}` } });
+      expect((await get(registrationToken)).statusCode).toBe(200);
+      expect((await get(sessions[0]!)).statusCode).toBe(200);
+      // A third token of the same account finds the same bucket, spent.
+      const third = await get(sessions[1]!);
+      expect(third.statusCode).toBe(429);
+      expect(third.headers['retry-after']).toBe('1');
+      expect(third.json<Answer>().error.message).toBe(`more than 1 requests/s for account ${accountId} (all its tokens)`);
+      // Another account, and an admin token, keep buckets of their own.
+      expect((await get(alice, 1)).statusCode).toBe(200);
+      expect((await get(admin)).statusCode).toBe(200);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('an Idempotency-Key that is a UUID is derived like any other key: whoever learns it cannot post under it first', async () => {
+    const key = randomUUID();
+    // Bob learnt alice's key and posts under it first: it used to be her transaction's id itself.
+    expect((await call('POST', '/v1/transactions', bob, deposit(2, 5, { id: key }))).status).toBe(202);
+    const first = await call('POST', '/v1/transactions', alice, deposit(1, 800), { 'idempotency-key': key });
+    expect(first.status).toBe(202); // was 409, forever
+    expect(first.json.id).not.toBe(key);
+    expect(first.json.accountId).toBe(1);
+    expect(await new DerivedIds(ns.db, ns.name).idFor('idempotency-key', 1, key)).toBe(first.json.id);
+    // One UUID in either case is one key.
+    const again = await call('POST', '/v1/transactions', alice, deposit(1, 800), { 'idempotency-key': key.toUpperCase() });
+    expect([200, 202]).toContain(again.status);
+    expect(again.json.id).toBe(first.json.id);
+    // A key and an id equal to it now name different transactions: refused, not guessed at.
+    const same = randomUUID();
+    const both = await call('POST', '/v1/transactions', alice, deposit(1, 801, { id: same }), { 'idempotency-key': same });
+    expect(both.status).toBe(400);
+
+    // An id a UUID key gave before (the key itself) stays that key's id, for its own account only.
+    const earlier = randomUUID();
+    expect((await call('POST', '/v1/transactions', alice, deposit(1, 802, { id: earlier }))).status).toBe(202); // the row the old code wrote
+    const repeat = await call('POST', '/v1/transactions', alice, deposit(1, 802), { 'idempotency-key': earlier });
+    expect([200, 202]).toContain(repeat.status);
+    expect(repeat.json.id).toBe(earlier);
+    const bobs = await call('POST', '/v1/transactions', bob, deposit(2, 802), { 'idempotency-key': earlier });
+    expect(bobs.status).toBe(202);
+    expect(bobs.json.id).not.toBe(earlier);
+    // A key that has given its derived id keeps it, whatever is posted under the key's text as an id later.
+    const later = randomUUID();
+    const keyed = await call('POST', '/v1/transactions', alice, deposit(1, 803), { 'idempotency-key': later });
+    expect(keyed.status).toBe(202);
+    expect((await call('POST', '/v1/transactions', alice, deposit(1, 804, { id: later }))).status).toBe(202);
+    const keyedAgain = await call('POST', '/v1/transactions', alice, deposit(1, 803), { 'idempotency-key': later });
+    expect([200, 202]).toContain(keyedAgain.status);
+    expect(keyedAgain.json.id).toBe(keyed.json.id);
+
+    // The same for a webhook transaction_id that is a UUID.
+    const order = randomUUID();
+    expect((await call('POST', '/v1/transactions', bob, deposit(2, 5, { id: order }))).status).toBe(202);
+    const hook = { transaction_id: order, source_account: 1, amount: '1.75', currency: 'EUR' };
+    const hooked = await call('POST', '/v1/webhooks/transactions', alice, hook);
+    expect(hooked.status).toBe(202);
+    expect(hooked.json.id).not.toBe(order);
+    expect((await call('POST', '/v1/webhooks/transactions', alice, hook)).json.id).toBe(hooked.json.id);
   });
 });

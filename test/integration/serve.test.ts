@@ -7,15 +7,22 @@ import { createLogger } from '../../src/log.js';
 import { DerivedIds } from '../../src/serve/derived-ids.js';
 import { FeedHub } from '../../src/serve/feed-hub.js';
 import type { ServeOptions } from '../../src/serve/serve-context.js';
-import { startServer, type RunningServer } from '../../src/serve/serve.js';
+import type { RunningServer } from '../../src/serve/serve.js';
 import { buildServer } from '../../src/serve/server.js';
 import { TransactionPublisher } from '../../src/serve/transaction-publisher.js';
 import { runIdForSeed } from '../../src/domain/ids.js';
 import { createGenerator } from '../../src/gen/generator.js';
 import { sendOverHttp } from '../../src/gen/http-sender.js';
-import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
-import { depositBody, insertTestToken, IN_PROCESS_SERVE_OPTIONS } from '../helpers/serve.js';
-import { runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
+import type { TestNamespace } from '../helpers/namespace.js';
+import {
+  buildTestApp,
+  depositBody,
+  insertTestToken,
+  IN_PROCESS_SERVE_OPTIONS,
+  startServeFixture,
+  type ServeFixture,
+} from '../helpers/serve.js';
+import { waitFor } from '../helpers/txsim.js';
 
 // `txsim serve` in-process on port 0 against the real RabbitMQ and database, with a real worker
 // applying what it accepts: the HTTP contract, 202 after confirm, idempotency, auth scoping, the feed.
@@ -73,9 +80,9 @@ async function sqlRow<T>(ns: TestNamespace, sql: string, bindings: readonly (str
 }
 
 describe('txsim serve', () => {
+  let fixture: ServeFixture | undefined;
   let ns: TestNamespace;
   let server: RunningServer;
-  let worker: WorkerProcess;
   let admin: string;
   let alice: string; // account 1
   let bob: string; // account 2
@@ -99,21 +106,11 @@ describe('txsim serve', () => {
   const deposit = depositBody;
 
   beforeAll(async () => {
-    ns = await createTestNamespace('serve');
-    expect((await runTxsim(['setup'], ns.env)).code).toBe(0);
-    await ns.seed(3);
-    server = await startServer(ns.config, OPTIONS, createLogger('silent'));
-    worker = startWorker('sw1', ns.env);
-    admin = (await insertTestToken(ns.db, { admin: true })).token;
-    alice = (await insertTestToken(ns.db, { accountId: 1 })).token;
-    bob = (await insertTestToken(ns.db, { accountId: 2 })).token;
+    fixture = await startServeFixture('serve', 'sw1');
+    ({ ns, server, admin, alice, bob } = fixture);
   });
 
-  afterAll(async () => {
-    await worker?.stop();
-    await server?.close();
-    await ns?.cleanup();
-  });
+  afterAll(() => fixture?.close());
 
   it('answers /healthz without dependencies and /readyz with both services', async () => {
     const health = await call('GET', '/healthz');
@@ -577,21 +574,7 @@ describe('txsim serve', () => {
   });
 
   /** The app in-process (no listening socket, requests by inject) with other limits than OPTIONS'. */
-  const limitedServer = (limits: Partial<ServeOptions>) => {
-    const log = createLogger('silent');
-    return buildServer({
-      db: ns.db,
-      publisher: new TransactionPublisher(
-        { amqpUrl: ns.config.amqpUrl, topology: ns.topology, clientName: 'test limits', windowMax: 10, confirmTimeoutMs: 5_000 },
-        log,
-      ),
-      hub: new FeedHub({ sendBufferBytesMax: 1_000_000, subscriptionsMax: 10 }),
-      log,
-      namespace: ns.name,
-      ids: new DerivedIds(ns.db, ns.name),
-      options: { ...OPTIONS, ...limits },
-    });
-  };
+  const limitedServer = (limits: Partial<ServeOptions>) => buildTestApp(ns, limits);
 
   it('rate limiting per token answers 429 with Retry-After', async () => {
     const app = await limitedServer({ rateLimitPerS: 1, rateLimitBurst: 2 });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { violationsOf } from '../../src/serve/api-error.js';
+import type { TokenRow } from '../../src/db/api-tokens.js';
+import { ApiError, violationsOf } from '../../src/serve/api-error.js';
+import { TokenAuthenticator, type TokenCheckResult } from '../../src/serve/auth.js';
 import {
   DUMMY_PASSWORD_HASH,
   hashPassword,
@@ -70,6 +72,22 @@ describe('RateLimiter', () => {
     expect(limiter.take('a').allowed).toBe(false);
   });
 
+  it('peeks without spending, and says when `needed` tokens will be there', () => {
+    let now = 0;
+    const limiter = new RateLimiter({ ratePerS: 0.5, burst: 2, keysMax: 10 }, () => now);
+    expect(limiter.peek('a')).toEqual({ allowed: true }); // never seen: a full bucket
+    expect(limiter.peek('a', 2)).toEqual({ allowed: true });
+    limiter.take('a');
+    limiter.take('a');
+    expect(limiter.peek('a')).toEqual({ allowed: false, retryAfterS: 2 });
+    expect(limiter.peek('a', 2)).toEqual({ allowed: false, retryAfterS: 4 });
+    now = 2_000;
+    expect(limiter.peek('a')).toEqual({ allowed: true });
+    expect(limiter.peek('a')).toEqual({ allowed: true }); // peeking spent nothing
+    expect(limiter.take('a').allowed).toBe(true);
+    expect(limiter.take('a').allowed).toBe(false);
+  });
+
   it('keeps at most keysMax buckets', () => {
     const limiter = new RateLimiter({ ratePerS: 1, burst: 1, keysMax: 2 }, () => 0);
     limiter.take('a');
@@ -111,5 +129,119 @@ describe('parseSubscribe', () => {
     expect(parseSubscribe('{"subscribe":"all"}')).toEqual({ kind: 'all' });
     for (const bad of ['nope', '{"subscribe":"account","id":"42"}', '{"subscribe":"transaction","id":"x"}', 'null'])
       expect(parseSubscribe(bad)).toHaveProperty('error');
+  });
+});
+
+describe('TokenAuthenticator', () => {
+  const issued = newToken();
+  const row = (overrides: Partial<TokenRow> = {}): TokenRow => ({
+    id: issued.id,
+    secretHash: issued.secretHash,
+    isAdmin: false,
+    accountId: 7,
+    label: null,
+    createdAt: new Date(0),
+    expiresAt: null,
+    revokedAt: null,
+    ...overrides,
+  });
+  /** An authenticator over a fake token table holding `issued` (as `current()` says), counting reads, on a clock the test moves. */
+  const setup = (current: () => TokenRow | undefined = () => row()) => {
+    const clock = { nowMs: 0 };
+    const checks: TokenCheckResult[] = [];
+    const reads: { id: string; resolve: () => void }[] = [];
+    let gated = false;
+    const findToken = (id: string) =>
+      new Promise<TokenRow | undefined>((resolve) => {
+        const answer = () => resolve(id === issued.id ? current() : undefined);
+        reads.push({ id, resolve: answer });
+        if (!gated) answer();
+      });
+    const auth = new TokenAuthenticator(
+      findToken,
+      { noAuth: false, failuresPerMin: 3, addressesMax: 100, knownTokensMax: 100, onCheck: (r) => checks.push(r) },
+      () => clock.nowMs,
+    );
+    return { auth, clock, checks, reads, gate: (on: boolean) => (gated = on) };
+  };
+  const guess = () => newToken().token;
+  const statusOf = (p: Promise<unknown>) =>
+    p.then(
+      () => 200,
+      (err: unknown) => (err instanceof ApiError ? err.statusCode : 500),
+    );
+
+  it('counts only failures: a valid token costs its address nothing', async () => {
+    const { auth, reads } = setup();
+    for (let i = 0; i < 10; i++)
+      expect(await auth.authenticate(issued.token, 'a')).toEqual({ kind: 'account', tokenId: issued.id, accountId: 7 });
+    for (let i = 0; i < 3; i++) expect(await statusOf(auth.authenticate(guess(), 'a'))).toBe(401);
+    expect(await statusOf(auth.authenticate(guess(), 'a'))).toBe(429);
+    expect(reads).toHaveLength(13);
+  });
+
+  it('refuses a limited address without a read until its bucket refills; a token seen valid is still read', async () => {
+    const { auth, clock, checks, reads } = setup();
+    await auth.authenticate(issued.token, 'a');
+    for (let i = 0; i < 3; i++) await statusOf(auth.authenticate(guess(), 'a'));
+    const readsBefore = reads.length;
+    expect(await statusOf(auth.authenticate(guess(), 'a'))).toBe(429);
+    // The issued token's id with another secret is a guess like any other.
+    expect(await statusOf(auth.authenticate(`txsim_${issued.id}_${'A'.repeat(43)}`, 'a'))).toBe(429);
+    expect(reads.length).toBe(readsBefore);
+    expect(await statusOf(auth.authenticate(issued.token, 'a'))).toBe(200);
+    expect(reads.length).toBe(readsBefore + 1);
+    expect(await statusOf(auth.authenticate(guess(), 'b'))).toBe(401); // another address, another bucket
+    clock.nowMs = 20_000; // 3 a minute: one more failure allowed
+    expect(await statusOf(auth.authenticate(guess(), 'a'))).toBe(401);
+    expect(await statusOf(auth.authenticate(guess(), 'a'))).toBe(429);
+    expect(checks.filter((c) => c === 'limited')).toHaveLength(3);
+  });
+
+  it('bounds concurrent guesses by the failures left: the rest are refused before any read', async () => {
+    const { auth, reads, gate } = setup();
+    gate(true);
+    const answers = Array.from({ length: 10 }, () => statusOf(auth.authenticate(guess(), 'a')));
+    expect(reads).toHaveLength(3);
+    for (const read of reads) read.resolve();
+    expect((await Promise.all(answers)).sort()).toEqual([401, 401, 401, 429, 429, 429, 429, 429, 429, 429]);
+  });
+
+  it('concurrent requests with one unseen token take one slot: a fresh client is not refused by its own burst', async () => {
+    const { auth, reads, gate } = setup();
+    gate(true);
+    const answers = Array.from({ length: 10 }, () => statusOf(auth.authenticate(issued.token, 'a')));
+    expect(reads).toHaveLength(10);
+    for (const read of reads) read.resolve();
+    expect(await Promise.all(answers)).toEqual(Array.from({ length: 10 }, () => 200));
+  });
+
+  it('a token seen valid and then revoked or expired is a failure, and is no longer trusted', async () => {
+    let current = row();
+    const { auth, reads } = setup(() => current);
+    await auth.authenticate(issued.token, 'a');
+    current = row({ revokedAt: new Date(0) });
+    for (let i = 0; i < 3; i++) expect(await statusOf(auth.authenticate(issued.token, 'a'))).toBe(401);
+    const readsBefore = reads.length;
+    expect(await statusOf(auth.authenticate(issued.token, 'a'))).toBe(429);
+    expect(reads.length).toBe(readsBefore);
+  });
+
+  it('with --no-auth reads nothing; without a token or with a malformed one, reads nothing and counts nothing', async () => {
+    const { auth, reads, checks } = setup();
+    for (let i = 0; i < 5; i++) {
+      expect(await statusOf(auth.authenticate(null, 'a'))).toBe(401);
+      expect(await statusOf(auth.authenticate('txsim_nope', 'a'))).toBe(401);
+    }
+    expect(await statusOf(auth.authenticate(guess(), 'a'))).toBe(401);
+    expect(reads).toHaveLength(1);
+    expect(checks).toEqual(['invalid']);
+    const open = new TokenAuthenticator(() => Promise.reject(new Error('no read')), {
+      noAuth: true,
+      failuresPerMin: 1,
+      addressesMax: 1,
+      knownTokensMax: 1,
+    });
+    expect(await open.authenticate(null, 'a')).toEqual({ kind: 'admin', tokenId: null });
   });
 });
