@@ -47,22 +47,28 @@ export function el(tag, attrs = {}, ...children) {
 
 const latencyCell = (l, key) => (l && l.count > 0 ? formatNumber(l[key]) : '–');
 
-/** One row of the workers table, like `watch` shows it. */
+/**
+ * One row of the workers table, like `watch` shows it. The server already leaves out what a row
+ * cannot know now (in-flight and latency of a gone worker, anything while it cannot hear the
+ * workers); `unheard` shows the status as `?` (the last one known in its title).
+ */
 export function workerRow(w) {
   return el(
     'tr',
-    { class: w.status, dataset: { workerId: w.workerId, status: w.status } },
+    { class: w.status, dataset: { workerId: w.workerId, status: w.status, unheard: w.unheard ? 'true' : null } },
     el('td', {}, w.workerId, w.paused ? ' (paused)' : '', w.blocked ? ' (blocked)' : ''),
-    el('td', { class: `status status-${w.status}` }, w.status),
+    w.unheard
+      ? el('td', { class: 'status status-unheard', title: `was ${w.status}; the server cannot hear the workers` }, '?')
+      : el('td', { class: `status status-${w.status}` }, w.status),
     el('td', { class: 'n rate' }, w.ratePerS === null ? '–' : formatNumber(w.ratePerS)),
     el('td', { class: 'n' }, w.rate10sPerS === null ? '–' : formatNumber(w.rate10sPerS)),
     el('td', { class: 'n applied' }, formatNumber(w.applied)),
     el('td', { class: 'n' }, formatNumber(w.rejected)),
     el('td', { class: 'n' }, formatNumber(w.retried)),
     el('td', { class: 'n' }, formatNumber(w.parked)),
-    el('td', { class: 'n' }, `${w.inFlight}/${w.prefetchCount}`),
-    el('td', { class: 'n' }, latencyCell(w.endToEndMs, 'p50')),
-    el('td', { class: 'n' }, latencyCell(w.endToEndMs, 'p99')),
+    el('td', { class: 'n in-flight' }, w.inFlight === null || w.inFlight === undefined ? '–' : `${w.inFlight}/${w.prefetchCount}`),
+    el('td', { class: 'n p50' }, latencyCell(w.endToEndMs, 'p50')),
+    el('td', { class: 'n p99' }, latencyCell(w.endToEndMs, 'p99')),
     el('td', { class: 'n' }, (w.lastSeenAgoMs / 1000).toFixed(1)),
   );
 }
@@ -72,8 +78,8 @@ export function totalCells(t) {
   return [
     el('td', {}, 'total'),
     el('td', {}, `${live}/${t.workers} live`),
-    el('td', { class: 'n rate' }, formatNumber(t.ratePerS)),
-    el('td', { class: 'n' }, formatNumber(t.rate10sPerS)),
+    el('td', { class: 'n rate' }, t.unheard ? '–' : formatNumber(t.ratePerS)),
+    el('td', { class: 'n' }, t.unheard ? '–' : formatNumber(t.rate10sPerS)),
     el('td', { class: 'n applied' }, formatNumber(t.applied)),
     el('td', { class: 'n' }, formatNumber(t.rejected)),
     el('td', { class: 'n' }, formatNumber(t.retried)),
@@ -83,6 +89,20 @@ export function totalCells(t) {
     el('td', { class: 'n' }, latencyCell(t.endToEndMs, 'p99')),
     el('td', {}, ''),
   ];
+}
+
+/**
+ * What the queues card says about its numbers: their source, or — when the latest read failed or
+ * none came for a while — that they are old, how old, and why (the server then sends no rates).
+ */
+export function queueSourceText(frame) {
+  const q = frame.queues;
+  if (!q) return frame.queueError ?? '';
+  if (frame.queuesStale) {
+    const age = Math.round((frame.queuesAgeMs ?? 0) / 1000);
+    return `stale: last read ${age} s ago${frame.queueError ? `: ${frame.queueError}` : ''}`;
+  }
+  return q.source === 'management-api' ? 'management API' : `AMQP passive declare (API: ${q.apiError ?? 'unavailable'})`;
 }
 
 export function queueRow(q) {

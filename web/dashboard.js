@@ -10,6 +10,7 @@ import {
   formatNumber,
   formatTime,
   queueRow,
+  queueSourceText,
   recentCells,
   statementRow,
   totalCells,
@@ -230,7 +231,7 @@ function renderFrame(frame, live) {
     drawCharts();
   }
   const t = frame.totals;
-  $('kpi-rate').textContent = formatNumber(t.ratePerS);
+  $('kpi-rate').textContent = t.unheard ? '–' : formatNumber(t.ratePerS);
   $('kpi-applied').textContent = formatNumber(t.applied);
   $('kpi-rejected').textContent = formatNumber(t.rejected);
   $('kpi-workers').textContent = `${t.byStatus.active + t.byStatus.idle}/${t.workers}`;
@@ -246,10 +247,14 @@ function renderFrame(frame, live) {
   $('workers-total').replaceChildren(...totalCells(t));
 
   const queues = document.querySelector('#queues tbody');
+  // A stale reading (the latest read failed) keeps its depths, dimmed and labelled with its age and the error.
+  const stale = Boolean(frame.queues && frame.queuesStale);
+  $('queues').classList.toggle('stale', stale);
+  $('queues').dataset.stale = String(stale);
+  $('queues-source').classList.toggle('stale', stale);
+  $('queues-source').textContent = queueSourceText(frame);
   if (frame.queues) {
     queues.replaceChildren(...frame.queues.queues.map(queueRow));
-    $('queues-source').textContent =
-      frame.queues.source === 'management-api' ? 'management API' : `AMQP passive declare (API: ${frame.queues.apiError ?? 'unavailable'})`;
   } else {
     queues.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'muted' }, frame.queueError ?? 'reading…')));
   }

@@ -5,17 +5,25 @@ import { round1 } from '../stats/rates.js';
 import type { WorkerSnapshot } from '../stats/snapshot.js';
 import {
   ManagementApiClient,
+  NO_QUEUE_STATE,
   PassiveDeclareReader,
+  QUEUE_STALE_AFTER_MS_MIN,
   QueueDepthReader,
+  queueRead,
+  queueReadFailed,
+  queueView,
   vhostOf,
   watchedQueues,
   type QueueReading,
+  type QueueState,
 } from '../watch/queue-depths.js';
 import {
   DEFAULT_STALENESS,
   emptyStats,
   receiveInvalid,
   receiveSnapshot,
+  resumeHearing,
+  stopHearing,
   tick,
   viewOf,
   type StalenessOptions,
@@ -54,8 +62,14 @@ export interface DashboardFrame {
   readonly totals: StatsView['totals'];
   readonly rejectReasons: StatsView['rejectReasons'];
   readonly invalidSnapshots: number;
+  /** The last reading; its rates are null while it is stale. */
   readonly queues: QueueReading | null;
+  /** Why the latest read failed; null when it succeeded. */
   readonly queueError: string | null;
+  /** The reading is old (the latest read failed, or none succeeded for a while): not current. */
+  readonly queuesStale: boolean;
+  /** How old the reading is, in ms; null without one. */
+  readonly queuesAgeMs: number | null;
   readonly broker: { readonly state: 'connecting' | 'connected' | 'reconnecting'; readonly detail: string | null };
 }
 
@@ -131,8 +145,7 @@ export class DashboardStats {
   private readonly listeners = new Set<(frame: DashboardFrame) => void>();
   private counters = new Map<string, Counters>();
   private lastTickMs: number | null = null;
-  private queues: QueueReading | null = null;
-  private queueError: string | null = null;
+  private queues: QueueState = NO_QUEUE_STATE;
   private reading = false;
   private broker: DashboardFrame['broker'] = { state: 'connecting', detail: null };
   private timer: NodeJS.Timeout | null = null;
@@ -149,13 +162,18 @@ export class DashboardStats {
       clientName: options.clientName,
       log,
       onConnect: () => (this.broker = { state: 'connected', detail: null }),
-      onDisconnect: (err) => (this.broker = { state: 'reconnecting', detail: err.message.slice(0, 80) }),
+      onDisconnect: (err) => {
+        // No snapshot can arrive until the consumer is subscribed again: workers must not age meanwhile.
+        this.stats = stopHearing(this.stats, this.now());
+        this.broker = { state: 'reconnecting', detail: err.message.slice(0, 80) };
+      },
     });
     // As in `watch`: a namespace not set up yet has no stats exchange (404); look again every 2 s.
     const channel = this.connection.channel({
       name: 'dashboard stats channel',
       retryDelay: { initialMs: 2_000, maxMs: 2_000 },
       onFailure: (err) => {
+        this.stats = stopHearing(this.stats, this.now());
         if ((err as { code?: unknown }).code !== 404) return 'unexpected';
         this.broker = { state: 'connected', detail: `no ${exchange} yet: txsim setup?` };
         return 'expected';
@@ -168,7 +186,11 @@ export class DashboardStats {
     channel.consume(
       (ch) => declareStatsQueue(ch, exchange),
       ({ msg }) => onSnapshot(msg),
-      { noAck: true, label: 'dashboard stats subscriber' },
+      {
+        noAck: true,
+        label: 'dashboard stats subscriber',
+        onSubscribed: () => (this.stats = resumeHearing(this.stats, this.now())),
+      },
     );
     this.api = new ManagementApiClient(options.rabbitmqApiUrl, vhostOf(options.amqpUrl));
     this.passive = new PassiveDeclareReader(this.connection);
@@ -234,8 +256,8 @@ export class DashboardStats {
       totals: view.totals,
       rejectReasons: view.rejectReasons,
       invalidSnapshots: view.invalidCount,
-      queues: this.queues,
-      queueError: this.queueError,
+      // Read every tick while someone looks: three ticks without a new reading is stale too.
+      ...queueView(this.queues, nowMs, Math.max(QUEUE_STALE_AFTER_MS_MIN, 3 * this.options.tickMs)),
       broker: this.broker,
     };
     this.latest = frame;
@@ -250,12 +272,12 @@ export class DashboardStats {
     this.reader
       .read()
       .then((reading) => {
-        this.queues = reading;
-        this.queueError = null;
+        this.queues = queueRead(reading, this.now());
       })
       .catch((err: unknown) => {
-        this.queueError = (err as Error).message;
-        this.log.debug({ err: this.queueError }, 'dashboard: queue depths unavailable');
+        // The last reading stays, shown stale with its age and this error, never as current.
+        this.queues = queueReadFailed(this.queues, (err as Error).message);
+        this.log.debug({ err: (err as Error).message }, 'dashboard: queue depths unavailable');
       })
       .finally(() => (this.reading = false));
   }

@@ -3,7 +3,6 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance } from 'fastify';
-import type { WebSocket } from 'ws';
 import { ApiError } from './api-error.js';
 import { ISO_4217_MINOR_UNITS } from '../domain/currency-exponents.js';
 import { principalOf } from './auth.js';
@@ -89,8 +88,11 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ServeContext): void {
     (socket, request) => {
       logUpgrade(request);
       const principal = principalOf(request);
-      const send = (text: string) => {
-        if (socket.readyState === socket.OPEN && socket.bufferedAmount <= DASHBOARD_BUFFER_BYTES_MAX) socket.send(text);
+      /** Sends unless the socket is closed or too far behind; says whether it did (a skipped feed batch is counted). */
+      const send = (text: string): boolean => {
+        if (socket.readyState !== socket.OPEN || socket.bufferedAmount > DASHBOARD_BUFFER_BYTES_MAX) return false;
+        socket.send(text);
+        return true;
       };
       const stats = ctx.dashboard?.stats ?? null;
       send(
@@ -102,8 +104,9 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ServeContext): void {
           feedBatchMax: FEED_BATCH_MAX,
         }),
       );
-      const unsubscribe = stats?.subscribe((frame: DashboardFrame) => send(JSON.stringify({ type: 'frame', ...frame }))) ?? (() => {});
-      const batch = new FeedBatch(socket, send);
+      // A frame skipped by the buffer guard is simply replaced by the next one: frames are snapshots.
+      const unsubscribe = stats?.subscribe((frame: DashboardFrame) => void send(JSON.stringify({ type: 'frame', ...frame }))) ?? (() => {});
+      const batch = new FeedBatch((code, reason) => socket.close(code, reason), send);
       ctx.hub.add(batch, principal);
       ctx.hub.subscribe(batch, { kind: 'all' });
       tokens.admit(principal);
@@ -134,15 +137,18 @@ export function dashboardRoutes(app: FastifyInstance, ctx: ServeContext): void {
 /**
  * The hub's view of a dashboard: events are held and sent together every FEED_FLUSH_MS, at most
  * FEED_BATCH_MAX of them (the newest), so thousands of transactions a second cost the browser four
- * messages a second and a known number of rows.
+ * messages a second and a known number of rows. Every event that never reaches the page is counted
+ * in the next batch's `dropped`: those pushed out of a full batch, and whole batches the socket
+ * would not take (too far behind).
  */
-class FeedBatch implements FeedClient {
+export class FeedBatch implements FeedClient {
   private events: string[] = [];
   private dropped = 0;
 
   constructor(
-    private readonly socket: WebSocket,
-    private readonly sendText: (text: string) => void,
+    private readonly closeSocket: (code: number, reason: string) => void,
+    /** Sends one message; false when it was not sent (the socket is closed or too far behind). */
+    private readonly sendText: (text: string) => boolean,
   ) {}
 
   get bufferedBytes(): number {
@@ -158,15 +164,17 @@ class FeedBatch implements FeedClient {
   }
 
   close(code: number, reason: string): void {
-    this.socket.close(code, reason);
+    this.closeSocket(code, reason);
   }
 
+  /** Sends what is held; a batch the socket does not take is dropped, and its events counted for the next one. */
   flush(): void {
-    if (this.events.length === 0) return;
+    // Nothing new, but events were lost since the last batch the page got: still say how many.
+    if (this.events.length === 0 && this.dropped === 0) return;
     const events = this.events;
     const dropped = this.dropped;
     this.events = [];
     this.dropped = 0;
-    this.sendText(`{"type":"tx","dropped":${dropped},"events":[${events.join(',')}]}`);
+    if (!this.sendText(`{"type":"tx","dropped":${dropped},"events":[${events.join(',')}]}`)) this.dropped += dropped + events.length;
   }
 }

@@ -1,6 +1,6 @@
 import { Box, Text } from 'ink';
 import type { QueueDepth, QueueReading } from '../watch/queue-depths.js';
-import { cell, formatCount, formatRate } from './text.js';
+import { cell, formatAgo, formatCount, formatRate } from './text.js';
 import { useColor } from './use-color.js';
 
 export interface QueuePanelProps {
@@ -10,6 +10,12 @@ export interface QueuePanelProps {
   readonly mode: 'each' | 'merged';
   /** Most queue rows shown, the most important first (a small terminal); undefined: all. */
   readonly rowsMax?: number;
+  /** The reading is old (the latest read failed): title and a note line say so, with its age and the error. */
+  readonly stale?: boolean;
+  /** How old the reading is, in ms. */
+  readonly ageMs?: number | null;
+  /** Width of the terminal: columns that do not fit are left out whole, from the right. */
+  readonly width?: number;
 }
 
 /** Which queues stay when not all fit: the backlog first, then where failures pile up. */
@@ -24,10 +30,21 @@ export function mostImportantQueues(queues: readonly QueueDepth[], rowsMax: numb
   return queues.filter((q) => keep.has(q));
 }
 
-/** What the title says about where the numbers come from. */
-export function sourceLabel(reading: QueueReading | null): string {
+/** What the title says about where the numbers come from (or that they are old). */
+export function sourceLabel(reading: QueueReading | null, stale = false): string {
   if (!reading) return 'queues (reading…)';
+  if (stale) return 'queues (stale)';
   return reading.source === 'management-api' ? 'queues via management API' : 'queues via AMQP (API down)';
+}
+
+/**
+ * The line under the title when something is wrong: `last read 20s ago: <error>` for a stale
+ * reading, the error alone when there was never one; null when all is well.
+ */
+export function queueNote(reading: QueueReading | null, error: string | null, stale: boolean, ageMs: number | null): string | null {
+  if (reading && stale) return `last read ${formatAgo(ageMs ?? 0)} ago${error ? `: ${error}` : ''}`;
+  if (!reading && error) return error;
+  return null;
 }
 
 const LABEL_WIDTH = 26;
@@ -38,6 +55,14 @@ const COLUMNS = [
   { title: 'out/s', width: 7 },
   { title: 'consumers', width: 9 },
 ] as const;
+
+/** The value columns that fit `width` after the label (undefined: all); the rest, from the right, are left out whole. */
+export function queueColumns(width?: number): { shown: number; dropped: string[] } {
+  let shown: number = COLUMNS.length;
+  const widthOf = (n: number) => LABEL_WIDTH + COLUMNS.slice(0, n).reduce((a, c) => a + 1 + c.width, 0);
+  while (width !== undefined && shown > 2 && widthOf(shown) > width) shown--;
+  return { shown, dropped: COLUMNS.slice(shown).map((c) => c.title) };
+}
 
 /** `process`, `errors`…; a retry step by its delay (`retry 250ms`), a partition by its number; merged rows by their count. */
 function labelOf(q: QueueDepth): string {
@@ -73,24 +98,29 @@ export function mergeRole(queues: readonly QueueDepth[], role: 'retry' | 'partit
  * Queue depths and rates of the namespace's queues. Without the management API, unacked counts
  * and rates are unknown and shown as '-', and the title says so.
  */
-export function QueuePanel({ reading, error, mode, rowsMax }: QueuePanelProps) {
+export function QueuePanel({ reading, error, mode, rowsMax, stale = false, ageMs = null, width }: QueuePanelProps) {
   const color = useColor();
+  const { shown } = queueColumns(width);
+  const columns = COLUMNS.slice(0, shown);
+  const note = queueNote(reading, error, stale, ageMs);
   const partitionsMerged = reading ? mergeRole(reading.queues, 'partition') : [];
   const queues = mostImportantQueues(mode === 'merged' ? mergeRole(partitionsMerged, 'retry') : partitionsMerged, rowsMax);
   const num = (n: number | null) => (n === null ? '-' : formatCount(n));
   const rate = (n: number | null) => (n === null ? '-' : formatRate(n));
   return (
     <Box flexDirection="column">
-      <Text bold wrap="truncate">
-        {cell(sourceLabel(reading), LABEL_WIDTH)}
-        {COLUMNS.map((c) => ` ${cell(c.title, c.width, 'right')}`).join('')}
+      <Text bold wrap="truncate" color={stale ? color('yellow') : undefined}>
+        {cell(sourceLabel(reading, stale), LABEL_WIDTH)}
+        {columns.map((c) => ` ${cell(c.title, c.width, 'right')}`).join('')}
       </Text>
-      {error && !reading ? <Text color={color('red')} wrap="truncate">{`  ${error}`}</Text> : null}
+      {note ? <Text color={color(stale ? 'yellow' : 'red')} wrap="truncate">{`  ${note}`}</Text> : null}
       {queues.map((q) => (
-        <Text key={q.name} wrap="truncate" dimColor={!q.exists}>
+        // A stale reading's depths are dimmed: they are what the queues held then, not now.
+        <Text key={q.name} wrap="truncate" dimColor={!q.exists || stale}>
           {cell(`  ${labelOf(q)}${q.exists ? '' : ' (missing)'}`, LABEL_WIDTH)}
           {[num(q.ready), num(q.unacked), rate(q.inPerS), rate(q.outPerS), num(q.consumers)]
-            .map((v, i) => ` ${cell(v, COLUMNS[i]!.width, 'right')}`)
+            .slice(0, shown)
+            .map((v, i) => ` ${cell(v, columns[i]!.width, 'right')}`)
             .join('')}
         </Text>
       ))}

@@ -7,7 +7,8 @@ import { useColor } from './use-color.js';
 export interface ThroughputProps {
   readonly rows: readonly WorkerRow[];
   readonly totalHistory: readonly number[];
-  readonly totalRatePerS: number;
+  /** Null while watch cannot hear the workers (no current rate). */
+  readonly totalRatePerS: number | null;
   /** 'each': the total and one line per worker; 'total': the total only. */
   readonly mode: 'each' | 'total';
   readonly columns: number;

@@ -3,12 +3,12 @@ import { useReducer } from 'react';
 import { sortRows } from '../watch/stats-aggregator.js';
 import { Header } from './Header.js';
 import { HopLatency } from './HopLatency.js';
-import { QueuePanel } from './QueuePanel.js';
+import { QueuePanel, queueColumns, queueNote } from './QueuePanel.js';
 import { RejectReasons } from './RejectReasons.js';
 import { StagePanel } from './StagePanel.js';
 import { Throughput } from './Throughput.js';
 import { WorkerDetails } from './WorkerDetails.js';
-import { WorkersTable } from './WorkersTable.js';
+import { WorkersTable, workerColumns } from './WorkersTable.js';
 import { ColorContext, colorsAllowed } from './use-color.js';
 import { useTerminalSize, type TerminalSize } from './use-terminal-size.js';
 import { useWatchData } from './use-watch-data.js';
@@ -68,9 +68,18 @@ export function WatchApp({
     retryQueues: countOf('retry'),
     partitionQueues: countOf('partition'),
     stages: data.stats.stages.length,
+    queueNotes: queueNote(data.queues, data.queueError, data.queuesStale ?? false, data.queuesAgeMs ?? null) === null ? 0 : 1,
   };
   const layout = planLayout(size, counts, selected !== null);
-  const hidden = hiddenParts(layout, counts, selected !== null);
+  // Below 80 columns whole columns are left out (never cut to a misleading `…`), and the footer names them.
+  const droppedColumns = [
+    ...workerColumns(layout.wide, size.columns).dropped,
+    ...(layout.queueRows === 'none' ? [] : queueColumns(size.columns).dropped.map((c) => `queue ${c}`)),
+  ];
+  const hidden = [
+    ...hiddenParts(layout, counts, selected !== null),
+    ...(droppedColumns.length > 0 ? [`columns ${droppedColumns.join('/')}`] : []),
+  ];
 
   // Raw mode (needed for single keys) only exists on a TTY stdin; without it the screen still updates.
   useInput(
@@ -128,6 +137,7 @@ export function WatchApp({
           selectedId={selected?.workerId ?? null}
           wide={layout.wide}
           rowsMax={layout.workerRowsMax}
+          width={size.columns}
         />
         {layout.details && selected ? (
           <>
@@ -140,7 +150,7 @@ export function WatchApp({
             <Throughput
               rows={rows}
               totalHistory={data.stats.totalHistory}
-              totalRatePerS={data.stats.totals.ratePerS}
+              totalRatePerS={data.stats.totals.unheard ? null : data.stats.totals.ratePerS}
               mode={layout.sparklines}
               columns={size.columns}
             />
@@ -149,7 +159,15 @@ export function WatchApp({
         {layout.queueRows !== 'none' ? (
           <>
             {gap}
-            <QueuePanel reading={data.queues} error={data.queueError} mode={layout.queueRows} rowsMax={layout.queueRowsMax} />
+            <QueuePanel
+              reading={data.queues}
+              error={data.queueError}
+              stale={data.queuesStale ?? false}
+              ageMs={data.queuesAgeMs ?? null}
+              mode={layout.queueRows}
+              rowsMax={layout.queueRowsMax}
+              width={size.columns}
+            />
           </>
         ) : null}
         {gap}

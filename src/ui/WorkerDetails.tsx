@@ -1,7 +1,7 @@
 import { Box, Text } from 'ink';
 import type { WorkerRow } from '../watch/stats-aggregator.js';
 import type { LatencySummary } from '../stats/snapshot.js';
-import { live, STATUS_COLOR } from './WorkersTable.js';
+import { inFlightText, STATUS_COLOR } from './WorkersTable.js';
 import { formatAgo, formatDuration, formatMs, formatRate, sparkline } from './text.js';
 import { useColor } from './use-color.js';
 
@@ -28,17 +28,19 @@ export function WorkerDetails({ row: r, nowMs, columns }: WorkerDetailsProps) {
     <Box flexDirection="column">
       <Text wrap="truncate">
         <Text bold>{`▸ ${r.workerId} `}</Text>
-        <Text color={color(STATUS_COLOR[r.status])}>{r.status}</Text>
-        {`  ${r.host} pid ${r.pid}  up ${formatDuration(nowMs - r.startedAtMs)}  seen ${formatAgo(r.lastSeenAgoMs)} ago  in-flight ${live(r, `${r.inFlight}/${r.prefetchCount}`)}  `}
+        <Text color={color(r.unheard ? 'yellow' : STATUS_COLOR[r.status])}>
+          {r.unheard ? `? (was ${r.status}; watch cannot hear)` : r.status}
+        </Text>
+        {`  ${r.host} pid ${r.pid}  up ${formatDuration(nowMs - r.startedAtMs)}  seen ${formatAgo(r.lastSeenAgoMs)} ago  in-flight ${inFlightText(r)}  `}
         <Text color={color('magenta')}>{flags}</Text>
       </Text>
-      <Text wrap="truncate">{`  applied ${r.applied}  rejected ${r.rejected}${reasons ? ` (${reasons})` : ''}  retried ${r.retried}  parked ${r.parked}  duplicates ${r.duplicates}`}</Text>
+      <Text wrap="truncate">{`  applied ${r.applied}  rejected ${r.rejected}${reasons ? ` (${reasons})` : ''}  retried ${r.retried}  parked ${r.parked}  duplicates ${r.duplicates}${r.restarts > 0 ? `  (${r.restarts} earlier ${r.restarts === 1 ? 'process' : 'processes'} included)` : ''}`}</Text>
       <Text wrap="truncate">
         {`  tx/s ${formatRate(r.ratePerS)} (1 s)  ${formatRate(r.rate10sPerS)} (10 s)  `}
         <Text color={color('cyan')}>{sparkline(r.history, Math.max(10, columns - 40))}</Text>
       </Text>
-      <Text wrap="truncate">{`  ${r.status === 'gone' ? 'created→committed ms    - (worker gone: no live latency)' : latencyLine('created→committed ms  ', r.endToEndMs, r.latencyWindowS)}`}</Text>
-      <Text wrap="truncate">{`  ${r.status === 'gone' ? 'delivered→committed ms  -' : latencyLine('delivered→committed ms', r.processingMs, r.latencyWindowS)}`}</Text>
+      <Text wrap="truncate">{`  ${r.status === 'gone' ? 'created→committed ms    - (worker gone: no live latency)' : r.unheard ? 'created→committed ms    - (watch cannot hear the workers)' : latencyLine('created→committed ms  ', r.endToEndMs, r.latencyWindowS)}`}</Text>
+      <Text wrap="truncate">{`  ${r.status === 'gone' || r.unheard ? 'delivered→committed ms  -' : latencyLine('delivered→committed ms', r.processingMs, r.latencyWindowS)}`}</Text>
       <Text wrap="truncate" color={color(r.lastError ? 'red' : undefined)} dimColor={!r.lastError}>
         {r.lastError
           ? `  last error ${formatAgo(Math.max(0, nowMs - r.lastError.atMs))} ago: ${r.lastError.message}`

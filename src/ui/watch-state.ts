@@ -10,10 +10,14 @@ import { nextSortKey, type SortKey, type StatsView } from '../watch/stats-aggreg
 /** Everything one frame shows. Built outside src/ui (the command wires the broker to it). */
 export interface WatchData {
   readonly stats: StatsView;
-  /** Latest queue reading; null until the first one arrives. */
+  /** Latest queue reading; null until the first one arrives. Its rates are null while it is stale. */
   readonly queues: QueueReading | null;
-  /** Why there is no queue reading at all (neither the API nor AMQP answered). */
+  /** Why the latest queue read failed (neither the API nor AMQP answered); null when it succeeded. */
   readonly queueError: string | null;
+  /** The reading shown is old (the latest read failed, or none succeeded for a while): not current. */
+  readonly queuesStale?: boolean;
+  /** How old the reading shown is, in ms; null without one. */
+  readonly queuesAgeMs?: number | null;
   readonly broker: { readonly state: 'connecting' | 'connected' | 'reconnecting'; readonly detail: string | null };
 }
 
@@ -108,6 +112,8 @@ export interface LayoutCounts {
   /** Partition queues of an ordered namespace: one summed row when any. */
   readonly partitionQueues?: number;
   readonly stages?: number;
+  /** A note line under the queue panel's title (a stale reading or a failed read): 0 or 1. */
+  readonly queueNotes?: number;
 }
 
 /**
@@ -127,7 +133,9 @@ export function planLayout(size: { columns: number; rows: number }, counts: Layo
     const queues =
       l.queueRows === 'none'
         ? 0
-        : 1 + Math.min(l.queueRowsMax ?? Infinity, queueBodyRows(l.queueRows, counts.retryQueues, counts.partitionQueues));
+        : 1 +
+          (counts.queueNotes ?? 0) +
+          Math.min(l.queueRowsMax ?? Infinity, queueBodyRows(l.queueRows, counts.retryQueues, counts.partitionQueues));
     const sections = [table, sparks + details, queues, 1].filter((h) => h > 0).length;
     const gaps = l.gaps ? sections : 0;
     // header 2 + table + sparklines/details + queues + reject reasons 1 + hop latency 0/1 + footer 1
@@ -166,11 +174,12 @@ export function planLayout(size: { columns: number; rows: number }, counts: Layo
   // Dropping a whole panel can free more rows than were missing: give them back, the queues first
   // (the backlog is what an operator looks for), then the total throughput line.
   const free = () => budget - heightOf(fallback);
-  if (fallback.queueRows === 'none' && free() >= 2) {
+  const queueHeadLines = 1 + (counts.queueNotes ?? 0);
+  if (fallback.queueRows === 'none' && free() >= queueHeadLines + 1) {
     fallback = {
       ...fallback,
       queueRows: 'merged',
-      queueRowsMax: Math.min(queueBodyRows('merged', counts.retryQueues, counts.partitionQueues), free() - 1),
+      queueRowsMax: Math.min(queueBodyRows('merged', counts.retryQueues, counts.partitionQueues), free() - queueHeadLines),
     };
   }
   if (!fallback.details && fallback.sparklines === 'none' && free() >= 1) fallback = { ...fallback, sparklines: 'total' };

@@ -242,3 +242,58 @@ export function vhostOf(amqpUrl: string): string {
   const path = new URL(splitUrlList(amqpUrl)[0] ?? amqpUrl).pathname;
   return path.length > 1 ? decodeURIComponent(path.slice(1)) : '/';
 }
+
+/**
+ * The last queue reading with the time it was taken (on the reader's clock) and the latest read's
+ * error, kept together: a failed read must not leave the last depths looking current.
+ */
+export interface QueueState {
+  readonly reading: QueueReading | null;
+  readonly readAtMs: number | null;
+  /** Why the latest read failed; null when it succeeded (or none was tried yet). */
+  readonly error: string | null;
+}
+
+export const NO_QUEUE_STATE: QueueState = { reading: null, readAtMs: null, error: null };
+
+/** A read succeeded at `atMs`. */
+export function queueRead(reading: QueueReading, atMs: number): QueueState {
+  return { reading, readAtMs: atMs, error: null };
+}
+
+/** A read failed: the last reading stays (for its depths, marked stale), the error is shown with it. */
+export function queueReadFailed(state: QueueState, error: string): QueueState {
+  return { ...state, error };
+}
+
+/** A reading with no answer for this long is stale even without an error (a read that hangs). */
+export const QUEUE_STALE_AFTER_MS_MIN = 10_000;
+
+/** What every view shows of the queues at one instant. */
+export interface QueueView {
+  /** The reading to show; while stale, its rates are null (a rate from then is no rate of now). */
+  readonly queues: QueueReading | null;
+  /** Why the latest read failed (with or without an older reading to show). */
+  readonly queueError: string | null;
+  /** The reading shown is old: the latest read failed, or none succeeded for `staleAfterMs`. */
+  readonly queuesStale: boolean;
+  /** How old the reading shown is, on the reader's clock; null without one. */
+  readonly queuesAgeMs: number | null;
+}
+
+/**
+ * The queue part of a frame: the last reading, its age, and whether it is stale. The rule lives here
+ * so the TUI, the plain lines, `--json` and the dashboard say the same thing.
+ */
+export function queueView(state: QueueState, nowMs: number, staleAfterMs: number = QUEUE_STALE_AFTER_MS_MIN): QueueView {
+  const { reading, readAtMs, error } = state;
+  if (reading === null || readAtMs === null) return { queues: null, queueError: error, queuesStale: false, queuesAgeMs: null };
+  const ageMs = Math.max(0, nowMs - readAtMs);
+  const stale = error !== null || ageMs > staleAfterMs;
+  return {
+    queues: stale ? { ...reading, queues: reading.queues.map((q) => ({ ...q, inPerS: null, outPerS: null })) } : reading,
+    queueError: error,
+    queuesStale: stale,
+    queuesAgeMs: ageMs,
+  };
+}

@@ -1,7 +1,7 @@
 // hdr-histogram-js is CommonJS: its default import is the whole module.exports.
 import hdr from 'hdr-histogram-js';
 import { HOPS, type Hop } from '../stats/hops.js';
-import type { LatencySummary, StageStats, WorkerSnapshot } from '../stats/snapshot.js';
+import type { LatencySummary, SnapshotCounts, StageStats, WorkerSnapshot } from '../stats/snapshot.js';
 import { round1 } from '../stats/rates.js';
 
 /**
@@ -37,9 +37,28 @@ export interface WorkerEntry {
   readonly snapshot: WorkerSnapshot;
   /** Receiver's clock when the snapshot arrived: staleness never depends on the sender's clock. */
   readonly receivedAtMs: number;
-  /** Processed tx/s sampled once per tick, oldest first; 0 while stale or gone. */
+  /** Processed tx/s sampled once per tick, oldest first; 0 while stale, gone or unheard. */
   readonly history: readonly number[];
+  /**
+   * Time since `receivedAtMs` during which the reader could not hear anyone (its own broker
+   * connection was down): it does not count towards stale or gone. Reset by the next snapshot.
+   */
+  readonly deafMs?: number;
+  /** The processes that ran under this id before the current one (restarts): their work happened. */
+  readonly earlier?: EarlierProcesses;
 }
+
+/** The final counts of a worker id's earlier processes, added up, and which processes they were. */
+export interface EarlierProcesses {
+  readonly counts: SnapshotCounts;
+  /** Process keys (`pid/startedAtMs`) of the most recent earlier processes, newest last (bounded). */
+  readonly keys: readonly string[];
+  /** How many processes ran under this id before the current one. */
+  readonly restarts: number;
+}
+
+/** Earlier process keys remembered per worker id, to recognise their late snapshots (a crash loop must not grow it). */
+const EARLIER_KEYS_MAX = 16;
 
 export interface StatsState {
   readonly workers: Readonly<Record<string, WorkerEntry>>;
@@ -47,24 +66,79 @@ export interface StatsState {
   readonly totalHistory: readonly number[];
   /** Messages on the stats exchange that were not valid snapshots. */
   readonly invalidCount: number;
+  /**
+   * Since when the reader hears no snapshots (its stats subscription is down), on its own clock;
+   * null while it listens. Workers do not age meanwhile: silence says nothing about them then.
+   */
+  readonly deafSinceMs?: number | null;
 }
 
 export function emptyStats(): StatsState {
-  return { workers: {}, totalHistory: [], invalidCount: 0 };
+  return { workers: {}, totalHistory: [], invalidCount: 0, deafSinceMs: null };
+}
+
+function processKey(s: WorkerSnapshot): string {
+  return `${s.pid}/${s.startedAtMs}`;
+}
+
+function addCounts(a: SnapshotCounts, b: SnapshotCounts): SnapshotCounts {
+  const rejected: Record<string, number> = { ...a.rejected };
+  for (const [reason, n] of Object.entries(b.rejected)) rejected[reason] = (rejected[reason] ?? 0) + n;
+  return {
+    applied: a.applied + b.applied,
+    rejected,
+    retried: a.retried + b.retried,
+    parked: a.parked + b.parked,
+    duplicates: a.duplicates + b.duplicates,
+    batches: a.batches + b.batches,
+  };
 }
 
 /**
  * Records one snapshot. A snapshot older than the one held (lower `seq` from the same process)
  * is ignored: fanout delivery is ordered per publisher, but a restarted watch can see leftovers.
- * A worker restarted under the same id (new pid or start time) simply replaces the old row.
+ * A worker restarted under the same id (new pid or start time) takes the row over, and the old
+ * process's last counts move to `earlier`, so the row and the totals keep the work it did. A late
+ * snapshot from an earlier (or older) process is ignored: its counts are already in, and letting
+ * it take the row back would count them twice.
  */
 export function receiveSnapshot(state: StatsState, snapshot: WorkerSnapshot, receivedAtMs: number): StatsState {
   const previous = state.workers[snapshot.workerId];
-  const sameProcess =
-    previous !== undefined && previous.snapshot.pid === snapshot.pid && previous.snapshot.startedAtMs === snapshot.startedAtMs;
-  if (sameProcess && snapshot.seq < previous.snapshot.seq) return state;
-  const entry: WorkerEntry = { snapshot, receivedAtMs, history: previous?.history ?? [] };
+  const key = processKey(snapshot);
+  let earlier = previous?.earlier;
+  if (previous !== undefined && processKey(previous.snapshot) === key) {
+    if (snapshot.seq < previous.snapshot.seq) return state;
+  } else if (previous !== undefined) {
+    if (earlier?.keys.includes(key) || snapshot.startedAtMs < previous.snapshot.startedAtMs) return state;
+    earlier = {
+      counts: earlier ? addCounts(earlier.counts, previous.snapshot.counts) : previous.snapshot.counts,
+      keys: [...(earlier?.keys ?? []), processKey(previous.snapshot)].slice(-EARLIER_KEYS_MAX),
+      restarts: (earlier?.restarts ?? 0) + 1,
+    };
+  }
+  const entry: WorkerEntry = { snapshot, receivedAtMs, history: previous?.history ?? [], ...(earlier ? { earlier } : {}) };
   return { ...state, workers: { ...state.workers, [snapshot.workerId]: entry } };
+}
+
+/**
+ * The reader stopped hearing snapshots at `atMs` (its broker connection or stats channel went):
+ * from now on no worker ages, and rows are marked `unheard`. Idempotent.
+ */
+export function stopHearing(state: StatsState, atMs: number): StatsState {
+  return state.deafSinceMs != null ? state : { ...state, deafSinceMs: atMs };
+}
+
+/**
+ * The reader hears again (subscribed anew) at `atMs`: the time it was deaf is credited to every
+ * worker, so a worker that kept working is not stale or gone just because nobody could listen.
+ */
+export function resumeHearing(state: StatsState, atMs: number): StatsState {
+  const since = state.deafSinceMs;
+  if (since == null) return state;
+  const workers: Record<string, WorkerEntry> = {};
+  for (const [id, e] of Object.entries(state.workers))
+    workers[id] = { ...e, deafMs: (e.deafMs ?? 0) + Math.max(0, atMs - Math.max(since, e.receivedAtMs)) };
+  return { ...state, workers, deafSinceMs: null };
 }
 
 /** Counts a message that failed to decode (shown in the UI, so a broken publisher is visible). */
@@ -75,18 +149,37 @@ export function receiveInvalid(state: StatsState): StatsState {
 /** Once per refresh: appends a throughput sample per worker and in total; forgets long-gone workers. */
 export function tick(state: StatsState, nowMs: number, options: StalenessOptions = DEFAULT_STALENESS): StatsState {
   const workers: Record<string, WorkerEntry> = {};
+  const deafSinceMs = state.deafSinceMs ?? null;
   let total = 0;
   for (const [id, entry] of Object.entries(state.workers)) {
-    if (nowMs - entry.receivedAtMs > options.forgetAfterMs) continue;
-    const sample = liveRateOf(entry, nowMs, options) ?? 0;
+    if (heardAgeMs(entry, nowMs, deafSinceMs) > options.forgetAfterMs) continue;
+    const sample = deafSinceMs === null ? (liveRateOf(entry, nowMs, options) ?? 0) : 0;
     total += sample;
     workers[id] = { ...entry, history: appendBounded(entry.history, sample) };
   }
   return { ...state, workers, totalHistory: appendBounded(state.totalHistory, round1(total)) };
 }
 
-export function statusOf(entry: WorkerEntry, nowMs: number, options: StalenessOptions = DEFAULT_STALENESS): WorkerStatus {
-  const ageMs = nowMs - entry.receivedAtMs;
+/**
+ * How long the reader has listened in vain for this worker: the time since its last snapshot,
+ * minus any time the reader could not hear (then, or now since `deafSinceMs`).
+ */
+export function heardAgeMs(entry: WorkerEntry, nowMs: number, deafSinceMs: number | null = null): number {
+  const until = deafSinceMs === null ? nowMs : Math.min(nowMs, deafSinceMs);
+  return Math.max(0, until - entry.receivedAtMs - (entry.deafMs ?? 0));
+}
+
+/**
+ * The worker's status at `nowMs`. While the reader is deaf (`deafSinceMs`), the status is the one
+ * it had when the reader stopped hearing: it cannot age on a silence that says nothing about it.
+ */
+export function statusOf(
+  entry: WorkerEntry,
+  nowMs: number,
+  options: StalenessOptions = DEFAULT_STALENESS,
+  deafSinceMs: number | null = null,
+): WorkerStatus {
+  const ageMs = heardAgeMs(entry, nowMs, deafSinceMs);
   if (entry.snapshot.stopping || ageMs > options.goneAfterMs) return 'gone';
   if (ageMs > options.staleAfterMs) return 'stale';
   const s = entry.snapshot;
@@ -102,7 +195,15 @@ function liveRateOf(entry: WorkerEntry, nowMs: number, options: StalenessOptions
 /** One row of the workers table (and one element of `watch --json`). */
 export interface WorkerRow {
   readonly workerId: string;
+  /** While `unheard`, the status the worker had when the reader stopped hearing. */
   readonly status: WorkerStatus;
+  /**
+   * The reader's own stats subscription is down: nothing current is known of this worker (shown as
+   * `?`); its rates, in-flight count and latency are null / empty like a gone worker's.
+   */
+  readonly unheard: boolean;
+  /** Processes that ran under this id before the current one; their counts are included below. */
+  readonly restarts: number;
   readonly host: string;
   readonly pid: number;
   readonly startedAtMs: number;
@@ -111,6 +212,7 @@ export interface WorkerRow {
   readonly ratePerS: number | null;
   /** Processed tx/s over the last 10 s, rounded to 0.1; null while stale or gone. */
   readonly rate10sPerS: number | null;
+  /** Counts since start, of this process and of the earlier ones under this id (their work happened). */
   readonly applied: number;
   readonly rejected: number;
   readonly rejectedByReason: Readonly<Record<string, number>>;
@@ -119,13 +221,14 @@ export interface WorkerRow {
   readonly duplicates: number;
   /** Length of the latency window, in seconds. */
   readonly latencyWindowS: number;
-  /** End-to-end latency (created → committed) over the worker's last window. */
+  /** End-to-end latency (created → committed) over the worker's last window; empty when gone or unheard. */
   readonly endToEndMs: LatencySummary;
-  /** Processing latency (delivered → committed) over the worker's last window. */
+  /** Processing latency (delivered → committed) over the worker's last window; empty when gone or unheard. */
   readonly processingMs: LatencySummary;
-  /** Latency per hop over the worker's last window (hops it measured; none from an older worker). */
+  /** Latency per hop over the worker's last window (hops it measured; none from an older worker, none when gone). */
   readonly hopsMs: Readonly<Partial<Record<Hop, LatencySummary>>>;
-  readonly inFlight: number;
+  /** Deliveries held now; null when gone or unheard (a number from a process that no longer runs would read as current). */
+  readonly inFlight: number | null;
   readonly prefetchCount: number;
   readonly blocked: boolean;
   readonly paused: boolean;
@@ -135,29 +238,48 @@ export interface WorkerRow {
   readonly stages: readonly StageStats[];
 }
 
-export function rowOf(entry: WorkerEntry, nowMs: number, options: StalenessOptions = DEFAULT_STALENESS): WorkerRow {
+/** An empty latency window: what a row shows for a worker whose last window no longer describes now. */
+const NO_LATENCY: LatencySummary = { count: 0, p50: 0, p90: 0, p99: 0, max: 0 };
+
+/**
+ * One row. The rule for live readings is applied here, once, for every view (TUI, --once, --json,
+ * plain lines, the dashboard): rates only for active and idle workers; in-flight and latency not for
+ * a gone worker, and nothing current while the reader cannot hear (`deafSinceMs`).
+ */
+export function rowOf(
+  entry: WorkerEntry,
+  nowMs: number,
+  options: StalenessOptions = DEFAULT_STALENESS,
+  deafSinceMs: number | null = null,
+): WorkerRow {
   const s = entry.snapshot;
-  const live = liveRateOf(entry, nowMs, options) !== null;
+  const status = statusOf(entry, nowMs, options, deafSinceMs);
+  const unheard = deafSinceMs !== null;
+  const live = !unheard && (status === 'active' || status === 'idle');
+  const current = !unheard && status !== 'gone';
+  const counts = entry.earlier ? addCounts(entry.earlier.counts, s.counts) : s.counts;
   return {
     workerId: s.workerId,
-    status: statusOf(entry, nowMs, options),
+    status,
+    unheard,
+    restarts: entry.earlier?.restarts ?? 0,
     host: s.host,
     pid: s.pid,
     startedAtMs: s.startedAtMs,
     lastSeenAgoMs: Math.max(0, nowMs - entry.receivedAtMs),
     ratePerS: live ? round1(s.processedPerS.last1s) : null,
     rate10sPerS: live ? round1(s.processedPerS.last10s) : null,
-    applied: s.counts.applied,
-    rejected: sum(Object.values(s.counts.rejected)),
-    rejectedByReason: s.counts.rejected,
-    retried: s.counts.retried,
-    parked: s.counts.parked,
-    duplicates: s.counts.duplicates,
+    applied: counts.applied,
+    rejected: sum(Object.values(counts.rejected)),
+    rejectedByReason: counts.rejected,
+    retried: counts.retried,
+    parked: counts.parked,
+    duplicates: counts.duplicates,
     latencyWindowS: s.latencyMs.windowS,
-    endToEndMs: s.latencyMs.endToEnd,
-    processingMs: s.latencyMs.processing,
-    hopsMs: s.hopsMs?.window ?? {},
-    inFlight: s.inFlight,
+    endToEndMs: current ? s.latencyMs.endToEnd : NO_LATENCY,
+    processingMs: current ? s.latencyMs.processing : NO_LATENCY,
+    hopsMs: current ? (s.hopsMs?.window ?? {}) : {},
+    inFlight: current ? s.inFlight : null,
     prefetchCount: s.prefetchCount,
     blocked: s.blocked,
     paused: s.paused,
@@ -237,6 +359,8 @@ export function mergeLatency(summaries: readonly LatencySummary[]): MergedLatenc
 
 export interface Totals {
   readonly workers: number;
+  /** The reader cannot hear the workers now (see `WorkerRow.unheard`): the rates say nothing current. */
+  readonly unheard: boolean;
   readonly byStatus: Readonly<Record<WorkerStatus, number>>;
   /** Sum of the live rows' (rounded) rates, so the column adds up to exactly what is shown. */
   readonly ratePerS: number;
@@ -271,6 +395,7 @@ export function totalsOf(rows: readonly WorkerRow[]): Totals {
   for (const r of rows) byStatus[r.status]++;
   return {
     workers: rows.length,
+    unheard: rows.some((r) => r.unheard),
     byStatus,
     ratePerS: round1(sum(live.map((r) => r.ratePerS ?? 0))),
     rate10sPerS: round1(sum(live.map((r) => r.rate10sPerS ?? 0))),
@@ -279,7 +404,7 @@ export function totalsOf(rows: readonly WorkerRow[]): Totals {
     retried: sum(rows.map((r) => r.retried)),
     parked: sum(rows.map((r) => r.parked)),
     duplicates: sum(rows.map((r) => r.duplicates)),
-    inFlight: sum(live.map((r) => r.inFlight)),
+    inFlight: sum(live.map((r) => r.inFlight ?? 0)),
     endToEndMs: mergeLatency(live.map((r) => r.endToEndMs)),
     processingMs: mergeLatency(live.map((r) => r.processingMs)),
     hopsMs: mergeHops(live),
@@ -339,6 +464,8 @@ export interface StatsView {
   /** Processing stages over the live workers (`stagesOf`); empty when no worker has any. */
   readonly stages: readonly StageStats[];
   readonly invalidCount: number;
+  /** Since when the reader hears no snapshots (its subscription is down); null while it listens. */
+  readonly deafSinceMs: number | null;
 }
 
 export function viewOf(
@@ -347,8 +474,9 @@ export function viewOf(
   sortKey: SortKey = 'id',
   options: StalenessOptions = DEFAULT_STALENESS,
 ): StatsView {
+  const deafSinceMs = state.deafSinceMs ?? null;
   const rows = sortRows(
-    Object.values(state.workers).map((e) => rowOf(e, nowMs, options)),
+    Object.values(state.workers).map((e) => rowOf(e, nowMs, options, deafSinceMs)),
     sortKey,
   );
   return {
@@ -360,6 +488,7 @@ export function viewOf(
     rejectReasons: topRejectReasons(rows, 5),
     stages: stagesOf(rows),
     invalidCount: state.invalidCount,
+    deafSinceMs,
   };
 }
 

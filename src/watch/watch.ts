@@ -8,18 +8,26 @@ import { readPartitionCount } from '../db/partition-leases.js';
 import { NotFoundError } from '../errors.js';
 import {
   ManagementApiClient,
+  NO_QUEUE_STATE,
   PassiveDeclareReader,
+  QUEUE_STALE_AFTER_MS_MIN,
   QueueDepthReader,
+  queueRead,
+  queueReadFailed,
+  queueView,
   vhostOf,
   watchedQueues,
   type QueueDepth,
   type QueueReading,
+  type QueueState,
 } from './queue-depths.js';
 import type { Logger } from '../log.js';
 import {
   emptyStats,
   receiveInvalid,
   receiveSnapshot,
+  resumeHearing,
+  stopHearing,
   tick,
   viewOf,
   type StalenessOptions,
@@ -59,8 +67,7 @@ export interface WatchIo {
  */
 export class WatchFeedStore implements WatchFeed {
   private stats: StatsState = emptyStats();
-  private queues: QueueReading | null = null;
-  private queueError: string | null = null;
+  private queues: QueueState = NO_QUEUE_STATE;
   private broker: WatchData['broker'] = { state: 'connecting', detail: null };
   private data: WatchData;
   private readonly listeners = new Set<() => void>();
@@ -68,6 +75,8 @@ export class WatchFeedStore implements WatchFeed {
   constructor(
     private readonly staleness: StalenessOptions,
     private readonly now: () => number = Date.now,
+    /** A queue reading not renewed for this long is shown stale even without an error (a hung read). */
+    private readonly queueStaleAfterMs: number = QUEUE_STALE_AFTER_MS_MIN,
   ) {
     this.data = this.build();
   }
@@ -89,14 +98,31 @@ export class WatchFeedStore implements WatchFeed {
     this.stats = receiveInvalid(this.stats);
   };
 
+  /**
+   * The outcome of one queue read: a reading, or the error of a failed read. A failed read keeps the
+   * last reading, shown stale with its age and this error, never as current.
+   */
   setQueues(reading: QueueReading | null, error: string | null): void {
-    if (reading) this.queues = reading;
-    this.queueError = error;
+    if (reading) this.queues = queueRead(reading, this.now());
+    else this.queues = queueReadFailed(this.queues, error ?? 'no reading');
   }
 
   setBroker(state: WatchData['broker']['state'], detail: string | null = null): void {
     this.broker = { state, detail };
     this.publish();
+  }
+
+  /**
+   * The stats subscription is down (connection lost, channel failed): snapshots cannot arrive, so
+   * workers stop ageing and show as unheard until `hearing()`.
+   */
+  deaf(): void {
+    this.stats = stopHearing(this.stats, this.now());
+  }
+
+  /** Subscribed again: workers age again, the time deaf not counted against them. */
+  hearing(): void {
+    this.stats = resumeHearing(this.stats, this.now());
   }
 
   /** One refresh: samples the throughput history and publishes a new frame. */
@@ -112,10 +138,10 @@ export class WatchFeedStore implements WatchFeed {
   }
 
   private build(): WatchData {
+    const nowMs = this.now();
     return {
-      stats: viewOf(this.stats, this.now(), 'id', this.staleness),
-      queues: this.queues,
-      queueError: this.queueError,
+      stats: viewOf(this.stats, nowMs, 'id', this.staleness),
+      ...queueView(this.queues, nowMs, this.queueStaleAfterMs),
       broker: this.broker,
     };
   }
@@ -132,7 +158,7 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
   const log = tui ? ctx.log.child({}, { level: 'silent' }) : ctx.log;
   const { config } = ctx;
   const topology = topologyOf(config, await partitionCountForWatch(config, log));
-  const store = new WatchFeedStore(options.staleness);
+  const store = new WatchFeedStore(options.staleness, Date.now, Math.max(QUEUE_STALE_AFTER_MS_MIN, 3 * options.intervalMs));
   const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
   const connection = followStats(config.amqpUrl, topology.statsExchange, store, log);
   await connection.start();
@@ -191,7 +217,11 @@ function followStats(amqpUrl: string, exchange: string, store: WatchFeedStore, l
     clientName: 'txsim watch',
     initialMaxRetries: 3,
     onConnect: () => store.setBroker('connected'),
-    onDisconnect: (err) => store.setBroker('reconnecting', err.message.slice(0, 60)),
+    onDisconnect: (err) => {
+      // Nothing can arrive until the stats consumer is subscribed again: workers must not age meanwhile.
+      store.deaf();
+      store.setBroker('reconnecting', err.message.slice(0, 60));
+    },
   });
   // A private queue is declared for every subscribe (its channel takes it along when it goes). A
   // namespace not set up yet has no stats exchange: the 404 closes the channel; say so on screen
@@ -200,6 +230,8 @@ function followStats(amqpUrl: string, exchange: string, store: WatchFeedStore, l
     name: 'stats channel',
     retryDelay: { initialMs: 2_000, maxMs: 2_000 },
     onFailure: (err) => {
+      // The channel (and its consumer) is gone; it is set up again and `onSubscribed` says when.
+      store.deaf();
       if (!isNotFound(err)) return 'unexpected';
       store.setBroker('connected', `no ${exchange} yet: txsim setup?`);
       return 'expected';
@@ -212,7 +244,10 @@ function followStats(amqpUrl: string, exchange: string, store: WatchFeedStore, l
     {
       noAck: true,
       label: 'stats subscriber',
-      onSubscribed: () => store.setBroker('connected'),
+      onSubscribed: () => {
+        store.hearing();
+        store.setBroker('connected');
+      },
     },
   );
   return connection;
@@ -360,6 +395,8 @@ export function jsonDocument(config: Config, data: WatchData) {
     invalidSnapshots: data.stats.invalidCount,
     queues: data.queues,
     queueError: data.queueError,
+    queuesStale: data.queuesStale ?? false,
+    queuesAgeMs: data.queuesAgeMs ?? null,
   };
 }
 
@@ -393,7 +430,7 @@ function printOnce(ctx: CommandContext, config: Config, data: WatchData): void {
       [
         ...rows.map((r) => [
           r.workerId,
-          r.status,
+          r.unheard ? `? (${r.status})` : r.status,
           r.ratePerS ?? '-',
           r.rate10sPerS ?? '-',
           r.applied,
@@ -401,7 +438,7 @@ function printOnce(ctx: CommandContext, config: Config, data: WatchData): void {
           r.retried,
           r.parked,
           r.duplicates,
-          `${r.inFlight}/${r.prefetchCount}`,
+          r.inFlight === null ? '-' : `${r.inFlight}/${r.prefetchCount}`,
           ...ms(r.endToEndMs),
           (r.lastSeenAgoMs / 1000).toFixed(1),
         ]),
@@ -425,10 +462,14 @@ function printOnce(ctx: CommandContext, config: Config, data: WatchData): void {
   ctx.out('');
   if (data.queues) {
     const q = data.queues;
-    ctx.out(
+    const source =
       q.source === 'management-api'
-        ? 'queues (source: management API)'
-        : `queues (source: AMQP passive declare; management API unavailable: ${q.apiError ?? 'unknown'})`,
+        ? 'source: management API'
+        : `source: AMQP passive declare; management API unavailable: ${q.apiError ?? 'unknown'}`;
+    ctx.out(
+      data.queuesStale
+        ? `queues (last read ${((data.queuesAgeMs ?? 0) / 1000).toFixed(0)} s ago${data.queueError ? `: ${data.queueError}` : ''}; ${source})`
+        : `queues (${source})`,
     );
     ctx.out(
       table(
@@ -467,15 +508,20 @@ export function plainLines(data: WatchData, at: Date): string[] {
   // A retry step by its delay (retry_250ms), a partition by its number (partition_p3): stable keys.
   const keyOf = (q: QueueDepth) =>
     q.role === 'retry' || q.role === 'partition' ? `${q.role}_${q.name.slice(q.name.lastIndexOf('.') + 1)}` : q.role;
-  const queues = data.queues
-    ? `queues=${data.queues.source} ${data.queues.queues.map((q) => `${keyOf(q)}=${q.ready ?? '-'}/${q.unacked ?? '-'}`).join(' ')}`
-    : `queues=unavailable`;
+  // A stale reading's depths are left out: a script reading `process=` must not take then for now.
+  const queueError = data.queueError ? ` queue_error=${JSON.stringify(data.queueError)}` : '';
+  const queues = !data.queues
+    ? `queues=unavailable${queueError}`
+    : data.queuesStale
+      ? `queues=stale queue_age_ms=${data.queuesAgeMs ?? '-'}${queueError}`
+      : `queues=${data.queues.source} ${data.queues.queues.map((q) => `${keyOf(q)}=${q.ready ?? '-'}/${q.unacked ?? '-'}`).join(' ')}`;
   const lines = [
-    `ts=${ts} kind=total workers=${t.workers} active=${t.byStatus.active} idle=${t.byStatus.idle} stale=${t.byStatus.stale} gone=${t.byStatus.gone} tx_per_s=${t.ratePerS} applied=${t.applied} rejected=${t.rejected} retried=${t.retried} parked=${t.parked} ${lat(t.endToEndMs)}${hopFields} broker=${data.broker.state}${data.broker.detail ? ` broker_detail=${JSON.stringify(data.broker.detail)}` : ''} ${queues}`,
+    `ts=${ts} kind=total workers=${t.workers} active=${t.byStatus.active} idle=${t.byStatus.idle} stale=${t.byStatus.stale} gone=${t.byStatus.gone} tx_per_s=${t.unheard ? '-' : t.ratePerS} applied=${t.applied} rejected=${t.rejected} retried=${t.retried} parked=${t.parked} ${lat(t.endToEndMs)}${hopFields} broker=${data.broker.state}${data.broker.detail ? ` broker_detail=${JSON.stringify(data.broker.detail)}` : ''} ${queues}`,
   ];
   for (const r of data.stats.rows) {
     lines.push(
-      `ts=${ts} kind=worker id=${JSON.stringify(r.workerId)} status=${r.status} tx_per_s=${r.ratePerS ?? '-'} applied=${r.applied} rejected=${r.rejected} retried=${r.retried} parked=${r.parked} duplicates=${r.duplicates} in_flight=${r.inFlight}/${r.prefetchCount} ${lat(r.endToEndMs)} seen_ms=${r.lastSeenAgoMs}${r.paused ? ' paused=true' : ''}${r.blocked ? ' blocked=true' : ''}`,
+      // While watch cannot hear the workers the status is unknown; last_status says what it was.
+      `ts=${ts} kind=worker id=${JSON.stringify(r.workerId)} status=${r.unheard ? `unknown last_status=${r.status}` : r.status} tx_per_s=${r.ratePerS ?? '-'} applied=${r.applied} rejected=${r.rejected} retried=${r.retried} parked=${r.parked} duplicates=${r.duplicates} in_flight=${r.inFlight === null ? '-' : `${r.inFlight}/${r.prefetchCount}`} ${lat(r.endToEndMs)} seen_ms=${r.lastSeenAgoMs}${r.paused ? ' paused=true' : ''}${r.blocked ? ' blocked=true' : ''}`,
     );
   }
   return lines;
