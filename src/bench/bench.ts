@@ -23,6 +23,7 @@ import type { RelayProcessSettings } from './relay-process.js';
 import { firstMessageOf, forkWithSettings } from './helper-process.js';
 import { HopLatencyCollector, type BenchHopLatency, type SecondHopLatency } from './hop-latency.js';
 import { DiskSyncProbe, type DiskSyncFigures } from './disk-probe.js';
+import { ProcessWatch } from './process-watch.js';
 
 import type { BenchMix } from './mixes.js';
 
@@ -241,23 +242,45 @@ export async function runBench(
   /** Other processes the bench started (`txsim serve`). */
   const children: ChildProcess[] = [];
   let disk: DiskSyncProbe | null = null;
+  // A process of the bench that dies before the bench stops it voids the run (process-watch.ts):
+  // publishing is aborted at once and every wait below gives up at its next check.
+  const watch = new ProcessWatch('bench');
+  const controller = new AbortController();
+  watch.onExit(() => controller.abort());
+  /** The running sampler, for the cleanup of a failed run. */
+  let started: SecondSampler | null = null;
+  let stopTimer: NodeJS.Timeout | null = null;
   try {
     await hops.start(connection, topology.statsExchange);
     await seedAccounts(db, { count: options.accounts, firstId: 1, openingBalanceMinor: 10_000_000n, currency: 'EUR', chunkSize: 1_000 });
-    for (let i = 1; i <= options.workers; i++) workers.push(startWorkerProcess(config, options, `bench-w${i}`));
+    for (let i = 1; i <= options.workers; i++) {
+      const id = `bench-w${i}`;
+      const worker = startWorkerProcess(config, options, id);
+      workers.push(worker);
+      watch.add(`worker ${id}`, worker);
+    }
     const relay = options.relay && options.relayProcess ? await startRelayProcess(config, options.relayEventsPerMessageMax) : null;
-    if (relay) children.push(relay);
+    if (relay) {
+      children.push(relay);
+      watch.add('the relay process', relay);
+    }
     await new Promise((resolve) => setTimeout(resolve, 1_500)); // let them connect and subscribe
+    watch.throwIfExited();
 
     const serve = options.via === 'http' ? await startServeProcess(config, db) : null;
-    if (serve) children.push(serve.child);
+    if (serve) {
+      children.push(serve.child);
+      watch.add('txsim serve', serve.child);
+    }
 
     disk = options.diskProbeDir === null ? null : await DiskSyncProbe.start(options.diskProbeDir);
+    watch.throwIfExited();
     // Seeding posted opening balances: count only what happens from here on.
     const sampler = new SecondSampler(hops, workers, serve?.child ?? null, relay, disk, await outcomeMarks(db), onSecond);
+    started = sampler;
     sampler.start(log);
-    const controller = new AbortController();
-    const stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
+    watch.publishingStarted(sampler.t0);
+    stopTimer = options.durationS > 0 ? setTimeout(() => controller.abort(), options.durationS * 1000) : null;
     const hooks = { signal: controller.signal, onProgress: (p: RunProgress) => sampler.setProgress(p) };
     const summary = serve
       ? await sendRunOverHttp(
@@ -268,16 +291,24 @@ export async function runBench(
         )
       : await publishRun({ db, connection, topology }, benchRunOptions(options), hooks);
     if (stopTimer) clearTimeout(stopTimer);
+    watch.setPhase('draining', `bench ${summary.runId}`);
+    watch.throwIfExited();
     sampler.setProgress(summary);
 
     const drainDeadlineMs = Date.now() + options.drainTimeoutS * 1000;
-    const drained = await waitForDrain(db, sampler.baseline, summary, drainDeadlineMs);
+    const giveUp = () => watch.throwIfExited();
+    const drained = await waitForDrain(db, sampler.baseline, summary, drainDeadlineMs, giveUp);
     // The relay runs behind the commits: its last events are measured only if the workers live until they are sent.
-    const relayDrained = options.relay ? drained && (await waitForRelay(db, drainDeadlineMs)) : null;
+    watch.setPhase('waiting for the relay');
+    const relayDrained = options.relay ? drained && (await waitForRelay(db, drainDeadlineMs, giveUp)) : null;
     // The per-second counts and hops come from the workers' snapshots, up to a second behind the commits
     // and relays the database shows: wait for a snapshot of each made after that, so the seconds hold the last ones.
+    watch.setPhase('waiting for the last snapshots');
     await hops.waitForSnapshotsAfter(Date.now(), SNAPSHOT_CATCH_UP_MS);
     await sampler.stop();
+    // The last moment a death could have changed the figures: from here the bench stops them itself.
+    watch.throwIfExited();
+    watch.disarm();
     // The probe is beside the run, not part of it: a probe that failed (a full disk, say) costs its figures, not the run's.
     const diskSync = disk
       ? await disk.stop().catch((err: Error) => {
@@ -328,6 +359,10 @@ export async function runBench(
       diskSync,
     });
   } finally {
+    // On a failed run too: no timer may keep sampling (or the process alive) after it.
+    if (stopTimer) clearTimeout(stopTimer);
+    started?.cancel();
+    watch.disarm();
     await disk?.stop().catch(() => {});
     await Promise.all([...workers, ...children].map(stopProcess));
     await hops.stop();
@@ -341,9 +376,11 @@ export async function runBench(
  * workers are still using: it runs only once the O(1) high-water marks say the run may be done
  * (they can overcount — after a rolled-back batch, or as an applied transfer writes
  * two events — but never undercount: every outcome writes at least one event).
+ * `giveUp` is called before each check and ends the wait by throwing (a process of the bench died).
  */
-async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummary, deadline: number): Promise<boolean> {
+async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummary, deadline: number, giveUp: () => void): Promise<boolean> {
   for (;;) {
+    giveUp();
     const eventsSinceStart = (await outcomeMarks(db)).events - baseline.events;
     const expected = confirmedOf(summary);
     const drained = eventsSinceStart >= expected && (await runOutcomeCount(db, summary.runId)) >= expected;
@@ -355,9 +392,10 @@ async function waitForDrain(db: Knex, baseline: OutcomeMarks, summary: RunSummar
 /** Longest wait for the workers' snapshots to count the run's last outcomes (they come once a second). */
 const SNAPSHOT_CATCH_UP_MS = 2_500;
 
-/** Waits until the relay sent every outbox event (the pending index makes this a short range scan), or the deadline. */
-async function waitForRelay(db: Knex, deadline: number): Promise<boolean> {
+/** Waits until the relay sent every outbox event (the pending index makes this a short range scan), or the deadline; `giveUp` as waitForDrain's. */
+async function waitForRelay(db: Knex, deadline: number, giveUp: () => void): Promise<boolean> {
   for (;;) {
+    giveUp();
     if ((await unsentOutboxEventCount(db)) === 0) return true;
     if (Date.now() > deadline) return false;
     await new Promise((resolve) => setTimeout(resolve, 250));
@@ -490,6 +528,12 @@ class SecondSampler {
     this.timer = setInterval(() => {
       this.sampling = this.sampling.then(() => this.sample()).catch((err) => log.warn({ err: (err as Error).message }, 'sample failed'));
     }, 1_000);
+  }
+
+  /** Stops the timer without a last sample: the run failed, nothing more is measured. Safe to call twice. */
+  cancel(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
   }
 
   /** Stops the timer, waits for a sample in progress, then takes the tail since the last tick unless it is too short to be a rate worth printing. */

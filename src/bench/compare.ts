@@ -16,7 +16,8 @@ export type Better = 'higher' | 'lower';
 /**
  * How a figure can fail the comparison: `threshold` when it got worse by more than the threshold;
  * `zero` when the after value is above zero at all (lost, duplicated); `true` when the after value
- * is false (drained, verified).
+ * is false (drained, verified). `zero` and `true` look at the after report alone, and fail when it
+ * lacks the figure.
  */
 export type FailRule = 'threshold' | 'zero' | 'true';
 
@@ -152,8 +153,12 @@ export function judge(
 ): FigureChange {
   const { key, label, unit, better, rule } = spec;
   const base = { key, label, unit, better, rule, before, after };
+  // Lost, duplicated, drained and verified are judged on the after report alone ("always a failure,
+  // whatever the threshold"): a baseline without them (an older report, a hand-made one) must not let
+  // an after run that lost messages pass. Only the verdict, a comparison, needs both sides.
+  const absolute = rule === 'threshold' ? null : absoluteFailure(rule, label, after);
   if (before === null || after === null) {
-    return { ...base, change: null, changeRatio: null, verdict: 'missing', failed: false, failure: null };
+    return { ...base, change: null, changeRatio: null, verdict: 'missing', failed: absolute !== null, failure: absolute };
   }
   const change = round(after - before, 3);
   const changeRatio = before !== 0 ? round(change / Math.abs(before), 4) : change === 0 ? 0 : null;
@@ -165,12 +170,24 @@ export function judge(
   else if (Math.abs(change) <= spec.resolution || (changeRatio !== null && Math.abs(changeRatio) <= thresholdRatio)) verdict = 'same';
   else verdict = improved ? 'better' : 'worse';
 
-  let failure: string | null = null;
-  if (rule === 'zero' && after > 0) failure = `${formatNumber(after)} ${label} in the after report (must be 0)`;
-  else if (rule === 'true' && after === 0) failure = `${label}: no in the after report`;
-  else if (rule === 'threshold' && verdict === 'worse')
-    failure = `${label} ${formatNumber(before)} → ${formatNumber(after)} ${unit} (${changeRatio === null ? `from 0` : formatRatio(changeRatio)}, worse past ${formatThreshold(thresholdRatio)})`;
+  const failure =
+    rule !== 'threshold'
+      ? absolute
+      : verdict === 'worse'
+        ? `${label} ${formatNumber(before)} → ${formatNumber(after)} ${unit} (${changeRatio === null ? `from 0` : formatRatio(changeRatio)}, worse past ${formatThreshold(thresholdRatio)})`
+        : null;
   return { ...base, change, changeRatio, verdict, failed: failure !== null, failure };
+}
+
+/**
+ * Why the after value fails a `zero` or `true` rule, or null. An after report without the figure fails
+ * too: a run that cannot show it lost nothing, drained and verified has not shown it.
+ */
+function absoluteFailure(rule: 'zero' | 'true', label: string, after: number | null): string | null {
+  if (after === null) return `${label}: not in the after report (it must show ${rule === 'zero' ? '0' : 'yes'})`;
+  if (rule === 'zero' && after > 0) return `${formatNumber(after)} ${label} in the after report (must be 0)`;
+  if (rule === 'true' && after === 0) return `${label}: no in the after report`;
+  return null;
 }
 
 /** The figures both reports are compared on, in table order: throughput, cost, latency, CPU, memory, correctness. */
@@ -392,9 +409,13 @@ function valueText(f: FigureChange, value: number | null): string {
 }
 
 function verdictText(f: FigureChange): string {
-  if (f.verdict === 'missing')
-    return f.before === null && f.after === null ? 'missing in both' : `missing in ${f.before === null ? 'before' : 'after'}`;
-  return f.failed ? `${f.verdict} ✗` : f.verdict;
+  const text =
+    f.verdict !== 'missing'
+      ? f.verdict
+      : f.before === null && f.after === null
+        ? 'missing in both'
+        : `missing in ${f.before === null ? 'before' : 'after'}`;
+  return f.failed ? `${text} ✗` : text;
 }
 
 /** `0.05` → `5%`, `0.125` → `12.5%`. */

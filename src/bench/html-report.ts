@@ -218,6 +218,28 @@ function hopTable(runs: readonly NamedBenchReport[]): string {
 <div class="scroll"><table id="hops"><thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
+/**
+ * The headline chart's data: one shared x of every sample time of every run (to 0.1 s, as bench writes
+ * `t`), then per run its outcomes (applied + rejected) per second at each x, null where it has no
+ * sample. Each sample stays at its own time: rounded to whole seconds, the short last interval bench
+ * adds as it stops (t = 4.3 after t = 4) landed on the same second and replaced that full second's rate.
+ */
+export function headlineSeries(
+  runs: readonly { readonly seconds: readonly Pick<BenchSecond, 't' | 'applied' | 'rejected'>[] }[],
+): (number | null)[][] {
+  const at = (t: number) => Math.round(t * 10) / 10;
+  const xs = [...new Set(runs.flatMap((r) => r.seconds.map((s) => at(s.t))))].sort((a, b) => a - b);
+  return [
+    xs,
+    ...runs.map((r) => {
+      const byT = new Map<number, number>();
+      // Two samples at one time (a report edited by hand): the first stays, as a full interval comes first.
+      for (const s of r.seconds) if (!byT.has(at(s.t))) byT.set(at(s.t), s.applied + s.rejected);
+      return xs.map((x) => byT.get(x) ?? null);
+    }),
+  ];
+}
+
 /** Renders the report. Pure apart from reading uPlot's files from node_modules. */
 export function renderBenchHtml(runs: readonly NamedBenchReport[], options: HtmlReportOptions = {}): string {
   if (runs.length === 0) throw new Error('no bench reports to render');
@@ -278,6 +300,7 @@ td.n { text-align: right; }
 ${hopTable(runs)}
 ${perRun}
 <script type="application/json" id="bench-data">${scriptJson(data)}</script>
+<script type="application/json" id="bench-headline">${scriptJson(headlineSeries(runs.map((r) => r.report)))}</script>
 <script>${js}</script>
 <script>${RENDER_SCRIPT}</script>
 </body>
@@ -321,17 +344,9 @@ const RENDER_SCRIPT = String.raw`
   var secondsAxis = { label: 's', values: function (u, vals) { return vals.map(function (v) { return v + ' s'; }); } };
   var zeroBased = { range: function (u, min, max) { return [0, Math.max(1, max * 1.1)]; } };
 
-  // Headline: every run's outcomes per second on one time axis (seconds since its start). Runs have
-  // different lengths: one shared x of every second seen, null where a run has no sample.
-  var ts = {};
-  runs.forEach(function (r) { r.seconds.forEach(function (s) { ts[Math.round(s.t)] = true; }); });
-  var xs = Object.keys(ts).map(Number).sort(function (a, b) { return a - b; });
-  var headline = [xs];
-  runs.forEach(function (r) {
-    var by = {};
-    r.seconds.forEach(function (s) { by[Math.round(s.t)] = s.applied + s.rejected; });
-    headline.push(xs.map(function (x) { return x in by ? by[x] : null; }));
-  });
+  // Headline: every run's outcomes per second on one time axis (seconds since its start), from
+  // headlineSeries(): one shared x of every sample time, null where a run has none (spanGaps joins them).
+  var headline = JSON.parse(document.getElementById('bench-headline').textContent);
   plot('headline', {
     height: 300,
     scales: { x: { time: false }, y: zeroBased },

@@ -152,7 +152,9 @@ export async function sendRunOverHttp(
     notPublished: options.count - sent.sent,
     interrupted: hooks.signal?.aborted === true && !completed,
     elapsedMs: sent.elapsedMs,
-    ratePerS: sent.elapsedMs > 0 ? Math.round((sent.accepted * 1000) / sent.elapsedMs) : 0,
+    // As over AMQP: the run's own messages over the span they took, without the follow-ups after them.
+    ratePerS: sent.primarySpanMs > 0 ? Math.round((sent.accepted * 1000) / sent.primarySpanMs) : 0,
+    publishSpanMs: Math.round(sent.primarySpanMs),
     // The API answers 202 only after the broker's confirm: its request latency is this run's confirm latency.
     confirmLatencyMs: sent.requestLatencyMs,
     completed,

@@ -79,6 +79,8 @@ export interface HttpSendSummary extends HttpProgress {
   readonly authStatus: number | null;
   readonly firstError: string | null;
   readonly elapsedMs: number;
+  /** From the start to the last primary message's answer: the span the run's own messages took (follow-ups after them left out). */
+  readonly primarySpanMs: number;
   /** Every answered or failed request, from its intended send time to its answer. */
   readonly requestLatencyMs: Percentiles;
 }
@@ -193,6 +195,7 @@ export async function sendOverHttp(
   };
   const intendedOf = (index: number) => (options.ratePerS > 0 ? t0 + (index * 1000) / options.ratePerS : performance.now());
 
+  let lastPrimaryAnsweredMs = t0;
   const sendPrimary = async (index: number, intendedMs: number): Promise<void> => {
     let message: HttpMessage;
     try {
@@ -205,6 +208,7 @@ export async function sendOverHttp(
     for (const f of message.followUps ?? []) followUps.push(intendedMs + f.delayMs, f);
     sent++;
     primaries[await post(message, intendedMs)]++;
+    lastPrimaryAnsweredMs = performance.now();
   };
 
   const sendFollowUp = async (dueMs: number, followUp: HttpFollowUp): Promise<void> => {
@@ -264,6 +268,7 @@ export async function sendOverHttp(
     authStatus,
     firstError,
     elapsedMs: performance.now() - t0,
+    primarySpanMs: lastPrimaryAnsweredMs - t0,
     requestLatencyMs: percentilesOf(histogram),
   };
 }

@@ -147,6 +147,37 @@ describe('judge: direction, threshold, resolution', () => {
     expect(judge(drained, 0, 0, 0.05)).toMatchObject({ verdict: 'same', failed: true });
     expect(judge(drained, 0, 1, 0.05)).toMatchObject({ verdict: 'better', failed: false });
   });
+
+  it('lost / duplicated / drained / verify: decided from after alone — a before without them still fails a bad after', () => {
+    const lost = { ...latency, key: 'lost', label: 'lost', unit: 'tx', rule: 'zero' as const, resolution: 0 };
+    const drained = { ...rate, key: 'drained', label: 'drained', unit: 'yes/no', rule: 'true' as const, resolution: 0 };
+    // An older or hand-made baseline lacks the figure: no comparison (missing), but the after value still decides.
+    expect(judge(lost, null, 3, 10)).toMatchObject({
+      verdict: 'missing',
+      change: null,
+      failed: true,
+      failure: '3 lost in the after report (must be 0)',
+    });
+    expect(judge(drained, null, 0, 10)).toMatchObject({ verdict: 'missing', failed: true, failure: 'drained: no in the after report' });
+    expect(judge(lost, null, 0, 0.05)).toMatchObject({ verdict: 'missing', failed: false, failure: null });
+    expect(judge(drained, null, 1, 0.05)).toMatchObject({ verdict: 'missing', failed: false, failure: null });
+  });
+
+  it('lost / duplicated / drained / verify missing in after: a failure (the after run has not shown it is clean)', () => {
+    const lost = { ...latency, key: 'lost', label: 'lost', unit: 'tx', rule: 'zero' as const, resolution: 0 };
+    const verify = { ...rate, key: 'verifyOk', label: 'verify', unit: 'yes/no', rule: 'true' as const, resolution: 0 };
+    expect(judge(verify, 1, null, 0.05)).toMatchObject({
+      verdict: 'missing',
+      failed: true,
+      failure: 'verify: not in the after report (it must show yes)',
+    });
+    expect(judge(verify, null, null, 0.05)).toMatchObject({ verdict: 'missing', failed: true });
+    expect(judge(lost, 0, null, 0.05)).toMatchObject({
+      verdict: 'missing',
+      failed: true,
+      failure: 'lost: not in the after report (it must show 0)',
+    });
+  });
 });
 
 describe('compareBenchReports on bench reports', () => {
@@ -248,6 +279,42 @@ describe('compareBenchReports on bench reports', () => {
         BATCHED,
       ).ok,
     ).toBe(true);
+  });
+
+  it('a baseline without lost / duplicated / drained / verifyOk does not let a bad after run pass', () => {
+    const older = variant((r) => {
+      delete r.lost;
+      delete r.duplicated;
+      delete r.drained;
+      delete r.verifyOk;
+    });
+    const bad = variant((r) => {
+      r.lost = 2;
+      r.duplicated = 1;
+      r.drained = false;
+      r.verifyOk = false;
+    });
+    const c = compare(older, bad);
+    expect(c.ok).toBe(false);
+    expect(c.failures).toEqual(['lost', 'duplicated', 'drained', 'verifyOk']);
+    expect(figureOf(c.figures, 'lost')).toMatchObject({ before: null, after: 2, verdict: 'missing', failed: true });
+    const text = renderComparison(c).join('\n');
+    expect(text).toMatch(/^lost\s+tx\s+missing\s+2\s+missing in before ✗$/m);
+    expect(text).toContain('  ✗ 2 lost in the after report (must be 0)');
+    expect(text).toContain('  ✗ drained: no in the after report');
+    // The same baseline against a clean after run: nothing to fail.
+    expect(compare(older, BATCHED).ok).toBe(true);
+  });
+
+  it('an after report without drained / verifyOk fails, whatever the baseline', () => {
+    const unproven = variant((r) => {
+      delete r.drained;
+      delete r.verifyOk;
+    });
+    const c = compare(BATCHED, unproven);
+    expect(c.ok).toBe(false);
+    expect(c.failures).toEqual(['drained', 'verifyOk']);
+    expect(renderComparison(c).join('\n')).toMatch(/^verify\s+yes\/no\s+yes\s+missing\s+missing in after ✗$/m);
   });
 
   it('figures missing in one report are shown as missing and not compared', () => {
