@@ -3,6 +3,7 @@ import { encodeAccountingEvent } from '../domain/accounting-event.js';
 import { deliveryStatuses, listFailedDeliveries, recordRedeliveryOutcome, type WebhookStatus } from '../db/statements.js';
 import type { Knex } from '../db/knex.js';
 import { deliverWebhook, type WebhookRetryPolicy, type WebhookTransport } from './webhook-delivery.js';
+import { addWebhookAttempts } from '../db/webhook-deliveries.js';
 
 /**
  * `txsim accounting redeliver`: sends webhook deliveries that ended `failed` again, through the
@@ -80,8 +81,10 @@ export async function redeliverFailed(
       options.policy,
       signal,
     );
-    // Stopped mid-attempt: nothing to record, the delivery stays failed.
+    // Stopped mid-attempt: nothing to record, the delivery stays failed; the attempts it made still count.
     if (result.status === 'aborted') {
+      // Best effort: the run is stopping, and a count is all a failure here could lose.
+      await addWebhookAttempts(deps.db, row.event.eventId, result.attempts).catch(() => {});
       skipped++;
       continue;
     }

@@ -5,23 +5,22 @@ import { typedProperties } from '../amqp/message-properties.js';
 import { assertTopology, HEADERS, type Topology } from '../amqp/topology.js';
 import { redactUrl } from '../config/redact.js';
 import type { Knex } from '../db/knex.js';
-import { recordInvalidEvent, recordStatement, recordWebhookOutcome, type StoredStatement } from '../db/statements.js';
-import {
-  ACCOUNTING_EVENTS_PER_MESSAGE_MAX,
-  decodeAccountingMessage,
-  encodeAccountingEvent,
-  type AccountingEvent,
-} from '../domain/accounting-event.js';
+import { recordInvalidEvent, recordStatement, type StoredStatement } from '../db/statements.js';
+import { ACCOUNTING_EVENTS_PER_MESSAGE_MAX, decodeAccountingMessage, type AccountingEvent } from '../domain/accounting-event.js';
 import { runShutdownSteps } from '../lifecycle.js';
 import type { Logger } from '../log.js';
 import { HopTimings } from '../stats/hops.js';
-import { deliverWebhook, type WebhookRetryPolicy, type WebhookTransport } from './webhook-delivery.js';
+import { retryDb } from './retry-db.js';
+import { type WebhookRetryPolicy, type WebhookTransport } from './webhook-delivery.js';
+import { SWEEP_PAGE_MAX, WebhookForwarder } from './webhook-forwarder.js';
 
 /**
  * The user-facing accounting system (`txsim accounting`): consumes the accounting queue, keeps one
  * statement line per event in its own tables (deduplicated by event id, ordered by the per-account
  * sequence), optionally forwards each event to a webhook, and acknowledges a delivery only after
- * all of that is recorded. A crash at any point therefore leads to redelivery, never to a gap.
+ * all of that is recorded. A crash at any point therefore leads to redelivery, never to a gap. A
+ * webhook left pending with no message left to bring it back (a consumer without --webhook acked the
+ * redelivery) is found in the database and sent by the next consumer with --webhook (WebhookForwarder).
  */
 
 /** Settings of `txsim accounting`. Units in the names. */
@@ -32,7 +31,16 @@ export interface AccountingOptions {
   readonly prefetchCount: number;
   /** How long shutdown waits for events in progress before leaving them to redelivery. */
   readonly shutdownDeadlineMs: number;
-  readonly webhook: { readonly url: string; readonly secret: string; readonly policy: WebhookRetryPolicy } | null;
+  readonly webhook: {
+    readonly url: string;
+    readonly secret: string;
+    readonly policy: WebhookRetryPolicy;
+    /**
+     * A pending delivery nobody has worked on for this long (left by a consumer that crashed, its events
+     * then acked by one without --webhook) is taken over and sent; see WebhookForwarder.
+     */
+    readonly orphanAfterMs: number;
+  } | null;
   readonly clientName: string;
   /** How long start() waits for the broker, retries included, before it fails (default 15 s). */
   readonly connectTimeoutMs?: number;
@@ -55,57 +63,14 @@ export interface AccountingMetrics {
   invalid: number;
   webhooksDelivered: number;
   webhooksFailed: number;
+  /** Webhook attempts made (each POST handed to the transport), counted once whatever became of its channel. */
+  webhookAttempts: number;
+  /** Pending deliveries left by an earlier consumer that this one took over and sent. */
+  webhooksTakenOver: number;
 }
 
 /** Largest prefetch `txsim accounting` accepts; `verify` uses it to bound what a consumer may hold unacknowledged. */
 export const ACCOUNTING_PREFETCH_MAX = 1_000;
-
-/** Cap of the backoff while the database is failing. */
-const DB_RETRY_MAX_MS = 5_000;
-
-/**
- * At most `max` tasks at once; the others wait their turn, first come first served. A waiting task
- * whose signal aborts leaves the line without starting (null), so the work of a lost channel does
- * not hold a place ahead of the redelivered copies of the same events.
- */
-class Slots {
-  private free: number;
-  /** Each resolves its waiter's turn: the slot passes to it directly (`free` is not raised in between). */
-  private readonly waiting: (() => void)[] = [];
-  constructor(max: number) {
-    this.free = max;
-  }
-
-  async run<T>(task: () => Promise<T>, signal: AbortSignal): Promise<T | null> {
-    if (signal.aborted) return null;
-    if (this.free > 0) this.free--;
-    else if (!(await this.turn(signal))) return null;
-    try {
-      return await task();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.free++;
-    }
-  }
-
-  /** Waits in line: true when the slot is handed over, false when `signal` aborted first (out of line). */
-  private turn(signal: AbortSignal): Promise<boolean> {
-    return new Promise<boolean>((resolve) => {
-      const onTurn = () => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(true);
-      };
-      const onAbort = () => {
-        const at = this.waiting.indexOf(onTurn);
-        if (at >= 0) this.waiting.splice(at, 1);
-        resolve(false);
-      };
-      this.waiting.push(onTurn);
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-}
 
 /**
  * Consumes `<ns>.accounting.statements`. Per event of a delivery (one, or several from the relay):
@@ -118,7 +83,15 @@ class Slots {
  * redelivers must not queue behind (or POST beside) the ones it took back.
  */
 export class AccountingConsumer {
-  readonly metrics: AccountingMetrics = { statements: 0, duplicates: 0, invalid: 0, webhooksDelivered: 0, webhooksFailed: 0 };
+  readonly metrics: AccountingMetrics = {
+    statements: 0,
+    duplicates: 0,
+    invalid: 0,
+    webhooksDelivered: 0,
+    webhooksFailed: 0,
+    webhookAttempts: 0,
+    webhooksTakenOver: 0,
+  };
   /** The statement hop (relayed → statement line committed); see stats/hops.ts. */
   readonly hops = new HopTimings();
   private readonly connection: ManagedConnection;
@@ -140,8 +113,8 @@ export class AccountingConsumer {
   /** Set once start() connected: one that never started says nothing when closed. */
   private started = false;
   private readonly webhookUrlRedacted: string | null;
-  /** Webhook POSTs (with their retries) in progress at once, across deliveries: at most `prefetchCount`. */
-  private readonly webhookSlots: Slots;
+  /** Sends the webhooks (at most `prefetchCount` POSTs at once) and the pending ones left by an earlier consumer; null without --webhook. */
+  private readonly forwarder: WebhookForwarder | null;
   /** Listeners a generation's stop signal may have: each of its events waiting for a webhook slot, a full prefetch of messages. */
   private readonly maxListenersPerGeneration: number;
 
@@ -151,12 +124,31 @@ export class AccountingConsumer {
   ) {
     if (options.webhook && !deps.transport) throw new Error('a webhook needs a transport');
     // Every event in progress listens on these two signals (its waits and its HTTP attempt): up to
-    // `prefetchCount` each, which is expected, not a leak.
-    setMaxListeners(options.prefetchCount * 2 + 10, this.stopRetrying.signal, this.hardStop.signal);
+    // `prefetchCount` each, and a page of the webhook sweeper's, which is expected, not a leak.
+    setMaxListeners((options.prefetchCount + SWEEP_PAGE_MAX) * 2 + 10, this.stopRetrying.signal, this.hardStop.signal);
     this.maxListenersPerGeneration = options.prefetchCount * (ACCOUNTING_EVENTS_PER_MESSAGE_MAX + 2) + 10;
     this.webhookUrlRedacted = options.webhook ? redactUrl(options.webhook.url) : null;
-    this.webhookSlots = new Slots(options.prefetchCount);
     const { log } = deps;
+    this.forwarder =
+      options.webhook && deps.transport
+        ? new WebhookForwarder(
+            {
+              url: options.webhook.url,
+              secret: options.webhook.secret,
+              policy: options.webhook.policy,
+              concurrencyMax: options.prefetchCount,
+              orphanAfterMs: options.webhook.orphanAfterMs,
+            },
+            {
+              db: deps.db,
+              log,
+              transport: deps.transport,
+              metrics: this.metrics,
+              shutdown: this.stopRetrying.signal,
+              hardStop: this.hardStop.signal,
+            },
+          )
+        : null;
     this.connection = new ManagedConnection({
       url: options.amqpUrl,
       log,
@@ -192,6 +184,8 @@ export class AccountingConsumer {
    */
   async start(signal?: AbortSignal): Promise<boolean> {
     this.started = await this.connection.start(signal);
+    // Deliveries left pending by an earlier consumer have no message to bring them back: look for them.
+    if (this.started) this.forwarder?.startSweeping();
     return this.started;
   }
 
@@ -274,9 +268,10 @@ export class AccountingConsumer {
       } else {
         const stored = await this.storeEvent(msg, element.event, stop);
         complete = stored !== null;
-        if (this.options.webhook && stored?.webhookStatus === 'pending') {
+        if (this.forwarder && stored?.webhookStatus === 'pending') {
+          // The give-up clock runs from when the delivery was first stored: a redelivered event carries on with the time it has left.
           const startedMs = stored.webhookCreatedAt?.getTime() ?? Date.now();
-          forwards.push(this.webhookSlots.run(() => this.forward(element.event, startedMs, stop), stop).then((done) => done === true));
+          forwards.push(this.forwarder.forward(element.event, startedMs, stop, !stored.inserted));
         }
       }
       if (!complete) break;
@@ -292,7 +287,8 @@ export class AccountingConsumer {
    */
   private async recordInvalid(msg: Delivery['msg'], position: number, detail: string, body: Buffer, stop: AbortSignal): Promise<boolean> {
     const messageId = messageIdOf(msg);
-    const stored = await this.retryDb(
+    const stored = await retryDb(
+      this.deps.log,
       'record invalid event',
       () => recordInvalidEvent(this.deps.db, { messageId, position, routingKey: msg.fields.routingKey, detail, body }),
       stop,
@@ -312,7 +308,14 @@ export class AccountingConsumer {
    * without a webhook), or null when `stop` came first.
    */
   private async storeEvent(msg: Delivery['msg'], event: AccountingEvent, stop: AbortSignal): Promise<StoredStatement | null> {
-    const stored = await this.retryDb('record statement', () => recordStatement(this.deps.db, event, this.webhookUrlRedacted), stop);
+    // Retried with capped backoff while the database fails; null once `stop` aborts (shutdown, or the
+    // delivery's channel is gone: the delivery stays unacked).
+    const stored = await retryDb(
+      this.deps.log,
+      'record statement',
+      () => recordStatement(this.deps.db, event, this.webhookUrlRedacted),
+      stop,
+    );
     if (!stored) return null;
     if (stored.value.inserted) {
       this.metrics.statements++;
@@ -324,70 +327,6 @@ export class AccountingConsumer {
       this.deps.log.debug({ eventId: event.eventId }, 'repeated event; statement already has it');
     }
     return stored.value;
-  }
-
-  /**
-   * POSTs one stored event to the webhook and records the outcome; false when `stop` came first. The
-   * give-up clock runs from `startedMs`, when the delivery was first stored: a redelivered event
-   * carries on with the time it has left.
-   */
-  private async forward(event: AccountingEvent, startedMs: number, stop: AbortSignal): Promise<boolean> {
-    const webhook = this.options.webhook!;
-    const wlog = this.deps.log.child({ eventId: event.eventId });
-    const result = await deliverWebhook(
-      this.deps.transport!,
-      { url: webhook.url, eventId: event.eventId, body: encodeAccountingEvent(event) },
-      webhook.secret,
-      webhook.policy,
-      stop,
-      {
-        startedMs,
-        // Not `stop`: an attempt on the wire when the channel goes may finish, and its outcome is recorded.
-        attemptSignal: this.hardStop.signal,
-        onRetry: ({ attempt, delayMs, result: r }) =>
-          wlog.info(
-            {
-              attempt,
-              retryInMs: delayMs,
-              ...(r.kind === 'response' ? { status: r.status } : r.kind === 'error' ? { code: r.code } : {}),
-            },
-            'webhook not accepted; retrying',
-          ),
-      },
-    );
-    // Stopped mid-delivery: no outcome to record; the event comes back (redelivered, or after a restart).
-    if (result.status === 'aborted') return false;
-    // Tried at least once even when `stop` has aborted meanwhile: the outcome only lands on a row still pending.
-    const recorded = await this.retryDb('record webhook outcome', () => recordWebhookOutcome(this.deps.db, event.eventId, result), stop);
-    if (!recorded) return false;
-    // Another copy's outcome came first (a redelivery raced this one): counted there, not twice.
-    if (!recorded.value) return true;
-    if (result.status === 'delivered') this.metrics.webhooksDelivered++;
-    else {
-      this.metrics.webhooksFailed++;
-      wlog.warn(
-        { attempts: result.attempts, status: result.responseStatus, err: result.lastError, gaveUp: result.gaveUp },
-        'webhook delivery failed; recorded',
-      );
-    }
-    return true;
-  }
-
-  /**
-   * Runs `work` until it succeeds, with capped backoff; null once `stop` aborts (shutdown, or the
-   * delivery's channel is gone: leave the delivery unacked). The first try always runs.
-   */
-  private async retryDb<T>(what: string, work: () => Promise<T>, stop: AbortSignal): Promise<{ value: T } | null> {
-    for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, DB_RETRY_MAX_MS)) {
-      try {
-        return { value: await work() };
-      } catch (err) {
-        if (stop.aborted) return null;
-        this.deps.log.warn({ step: what, err: (err as Error).message, retryInMs: delayMs }, 'accounting database step failed; retrying');
-        await abortableSleep(delayMs, stop);
-        if (stop.aborted) return null;
-      }
-    }
   }
 
   private ack(delivery: Delivery): void {
@@ -425,7 +364,7 @@ export class AccountingConsumer {
           'finish in-flight',
           () =>
             Promise.race([
-              Promise.allSettled([...this.inFlight]),
+              Promise.allSettled([...this.inFlight, this.forwarder?.stopped()]),
               new Promise((r) => setTimeout(r, this.options.shutdownDeadlineMs).unref()),
             ]),
         ],
@@ -434,7 +373,10 @@ export class AccountingConsumer {
           async () => {
             this.hardStop.abort();
             // Aborted attempts return at once; only a hung database call could still hold a task, so bound it too.
-            await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 2_000).unref())]);
+            await Promise.race([
+              Promise.allSettled([...this.inFlight, this.forwarder?.stopped()]),
+              new Promise((r) => setTimeout(r, 2_000).unref()),
+            ]);
           },
         ],
         ['close connection', () => this.connection.close()],
@@ -448,17 +390,4 @@ export class AccountingConsumer {
 
 function messageIdOf(msg: Delivery['msg']): string | null {
   return typedProperties(msg).messageId ?? null;
-}
-
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
 }

@@ -134,7 +134,9 @@ export interface WebhookRequest {
 
 /**
  * How delivering one event ended: one of the outcomes the accounting tables record (with whether the
- * retries gave up), or `aborted`, which is not recorded (the event is redelivered).
+ * retries gave up), or `aborted`: no outcome (the event is redelivered, or sent again later), but the
+ * attempts it made still count. In every case `attempts` is the number of attempts handed to the
+ * transport, the one cut short by `attemptSignal` included: the receiver may have seen it.
  */
 export type DeliveryResult =
   | Extract<WebhookOutcome, { status: 'delivered' }>
@@ -153,6 +155,13 @@ export interface DeliverHooks {
   readonly random?: () => number;
   /** Called before each wait, for logging. */
   readonly onRetry?: (info: { attempt: number; delayMs: number; result: AttemptResult }) => void;
+  /**
+   * Awaited before each attempt is signed and sent (e.g. to mark the delivery as being worked on). It
+   * must not throw; `signal` is checked again after it.
+   */
+  readonly beforeAttempt?: (attempt: number) => Promise<void>;
+  /** Called once per attempt, just before it is handed to the transport: the one place attempts are counted. */
+  readonly onAttempt?: (attempt: number) => void;
   /**
    * Aborts an attempt in progress (default: `signal`). Separate so that a shutdown can stop further
    * attempts at once but let the one on the wire finish: a receiver that already acted on it would
@@ -179,6 +188,11 @@ export async function deliverWebhook(
   const startedMs = hooks.startedMs ?? now();
   for (let attempt = 1; ; attempt++) {
     if (signal.aborted) return { status: 'aborted', attempts: attempt - 1 };
+    if (hooks.beforeAttempt) {
+      await hooks.beforeAttempt(attempt);
+      if (signal.aborted) return { status: 'aborted', attempts: attempt - 1 };
+    }
+    hooks.onAttempt?.(attempt);
     // Each attempt is signed at its own time: a retry an hour on is not refused as a replay.
     const timestampS = Math.floor(now() / 1_000);
     const headers = {
@@ -191,7 +205,8 @@ export async function deliverWebhook(
     const result = await transport.post(request.url, request.body, headers, hooks.attemptSignal ?? signal);
     switch (classifyAttempt(result)) {
       case 'aborted':
-        return { status: 'aborted', attempts: attempt - 1 };
+        // Cut on the wire: it was sent (or partly), so it counts.
+        return { status: 'aborted', attempts: attempt };
       case 'delivered':
         return {
           status: 'delivered',

@@ -7,6 +7,7 @@ import { ACCOUNTING_PREFETCH_MAX, AccountingConsumer } from '../accounting/state
 import { formatStatementLine, outcomeText, signedAmountText, whatHappened } from '../accounting/statement-text.js';
 import { readStatement } from '../db/statements.js';
 import { DEFAULT_RETRY_POLICY, type WebhookRetryPolicy } from '../accounting/webhook-delivery.js';
+import { defaultOrphanAfterMs, orphanAfterMsMin } from '../accounting/webhook-forwarder.js';
 import { parseIntFlag } from '../config/parse.js';
 import { redactUrl } from '../config/redact.js';
 import { checkDatabase, createDatabase } from '../db/knex.js';
@@ -56,6 +57,8 @@ export interface AccountingCommandOptions {
     readonly secret: string;
     readonly attemptTimeoutMs: number;
     readonly policy: WebhookRetryPolicy;
+    /** A pending delivery nobody has worked on for this long is taken over and sent (`--webhook-orphan-after`). */
+    readonly orphanAfterMs: number;
   } | null;
   /** Serve Prometheus metrics there (`--metrics-port`); null/absent = off. */
   readonly metrics?: MetricsServerOptions | null;
@@ -82,7 +85,14 @@ export async function handleAccounting(ctx: CommandContext, options: AccountingC
       topology: topologyOf(config),
       prefetchCount: options.prefetchCount,
       shutdownDeadlineMs: options.shutdownDeadlineMs,
-      webhook: options.webhook ? { url: options.webhook.url, secret: options.webhook.secret, policy: options.webhook.policy } : null,
+      webhook: options.webhook
+        ? {
+            url: options.webhook.url,
+            secret: options.webhook.secret,
+            policy: options.webhook.policy,
+            orphanAfterMs: options.webhook.orphanAfterMs,
+          }
+        : null,
       clientName: `txsim accounting ${hostname()}-${process.pid}`,
       connectTimeoutMs: config.connectTimeoutMs,
     },
@@ -219,6 +229,33 @@ function parseWebhookUrl(value: string): string {
   return value;
 }
 
+/** The --webhook flags, checked: the URL, the secret from the environment, the retry policy and the orphan window. */
+function parseWebhookFlags(url: string, str: (key: string) => string | undefined): NonNullable<AccountingCommandOptions['webhook']> {
+  const checkedUrl = parseWebhookUrl(url);
+  const secret = webhookSecretFrom(process.env);
+  const attemptTimeoutMs = parseIntFlag('--webhook-timeout', str('webhookTimeout'), 5_000, 100, 120_000);
+  const policy: WebhookRetryPolicy = {
+    ...DEFAULT_RETRY_POLICY,
+    backoffMaxMs: parseIntFlag('--webhook-backoff-max', str('webhookBackoffMax'), DEFAULT_RETRY_POLICY.backoffMaxMs, 10, 3_600_000),
+    giveUpAfterMs: parseIntFlag('--webhook-give-up', str('webhookGiveUp'), ACCOUNTING_WEBHOOK_GIVE_UP_S, 0, 7 * 86_400) * 1000,
+  };
+  // Shorter than two gaps between attempts, a delivery another consumer is still retrying would look
+  // abandoned and be sent twice at once.
+  const minS = Math.ceil(orphanAfterMsMin(policy, attemptTimeoutMs) / 1_000);
+  const orphanAfterS = parseIntFlag(
+    '--webhook-orphan-after',
+    str('webhookOrphanAfter'),
+    Math.ceil(defaultOrphanAfterMs(policy, attemptTimeoutMs) / 1_000),
+    1,
+    7 * 86_400,
+  );
+  if (orphanAfterS < minS)
+    throw new UsageError(
+      `--webhook-orphan-after: ${orphanAfterS} s is too short for these retries; at least ${minS} s, twice (--webhook-backoff-max + --webhook-timeout)`,
+    );
+  return { url: checkedUrl, secret, attemptTimeoutMs, policy, orphanAfterMs: orphanAfterS * 1_000 };
+}
+
 export function registerAccounting(program: Command): void {
   const accounting = program
     .command('accounting')
@@ -248,6 +285,10 @@ export function registerAccounting(program: Command): void {
       "record a still-failing webhook as failed this long after the event was first stored (keep it below RabbitMQ's consumer_timeout, 30 min by default)",
       String(ACCOUNTING_WEBHOOK_GIVE_UP_S),
     )
+    .option(
+      '--webhook-orphan-after <s>',
+      'send pending deliveries nobody has tried for this long (left by a consumer that crashed); at least twice (--webhook-backoff-max + --webhook-timeout); default 60 or that',
+    )
     .option('--shutdown-deadline <ms>', 'how long shutdown waits for events in progress', '10000')
     .option(
       '--connect-timeout <s>',
@@ -262,7 +303,9 @@ export function registerAccounting(program: Command): void {
 Acknowledges an event only after its statement line (and, with --webhook, the webhook outcome) is
 recorded. A 2xx delivers; 5xx, 408, 429, timeouts and refused connections are retried with capped
 exponential backoff; any other status is recorded as failed and not retried. The give-up clock
-starts when an event is first stored and survives redeliveries.
+starts when an event is first stored and survives redeliveries. With --webhook it also sends the
+deliveries an earlier consumer left pending (it crashed, and a run without --webhook acked the
+events again): any not tried for --webhook-orphan-after, oldest first, each taken over by one consumer.
 
 Example:
   $ txsim accounting
@@ -279,24 +322,7 @@ Global flags (--amqp-url, --database-url, --namespace, --retry-delays, --log-lev
         shutdownDeadlineMs: parseIntFlag('--shutdown-deadline', str('shutdownDeadline'), 10_000, 0, 600_000),
         json: Boolean(opts.json),
         metrics: metricsOptionsFrom(opts),
-        webhook: url
-          ? {
-              url: parseWebhookUrl(url),
-              secret: webhookSecretFrom(process.env),
-              attemptTimeoutMs: parseIntFlag('--webhook-timeout', str('webhookTimeout'), 5_000, 100, 120_000),
-              policy: {
-                ...DEFAULT_RETRY_POLICY,
-                backoffMaxMs: parseIntFlag(
-                  '--webhook-backoff-max',
-                  str('webhookBackoffMax'),
-                  DEFAULT_RETRY_POLICY.backoffMaxMs,
-                  10,
-                  3_600_000,
-                ),
-                giveUpAfterMs: parseIntFlag('--webhook-give-up', str('webhookGiveUp'), ACCOUNTING_WEBHOOK_GIVE_UP_S, 0, 7 * 86_400) * 1000,
-              },
-            }
-          : null,
+        webhook: url ? parseWebhookFlags(url, str) : null,
       };
       const ctx = contextFor(command);
       await handleAccounting(ctx, options, shutdownSignal(ctx));

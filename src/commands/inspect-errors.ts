@@ -109,8 +109,10 @@ export function registerInspectErrors(program: Command): void {
     .addHelpText(
       'after',
       `
-Messages are fetched and left unacknowledged, then handed back when the command ends: the queue is
-unchanged (their redelivered flag is set). --ack removes the messages shown and nothing else.
+The queue is read 32 messages at a time, each page put back in order before the next is fetched: it
+ends with the same messages in the same order (their redelivered flag set), having been read round
+once. --ack removes the messages shown and nothing else. Run one reader (inspect-errors, replay-dead)
+at a time: two at once take each other's messages and shift the order.
 
 Example:
   $ txsim inspect-errors

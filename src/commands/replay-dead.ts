@@ -2,15 +2,8 @@ import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
 import { SCAN_MAX } from '../dead-letters/inspect-errors.js';
-import {
-  publishReplayEvents,
-  replayDead,
-  replayEvents,
-  replayRecords,
-  type ReplayOptions,
-  type ReplayReport,
-} from '../dead-letters/replay-dead.js';
-import { insertFailures, type FailureRecord } from '../db/transaction-failures.js';
+import { publishReplayEvents, replayDead, replayEvents, type ReplayOptions, type ReplayReport } from '../dead-letters/replay-dead.js';
+import { insertFailures } from '../db/transaction-failures.js';
 import { parseIntFlag } from '../config/parse.js';
 import { NotFoundError, PublishIncompleteError, UsageError } from '../errors.js';
 import { withDatabase } from './accounts.js';
@@ -18,21 +11,25 @@ import { collect, contextFor, type CommandContext } from './context.js';
 import { plural, table, toJson } from './format.js';
 import { UUID_PATTERN } from '../domain/ids.js';
 
-/** Republishes parked messages; exit 6 when some could not be republished, 5 when an --id was not parked. */
+/**
+ * Republishes parked messages; exit 6 when some could not be republished (or their replay recorded),
+ * 5 when an --id was not parked. The database is opened first: a message leaves the dead queue only
+ * once its replay is recorded, so with no database nothing is replayed (exit 3).
+ */
 export async function handleReplayDead(ctx: CommandContext, options: ReplayOptions & { json: boolean }): Promise<ReplayReport> {
-  const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim replay-dead');
-  const topology = topologyOf(ctx.config);
-  let report: ReplayReport;
-  try {
-    report = await replayDead({ connection, topology }, options);
-    const records = replayRecords(report);
-    await recordReplays(ctx, records);
-    // After the record: a live view that re-reads the status on this event finds it queued.
-    if (!(await publishReplayEvents(connection, topology.feedExchange, replayEvents(report)).catch(() => false)))
-      ctx.log.warn({ exchange: topology.feedExchange }, 'replayed and recorded, but the live feed event could not be published');
-  } finally {
-    await connection.close().catch(() => {});
-  }
+  const report = await withDatabase(ctx, async (db) => {
+    const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim replay-dead');
+    const topology = topologyOf(ctx.config);
+    try {
+      const done = await replayDead({ connection, topology, record: (records) => insertFailures(db, records) }, options);
+      // After the records: a live view that re-reads the status on this event finds it queued.
+      if (!(await publishReplayEvents(connection, topology.feedExchange, replayEvents(done)).catch(() => false)))
+        ctx.log.warn({ exchange: topology.feedExchange }, 'replayed and recorded, but the live feed event could not be published');
+      return done;
+    } finally {
+      await connection.close().catch(() => {});
+    }
+  });
   ctx.out(options.json ? toJson(report) : formatReplayReport(report));
   if (report.failed.length > 0) {
     throw new PublishIncompleteError(
@@ -44,23 +41,6 @@ export async function handleReplayDead(ctx: CommandContext, options: ReplayOptio
       `${report.notFound.length} of the requested ids ${report.notFound.length === 1 ? 'is' : 'are'} not parked in ${report.queue}`,
     );
   return report;
-}
-
-/**
- * Records what went back, so the status reads show it queued again at once rather than parked
- * until its next attempt. Best-effort, like the workers' records: the messages are already back in
- * the queue, so a database that cannot take the records costs a warning, not the replay.
- */
-async function recordReplays(ctx: CommandContext, records: readonly FailureRecord[]): Promise<void> {
-  if (records.length === 0) return;
-  try {
-    await withDatabase(ctx, (db) => insertFailures(db, records));
-  } catch (err) {
-    ctx.log.warn(
-      { err: (err as Error).message, replayed: records.length },
-      'replayed, but the replays could not be recorded: status reads show these messages parked until their next attempt',
-    );
-  }
 }
 
 /** The text form of a replay: what went back, what stayed and why, which ids were not parked. */
@@ -91,7 +71,9 @@ export function formatReplayReport(report: ReplayReport): string {
 export function registerReplayDead(program: Command): void {
   program
     .command('replay-dead')
-    .description('republish parked messages to the transactions exchange for another try (removed from the dead queue only once confirmed)')
+    .description(
+      'republish parked messages to the transactions exchange for another try (removed from the dead queue only once confirmed and recorded)',
+    )
     .option('--id <id>', 'only this transaction id (repeatable)', collect)
     .option('--limit <n>', 'most messages replayed', '100')
     .option('--json', 'JSON output')
@@ -99,8 +81,9 @@ export function registerReplayDead(program: Command): void {
       'after',
       `
 Each message goes back under its original routing key with its attempt count reset. It is removed
-from the dead queue only after the broker confirmed the republish; one that cannot be republished
-stays parked (exit code 6).
+from the dead queue only after the broker confirmed the republish and the replay is recorded in the
+database; one that cannot be republished or recorded stays parked (exit code 6). What stays keeps its
+order: the dead queue is read 32 messages at a time and put back in order.
 
 Example:
   $ txsim inspect-errors --dead

@@ -1,18 +1,22 @@
 import type { ChannelModel, GetMessage, MessageProperties } from 'amqplib';
-import { browseQueue } from '../amqp/browse.js';
 import { HEADERS, type Topology } from '../amqp/topology.js';
 import { routingKeyFor } from '../domain/transaction.js';
 import { NotFoundError } from '../errors.js';
+import { walkQueue, type Settlement } from './queue-walk.js';
 
 /**
  * Reading the errors queue (business rejects) and the dead queue (parked after system errors)
- * without consuming them. AMQP has no "peek": messages are fetched with `basic.get` and left
- * unacknowledged; while held they cannot be fetched again, so a scan walks the queue once, and
- * closing the channel hands every unacked message back to the queue. `ack` acknowledges exactly
- * the messages returned to the caller before the channel closes, and nothing else.
+ * without consuming them. AMQP has no "peek": the queue is walked once, a page of at most 32
+ * messages at a time, each put back (or, with `ack`, removed) before the next page is fetched, so that
+ * the queue ends with the same messages in the same order and never more than a page is held (see
+ * queue-walk.ts). `ack` removes exactly the messages returned to the caller, and nothing else.
  */
 
-/** Most messages one inspection holds (unacked, in memory) while it scans. */
+/**
+ * Most messages one inspection or replay holds at once on a broker that puts a returned message back
+ * at the head of the queue (queue-walk.ts: then kept messages are held to the end); the bound of
+ * `--limit` too. On the quorum queues of RabbitMQ 3.10 a walk holds one page (32) and reads the whole queue.
+ */
 export const SCAN_MAX = 10_000;
 
 export type InspectedQueue = 'errors' | 'dead';
@@ -25,7 +29,7 @@ export interface InspectOptions {
   readonly reason: string | null;
   /** Remove the messages shown. */
   readonly ack: boolean;
-  /** Most messages scanned for the summary; defaults to SCAN_MAX. */
+  /** Most messages held at once where the broker puts returned messages at the head (queue-walk.ts); defaults to SCAN_MAX. */
   readonly scanMax?: number;
 }
 
@@ -60,7 +64,10 @@ export interface InspectReport {
   /** Ready messages when the inspection started. */
   readonly depth: number;
   readonly scanned: number;
-  /** True when the scan stopped at its bound before the end of the queue: `byReason` is partial. */
+  /**
+   * True when the scan stopped at its bound before the end of the queue: `byReason` is partial. Only
+   * where the broker puts returned messages at the head (queue-walk.ts); a round of a quorum queue reads it all.
+   */
   readonly partial: boolean;
   /** Count by reason over every message scanned (not only those shown). */
   readonly byReason: Readonly<Record<string, number>>;
@@ -80,32 +87,41 @@ export async function inspectQueue(
     // A missing queue closes the channel with 404; checkQueue's rejection reports it.
   });
   const byReason: Record<string, number> = {};
-  const shown: { msg: GetMessage; parsed: InspectedMessage }[] = [];
-  let scanned = 0;
+  const shown: InspectedMessage[] = [];
   try {
     const depth = await checkQueue(channel, queue);
-    for await (const msg of browseQueue(channel, queue, scanMax)) {
-      scanned++;
-      const parsed = options.queue === 'dead' ? parseDeadMessage(msg) : parseErrorMessage(msg);
-      byReason[parsed.reason] = (byReason[parsed.reason] ?? 0) + 1;
-      if (shown.length < options.limit && (options.reason === null || parsed.reason === options.reason)) shown.push({ msg, parsed });
-    }
-    // Stopped at the cap, not at the end of the queue: the counts cover only what was scanned.
-    const partial = scanned >= scanMax;
-    if (options.ack) for (const { msg } of shown) channel.ack(msg);
+    const walk = await walkQueue(
+      channel,
+      queue,
+      { depth, holdMax: scanMax },
+      {
+        // Every message is counted, so the walk always goes round the whole queue.
+        wantsMore: () => true,
+        visit: (page) =>
+          page.map((msg): Settlement => {
+            const parsed = options.queue === 'dead' ? parseDeadMessage(msg) : parseErrorMessage(msg);
+            byReason[parsed.reason] = (byReason[parsed.reason] ?? 0) + 1;
+            if (shown.length >= options.limit || (options.reason !== null && parsed.reason !== options.reason)) return 'keep';
+            shown.push(parsed);
+            // With `ack`, exactly the messages shown are removed (acked in their page), the rest go back.
+            return options.ack ? 'remove' : 'keep';
+          }),
+      },
+    );
     return {
       queue,
       kind: options.queue,
       depth,
-      scanned,
-      partial,
+      scanned: walk.visited,
+      // Stopped before the end of the queue: the counts cover only what was scanned.
+      partial: !walk.complete,
       byReason,
-      messages: shown.map((s) => s.parsed),
+      messages: shown,
       removed: options.ack ? shown.length : 0,
     };
   } finally {
-    // Acks were written before the close, on the same channel, so the broker applies them first;
-    // everything else held goes back to the queue.
+    // Everything fetched was acked or put back by the walk; a failure part-way (a lost channel) hands
+    // back what the channel still held.
     await channel.close().catch(() => {});
   }
 }

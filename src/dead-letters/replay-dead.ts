@@ -1,18 +1,35 @@
 import type { ChannelModel, GetMessage, MessagePropertyHeaders } from 'amqplib';
-import { browseQueue } from '../amqp/browse.js';
 import { ConfirmPublisher, type PublishOutcome } from '../amqp/publisher.js';
 import { HEADERS, type Topology } from '../amqp/topology.js';
 import type { FailureRecord } from '../db/transaction-failures.js';
 import { attemptRoutingKey, encodeAttemptEvent, ERROR_MESSAGE_CHARS_MAX, type AttemptEvent } from '../domain/attempt-event.js';
 import { LOWERCASE_UUID_PATTERN } from '../domain/ids.js';
 import { bodyFields, checkQueue, originalRoutingKey, SCAN_MAX } from './inspect-errors.js';
+import { walkQueue, WALK_PAGE_MAX, type Settlement } from './queue-walk.js';
 
 /**
  * Gives parked messages another try: each selected message of the dead queue is republished to
- * the transactions exchange under its original routing key, with its attempt count reset, and is
- * acked (removed from the dead queue) only after the broker confirmed the republish. A crash in
- * between leaves the message in both places; the worker's idempotency (same id, same body) turns
- * the second copy into a harmless duplicate. Nothing is ever removed without a confirmed copy.
+ * the transactions exchange under its original routing key, with its attempt count reset, recorded
+ * as replayed, and only then acked (removed from the dead queue). The queue is walked a page at a
+ * time (queue-walk.ts), so what stays parked keeps its order and at most a page is held.
+ *
+ * The order of the steps, for at-least-once with a durable record: republish → broker's confirm →
+ * record (committed) → ack of the parked message. Each step starts only once the one before it is
+ * durable, so a crash between any two leaves a state a later replay repairs:
+ *
+ * - before the confirm: nothing is recorded and the message is still parked; a copy the broker did
+ *   take is a duplicate the worker recognises by its id (same id, same body) and ignores;
+ * - after the confirm, before the record: still parked, and the status reads still say parked, which is
+ *   true of the dead queue; a later replay republishes (a duplicate, ignored) and records it;
+ * - after the record, before the ack: recorded replayed with a copy queued, and the parked original
+ *   left behind; a later replay makes a duplicate the worker ignores.
+ *
+ * The other orders lose something for good. Recording first would record replays that never happened
+ * (unroutable, nacked, a crash before the publish) and show a still-parked message as queued with
+ * nothing to correct it. Acking before the record (as this did before) could drop the record forever:
+ * once the message has left the dead queue no later replay will record it, and the status reads show
+ * it parked while a worker has it. A database that cannot take the record therefore leaves the
+ * message parked (exit 6), copy and all, rather than removing it unrecorded.
  */
 
 export interface ReplayOptions {
@@ -20,10 +37,21 @@ export interface ReplayOptions {
   readonly ids: readonly string[] | null;
   /** Most messages replayed. */
   readonly limit: number;
-  /** Most dead messages scanned looking for `ids`; defaults to SCAN_MAX. */
+  /** Most dead messages held at once where the broker puts returned messages at the head (queue-walk.ts); defaults to SCAN_MAX. */
   readonly scanMax?: number;
   /** A republish not confirmed within this fails (the dead message stays). */
   readonly confirmTimeoutMs?: number;
+}
+
+export interface ReplayDeps {
+  readonly connection: ChannelModel;
+  readonly topology: Topology;
+  /**
+   * Writes the replay records of a page's confirmed republishes durably (`transaction_failures`,
+   * state `replayed`) and resolves once they are committed; a message is removed from the dead queue
+   * only after. When it throws, those messages stay parked and the replay stops.
+   */
+  readonly record: (records: readonly FailureRecord[]) => Promise<void>;
 }
 
 /** One message put back: its id, account, type and amount (from the body, null when unreadable), the attempts it was parked after. */
@@ -51,9 +79,6 @@ export interface ReplayReport {
   readonly notFound: readonly string[];
 }
 
-/** Most republishes awaiting their confirm at once. */
-const REPLAY_WINDOW_MAX = 100;
-
 /** Headers that describe the failed attempts; a replay starts over without them. */
 const RESET_HEADERS = [
   HEADERS.attempts,
@@ -78,11 +103,8 @@ export function replayHeaders(headers: MessagePropertyHeaders | undefined, repla
   return out;
 }
 
-export async function replayDead(deps: { connection: ChannelModel; topology: Topology }, options: ReplayOptions): Promise<ReplayReport> {
+export async function replayDead(deps: ReplayDeps, options: ReplayOptions): Promise<ReplayReport> {
   const { topology: t } = deps;
-  const scanMax = options.scanMax ?? SCAN_MAX;
-  const wanted = options.ids ? new Set(options.ids) : null;
-  const found = new Set<string>();
   const getChannel = await deps.connection.createChannel();
   getChannel.on('error', () => {
     // A missing dead queue closes the channel with 404; checkQueue's rejection reports it.
@@ -91,80 +113,151 @@ export async function replayDead(deps: { connection: ChannelModel; topology: Top
   confirmChannel.on('error', () => {
     // The publisher fails its pending publishes on 'error'/'close'; each shows up in `failed`.
   });
+  // A page's republishes are all in flight at once: the walk holds no more than a page.
   const publisher = new ConfirmPublisher(confirmChannel, {
-    windowMax: REPLAY_WINDOW_MAX,
+    windowMax: WALK_PAGE_MAX,
     confirmTimeoutMs: options.confirmTimeoutMs ?? 10_000,
   });
-  const replayed: ReplayedMessage[] = [];
-  const failed: { id: string | null; error: string }[] = [];
-  const settling: Promise<void>[] = [];
-  let scanned = 0;
-  let selected = 0;
+  const replay = new PageReplay(deps, options, publisher);
   try {
-    await checkQueue(getChannel, t.deadQueue);
-    for await (const msg of browseQueue(getChannel, t.deadQueue, scanMax)) {
-      // Enough selected: this last fetched message is left unacked and goes back with the rest.
-      if (selected >= options.limit || (wanted && found.size === wanted.size)) break;
-      scanned++;
-      const body = bodyFields(msg.content);
-      const id = body.id ?? (typeof msg.properties.messageId === 'string' ? msg.properties.messageId.toLowerCase() : null);
-      // Not selected: stays unacked until the channel closes, which puts it back.
-      if (wanted && (id === null || !wanted.has(id))) continue;
-      if (id !== null) found.add(id);
-      selected++;
-      const routingKey = originalRoutingKey(msg.properties, body.type);
-      if (routingKey === null) {
-        failed.push({ id, error: 'no original routing key (no header, no x-death, no type in the body)' });
-        continue;
-      }
-      let confirmed: Promise<PublishOutcome>;
-      try {
-        // Waits for room in the confirm window: at most REPLAY_WINDOW_MAX republishes unconfirmed.
-        ({ confirmed } = await republish(publisher, t.transactionsExchange, routingKey, msg));
-      } catch (err) {
-        failed.push({ id, error: (err as Error).message });
-        break;
-      }
-      settling.push(
-        confirmed.then(
-          (outcome) => {
-            if (outcome === 'returned')
-              return void failed.push({ id, error: `unroutable: nothing bound to ${t.transactionsExchange} for ${routingKey}` });
-            try {
-              getChannel.ack(msg);
-              const attempts = msg.properties.headers?.[HEADERS.attempts] as unknown;
-              replayed.push({
-                id,
-                routingKey,
-                accountId: body.accountId,
-                type: body.type,
-                amountMinor: body.amountMinor,
-                currency: body.currency,
-                attemptsBefore: typeof attempts === 'number' && Number.isSafeInteger(attempts) && attempts > 0 ? attempts : null,
-                replayedAt: new Date().toISOString(),
-              });
-            } catch (err) {
-              // Republished but still parked: a later replay makes a duplicate the worker ignores.
-              failed.push({ id, error: `republished, but could not be removed from ${t.deadQueue}: ${(err as Error).message}` });
-            }
-          },
-          (err: unknown) => void failed.push({ id, error: (err as Error).message }),
-        ),
-      );
-    }
-    await Promise.all(settling);
+    const depth = await checkQueue(getChannel, t.deadQueue);
+    await walkQueue(getChannel, t.deadQueue, { depth, holdMax: options.scanMax ?? SCAN_MAX }, replay);
   } finally {
-    // Acks were written before this close on the same channel; unselected and failed messages go back.
+    // The walk settled everything it fetched; a failure part-way hands back what the channel still held.
     await getChannel.close().catch(() => {});
     await confirmChannel.close().catch(() => {});
   }
+  return replay.report(t);
+}
+
+/** A republish in flight: where its message is in the page, and what the report and the record need of it. */
+interface InFlight {
+  readonly index: number;
+  readonly id: string | null;
+  readonly routingKey: string;
+  readonly msg: GetMessage;
+  readonly body: ReturnType<typeof bodyFields>;
+  readonly confirmed: Promise<PublishOutcome>;
+}
+
+/**
+ * The replay as a visitor of the dead queue's pages: selects, republishes, waits for the page's
+ * confirms, records them, and says which messages may leave the queue (those confirmed and recorded).
+ */
+class PageReplay {
+  private readonly wanted: ReadonlySet<string> | null;
+  private readonly found = new Set<string>();
+  readonly replayed: ReplayedMessage[] = [];
+  readonly failed: { id: string | null; error: string }[] = [];
+  private scanned = 0;
+  private selected = 0;
+  /** Cleared when the replay must stop (the publisher or the record failed): the rest stays parked. */
+  private going = true;
+
+  constructor(
+    private readonly deps: ReplayDeps,
+    private readonly options: ReplayOptions,
+    private readonly publisher: ConfirmPublisher,
+  ) {
+    this.wanted = options.ids ? new Set(options.ids) : null;
+  }
+
+  wantsMore(): boolean {
+    return this.going && this.selected < this.options.limit && !(this.wanted && this.found.size === this.wanted.size);
+  }
+
+  async visit(page: readonly GetMessage[]): Promise<Settlement[]> {
+    const settlements = page.map((): Settlement => 'keep');
+    const inFlight = await this.republishSelected(page);
+    const confirmed: InFlight[] = [];
+    for (const p of inFlight) {
+      try {
+        if ((await p.confirmed) === 'returned')
+          this.failed.push({
+            id: p.id,
+            error: `unroutable: nothing bound to ${this.deps.topology.transactionsExchange} for ${p.routingKey}`,
+          });
+        else confirmed.push(p);
+      } catch (err) {
+        this.failed.push({ id: p.id, error: (err as Error).message });
+      }
+    }
+    if (confirmed.length === 0) return settlements;
+    const messages = confirmed.map((p) => replayedMessage(p));
+    try {
+      // Durable before the ack: see the module comment for why this order.
+      await this.deps.record(
+        replayRecords({ queue: this.deps.topology.deadQueue, exchange: this.deps.topology.transactionsExchange, replayed: messages }),
+      );
+    } catch (err) {
+      for (const p of confirmed)
+        this.failed.push({
+          id: p.id,
+          error: `republished, but the replay could not be recorded (${(err as Error).message}); left in ${this.deps.topology.deadQueue}: a later replay makes a duplicate the worker ignores`,
+        });
+      this.going = false;
+      return settlements;
+    }
+    for (const p of confirmed) settlements[p.index] = 'remove';
+    this.replayed.push(...messages);
+    return settlements;
+  }
+
+  /** Selects the page's messages to replay (up to the limit) and hands each copy to the broker; their confirms are awaited by the caller. */
+  private async republishSelected(page: readonly GetMessage[]): Promise<InFlight[]> {
+    const inFlight: InFlight[] = [];
+    for (const [index, msg] of page.entries()) {
+      // Enough selected: the rest of the page stays parked.
+      if (!this.wantsMore()) break;
+      this.scanned++;
+      const body = bodyFields(msg.content);
+      const id = body.id ?? (typeof msg.properties.messageId === 'string' ? msg.properties.messageId.toLowerCase() : null);
+      // Not selected: put back in its place.
+      if (this.wanted && (id === null || !this.wanted.has(id))) continue;
+      if (id !== null) this.found.add(id);
+      this.selected++;
+      const routingKey = originalRoutingKey(msg.properties, body.type);
+      if (routingKey === null) {
+        this.failed.push({ id, error: 'no original routing key (no header, no x-death, no type in the body)' });
+        continue;
+      }
+      try {
+        const { confirmed } = await republish(this.publisher, this.deps.topology.transactionsExchange, routingKey, msg);
+        inFlight.push({ index, id, routingKey, msg, body, confirmed });
+      } catch (err) {
+        // The confirm channel is gone: nothing more can be republished.
+        this.failed.push({ id, error: (err as Error).message });
+        this.going = false;
+        break;
+      }
+    }
+    return inFlight;
+  }
+
+  report(t: Topology): ReplayReport {
+    return {
+      queue: t.deadQueue,
+      exchange: t.transactionsExchange,
+      scanned: this.scanned,
+      replayed: this.replayed,
+      failed: this.failed,
+      notFound: this.wanted ? [...this.wanted].filter((id) => !this.found.has(id)) : [],
+    };
+  }
+}
+
+/** What the report says of a confirmed republish. */
+function replayedMessage(p: InFlight): ReplayedMessage {
+  const attempts = p.msg.properties.headers?.[HEADERS.attempts] as unknown;
   return {
-    queue: t.deadQueue,
-    exchange: t.transactionsExchange,
-    scanned,
-    replayed,
-    failed,
-    notFound: wanted ? [...wanted].filter((id) => !found.has(id)) : [],
+    id: p.id,
+    routingKey: p.routingKey,
+    accountId: p.body.accountId,
+    type: p.body.type,
+    amountMinor: p.body.amountMinor,
+    currency: p.body.currency,
+    attemptsBefore: typeof attempts === 'number' && Number.isSafeInteger(attempts) && attempts > 0 ? attempts : null,
+    replayedAt: new Date().toISOString(),
   };
 }
 
@@ -197,7 +290,7 @@ function republish(
  * replayed message shows as queued again until its next attempt is recorded. A message without a
  * UUID for its id has no status to update.
  */
-export function replayRecords(report: ReplayReport): FailureRecord[] {
+export function replayRecords(report: Pick<ReplayReport, 'queue' | 'exchange' | 'replayed'>): FailureRecord[] {
   return report.replayed.flatMap((r) =>
     r.id === null || !LOWERCASE_UUID_PATTERN.test(r.id)
       ? []
@@ -243,7 +336,8 @@ export function replayEvents(report: ReplayReport): AttemptEvent[] {
 /**
  * Publishes the replay events to the feed exchange, transient and unconfirmed like the workers' attempt
  * events: a live view nobody may be watching. Best-effort: false when the channel failed (no feed
- * exchange, say); the replay itself is done and recorded by then.
+ * exchange, say); the replay itself is done and recorded by then (a subscriber that re-reads the
+ * status on this event finds it queued).
  */
 export async function publishReplayEvents(
   connection: ChannelModel,

@@ -128,6 +128,14 @@ describe('accounting after its channel is lost', () => {
     expect(rows).toHaveLength(TRANSACTIONS);
     // Let any attempt still on the wire land before counting what came after the outcomes.
     await new Promise((r) => setTimeout(r, ON_THE_WIRE_MS + 2_000));
+    // Every attempt is counted once in its row, those the lost channel made before it stopped included:
+    // the row says exactly how many POSTs the receiver got.
+    const attemptRows = await ns.db('webhook_deliveries').select<{ event_id: string; attempts: number }[]>('event_id', 'attempts');
+    const attempts = new Map(attemptRows.map((r) => [r.event_id, Number(r.attempts)]));
+    for (const row of rows) {
+      const posted = receiver.posts.filter((p) => p.eventId === row.event_id).length;
+      expect(attempts.get(row.event_id), `attempts recorded for ${row.event_id}, which the receiver got ${posted} POSTs of`).toBe(posted);
+    }
     for (const row of rows) {
       expect(row.status).toBe('failed');
       const tookMs = row.finished_at.getTime() - row.created_at.getTime();

@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import type { GetMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HEADERS } from '../../src/amqp/topology.js';
 import type { InspectReport } from '../../src/dead-letters/inspect-errors.js';
+import { walkQueue, type Settlement } from '../../src/dead-letters/queue-walk.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess, queueDepth } from '../helpers/txsim.js';
@@ -181,5 +184,134 @@ describe('txsim inspect-errors', () => {
     const r = await runTxsim(['inspect-errors'], { ...ns.env, TXSIM_NAMESPACE: `${ns.name}_none` });
     expect(r.code).toBe(5);
     expect(r.stderr).toContain(`queue ${ns.name}_none.errors does not exist`);
+  });
+});
+
+/**
+ * Puts `count` parked-looking messages in `queue` in this order, as a worker parks them (last error,
+ * attempts, when), the reason alternating between a deadlock and a lock wait timeout. Their ids, in order.
+ */
+async function fillParked(queue: string, count: number): Promise<string[]> {
+  const channel = await ns.amqp.createConfirmChannel();
+  const ids: string[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const body = txBody({ accountId: 1, amountMinor: 100 + i });
+      ids.push(body.id as string);
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify(body)), {
+        persistent: true,
+        contentType: 'application/json',
+        messageId: body.id as string,
+        headers: {
+          [HEADERS.attempts]: 5,
+          [HEADERS.lastError]: i % 2 === 0 ? 'ER_LOCK_DEADLOCK: Deadlock found' : 'ER_LOCK_WAIT_TIMEOUT: Lock wait timeout exceeded',
+          [HEADERS.failedAt]: new Date().toISOString(),
+          [HEADERS.originalRoutingKey]: 'tx.deposit',
+        },
+      });
+    }
+    await channel.waitForConfirms();
+  } finally {
+    await channel.close();
+  }
+  return ids;
+}
+
+/** Empties `queue` (get with auto-ack: this does remove them) and returns the ids in the order the broker handed them out. */
+async function drainIds(queue: string): Promise<string[]> {
+  const channel = await ns.amqp.createChannel();
+  const ids: string[] = [];
+  try {
+    for (let msg = await channel.get(queue, { noAck: true }); msg !== false; msg = await channel.get(queue, { noAck: true }))
+      ids.push(JSON.parse(msg.content.toString()).id as string);
+  } finally {
+    await channel.close();
+  }
+  return ids;
+}
+
+// More messages than one page of the walk (32) and than the broker returns in order at once: reading
+// them must leave the same messages in the same order, which holding them all and closing the channel
+// did not (RabbitMQ 3.10 shuffled them), and must never hold more than a page.
+describe('inspect-errors --dead keeps the queue in its order', () => {
+  const COUNT = 100;
+
+  it('after reading everything, the queue holds the same messages in the same order', async () => {
+    const dead = ns.topology.deadQueue;
+    const ids = await fillParked(dead, COUNT);
+    const report = await inspect(['--dead']);
+    expect(report).toMatchObject({ kind: 'dead', depth: COUNT, scanned: COUNT, partial: false, removed: 0 });
+    expect(report.byReason).toEqual({ ER_LOCK_DEADLOCK: COUNT / 2, ER_LOCK_WAIT_TIMEOUT: COUNT / 2 });
+    // Shown in queue order (the first 50, the default --limit).
+    expect(report.messages.map((m) => m.id)).toEqual(ids.slice(0, 50));
+    expect(await settledDepth(dead)).toBe(COUNT);
+    // Read again: still in the first order.
+    const again = await inspect(['--dead', '--limit', String(COUNT)]);
+    expect(again.messages.map((m) => m.id)).toEqual(ids);
+    expect(await settledDepth(dead)).toBe(COUNT);
+    // And as the broker hands them out to a consumer.
+    expect(await drainIds(dead)).toEqual(ids);
+  });
+
+  it('--ack removes exactly the messages shown; the others keep their order', async () => {
+    const dead = ns.topology.deadQueue;
+    const ids = await fillParked(dead, COUNT);
+    const acked = await inspect(['--dead', '--reason', 'ER_LOCK_DEADLOCK', '--limit', '10', '--ack']);
+    const removed = ids.filter((_, i) => i % 2 === 0).slice(0, 10);
+    expect(acked.messages.map((m) => m.id)).toEqual(removed);
+    expect(acked.removed).toBe(10);
+    expect(await settledDepth(dead)).toBe(COUNT - 10);
+    expect(await drainIds(dead)).toEqual(ids.filter((id) => !removed.includes(id)));
+  });
+
+  // The walk itself, on both kinds of queue: a quorum queue puts a nacked message at its tail (the walk
+  // goes round), a classic queue back in its place (the walk holds, and puts everything back at the end).
+  it.each([
+    ['quorum', 'cycle'],
+    ['classic', 'hold'],
+  ] as const)('walkQueue on a %s queue: every message visited once, the kept ones in order after (%s)', async (type, mode) => {
+    const queue = `${ns.name}.walk-${type}`;
+    const setup = await ns.amqp.createChannel();
+    await setup.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': type } });
+    try {
+      const ids = await fillParked(queue, 70);
+      const seen: string[] = [];
+      let heldMax = 0;
+      const channel = await ns.amqp.createChannel();
+      let held = 0;
+      const counting = {
+        get: async (q: string, o: { noAck: boolean }) => {
+          const msg = await channel.get(q, o);
+          if (msg !== false) heldMax = Math.max(heldMax, ++held);
+          return msg;
+        },
+        ack: (m: GetMessage) => (held--, channel.ack(m)),
+        nack: (m: GetMessage, allUpTo?: boolean, requeue?: boolean) => (held--, channel.nack(m, allUpTo, requeue)),
+      };
+      const result = await walkQueue(
+        counting,
+        queue,
+        { depth: 70, holdMax: 1_000 },
+        {
+          wantsMore: () => true,
+          // Every seventh message is removed.
+          visit: (page) =>
+            page.map((m): Settlement => {
+              seen.push(JSON.parse(m.content.toString()).id as string);
+              return seen.length % 7 === 0 ? 'remove' : 'keep';
+            }),
+        },
+      );
+      await channel.close();
+      expect(result).toEqual({ visited: 70, complete: true, mode });
+      expect(seen).toEqual(ids);
+      // A round of the quorum queue never holds more than a page.
+      if (mode === 'cycle') expect(heldMax).toBeLessThanOrEqual(32);
+      await waitFor(async () => (await depth(queue)) === 60, 10_000, `${queue} to hold the 60 kept`);
+      expect(await drainIds(queue)).toEqual(ids.filter((_, i) => (i + 1) % 7 !== 0));
+    } finally {
+      await setup.deleteQueue(queue).catch(() => {});
+      await setup.close().catch(() => {});
+    }
   });
 });

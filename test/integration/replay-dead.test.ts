@@ -190,4 +190,43 @@ describe('txsim replay-dead', () => {
     const shown = await runTxsim(['tx', 'show', id, '--json'], ns.env);
     expect(JSON.parse(shown.stdout)).toMatchObject({ status: 'applied', attempts: 1 });
   });
+
+  // The order confirm → record → ack: a replay the database does not take leaves the message parked
+  // (its copy is on its way all the same), and a later replay records it; the worker applies one copy.
+  it('a replay that cannot be recorded leaves the message parked (exit 6); replayed again, it is recorded and applied once', async () => {
+    const body = txBody({ accountId: 1, amountMinor: 700 });
+    const id = body.id as string;
+    const parkedBefore = await depth(ns.topology.deadQueue);
+    await parkByHand(body, 'tx.deposit');
+    await deadDepthBecomes(parkedBefore + 1);
+    const balanceBefore = await balance(1);
+
+    // The database answers, but cannot take the record (its table is away for a moment).
+    await ns.db.raw('RENAME TABLE transaction_failures TO transaction_failures_away');
+    let failed;
+    try {
+      failed = await runTxsim(['replay-dead', '--id', id, '--json'], ns.env);
+    } finally {
+      await ns.db.raw('RENAME TABLE transaction_failures_away TO transaction_failures');
+    }
+    expect(failed.code, failed.stderr).toBe(6);
+    const report = JSON.parse(failed.stdout) as ReplayReport;
+    expect(report.replayed).toEqual([]);
+    expect(report.failed).toEqual([{ id, error: expect.stringContaining('could not be recorded') as string }]);
+    // Still parked, and no record says otherwise; the confirmed copy reaches a worker all the same.
+    await deadDepthBecomes(parkedBefore + 1);
+    expect(await findFailures(ns.db, id)).toEqual([]);
+    await waitFor(async () => (await outcome(id))?.status === 'applied', 30_000, 'the first copy to apply');
+
+    // Replayed again: recorded, removed; the second copy is a duplicate the worker recognises by its id.
+    const again = await runTxsim(['replay-dead', '--id', id, '--json'], ns.env);
+    expect(again.code, again.stderr).toBe(0);
+    expect((JSON.parse(again.stdout) as ReplayReport).replayed.map((r) => r.id)).toEqual([id]);
+    await deadDepthBecomes(parkedBefore);
+    expect((await findFailures(ns.db, id)).map((f) => [f.state, f.attempt])).toEqual([['replayed', 5]]);
+    await waitFor(async () => (await depth(ns.topology.processQueue)) === 0, 30_000, 'the second copy taken');
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(await balance(1)).toBe(balanceBefore + 700n);
+    expect(await outcome(id)).toMatchObject({ status: 'applied', attempts: 1 });
+  });
 });
