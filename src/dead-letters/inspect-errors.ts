@@ -2,7 +2,7 @@ import type { ChannelModel, GetMessage, MessageProperties } from 'amqplib';
 import { HEADERS, type Topology } from '../amqp/topology.js';
 import { routingKeyFor } from '../domain/transaction.js';
 import { NotFoundError } from '../errors.js';
-import { walkQueue, type Settlement } from './queue-walk.js';
+import { walkQueue, type Settlement } from '../amqp/queue-walk.js';
 
 /**
  * Reading the errors queue (business rejects) and the dead queue (parked after system errors)

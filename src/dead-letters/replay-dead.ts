@@ -5,7 +5,7 @@ import type { FailureRecord } from '../db/transaction-failures.js';
 import { attemptRoutingKey, encodeAttemptEvent, ERROR_MESSAGE_CHARS_MAX, type AttemptEvent } from '../domain/attempt-event.js';
 import { LOWERCASE_UUID_PATTERN } from '../domain/ids.js';
 import { bodyFields, checkQueue, originalRoutingKey, SCAN_MAX } from './inspect-errors.js';
-import { walkQueue, WALK_PAGE_MAX, type Settlement } from './queue-walk.js';
+import { walkQueue, WALK_PAGE_MAX, type Settlement } from '../amqp/queue-walk.js';
 
 /**
  * Gives parked messages another try: each selected message of the dead queue is republished to

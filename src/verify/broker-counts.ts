@@ -1,5 +1,5 @@
 import type { ChannelModel } from 'amqplib';
-import { browseQueue } from '../amqp/browse.js';
+import { peekQueue } from '../amqp/queue-walk.js';
 import type { Topology } from '../amqp/topology.js';
 
 /** What verify asks the broker: messages still on their way, and the ids parked in the dead queue. */
@@ -46,8 +46,8 @@ export async function queueCounts(deps: BrokerDeps): Promise<QueueCounts> {
 }
 
 /**
- * Ids in the parking queue, read without removing anything: messages are fetched unacknowledged
- * and the channel is then closed, which hands them all back to the queue.
+ * Ids in the parking queue, read without removing anything or changing their order (amqp/queue-walk.ts:
+ * holding them and closing the channel, as verify did, shuffled the queue).
  */
 export async function peekDeadIds(deps: BrokerDeps, limit: number): Promise<Set<string>> {
   const ids = new Set<string>();
@@ -55,7 +55,7 @@ export async function peekDeadIds(deps: BrokerDeps, limit: number): Promise<Set<
   const channel = await deps.connection.createChannel();
   channel.on('error', () => {});
   try {
-    for await (const msg of browseQueue(channel, deps.topology.deadQueue, limit)) {
+    for (const msg of await peekQueue(channel, deps.topology.deadQueue, limit)) {
       if (msg.properties.messageId) ids.add(String(msg.properties.messageId).toLowerCase());
     }
   } finally {

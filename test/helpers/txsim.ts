@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Channel, ChannelModel } from 'amqplib';
-import { browseQueue } from '../../src/amqp/browse.js';
+import { peekQueue as peekQueueInPlace } from '../../src/amqp/queue-walk.js';
 import { WORKER_NODE_OPTIONS } from '../../src/worker/node-options.js';
 
 const CLI = new URL('../../dist/cli.js', import.meta.url).pathname;
@@ -105,11 +105,9 @@ export async function queueDepth(connection: ChannelModel, queue: string): Promi
   }
 }
 
-/** Reads every message of a queue without removing any (get unacked, then close the channel). */
+/** Reads every message of a queue without removing any, leaving them in their order. */
 export async function peekQueue(channel: Channel, queue: string, limit = 10_000) {
-  const messages = [];
-  for await (const msg of browseQueue(channel, queue, limit)) messages.push(msg);
-  return messages;
+  return peekQueueInPlace(channel, queue, limit);
 }
 
 /** Waits until at least `count` consumers are on the namespace's process queue: the workers have subscribed. */

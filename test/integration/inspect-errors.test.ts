@@ -3,7 +3,8 @@ import type { GetMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HEADERS } from '../../src/amqp/topology.js';
 import type { InspectReport } from '../../src/dead-letters/inspect-errors.js';
-import { walkQueue, type Settlement } from '../../src/dead-letters/queue-walk.js';
+import { peekDeadIds } from '../../src/verify/broker-counts.js';
+import { walkQueue, type Settlement } from '../../src/amqp/queue-walk.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { publishRaw, txBody } from '../helpers/publish.js';
 import { peekQueue, runTxsim, startWorker, waitFor, type WorkerProcess, queueDepth } from '../helpers/txsim.js';
@@ -250,6 +251,15 @@ describe('inspect-errors --dead keeps the queue in its order', () => {
     expect(again.messages.map((m) => m.id)).toEqual(ids);
     expect(await settledDepth(dead)).toBe(COUNT);
     // And as the broker hands them out to a consumer.
+    expect(await drainIds(dead)).toEqual(ids);
+  });
+
+  it("verify's read of the dead queue leaves it in its order too", async () => {
+    const dead = ns.topology.deadQueue;
+    const ids = await fillParked(dead, COUNT);
+    const seen = await peekDeadIds({ connection: ns.amqp, topology: ns.topology }, 10_000);
+    expect([...seen].sort()).toEqual(ids.map((id) => id.toLowerCase()).sort());
+    expect(await settledDepth(dead)).toBe(COUNT);
     expect(await drainIds(dead)).toEqual(ids);
   });
 

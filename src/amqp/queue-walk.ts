@@ -187,3 +187,29 @@ function fingerprint(msg: GetMessage): string {
   const { 'x-delivery-count': _deliveryCount, ...stable } = (headers ?? {}) as Record<string, unknown>;
   return JSON.stringify([msg.content.toString('base64'), properties, stable]);
 }
+
+/**
+ * Up to `limitMax` messages of `queue`, read in place: the queue keeps them all, in their order (a
+ * round of the whole queue, as above). What verify and the tests read the dead and errors queues with.
+ */
+export async function peekQueue(
+  channel: WalkChannel & Pick<Channel, 'checkQueue'>,
+  queue: string,
+  limitMax: number,
+): Promise<GetMessage[]> {
+  const { messageCount } = await channel.checkQueue(queue);
+  const seen: GetMessage[] = [];
+  await walkQueue(
+    channel,
+    queue,
+    { depth: messageCount, holdMax: limitMax },
+    {
+      visit: (page) => {
+        for (const msg of page) if (seen.length < limitMax) seen.push(msg);
+        return page.map((): Settlement => 'keep');
+      },
+      wantsMore: () => seen.length < limitMax,
+    },
+  );
+  return seen;
+}
