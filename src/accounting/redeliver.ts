@@ -1,9 +1,14 @@
 import { redactUrl } from '../config/redact.js';
 import { encodeAccountingEvent } from '../domain/accounting-event.js';
-import { deliveryStatuses, listFailedDeliveries, recordRedeliveryOutcome, type WebhookStatus } from '../db/statements.js';
+import {
+  addWebhookAttempts,
+  deliveryStatuses,
+  listFailedDeliveries,
+  recordRedeliveryOutcome,
+  type WebhookStatus,
+} from '../db/statements.js';
 import type { Knex } from '../db/knex.js';
 import { deliverWebhook, type WebhookRetryPolicy, type WebhookTransport } from './webhook-delivery.js';
-import { addWebhookAttempts } from '../db/webhook-deliveries.js';
 
 /**
  * `txsim accounting redeliver`: sends webhook deliveries that ended `failed` again, through the

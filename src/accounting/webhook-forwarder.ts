@@ -1,10 +1,15 @@
 import type { Knex } from '../db/knex.js';
-import { recordWebhookOutcome } from '../db/statements.js';
 import { encodeAccountingEvent, type AccountingEvent } from '../domain/accounting-event.js';
 import type { Logger } from '../log.js';
 import { abortableSleep, retryDb } from './retry-db.js';
 import { deliverWebhook, type WebhookRetryPolicy, type WebhookTransport } from './webhook-delivery.js';
-import { addWebhookAttempts, claimOrphanedDelivery, listOrphanedDeliveries, touchPendingDelivery } from '../db/webhook-deliveries.js';
+import {
+  addWebhookAttempts,
+  claimOrphanedDelivery,
+  listOrphanedDeliveries,
+  recordWebhookOutcome,
+  touchPendingDelivery,
+} from '../db/statements.js';
 
 /**
  * The webhook side of `txsim accounting --webhook`: sends stored events to the receiver (with
