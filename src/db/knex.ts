@@ -60,6 +60,13 @@ export type NodeMove = { readonly from: string; readonly to: string; readonly fa
 
 /** The node list of each multi-node database, for `reportDatabaseError`. */
 const nodesOf = new WeakMap<Knex, DatabaseNodes>();
+/** The innodb_lock_wait_timeout (s) each database's sessions were given, where one was. */
+const lockWaitOf = new WeakMap<Knex, number>();
+
+/** The lock wait its sessions were set to (seconds), or null when the server's own applies. */
+export function lockWaitTimeoutOf(db: Knex): number | null {
+  return lockWaitOf.get(db) ?? null;
+}
 
 /**
  * A knex instance for the txsim database. Call `checkDatabase` to fail fast when it is unreachable.
@@ -78,6 +85,7 @@ export function createDatabase(options: DatabaseOptions, hooks: { onNodeChange?:
           return { ...connectionFromUrl(node.url, options.databaseName, multipleStatements), expirationChecker: node.expired };
         };
   const db = buildKnex(options, connection, nodes.count > 1 ? nodes : null);
+  if (options.lockWaitTimeoutS) lockWaitOf.set(db, options.lockWaitTimeoutS);
   if (nodes.count > 1) {
     nodesOf.set(db, nodes);
     // tarn's pool (knex's) reports every connection it could not create.

@@ -1,5 +1,5 @@
 import { isNodeNotReady } from './database-nodes.js';
-import { reportDatabaseError, type Knex } from './knex.js';
+import { lockWaitTimeoutOf, reportDatabaseError, type Knex } from './knex.js';
 
 /** MySQL/MariaDB errors worth retrying: the same work will likely succeed on another try. */
 export const RETRYABLE_ERRNOS = new Set([
@@ -35,7 +35,8 @@ export function isConnectionError(err: unknown): boolean {
 /** True for errors a retry can cure: deadlock, lock-wait timeout, duplicate race, lost connection. */
 export function isRetryableDbError(err: unknown): boolean {
   const errno = (err as { errno?: number }).errno;
-  return (typeof errno === 'number' && RETRYABLE_ERRNOS.has(errno)) || isConnectionError(err);
+  // A round trip given up closed its connection, which rolled back: another try may well go through.
+  return (typeof errno === 'number' && RETRYABLE_ERRNOS.has(errno)) || isConnectionError(err) || err instanceof RoundTripTimeoutError;
 }
 
 export interface WithTransactionOptions {
@@ -88,7 +89,52 @@ export type StatementResult = Record<string, unknown>[] | { affectedRows: number
 /** The raw mysql2 connection under knex's pool, as far as the pipelined helper uses it. */
 interface RawConnection {
   readonly config: { readonly multipleStatements?: boolean };
+  /** Its socket: destroyed to give the connection up (see discard). */
+  readonly stream: { destroy(): void };
   query(sql: string, callback: (err: Error | null, results: unknown) => void): void;
+}
+
+/** A round trip of withPipelinedTransaction that got no answer in time: its connection was closed (see discard). */
+export class RoundTripTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`no answer from the database in ${timeoutMs} ms: connection closed, its transaction left to the server to roll back`);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * Sends `sql` (one statement or several) and resolves with what comes back, or rejects with the error
+ * the server sent — or with RoundTripTimeoutError after `timeoutMs` without an answer, when the
+ * connection, still busy with `sql`, can no longer be used.
+ */
+function query(connection: RawConnection, sql: string, timeoutMs: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new RoundTripTimeoutError(timeoutMs)), timeoutMs);
+    connection.query(sql, (err, results) => {
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(results);
+    });
+  });
+}
+
+/** Sends ROLLBACK; whether the server answered it without an error. */
+async function rolledBack(send: (statements: readonly string[]) => Promise<unknown>): Promise<boolean> {
+  try {
+    await send(['ROLLBACK']);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Gives up a connection whose transaction may still be open: the server rolls back what a closed
+ * connection left. The socket is destroyed, as when the server goes away, so that mysql2 fails what
+ * still waits on it and knex drops it from the pool instead of lending it out again.
+ */
+function discard(connection: RawConnection): void {
+  connection.stream.destroy();
 }
 
 const galeraConnections = new WeakMap<RawConnection, Promise<boolean>>();
@@ -103,19 +149,17 @@ const galeraConnections = new WeakMap<RawConnection, Promise<boolean>>();
  * their outcome row and 185 updates committed without it; one statement a round trip, none.
  * `test/faults/galera.test.ts` G4 checks it.
  */
-function onGalera(connection: RawConnection): Promise<boolean> {
+function onGalera(connection: RawConnection, timeoutMs: number): Promise<boolean> {
   const known = galeraConnections.get(connection);
   if (known) return known;
-  const asked = new Promise<boolean>((resolve) =>
-    connection.query('SELECT @@wsrep_on AS wsrep', (err, rows) => {
+  const asked = query(connection, 'SELECT @@wsrep_on AS wsrep', timeoutMs).then(
+    (rows) => Number((rows as { wsrep?: unknown }[] | undefined)?.[0]?.wsrep) === 1,
+    (err: unknown) => {
       // MySQL has no such variable: not Galera. Any other failure: not known, so the safe way, asked again next time.
-      if (err) {
-        const unknownVariable = (err as { errno?: unknown }).errno === ER_UNKNOWN_SYSTEM_VARIABLE;
-        if (!unknownVariable) galeraConnections.delete(connection);
-        return resolve(!unknownVariable);
-      }
-      resolve(Number((rows as { wsrep?: unknown }[] | undefined)?.[0]?.wsrep) === 1);
-    }),
+      const unknownVariable = (err as { errno?: unknown }).errno === ER_UNKNOWN_SYSTEM_VARIABLE;
+      if (!unknownVariable) galeraConnections.delete(connection);
+      return !unknownVariable;
+    },
   );
   galeraConnections.set(connection, asked);
   return asked;
@@ -136,35 +180,61 @@ export interface PipelinedTransaction {
   commit(statements: readonly string[]): Promise<StatementResult[]>;
 }
 
+export interface PipelinedTransactionOptions extends WithTransactionOptions {
+  /**
+   * How long one round trip may go unanswered before the transaction is given up (RoundTripTimeoutError)
+   * and its connection closed. Longer than any round trip that works: each of its statements may wait
+   * for a row lock up to the session's innodb_lock_wait_timeout (the worker's: 10 s unless set).
+   * Default 60 s, or six of the database's lock waits when that is longer (`--lock-wait-timeout` 20 s: 120 s).
+   */
+  readonly roundTripTimeoutMs?: number;
+}
+
+const ROUND_TRIP_TIMEOUT_MS = 60_000;
+/** Lock waits one round trip is given room for when the session's lock wait is long (the write round trip has about five statements). */
+const ROUND_TRIP_LOCK_WAITS = 6;
+
 /**
  * The pipelined counterpart of `withTransaction`, for the worker's hot path: one batch costs two
  * round trips to the database, whatever its size (on a Galera node, the writes go one a round trip:
- * see onGalera). MySQL stops a multi-statement query at the first
- * failing statement, so a failed write never reaches the COMMIT behind it; the transaction is then
- * rolled back here, exactly as `withTransaction` does, and deadlocks are retried the same way.
+ * see onGalera). MySQL stops a multi-statement query at the first failing statement, so a failed
+ * write never reaches the COMMIT behind it; the transaction is then rolled back here, exactly as
+ * `withTransaction` does, and deadlocks are retried the same way.
+ *
+ * Two ways a KILL QUERY (or MariaDB's max_statement_time) leaves the transaction open, both measured on
+ * MariaDB 10.11 (test/integration/pipelined-transaction-innodb.test.ts 4b, 4c): landing between two
+ * statements of a multi-statement query, it stops the query without an error — the last answer says
+ * more follow, then nothing comes (about one in fifty of the KILLs that stopped a batch's writes), and
+ * the call would wait forever, the batch's rows locked; landing as a ROLLBACK starts, it fails the
+ * ROLLBACK without running it. Either way the connection is closed here rather than handed back to the
+ * pool with the transaction open, where the next START TRANSACTION on it would commit whatever of the
+ * batch had run. A connection closed while its COMMIT still runs leaves the batch committed whole or
+ * not at all, as a lost connection does: an error from here never proves that nothing was written.
  */
 export async function withPipelinedTransaction<T>(
   db: Knex,
   work: (trx: PipelinedTransaction) => Promise<T>,
-  options: WithTransactionOptions = {},
+  options: PipelinedTransactionOptions = {},
 ): Promise<T> {
   // knex types its client `any`; this is the part of it that lends out raw pooled connections.
   const pool = db.client as { acquireConnection(): Promise<unknown>; releaseConnection(connection: unknown): Promise<void> };
+  // Each statement of a round trip may wait for a lock up to the session's lock wait: a worker started with
+  // a long --lock-wait-timeout gets a limit that leaves room for a few such waits.
+  const lockWaitS = lockWaitTimeoutOf(db);
+  const timeoutMs = options.roundTripTimeoutMs ?? Math.max(ROUND_TRIP_TIMEOUT_MS, (lockWaitS ?? 0) * ROUND_TRIP_LOCK_WAITS * 1000);
   return retryingDeadlocks(async () => {
     const connection = (await pool.acquireConnection()) as RawConnection;
     if (!connection.config.multipleStatements) {
       await pool.releaseConnection(connection);
       throw new Error('withPipelinedTransaction needs a database created with multipleStatements');
     }
-    const galera = await onGalera(connection);
+    const galera = await onGalera(connection, timeoutMs);
     let open = false;
     let committed = false;
-    const send = (statements: readonly string[]) =>
-      new Promise<StatementResult[]>((resolve, reject) => {
-        connection.query(statements.join(';\n'), (err, results) =>
-          err ? reject(err) : resolve((statements.length === 1 ? [results] : results) as StatementResult[]),
-        );
-      });
+    const send = async (statements: readonly string[]) => {
+      const results = await query(connection, statements.join(';\n'), timeoutMs);
+      return (statements.length === 1 ? [results] : results) as StatementResult[];
+    };
     try {
       const value = await work({
         begin: async (statements) => {
@@ -191,7 +261,10 @@ export async function withPipelinedTransaction<T>(
       return value;
     } catch (err) {
       reportDatabaseError(db, err);
-      if (open && !committed) await send(['ROLLBACK']).catch(() => {}); // a dead connection rolls back by itself
+      // Over before its connection goes back to the pool, or the next START TRANSACTION there commits what
+      // of it ran. A connection still waiting for an unanswered round trip cannot send ROLLBACK; one whose
+      // ROLLBACK failed may still be in the transaction (a dead one has rolled back by itself): both are closed.
+      if (open && !committed && (err instanceof RoundTripTimeoutError || !(await rolledBack(send)))) discard(connection);
       throw err;
     } finally {
       await pool.releaseConnection(connection);
