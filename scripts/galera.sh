@@ -100,11 +100,17 @@ EOF
 }
 
 pid_of() {
-  local file pid
-  file="$(node_dir "$1")/mariadbd.pid"
+  local file pid dir
+  dir=$(node_dir "$1")
+  file="$dir/mariadbd.pid"
   [[ -s $file ]] || return 1
   pid=$(tr -dc '0-9' <"$file")
-  txsim_pid_alive "$pid" && printf '%s' "$pid"
+  txsim_pid_alive "$pid" || return 1
+  # The file outlives a node killed -9 (and a --wsrep-recover run), and its pid may since belong to another
+  # process (pids are reused): only this node's own server counts as the node running.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "--defaults-file=$dir/my.cnf" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- '--wsrep-recover' && return 1
+  printf '%s' "$pid"
 }
 
 # A query on node n through its socket (as root, no password needed there).

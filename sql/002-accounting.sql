@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS accounting_statements (
 -- The outcome of forwarding each event to the webhook (`txsim accounting --webhook <url>`). A row is
 -- written 'pending' in the same transaction as the statement line, and set to 'delivered' or
 -- 'failed' before the event is acknowledged, so a crash in between re-sends rather than forgets.
+-- `updated_at` of a pending row is refreshed while a consumer works on it; one not updated for
+-- `--webhook-orphan-after` is taken over by another consumer with --webhook.
 CREATE TABLE IF NOT EXISTS webhook_deliveries (
   event_id        CHAR(36) CHARACTER SET ascii COLLATE ascii_bin      NOT NULL PRIMARY KEY,
   -- Target URL without credentials.

@@ -35,8 +35,7 @@ export function isConnectionError(err: unknown): boolean {
 /** True for errors a retry can cure: deadlock, lock-wait timeout, duplicate race, lost connection. */
 export function isRetryableDbError(err: unknown): boolean {
   const errno = (err as { errno?: number }).errno;
-  // A round trip given up closed its connection, which rolled back: another try may well go through.
-  return (typeof errno === 'number' && RETRYABLE_ERRNOS.has(errno)) || isConnectionError(err) || err instanceof RoundTripTimeoutError;
+  return (typeof errno === 'number' && RETRYABLE_ERRNOS.has(errno)) || isConnectionError(err);
 }
 
 export interface WithTransactionOptions {
@@ -158,6 +157,8 @@ function onGalera(connection: RawConnection, timeoutMs: number): Promise<boolean
       // MySQL has no such variable: not Galera. Any other failure: not known, so the safe way, asked again next time.
       const unknownVariable = (err as { errno?: unknown }).errno === ER_UNKNOWN_SYSTEM_VARIABLE;
       if (!unknownVariable) galeraConnections.delete(connection);
+      // No answer: the connection is still busy with the question, so the caller gives it up.
+      if (err instanceof RoundTripTimeoutError) throw err;
       return !unknownVariable;
     },
   );
@@ -228,7 +229,14 @@ export async function withPipelinedTransaction<T>(
       await pool.releaseConnection(connection);
       throw new Error('withPipelinedTransaction needs a database created with multipleStatements');
     }
-    const galera = await onGalera(connection, timeoutMs);
+    let galera: boolean;
+    try {
+      galera = await onGalera(connection, timeoutMs);
+    } catch (err) {
+      discard(connection);
+      await pool.releaseConnection(connection);
+      throw err;
+    }
     let open = false;
     let committed = false;
     const send = async (statements: readonly string[]) => {

@@ -113,7 +113,9 @@ export class TokenAuthenticator {
     const principal = row && secretMatches(parsed.secret, row.secretHash) ? principalOfRow(row, now) : null;
     this.options.onCheck?.(principal ? 'valid' : 'invalid');
     if (!row || !principal) {
-      this.known.delete(parsed.id);
+      // Forgotten only when the token itself is gone (missing, revoked, expired): a wrong secret sent
+      // under a real token's id must not make its owner wait like a guesser.
+      if (!row || secretMatches(parsed.secret, row.secretHash)) this.known.delete(parsed.id);
       this.failures.take(address);
       throw unauthorized(INVALID_TOKEN);
     }

@@ -282,6 +282,8 @@ export interface AccountingExportSources {
     readonly invalid: number;
     readonly webhooksDelivered: number;
     readonly webhooksFailed: number;
+    readonly webhookAttempts: number;
+    readonly webhooksTakenOver: number;
   };
   readonly hops: HopTimings;
   readonly inFlight: () => number;
@@ -301,6 +303,16 @@ export function exportAccountingMetrics(registry: Registry, sources: AccountingE
     [{ result: 'delivered' }, m.webhooksDelivered],
     [{ result: 'failed' }, m.webhooksFailed],
   ]);
+  readCounter(registry, 'txsim_webhook_attempts_total', 'Webhook POSTs made, each counted once, retries included', [], () => [
+    [{}, m.webhookAttempts],
+  ]);
+  readCounter(
+    registry,
+    'txsim_webhooks_taken_over_total',
+    'Pending webhook deliveries left by another consumer (--webhook-orphan-after) and taken over by this one',
+    [],
+    () => [[{}, m.webhooksTakenOver]],
+  );
   readGauge(registry, 'txsim_in_flight_messages', 'Accounting events in progress (not yet acked)', sources.inFlight);
   readGauge(registry, 'txsim_amqp_connected', '1 while the connection to RabbitMQ is open', () => (sources.connected() ? 1 : 0));
   exportHopLatency(registry, sources.hops);

@@ -1,4 +1,4 @@
-import { isConnectionError, isRetryableDbError } from '../db/with-transaction.js';
+import { isConnectionError, isRetryableDbError, RoundTripTimeoutError } from '../db/with-transaction.js';
 
 /**
  * The one place that decides what a thrown error means for a message. Business rejects are not
@@ -22,7 +22,9 @@ export function classifyFailure(err: unknown): ClassifiedFailure {
   const e = err as { code?: string; errno?: number; name?: string; message?: string };
   const code = e?.code ?? (typeof e?.errno === 'number' ? `errno ${e.errno}` : (e?.name ?? 'Error'));
   const message = (e?.message ?? String(err)).split('\n')[0]!.slice(0, 300);
-  if (isConnectionError(err)) return { class: 'db_unavailable', code, message };
+  // A round trip that got no answer is the database not answering, like a lost connection: the batch goes
+  // back without spending attempts and the worker probes until it answers (a one-off KILL: at once).
+  if (isConnectionError(err) || err instanceof RoundTripTimeoutError) return { class: 'db_unavailable', code, message };
   if (isRetryableDbError(err)) return { class: 'transient', code, message };
   return { class: 'unexpected', code, message };
 }

@@ -198,6 +198,17 @@ describe('TokenAuthenticator', () => {
     expect(checks.filter((c) => c === 'limited')).toHaveLength(3);
   });
 
+  it("a wrong secret under a known token's id does not make its owner wait like a guesser", async () => {
+    const { auth } = setup();
+    await auth.authenticate(issued.token, 'a');
+    // Someone who learned the id (not the secret) sends it from the owner's shared address …
+    expect(await statusOf(auth.authenticate(`txsim_${issued.id}_${'A'.repeat(43)}`, 'a'))).toBe(401);
+    for (let i = 0; i < 3; i++) await statusOf(auth.authenticate(guess(), 'a'));
+    expect(await statusOf(auth.authenticate(guess(), 'a'))).toBe(429);
+    // … and the owner's token, still known, is still checked from the limited address.
+    expect(await statusOf(auth.authenticate(issued.token, 'a'))).toBe(200);
+  });
+
   it('bounds concurrent guesses by the failures left: the rest are refused before any read', async () => {
     const { auth, reads, gate } = setup();
     gate(true);

@@ -127,12 +127,21 @@ describe('Prometheus export', () => {
 
     const accounting = createMetricsRegistry('accounting');
     const hops = new HopTimings();
-    const counters = { statements: 5, duplicates: 1, invalid: 0, webhooksDelivered: 4, webhooksFailed: 1 };
+    const counters = {
+      statements: 5,
+      duplicates: 1,
+      invalid: 0,
+      webhooksDelivered: 4,
+      webhooksFailed: 1,
+      webhookAttempts: 9,
+      webhooksTakenOver: 2,
+    };
     exportAccountingMetrics(accounting, { metrics: counters, hops, inFlight: () => 2, connected: () => true });
     hops.record('statement', 30);
     const a = parsePrometheusText(await accounting.metrics());
     expect(sumOf(a, 'txsim_statement_lines_total')).toBe(5);
     expect(sumOf(a, 'txsim_webhooks_total', { result: 'failed' })).toBe(1);
+    expect([sumOf(a, 'txsim_webhook_attempts_total'), sumOf(a, 'txsim_webhooks_taken_over_total')]).toEqual([9, 2]);
     expect(sumOf(a, 'txsim_in_flight_messages')).toBe(2);
     expect(sumOf(a, 'txsim_hop_latency_seconds_count', { hop: 'statement', process: 'accounting' })).toBe(1);
 
@@ -172,7 +181,15 @@ describe('Prometheus export', () => {
     exportGenMetrics(gen, () => null);
     const accounting = createMetricsRegistry('accounting');
     exportAccountingMetrics(accounting, {
-      metrics: { statements: 0, duplicates: 0, invalid: 0, webhooksDelivered: 0, webhooksFailed: 0 },
+      metrics: {
+        statements: 0,
+        duplicates: 0,
+        invalid: 0,
+        webhooksDelivered: 0,
+        webhooksFailed: 0,
+        webhookAttempts: 0,
+        webhooksTakenOver: 0,
+      },
       hops: new HopTimings(),
       inFlight: () => 0,
       connected: () => true,

@@ -12,9 +12,9 @@ describe('classifyFailure', () => {
     expect(classifyFailure(Object.assign(new Error('Lock wait timeout exceeded'), { errno: 1205 })).class).toBe('transient');
   });
 
-  it('a round trip given up (its connection closed, so rolled back) is transient too, not a bug to park', () => {
+  it('a round trip given up is the database not answering: handed back like a lost connection, no attempt spent', () => {
     const failure = classifyFailure(new RoundTripTimeoutError(60_000));
-    expect(failure).toMatchObject({ class: 'transient', code: 'RoundTripTimeoutError' });
+    expect(failure).toMatchObject({ class: 'db_unavailable', code: 'RoundTripTimeoutError' });
     expect(failure.message).toContain('no answer from the database in 60000 ms');
   });
 
