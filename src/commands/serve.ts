@@ -71,12 +71,12 @@ export function registerServe(program: Command): void {
     )
     .option(
       '--credential-rate-limit <n/min>',
-      'logins and registrations a minute per client address (0 = unlimited)',
+      'logins and registrations a minute per client address, an IPv6 one per /64 (0 = unlimited)',
       String(SERVE_DEFAULTS.credentialRateLimitPerMin),
     )
     .option(
       '--auth-failure-limit <n/min>',
-      'failed token checks a minute per client address; past them its tokens not yet seen valid get 429 without a database read (0 = unlimited)',
+      'failed token checks a minute per client address (IPv6: per /64); past them its tokens neither seen valid nor issued by this server get 429 without a database read (0 = unlimited)',
       String(SERVE_DEFAULTS.authFailureRateLimitPerMin),
     )
     .option(

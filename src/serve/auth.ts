@@ -1,9 +1,10 @@
 import type { FastifyRequest } from 'fastify';
-import type { TokenLifetime, TokenRow } from '../db/api-tokens.js';
+import { findToken, type TokenLifetime, type TokenRow } from '../db/api-tokens.js';
 import { ApiError } from './api-error.js';
-import { parseToken, secretMatches } from './credentials.js';
+import { parseToken, secretMatches, type NewToken } from './credentials.js';
 import { NO_AUTH_PRINCIPAL, type Principal } from './principal.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter, rateKeyOfAddress } from './rate-limit.js';
+import type { ServeContext } from './serve-context.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -48,11 +49,11 @@ export type TokenCheckResult = 'valid' | 'invalid' | 'limited';
 export interface TokenAuthOptions {
   /** `--no-auth`: every request is admin, nothing is looked up. */
   readonly noAuth: boolean;
-  /** Failed checks of well-formed tokens a minute per client address, at most that many at once (0 = unlimited). */
+  /** Failed checks of well-formed tokens a minute per client address (an IPv6 one: per /64), at most that many at once (0 = unlimited). */
   readonly failuresPerMin: number;
-  /** Client addresses with a failure bucket kept at once (the least recently seen is forgotten first). */
+  /** Client addresses (IPv6 /64s) with a failure bucket kept at once (the least recently seen is forgotten first). */
   readonly addressesMax: number;
-  /** Tokens remembered as seen valid, by id (the least recently seen is forgotten first). */
+  /** Tokens remembered as seen valid or issued here, by id (the least recently seen is forgotten first). */
   readonly knownTokensMax: number;
   /** Told of every check of a well-formed token (`--no-auth`, a missing or a malformed token are not checks). */
   readonly onCheck?: ((result: TokenCheckResult) => void) | null;
@@ -62,14 +63,16 @@ export interface TokenAuthOptions {
  * Resolves bearer tokens to principals, and bounds what wrong ones cost. A token that parses needs a
  * database read to be told from a guess, so failed checks are limited per client address: past
  * `failuresPerMin` of them, that address's tokens are answered 429 (with when to try again) without
- * reading the database. Two things keep honest clients working meanwhile:
+ * reading the database. An IPv6 address counts by its /64 (rateKeyOfAddress): one client may send
+ * from any address of its prefix. Two things keep honest clients working meanwhile:
  *
  * - A success costs the address nothing: the failure bucket only ever pays for failures.
- * - A token this server has seen valid (its id and secret hash are kept, bounded) is still looked up
- *   from a limited address, so a client that shares an address with a guesser (NAT, a proxy) keeps
- *   its service, limited only by its rate bucket (its account's, or an admin token's own). A token
- *   never seen valid cannot be told from a guess without the database: from a limited address it
- *   waits like one.
+ * - A token this server has seen valid, or has issued itself (login, registration: `issued`), is
+ *   still looked up from a limited address (its id and secret hash are kept, bounded), so a client
+ *   that shares an address with a guesser (NAT, a proxy) keeps its service, limited only by its rate
+ *   bucket (its account's, or an admin token's own). A token that is neither (made by `txsim tokens
+ *   create`, another process; or by another server, or before a restart) cannot be told from a guess
+ *   without the database: from a limited address it waits like one.
  *
  * Checks still in flight count against the bucket too (one per distinct token), so a burst of
  * concurrent guesses cannot all reach the database before the first of them fails.
@@ -101,14 +104,15 @@ export class TokenAuthenticator {
     const parsed = parseToken(token);
     // Refused by its shape, with no read: nothing to limit.
     if (!parsed) throw unauthorized(INVALID_TOKEN);
+    const addressKey = rateKeyOfAddress(address);
     const knownHash = this.known.get(parsed.id);
     const trusted = knownHash !== undefined && secretMatches(parsed.secret, knownHash);
-    if (!trusted) this.admit(address, token);
+    if (!trusted) this.admit(addressKey, token);
     let row: TokenRow | undefined;
     try {
       row = await this.findToken(parsed.id);
     } finally {
-      if (!trusted) this.release(address, token);
+      if (!trusted) this.release(addressKey, token);
     }
     const principal = row && secretMatches(parsed.secret, row.secretHash) ? principalOfRow(row, now) : null;
     this.options.onCheck?.(principal ? 'valid' : 'invalid');
@@ -116,11 +120,21 @@ export class TokenAuthenticator {
       // Forgotten only when the token itself is gone (missing, revoked, expired): a wrong secret sent
       // under a real token's id must not make its owner wait like a guesser.
       if (!row || secretMatches(parsed.secret, row.secretHash)) this.known.delete(parsed.id);
-      this.failures.take(address);
+      this.failures.take(addressKey);
       throw unauthorized(INVALID_TOKEN);
     }
     this.remember(row.id, row.secretHash);
     return principal;
+  }
+
+  /**
+   * A token this server has just stored for its owner (login, registration) is remembered as if a
+   * check had found it valid: its first use, from an address a guesser has limited, is looked up
+   * rather than made to wait like a guess. Only its id and secret hash are kept, as for any other.
+   * Call it once the token is stored: it is still read on every use, and dropped if the read misses.
+   */
+  issued(token: Pick<NewToken, 'id' | 'secretHash'>): void {
+    this.remember(token.id, token.secretHash);
   }
 
   /** Lets an unknown token of `address` be looked up, or answers 429: its failures, and the checks in flight, are spent. */
@@ -159,6 +173,31 @@ export class TokenAuthenticator {
       if (oldest !== undefined) this.known.delete(oldest);
     }
   }
+}
+
+/** Failure buckets (client addresses) and tokens remembered, per server; past either the least recently seen goes. */
+const ADDRESSES_MAX = 100_000;
+const KNOWN_TOKENS_MAX = 100_000;
+
+const authenticators = new WeakMap<ServeContext, TokenAuthenticator>();
+
+/**
+ * The server's TokenAuthenticator, made on first use: the auth hook checks tokens with it and the
+ * routes that issue tokens (login, registration) tell it of them, so both must hold the same one.
+ */
+export function tokenAuthenticatorOf(ctx: ServeContext): TokenAuthenticator {
+  let authenticator = authenticators.get(ctx);
+  if (!authenticator) {
+    authenticator = new TokenAuthenticator((id) => findToken(ctx.db, id), {
+      noAuth: ctx.options.noAuth,
+      failuresPerMin: ctx.options.authFailureRateLimitPerMin,
+      addressesMax: ADDRESSES_MAX,
+      knownTokensMax: KNOWN_TOKENS_MAX,
+      onCheck: ctx.onTokenCheck ?? null,
+    });
+    authenticators.set(ctx, authenticator);
+  }
+  return authenticator;
 }
 
 /** The principal of a token row whose secret matched, or null when it is revoked, expired or scoped to nothing. */

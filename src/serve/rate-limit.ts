@@ -1,3 +1,5 @@
+import { isIPv6 } from 'node:net';
+
 /**
  * Token buckets per caller: `ratePerS` requests a second on average, bursts up to `burst`. Pure and
  * clock-injected, so it is tested without waiting. Memory is bounded: past `keysMax` callers the
@@ -59,4 +61,48 @@ export class RateLimiter {
   private secondsUntil(needed: number, tokens: number): number {
     return Math.max(1, Math.ceil((needed - tokens) / this.options.ratePerS));
   }
+}
+
+/** 16-bit groups of an IPv6 address that name its bucket: the first four, its /64. */
+const IPV6_KEY_GROUPS = 4;
+
+/**
+ * The bucket key of a client address, for the limits counted per address (logins and registrations,
+ * failed token checks). An IPv4 address is a bucket of its own. An IPv6 address counts by its /64:
+ * one host is routinely given a whole /64 (SLAAC, privacy addresses, a prefix per customer) and may
+ * send from any address in it, so a bucket per address would hand one client 2^64 of them. An
+ * IPv4-mapped address (`::ffff:a.b.c.d`, how a dual-stack socket shows an IPv4 peer) is that IPv4
+ * address. A zone id is kept (`fe80::/64%eth0`): the same link-local prefix on two interfaces is two
+ * links. Anything that is not an IP address is its own key, unchanged.
+ */
+export function rateKeyOfAddress(address: string): string {
+  // Only what Node takes for IPv6 is expanded: at most one `::`, maybe a dotted IPv4 tail and a zone id.
+  if (!isIPv6(address)) return address;
+  const zoneAt = address.indexOf('%');
+  const zone = zoneAt < 0 ? '' : address.slice(zoneAt);
+  const groups = ipv6Groups(zoneAt < 0 ? address : address.slice(0, zoneAt));
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    const [high = 0, low = 0] = groups.slice(6);
+    return [high >> 8, high & 0xff, low >> 8, low & 0xff].join('.');
+  }
+  return `${groups
+    .slice(0, IPV6_KEY_GROUPS)
+    .map((g) => g.toString(16))
+    .join(':')}::/64${zone}`;
+}
+
+/** The eight 16-bit groups of a valid IPv6 address without a zone id: `::` expanded, a dotted IPv4 tail as two groups. */
+function ipv6Groups(address: string): number[] {
+  const parts = address.split('::');
+  const groupsOf = (part: string | undefined): number[] =>
+    !part
+      ? []
+      : part.split(':').flatMap((piece) => {
+          if (!piece.includes('.')) return [parseInt(piece, 16)];
+          const [a = 0, b = 0, c = 0, d = 0] = piece.split('.').map(Number);
+          return [(a << 8) | b, (c << 8) | d];
+        });
+  const head = groupsOf(parts[0]);
+  const tail = groupsOf(parts[1]);
+  return [...head, ...Array<number>(8 - head.length - tail.length).fill(0), ...tail];
 }

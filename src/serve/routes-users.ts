@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { findUser, registerUser, UsernameTakenError } from '../db/api-tokens.js';
 import { minorUnitExponentOf } from '../domain/currency-exponents.js';
 import { ApiError, invalid } from './api-error.js';
+import { tokenAuthenticatorOf } from './auth.js';
 import { DUMMY_PASSWORD_HASH, hashPassword, newToken, passwordMatches } from './credentials.js';
 import { insertToken } from '../db/api-tokens.js';
 import type { ServeContext } from './serve-context.js';
@@ -14,8 +15,13 @@ const CREDENTIALS = {
   password: { type: 'string', minLength: 8, maxLength: 200 },
 } as const;
 
-/** `POST /v1/users` (register: a new customer account and its token) and `POST /v1/sessions` (login). */
+/**
+ * `POST /v1/users` (register: a new customer account and its token) and `POST /v1/sessions` (login).
+ * Each token they store is handed to the server's authenticator as already valid: its owner's address
+ * may be one a guesser has limited (a shared NAT), and a token never seen would wait there like a guess.
+ */
 export function userRoutes(app: FastifyInstance, ctx: ServeContext): void {
+  const tokens = tokenAuthenticatorOf(ctx);
   app.post<{ Body: { username: string; password: string; currency?: string } }>(
     '/v1/users',
     {
@@ -59,6 +65,7 @@ export function userRoutes(app: FastifyInstance, ctx: ServeContext): void {
         if (err instanceof UsernameTakenError) throw new ApiError(409, 'conflict', `username ${username} is taken`);
         throw err;
       }
+      tokens.issued(token);
       return reply.code(201).header('location', `/v1/accounts/${accountId}`).send({ username, accountId, currency, token: token.token });
     },
   );
@@ -94,6 +101,7 @@ export function userRoutes(app: FastifyInstance, ctx: ServeContext): void {
         createdAt: now,
         expiresAt: new Date(now.getTime() + SESSION_TTL_MS),
       });
+      tokens.issued(token);
       return reply
         .code(201)
         .send({ accountId: user.accountId, token: token.token, expiresAt: new Date(now.getTime() + SESSION_TTL_MS).toISOString() });

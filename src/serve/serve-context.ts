@@ -35,12 +35,12 @@ export interface ServeOptions {
   /** Requests per second per token on average (0 = unlimited), and the burst allowed above it. */
   readonly rateLimitPerS: number;
   readonly rateLimitBurst: number;
-  /** Logins and registrations a minute per client address (0 = unlimited), all at once at most as many. */
+  /** Logins and registrations a minute per client address, an IPv6 one per /64 (0 = unlimited), all at once at most as many. */
   readonly credentialRateLimitPerMin: number;
   /**
-   * Failed checks of well-formed bearer tokens a minute per client address (0 = unlimited), all at once
-   * at most as many; past them the address's tokens not seen valid are answered 429 without a database
-   * read.
+   * Failed checks of well-formed bearer tokens a minute per client address, an IPv6 one per /64 (0 =
+   * unlimited), all at once at most as many; past them the address's tokens neither seen valid nor
+   * issued by this server (login, registration) are answered 429 without a database read.
    */
   readonly authFailureRateLimitPerMin: number;
   /**

@@ -2,14 +2,13 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import fastifyWebsocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
-import { findToken } from '../db/api-tokens.js';
 import { isConnectionError } from '../db/with-transaction.js';
 import { MAX_BODY_BYTES } from '../domain/message-schema.js';
 import { ApiError, errorBody, violationsOf } from './api-error.js';
-import { bearerOf, TokenAuthenticator } from './auth.js';
+import { bearerOf, tokenAuthenticatorOf } from './auth.js';
 import { notJsonMessage } from './json-body.js';
 import { rateKeyOf, rateScopeOf } from './principal.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter, rateKeyOfAddress } from './rate-limit.js';
 import { loggablePath, logResponse, markRequestStart } from './request-log.js';
 import { accountRoutes } from './routes-accounts.js';
 import { analyticsRoutes } from './routes-analytics.js';
@@ -88,22 +87,17 @@ export async function buildServer(ctx: ServeContext): Promise<FastifyInstance> {
   await app.register(fastifyWebsocket, { options: { maxPayload: 4096 } });
 
   const limiter = new RateLimiter({ ratePerS: ctx.options.rateLimitPerS, burst: ctx.options.rateLimitBurst, keysMax: 100_000 });
-  // Password guessing and scrypt's cost: a login or registration is limited per client address.
+  // Password guessing and scrypt's cost: a login or registration is limited per client address (IPv6: per /64).
   const perMin = ctx.options.credentialRateLimitPerMin;
   const credentialLimiter = new RateLimiter({ ratePerS: perMin / 60, burst: perMin, keysMax: 100_000 });
   // Token guessing and the database read each check costs: failed checks are limited per client address.
-  const tokens = new TokenAuthenticator((id) => findToken(ctx.db, id), {
-    noAuth: ctx.options.noAuth,
-    failuresPerMin: ctx.options.authFailureRateLimitPerMin,
-    addressesMax: 100_000,
-    knownTokensMax: 100_000,
-    onCheck: ctx.onTokenCheck ?? null,
-  });
+  // The same authenticator is told of the tokens login and registration issue (userRoutes).
+  const tokens = tokenAuthenticatorOf(ctx);
   app.addHook('onRequest', async (request, reply) => {
     markRequestStart(request);
     const url = request.url;
     if (request.routeOptions.config.credentials) {
-      const decision = credentialLimiter.take(request.ip);
+      const decision = credentialLimiter.take(rateKeyOfAddress(request.ip));
       if (!decision.allowed) {
         void reply.header('retry-after', String(decision.retryAfterS));
         throw new ApiError(

@@ -376,6 +376,92 @@ describe('txsim serve, hardened', () => {
     }
   });
 
+  describe('a token this server issues works at once from an address a guesser has limited', () => {
+    /** An app limiting failed checks to 3 a minute, and a request from `remoteAddress` (10.3.0.1 unless said). */
+    const limitedApp = async () => {
+      const app = await buildTestApp(ns, { authFailureRateLimitPerMin: 3 });
+      const send = (method: 'GET' | 'POST', url: string, token: string | null, payload?: object, remoteAddress = '10.3.0.1') =>
+        app.inject({ method, url, remoteAddress, payload, headers: token ? { authorization: `Bearer ${token}` } : {} });
+      const exhaust = async (remoteAddress?: string) => {
+        for (let i = 0; i < 3; i++)
+          expect((await send('GET', '/v1/accounts/1', guessedToken(), undefined, remoteAddress)).statusCode).toBe(401);
+        expect((await send('GET', '/v1/accounts/1', guessedToken(), undefined, remoteAddress)).statusCode).toBe(429);
+      };
+      return { app, send, exhaust };
+    };
+
+    it('a login’s token', async () => {
+      const { app, send, exhaust } = await limitedApp();
+      try {
+        const credentials = { username: 'natted-login', password: 'correct horse' };
+        // Registered earlier from elsewhere; then a guesser behind the same NAT spends the address's failures.
+        const registered = await send('POST', '/v1/users', null, credentials, '10.3.0.9');
+        expect(registered.statusCode).toBe(201);
+        const { accountId } = registered.json<{ accountId: number }>();
+        await exhaust();
+        const login = await send('POST', '/v1/sessions', null, credentials);
+        expect(login.statusCode).toBe(201);
+        const session = login.json<{ token: string }>().token;
+        expect((await send('GET', `/v1/accounts/${accountId}`, session)).statusCode).toBe(200);
+        // The guesser is still limited, and so is a valid token this server never issued nor saw.
+        expect((await send('GET', '/v1/accounts/1', guessedToken())).statusCode).toBe(429);
+        expect((await send('GET', '/v1/accounts/1', admin)).statusCode).toBe(429);
+      } finally {
+        await app.close();
+      }
+    });
+
+    it('a registration’s token', async () => {
+      const { app, send, exhaust } = await limitedApp();
+      try {
+        await exhaust();
+        const registered = await send('POST', '/v1/users', null, { username: 'natted-register', password: 'correct horse' });
+        expect(registered.statusCode).toBe(201);
+        const { accountId, token } = registered.json<{ accountId: number; token: string }>();
+        expect((await send('GET', `/v1/accounts/${accountId}`, token)).statusCode).toBe(200);
+      } finally {
+        await app.close();
+      }
+    });
+  });
+
+  it('an IPv6 client counts by its /64: the addresses of one prefix share the failed-check limit, the next prefix has its own', async () => {
+    const app = await buildTestApp(ns, { authFailureRateLimitPerMin: 2 });
+    const get = (token: string, remoteAddress: string) =>
+      app.inject({ method: 'GET', url: '/v1/accounts/1', remoteAddress, headers: { authorization: `Bearer ${token}` } });
+    try {
+      expect((await get(guessedToken(), '2001:db8:a:b::1')).statusCode).toBe(401);
+      expect((await get(guessedToken(), '2001:db8:a:b:ffff:ffff:ffff:fffe')).statusCode).toBe(401);
+      const limited = await get(guessedToken(), '2001:db8:a:b:1:2:3:4');
+      expect(limited.statusCode).toBe(429);
+      expect(limited.json<Answer>().error.code).toBe('rate_limited');
+      expect((await get(guessedToken(), '2001:db8:a:c::1')).statusCode).toBe(401);
+      // An IPv4 client seen through a dual-stack socket (::ffff:a.b.c.d) is that IPv4 address, one bucket.
+      expect((await get(guessedToken(), '::ffff:10.4.0.1')).statusCode).toBe(401);
+      expect((await get(guessedToken(), '10.4.0.1')).statusCode).toBe(401);
+      expect((await get(guessedToken(), '::ffff:10.4.0.1')).statusCode).toBe(429);
+      expect((await get(alice, '10.4.0.2')).statusCode).toBe(200); // IPv4 stays per address
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('logins and registrations from one IPv6 /64 share the credential limit', async () => {
+    const app = await buildTestApp(ns, { credentialRateLimitPerMin: 2 });
+    const login = (remoteAddress: string) =>
+      app.inject({ method: 'POST', url: '/v1/sessions', remoteAddress, payload: { username: 'nobody-v6', password: 'wrong password' } });
+    try {
+      expect((await login('2001:db8:c:d::1')).statusCode).toBe(401);
+      expect((await login('2001:db8:c:d:abcd::2')).statusCode).toBe(401);
+      const limited = await login('2001:db8:c:d::3');
+      expect(limited.statusCode).toBe(429);
+      expect(limited.json<Answer>().error.message).toBe('more than 2 logins and registrations a minute from this address');
+      expect((await login('2001:db8:c:e::1')).statusCode).toBe(401);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('tokens of one account share its rate bucket: logging in again does not multiply the rate', async () => {
     const app = await buildTestApp(ns, { rateLimitPerS: 1, rateLimitBurst: 2 });
     try {

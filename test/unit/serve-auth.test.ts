@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { BlockList } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { TokenRow } from '../../src/db/api-tokens.js';
 import { ApiError, violationsOf } from '../../src/serve/api-error.js';
@@ -11,7 +13,7 @@ import {
   passwordMatches,
   secretMatches,
 } from '../../src/serve/credentials.js';
-import { RateLimiter } from '../../src/serve/rate-limit.js';
+import { RateLimiter, rateKeyOfAddress } from '../../src/serve/rate-limit.js';
 import { parseSubscribe } from '../../src/serve/routes-stream.js';
 import { loggablePath } from '../../src/serve/request-log.js';
 import { compileValidator, submitBodySchema } from '../../src/serve/validation.js';
@@ -95,6 +97,67 @@ describe('RateLimiter', () => {
     limiter.take('c'); // drops a
     expect(limiter.take('a').allowed).toBe(true); // a fresh bucket
     expect(limiter.take('c').allowed).toBe(false);
+  });
+});
+
+describe('rateKeyOfAddress', () => {
+  it('keeps an IPv4 address as it is, and reads an IPv4-mapped IPv6 address as its IPv4 address', () => {
+    expect(rateKeyOfAddress('203.0.113.7')).toBe('203.0.113.7');
+    expect(rateKeyOfAddress('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(rateKeyOfAddress('::FFFF:203.0.113.7')).toBe('203.0.113.7');
+    expect(rateKeyOfAddress('0:0:0:0:0:ffff:cb00:7107')).toBe('203.0.113.7'); // the same, in hex groups
+    expect(rateKeyOfAddress('::ffff:0:203.0.113.7')).toBe('0:0:0:0::/64'); // IPv4-translated: not mapped
+  });
+
+  it('keys IPv6 by its /64, whichever way the address is written', () => {
+    const prefix = '2001:db8:1:2::/64';
+    for (const address of [
+      '2001:db8:1:2::a',
+      '2001:db8:1:2:ffff::b',
+      '2001:0DB8:0001:0002:0000:0000:0000:0001',
+      '2001:db8:1:2:3:4:5:6',
+      '2001:db8:1:2::',
+      '2001:db8:1:2:0:0:192.0.2.1', // a dotted IPv4 tail
+      '2001:db8:1:2::192.0.2.1',
+    ])
+      expect(rateKeyOfAddress(address), address).toBe(prefix);
+    expect(rateKeyOfAddress('2001:db8:1:3::a')).toBe('2001:db8:1:3::/64');
+    expect(rateKeyOfAddress('2001:db8::1')).toBe('2001:db8:0:0::/64'); // `::` inside the prefix
+    expect(rateKeyOfAddress('2001:db8::1:2:3:4')).toBe('2001:db8:0:0::/64'); // … or spanning none of it
+    expect(rateKeyOfAddress('1:2:3::')).toBe('1:2:3:0::/64');
+    expect(rateKeyOfAddress('::2:3:4:5:6:7:8')).toBe('0:2:3:4::/64');
+    expect(rateKeyOfAddress('::1')).toBe('0:0:0:0::/64');
+    expect(rateKeyOfAddress('::')).toBe('0:0:0:0::/64');
+  });
+
+  it('keeps a zone id: one link-local prefix on two interfaces is two links', () => {
+    expect(rateKeyOfAddress('fe80::1%eth0')).toBe('fe80:0:0:0::/64%eth0');
+    expect(rateKeyOfAddress('fe80::2:3%eth0')).toBe('fe80:0:0:0::/64%eth0');
+    expect(rateKeyOfAddress('fe80::1%eth1')).toBe('fe80:0:0:0::/64%eth1');
+  });
+
+  it('leaves anything that is not an IP address unchanged', () => {
+    for (const text of ['', 'localhost', '1::2::3', '2001:db8::g', '203.0.113.256', 'fe80::1%']) expect(rateKeyOfAddress(text)).toBe(text);
+  });
+
+  it("agrees with Node's own parser: every address falls in the /64 it is keyed by, and none of a neighbour's", () => {
+    const hex = () => randomBytes(2).readUInt16BE(0).toString(16);
+    for (let i = 0; i < 500; i++) {
+      const groups = Array.from({ length: 8 }, () => (i % 3 === 0 ? '0' : hex()));
+      // Written three ways: in full, with the longest run of zeros compressed, and in upper case.
+      const full = groups.join(':');
+      const written = [full, full.replace(/(^|:)0(:0)+(:|$)/, '::'), full.toUpperCase()];
+      const key = rateKeyOfAddress(full);
+      const [net, bits] = key.split('/') as [string, string];
+      const own = new BlockList();
+      own.addSubnet(net, Number(bits), 'ipv6');
+      for (const address of written) {
+        expect(rateKeyOfAddress(address), address).toBe(key);
+        expect(own.check(address, 'ipv6'), address).toBe(true);
+      }
+      const neighbour = [...groups.slice(0, 3), ((parseInt(groups[3]!, 16) + 1) & 0xffff).toString(16), ...groups.slice(4)].join(':');
+      expect(own.check(neighbour, 'ipv6'), neighbour).toBe(false);
+    }
   });
 });
 
@@ -236,6 +299,36 @@ describe('TokenAuthenticator', () => {
     const readsBefore = reads.length;
     expect(await statusOf(auth.authenticate(issued.token, 'a'))).toBe(429);
     expect(reads.length).toBe(readsBefore);
+  });
+
+  it('a token issued here (login, registration) is read from a limited address before any check has seen it', async () => {
+    let current: TokenRow | undefined = row();
+    const { auth, reads } = setup(() => current);
+    for (let i = 0; i < 3; i++) await statusOf(auth.authenticate(guess(), 'a'));
+    expect(await statusOf(auth.authenticate(issued.token, 'a'))).toBe(429); // never seen: it waits like a guess
+    auth.issued(issued);
+    const readsBefore = reads.length;
+    expect(await auth.authenticate(issued.token, 'a')).toEqual({ kind: 'account', tokenId: issued.id, accountId: 7 });
+    expect(reads.length).toBe(readsBefore + 1); // still read: being issued makes it trusted, not valid
+    // What is kept is its secret's hash: its id with another secret is a guess like any other.
+    expect(await statusOf(auth.authenticate(`txsim_${issued.id}_${'A'.repeat(43)}`, 'a'))).toBe(429);
+    // An issued token whose row is gone is forgotten as a seen one is.
+    current = undefined;
+    expect(await statusOf(auth.authenticate(issued.token, 'a'))).toBe(401);
+    expect(await statusOf(auth.authenticate(issued.token, 'a'))).toBe(429);
+  });
+
+  it('counts an IPv6 client by its /64, and an IPv4-mapped address as the IPv4 address it is', async () => {
+    const { auth } = setup();
+    for (const address of ['2001:db8:1:2::a', '2001:db8:1:2:ffff::b', '2001:DB8:1:2:0:0:0:c'])
+      expect(await statusOf(auth.authenticate(guess(), address))).toBe(401);
+    expect(await statusOf(auth.authenticate(guess(), '2001:db8:1:2:1:2:3:4'))).toBe(429);
+    expect(await statusOf(auth.authenticate(guess(), '2001:db8:1:3::a'))).toBe(401); // the next /64 has its own
+    expect(await statusOf(auth.authenticate(issued.token, '2001:db8:1:2::5'))).toBe(429); // as any unseen token
+    for (const address of ['::ffff:192.0.2.1', '192.0.2.1', '::ffff:c000:201'])
+      expect(await statusOf(auth.authenticate(guess(), address))).toBe(401);
+    expect(await statusOf(auth.authenticate(guess(), '192.0.2.1'))).toBe(429);
+    expect(await statusOf(auth.authenticate(guess(), '192.0.2.2'))).toBe(401); // IPv4 stays per address
   });
 
   it('with --no-auth reads nothing; without a token or with a malformed one, reads nothing and counts nothing', async () => {
