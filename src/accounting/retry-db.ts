@@ -7,6 +7,10 @@ const DB_RETRY_MAX_MS = 5_000;
  * Runs `work` until it succeeds, with capped backoff (100 ms doubling up to 5 s); null once `stop`
  * aborts. The first try always runs, even when `stop` has aborted already: a step that may still
  * succeed is worth one try (an outcome, a count), and a dead database costs one error.
+ *
+ * A try that failed may still have been applied: when the connection drops after the server ran a
+ * statement, its reply is lost and the try throws. So `work` must be safe to run again after it
+ * succeeded, or recognise its own earlier write (recordWebhookOutcome does, by its `finishedAt`).
  */
 export async function retryDb<T>(log: Logger, what: string, work: () => Promise<T>, stop: AbortSignal): Promise<{ value: T } | null> {
   for (let delayMs = 100; ; delayMs = Math.min(delayMs * 2, DB_RETRY_MAX_MS)) {

@@ -155,11 +155,6 @@ export interface DeliverHooks {
   readonly random?: () => number;
   /** Called before each wait, for logging. */
   readonly onRetry?: (info: { attempt: number; delayMs: number; result: AttemptResult }) => void;
-  /**
-   * Awaited before each attempt is signed and sent (e.g. to mark the delivery as being worked on). It
-   * must not throw; `signal` is checked again after it.
-   */
-  readonly beforeAttempt?: (attempt: number) => Promise<void>;
   /** Called once per attempt, just before it is handed to the transport: the one place attempts are counted. */
   readonly onAttempt?: (attempt: number) => void;
   /**
@@ -188,10 +183,6 @@ export async function deliverWebhook(
   const startedMs = hooks.startedMs ?? now();
   for (let attempt = 1; ; attempt++) {
     if (signal.aborted) return { status: 'aborted', attempts: attempt - 1 };
-    if (hooks.beforeAttempt) {
-      await hooks.beforeAttempt(attempt);
-      if (signal.aborted) return { status: 'aborted', attempts: attempt - 1 };
-    }
     hooks.onAttempt?.(attempt);
     // Each attempt is signed at its own time: a retry an hour on is not refused as a replay.
     const timestampS = Math.floor(now() / 1_000);

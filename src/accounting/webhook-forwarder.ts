@@ -6,9 +6,10 @@ import { deliverWebhook, type WebhookRetryPolicy, type WebhookTransport } from '
 import {
   addWebhookAttempts,
   claimOrphanedDelivery,
+  LEASE_REFRESH_IDS_MAX,
   listOrphanedDeliveries,
   recordWebhookOutcome,
-  touchPendingDelivery,
+  touchPendingDeliveries,
 } from '../db/statements.js';
 
 /**
@@ -22,12 +23,17 @@ import {
  *   --webhook (it keeps statements only). It looks for pending rows nobody has worked on for
  *   `orphanAfterMs`, takes each over with a conditional UPDATE (one consumer wins), and sends it.
  *
- * Who works on a pending row shows in its `updated_at` (see webhook-store.ts): a forward refreshes it
- * before an attempt once `touchEveryMs` have passed, so a row another consumer is still retrying never
- * looks abandoned. In one process, one forward per event at a time: a second one for the same event
- * (a redelivered copy, the sweeper) waits for the first instead of sending beside it. Across
- * processes, a redelivered event may still be sent while a sweeper sends it too; that is the
- * at-least-once a receiver already handles by the event id.
+ * Who works on a pending row shows in its `updated_at`, the lease (see the lease queries in
+ * db/statements.ts): every `touchEveryMs`, one UPDATE refreshes the lease of every delivery this
+ * forwarder has in progress — on the wire, waiting between attempts, or waiting for one of the
+ * `concurrencyMax` POST slots — so a row a consumer still means to send never looks abandoned, however
+ * long its turn takes. Lease times are the database server's, not this process's: consumers whose
+ * clocks disagree still agree on which rows are stale.
+ *
+ * In one process, one forward per event at a time: a second one for the same event (a redelivered
+ * copy, the sweeper) waits for the first instead of sending beside it. Across processes, a redelivered
+ * event may still be sent while a sweeper sends it too; that is the at-least-once a receiver already
+ * handles by the event id.
  */
 
 /** Settings of the forwarder. Units in the names. */
@@ -38,8 +44,8 @@ export interface WebhookForwarderOptions {
   /** POSTs (with their retries) in progress at once, both paths together. */
   readonly concurrencyMax: number;
   /**
-   * A pending delivery nobody has updated for this long is taken over by the sweeper. At least twice
-   * (the longest wait between attempts + the longest attempt): see `orphanAfterMsMin`.
+   * A pending delivery whose lease nobody has refreshed for this long (on the database server's clock) is
+   * taken over by the sweeper; leases are refreshed every quarter of it. See `orphanAfterMsMin`.
    */
   readonly orphanAfterMs: number;
 }
@@ -60,9 +66,10 @@ export interface WebhookForwarderDeps {
 export const SWEEP_PAGE_MAX = 100;
 
 /**
- * The shortest orphan window that keeps a live delivery from looking abandoned: a forward refreshes its
- * lease before an attempt when a quarter of the window has passed since the last refresh, and between
- * two attempts pass at most one backoff wait and one attempt; twice that leaves room for both.
+ * The shortest orphan window `--webhook-orphan-after` accepts: twice (the longest wait between attempts +
+ * the longest attempt). It dates from when a lease was refreshed only before an attempt, so the window
+ * had to span a wait and an attempt; leases now have their own timer (every quarter window, whatever the
+ * delivery is doing), and the floor is kept so that the flag's limits and the default stay as they were.
  */
 export function orphanAfterMsMin(policy: Pick<WebhookRetryPolicy, 'backoffMaxMs'>, attemptTimeoutMs: number): number {
   return 2 * (policy.backoffMaxMs + attemptTimeoutMs);
@@ -77,6 +84,8 @@ export class WebhookForwarder {
   /** One forward per event at a time in this process; the value settles true once the event has an outcome. */
   private readonly inProgress = new Map<string, Promise<boolean>>();
   private readonly slots: Slots;
+  /** Refreshes the lease of every event in `inProgress`, one statement a tick. */
+  private readonly leases: LeaseKeeper;
   private readonly touchEveryMs: number;
   private readonly sweepEveryMs: number;
   private sweeping: Promise<void> | null = null;
@@ -87,6 +96,12 @@ export class WebhookForwarder {
   ) {
     this.slots = new Slots(options.concurrencyMax);
     this.touchEveryMs = options.orphanAfterMs / 4;
+    this.leases = new LeaseKeeper(
+      this.touchEveryMs,
+      () => [...this.inProgress.keys()],
+      (ids) => this.refreshLeases(ids),
+      deps.hardStop,
+    );
     // Often enough that an orphan waits about one window; never more than every 30 s or less than every second.
     this.sweepEveryMs = Math.min(30_000, Math.max(1_000, options.orphanAfterMs / 2));
   }
@@ -95,7 +110,7 @@ export class WebhookForwarder {
    * Sends a stored event's webhook for a message the caller holds, and records the outcome: true once
    * the event has one (recorded here, or by another copy), false when `stop` (shutdown, or the loss of the
    * message's channel) came first. `repeat`: the event was stored before (a redelivery), so its lease is
-   * refreshed before the first attempt; a new row was written just now.
+   * refreshed at once rather than at the next tick; a new row was written just now, its lease with it.
    */
   async forward(event: AccountingEvent, startedMs: number, stop: AbortSignal, repeat: boolean): Promise<boolean> {
     for (let running = this.inProgress.get(event.eventId); running; running = this.inProgress.get(event.eventId)) {
@@ -105,7 +120,11 @@ export class WebhookForwarder {
       if (stop.aborted) return false;
       if (done) return true;
     }
-    return this.start(event, startedMs, stop, repeat ? 0 : Date.now());
+    const task = this.start(event, startedMs, stop);
+    // Its row may have gone unrefreshed for long (the consumer that held it died): renew it before a
+    // sweeper elsewhere finds it stale. One statement for every lease held, as a tick.
+    if (repeat) this.leases.refreshNow();
+    return task;
   }
 
   /** Starts looking for abandoned pending deliveries: now, then every `sweepEveryMs` until shutdown. */
@@ -113,9 +132,10 @@ export class WebhookForwarder {
     this.sweeping ??= this.sweepLoop();
   }
 
-  /** Resolves once the sweeper has stopped (after shutdown), with what it was sending. */
+  /** Resolves once the sweeper has stopped (after shutdown), with what it was sending, and no lease refresh is running. */
   async stopped(): Promise<void> {
     await this.sweeping;
+    await this.leases.settled();
   }
 
   private async sweepLoop(): Promise<void> {
@@ -143,8 +163,7 @@ export class WebhookForwarder {
     const pageMax = Math.min(this.options.concurrencyMax, SWEEP_PAGE_MAX);
     for (;;) {
       if (shutdown.aborted) return;
-      const staleBefore = new Date(Date.now() - this.options.orphanAfterMs);
-      const page = await listOrphanedDeliveries(db, { staleBefore, cursor, limit: pageMax });
+      const page = await listOrphanedDeliveries(db, { orphanAfterMs: this.options.orphanAfterMs, cursor, limit: pageMax });
       const last = page.at(-1);
       if (!last) return;
       cursor = { createdAt: last.createdAt, eventId: last.event.eventId };
@@ -152,7 +171,7 @@ export class WebhookForwarder {
       for (const { event, createdAt } of page) {
         if (shutdown.aborted) break;
         if (this.inProgress.has(event.eventId)) continue;
-        if (!(await claimOrphanedDelivery(db, event.eventId, staleBefore))) continue;
+        if (!(await claimOrphanedDelivery(db, event.eventId, this.options.orphanAfterMs))) continue;
         // A redelivered copy may have started meanwhile (the claim was awaited): it sends, not this.
         if (this.inProgress.has(event.eventId)) continue;
         this.deps.metrics.webhooksTakenOver++;
@@ -161,24 +180,48 @@ export class WebhookForwarder {
           'webhook delivery left pending by an earlier consumer; sending it',
         );
         // The give-up clock runs from when the delivery was first stored, as for a redelivered event.
-        sends.push(this.start(event, createdAt.getTime(), shutdown, Date.now()));
+        sends.push(this.start(event, createdAt.getTime(), shutdown));
       }
       await Promise.all(sends);
       if (page.length < pageMax) return;
     }
   }
 
-  /** Sends in a slot (the bound on POSTs at once), registered as this event's forward until it ends. */
-  private start(event: AccountingEvent, startedMs: number, stop: AbortSignal, touchedAtMs: number): Promise<boolean> {
+  /**
+   * Sends in a slot (the bound on POSTs at once), registered as this event's forward until it ends: its
+   * lease is refreshed from now on, while it waits for the slot as while it is sent.
+   */
+  private start(event: AccountingEvent, startedMs: number, stop: AbortSignal): Promise<boolean> {
     const { eventId } = event;
     const task: Promise<boolean> = this.slots
-      .run(() => this.deliver(event, startedMs, stop, touchedAtMs), stop)
+      .run(() => this.deliver(event, startedMs, stop), stop)
       .then((done) => done === true)
       .finally(() => {
         if (this.inProgress.get(eventId) === task) this.inProgress.delete(eventId);
+        if (this.inProgress.size === 0) this.leases.idle();
       });
     this.inProgress.set(eventId, task);
+    this.leases.hold();
     return task;
+  }
+
+  /**
+   * Refreshes the leases of `ids`, a statement per LEASE_REFRESH_IDS_MAX of them (one, unless thousands
+   * are in progress). Never throws: a missed refresh is tried again at the next tick, and only several in
+   * a row let another consumer take these deliveries over (then they may be sent twice: at least once).
+   */
+  private async refreshLeases(ids: readonly string[]): Promise<void> {
+    for (let from = 0; from < ids.length; from += LEASE_REFRESH_IDS_MAX) {
+      try {
+        await touchPendingDeliveries(this.deps.db, ids.slice(from, from + LEASE_REFRESH_IDS_MAX));
+      } catch (err) {
+        this.deps.log.warn(
+          { err: (err as Error).message, deliveries: ids.length, retryInMs: this.touchEveryMs },
+          'webhook lease refresh failed; trying again at the next tick',
+        );
+        return;
+      }
+    }
   }
 
   /**
@@ -186,11 +229,10 @@ export class WebhookForwarder {
    * Every attempt is counted once: by the outcome when this forward records it, else added on its own
    * (stopped part-way, or another copy's outcome came first).
    */
-  private async deliver(event: AccountingEvent, startedMs: number, stop: AbortSignal, touchedAtMs: number): Promise<boolean> {
+  private async deliver(event: AccountingEvent, startedMs: number, stop: AbortSignal): Promise<boolean> {
     const { db, log, metrics } = this.deps;
     const { eventId } = event;
     const wlog = log.child({ eventId });
-    let leaseAtMs = touchedAtMs;
     const result = await deliverWebhook(
       this.deps.transport,
       { url: this.options.url, eventId, body: encodeAccountingEvent(event) },
@@ -201,14 +243,6 @@ export class WebhookForwarder {
         startedMs,
         // Not `stop`: an attempt on the wire when the channel goes may finish, and its outcome is recorded.
         attemptSignal: this.deps.hardStop,
-        beforeAttempt: async () => {
-          if (Date.now() - leaseAtMs < this.touchEveryMs) return;
-          leaseAtMs = Date.now();
-          // Best effort: a missed refresh at worst lets another consumer send this event too (at least once).
-          await touchPendingDelivery(db, eventId).catch((err: unknown) =>
-            wlog.warn({ err: (err as Error).message }, 'could not mark the webhook delivery as in progress'),
-          );
-        },
         onAttempt: () => metrics.webhookAttempts++,
         onRetry: ({ attempt, delayMs, result: r }) =>
           wlog.info(
@@ -227,7 +261,10 @@ export class WebhookForwarder {
       return false;
     }
     // Tried at least once even when `stop` has aborted meanwhile: the outcome only lands on a row still pending.
-    const recorded = await retryDb(wlog, 'record webhook outcome', () => recordWebhookOutcome(db, eventId, result), stop);
+    // One `finishedAt` for every try: a try applied but whose reply was lost leaves this mark, so the next
+    // try recognises the outcome as this one instead of another copy's (and does not add its attempts twice).
+    const finishedAt = new Date();
+    const recorded = await retryDb(wlog, 'record webhook outcome', () => recordWebhookOutcome(db, eventId, result, finishedAt), stop);
     if (!recorded) {
       await this.countAttempts(eventId, result.attempts, wlog);
       return false;
@@ -261,6 +298,58 @@ export class WebhookForwarder {
       this.deps.hardStop,
     );
     if (!counted) wlog.warn({ attempts }, 'webhook attempts made without an outcome could not be counted before shutdown');
+  }
+}
+
+/**
+ * Keeps the leases of the deliveries in progress fresh: every `everyMs` while there are any, one refresh
+ * of all of them, never a statement per row. One refresh runs at a time; one asked for meanwhile (a tick
+ * of a slow database, a redelivered event) runs right after it, with every id held by then.
+ */
+class LeaseKeeper {
+  private timer: NodeJS.Timeout | null = null;
+  private refreshing: Promise<void> | null = null;
+  private again = false;
+
+  constructor(
+    private readonly everyMs: number,
+    private readonly ids: () => readonly string[],
+    /** Must not throw. */
+    private readonly refresh: (ids: readonly string[]) => Promise<void>,
+    /** Once aborted (the shutdown deadline: what is left is being cut), no refresh starts. */
+    private readonly stop: AbortSignal,
+  ) {}
+
+  /** Something is in progress: tick, if not ticking already. Unref'd: a lease never keeps the process alive. */
+  hold(): void {
+    this.timer ??= setInterval(() => this.refreshNow(), this.everyMs).unref();
+  }
+
+  /** Nothing is in progress: no tick until the next `hold`. */
+  idle(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Refreshes every lease held, now or, when a refresh is running, right after it. */
+  refreshNow(): void {
+    if (this.refreshing) {
+      this.again = true;
+      return;
+    }
+    const ids = this.ids();
+    if (ids.length === 0 || this.stop.aborted) return;
+    this.refreshing = this.refresh(ids).finally(() => {
+      this.refreshing = null;
+      if (!this.again) return;
+      this.again = false;
+      this.refreshNow();
+    });
+  }
+
+  /** Resolves once no refresh is running. */
+  async settled(): Promise<void> {
+    while (this.refreshing) await this.refreshing;
   }
 }
 

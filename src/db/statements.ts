@@ -18,6 +18,9 @@ export type WebhookOutcome =
 
 export type WebhookStatus = 'pending' | 'delivered' | 'failed';
 
+/** The database server's time, UTC as `webhook_deliveries.updated_at` stores it: the clock of the takeover lease (see touchPendingDeliveries). */
+const LEASE_NOW = 'UTC_TIMESTAMP(3)';
+
 /** What storing an event did: a new line or a repeat, and where its webhook stands (null: no webhook). */
 export interface StoredStatement {
   readonly inserted: boolean;
@@ -65,10 +68,11 @@ export async function recordStatement(
     // MySQL reports 1 affected row for an insert and 2 for the ON DUPLICATE KEY update.
     const inserted = result.affectedRows === 1;
     if (webhookUrl === null) return { inserted, webhookStatus: null, webhookCreatedAt: null };
+    // `updated_at` is the takeover lease, on the database server's clock (see the lease queries below).
     await trx.raw(
-      `INSERT INTO webhook_deliveries (event_id, url, status, attempts, created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ?)
+      `INSERT INTO webhook_deliveries (event_id, url, status, attempts, created_at, updated_at) VALUES (?, ?, 'pending', 0, ?, ${LEASE_NOW})
        ON DUPLICATE KEY UPDATE event_id = event_id`,
-      [event.eventId, webhookUrl, now, now],
+      [event.eventId, webhookUrl, now],
     );
     const row = await trx('webhook_deliveries')
       .where('event_id', event.eventId)
@@ -81,15 +85,39 @@ export async function recordStatement(
  * Records how delivering an event's webhook ended (delivered, or failed with the response / error), if
  * it is still pending: a copy of the event forwarded again after a redelivery, or a late attempt of a
  * channel that is gone, never turns an outcome already recorded (or redelivered since) back. True
- * when this outcome was the one recorded.
+ * when this outcome is the one recorded, false when another's was there first.
+ *
+ * Safe to retry: `finishedAt` marks the outcome (it is written as `finished_at`), so pass the same one on
+ * every try. When the reply to a try is lost after the server applied it (the connection dropped), the
+ * next try finds nothing pending; it then reads the row, and an outcome with this `finishedAt`, status,
+ * response status and error is this one (true), so its attempts are not added a second time. Two copies
+ * in two processes ending the same millisecond with the same answer would look alike; one copy's
+ * attempts would then go uncounted, never counted twice.
  */
-export async function recordWebhookOutcome(db: Knex, eventId: string, result: WebhookOutcome, now: Date = new Date()): Promise<boolean> {
-  const updated = await db('webhook_deliveries')
-    .where({ event_id: eventId, status: 'pending' })
-    .update({
-      ...outcomeColumns(db, result, now),
-    });
-  return updated > 0;
+export async function recordWebhookOutcome(
+  db: Knex,
+  eventId: string,
+  result: WebhookOutcome,
+  finishedAt: Date = new Date(),
+): Promise<boolean> {
+  const columns = outcomeColumns(db, result, finishedAt);
+  const updated = await db('webhook_deliveries').where({ event_id: eventId, status: 'pending' }).update(columns);
+  if (updated > 0) return true;
+  const row = await db('webhook_deliveries')
+    .where('event_id', eventId)
+    .first<{ status: WebhookStatus; response_status: number | null; last_error: string | null; finished_at: Date | null } | undefined>(
+      'status',
+      'response_status',
+      'last_error',
+      'finished_at',
+    );
+  return (
+    row !== undefined &&
+    row.status === columns.status &&
+    row.finished_at?.getTime() === finishedAt.getTime() &&
+    (row.response_status === null ? null : Number(row.response_status)) === columns.response_status &&
+    row.last_error === columns.last_error
+  );
 }
 
 /** The columns of a webhook delivery that record how it ended (bodies and errors cut to their column sizes). */
@@ -318,15 +346,19 @@ export async function recordRedeliveryOutcome(
 
 /**
  * The queries of `webhook_deliveries` that let consumers share the pending deliveries safely: find
- * the ones nobody works on, take one over, show that one is being worked on, and count attempts that
+ * the ones nobody works on, take one over, show that some are being worked on, and count attempts that
  * ended without an outcome.
  *
- * `updated_at` is the lease: a consumer working on a pending delivery (the statements consumer
- * retrying it for a message it holds, or one that took it over) refreshes it at least every
- * `WebhookForwarder.touchEveryMs` while it makes attempts, so a pending row not updated for longer than
- * the orphan window has nobody working on it. Times come from this process's clock, as every other
- * time of these tables (recordStatement writes `created_at` and `updated_at` the same way).
+ * `updated_at` is the lease: a consumer refreshes it every `WebhookForwarder.touchEveryMs` for every
+ * pending delivery it works on (sending it, waiting to retry it or waiting for a POST slot), so a
+ * pending row not updated for longer than the orphan window has nobody working on it. Lease times are
+ * set and compared on the database server's clock, never a process's: consumers on hosts whose clocks
+ * disagree still agree on which rows are stale. The column holds UTC (mysql2 writes dates as UTC, and
+ * every session's time zone is +00:00, see knex.ts); UTC_TIMESTAMP(3) is UTC whatever a session's zone.
  */
+
+/** Most event ids one lease refresh names: about 200 kB of statement, well below the default max_allowed_packet (16 MB on MariaDB 10.11). */
+export const LEASE_REFRESH_IDS_MAX = 5_000;
 
 /** A pending delivery with the event it carries, rebuilt from its statement line (so the body is the first one, byte for byte). */
 export interface PendingDelivery {
@@ -342,18 +374,19 @@ export interface DeliveryCursor {
 }
 
 /**
- * Pending deliveries not updated since `staleBefore`, oldest first (by first-stored time, then event
- * id), at most `limit`, after `cursor`. Each comes with its event, rebuilt from its statement line.
+ * Pending deliveries whose lease is older than `orphanAfterMs` on the server's clock, oldest first (by
+ * first-stored time, then event id), at most `limit`, after `cursor`. Each comes with its event,
+ * rebuilt from its statement line.
  */
 export async function listOrphanedDeliveries(
   db: Knex,
-  options: { staleBefore: Date; cursor: DeliveryCursor | null; limit: number },
+  options: { orphanAfterMs: number; cursor: DeliveryCursor | null; limit: number },
 ): Promise<PendingDelivery[]> {
   const { cursor } = options;
   const query = db('webhook_deliveries as w')
     .join('accounting_statements as s', 's.event_id', 'w.event_id')
     .where('w.status', 'pending')
-    .andWhere('w.updated_at', '<', options.staleBefore)
+    .andWhereRaw(`w.updated_at < ${LEASE_NOW} - INTERVAL ? MICROSECOND`, [leaseMicros(options.orphanAfterMs)])
     .orderBy([{ column: 'w.created_at' }, { column: 'w.event_id' }])
     .limit(options.limit)
     .select(...STATEMENT_EVENT_COLUMNS)
@@ -373,21 +406,36 @@ export async function listOrphanedDeliveries(
 }
 
 /**
- * Takes over a pending delivery nobody has updated since `staleBefore`: true when this caller got it.
- * One conditional UPDATE, so of two consumers that both found it stale only the first takes it (the
- * second's condition no longer holds).
+ * Takes over a pending delivery whose lease is older than `orphanAfterMs` (server clock): true when this
+ * caller got it. One conditional UPDATE, so of two consumers that both found it stale only the first
+ * takes it (the second's condition no longer holds).
  */
-export async function claimOrphanedDelivery(db: Knex, eventId: string, staleBefore: Date, now: Date = new Date()): Promise<boolean> {
+export async function claimOrphanedDelivery(db: Knex, eventId: string, orphanAfterMs: number): Promise<boolean> {
   const updated = await db('webhook_deliveries')
     .where({ event_id: eventId, status: 'pending' })
-    .andWhere('updated_at', '<', staleBefore)
-    .update({ updated_at: now });
+    .andWhereRaw(`updated_at < ${LEASE_NOW} - INTERVAL ? MICROSECOND`, [leaseMicros(orphanAfterMs)])
+    .update({ updated_at: db.raw(LEASE_NOW) });
   return updated === 1;
 }
 
-/** Shows that a pending delivery is being worked on (its lease, `updated_at`); nothing when it has an outcome already. */
-export async function touchPendingDelivery(db: Knex, eventId: string, now: Date = new Date()): Promise<void> {
-  await db('webhook_deliveries').where({ event_id: eventId, status: 'pending' }).update({ updated_at: now });
+/**
+ * Refreshes the lease of pending deliveries being worked on, in one statement (at most
+ * LEASE_REFRESH_IDS_MAX ids); the ones that have an outcome already are left alone. Rows are locked in
+ * ascending id order, as every multi-row write here.
+ */
+export async function touchPendingDeliveries(db: Knex, eventIds: readonly string[]): Promise<void> {
+  if (eventIds.length === 0) return;
+  if (eventIds.length > LEASE_REFRESH_IDS_MAX)
+    throw new RangeError(`${eventIds.length} ids in one lease refresh; at most ${LEASE_REFRESH_IDS_MAX}`);
+  await db('webhook_deliveries')
+    .where('status', 'pending')
+    .whereIn('event_id', [...eventIds].sort())
+    .update({ updated_at: db.raw(LEASE_NOW) });
+}
+
+/** An orphan window in whole microseconds, for `INTERVAL ? MICROSECOND`: integer arithmetic, exact on MariaDB and MySQL alike. */
+function leaseMicros(orphanAfterMs: number): number {
+  return Math.round(orphanAfterMs * 1_000);
 }
 
 /**

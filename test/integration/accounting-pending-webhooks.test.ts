@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WEBHOOK_HEADERS } from '../../src/accounting/webhook-delivery.js';
+import { ACCOUNTING_EVENTS_TYPE, encodeAccountingEvents, type AccountingEvent } from '../../src/domain/accounting-event.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { queueState, runTxsim, startWorker, waitFor, type WorkerProcess } from '../helpers/txsim.js';
 import { freePort, jsonLines, startTxsim, type TxsimProcess } from './accounting-helpers.js';
@@ -154,6 +156,94 @@ describe('accounting --webhook and deliveries left pending by an earlier process
 
       // The first one stops (SIGTERM: its events go back to the queue, the second consumer gets them).
       expect(await retrying.stop()).toBe(0);
+      expect(await other.stop()).toBe(0);
+    } finally {
+      receiver.server.closeAllConnections();
+      await new Promise<void>((resolve) => receiver.server.close(() => resolve()));
+    }
+  });
+});
+
+// A backlog behind the POST slots (`--prefetch`): with the receiver down, the events of a held message
+// wait for the one slot while the first is retried. They are still this consumer's to send: a second
+// consumer must not take them over as if nobody worked on them.
+describe('accounting --webhook with a backlog behind its POST slots', () => {
+  let ns: TestNamespace;
+  const started: TxsimProcess[] = [];
+  const start = (args: string[]) => {
+    const p = startTxsim(args, { ...ns.env, TXSIM_WEBHOOK_SECRET: SECRET });
+    started.push(p);
+    return p;
+  };
+  const pendingDeliveries = async () => Number((await ns.db('webhook_deliveries').where('status', 'pending').count({ n: '*' }))[0]!.n);
+
+  beforeAll(async () => {
+    ns = await createTestNamespace('hookslot');
+    const setup = await runTxsim(['setup'], ns.env);
+    expect(setup.code, setup.stderr).toBe(0);
+  });
+
+  afterAll(async () => {
+    await Promise.all(started.map((p) => p.stop()));
+    await ns.cleanup();
+  });
+
+  it('deliveries waiting for the only POST slot are not taken over by a second consumer', async () => {
+    const receiver = await startUnavailableReceiver();
+    try {
+      // Four events in one message, as the relay sends them: a consumer with --prefetch 1 holds all four.
+      const events: AccountingEvent[] = Array.from({ length: 4 }, (_, i) => ({
+        eventId: randomUUID(),
+        transactionId: randomUUID(),
+        accountId: 1,
+        accountSeq: i + 1,
+        type: 'deposit',
+        outcome: 'applied',
+        reason: null,
+        amountMinor: 100n,
+        currency: 'EUR',
+        balanceAfterMinor: 100n * BigInt(i + 1),
+        occurredAt: new Date().toISOString(),
+      }));
+      const channel = await ns.amqp.createConfirmChannel();
+      channel.sendToQueue(ns.topology.accountingQueue, encodeAccountingEvents(events), {
+        persistent: true,
+        contentType: 'application/json',
+        type: ACCOUNTING_EVENTS_TYPE,
+        messageId: `${events[0]!.eventId}+${events.length}`,
+      });
+      await channel.waitForConfirms();
+      await channel.close();
+
+      const args = [
+        'accounting',
+        '--webhook',
+        receiver.url,
+        ...FAST_RETRIES,
+        '--webhook-orphan-after',
+        String(ORPHAN_AFTER_S),
+        '--prefetch',
+        '1',
+        '--json',
+      ];
+      const first = start(args);
+      // One event holds the slot and is retried; the three others wait for it.
+      await waitFor(
+        async () => (await pendingDeliveries()) === 4 && receiver.posts.length > 1,
+        30_000,
+        'four deliveries pending, one being retried',
+      );
+      const other = start(args);
+      await new Promise((r) => setTimeout(r, (ORPHAN_AFTER_S * 3 + 1) * 1_000));
+
+      const sent = new Set(receiver.posts.map((p) => p.eventId));
+      expect(sent.size, 'events POSTed while only one slot was free (the others taken over by the second consumer?)').toBe(1);
+      for (const id of sent) {
+        const attempts = receiver.posts.filter((p) => p.eventId === id).map((p) => p.attempt);
+        expect(attempts, `attempt numbers of ${id}`).toEqual(attempts.map((_, i) => i + 1));
+      }
+      expect(await pendingDeliveries()).toBe(4);
+      expect(await first.stop()).toBe(0);
       expect(await other.stop()).toBe(0);
     } finally {
       receiver.server.closeAllConnections();
