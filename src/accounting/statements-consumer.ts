@@ -72,6 +72,11 @@ export interface AccountingMetrics {
 /** Largest prefetch `txsim accounting` accepts; `verify` uses it to bound what a consumer may hold unacknowledged. */
 export const ACCOUNTING_PREFETCH_MAX = 1_000;
 
+/** Every count at zero: a consumer's metrics before its first message. */
+export function emptyAccountingMetrics(): AccountingMetrics {
+  return { statements: 0, duplicates: 0, invalid: 0, webhooksDelivered: 0, webhooksFailed: 0, webhookAttempts: 0, webhooksTakenOver: 0 };
+}
+
 /**
  * Consumes `<ns>.accounting.statements`. Per event of a delivery (one, or several from the relay):
  * one DB transaction (statement line, deduplicated by event id; webhook record) → commit → webhook
@@ -83,15 +88,7 @@ export const ACCOUNTING_PREFETCH_MAX = 1_000;
  * redelivers must not queue behind (or POST beside) the ones it took back.
  */
 export class AccountingConsumer {
-  readonly metrics: AccountingMetrics = {
-    statements: 0,
-    duplicates: 0,
-    invalid: 0,
-    webhooksDelivered: 0,
-    webhooksFailed: 0,
-    webhookAttempts: 0,
-    webhooksTakenOver: 0,
-  };
+  readonly metrics: AccountingMetrics = emptyAccountingMetrics();
   /** The statement hop (relayed → statement line committed); see stats/hops.ts. */
   readonly hops = new HopTimings();
   private readonly connection: ManagedConnection;

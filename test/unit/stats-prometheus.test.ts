@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { emptyAccountingMetrics } from '../../src/accounting/statements-consumer.js';
 import { HopTimings } from '../../src/stats/hops.js';
 import {
   createMetricsRegistry,
@@ -181,15 +182,7 @@ describe('Prometheus export', () => {
     exportGenMetrics(gen, () => null);
     const accounting = createMetricsRegistry('accounting');
     exportAccountingMetrics(accounting, {
-      metrics: {
-        statements: 0,
-        duplicates: 0,
-        invalid: 0,
-        webhooksDelivered: 0,
-        webhooksFailed: 0,
-        webhookAttempts: 0,
-        webhooksTakenOver: 0,
-      },
+      metrics: emptyAccountingMetrics(),
       hops: new HopTimings(),
       inFlight: () => 0,
       connected: () => true,
