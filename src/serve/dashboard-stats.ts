@@ -20,6 +20,7 @@ import {
 import {
   DEFAULT_STALENESS,
   emptyStats,
+  processKeyOf,
   receiveInvalid,
   receiveSnapshot,
   resumeHearing,
@@ -31,7 +32,7 @@ import {
   type StatsView,
   type WorkerEntry,
 } from '../watch/stats-aggregator.js';
-import { declareStatsQueue, snapshotHandler } from '../watch/stats-subscriber.js';
+import { rebindingStatsQueue, snapshotHandler } from '../watch/stats-subscriber.js';
 
 /**
  * What the dashboard (`GET /`) shows of the workers and queues: the `<ns>.stats` snapshots added up
@@ -96,7 +97,7 @@ interface Counters {
 function countersOf(entry: WorkerEntry): Counters {
   const s = entry.snapshot;
   return {
-    key: `${s.pid}/${s.startedAtMs}`,
+    key: processKeyOf(s),
     applied: s.counts.applied,
     rejected: Object.values(s.counts.rejected).reduce((a, b) => a + b, 0),
     retried: s.counts.retried,
@@ -141,6 +142,8 @@ export class DashboardStats {
   private readonly api: ManagementApiClient;
   private reader: QueueDepthReader;
   private readonly passive: PassiveDeclareReader;
+  /** The stats queue, bound again every 2 s (see rebindingStatsQueue). */
+  private readonly subscription: ReturnType<typeof rebindingStatsQueue>;
   private readonly history: DashboardPoint[] = [];
   private readonly listeners = new Set<(frame: DashboardFrame) => void>();
   private counters = new Map<string, Counters>();
@@ -180,18 +183,17 @@ export class DashboardStats {
       },
     });
     const onSnapshot = snapshotHandler({
-      onSnapshot: (snapshot: WorkerSnapshot, receivedAtMs: number) => (this.stats = receiveSnapshot(this.stats, snapshot, receivedAtMs)),
+      onSnapshot: (snapshot: WorkerSnapshot, receivedAtMs: number) =>
+        (this.stats = receiveSnapshot(this.stats, snapshot, receivedAtMs, this.options.staleness)),
       onInvalid: () => (this.stats = receiveInvalid(this.stats)),
     });
-    channel.consume(
-      (ch) => declareStatsQueue(ch, exchange),
-      ({ msg }) => onSnapshot(msg),
-      {
-        noAck: true,
-        label: 'dashboard stats subscriber',
-        onSubscribed: () => (this.stats = resumeHearing(this.stats, this.now())),
-      },
-    );
+    // The queue is bound again every 2 s, as in `watch`: a reset of the namespace must not leave the dashboard deaf.
+    this.subscription = rebindingStatsQueue(channel, exchange, log);
+    channel.consume(this.subscription.queue, ({ msg }) => onSnapshot(msg), {
+      noAck: true,
+      label: 'dashboard stats subscriber',
+      onSubscribed: () => (this.stats = resumeHearing(this.stats, this.now())),
+    });
     this.api = new ManagementApiClient(options.rabbitmqApiUrl, vhostOf(options.amqpUrl));
     this.passive = new PassiveDeclareReader(this.connection);
     this.reader = new QueueDepthReader(watchedQueues(options.topology), this.api, this.passive);
@@ -284,6 +286,7 @@ export class DashboardStats {
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
+    this.subscription.stop();
     this.listeners.clear();
     await this.passive.close();
     await this.api.close();

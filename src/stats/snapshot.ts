@@ -55,6 +55,8 @@ export interface WorkerSnapshot {
   readonly pid: number;
   readonly host: string;
   readonly startedAtMs: number;
+  /** A random id drawn once per process: tells a restart apart when pid and start time repeat (pid 1 in a container, a clock set back). Absent from older workers. */
+  readonly instanceId?: string;
   /** Sender's clock: for display only. Staleness is judged by the receiver's clock (hosts drift). */
   readonly sentAtMs: number;
   /** Increments by one per snapshot: a gap tells the reader snapshots were lost (allowed: transient). */
@@ -167,6 +169,7 @@ function readSnapshot(raw: unknown): WorkerSnapshot {
     pid: count(o.pid, 'pid'),
     host: str(o.host, 'host', 255),
     startedAtMs: count(o.startedAtMs, 'startedAtMs'),
+    ...(o.instanceId === undefined ? {} : { instanceId: str(o.instanceId, 'instanceId', 64) }),
     sentAtMs: count(o.sentAtMs, 'sentAtMs'),
     seq: count(o.seq, 'seq'),
     stopping: bool(o.stopping, 'stopping'),

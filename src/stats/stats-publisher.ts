@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 // hdr-histogram-js is CommonJS: its default import is the whole module.exports.
 import hdr from 'hdr-histogram-js';
 import type { ConnectionFactory } from '../amqp/connect.js';
@@ -124,6 +125,8 @@ export function summarize(h: LatencyHistogram, withHistogram: boolean): LatencyS
  */
 export class SnapshotBuilder {
   private seq = 0;
+  /** Drawn once per process: see WorkerSnapshot.instanceId. */
+  private readonly instanceId = randomUUID();
   private readonly processed: CounterSample[] = [];
   private readonly applied: CounterSample[] = [];
   private readonly endToEnd: WindowedHistogram;
@@ -177,6 +180,7 @@ export class SnapshotBuilder {
       pid: this.identity.pid,
       host: this.identity.host,
       startedAtMs: m.startedAt,
+      instanceId: this.instanceId,
       sentAtMs: nowMs,
       seq: ++this.seq,
       stopping,

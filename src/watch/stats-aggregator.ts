@@ -44,21 +44,33 @@ export interface WorkerEntry {
    * connection was down): it does not count towards stale or gone. Reset by the next snapshot.
    */
   readonly deafMs?: number;
-  /** The processes that ran under this id before the current one (restarts): their work happened. */
+  /** The processes that ran under this id besides the one in the row (restarts): their work happened. */
   readonly earlier?: EarlierProcesses;
 }
 
-/** The final counts of a worker id's earlier processes, added up, and which processes they were. */
-export interface EarlierProcesses {
+/** One earlier process of a worker id, as its newest snapshot left it. */
+export interface EarlierProcess {
+  /** `processKeyOf` its snapshots. */
+  readonly key: string;
+  readonly seq: number;
   readonly counts: SnapshotCounts;
-  /** Process keys (`pid/startedAtMs`) of the most recent earlier processes, newest last (bounded). */
-  readonly keys: readonly string[];
-  /** How many processes ran under this id before the current one. */
+}
+
+/** The other processes seen under a worker id, so the row and the totals keep the work they did. */
+export interface EarlierProcesses {
+  /**
+   * The most recent ones, oldest first (at most EARLIER_PROCESSES_MAX): a late snapshot of one of them
+   * (its goodbye, say) updates its counts instead of adding them a second time.
+   */
+  readonly processes: readonly EarlierProcess[];
+  /** The counts of the older ones that no longer fit in `processes`, added up; null when none. */
+  readonly retiredCounts: SnapshotCounts | null;
+  /** How many processes ran under this id besides the one in the row. */
   readonly restarts: number;
 }
 
-/** Earlier process keys remembered per worker id, to recognise their late snapshots (a crash loop must not grow it). */
-const EARLIER_KEYS_MAX = 16;
+/** Earlier processes remembered one by one per worker id (a crash loop must not grow it; older ones are only summed). */
+const EARLIER_PROCESSES_MAX = 16;
 
 export interface StatsState {
   readonly workers: Readonly<Record<string, WorkerEntry>>;
@@ -77,8 +89,13 @@ export function emptyStats(): StatsState {
   return { workers: {}, totalHistory: [], invalidCount: 0, deafSinceMs: null };
 }
 
-function processKey(s: WorkerSnapshot): string {
-  return `${s.pid}/${s.startedAtMs}`;
+/**
+ * Which process sent a snapshot: its `instanceId` (a random id drawn at start) when the worker sends
+ * one, else `pid/startedAtMs`. Only equality matters — never order: a restarted worker's start time
+ * can be lower than its predecessor's (another host's clock, or a clock set back).
+ */
+export function processKeyOf(s: WorkerSnapshot & { readonly instanceId?: string }): string {
+  return s.instanceId ?? `${s.pid}/${s.startedAtMs}`;
 }
 
 function addCounts(a: SnapshotCounts, b: SnapshotCounts): SnapshotCounts {
@@ -94,30 +111,103 @@ function addCounts(a: SnapshotCounts, b: SnapshotCounts): SnapshotCounts {
   };
 }
 
+/** The earlier processes' counts, added up. */
+function earlierCountsOf(earlier: EarlierProcesses): SnapshotCounts | null {
+  let total = earlier.retiredCounts;
+  for (const p of earlier.processes) total = total ? addCounts(total, p.counts) : p.counts;
+  return total;
+}
+
 /**
- * Records one snapshot. A snapshot older than the one held (lower `seq` from the same process)
- * is ignored: fanout delivery is ordered per publisher, but a restarted watch can see leftovers.
- * A worker restarted under the same id (new pid or start time) takes the row over, and the old
- * process's last counts move to `earlier`, so the row and the totals keep the work it did. A late
- * snapshot from an earlier (or older) process is ignored: its counts are already in, and letting
- * it take the row back would count them twice.
+ * Records one snapshot. Each process under a worker id is told apart by `processKeyOf`, and its
+ * snapshots by `seq`: one older than the newest held from the same process is ignored (fanout
+ * delivery is ordered per publisher, but a restarted watch can see leftovers).
+ *
+ * A worker restarted under the same id is a process not seen before: it takes the row over, and the
+ * process it replaces becomes an earlier one whose counts stay in the row and the totals. Whether a
+ * process is newer is never judged by `startedAtMs` (see `processKeyOf`). The counts of every
+ * process are kept apart, each at its newest snapshot, so a late snapshot of an earlier process (its
+ * goodbye arriving after its successor's first snapshot) updates that process's counts and is never
+ * counted twice. See `takesRow` for which process the row shows.
  */
-export function receiveSnapshot(state: StatsState, snapshot: WorkerSnapshot, receivedAtMs: number): StatsState {
+export function receiveSnapshot(
+  state: StatsState,
+  snapshot: WorkerSnapshot,
+  receivedAtMs: number,
+  options: StalenessOptions = DEFAULT_STALENESS,
+): StatsState {
   const previous = state.workers[snapshot.workerId];
-  const key = processKey(snapshot);
-  let earlier = previous?.earlier;
-  if (previous !== undefined && processKey(previous.snapshot) === key) {
+  const key = processKeyOf(snapshot);
+  let entry: WorkerEntry;
+  if (previous === undefined) {
+    entry = { snapshot, receivedAtMs, history: [] };
+  } else if (processKeyOf(previous.snapshot) === key) {
     if (snapshot.seq < previous.snapshot.seq) return state;
-  } else if (previous !== undefined) {
-    if (earlier?.keys.includes(key) || snapshot.startedAtMs < previous.snapshot.startedAtMs) return state;
-    earlier = {
-      counts: earlier ? addCounts(earlier.counts, previous.snapshot.counts) : previous.snapshot.counts,
-      keys: [...(earlier?.keys ?? []), processKey(previous.snapshot)].slice(-EARLIER_KEYS_MAX),
-      restarts: (earlier?.restarts ?? 0) + 1,
-    };
+    entry = { snapshot, receivedAtMs, history: previous.history, ...(previous.earlier ? { earlier: previous.earlier } : {}) };
+  } else {
+    const known = previous.earlier?.processes.find((p) => p.key === key);
+    if (known && snapshot.seq <= known.seq) return state;
+    const seen = { key, seq: snapshot.seq, counts: snapshot.counts };
+    if (!takesRow(previous, snapshot, known !== undefined, receivedAtMs, state.deafSinceMs ?? null, options)) {
+      // Its counts are kept (they happened), the row stays with the process that runs now.
+      entry = { ...previous, earlier: rememberEarlier(previous.earlier, seen) };
+    } else {
+      // The row's process becomes an earlier one; this one leaves the earlier list if it was on it.
+      const current = previous.snapshot;
+      const earlier = rememberEarlier(withoutProcess(previous.earlier, key), {
+        key: processKeyOf(current),
+        seq: current.seq,
+        counts: current.counts,
+      });
+      entry = { snapshot, receivedAtMs, history: previous.history, earlier };
+    }
   }
-  const entry: WorkerEntry = { snapshot, receivedAtMs, history: previous?.history ?? [], ...(earlier ? { earlier } : {}) };
   return { ...state, workers: { ...state.workers, [snapshot.workerId]: entry } };
+}
+
+/**
+ * Whether a snapshot from another process than the row's takes the row. The row follows the process
+ * that runs now, decided without comparing clocks:
+ * - a process not seen before is a restart and takes the row, unless its snapshot is a goodbye while
+ *   the row's process still runs (a predecessor's last snapshot, first heard after its successor's);
+ * - an earlier process takes the row back only when the row's process has left (said goodbye, or
+ *   has not been heard for `staleAfterMs` on the reader's clock) and it has not: two processes
+ *   running under one id (a mistake, or an overlap during a rolling restart) must not make the row
+ *   flip every second. Their counts add up either way.
+ */
+function takesRow(
+  previous: WorkerEntry,
+  snapshot: WorkerSnapshot,
+  known: boolean,
+  receivedAtMs: number,
+  deafSinceMs: number | null,
+  options: StalenessOptions,
+): boolean {
+  const rowProcessLeft = previous.snapshot.stopping || heardAgeMs(previous, receivedAtMs, deafSinceMs) > options.staleAfterMs;
+  return known ? !snapshot.stopping && rowProcessLeft : !snapshot.stopping || rowProcessLeft;
+}
+
+/**
+ * Records an earlier process at its newest snapshot: replaces its entry when it is listed, else adds
+ * it as one more process that ran under the id. Beyond EARLIER_PROCESSES_MAX the oldest are summed
+ * into `retiredCounts` (a late snapshot of one of those is out of the question: it is many restarts old).
+ */
+function rememberEarlier(earlier: EarlierProcesses | undefined, process: EarlierProcess): EarlierProcesses {
+  const processes = earlier?.processes ?? [];
+  const listed = processes.some((p) => p.key === process.key);
+  const next = listed ? processes.map((p) => (p.key === process.key ? process : p)) : [...processes, process];
+  let retiredCounts = earlier?.retiredCounts ?? null;
+  while (next.length > EARLIER_PROCESSES_MAX) {
+    const retired = next.shift()!;
+    retiredCounts = retiredCounts ? addCounts(retiredCounts, retired.counts) : retired.counts;
+  }
+  return { processes: next, retiredCounts, restarts: (earlier?.restarts ?? 0) + (listed ? 0 : 1) };
+}
+
+/** The earlier processes without one (it takes the row back: it is the current one again). */
+function withoutProcess(earlier: EarlierProcesses | undefined, key: string): EarlierProcesses | undefined {
+  if (!earlier?.processes.some((p) => p.key === key)) return earlier;
+  return { ...earlier, processes: earlier.processes.filter((p) => p.key !== key), restarts: earlier.restarts - 1 };
 }
 
 /**
@@ -202,7 +292,7 @@ export interface WorkerRow {
    * `?`); its rates, in-flight count and latency are null / empty like a gone worker's.
    */
   readonly unheard: boolean;
-  /** Processes that ran under this id before the current one; their counts are included below. */
+  /** Processes that ran under this id besides the current one; their counts are included below. */
   readonly restarts: number;
   readonly host: string;
   readonly pid: number;
@@ -257,7 +347,8 @@ export function rowOf(
   const unheard = deafSinceMs !== null;
   const live = !unheard && (status === 'active' || status === 'idle');
   const current = !unheard && status !== 'gone';
-  const counts = entry.earlier ? addCounts(entry.earlier.counts, s.counts) : s.counts;
+  const earlierCounts = entry.earlier ? earlierCountsOf(entry.earlier) : null;
+  const counts = earlierCounts ? addCounts(earlierCounts, s.counts) : s.counts;
   return {
     workerId: s.workerId,
     status,

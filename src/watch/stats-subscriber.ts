@@ -1,4 +1,5 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
+import type { Logger } from '../log.js';
 import { decodeSnapshot, type WorkerSnapshot } from '../stats/snapshot.js';
 
 /**
@@ -63,6 +64,58 @@ export async function declareStatsQueue(channel: Channel, exchange: string): Pro
   });
   await channel.bindQueue(queue, exchange, '');
   return queue;
+}
+
+/** How often a long-running reader binds its private queue to the stats exchange again. */
+export const STATS_REBIND_MS = 2_000;
+
+/** A subscription's private queue, and the channel that declared it (the queue dies with it). */
+interface StatsSubscription {
+  readonly channel: Channel;
+  readonly queue: string;
+}
+
+/**
+ * The queue source of a long-running stats subscription on a managed channel (`watch`, the
+ * dashboard): `queue` declares the private queue on each new channel (`declareStatsQueue`), and every
+ * `intervalMs` the current one is bound to the exchange again — a no-op for the broker while the
+ * binding exists. Deleting the exchange (`txsim reset` while the reader runs, or bench's reset of its
+ * namespace) drops the binding without a word to the consumer: a reader that did not look would
+ * listen to nothing from then on, even once the exchange is declared again. Against an exchange
+ * declared again the bind restores the flow; against a missing one it fails with a 404, which closes
+ * the channel, and the channel's own failure path takes over (the reader's "no <ns>.stats yet", a
+ * new subscription every retry delay until the exchange is back). `stop` ends the timer.
+ */
+export function rebindingStatsQueue(
+  stats: { readonly channel: Channel | null },
+  exchange: string,
+  log: Logger,
+  intervalMs: number = STATS_REBIND_MS,
+): { queue: (channel: Channel) => Promise<string>; stop: () => void } {
+  let subscription: StatsSubscription | null = null;
+  let busy = false;
+  const timer = setInterval(() => {
+    // Only the queue of the channel in use: one of a channel since replaced is gone with it.
+    const current = subscription?.channel === stats.channel ? subscription : null;
+    if (busy || current === null) return;
+    busy = true;
+    current.channel
+      .bindQueue(current.queue, exchange, '')
+      .catch((err: unknown) => {
+        // A 404 closes the channel: the managed channel's 'error' and 'close' handlers act on it.
+        log.debug({ err: (err as Error).message }, 'stats queue could not be bound again');
+      })
+      .finally(() => (busy = false));
+  }, intervalMs);
+  timer.unref();
+  return {
+    queue: async (channel) => {
+      const queue = await declareStatsQueue(channel, exchange);
+      subscription = { channel, queue };
+      return queue;
+    },
+    stop: () => clearInterval(timer),
+  };
 }
 
 /** The second half: decodes one snapshot message (consumed without ack) for the listener. */

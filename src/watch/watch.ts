@@ -35,7 +35,7 @@ import {
   type WorkerRow,
 } from './stats-aggregator.js';
 import type { WorkerSnapshot } from '../stats/snapshot.js';
-import { declareStatsQueue, snapshotHandler, subscribeStats, type StatsListener } from './stats-subscriber.js';
+import { rebindingStatsQueue, snapshotHandler, subscribeStats, type StatsListener } from './stats-subscriber.js';
 import type { WatchData, WatchFeed } from '../ui/watch-state.js';
 import { hopLatencyText, stagesText } from '../ui/text.js';
 import type { CommandContext } from '../commands/context.js';
@@ -91,7 +91,7 @@ export class WatchFeedStore implements WatchFeed {
   }
 
   onSnapshot = (snapshot: WorkerSnapshot, receivedAtMs: number): void => {
-    this.stats = receiveSnapshot(this.stats, snapshot, receivedAtMs);
+    this.stats = receiveSnapshot(this.stats, snapshot, receivedAtMs, this.staleness);
   };
 
   onInvalid = (): void => {
@@ -160,7 +160,7 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
   const topology = topologyOf(config, await partitionCountForWatch(config, log));
   const store = new WatchFeedStore(options.staleness, Date.now, Math.max(QUEUE_STALE_AFTER_MS_MIN, 3 * options.intervalMs));
   const api = new ManagementApiClient(config.rabbitmqApiUrl, vhostOf(config.amqpUrl));
-  const connection = followStats(config.amqpUrl, topology.statsExchange, store, log);
+  const { connection, stopChecking } = followStats(config.amqpUrl, topology.statsExchange, store, log);
   await connection.start();
   const passive = new PassiveDeclareReader(connection);
   const reader = new QueueDepthReader(watchedQueues(topology), api, passive);
@@ -200,6 +200,7 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
   } finally {
     clearInterval(refresher);
     stopReading();
+    stopChecking();
     await passive.close();
     await api.close();
     await connection.close();
@@ -208,9 +209,15 @@ export async function handleWatch(ctx: CommandContext, options: WatchOptions, io
 
 /**
  * The stats subscription of the live watch: a managed connection (it comes back by itself) with
- * one channel whose consumer re-declares its private queue on every subscribe.
+ * one channel whose consumer re-declares its private queue on every subscribe. `stopChecking` ends
+ * the periodic bind (`rebindingStatsQueue`); call it before closing the connection.
  */
-function followStats(amqpUrl: string, exchange: string, store: WatchFeedStore, log: Logger): ManagedConnection {
+function followStats(
+  amqpUrl: string,
+  exchange: string,
+  store: WatchFeedStore,
+  log: Logger,
+): { connection: ManagedConnection; stopChecking: () => void } {
   const connection = new ManagedConnection({
     url: amqpUrl,
     log,
@@ -238,19 +245,17 @@ function followStats(amqpUrl: string, exchange: string, store: WatchFeedStore, l
     },
   });
   const onSnapshot = snapshotHandler(statsListener(store, log));
-  stats.consume(
-    (channel) => declareStatsQueue(channel, exchange),
-    ({ msg }) => onSnapshot(msg),
-    {
-      noAck: true,
-      label: 'stats subscriber',
-      onSubscribed: () => {
-        store.hearing();
-        store.setBroker('connected');
-      },
+  // The queue is bound again every 2 s: a reset of the namespace must not leave watch listening to nothing.
+  const subscription = rebindingStatsQueue(stats, exchange, log);
+  stats.consume(subscription.queue, ({ msg }) => onSnapshot(msg), {
+    noAck: true,
+    label: 'stats subscriber',
+    onSubscribed: () => {
+      store.hearing();
+      store.setBroker('connected');
     },
-  );
-  return connection;
+  });
+  return { connection, stopChecking: subscription.stop };
 }
 
 /** The broker's 404 on a passive declare: the exchange or queue does not exist. */

@@ -10,7 +10,17 @@ import {
   viewOf,
   type StatsState,
 } from '../../src/watch/stats-aggregator.js';
+import type { WorkerSnapshot } from '../../src/stats/snapshot.js';
 import { latency, snapshot } from './stats-fixtures.js';
+
+/**
+ * A snapshot carrying a per-process instance id (a random id drawn at start). Added with
+ * Object.assign: `WorkerSnapshot` only gains the optional field once the publisher sends it, and the
+ * aggregator already tells processes apart by it when it is there.
+ */
+function withInstance(s: WorkerSnapshot, instanceId: string): WorkerSnapshot {
+  return Object.assign({}, s, { instanceId });
+}
 
 /**
  * The aggregator's rules that every view shares: a worker restarted under the same id keeps its
@@ -61,14 +71,108 @@ describe('a worker restarted under the same id', () => {
     expect(viewOf(state, 3_600).rows[0]!.restarts).toBe(2);
   });
 
-  it('ignores a late snapshot from the earlier process instead of counting it twice', () => {
+  it('takes a late snapshot from the earlier process as that process’s newer counts, never counting it twice', () => {
     let state = receiveSnapshot(emptyStats(), snapshot('w1', { pid: 100, startedAtMs: 1_000, seq: 40, counts: { applied: 100 } }), 10_000);
     state = receiveSnapshot(state, snapshot('w1', { pid: 200, startedAtMs: 20_000, seq: 1, counts: { applied: 5 } }), 21_000);
     state = receiveSnapshot(state, snapshot('w1', { pid: 100, startedAtMs: 1_000, seq: 41, counts: { applied: 101 } }), 21_100);
     state = receiveSnapshot(state, snapshot('w1', { pid: 200, startedAtMs: 20_000, seq: 2, counts: { applied: 6 } }), 22_000);
     const view = viewOf(state, 22_100);
-    expect(view.totals.applied).toBe(106);
+    // 101 of the old process (its newest snapshot, not 100 + 101) and 6 of the new one.
+    expect(view.totals.applied).toBe(107);
     expect(view.rows[0]).toMatchObject({ pid: 200, restarts: 1 });
+  });
+});
+
+describe('a restart told apart without comparing clocks', () => {
+  it('takes the row over when its start time is lower than its predecessor’s (its host’s clock behind), and its counts count', () => {
+    let state = receiveSnapshot(emptyStats(), snapshot('w1', { pid: 100, startedAtMs: 50_000, seq: 40, counts: { applied: 100 } }), 10_000);
+    // Restarted on a host whose clock is 40 s behind: a start time lower than the predecessor's.
+    state = receiveSnapshot(state, snapshot('w1', { pid: 200, startedAtMs: 10_000, seq: 1, counts: { applied: 5 } }), 21_000);
+    state = receiveSnapshot(state, snapshot('w1', { pid: 200, startedAtMs: 10_000, seq: 2, counts: { applied: 9 } }), 22_000);
+    const view = viewOf(state, 22_100);
+    expect(view.rows[0]).toMatchObject({ workerId: 'w1', pid: 200, startedAtMs: 10_000, applied: 109, restarts: 1, status: 'active' });
+    expect(view.totals.applied).toBe(109);
+  });
+
+  it('tells a restart by its instance id when the pid and start time repeat (pid 1 in a container, a clock reset at boot)', () => {
+    const same = { pid: 1, startedAtMs: 1_000 };
+    let state = receiveSnapshot(
+      emptyStats(),
+      withInstance(snapshot('w1', { ...same, seq: 40, counts: { applied: 100 } }), 'boot-a'),
+      10_000,
+    );
+    state = receiveSnapshot(state, withInstance(snapshot('w1', { ...same, seq: 1, counts: { applied: 5 } }), 'boot-b'), 21_000);
+    expect(viewOf(state, 21_100).rows[0]).toMatchObject({ applied: 105, restarts: 1 });
+  });
+
+  it('keeps the predecessor’s goodbye counts when that snapshot arrives after its successor’s first, and the row stays with the successor', () => {
+    let state = receiveSnapshot(emptyStats(), snapshot('w1', { pid: 100, startedAtMs: 50_000, seq: 40, counts: { applied: 100 } }), 10_000);
+    state = receiveSnapshot(state, snapshot('w1', { pid: 200, startedAtMs: 10_000, seq: 1, counts: { applied: 5 } }), 10_500);
+    // The old process finished its in-flight deliveries meanwhile: its goodbye says 103.
+    state = receiveSnapshot(
+      state,
+      snapshot('w1', { pid: 100, startedAtMs: 50_000, seq: 41, stopping: true, counts: { applied: 103 } }),
+      10_600,
+    );
+    // A copy of a snapshot already counted changes nothing.
+    state = receiveSnapshot(state, snapshot('w1', { pid: 100, startedAtMs: 50_000, seq: 41, counts: { applied: 103 } }), 10_700);
+    const view = viewOf(state, 10_800);
+    expect(view.rows[0]).toMatchObject({ pid: 200, status: 'active', applied: 108, restarts: 1 });
+  });
+
+  it('does not hand the row to a predecessor first heard after its successor (watch started during the overlap)', () => {
+    let state = receiveSnapshot(emptyStats(), snapshot('w1', { pid: 200, startedAtMs: 10_000, seq: 3, counts: { applied: 5 } }), 10_000);
+    state = receiveSnapshot(
+      state,
+      snapshot('w1', { pid: 100, startedAtMs: 50_000, seq: 41, stopping: true, counts: { applied: 103 } }),
+      10_100,
+    );
+    state = receiveSnapshot(state, snapshot('w1', { pid: 200, startedAtMs: 10_000, seq: 4, counts: { applied: 7 } }), 11_000);
+    expect(viewOf(state, 11_100).rows[0]).toMatchObject({ pid: 200, status: 'active', applied: 110, restarts: 1 });
+  });
+
+  it('two processes under one id: the row does not flip between them, and both processes’ counts add up', () => {
+    let state = receiveSnapshot(emptyStats(), snapshot('w1', { pid: 100, startedAtMs: 9_000, seq: 1, counts: { applied: 10 } }), 10_000);
+    state = receiveSnapshot(state, snapshot('w1', { pid: 200, startedAtMs: 1_000, seq: 1, counts: { applied: 20 } }), 10_100);
+    for (let i = 2; i <= 4; i++) {
+      state = receiveSnapshot(
+        state,
+        snapshot('w1', { pid: 100, startedAtMs: 9_000, seq: i, counts: { applied: 10 * i } }),
+        10_000 + i * 1_000,
+      );
+      state = receiveSnapshot(
+        state,
+        snapshot('w1', { pid: 200, startedAtMs: 1_000, seq: i, counts: { applied: 20 * i } }),
+        10_100 + i * 1_000,
+      );
+      expect(viewOf(state, 10_200 + i * 1_000).rows[0]).toMatchObject({ pid: 200, applied: 30 * i, restarts: 1 });
+    }
+  });
+
+  it('gives the row back to the earlier process once the row’s process said goodbye or went quiet', () => {
+    const a = (seq: number, applied: number, receivedAtMs: number, stopping = false) =>
+      [snapshot('w1', { pid: 100, startedAtMs: 9_000, seq, stopping, counts: { applied } }), receivedAtMs] as const;
+    const b = (seq: number, applied: number, receivedAtMs: number, stopping = false) =>
+      [snapshot('w1', { pid: 200, startedAtMs: 1_000, seq, stopping, counts: { applied } }), receivedAtMs] as const;
+    let state = emptyStats();
+    for (const [s, at] of [a(1, 10, 10_000), b(1, 20, 10_100), b(2, 25, 11_100, true), a(2, 12, 11_200)])
+      state = receiveSnapshot(state, s, at);
+    expect(viewOf(state, 11_300).rows[0]).toMatchObject({ pid: 100, status: 'active', applied: 37, restarts: 1 });
+    // B comes back as a third process (a restart): it takes the row; then it goes quiet, and A takes the row back.
+    state = receiveSnapshot(state, snapshot('w1', { pid: 300, startedAtMs: 500, seq: 1, counts: { applied: 1 } }), 12_000);
+    expect(viewOf(state, 12_100).rows[0]).toMatchObject({ pid: 300, applied: 38, restarts: 2 });
+    state = receiveSnapshot(state, ...a(3, 14, 13_000));
+    expect(viewOf(state, 13_100).rows[0]!.pid).toBe(300);
+    state = receiveSnapshot(state, ...a(4, 16, 12_000 + DEFAULT_STALENESS.staleAfterMs + 1));
+    expect(viewOf(state, 15_100).rows[0]).toMatchObject({ pid: 100, applied: 42, restarts: 2 });
+  });
+
+  it('keeps every process’s counts in a long crash loop, beyond the processes it remembers one by one', () => {
+    let state: StatsState = emptyStats();
+    for (let pid = 1; pid <= 40; pid++)
+      state = receiveSnapshot(state, snapshot('w1', { pid, startedAtMs: 100_000 - pid, seq: 1, counts: { applied: 1 } }), pid * 1_000);
+    expect(viewOf(state, 40_100).rows[0]).toMatchObject({ pid: 40, applied: 40, restarts: 39 });
+    expect(state.workers.w1!.earlier!.processes.length).toBeLessThanOrEqual(16);
   });
 });
 

@@ -1,84 +1,30 @@
 import chalk from 'chalk';
-import { render } from 'ink-testing-library';
 import { afterEach, beforeAll, afterAll, describe, expect, it } from 'vitest';
-import { WatchFeedStore } from '../../src/watch/watch.js';
-import type { QueueDepth, QueueReading } from '../../src/watch/queue-depths.js';
 import { colorsAllowed } from '../../src/ui/use-color.js';
-import { WatchApp } from '../../src/ui/WatchApp.js';
-import { hiddenParts, planLayout, initialUiState } from '../../src/ui/watch-state.js';
-import { snapshot } from './stats-fixtures.js';
+import { hiddenParts, planLayout } from '../../src/ui/watch-state.js';
+import { frameOf as show, queueReading, unmountFrame, watchStore } from '../helpers/watch-frames.js';
 
 /**
  * `watch` at the edges: NO_COLOR, terminals too small for every panel (free rows are used, what is
  * left out is said), and a worker that is gone (no live in-flight count or latency).
  */
 
-const endpoints = { amqp: 'amqp://guest:***@127.0.0.1:5672', database: 'mysql://root@127.0.0.1:3306/txsim' };
-const START_MS = 1_000_000;
-
-const queue = (name: string, role: QueueDepth['role'], ready: number): QueueDepth => ({
-  name,
-  role,
-  exists: true,
-  ready,
-  unacked: 0,
-  consumers: 3,
-  inPerS: 1,
-  outPerS: 1,
-});
-const reading: QueueReading = {
-  source: 'management-api',
-  atMs: START_MS,
-  apiError: null,
-  queues: [
-    queue('txsim.transactions.process', 'process', 1234),
-    queue('txsim.retry.250ms', 'retry', 2),
-    queue('txsim.retry.1000ms', 'retry', 1),
-    queue('txsim.errors', 'errors', 88),
-    queue('txsim.dead', 'dead', 4),
-    queue('txsim.accounting.statements', 'accounting', 10),
+const reading = queueReading(
+  [
+    ['txsim.transactions.process', 'process', 1234],
+    ['txsim.retry.250ms', 'retry', 2],
+    ['txsim.retry.1000ms', 'retry', 1],
+    ['txsim.errors', 'errors', 88],
+    ['txsim.dead', 'dead', 4],
+    ['txsim.accounting.statements', 'accounting', 10],
   ],
-};
+  { unacked: 0, consumers: 3, inPerS: 1, outPerS: 1 },
+);
 
 /** Workers w1..wN that reported for a few seconds; `gone` ones said goodbye (a clean stop). */
-function store(workers: number, gone: readonly string[] = []) {
-  let nowMs = START_MS + 60_000;
-  const s = new WatchFeedStore({ staleAfterMs: 3_000, goneAfterMs: 15_000, forgetAfterMs: 300_000 }, () => nowMs);
-  for (let seq = 1; seq <= 3; seq++) {
-    for (let i = 1; i <= workers; i++) {
-      const id = `w${i}`;
-      s.onSnapshot(snapshot(id, { seq, inFlight: 7, prefetchCount: 50, stopping: seq === 3 && gone.includes(id) }), nowMs);
-    }
-    s.refresh();
-    nowMs += 1_000;
-  }
-  s.setQueues(reading, null);
-  s.setBroker('connected');
-  s.refresh();
-  return s;
-}
+const store = (workers: number, gone: readonly string[] = []) => watchStore({ workers, gone, reading }).store;
 
-let unmount: (() => void) | null = null;
-afterEach(() => {
-  unmount?.();
-  unmount = null;
-});
-
-function show(feed: WatchFeedStore, size: { columns: number; rows: number }, extra: { colors?: boolean; selectedId?: string } = {}) {
-  const r = render(
-    <WatchApp
-      feed={feed}
-      namespace="txsim"
-      endpoints={endpoints}
-      startedAtMs={START_MS}
-      size={size}
-      colors={extra.colors}
-      initialState={{ ...initialUiState, selectedId: extra.selectedId ?? null }}
-    />,
-  );
-  unmount = r.unmount;
-  return r.lastFrame()!;
-}
+afterEach(unmountFrame);
 
 describe('NO_COLOR', () => {
   // ink-testing-library's stdout is no terminal, so chalk would print no colour anyway: force it on
@@ -97,7 +43,6 @@ describe('NO_COLOR', () => {
 
   it('colours the status cells normally, and none at all with colours off (emphasis stays)', () => {
     expect(show(store(3), { columns: 80, rows: 24 })).toMatch(COLOUR);
-    unmount?.();
     const plain = show(store(3), { columns: 80, rows: 24 }, { colors: false, selectedId: 'w1' });
     expect(plain).not.toMatch(COLOUR);
     expect(plain).toContain('active');

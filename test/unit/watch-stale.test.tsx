@@ -1,8 +1,6 @@
-import { render } from 'ink-testing-library';
 import { afterEach, describe, expect, it } from 'vitest';
 import { plainLines, WatchFeedStore } from '../../src/watch/watch.js';
-import type { QueueDepth, QueueReading } from '../../src/watch/queue-depths.js';
-import { WatchApp } from '../../src/ui/WatchApp.js';
+import { frameOf, queueReading, START_MS, STALENESS, unmountFrame, watchStore } from '../helpers/watch-frames.js';
 import { snapshot } from './stats-fixtures.js';
 
 /**
@@ -11,62 +9,23 @@ import { snapshot } from './stats-fixtures.js';
  * age, status '?'), a gone worker in the plain lines, and a terminal narrower than 80 columns.
  */
 
-const endpoints = { amqp: 'amqp://guest:***@127.0.0.1:5672', database: 'mysql://root@127.0.0.1:3306/txsim' };
-const START_MS = 1_000_000;
 const API_DOWN = 'rabbitmq-management unreachable at http://guest:***@127.0.0.1:15672: ECONNREFUSED';
 
-const queue = (name: string, role: QueueDepth['role'], ready: number): QueueDepth => ({
-  name,
-  role,
-  exists: true,
-  ready,
-  unacked: 3,
-  consumers: 2,
-  inPerS: 61.5,
-  outPerS: 60.2,
-});
-const reading: QueueReading = {
-  source: 'management-api',
-  atMs: START_MS,
-  apiError: null,
-  queues: [
-    queue('txsim.transactions.process', 'process', 1234),
-    queue('txsim.retry.250ms', 'retry', 2),
-    queue('txsim.errors', 'errors', 88),
-    queue('txsim.dead', 'dead', 4),
-    queue('txsim.accounting.statements', 'accounting', 10),
+const reading = queueReading(
+  [
+    ['txsim.transactions.process', 'process', 1234],
+    ['txsim.retry.250ms', 'retry', 2],
+    ['txsim.errors', 'errors', 88],
+    ['txsim.dead', 'dead', 4],
+    ['txsim.accounting.statements', 'accounting', 10],
   ],
-};
+  { unacked: 3, consumers: 2, inPerS: 61.5, outPerS: 60.2 },
+);
 
 /** Workers w1..wN reporting for three seconds, the queues read; `gone` ones said goodbye. */
-function setup(workers = 3, gone: readonly string[] = []) {
-  let nowMs = START_MS + 60_000;
-  const store = new WatchFeedStore({ staleAfterMs: 3_000, goneAfterMs: 15_000, forgetAfterMs: 300_000 }, () => nowMs);
-  for (let seq = 1; seq <= 3; seq++) {
-    for (let i = 1; i <= workers; i++) {
-      const id = `w${i}`;
-      store.onSnapshot(snapshot(id, { seq, inFlight: 7, prefetchCount: 50, stopping: seq === 3 && gone.includes(id) }), nowMs);
-    }
-    store.refresh();
-    nowMs += 1_000;
-  }
-  store.setQueues(reading, null);
-  store.setBroker('connected');
-  store.refresh();
-  return { store, advance: (ms: number) => void (nowMs += ms), at: () => nowMs };
-}
+const setup = (workers = 3, gone: readonly string[] = []) => watchStore({ workers, gone, reading });
 
-let unmount: (() => void) | null = null;
-afterEach(() => {
-  unmount?.();
-  unmount = null;
-});
-
-function frameOf(store: WatchFeedStore, size = { columns: 80, rows: 30 }): string {
-  const r = render(<WatchApp feed={store} namespace="txsim" endpoints={endpoints} startedAtMs={START_MS} size={size} />);
-  unmount = r.unmount;
-  return r.lastFrame()!;
-}
+afterEach(unmountFrame);
 
 const totalLine = (lines: string[]) => lines.find((l) => l.includes('kind=total'))!;
 
@@ -98,7 +57,7 @@ describe('a queue read that fails after a good one', () => {
   });
 
   it('says why there is no reading at all, in the plain lines too', () => {
-    const store = new WatchFeedStore({ staleAfterMs: 3_000, goneAfterMs: 15_000, forgetAfterMs: 300_000 }, () => START_MS);
+    const store = new WatchFeedStore(STALENESS, () => START_MS);
     store.setQueues(null, API_DOWN);
     const data = store.refresh();
     expect(data.queuesStale).toBe(false);
