@@ -14,11 +14,39 @@ export const UNBALANCED_TRANSACTIONS: ViolationQuery<{ transaction_id: string; s
   examplesSql: 'SELECT transaction_id, SUM(amount_minor) AS s FROM ledger_entries GROUP BY transaction_id HAVING SUM(amount_minor) <> 0',
 };
 
-/** The whole ledger, when it does not sum to zero (at most one row). */
-export const UNBALANCED_LEDGER: ViolationQuery<{ s: string }> = {
-  countSql: 'SELECT CASE WHEN COALESCE(SUM(amount_minor), 0) <> 0 THEN 1 ELSE 0 END AS n FROM ledger_entries',
-  examplesSql: 'SELECT SUM(amount_minor) AS s FROM ledger_entries HAVING COALESCE(SUM(amount_minor), 0) <> 0',
-};
+/**
+ * Currencies whose entries do not sum to zero (at most one row per currency). Per currency, not over
+ * the whole ledger: 500 EUR taken from one account and 500 USD given to another sum to zero together
+ * but create dollars and destroy euros. Entries of an account that does not exist form a group of
+ * their own (currency NULL). One pass over `ledger_entries`, each entry's account by primary key; the
+ * GROUP BY keeps a row per currency.
+ */
+export const UNBALANCED_LEDGER: ViolationQuery<{ currency: string | null; s: string }> = (() => {
+  const from = `FROM ledger_entries e LEFT JOIN accounts a ON a.id = e.account_id GROUP BY a.currency HAVING SUM(e.amount_minor) <> 0`;
+  return {
+    countSql: `SELECT COUNT(*) AS n FROM (SELECT a.currency ${from}) x`,
+    examplesSql: `SELECT a.currency, SUM(e.amount_minor) AS s ${from}`,
+  };
+})();
+
+/**
+ * Entries on an account of another currency than their transaction's (or on an account that does not
+ * exist). Every posting of a transaction is in its currency: its own account's, the system account's
+ * of that currency, a transfer's destination's. Entries without a transaction are
+ * ENTRIES_WITHOUT_OUTCOME's. One pass over `ledger_entries`, its transaction and its account each by
+ * primary key.
+ */
+export const ENTRIES_OFF_CURRENCY = violationsFrom<{
+  transaction_id: string;
+  type: string | null;
+  currency: string | null;
+  account_id: string;
+  account_currency: string | null;
+}>(
+  `FROM ledger_entries e JOIN transactions t ON t.id = e.transaction_id LEFT JOIN accounts a ON a.id = e.account_id
+    WHERE NOT (a.currency <=> t.currency)`,
+  'e.transaction_id, t.type, t.currency, e.account_id, a.currency AS account_currency',
+);
 
 /** Customer accounts whose balance is not the sum of their entries. */
 export const BALANCES_OFF_ENTRIES: ViolationQuery<{ id: string; balance_minor: string; s: string }> = {
@@ -54,22 +82,39 @@ export const ENTRIES_WITHOUT_OUTCOME: ViolationQuery<{ transaction_id: string }>
 };
 
 /**
- * Applied transfers that do anything but move their amount from the source to the destination: not
- * exactly two entries, −amount on the source and +amount on the destination. A transfer that passes
- * touches no system account, so transfers leave the total of customer balances unchanged.
+ * Applied transfers that do anything but move their amount from one customer account to another of
+ * the transaction's currency: not exactly two entries, −amount on the source and +amount on the
+ * destination, or either side not a customer account of that currency (authorize() rejects both
+ * `currency_mismatch`). A transfer that passes touches no system account and no other currency, so
+ * transfers leave the total of customer balances in each currency unchanged. Its two accounts are
+ * read by primary key.
  */
-export const TRANSFERS_OFF_CUSTOMERS: ViolationQuery<{ id: string; c: string; debits: string; credits: string }> = (() => {
-  const from = `FROM transactions t LEFT JOIN ledger_entries e ON e.transaction_id = t.id
+export const TRANSFERS_OFF_CUSTOMERS: ViolationQuery<{
+  id: string;
+  c: string;
+  debits: string;
+  credits: string;
+  currency: string | null;
+  from_account: string | null;
+  to_account: string | null;
+}> = (() => {
+  const debit = 'CASE WHEN e.account_id = t.account_id AND e.amount_minor = -t.amount_minor THEN 1 ELSE 0 END';
+  const credit = 'CASE WHEN e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor THEN 1 ELSE 0 END';
+  // Constant per transfer; inside MIN() because the GROUP BY is on t.id alone (see POSTINGS_OFF_TYPE).
+  const customersOfCurrency = `CASE WHEN src.kind <=> 'customer' AND src.currency <=> t.currency AND dst.kind <=> 'customer' AND dst.currency <=> t.currency THEN 1 ELSE 0 END`;
+  /** An account as the example shows it: `customer EUR`, `system USD`, or `missing`. */
+  const side = (a: string) => `COALESCE(CONCAT(MIN(${a}.kind), ' ', MIN(${a}.currency)), 'missing')`;
+  const from = `FROM transactions t
+     LEFT JOIN accounts src ON src.id = t.account_id
+     LEFT JOIN accounts dst ON dst.id = t.to_account_id
+     LEFT JOIN ledger_entries e ON e.transaction_id = t.id
      WHERE t.type = 'transfer' AND t.status = 'applied'
      GROUP BY t.id
-     HAVING COUNT(e.id) <> 2
-         OR SUM(CASE WHEN e.account_id = t.account_id AND e.amount_minor = -t.amount_minor THEN 1 ELSE 0 END) <> 1
-         OR SUM(CASE WHEN e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor THEN 1 ELSE 0 END) <> 1`;
+     HAVING COUNT(e.id) <> 2 OR SUM(${debit}) <> 1 OR SUM(${credit}) <> 1 OR MIN(${customersOfCurrency}) = 0`;
   return {
     countSql: `SELECT COUNT(*) AS n FROM (SELECT t.id ${from}) x`,
-    examplesSql: `SELECT t.id, COUNT(e.id) AS c,
-        SUM(CASE WHEN e.account_id = t.account_id AND e.amount_minor = -t.amount_minor THEN 1 ELSE 0 END) AS debits,
-        SUM(CASE WHEN e.account_id = t.to_account_id AND e.amount_minor = t.amount_minor THEN 1 ELSE 0 END) AS credits ${from}`,
+    examplesSql: `SELECT t.id, COUNT(e.id) AS c, SUM(${debit}) AS debits, SUM(${credit}) AS credits,
+        MIN(t.currency) AS currency, ${side('src')} AS from_account, ${side('dst')} AS to_account ${from}`,
   };
 })();
 
@@ -181,6 +226,105 @@ export const HOLDS_OFF_LEDGER = violationsFrom<{
        FROM transactions WHERE status = 'applied' AND authorization_id IS NOT NULL GROUP BY authorization_id) t ON t.authorization_id = h.id
      WHERE h.captured_minor <> COALESCE(t.captures, 0) OR h.refunded_minor <> COALESCE(t.refunds, 0)`,
   'h.id, h.captured_minor, COALESCE(t.captures, 0) AS captures, h.refunded_minor, COALESCE(t.refunds, 0) AS refunds',
+);
+
+/**
+ * Holds that are not what their authorization reserved: every hold is made by an applied
+ * `card_authorization` of the same id, on the same account, of the same amount and currency, on a
+ * customer account of that currency. A hold grown, moved or made up after the fact shows here (the
+ * other direction, an applied authorization without a hold, is authorizationsUnsettled's). Reads
+ * `holds` once, its transaction and its account each by primary key.
+ */
+export const HOLDS_OFF_AUTHORIZATION = violationsFrom<{
+  id: string;
+  account_id: string;
+  authorized_minor: string;
+  currency: string;
+  account: string | null;
+  authorization: string | null;
+}>(
+  `FROM holds h LEFT JOIN transactions t ON t.id = h.id LEFT JOIN accounts a ON a.id = h.account_id
+    WHERE NOT (t.type <=> 'card_authorization' AND t.status <=> 'applied' AND t.account_id <=> h.account_id
+               AND t.amount_minor <=> h.authorized_minor AND t.currency <=> h.currency
+               AND a.kind <=> 'customer' AND a.currency <=> h.currency)`,
+  `h.id, h.account_id, h.authorized_minor, h.currency, CONCAT(a.kind, ' ', a.currency) AS account,
+   CONCAT(t.status, ' ', COALESCE(t.type, 'untyped'), ' of ', COALESCE(t.amount_minor, '?'), ' ', COALESCE(t.currency, '?'),
+          ' on account ', COALESCE(t.account_id, '?')) AS authorization`,
+);
+
+/** The types that act on an existing hold: named by `authorization_id` (a refund by capture: its capture's hold). */
+const ON_A_HOLD = `('card_capture', 'card_void', 'card_refund')`;
+
+/**
+ * Applied captures, voids and refunds whose `authorization_id` names no hold, or a hold on another
+ * account or in another currency: authorizeCard() rejects them (`unknown_authorization`,
+ * `currency_mismatch`), so none of them is ever applied. HOLDS_OFF_LEDGER starts from the holds and
+ * cannot see these. One pass over `transactions`, each hold by primary key.
+ */
+export const CARD_OPERATIONS_OFF_HOLD = violationsFrom<{
+  id: string;
+  type: string;
+  account_id: string | null;
+  authorization_id: string | null;
+  hold_account_id: string | null;
+}>(
+  `FROM transactions t LEFT JOIN holds h ON h.id = t.authorization_id
+    WHERE t.status = 'applied' AND t.type IN ${ON_A_HOLD}
+      AND NOT (h.account_id <=> t.account_id AND h.currency <=> t.currency)`,
+  't.id, t.type, t.account_id, t.authorization_id, h.account_id AS hold_account_id',
+);
+
+/**
+ * A hold's state against the applied captures and voids of its history, as authorizeCard() and the
+ * expiry sweep (db/hold-expiry.ts) write them. Each rule is a condition on `h` (the hold) and `f` (its
+ * applied captures and voids, NULL when it has none) and the words that name it in an example.
+ * `apply_order` (the outcome rows' AUTO_INCREMENT) orders a hold's history, within a batch as well;
+ * `processed_at` is the worker's clock the expiry was judged by, `updated_at` the sweep's when it
+ * expired the hold. Whether a capture was `final` is not recorded, so a hold `captured` short of its
+ * authorization is only required to have a capture at all.
+ */
+const HOLD_HISTORY_RULES: readonly { readonly sql: string; readonly text: string }[] = [
+  { sql: `h.state = 'voided' AND COALESCE(f.voids, 0) = 0`, text: 'voided without an applied void' },
+  { sql: `h.state <> 'voided' AND f.voids > 0`, text: 'an applied void, yet not voided' },
+  { sql: `f.voids > 1`, text: 'voided more than once' },
+  { sql: `f.last_order > f.void_order`, text: 'a capture or void applied after its void' },
+  { sql: `f.last_at >= h.expires_at`, text: 'a capture or void applied at or after its expiry' },
+  // The sweep sets updated_at to the time it judged the hold due (expires_at <= now); a refund later only moves it on.
+  { sql: `h.state = 'expired' AND h.updated_at < h.expires_at`, text: 'expired before its expiry' },
+  { sql: `h.state = 'open' AND h.captured_minor <> 0`, text: 'open with captures' },
+  {
+    sql: `h.state = 'partially_captured' AND NOT (h.captured_minor > 0 AND h.captured_minor < h.authorized_minor)`,
+    text: 'partially captured without a partial capture',
+  },
+  { sql: `h.state = 'captured' AND COALESCE(f.captures, 0) = 0`, text: 'captured without an applied capture' },
+  { sql: `h.state <> 'captured' AND h.captured_minor = h.authorized_minor`, text: 'captured in full, yet not captured' },
+];
+
+/**
+ * Holds whose state does not follow from their history (HOLD_HISTORY_RULES): voided iff an applied
+ * void, nothing captured or voided after it or past the expiry, expired only once due, captured only
+ * by captures. `transactions` has no index on `authorization_id`, so the history is one pass over
+ * `transactions` grouped by it (a temporary table with a row per hold that has captures or voids),
+ * joined to `holds` read once, like HOLDS_OFF_LEDGER.
+ */
+export const HOLDS_OFF_HISTORY = violationsFrom<{
+  id: string;
+  state: string;
+  authorized_minor: string;
+  captured_minor: string;
+  problems: string;
+}>(
+  `FROM holds h LEFT JOIN (SELECT authorization_id,
+            SUM(CASE WHEN type = 'card_void' THEN 1 ELSE 0 END) AS voids,
+            SUM(CASE WHEN type = 'card_capture' THEN 1 ELSE 0 END) AS captures,
+            MIN(CASE WHEN type = 'card_void' THEN apply_order END) AS void_order,
+            MAX(apply_order) AS last_order,
+            MAX(processed_at) AS last_at
+       FROM transactions WHERE status = 'applied' AND type IN ('card_capture', 'card_void') AND authorization_id IS NOT NULL
+       GROUP BY authorization_id) f ON f.authorization_id = h.id
+     WHERE ${HOLD_HISTORY_RULES.map((r) => `(${r.sql})`).join(' OR ')}`,
+  `h.id, h.state, h.authorized_minor, h.captured_minor,
+   CONCAT_WS('; ', ${HOLD_HISTORY_RULES.map((r) => `CASE WHEN ${r.sql} THEN ${sqlLiteral(r.text)} END`).join(', ')}) AS problems`,
 );
 
 /**
