@@ -49,6 +49,25 @@ export function heldBy(hold: Hold): bigint {
   return hold.state === 'open' || hold.state === 'partially_captured' ? hold.authorizedMinor - hold.capturedMinor : 0n;
 }
 
+/**
+ * Whether a refund by `authorizationId` that does not fit what its hold has captured so far may be
+ * waited for rather than rejected `refund_exceeds_capture` at once: a capture sent before it may
+ * still be on its way (in a delay queue because its authorization came late, or retried after a
+ * deadlock), and refusing the refund then would lose it although the producer sent it in order.
+ * Only while the hold can still take captures — open or partially captured and before its
+ * `expiresAt` (the rule captures are judged by) — and only if the refund would fit were the rest of
+ * the hold captured; a voided, expired or fully (or finally) captured hold never gains captures, so
+ * its answer is final. A refund by `captureId` waits for its capture by id instead (the caller).
+ * The caller still bounds the wait by the attempt limit and decides again, under the account lock,
+ * each time the refund comes back, so two refunds never take more than was captured between them.
+ */
+export function refundAwaitsCaptures(message: TransactionMessage, hold: Hold, now: Date): boolean {
+  if (message.type !== 'card_refund' || message.captureId !== undefined) return false;
+  if ((hold.state !== 'open' && hold.state !== 'partially_captured') || hold.expiresAt.getTime() <= now.getTime()) return false;
+  const amount = toMinor(amountOf(message));
+  return amount > hold.capturedMinor - hold.refundedMinor && amount <= hold.authorizedMinor - hold.refundedMinor;
+}
+
 type HoldReason = Exclude<RejectReason, 'invalid_message' | 'duplicate_conflict'>;
 
 export type CardDecision =

@@ -11,7 +11,7 @@ import {
 } from '../db/apply-batch-sql.js';
 import { withPipelinedTransaction, type PipelinedTransaction } from '../db/with-transaction.js';
 import { uuidV5 } from '../domain/ids.js';
-import { authorizeCard, type CaptureRef, type Hold } from '../domain/holds.js';
+import { authorizeCard, refundAwaitsCaptures, type CaptureRef, type Hold } from '../domain/holds.js';
 import { authorize, type AccountState } from '../domain/ledger.js';
 import { parseMinor, toMinor } from '../domain/money.js';
 import type { DecodeResult } from '../domain/message-schema.js';
@@ -46,9 +46,10 @@ export type Outcome =
       readonly message?: TransactionMessage;
     }
   /**
-   * A capture, void or refund whose authorization has no hold (yet): not recorded, retried through
-   * the delay queues while attempts remain (the authorization may still be on its way); on the last
-   * attempt it is rejected `unknown_authorization` instead.
+   * A capture, void or refund whose authorization has no hold (yet), or a refund by `authorizationId`
+   * above what its still-open hold has captured so far: not recorded, retried through the delay
+   * queues while attempts remain (the authorization or a capture may still be on its way); on the
+   * last attempt it is decided as it stands (`unknown_authorization`, `refund_exceeds_capture`).
    */
   | { readonly kind: 'deferred'; readonly id: string; readonly detail: string }
   /** The id already has an outcome from the same body: acknowledged, no second effect. */
@@ -62,8 +63,9 @@ export type Outcome =
 export interface ApplyContext {
   readonly workerId: string;
   /**
-   * The worker's attempt limit: a capture, void or refund without its hold is deferred (retried)
-   * before this attempt and rejected `unknown_authorization` on it. Absent: rejected at once.
+   * The worker's attempt limit: a capture, void or refund without its hold (or a refund by
+   * `authorizationId` awaiting captures) is deferred (retried) before this attempt and decided as it
+   * stands on it. Absent: decided at once.
    */
   readonly attemptsMax?: number;
   readonly now?: () => Date;
@@ -263,7 +265,9 @@ class BatchDecisions {
   /**
    * A card authorization, capture, void or refund: decided against the locked account and its hold.
    * A hold that does not exist (yet) defers the message while attempts remain — unless its
-   * authorization already has an outcome (then it was rejected and never will have a hold).
+   * authorization already has an outcome (then it was rejected and never will have a hold). So does
+   * a refund by `authorizationId` above what its hold has captured so far while the hold can still
+   * take captures (refundAwaitsCaptures): a capture sent before it may be in a delay queue.
    */
   private decideCard(item: Incoming, m: TransactionMessage): void {
     const captureId = m.captureId?.toLowerCase();
@@ -275,22 +279,9 @@ class BatchDecisions {
     // outcome at all, so it may still be on its way): deferred while attempts remain.
     const awaited = captureId ?? authorizationId;
     const missing = captureId !== undefined ? byCapture === undefined : hold === undefined;
-    const attemptsMax = this.context.attemptsMax;
-    if (
-      m.type !== 'card_authorization' &&
-      missing &&
-      awaited !== undefined &&
-      !this.existing.has(awaited) &&
-      attemptsMax !== undefined &&
-      item.attempt < attemptsMax
-    ) {
-      this.outcomes.push({
-        kind: 'deferred',
-        id: m.id,
-        detail: `${captureId !== undefined ? 'capture' : 'authorization'} ${awaited} not applied yet (attempt ${item.attempt})`,
-      });
-      this.holding = this.context.holdBehindDeferred === true;
-      return;
+    if (m.type !== 'card_authorization' && missing && awaited !== undefined && !this.existing.has(awaited) && this.mayDefer(item)) {
+      const what = captureId !== undefined ? 'capture' : 'authorization';
+      return this.defer(m.id, `${what} ${awaited} not applied yet (attempt ${item.attempt})`);
     }
     const decision =
       captureId !== undefined && byCapture === undefined
@@ -300,6 +291,19 @@ class BatchDecisions {
             detail: `no applied capture ${captureId} on account ${m.accountId}`,
           } as const)
         : authorizeCard(m, this.accounts.get(m.accountId), hold, this.now, byCapture);
+    // Decided against the hold as this batch leaves it, under the account's lock, so a refund that
+    // waits is judged again each time it comes back: two refunds never take more than was captured.
+    // Not in ordered mode: there a capture sent before the refund was decided before it (retried in
+    // place, holding its partition), so the answer is already final and waiting would stall the partition.
+    if (
+      this.context.holdBehindDeferred !== true &&
+      !decision.ok &&
+      decision.reason === 'refund_exceeds_capture' &&
+      hold &&
+      refundAwaitsCaptures(m, hold, this.now) &&
+      this.mayDefer(item)
+    )
+      return this.defer(m.id, `${decision.detail}; the hold may still take captures (attempt ${item.attempt})`);
     if (!decision.ok) {
       this.record(item, m.id, {
         status: 'rejected',
@@ -337,6 +341,18 @@ class BatchDecisions {
     });
     for (const p of decision.postings) this.writes.addEntry(m.id, p.accountId, p.amountMinor, this.now);
     this.outcomes.push({ kind: 'applied', id: m.id, message: m, balanceAfterMinor: decision.balanceAfterMinor });
+  }
+
+  /** Whether a message may still wait: attempts remain (and the worker has a limit at all). */
+  private mayDefer(item: Incoming): boolean {
+    const attemptsMax = this.context.attemptsMax;
+    return attemptsMax !== undefined && item.attempt < attemptsMax;
+  }
+
+  /** Not decided now: nothing recorded, the worker retries it through the delay queues. */
+  private defer(id: string, detail: string): void {
+    this.outcomes.push({ kind: 'deferred', id, detail });
+    this.holding = this.context.holdBehindDeferred === true;
   }
 
   private setBalance(accountId: number, balanceMinor: bigint): void {
