@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemAccountId } from '../../src/domain/ledger.js';
+import { examplesOf, failedChecks, verifyJson } from '../helpers/verify-checks.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { txBody } from '../helpers/publish.js';
 import { runTxsim, startWorker, waitForConsumers, type WorkerProcess } from '../helpers/txsim.js';
@@ -10,20 +11,6 @@ import { publishAndWait } from './card-helpers.js';
 // USD account with entries and balances that agree with each other sums to zero over the whole
 // ledger, yet creates dollars and destroys euros; a transfer into a system account leaves the
 // customers. Each book is written as a defective worker would write it, verified, then undone.
-
-interface VerifyJson {
-  readonly status: string;
-  readonly checks: { name: string; violations: number; examples: string[] }[];
-}
-
-/** Checks that found something: name → violations. */
-function failedChecks(report: VerifyJson): Record<string, number> {
-  return Object.fromEntries(report.checks.filter((c) => c.violations > 0).map((c) => [c.name, c.violations]));
-}
-
-function examplesOf(report: VerifyJson, name: string): string[] {
-  return report.checks.find((c) => c.name === name)?.examples ?? [];
-}
 
 describe('verify: each currency balances on its own', () => {
   let ns: TestNamespace;
@@ -85,13 +72,8 @@ describe('verify: each currency balances on its own', () => {
     };
   }
 
-  async function verifyJson(): Promise<{ code: number | null; report: VerifyJson; out: string }> {
-    const json = await runTxsim(['verify', '--json'], ns.env);
-    return { code: json.code, report: JSON.parse(json.stdout) as VerifyJson, out: json.stdout + json.stderr };
-  }
-
   it('passes the legitimate transfers of each currency', async () => {
-    const { code, report, out } = await verifyJson();
+    const { code, report, out } = await verifyJson(ns.env);
     expect(code, out).toBe(0);
     expect(failedChecks(report)).toEqual({});
   });
@@ -99,7 +81,7 @@ describe('verify: each currency balances on its own', () => {
   it('finds an applied EUR transfer from a EUR account credited to a USD account', async () => {
     const undo = await bookTransfer(2, 101, 500, 'EUR');
     try {
-      const { code, report, out } = await verifyJson();
+      const { code, report, out } = await verifyJson(ns.env);
       expect(code, out).toBe(4);
       // EUR lost 500 and USD gained 500: zero over the whole ledger, not in either currency.
       expect(failedChecks(report)).toEqual({
@@ -124,7 +106,7 @@ describe('verify: each currency balances on its own', () => {
     const cashIn = systemAccountId('cash_in', 'EUR');
     const undo = await bookTransfer(1, cashIn, 200, 'EUR');
     try {
-      const { code, report, out } = await verifyJson();
+      const { code, report, out } = await verifyJson(ns.env);
       expect(code, out).toBe(4);
       // Balanced in its currency, two entries of the right signs on the accounts it names: only the transfer check sees it.
       expect(failedChecks(report)).toEqual({ transfers_keep_customer_total: 1 });
@@ -135,7 +117,7 @@ describe('verify: each currency balances on its own', () => {
   });
 
   it('passes again once the books are repaired', async () => {
-    const { code, out } = await verifyJson();
+    const { code, out } = await verifyJson(ns.env);
     expect(code, out).toBe(0);
   });
 });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemAccountId } from '../../src/domain/ledger.js';
+import { examplesOf, failedChecks, verifyJson } from '../helpers/verify-checks.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { txBody } from '../helpers/publish.js';
 import { runTxsim, startWorker, waitFor, waitForConsumers, type WorkerProcess } from '../helpers/txsim.js';
@@ -10,19 +11,6 @@ import { authorization, capture, outcomeOf, publishAndWait } from './card-helper
 // authorization, a capture that names no hold, a void that leaves its hold open, a hold expired,
 // voided or captured without the history that would make it so. Each book is written by hand over
 // flows real workers applied, verified, then undone; the legitimate flows themselves must pass.
-
-interface VerifyJson {
-  readonly status: string;
-  readonly checks: { name: string; violations: number; examples: string[] }[];
-}
-
-function failedChecks(report: VerifyJson): Record<string, number> {
-  return Object.fromEntries(report.checks.filter((c) => c.violations > 0).map((c) => [c.name, c.violations]));
-}
-
-function examplesOf(report: VerifyJson, name: string): string[] {
-  return report.checks.find((c) => c.name === name)?.examples ?? [];
-}
 
 describe('verify: holds agree with their authorizations and their history', () => {
   let ns: TestNamespace;
@@ -59,11 +47,6 @@ describe('verify: holds agree with their authorizations and their history', () =
     return id;
   }
 
-  async function verifyJson(): Promise<{ code: number | null; report: VerifyJson; out: string }> {
-    const json = await runTxsim(['verify', '--json'], ns.env);
-    return { code: json.code, report: JSON.parse(json.stdout) as VerifyJson, out: json.stdout + json.stderr };
-  }
-
   /** A hold's state changed by hand (its account's `held` released to match), verified, then restored. */
   async function verifyWithState(holdId: unknown, accountId: number, state: string, releasedMinor: number) {
     const id = String(holdId);
@@ -76,7 +59,7 @@ describe('verify: holds agree with their authorizations and their history', () =
     };
     await set(state, -releasedMinor);
     try {
-      return await verifyJson();
+      return await verifyJson(ns.env);
     } finally {
       await set(before.state, releasedMinor);
     }
@@ -113,7 +96,7 @@ describe('verify: holds agree with their authorizations and their history', () =
       '4 expired',
       '5 captured',
     ]);
-    const { code, report, out } = await verifyJson();
+    const { code, report, out } = await verifyJson(ns.env);
     expect(code, out).toBe(0);
     expect(failedChecks(report)).toEqual({});
   });
@@ -131,7 +114,7 @@ describe('verify: holds agree with their authorizations and their history', () =
     };
     await grow(4_000);
     try {
-      const { code, report, out } = await verifyJson();
+      const { code, report, out } = await verifyJson(ns.env);
       expect(code, out).toBe(4);
       expect(failedChecks(report)).toEqual({ holds_match_authorization: 1 });
       expect(examplesOf(report, 'holds_match_authorization')).toEqual([
@@ -151,7 +134,7 @@ describe('verify: holds agree with their authorizations and their history', () =
     ]);
     await ns.db('accounts').where('id', 7).decrement('balance_minor', 700);
     try {
-      const { code, report, out } = await verifyJson();
+      const { code, report, out } = await verifyJson(ns.env);
       expect(code, out).toBe(4);
       expect(failedChecks(report)).toEqual({ card_operations_on_own_hold: 1 });
       expect(examplesOf(report, 'card_operations_on_own_hold')).toEqual([
@@ -172,7 +155,7 @@ describe('verify: holds agree with their authorizations and their history', () =
     await publishAndWait(ns, [later]);
     try {
       expect((await outcomeOf(ns, later.id))?.status).toBe('applied');
-      const { code, report, out } = await verifyJson();
+      const { code, report, out } = await verifyJson(ns.env);
       expect(code, out).toBe(4);
       expect(failedChecks(report)).toEqual({ holds_state_matches_history: 1 });
       expect(examplesOf(report, 'holds_state_matches_history')).toEqual([
@@ -201,7 +184,7 @@ describe('verify: holds agree with their authorizations and their history', () =
   });
 
   it('passes again once the books are repaired', async () => {
-    const { code, report, out } = await verifyJson();
+    const { code, report, out } = await verifyJson(ns.env);
     expect(code, out).toBe(0);
     expect(failedChecks(report)).toEqual({});
   });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemAccountId } from '../../src/domain/ledger.js';
+import { type VerifyChecksJson as VerifyJson, failedChecks } from '../helpers/verify-checks.js';
 import { createTestNamespace, type TestNamespace } from '../helpers/namespace.js';
 import { txBody } from '../helpers/publish.js';
 import { runTxsim, startWorker, waitFor, waitForConsumers, type WorkerProcess } from '../helpers/txsim.js';
@@ -10,22 +11,12 @@ import { CARD_FLOW_GEN_ARGS, publishAndWait } from './card-helpers.js';
 // account, wrong amount — is found even when every other check still holds: the entries sum to zero,
 // there are two of them, and the balance (and balance after) agree with them.
 
-interface VerifyJson {
-  readonly status: string;
-  readonly checks: { name: string; violations: number; examples: string[] }[];
-}
-
 const CHECK = 'postings_match_type';
 
 /** gen's card-flow flags with every type in the mix (the card-flow tests leave out withdrawals and card payments). */
 const GEN_ARGS = CARD_FLOW_GEN_ARGS.map((arg, i, all) =>
   all[i - 1] === '--mix' ? 'deposit=15,withdrawal=10,card_payment=10,transfer=15,card_authorization=50' : arg,
 );
-
-/** Checks that found something: name → violations. */
-function failedChecks(report: VerifyJson): Record<string, number> {
-  return Object.fromEntries(report.checks.filter((c) => c.violations > 0).map((c) => [c.name, c.violations]));
-}
 
 describe('verify: each applied transaction posts what its type posts', () => {
   let ns: TestNamespace;
