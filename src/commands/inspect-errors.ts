@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
@@ -13,13 +14,16 @@ import { isStageDeclineReason } from '../domain/stage-spec.js';
 import { REJECT_REASONS } from '../domain/transaction.js';
 import { parseIntFlag } from '../config/parse.js';
 import { formatAmount } from '../domain/money.js';
-import { UsageError } from '../errors.js';
+import { ExitCode, FatalError, UsageError } from '../errors.js';
 import { contextFor, type CommandContext } from './context.js';
 import { plural, table, toJson } from './format.js';
 
-/** Shows (and with --ack removes) messages of the errors or dead queue. */
+/**
+ * Shows (and with --ack removes) messages of the errors or dead queue. A read cut part-way (its channel
+ * or connection closed) prints what it showed and removed before, then exits 3.
+ */
 export async function handleInspectErrors(ctx: CommandContext, options: InspectOptions & { json: boolean }): Promise<InspectReport> {
-  const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim inspect-errors');
+  const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, `txsim inspect-errors ${hostname()}-${process.pid}`);
   let report: InspectReport;
   try {
     report = await inspectQueue({ connection, topology: topologyOf(ctx.config) }, options);
@@ -27,6 +31,8 @@ export async function handleInspectErrors(ctx: CommandContext, options: InspectO
     await connection.close().catch(() => {});
   }
   ctx.out(options.json ? toJson(report) : formatInspectReport(report, options));
+  if (report.interrupted !== undefined)
+    throw new FatalError(`${report.interrupted}; what was shown and removed before is listed above`, ExitCode.serviceUnavailable);
   return report;
 }
 
@@ -109,10 +115,11 @@ export function registerInspectErrors(program: Command): void {
     .addHelpText(
       'after',
       `
-The queue is read 32 messages at a time, each page put back in order before the next is fetched: it
-ends with the same messages in the same order (their redelivered flag set), having been read round
-once. --ack removes the messages shown and nothing else. Run one reader (inspect-errors, replay-dead)
-at a time: two at once take each other's messages and shift the order.
+The queue is read 32 messages at a time, each page copied back to its tail in order before the next
+is fetched: it ends with the same messages in the same order, having been read round once, and no
+message is handed back (a handed-back message counts towards a quorum queue's delivery limit, 20 by
+default from RabbitMQ 4.0). --ack removes the messages shown and nothing else. Run one reader
+(inspect-errors, replay-dead) at a time: two at once take each other's messages and shift the order.
 
 Example:
   $ txsim inspect-errors

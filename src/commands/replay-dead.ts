@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { connectOnce } from '../amqp/connect.js';
 import { topologyOf } from '../amqp/topology.js';
@@ -5,7 +6,7 @@ import { SCAN_MAX } from '../dead-letters/inspect-errors.js';
 import { publishReplayEvents, replayDead, replayEvents, type ReplayOptions, type ReplayReport } from '../dead-letters/replay-dead.js';
 import { insertFailures } from '../db/transaction-failures.js';
 import { parseIntFlag } from '../config/parse.js';
-import { NotFoundError, PublishIncompleteError, UsageError } from '../errors.js';
+import { ExitCode, FatalError, NotFoundError, PublishIncompleteError, UsageError } from '../errors.js';
 import { withDatabase } from './accounts.js';
 import { collect, contextFor, type CommandContext } from './context.js';
 import { plural, table, toJson } from './format.js';
@@ -14,11 +15,13 @@ import { UUID_PATTERN } from '../domain/ids.js';
 /**
  * Republishes parked messages; exit 6 when some could not be republished (or their replay recorded),
  * 5 when an --id was not parked. The database is opened first: a message leaves the dead queue only
- * once its replay is recorded, so with no database nothing is replayed (exit 3).
+ * once its replay is recorded, so with no database nothing is replayed (exit 3). A read of the dead
+ * queue cut part-way (its channel or connection closed) prints what was replayed and recorded before,
+ * then exits 3.
  */
 export async function handleReplayDead(ctx: CommandContext, options: ReplayOptions & { json: boolean }): Promise<ReplayReport> {
   const report = await withDatabase(ctx, async (db) => {
-    const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, 'txsim replay-dead');
+    const connection = await connectOnce(ctx.config.amqpUrl, ctx.log, `txsim replay-dead ${hostname()}-${process.pid}`);
     const topology = topologyOf(ctx.config);
     try {
       const done = await replayDead({ connection, topology, record: (records) => insertFailures(db, records) }, options);
@@ -31,6 +34,11 @@ export async function handleReplayDead(ctx: CommandContext, options: ReplayOptio
     }
   });
   ctx.out(options.json ? toJson(report) : formatReplayReport(report));
+  if (report.interrupted !== undefined)
+    throw new FatalError(
+      `${report.interrupted}; replayed and recorded before: ${report.replayed.length} (listed above), the rest is still parked`,
+      ExitCode.serviceUnavailable,
+    );
   if (report.failed.length > 0) {
     throw new PublishIncompleteError(
       `${plural(report.failed.length, 'parked message')} could not be replayed; ${report.failed.length === 1 ? 'it is' : 'they are'} still in ${report.queue}`,
@@ -83,7 +91,9 @@ export function registerReplayDead(program: Command): void {
 Each message goes back under its original routing key with its attempt count reset. It is removed
 from the dead queue only after the broker confirmed the republish and the replay is recorded in the
 database; one that cannot be republished or recorded stays parked (exit code 6). What stays keeps its
-order: the dead queue is read 32 messages at a time and put back in order.
+order: the dead queue is read 32 messages at a time, what stays copied back to its tail in order
+(never handed back, so no read counts towards a delivery limit). A read cut part-way (the connection
+closed) prints what was replayed and recorded before it, and exits 3; the rest stays parked.
 
 Example:
   $ txsim inspect-errors --dead

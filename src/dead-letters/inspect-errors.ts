@@ -2,21 +2,18 @@ import type { ChannelModel, GetMessage, MessageProperties } from 'amqplib';
 import { HEADERS, type Topology } from '../amqp/topology.js';
 import { routingKeyFor } from '../domain/transaction.js';
 import { NotFoundError } from '../errors.js';
-import { walkQueue, type Settlement } from '../amqp/queue-walk.js';
+import { walkQueue, WalkInterruptedError, type QueueVisitor, type Settlement } from '../amqp/queue-walk.js';
 
 /**
  * Reading the errors queue (business rejects) and the dead queue (parked after system errors)
  * without consuming them. AMQP has no "peek": the queue is walked once, a page of at most 32
- * messages at a time, each put back (or, with `ack`, removed) before the next page is fetched, so that
- * the queue ends with the same messages in the same order and never more than a page is held (see
- * queue-walk.ts). `ack` removes exactly the messages returned to the caller, and nothing else.
+ * messages at a time, each kept message copied to the tail (or, with `ack`, removed) before the next
+ * page is fetched, so that the queue ends with the same messages in the same order, none of them
+ * counted as delivered, and never more than a page is held (see queue-walk.ts). `ack` removes exactly
+ * the messages returned to the caller, and nothing else.
  */
 
-/**
- * Most messages one inspection or replay holds at once on a broker that puts a returned message back
- * at the head of the queue (queue-walk.ts: then kept messages are held to the end); the bound of
- * `--limit` too. On the quorum queues of RabbitMQ 3.10 a walk holds one page (32) and reads the whole queue.
- */
+/** Most messages one inspection shows (or one replay puts back): the bound of `--limit`. */
 export const SCAN_MAX = 10_000;
 
 export type InspectedQueue = 'errors' | 'dead';
@@ -29,8 +26,6 @@ export interface InspectOptions {
   readonly reason: string | null;
   /** Remove the messages shown. */
   readonly ack: boolean;
-  /** Most messages held at once where the broker puts returned messages at the head (queue-walk.ts); defaults to SCAN_MAX. */
-  readonly scanMax?: number;
 }
 
 /** One message as `inspect-errors` shows it. Fields the message does not carry are null. */
@@ -49,7 +44,7 @@ export interface InspectedMessage {
   readonly attempts: number | null;
   /** Routing key of the original publish (`tx.deposit` …). */
   readonly routingKey: string | null;
-  /** Delivered before (by an earlier inspection, or returned by a consumer). */
+  /** Handed back to the queue before (by a consumer, or a read whose channel closed); a read itself no longer sets it. */
   readonly redelivered: boolean;
   /**
    * Why the transaction fields are null, when the original body could not be read as one (`not
@@ -64,16 +59,18 @@ export interface InspectReport {
   /** Ready messages when the inspection started. */
   readonly depth: number;
   readonly scanned: number;
-  /**
-   * True when the scan stopped at its bound before the end of the queue: `byReason` is partial. Only
-   * where the broker puts returned messages at the head (queue-walk.ts); a round of a quorum queue reads it all.
-   */
+  /** True when the read stopped before the end of the queue (see `interrupted`): `byReason` covers only what was scanned. */
   readonly partial: boolean;
   /** Count by reason over every message scanned (not only those shown). */
   readonly byReason: Readonly<Record<string, number>>;
   readonly messages: readonly InspectedMessage[];
   /** Messages removed (with `ack`: exactly those in `messages`). */
   readonly removed: number;
+  /**
+   * Only when the read stopped part-way (its channel or connection closed): how far it got. What is
+   * shown and removed above is what happened before; everything else is still in the queue.
+   */
+  readonly interrupted?: string;
 }
 
 export async function inspectQueue(
@@ -81,48 +78,66 @@ export async function inspectQueue(
   options: InspectOptions,
 ): Promise<InspectReport> {
   const queue = options.queue === 'dead' ? deps.topology.deadQueue : deps.topology.errorsQueue;
-  const scanMax = options.scanMax ?? SCAN_MAX;
-  const channel = await deps.connection.createChannel();
+  // A confirm channel of its own: the walk copies what it keeps and acks a page at once (queue-walk.ts).
+  const channel = await deps.connection.createConfirmChannel();
   channel.on('error', () => {
     // A missing queue closes the channel with 404; checkQueue's rejection reports it.
   });
-  const byReason: Record<string, number> = {};
-  const shown: InspectedMessage[] = [];
+  const inspection = new Inspection(options);
   try {
     const depth = await checkQueue(channel, queue);
-    const walk = await walkQueue(
-      channel,
-      queue,
-      { depth, holdMax: scanMax },
-      {
-        // Every message is counted, so the walk always goes round the whole queue.
-        wantsMore: () => true,
-        visit: (page) =>
-          page.map((msg): Settlement => {
-            const parsed = options.queue === 'dead' ? parseDeadMessage(msg) : parseErrorMessage(msg);
-            byReason[parsed.reason] = (byReason[parsed.reason] ?? 0) + 1;
-            if (shown.length >= options.limit || (options.reason !== null && parsed.reason !== options.reason)) return 'keep';
-            shown.push(parsed);
-            // With `ack`, exactly the messages shown are removed (acked in their page), the rest go back.
-            return options.ack ? 'remove' : 'keep';
-          }),
-      },
-    );
-    return {
-      queue,
-      kind: options.queue,
-      depth,
-      scanned: walk.visited,
-      // Stopped before the end of the queue: the counts cover only what was scanned.
-      partial: !walk.complete,
-      byReason,
-      messages: shown,
-      removed: options.ack ? shown.length : 0,
-    };
+    const base = { queue, kind: options.queue, depth, byReason: inspection.byReason, messages: inspection.shown };
+    try {
+      await walkQueue(channel, queue, { depth }, inspection);
+    } catch (err) {
+      // The channel went mid-walk: what was shown and removed before is reported; the rest is untouched.
+      if (!(err instanceof WalkInterruptedError)) throw err;
+      return { ...base, scanned: inspection.scanned, partial: true, removed: inspection.removed, interrupted: err.message };
+    }
+    return { ...base, scanned: inspection.scanned, partial: false, removed: inspection.removed };
   } finally {
-    // Everything fetched was acked or put back by the walk; a failure part-way (a lost channel) hands
-    // back what the channel still held.
+    // Everything fetched was settled by the walk; after a failure part-way, closing hands back what the channel still held.
     await channel.close().catch(() => {});
+  }
+}
+
+/**
+ * The inspection as a visitor of the queue's pages: every message is counted, so the walk goes round
+ * the whole queue. A page counts once it is settled: a walk cut before leaves it in the queue, unshown.
+ */
+class Inspection implements QueueVisitor {
+  readonly byReason: Record<string, number> = {};
+  readonly shown: InspectedMessage[] = [];
+  scanned = 0;
+  removed = 0;
+  private page: { parsed: InspectedMessage; show: boolean }[] = [];
+
+  constructor(private readonly options: InspectOptions) {}
+
+  wantsMore(): boolean {
+    return true;
+  }
+
+  visit(page: readonly GetMessage[]): Settlement[] {
+    let showing = this.shown.length;
+    this.page = page.map((msg) => {
+      const parsed = this.options.queue === 'dead' ? parseDeadMessage(msg) : parseErrorMessage(msg);
+      const show = showing < this.options.limit && (this.options.reason === null || parsed.reason === this.options.reason);
+      if (show) showing++;
+      return { parsed, show };
+    });
+    // With `ack`, exactly the messages shown are removed (acked with their page), the rest kept in order.
+    return this.page.map(({ show }): Settlement => (show && this.options.ack ? 'remove' : 'keep'));
+  }
+
+  settled(): void {
+    for (const { parsed, show } of this.page) {
+      this.byReason[parsed.reason] = (this.byReason[parsed.reason] ?? 0) + 1;
+      if (show) this.shown.push(parsed);
+      if (show && this.options.ack) this.removed++;
+    }
+    this.scanned += this.page.length;
+    this.page = [];
   }
 }
 

@@ -4,14 +4,15 @@ import { HEADERS, type Topology } from '../amqp/topology.js';
 import type { FailureRecord } from '../db/transaction-failures.js';
 import { attemptRoutingKey, encodeAttemptEvent, ERROR_MESSAGE_CHARS_MAX, type AttemptEvent } from '../domain/attempt-event.js';
 import { LOWERCASE_UUID_PATTERN } from '../domain/ids.js';
-import { bodyFields, checkQueue, originalRoutingKey, SCAN_MAX } from './inspect-errors.js';
-import { walkQueue, WALK_PAGE_MAX, type Settlement } from '../amqp/queue-walk.js';
+import { bodyFields, checkQueue, originalRoutingKey } from './inspect-errors.js';
+import { walkQueue, WalkInterruptedError, WALK_PAGE_MAX, type QueueVisitor, type Settlement } from '../amqp/queue-walk.js';
 
 /**
  * Gives parked messages another try: each selected message of the dead queue is republished to
  * the transactions exchange under its original routing key, with its attempt count reset, recorded
  * as replayed, and only then acked (removed from the dead queue). The queue is walked a page at a
- * time (queue-walk.ts), so what stays parked keeps its order and at most a page is held.
+ * time (queue-walk.ts), so what stays parked keeps its order, is never counted as delivered, and at
+ * most a page is held.
  *
  * The order of the steps, for at-least-once with a durable record: republish → broker's confirm →
  * record (committed) → ack of the parked message. Each step starts only once the one before it is
@@ -30,6 +31,12 @@ import { walkQueue, WALK_PAGE_MAX, type Settlement } from '../amqp/queue-walk.js
  * once the message has left the dead queue no later replay will record it, and the status reads show
  * it parked while a worker has it. A database that cannot take the record therefore leaves the
  * message parked (exit 6), copy and all, rather than removing it unrecorded.
+ *
+ * A read of the dead queue that stops part-way (its channel or connection closed) ends the replay:
+ * the report keeps what was replayed and recorded before, with `interrupted` saying how far it got,
+ * and the page in hand goes back to the dead queue — a message of it already recorded is the third
+ * case above, and is listed in `failed` as such. (A close that falls just as the page's ack is on its
+ * way may leave a message listed as replayed still parked: the third case again, harmless.)
  */
 
 export interface ReplayOptions {
@@ -37,8 +44,6 @@ export interface ReplayOptions {
   readonly ids: readonly string[] | null;
   /** Most messages replayed. */
   readonly limit: number;
-  /** Most dead messages held at once where the broker puts returned messages at the head (queue-walk.ts); defaults to SCAN_MAX. */
-  readonly scanMax?: number;
   /** A republish not confirmed within this fails (the dead message stays). */
   readonly confirmTimeoutMs?: number;
 }
@@ -75,8 +80,13 @@ export interface ReplayReport {
   readonly replayed: readonly ReplayedMessage[];
   /** Selected but left in the dead queue, and why. */
   readonly failed: readonly { readonly id: string | null; readonly error: string }[];
-  /** Requested ids not found in the dead queue. */
+  /** Requested ids not found in the dead queue; empty when interrupted (the read did not get to the end). */
   readonly notFound: readonly string[];
+  /**
+   * Only when the read of the dead queue stopped part-way (its channel or connection closed): how far
+   * it got. `replayed` is what was replayed, recorded and removed before; the rest is still parked.
+   */
+  readonly interrupted?: string;
 }
 
 /** Headers that describe the failed attempts; a replay starts over without them. */
@@ -105,7 +115,8 @@ export function replayHeaders(headers: MessagePropertyHeaders | undefined, repla
 
 export async function replayDead(deps: ReplayDeps, options: ReplayOptions): Promise<ReplayReport> {
   const { topology: t } = deps;
-  const getChannel = await deps.connection.createChannel();
+  // A confirm channel of its own: the walk copies what stays parked and acks a page at once (queue-walk.ts).
+  const getChannel = await deps.connection.createConfirmChannel();
   getChannel.on('error', () => {
     // A missing dead queue closes the channel with 404; checkQueue's rejection reports it.
   });
@@ -121,7 +132,11 @@ export async function replayDead(deps: ReplayDeps, options: ReplayOptions): Prom
   const replay = new PageReplay(deps, options, publisher);
   try {
     const depth = await checkQueue(getChannel, t.deadQueue);
-    await walkQueue(getChannel, t.deadQueue, { depth, holdMax: options.scanMax ?? SCAN_MAX }, replay);
+    await walkQueue(getChannel, t.deadQueue, { depth }, replay);
+  } catch (err) {
+    // The channel went mid-walk: what was replayed and recorded before is reported, the rest stays parked.
+    if (!(err instanceof WalkInterruptedError)) throw err;
+    replay.interrupt(err);
   } finally {
     // The walk settled everything it fetched; a failure part-way hands back what the channel still held.
     await getChannel.close().catch(() => {});
@@ -143,12 +158,16 @@ interface InFlight {
 /**
  * The replay as a visitor of the dead queue's pages: selects, republishes, waits for the page's
  * confirms, records them, and says which messages may leave the queue (those confirmed and recorded).
+ * They count as replayed once the walk has removed them (`settled`).
  */
-class PageReplay {
+class PageReplay implements QueueVisitor {
   private readonly wanted: ReadonlySet<string> | null;
   private readonly found = new Set<string>();
   readonly replayed: ReplayedMessage[] = [];
   readonly failed: { id: string | null; error: string }[] = [];
+  /** The page's confirmed and recorded replays, until the walk has removed them from the dead queue. */
+  private recorded: ReplayedMessage[] = [];
+  private interrupted: string | undefined;
   private scanned = 0;
   private selected = 0;
   /** Cleared when the replay must stop (the publisher or the record failed): the rest stays parked. */
@@ -167,6 +186,7 @@ class PageReplay {
   }
 
   async visit(page: readonly GetMessage[]): Promise<Settlement[]> {
+    this.recorded = [];
     const settlements = page.map((): Settlement => 'keep');
     const inFlight = await this.republishSelected(page);
     const confirmed: InFlight[] = [];
@@ -199,8 +219,25 @@ class PageReplay {
       return settlements;
     }
     for (const p of confirmed) settlements[p.index] = 'remove';
-    this.replayed.push(...messages);
+    this.recorded = messages;
     return settlements;
+  }
+
+  settled(): void {
+    this.replayed.push(...this.recorded);
+    this.recorded = [];
+  }
+
+  /** The walk stopped part-way: the page's recorded replays were not removed, and say so; nothing more is replayed. */
+  interrupt(err: WalkInterruptedError): void {
+    for (const r of this.recorded)
+      this.failed.push({
+        id: r.id,
+        error: `republished and recorded as replayed, but the read of ${err.queue} stopped before it was removed; still parked: a later replay makes a duplicate the worker ignores`,
+      });
+    this.recorded = [];
+    this.interrupted = err.message;
+    this.going = false;
   }
 
   /** Selects the page's messages to replay (up to the limit) and hands each copy to the broker; their confirms are awaited by the caller. */
@@ -241,7 +278,8 @@ class PageReplay {
       scanned: this.scanned,
       replayed: this.replayed,
       failed: this.failed,
-      notFound: this.wanted ? [...this.wanted].filter((id) => !this.found.has(id)) : [],
+      notFound: this.wanted && this.interrupted === undefined ? [...this.wanted].filter((id) => !this.found.has(id)) : [],
+      ...(this.interrupted === undefined ? {} : { interrupted: this.interrupted }),
     };
   }
 }

@@ -46,13 +46,16 @@ export async function queueCounts(deps: BrokerDeps): Promise<QueueCounts> {
 }
 
 /**
- * Ids in the parking queue, read without removing anything or changing their order (amqp/queue-walk.ts:
- * holding them and closing the channel, as verify did, shuffled the queue).
+ * Ids in the parking queue, read without removing anything, changing their order or counting a delivery
+ * of any (amqp/queue-walk.ts: holding them and closing the channel, as verify did, shuffled the queue;
+ * handing them back counted towards RabbitMQ 4's default delivery limit, past which they are dropped).
+ * A read cut part-way throws WalkInterruptedError (exit 3).
  */
 export async function peekDeadIds(deps: BrokerDeps, limit: number): Promise<Set<string>> {
   const ids = new Set<string>();
   if (!deps.connection) return ids;
-  const channel = await deps.connection.createChannel();
+  // A confirm channel of its own: the walk copies each message back to the tail once confirmed.
+  const channel = await deps.connection.createConfirmChannel();
   channel.on('error', () => {});
   try {
     for (const msg of await peekQueue(channel, deps.topology.deadQueue, limit)) {

@@ -133,7 +133,7 @@ describe('fault suite', () => {
     expect(result.stderr).toMatch(/database back: run record saved/);
     await verifyScenario(s, 'MariaDB shut down 3 s mid-run (after the first progress save), restarted', runIdForSeed('fault-db'));
     // No message spent its attempts on the outage: nothing was parked.
-    const channel = await s.ns.amqp.createChannel();
+    const channel = await s.ns.amqp.createConfirmChannel();
     expect(await peekQueue(channel, s.ns.topology.deadQueue)).toHaveLength(0);
     await channel.close();
   });
@@ -286,7 +286,7 @@ describe('fault suite', () => {
     ]);
     const idOf = (p: (typeof poison)[number]) => p.messageId ?? String((p.body as Record<string, unknown>).id);
     const errors = async () => {
-      const channel = await s.ns.amqp.createChannel();
+      const channel = await s.ns.amqp.createConfirmChannel();
       try {
         // The worker's reject envelope; `id` is missing when the body had none to read.
         return (await peekQueue(channel, s.ns.topology.errorsQueue)).map(

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import type { Channel, ChannelModel } from 'amqplib';
+import type { ChannelModel, ConfirmChannel } from 'amqplib';
 import { peekQueue as peekQueueInPlace } from '../../src/amqp/queue-walk.js';
 import { WORKER_NODE_OPTIONS } from '../../src/worker/node-options.js';
 
@@ -105,8 +105,11 @@ export async function queueDepth(connection: ChannelModel, queue: string): Promi
   }
 }
 
-/** Reads every message of a queue without removing any, leaving them in their order. */
-export async function peekQueue(channel: Channel, queue: string, limit = 10_000) {
+/**
+ * Reads every message of a queue without removing any, leaving them in their order and uncounted: a
+ * confirm channel of the caller's own (src/amqp/queue-walk.ts copies each message back once confirmed).
+ */
+export async function peekQueue(channel: ConfirmChannel, queue: string, limit = 10_000) {
   return peekQueueInPlace(channel, queue, limit);
 }
 

@@ -65,7 +65,7 @@ export async function freePort(): Promise<number> {
  * carries (the relay puts several in one by default). Throws on a message that is not accounting events.
  */
 export async function queuedEventIds(connection: ChannelModel, queue: string): Promise<string[]> {
-  const channel = await connection.createChannel();
+  const channel = await connection.createConfirmChannel();
   try {
     return (await peekQueue(channel, queue)).flatMap((m) => {
       const decoded = decodeAccountingMessage(m.content);

@@ -72,7 +72,7 @@ describe('a message at the process queue delivery limit', () => {
     expect(record!.errorMessage).toContain(`delivered ${PROCESS_QUEUE_DELIVERY_LIMIT + 1} times`);
 
     // In the parking queue with the worker's headers (so inspect-errors filters it as delivery_limit), not RabbitMQ's x-death.
-    const channel = await ns.amqp.createChannel();
+    const channel = await ns.amqp.createConfirmChannel();
     const parked = (await peekQueue(channel, ns.topology.deadQueue)).filter((m) => m.properties.messageId === spentId);
     await channel.close();
     expect(parked).toHaveLength(1);

@@ -294,7 +294,7 @@ describe('ordered topology (setup --partitions)', () => {
     const stuck = txBody({ type: 'transfer', accountId: 6, toAccountId: 8, amountMinor: 500 });
     const later = txBody({ accountId: 6, amountMinor: 100 });
     const isParked = async () => {
-      const channel = await ns.amqp.createChannel();
+      const channel = await ns.amqp.createConfirmChannel();
       try {
         return (await peekQueue(channel, ns.topology.deadQueue)).find((m) => m.properties.messageId === stuck.id);
       } finally {

@@ -124,7 +124,7 @@ describe('outbox relay', () => {
     expect(counts.filter((c) => c > 0).length).toBeGreaterThanOrEqual(2);
     expect(await unsent()).toBe(0);
 
-    const channel = await ns.amqp.createChannel();
+    const channel = await ns.amqp.createConfirmChannel();
     const messages = await peekQueue(channel, ns.topology.accountingQueue);
     await channel.close();
     expect(messages).toHaveLength(150);
@@ -207,7 +207,7 @@ describe('outbox relay', () => {
 
   it('puts up to eventsPerMessageMax events in one message, each element the event as it would travel alone', async () => {
     // The queue is empty: the test before drained it.
-    const channel = await ns.amqp.createChannel();
+    const channel = await ns.amqp.createConfirmChannel();
     const [{ last }] = (await ns.db('outbox_events').max({ last: 'id' })) as [{ last: string | null }];
     await outcomesWithoutRelay('relay-batched', 110);
     expect(

@@ -144,7 +144,7 @@ describe('txsim replay-dead', () => {
     expect(await depth(ns.topology.deadQueue)).toBe(0);
     expect(await balance(2)).toBe(10_000n + 100n + 200n + 300n);
     // Nothing went back to the dead queue or the errors queue on the way.
-    const channel = await ns.amqp.createChannel();
+    const channel = await ns.amqp.createConfirmChannel();
     try {
       expect(await peekQueue(channel, ns.topology.errorsQueue)).toHaveLength(0);
     } finally {

@@ -31,7 +31,7 @@ async function outcomeCount(ns: TestNamespace, ids: readonly string[]): Promise<
 }
 
 async function errorsQueue(ns: TestNamespace) {
-  const channel = await ns.amqp.createChannel();
+  const channel = await ns.amqp.createConfirmChannel();
   try {
     return (await peekQueue(channel, ns.topology.errorsQueue)).map((m) => ({
       reason: m.properties.headers?.[HEADERS.reason] as string,

@@ -17,7 +17,7 @@ async function balance(ns: TestNamespace, accountId: number): Promise<bigint> {
 
 /** Everything in the errors queue, read without removing it. */
 async function errorsQueue(ns: TestNamespace) {
-  const channel = await ns.amqp.createChannel();
+  const channel = await ns.amqp.createConfirmChannel();
   try {
     return (await peekQueue(channel, ns.topology.errorsQueue)).map((m) => ({
       headers: m.properties.headers ?? {},
@@ -206,7 +206,7 @@ describe.each([
       let parked: Awaited<ReturnType<typeof peekQueue>>[number] | undefined;
       await waitFor(
         async () => {
-          const channel = await ns.amqp.createChannel();
+          const channel = await ns.amqp.createConfirmChannel();
           try {
             parked = (await peekQueue(channel, ns.topology.deadQueue)).find((m) => m.properties.messageId === body.id);
             return parked !== undefined;

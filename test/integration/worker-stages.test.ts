@@ -33,7 +33,7 @@ describe('worker processing stages', () => {
   const countOf = async (ids: readonly string[]) => Number((await ns.db('transactions').whereIn('id', ids).count({ n: '*' }))[0]!.n);
 
   async function peek(queue: string) {
-    const channel = await ns.amqp.createChannel();
+    const channel = await ns.amqp.createConfirmChannel();
     try {
       return await peekQueue(channel, queue);
     } finally {
