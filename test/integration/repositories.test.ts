@@ -185,7 +185,7 @@ describe('repositories', () => {
       expect(await countViolations(ns.db, UNBALANCED_TRANSACTIONS)).toBe(1);
       expect(await violatingRows(ns.db, UNBALANCED_TRANSACTIONS, 5)).toEqual([{ transaction_id: opening, s: '7' }]);
       expect(await countViolations(ns.db, UNBALANCED_LEDGER)).toBe(1);
-      expect(await violatingRows(ns.db, UNBALANCED_LEDGER, 5)).toEqual([{ s: '7' }]);
+      expect(await violatingRows(ns.db, UNBALANCED_LEDGER, 5)).toEqual([{ currency: 'EUR', s: '7' }]);
     } finally {
       await ns.db('ledger_entries').where({ transaction_id: opening, amount_minor: '7' }).delete();
     }
